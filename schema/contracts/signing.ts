@@ -1,0 +1,104 @@
+/**
+ * Worker-to-backplane request signing (HMAC-SHA256), shared by both sides.
+ *
+ * The signed string is `v1\n<METHOD>\n<path with query>\n<unix seconds>\n<hex sha256 of body>`.
+ * Only WebCrypto is used so the same code runs in workerd and in Node.
+ */
+
+/** Header carrying the id of the node the request is meant for. */
+export const NODE_HEADER = "x-switchyard-node";
+/** Header carrying the signing time in unix seconds. */
+export const TIMESTAMP_HEADER = "x-switchyard-timestamp";
+/** Header carrying `v1=<hex hmac>`. */
+export const SIGNATURE_HEADER = "x-switchyard-signature";
+/** Header carrying the gateway's request id, echoed in logs on both sides. */
+export const REQUEST_ID_HEADER = "x-request-id";
+/** Requests signed further than this from the verifier's clock are rejected. */
+export const MAX_CLOCK_SKEW_SECONDS = 60;
+
+const encoder = new TextEncoder();
+
+function toHex(buffer: ArrayBuffer): string {
+  const bytes = new Uint8Array(buffer);
+  let out = "";
+  for (const byte of bytes) out += byte.toString(16).padStart(2, "0");
+  return out;
+}
+
+function fromHex(hex: string): Uint8Array<ArrayBuffer> | null {
+  if (hex.length % 2 !== 0 || !/^[0-9a-f]*$/i.test(hex)) return null;
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16);
+  return out;
+}
+
+/** Hex SHA-256 of a body (empty string for no body). */
+export async function sha256Hex(body: string | Uint8Array<ArrayBuffer>): Promise<string> {
+  const data = typeof body === "string" ? encoder.encode(body) : body;
+  return toHex(await crypto.subtle.digest("SHA-256", data));
+}
+
+/** Imports a shared secret as an HMAC-SHA256 key usable for signing and verifying. */
+export async function importSigningKey(secret: string): Promise<CryptoKey> {
+  return crypto.subtle.importKey("raw", encoder.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, [
+    "sign",
+    "verify",
+  ]);
+}
+
+function canonical(method: string, path: string, timestamp: string, bodyHash: string): string {
+  return `v1\n${method.toUpperCase()}\n${path}\n${timestamp}\n${bodyHash}`;
+}
+
+/** What a signer puts on the request. */
+export interface SignedHeaders {
+  [TIMESTAMP_HEADER]: string;
+  [SIGNATURE_HEADER]: string;
+}
+
+/** Signs a request; `path` includes the query string. */
+export async function signRequest(
+  key: CryptoKey,
+  method: string,
+  path: string,
+  body: string | Uint8Array<ArrayBuffer>,
+  nowSeconds: number = Math.floor(Date.now() / 1000),
+): Promise<SignedHeaders> {
+  const timestamp = String(nowSeconds);
+  const mac = await crypto.subtle.sign("HMAC", key, encoder.encode(canonical(method, path, timestamp, await sha256Hex(body))));
+  return { [TIMESTAMP_HEADER]: timestamp, [SIGNATURE_HEADER]: `v1=${toHex(mac)}` };
+}
+
+/** Why a signature was refused; `ok` when it was accepted. */
+export type VerifyOutcome = "ok" | "missing" | "malformed" | "stale" | "mismatch";
+
+/**
+ * Verifies a signed request. The MAC comparison is WebCrypto's `verify`, which is constant-time.
+ */
+export async function verifyRequest(
+  key: CryptoKey,
+  method: string,
+  path: string,
+  body: string | Uint8Array<ArrayBuffer>,
+  timestamp: string | null | undefined,
+  signature: string | null | undefined,
+  nowSeconds: number = Math.floor(Date.now() / 1000),
+): Promise<VerifyOutcome> {
+  if (!timestamp || !signature) return "missing";
+  if (!/^\d{1,12}$/.test(timestamp) || !signature.startsWith("v1=")) return "malformed";
+  const mac = fromHex(signature.slice(3));
+  if (!mac || mac.length !== 32) return "malformed";
+  if (Math.abs(nowSeconds - Number(timestamp)) > MAX_CLOCK_SKEW_SECONDS) return "stale";
+  const data = encoder.encode(canonical(method, path, timestamp, await sha256Hex(body)));
+  return (await crypto.subtle.verify("HMAC", key, mac, data)) ? "ok" : "mismatch";
+}
+
+/**
+ * Derives a node's shared secret from the gateway's master secret, so no node secret is ever stored:
+ * `hex(HMAC-SHA256(master, "switchyard-node:" + nodeId + ":" + version))`. Bumping the node's
+ * `secret_version` rotates its secret.
+ */
+export async function deriveNodeSecret(masterSecret: string, nodeId: string, version: number): Promise<string> {
+  const key = await importSigningKey(masterSecret);
+  return toHex(await crypto.subtle.sign("HMAC", key, encoder.encode(`switchyard-node:${nodeId}:${version}`)));
+}
