@@ -18,6 +18,9 @@ export const MAX_CLOCK_SKEW_SECONDS = 60;
 
 const encoder = new TextEncoder();
 
+/** An imported HMAC key (WebCrypto's CryptoKey, named so it types the same in workerd and Node). */
+export type SigningKey = Awaited<ReturnType<typeof crypto.subtle.importKey>>;
+
 function toHex(buffer: ArrayBuffer): string {
   const bytes = new Uint8Array(buffer);
   let out = "";
@@ -39,7 +42,7 @@ export async function sha256Hex(body: string | Uint8Array<ArrayBuffer>): Promise
 }
 
 /** Imports a shared secret as an HMAC-SHA256 key usable for signing and verifying. */
-export async function importSigningKey(secret: string): Promise<CryptoKey> {
+export async function importSigningKey(secret: string): Promise<SigningKey> {
   return crypto.subtle.importKey("raw", encoder.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, [
     "sign",
     "verify",
@@ -58,7 +61,7 @@ export interface SignedHeaders {
 
 /** Signs a request; `path` includes the query string. */
 export async function signRequest(
-  key: CryptoKey,
+  key: SigningKey,
   method: string,
   path: string,
   body: string | Uint8Array<ArrayBuffer>,
@@ -76,7 +79,7 @@ export type VerifyOutcome = "ok" | "missing" | "malformed" | "stale" | "mismatch
  * Verifies a signed request. The MAC comparison is WebCrypto's `verify`, which is constant-time.
  */
 export async function verifyRequest(
-  key: CryptoKey,
+  key: SigningKey,
   method: string,
   path: string,
   body: string | Uint8Array<ArrayBuffer>,

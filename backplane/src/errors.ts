@@ -1,0 +1,29 @@
+import type { ServerResponse } from "node:http";
+
+/** Error codes the backplane answers with, and their HTTP statuses. */
+const STATUS = {
+  unauthorized: 401,
+  not_found: 404,
+  request_too_large: 413,
+  engine_unavailable: 502,
+  engine_timeout: 504,
+  overloaded: 503,
+} as const;
+
+/** A backplane error code. */
+export type BackplaneErrorCode = keyof typeof STATUS;
+
+/** Writes an OpenAI-shaped error body; no-op if the headers already went out. */
+export function sendError(res: ServerResponse, code: BackplaneErrorCode, message: string, headers: Record<string, string> = {}): void {
+  if (res.headersSent) return;
+  const status = STATUS[code];
+  const body = JSON.stringify({ error: { message, type: status >= 500 ? "api_error" : "invalid_request_error", param: null, code } });
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body), ...headers });
+  res.end(body);
+}
+
+/** The in-band SSE error the backplane appends when the engine dies mid-stream, then `[DONE]`. */
+export function sseEngineFailure(message: string): string {
+  const body = { error: { message, type: "api_error", param: null, code: "engine_stream_failed" } };
+  return `data: ${JSON.stringify(body)}\n\ndata: [DONE]\n\n`;
+}

@@ -1,0 +1,177 @@
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { Redis as IORedis } from "ioredis";
+import { deriveNodeSecret } from "../schema/contracts/signing.ts";
+import { generateApiKey } from "../worker/src/auth/keys.ts";
+import { migrateDb, openDb } from "./db.ts";
+import { startNeonWsPipe } from "./neon-ws-pipe.ts";
+import { freePort, waitForHttp } from "./ports.ts";
+import { startPostgres } from "./postgres.ts";
+import { startChild, type Child } from "./processes.ts";
+import { checkRedis } from "./redis.ts";
+import { seedDemo } from "./seed.ts";
+import { startUpstashRestAdapter } from "./upstash-rest.ts";
+
+/** Root of the repository. */
+export const ROOT = resolve(import.meta.dirname, "..");
+
+/** Options of the local stack; `npm start` takes them from env, tests pass them directly. */
+export interface StackOptions {
+  /** Folder for persisted local state (embedded Postgres, demo key, signing secret). */
+  dataDir: string;
+  /** Use this Postgres; otherwise an embedded PGlite under dataDir. */
+  databaseUrl?: string;
+  redisUrl: string;
+  redisPrefix: string;
+  host: string;
+  /** Gateway port; 0 picks a free one. */
+  gatewayPort: number;
+  /** Extra flags for the simulated engine (e.g. ["--inter-token-ms", "20"]). */
+  simArgs: string[];
+  /** Print the children's output with a [name] prefix. */
+  echo: boolean;
+}
+
+/** A running local stack. */
+export interface Stack {
+  gatewayUrl: string;
+  apiKey: string;
+  databaseUrl: string;
+  redisPrefix: string;
+  simUrl: string;
+  backplaneUrl: string;
+  nodeId: string;
+  children: Child[];
+  close(): Promise<void>;
+}
+
+function persistedSecret(file: string, make: () => string): string {
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  const value = make();
+  writeFileSync(file, `${value}\n`, { mode: 0o600 });
+  return value;
+}
+
+/**
+ * Brings up Postgres (given or embedded), migrations, the Upstash-REST and Neon-WebSocket adapters
+ * over the local Redis and Postgres, a simulated engine with a backplane in front of it registered
+ * as node `local-1`, the demo tenant and key, and the worker under `wrangler dev`. `close()` stops
+ * everything it started, in reverse order.
+ */
+export async function startStack(opts: StackOptions): Promise<Stack> {
+  mkdirSync(opts.dataDir, { recursive: true });
+  const cleanups: (() => Promise<void>)[] = [];
+  const children: Child[] = [];
+  let closing: Promise<void> | null = null;
+  const close = () =>
+    (closing ??= (async () => {
+      for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
+    })());
+  try {
+    await checkRedis(opts.redisUrl);
+    const pg = await startPostgres({ databaseUrl: opts.databaseUrl, dataDir: join(opts.dataDir, "pglite"), host: opts.host });
+    cleanups.push(() => pg.close());
+    await migrateDb(pg.url);
+
+    const redisToken = randomBytes(24).toString("hex");
+    const upstash = await startUpstashRestAdapter({ redisUrl: opts.redisUrl, token: redisToken, host: opts.host });
+    cleanups.push(() => upstash.close());
+    const pipe = await startNeonWsPipe({ host: opts.host });
+    cleanups.push(() => pipe.close());
+
+    const masterSecret = persistedSecret(join(opts.dataDir, "node-signing-secret"), () => randomBytes(32).toString("hex"));
+    const demoKey = persistedSecret(join(opts.dataDir, "demo-key"), generateApiKey);
+    const nodeId = "local-1";
+    const nodeSecret = await deriveNodeSecret(masterSecret, nodeId, 1);
+
+    const [simPort, backplanePort] = [await freePort(opts.host), await freePort(opts.host)];
+    const simUrl = `http://${opts.host}:${simPort}`;
+    const sim = startChild("sim", ["backplane/src/main.ts", "sim", "--host", opts.host, "--port", String(simPort), ...opts.simArgs], {
+      cwd: ROOT,
+      echo: opts.echo,
+    });
+    children.push(sim);
+    cleanups.push(() => sim.stop());
+    await waitForHttp(`${simUrl}/health`, 15_000, sim.alive);
+
+    const backplaneUrl = `http://${opts.host}:${backplanePort}`;
+    const backplane = startChild("backplane", ["backplane/src/main.ts", "start"], {
+      cwd: ROOT,
+      echo: opts.echo,
+      env: {
+        BACKPLANE_NODE_ID: nodeId,
+        BACKPLANE_SECRET: nodeSecret,
+        BACKPLANE_HOST: opts.host,
+        BACKPLANE_PORT: String(backplanePort),
+        BACKPLANE_ENGINE_URL: simUrl,
+      },
+    });
+    children.push(backplane);
+    cleanups.push(() => backplane.stop());
+    await waitForHttp(`${backplaneUrl}/health`, 15_000, backplane.alive);
+
+    const db = openDb(pg.url);
+    try {
+      await seedDemo(db.db, {
+        demoKey,
+        node: { id: nodeId, url: backplaneUrl, regionId: "local", models: ["sim-llama-8b", "sim-embed"] },
+      });
+    } finally {
+      await db.close();
+    }
+    // The node's URL changes between runs: drop the cached routing snapshot so the worker reloads it.
+    const redis = new IORedis(opts.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    await redis.del(`${opts.redisPrefix}routing:v1`);
+    redis.disconnect();
+
+    const gatewayPort = opts.gatewayPort === 0 ? await freePort(opts.host) : opts.gatewayPort;
+    const varsFile = join(opts.dataDir, "worker.dev.vars");
+    const vars: Record<string, string> = {
+      DATABASE_URL: pg.url,
+      UPSTASH_REDIS_REST_URL: upstash.url,
+      UPSTASH_REDIS_REST_TOKEN: redisToken,
+      NODE_SIGNING_SECRET: masterSecret,
+      NEON_WS_PROXY: pipe.wsProxy,
+      REDIS_PREFIX: opts.redisPrefix,
+    };
+    writeFileSync(varsFile, Object.entries(vars).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join("\n") + "\n", { mode: 0o600 });
+    const wrangler = startChild(
+      "worker",
+      [
+        join(ROOT, "node_modules/wrangler/bin/wrangler.js"),
+        "dev",
+        "--ip",
+        opts.host,
+        "--port",
+        String(gatewayPort),
+        "--env-file",
+        varsFile,
+        "--persist-to",
+        join(opts.dataDir, "wrangler"),
+        "--inspector-port",
+        String(await freePort(opts.host)),
+        "--show-interactive-dev-session=false",
+        "--log-level",
+        "warn",
+      ],
+      {
+        cwd: ROOT,
+        echo: opts.echo,
+        env: { CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false", WRANGLER_LOG_PATH: join(opts.dataDir, "wrangler-logs") },
+      },
+    );
+    children.push(wrangler);
+    cleanups.push(() => wrangler.stop());
+    const gatewayUrl = `http://${opts.host}:${gatewayPort}`;
+    try {
+      await waitForHttp(`${gatewayUrl}/health`, 60_000, wrangler.alive);
+    } catch (err) {
+      throw new Error(`${String(err)}\nwrangler dev output:\n${wrangler.recentOutput()}`);
+    }
+    return { gatewayUrl, apiKey: demoKey, databaseUrl: pg.url, redisPrefix: opts.redisPrefix, simUrl, backplaneUrl, nodeId, children, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

@@ -1,0 +1,41 @@
+import { boolean, doublePrecision, integer, numeric, pgTable, text, timestamp } from "drizzle-orm/pg-core";
+
+/** The model catalogue: what the gateway offers and what it costs. */
+export const models = pgTable("models", {
+  id: text("id").primaryKey(),
+  family: text("family").notNull().default(""),
+  kind: text("kind", { enum: ["chat", "embedding"] }).notNull().default("chat"),
+  contextLength: integer("context_length").notNull(),
+  inputPricePerMTokens: numeric("input_price_per_m_tokens", { precision: 12, scale: 6 }).notNull().default("0"),
+  outputPricePerMTokens: numeric("output_price_per_m_tokens", { precision: 12, scale: 6 }).notNull().default("0"),
+  cachedInputPricePerMTokens: numeric("cached_input_price_per_m_tokens", { precision: 12, scale: 6 }),
+  active: boolean("active").notNull().default(true),
+  createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+});
+
+/** A region where GPU nodes run; coordinates drive nearest-region routing. */
+export const regions = pgTable("regions", {
+  id: text("id").primaryKey(),
+  name: text("name").notNull(),
+  latitude: doublePrecision("latitude").notNull(),
+  longitude: doublePrecision("longitude").notNull(),
+  priceMultiplier: numeric("price_multiplier", { precision: 8, scale: 4 }).notNull().default("1"),
+  active: boolean("active").notNull().default(true),
+});
+
+/**
+ * A GPU host running the backplane. Its signing secret is never stored: it is derived from the
+ * gateway's NODE_SIGNING_SECRET, the node id and `secret_version` (schema/contracts/signing.ts).
+ */
+export const nodes = pgTable("nodes", {
+  id: text("id").primaryKey(),
+  regionId: text("region_id")
+    .notNull()
+    .references(() => regions.id),
+  url: text("url").notNull(),
+  models: text("models").array().notNull(),
+  status: text("status", { enum: ["active", "draining", "disabled"] }).notNull().default("active"),
+  secretVersion: integer("secret_version").notNull().default(1),
+  lastHeartbeatAt: timestamp("last_heartbeat_at", { withTimezone: true }),
+  createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+});

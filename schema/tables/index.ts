@@ -1,0 +1,4 @@
+/** All drizzle tables; drizzle-kit reads this file (drizzle.config.ts). */
+export * from "./tenancy.ts";
+export * from "./fleet.ts";
+export * from "./usage.ts";

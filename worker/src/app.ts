@@ -1,0 +1,58 @@
+import { Hono } from "hono";
+import { HTTPException } from "hono/http-exception";
+import { requireApiKey } from "./auth/middleware.ts";
+import type { AppEnv, Logger } from "./env.ts";
+import { ApiError, errorResponse } from "./errors.ts";
+import { redisFrom } from "./platform/redis.ts";
+import { health } from "./routes/health.ts";
+import { listModels } from "./routes/models.ts";
+import { proxyHandler } from "./routes/proxy.ts";
+import { settingsFrom } from "./settings.ts";
+
+const log: Logger = (event, fields) => {
+  console.log(JSON.stringify({ event, at: new Date().toISOString(), ...fields }));
+};
+
+function newRequestId(): string {
+  return `req_${crypto.randomUUID().replaceAll("-", "")}`;
+}
+
+/** Builds the gateway's Hono app. */
+export function createApp(): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+
+  app.use(async (c, next) => {
+    c.set("requestId", newRequestId());
+    c.set("startedAt", Date.now());
+    c.set("log", log);
+    c.set("settings", settingsFrom(c.env));
+    c.set("redis", redisFrom(c.env.UPSTASH_REDIS_REST_URL, c.env.UPSTASH_REDIS_REST_TOKEN));
+    await next();
+    c.header("x-request-id", c.var.requestId);
+  });
+
+  app.get("/health", health);
+  app.use("/v1/*", requireApiKey);
+  app.get("/v1/models", listModels);
+  app.post("/v1/chat/completions", proxyHandler("chat"));
+  app.post("/v1/completions", proxyHandler("completions"));
+  app.post("/v1/embeddings", proxyHandler("embeddings"));
+
+  app.notFound((c) =>
+    errorResponse(new ApiError("not_found", `No route for ${c.req.method} ${new URL(c.req.url).pathname}. See GET /v1/models and the README for the API.`)),
+  );
+  app.onError((err, c) => {
+    const requestId = c.get("requestId") ?? "unknown";
+    if (err instanceof ApiError) return errorResponse(err, { "x-request-id": requestId });
+    if (err instanceof HTTPException) {
+      const code = err.status === 405 ? "method_not_allowed" : "invalid_value";
+      return errorResponse(new ApiError(code, err.message || "Bad request.", { status: err.status }), { "x-request-id": requestId });
+    }
+    log("unhandled_error", { requestId, error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+    return errorResponse(
+      new ApiError("internal_error", `The gateway hit an unexpected error. Retry the request; if it persists, report request id ${requestId}.`),
+      { "x-request-id": requestId },
+    );
+  });
+  return app;
+}

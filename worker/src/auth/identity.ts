@@ -1,0 +1,65 @@
+import { and, eq } from "drizzle-orm";
+import { apiKeys, environments, tenants } from "../../../schema/tables/index.ts";
+import type { Db } from "../platform/db.ts";
+
+/** What the gateway knows about a caller once its key is resolved. Cached in the isolate and Redis. */
+export interface KeyIdentity {
+  keyId: string;
+  keyPrefix: string;
+  tenantId: string;
+  environmentId: string;
+  tenantStatus: "active" | "suspended";
+  scopes: string[];
+  allowedModels: string[] | null;
+  /** Unix ms, or null for keys that never expire. */
+  expiresAt: number | null;
+  revoked: boolean;
+  pinnedRegion: string | null;
+}
+
+/** A cache entry: a known key, or a remembered miss (so unknown keys do not reach Postgres each time). */
+export type KeyCacheEntry = { found: true; identity: KeyIdentity } | { found: false };
+
+/** Loads a key by hash from Postgres (cache miss path only). */
+export async function loadKeyIdentity(db: Db, hash: string): Promise<KeyCacheEntry> {
+  const rows = await db
+    .select({
+      keyId: apiKeys.id,
+      keyPrefix: apiKeys.prefix,
+      tenantId: apiKeys.tenantId,
+      environmentId: apiKeys.environmentId,
+      tenantStatus: tenants.status,
+      scopes: apiKeys.scopes,
+      allowedModels: apiKeys.allowedModels,
+      expiresAt: apiKeys.expiresAt,
+      revokedAt: apiKeys.revokedAt,
+      pinnedRegion: environments.pinnedRegion,
+    })
+    .from(apiKeys)
+    .innerJoin(tenants, eq(tenants.id, apiKeys.tenantId))
+    .innerJoin(environments, and(eq(environments.id, apiKeys.environmentId), eq(environments.tenantId, apiKeys.tenantId)))
+    .where(eq(apiKeys.hash, hash))
+    .limit(1);
+  const row = rows[0];
+  if (!row) return { found: false };
+  return {
+    found: true,
+    identity: {
+      keyId: row.keyId,
+      keyPrefix: row.keyPrefix,
+      tenantId: row.tenantId,
+      environmentId: row.environmentId,
+      tenantStatus: row.tenantStatus,
+      scopes: row.scopes,
+      allowedModels: row.allowedModels,
+      expiresAt: row.expiresAt ? row.expiresAt.getTime() : null,
+      revoked: row.revokedAt !== null,
+      pinnedRegion: row.pinnedRegion,
+    },
+  };
+}
+
+/** Redis key under which a key's identity is cached. Admin tools delete it on any change. */
+export function keyCacheKey(prefix: string, hash: string): string {
+  return `${prefix}key:${hash}`;
+}

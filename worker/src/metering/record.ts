@@ -1,0 +1,66 @@
+import { usageRecords } from "../../../schema/tables/index.ts";
+import type { KeyIdentity } from "../auth/identity.ts";
+import type { StreamOutcome } from "../proxy/usage.ts";
+import type { Endpoint } from "../proxy/validate.ts";
+import type { ModelEntry, NodeEntry } from "../routing/snapshot.ts";
+import type { Db } from "../platform/db.ts";
+
+/** One request's usage, as written to `usage_records`. */
+export type UsageRow = typeof usageRecords.$inferInsert;
+
+/**
+ * Cost in micro-dollars: prices are USD per million tokens, so tokens × price is exactly micro-USD.
+ * Cached prompt tokens use the cached price when the model has one.
+ */
+export function costMicros(model: ModelEntry, promptTokens: number, completionTokens: number, cachedPromptTokens: number): number {
+  const cachedPrice = model.cachedInputPrice ?? model.inputPrice;
+  const uncached = Math.max(0, promptTokens - cachedPromptTokens);
+  return Math.round(uncached * model.inputPrice + cachedPromptTokens * cachedPrice + completionTokens * model.outputPrice);
+}
+
+/** Builds the usage row for a finished request. */
+export function usageRow(args: {
+  requestId: string;
+  startedAt: number;
+  endedAt: number;
+  identity: KeyIdentity;
+  endpoint: Endpoint;
+  model: ModelEntry;
+  node: NodeEntry | null;
+  httpStatus: number;
+  streamed: boolean;
+  outcome: StreamOutcome;
+}): UsageRow {
+  const { outcome, identity, model } = args;
+  const promptTokens = outcome.usage?.promptTokens ?? 0;
+  // Without usage (a cut stream), delivered content chunks are the best lower bound: one token each.
+  const completionTokens = outcome.usage?.completionTokens ?? (args.endpoint === "embeddings" ? 0 : outcome.deliveredChunks);
+  const cachedPromptTokens = outcome.usage?.cachedPromptTokens ?? 0;
+  return {
+    id: args.requestId,
+    at: new Date(args.startedAt),
+    tenantId: identity.tenantId,
+    environmentId: identity.environmentId,
+    apiKeyId: identity.keyId,
+    endpoint: args.endpoint,
+    model: model.id,
+    regionId: args.node?.regionId ?? null,
+    nodeId: args.node?.id ?? null,
+    status: outcome.status,
+    httpStatus: args.httpStatus,
+    streamed: args.streamed,
+    promptTokens,
+    completionTokens,
+    cachedPromptTokens,
+    ttftMs: outcome.firstByteAt === null ? null : outcome.firstByteAt - args.startedAt,
+    latencyMs: args.endedAt - args.startedAt,
+    costMicros: costMicros(model, promptTokens, completionTokens, cachedPromptTokens),
+    errorCode: outcome.errorCode,
+  };
+}
+
+/** Writes usage rows; idempotent by request id, so a retried write never double-counts. */
+export async function insertUsage(db: Db, rows: UsageRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  await db.insert(usageRecords).values(rows).onConflictDoNothing({ target: usageRecords.id });
+}

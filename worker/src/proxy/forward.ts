@@ -1,0 +1,112 @@
+import {
+  NODE_HEADER,
+  REQUEST_ID_HEADER,
+  deriveNodeSecret,
+  importSigningKey,
+  signRequest,
+  type SigningKey,
+} from "../../../schema/contracts/signing.ts";
+import { ApiError } from "../errors.ts";
+import type { NodeEntry } from "../routing/snapshot.ts";
+import { isRetryableStatus, upstreamError } from "./upstream-error.ts";
+
+const signingKeys = new Map<string, Promise<SigningKey>>();
+
+/** The node's HMAC key, derived once per isolate and node secret version. */
+function nodeKey(masterSecret: string, node: NodeEntry): Promise<SigningKey> {
+  const id = `${node.id}:${node.secretVersion}`;
+  let key = signingKeys.get(id);
+  if (!key) {
+    key = deriveNodeSecret(masterSecret, node.id, node.secretVersion).then(importSigningKey);
+    signingKeys.set(id, key);
+  }
+  return key;
+}
+
+/** One attempt's result, for logs. */
+export interface Attempt {
+  nodeId: string;
+  outcome: string;
+}
+
+/** A backplane's successful response and the node that gave it. */
+export interface Forwarded {
+  response: Response;
+  node: NodeEntry;
+  attempts: Attempt[];
+}
+
+/** What forwarding needs. */
+export interface ForwardRequest {
+  path: string;
+  body: string;
+  requestId: string;
+  masterSecret: string;
+  connectTimeoutMs: number;
+  /** Aborts the upstream request when the client goes away. */
+  clientSignal: AbortSignal | undefined;
+}
+
+/**
+ * Sends the signed request to the first candidate that answers; moves on to the next one when a
+ * node cannot be reached, times out before its headers, or answers 5xx/429 (nothing has reached the
+ * client yet, so retrying elsewhere is safe). A 4xx from the engine is the caller's error and is
+ * returned as such.
+ */
+export async function forwardToBackplane(req: ForwardRequest, candidates: NodeEntry[]): Promise<Forwarded> {
+  const attempts: Attempt[] = [];
+  let lastError: ApiError | null = null;
+  for (const node of candidates) {
+    const key = await nodeKey(req.masterSecret, node);
+    const signed = await signRequest(key, "POST", req.path, req.body);
+    const controller = new AbortController();
+    const onClientAbort = () => controller.abort();
+    req.clientSignal?.addEventListener("abort", onClientAbort);
+    const timer = setTimeout(() => controller.abort(), req.connectTimeoutMs);
+    let response: Response;
+    try {
+      response = await fetch(new URL(req.path, node.url), {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          accept: "application/json, text/event-stream",
+          [NODE_HEADER]: node.id,
+          [REQUEST_ID_HEADER]: req.requestId,
+          ...signed,
+        },
+        body: req.body,
+        signal: controller.signal,
+      });
+    } catch (err) {
+      clearTimeout(timer);
+      const timedOut = controller.signal.aborted && !req.clientSignal?.aborted;
+      attempts.push({ nodeId: node.id, outcome: timedOut ? "timeout" : `unreachable: ${String(err)}` });
+      lastError = timedOut
+        ? new ApiError("upstream_timeout", "The GPU node did not start answering in time. Retry the request.")
+        : new ApiError("upstream_error", "The GPU node serving this model could not be reached. Retry the request.");
+      continue;
+    }
+    clearTimeout(timer);
+    if (response.ok) {
+      attempts.push({ nodeId: node.id, outcome: String(response.status) });
+      return { response, node, attempts };
+    }
+    const text = await response.text();
+    attempts.push({ nodeId: node.id, outcome: String(response.status) });
+    if (isRetryableStatus(response.status) || response.status === 401) {
+      // 401 from a backplane means the node and gateway disagree on the secret: an operator problem,
+      // not the caller's, so try elsewhere and report a 502 if nothing else works.
+      lastError =
+        response.status === 503 || response.status === 429
+          ? new ApiError("no_capacity", "Every GPU node serving this model is at capacity. Retry in a few seconds.", {
+              headers: { "retry-after": response.headers.get("retry-after") ?? "1" },
+            })
+          : upstreamError(response.status === 401 ? 502 : response.status, text);
+      continue;
+    }
+    throw upstreamError(response.status, text);
+  }
+  throw lastError ?? new ApiError("no_capacity", "No GPU node is serving this model right now. Retry in a few seconds.", {
+    headers: { "retry-after": "5" },
+  });
+}

@@ -1,0 +1,124 @@
+import { ApiError } from "../errors.ts";
+
+/** The OpenAI endpoints the gateway proxies. */
+export type Endpoint = "chat" | "completions" | "embeddings";
+
+/** A validated request, ready to forward. */
+export interface ProxyRequest {
+  endpoint: Endpoint;
+  model: string;
+  stream: boolean;
+  /** Whether the client itself asked for the usage chunk (`stream_options.include_usage: true`). */
+  clientWantsUsage: boolean;
+  /** The body to send upstream (the client's, with `stream_options.include_usage` forced on for streams). */
+  upstreamBody: string;
+}
+
+type Json = Record<string, unknown>;
+
+function invalid(param: string, message: string): ApiError {
+  return new ApiError("invalid_value", message, { param });
+}
+
+function optionalInteger(body: Json, field: string, min: number, max = Number.MAX_SAFE_INTEGER): void {
+  const value = body[field];
+  if (value === undefined || value === null) return;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    throw invalid(field, `'${field}' must be an integer between ${min} and ${max}, got ${JSON.stringify(value)}.`);
+  }
+}
+
+function optionalNumber(body: Json, field: string, min: number, max: number): void {
+  const value = body[field];
+  if (value === undefined || value === null) return;
+  if (typeof value !== "number" || !Number.isFinite(value) || value < min || value > max) {
+    throw invalid(field, `'${field}' must be a number between ${min} and ${max}, got ${JSON.stringify(value)}.`);
+  }
+}
+
+function isTokenArray(value: unknown): boolean {
+  return Array.isArray(value) && value.length > 0 && value.every((t) => typeof t === "number" && Number.isInteger(t));
+}
+
+function isTextOrTokens(value: unknown): boolean {
+  if (typeof value === "string") return true;
+  if (isTokenArray(value)) return true;
+  return (
+    Array.isArray(value) &&
+    value.length > 0 &&
+    (value.every((v) => typeof v === "string") || value.every((v) => isTokenArray(v)))
+  );
+}
+
+function checkMessages(body: Json): void {
+  const messages = body.messages;
+  if (messages === undefined) throw new ApiError("missing_field", "Missing required parameter: 'messages'.", { param: "messages" });
+  if (!Array.isArray(messages) || messages.length === 0) {
+    throw invalid("messages", "'messages' must be a non-empty array of message objects.");
+  }
+  messages.forEach((m: unknown, i) => {
+    if (typeof m !== "object" || m === null || Array.isArray(m)) throw invalid(`messages[${i}]`, `'messages[${i}]' must be an object.`);
+    const role = (m as Json).role;
+    if (typeof role !== "string" || role === "") {
+      throw invalid(`messages[${i}].role`, `'messages[${i}].role' must be one of 'system', 'developer', 'user', 'assistant' or 'tool'.`);
+    }
+  });
+}
+
+/**
+ * Parses and validates an OpenAI request body for `endpoint`; throws a 400 naming the field.
+ * Fields the gateway does not know are passed through untouched (engines accept extras).
+ */
+export function validateRequest(endpoint: Endpoint, raw: string): ProxyRequest {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new ApiError(
+      "invalid_json",
+      "We could not parse the JSON body of your request. Send a JSON object with Content-Type: application/json.",
+    );
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new ApiError("invalid_json", "The request body must be a JSON object.");
+  }
+  const body = parsed as Json;
+  if (body.model === undefined) throw new ApiError("missing_field", "Missing required parameter: 'model'.", { param: "model" });
+  if (typeof body.model !== "string" || body.model === "") throw invalid("model", "'model' must be a non-empty string.");
+
+  if (endpoint === "chat") checkMessages(body);
+  if (endpoint === "completions") {
+    if (body.prompt === undefined) throw new ApiError("missing_field", "Missing required parameter: 'prompt'.", { param: "prompt" });
+    if (!isTextOrTokens(body.prompt)) throw invalid("prompt", "'prompt' must be a string, an array of strings, or token ids.");
+  }
+  if (endpoint === "embeddings") {
+    if (body.input === undefined) throw new ApiError("missing_field", "Missing required parameter: 'input'.", { param: "input" });
+    if (!isTextOrTokens(body.input)) throw invalid("input", "'input' must be a string, an array of strings, or token ids.");
+  }
+
+  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== "boolean") {
+    throw invalid("stream", "'stream' must be a boolean.");
+  }
+  const stream = body.stream === true && endpoint !== "embeddings";
+  const options = body.stream_options;
+  if (options !== undefined && options !== null) {
+    if (typeof options !== "object" || Array.isArray(options)) throw invalid("stream_options", "'stream_options' must be an object.");
+    if (!stream) throw invalid("stream_options", "The 'stream_options' parameter is only allowed when 'stream' is enabled.");
+  }
+  optionalInteger(body, "max_tokens", 1);
+  optionalInteger(body, "max_completion_tokens", 1);
+  optionalInteger(body, "n", 1, 128);
+  optionalNumber(body, "temperature", 0, 2);
+  optionalNumber(body, "top_p", 0, 1);
+
+  const clientOptions = (options ?? {}) as Json;
+  const clientWantsUsage = stream && clientOptions.include_usage === true;
+  let upstreamBody = raw;
+  if (stream && !clientWantsUsage) {
+    // The gateway must always learn a stream's usage: ask the engine for the usage chunk and strip
+    // it from what the client receives (sse-tap.ts).
+    body.stream_options = { ...clientOptions, include_usage: true };
+    upstreamBody = JSON.stringify(body);
+  }
+  return { endpoint, model: body.model, stream, clientWantsUsage, upstreamBody };
+}

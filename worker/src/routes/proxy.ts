@@ -1,0 +1,118 @@
+import type { Context } from "hono";
+import type { AppEnv } from "../env.ts";
+import { ApiError } from "../errors.ts";
+import { insertUsage, usageRow } from "../metering/record.ts";
+import { withDb } from "../platform/db.ts";
+import { forwardToBackplane } from "../proxy/forward.ts";
+import { tapJson } from "../proxy/json-tap.ts";
+import { tapSse } from "../proxy/sse-tap.ts";
+import { validateRequest, type Endpoint } from "../proxy/validate.ts";
+import { candidateNodes } from "../routing/pick.ts";
+
+const PATHS: Record<Endpoint, string> = {
+  chat: "/v1/chat/completions",
+  completions: "/v1/completions",
+  embeddings: "/v1/embeddings",
+};
+const SCOPE: Record<Endpoint, string> = { chat: "chat", completions: "chat", embeddings: "embeddings" };
+const MAX_BODY_BYTES = 10 * 1024 * 1024;
+
+/**
+ * Handles one OpenAI inference request: validate, check the key may use the model, forward signed
+ * to a backplane, pass the response through while learning its usage, and record that usage in
+ * `waitUntil`. Nothing here queries Postgres.
+ */
+export function proxyHandler(endpoint: Endpoint) {
+  return async (c: Context<AppEnv>): Promise<Response> => {
+    const identity = c.var.identity;
+    if (!identity.scopes.includes(SCOPE[endpoint])) {
+      throw new ApiError("permission_denied", `This API key lacks the '${SCOPE[endpoint]}' scope needed for ${PATHS[endpoint]}.`);
+    }
+    const declared = Number(c.req.header("content-length") ?? "0");
+    if (declared > MAX_BODY_BYTES) throw new ApiError("request_too_large", "Request bodies are limited to 10 MB.");
+    const req = validateRequest(endpoint, await c.req.text());
+
+    const model = c.var.routing.models[req.model];
+    const allowed = identity.allowedModels === null || identity.allowedModels.includes(req.model);
+    if (!model || !allowed) {
+      throw new ApiError("model_not_found", `The model '${req.model}' does not exist or you do not have access to it. GET /v1/models lists the models this key may use.`, {
+        param: "model",
+      });
+    }
+    const wantKind = endpoint === "embeddings" ? "embedding" : "chat";
+    if (model.kind !== wantKind) {
+      throw new ApiError("invalid_value", `The model '${req.model}' is an ${model.kind} model and cannot serve ${PATHS[endpoint]}.`, {
+        param: "model",
+      });
+    }
+    const candidates = candidateNodes(c.var.routing, req.model, identity.pinnedRegion);
+    if (candidates.length === 0) {
+      throw new ApiError("no_capacity", `No GPU node is serving '${req.model}' right now. Retry in a few seconds.`, {
+        headers: { "retry-after": "5" },
+      });
+    }
+
+    const forwarded = await forwardToBackplane(
+      {
+        path: PATHS[endpoint],
+        body: req.upstreamBody,
+        requestId: c.var.requestId,
+        masterSecret: c.env.NODE_SIGNING_SECRET,
+        connectTimeoutMs: c.var.settings.upstreamConnectTimeoutMs,
+        clientSignal: c.req.raw.signal,
+      },
+      candidates,
+    );
+    const upstreamBody = forwarded.response.body;
+    if (!upstreamBody) throw new ApiError("upstream_error", "The GPU node sent an empty response. Retry the request.");
+    const tapped = req.stream ? tapSse(upstreamBody, { stripUsage: !req.clientWantsUsage }) : tapJson(upstreamBody);
+
+    const { requestId, startedAt, log } = c.var;
+    const databaseUrl = c.env.DATABASE_URL;
+    const wsProxy = c.var.settings.neonWsProxy;
+    c.executionCtx.waitUntil(
+      tapped.done.then(async (outcome) => {
+        const row = usageRow({
+          requestId,
+          startedAt,
+          endedAt: Date.now(),
+          identity,
+          endpoint,
+          model,
+          node: forwarded.node,
+          httpStatus: forwarded.response.status,
+          streamed: req.stream,
+          outcome,
+        });
+        log("request_done", {
+          requestId,
+          tenantId: identity.tenantId,
+          model: model.id,
+          node: forwarded.node.id,
+          status: row.status,
+          promptTokens: row.promptTokens,
+          completionTokens: row.completionTokens,
+          ttftMs: row.ttftMs,
+          latencyMs: row.latencyMs,
+        });
+        try {
+          await withDb(databaseUrl, wsProxy, (db) => insertUsage(db, [row]));
+        } catch (err) {
+          log("usage_write_failed", { requestId, error: String(err) });
+        }
+      }),
+    );
+
+    const headers = new Headers({
+      "content-type": req.stream ? "text/event-stream; charset=utf-8" : "application/json",
+      "x-request-id": requestId,
+      "x-switchyard-node": forwarded.node.id,
+      "x-switchyard-region": forwarded.node.regionId,
+    });
+    if (req.stream) {
+      headers.set("cache-control", "no-cache");
+      headers.set("x-accel-buffering", "no");
+    }
+    return new Response(tapped.body, { status: forwarded.response.status, headers });
+  };
+}

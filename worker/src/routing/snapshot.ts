@@ -1,0 +1,74 @@
+import { eq } from "drizzle-orm";
+import { models, nodes } from "../../../schema/tables/index.ts";
+import type { Db } from "../platform/db.ts";
+
+/** A catalogue entry as the hot path needs it. Prices are USD per million tokens. */
+export interface ModelEntry {
+  id: string;
+  family: string;
+  kind: "chat" | "embedding";
+  contextLength: number;
+  inputPrice: number;
+  outputPrice: number;
+  cachedInputPrice: number | null;
+  createdAt: number;
+}
+
+/** A backplane node as the hot path needs it. */
+export interface NodeEntry {
+  id: string;
+  regionId: string;
+  url: string;
+  models: string[];
+  status: "active" | "draining" | "disabled";
+  secretVersion: number;
+}
+
+/**
+ * Everything routing needs, small enough to cache as one value: the active catalogue and the
+ * registered nodes. Kept in Redis for ROUTING_CACHE_REDIS_SECONDS and in the isolate for
+ * ROUTING_CACHE_ISOLATE_SECONDS, so an ordinary request never queries Postgres.
+ */
+export interface RoutingSnapshot {
+  builtAt: number;
+  models: Record<string, ModelEntry>;
+  nodes: NodeEntry[];
+}
+
+/** Redis key of the routing snapshot. Admin tools delete it when models or nodes change. */
+export function routingCacheKey(prefix: string): string {
+  return `${prefix}routing:v1`;
+}
+
+/** Builds the snapshot from Postgres (cache miss path only). */
+export async function loadRoutingSnapshot(db: Db): Promise<RoutingSnapshot> {
+  const [modelRows, nodeRows] = await Promise.all([
+    db.select().from(models).where(eq(models.active, true)),
+    db.select().from(nodes),
+  ]);
+  const catalogue: Record<string, ModelEntry> = {};
+  for (const m of modelRows) {
+    catalogue[m.id] = {
+      id: m.id,
+      family: m.family,
+      kind: m.kind,
+      contextLength: m.contextLength,
+      inputPrice: Number(m.inputPricePerMTokens),
+      outputPrice: Number(m.outputPricePerMTokens),
+      cachedInputPrice: m.cachedInputPricePerMTokens === null ? null : Number(m.cachedInputPricePerMTokens),
+      createdAt: Math.floor(m.createdAt.getTime() / 1000),
+    };
+  }
+  return {
+    builtAt: Date.now(),
+    models: catalogue,
+    nodes: nodeRows.map((n) => ({
+      id: n.id,
+      regionId: n.regionId,
+      url: n.url,
+      models: n.models,
+      status: n.status,
+      secretVersion: n.secretVersion,
+    })),
+  };
+}
