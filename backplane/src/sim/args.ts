@@ -1,0 +1,126 @@
+import { DEFAULT_MAX_MODEL_LEN, type SimModel, type SimOptions, SimOptionsError, simOptions } from "./options.ts";
+
+/** `--help` text of `backplane sim` / `node backplane/src/sim/cli.ts`. */
+export const SIM_HELP = `Simulated vLLM engine: vLLM's OpenAI-compatible server (v0.10-0.11 wire formats) without a GPU.
+
+Usage: backplane sim [flags]
+
+Flags (environment fallback in brackets):
+  --host <addr>                 listen address (default 127.0.0.1) [SIM_HOST]
+  --port <n>                    listen port, 0 = any free port (default 0) [SIM_PORT]
+  --model <name[:generate|:embed][:maxlen]>
+                                served model, repeatable; replaces the defaults
+                                (default sim-llama-8b:generate:8192 and sim-embed:embed:512)
+                                [SIM_MODELS, comma-separated]
+  --ttft-ms <ms>                time to first token (default 20) [SIM_TTFT_MS]
+  --inter-token-ms <ms>         delay between tokens (default 5) [SIM_INTER_TOKEN_MS]
+  --output-tokens <n>           tokens generated before EOS when nothing cuts it first (default 32) [SIM_OUTPUT_TOKENS]
+  --max-concurrency <n>         requests generating at once; the rest queue (default 16) [SIM_MAX_CONCURRENCY]
+  --seed <n>                    default sampling seed (default 0) [SIM_SEED]
+  --embedding-dimensions <n>    embedding vector size (default 384) [SIM_EMBEDDING_DIMENSIONS]
+  --api-key <key>               require Authorization: Bearer <key> on /v1/* [SIM_API_KEY, VLLM_API_KEY]
+  -h, --help                    show this text
+
+Endpoints: POST /v1/chat/completions, /v1/completions, /v1/embeddings; GET /v1/models,
+/health, /ping, /version, /metrics. Fault injection and details: docs/simulator.md.
+`;
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Numeric flags: flag name, option key, env var, whether it must be an integer. */
+const NUMERIC_FLAGS = [
+  ["--port", "port", "SIM_PORT", true],
+  ["--ttft-ms", "ttftMs", "SIM_TTFT_MS", false],
+  ["--inter-token-ms", "interTokenMs", "SIM_INTER_TOKEN_MS", false],
+  ["--output-tokens", "outputTokens", "SIM_OUTPUT_TOKENS", true],
+  ["--max-concurrency", "maxConcurrency", "SIM_MAX_CONCURRENCY", true],
+  ["--seed", "seed", "SIM_SEED", true],
+  ["--embedding-dimensions", "embeddingDimensions", "SIM_EMBEDDING_DIMENSIONS", true],
+] as const;
+
+type NumericKey = (typeof NUMERIC_FLAGS)[number][1];
+
+/** True when argv asks for the help text. */
+export function isHelpRequest(argv: readonly string[]): boolean {
+  return argv.includes("--help") || argv.includes("-h");
+}
+
+function parseNumber(flag: string, raw: string, integer: boolean): number {
+  const ok = integer ? /^-?\d+$/.test(raw.trim()) : /^\d+(\.\d+)?$/.test(raw.trim());
+  if (!ok) throw new SimOptionsError(`${flag}: expected ${integer ? "an integer" : "a non-negative number"}, got "${raw}"`);
+  return Number(raw);
+}
+
+/** Parses `name[:generate|:embed][:maxlen]`, read from the right so names may contain ':'. */
+export function parseModelSpec(spec: string, flag = "--model"): SimModel {
+  const parts = spec.split(":");
+  let maxModelLen: number | undefined;
+  let kind: SimModel["kind"] = "generate";
+  const last = parts.at(-1);
+  if (parts.length > 1 && last !== undefined && /^\d+$/.test(last)) {
+    maxModelLen = Number(last);
+    parts.pop();
+  }
+  const kindPart = parts.at(-1);
+  if (parts.length > 1 && (kindPart === "generate" || kindPart === "embed")) {
+    kind = kindPart;
+    parts.pop();
+  }
+  const name = parts.join(":");
+  if (!/^\S+$/.test(name)) throw new SimOptionsError(`${flag}: expected name[:generate|:embed][:maxlen], got "${spec}"`);
+  return { name, kind, maxModelLen: maxModelLen ?? DEFAULT_MAX_MODEL_LEN[kind] };
+}
+
+/** Parses `backplane sim` flags; flags win over env, env over defaults. Throws an Error naming the bad flag. */
+export function parseSimArgs(argv: readonly string[], env: Env = process.env): SimOptions {
+  const partial: Partial<SimOptions> = {};
+  const numeric: Partial<Record<NumericKey, number>> = {};
+  const models: SimModel[] = [];
+
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? "";
+    if (!arg.startsWith("-")) throw new SimOptionsError(`Unexpected argument "${arg}" (see --help)`);
+    const eq = arg.indexOf("=");
+    const flag = eq === -1 ? arg : arg.slice(0, eq);
+    let value: string | undefined = eq === -1 ? undefined : arg.slice(eq + 1);
+    if (flag === "--help" || flag === "-h") continue;
+    if (value === undefined) {
+      value = argv[i + 1];
+      if (value === undefined || (value.startsWith("--") && value.length > 2)) throw new SimOptionsError(`${flag}: missing value`);
+      i++;
+    }
+    const spec = NUMERIC_FLAGS.find(([name]) => name === flag);
+    if (spec) numeric[spec[1]] = parseNumber(flag, value, spec[3]);
+    else if (flag === "--model") models.push(parseModelSpec(value));
+    else if (flag === "--host") partial.host = value;
+    else if (flag === "--api-key") partial.apiKey = value;
+    else throw new SimOptionsError(`Unknown flag ${flag} (see --help)`);
+  }
+
+  for (const [flag, key, envName, integer] of NUMERIC_FLAGS) {
+    const raw = env[envName];
+    if (numeric[key] === undefined && raw !== undefined && raw !== "") numeric[key] = parseNumber(envName, raw, integer);
+  }
+  if (partial.host === undefined && env.SIM_HOST) partial.host = env.SIM_HOST;
+  if (partial.apiKey === undefined) {
+    const key = env.SIM_API_KEY || env.VLLM_API_KEY;
+    if (key) partial.apiKey = key;
+  }
+  if (models.length === 0 && env.SIM_MODELS) {
+    for (const spec of env.SIM_MODELS.split(",")) if (spec.trim()) models.push(parseModelSpec(spec.trim(), "SIM_MODELS"));
+  }
+  if (models.length > 0) partial.models = models;
+
+  try {
+    return simOptions({ ...partial, ...numeric });
+  } catch (error) {
+    // Translate "Invalid simulator option ttftMs" into the flag the user typed.
+    if (!(error instanceof SimOptionsError)) throw error;
+    const match = NUMERIC_FLAGS.find(([, key]) => error.message.includes(`option ${key}:`));
+    if (match) throw new SimOptionsError(error.message.replace(`option ${match[1]}:`, `value for ${match[0]}:`));
+    if (error.message.includes("option models")) throw new SimOptionsError(error.message.replace(/option models[.\d\w]*:/, "value for --model:"));
+    if (error.message.includes("option host:")) throw new SimOptionsError(error.message.replace("option host:", "value for --host:"));
+    if (error.message.includes("option apiKey:")) throw new SimOptionsError(error.message.replace("option apiKey:", "value for --api-key:"));
+    throw error;
+  }
+}

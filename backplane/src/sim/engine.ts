@@ -1,0 +1,51 @@
+import { badRequest, modelNotFound, type SimHttpError } from "./errors.ts";
+import type { ModelMetrics } from "./metrics.ts";
+import type { SimOptions } from "./options.ts";
+import type { Scheduler } from "./scheduler.ts";
+
+/** A request the engine is working on or holding in its queue; close() aborts it. */
+export interface LiveJob {
+  readonly waiting: boolean;
+  abort(): void;
+}
+
+/** The simulated engine's shared state, owned by the server. */
+export interface EngineState {
+  options: SimOptions;
+  scheduler: Scheduler;
+  metrics: Map<string, ModelMetrics>;
+  live: Set<LiveJob>;
+}
+
+/** Which API a request is for, to tell a generator from a pooling model. */
+export type ApiKind = "chat" | "completion" | "embedding";
+
+const API_NAMES: Record<ApiKind, string> = {
+  chat: "Chat Completions API",
+  completion: "Completions API",
+  embedding: "Embeddings API",
+};
+
+/**
+ * Finds the served model a request names. One vLLM serves one model and `model` may be
+ * omitted; since the simulator serves several, an omitted name means the first model of the
+ * kind the endpoint needs (else the first model, which then fails like vLLM does).
+ */
+export function resolveModel(state: EngineState, name: string | null, api: ApiKind): ModelMetrics {
+  const wanted = api === "embedding" ? "embed" : "generate";
+  let found: ModelMetrics | undefined;
+  if (name === null) {
+    const all = [...state.metrics.values()];
+    found = all.find((m) => m.model.kind === wanted) ?? all[0];
+  } else {
+    found = state.metrics.get(name);
+  }
+  if (!found) throw modelNotFound(name ?? "");
+  if (found.model.kind !== wanted) throw unsupported(api);
+  return found;
+}
+
+/** vLLM's answer when the served model has no handler for an endpoint (api_server.py). */
+function unsupported(api: ApiKind): SimHttpError {
+  return badRequest(`The model does not support ${API_NAMES[api]}`);
+}

@@ -1,0 +1,88 @@
+import { randomUUID } from "node:crypto";
+import type { ServerResponse } from "node:http";
+import { type EngineState, resolveModel } from "./engine.ts";
+import { badRequest } from "./errors.ts";
+import { runGeneration } from "./job.ts";
+import { pyFloat } from "./metrics.ts";
+import { type GenerationRequest, parseChatRequest, parseCompletionRequest } from "./requests.ts";
+
+/** vLLM's random_uuid(): uuid4 as 32 hex characters. */
+export function randomHex(): string {
+  return randomUUID().replaceAll("-", "");
+}
+
+/**
+ * serving_engine.py `_validate_input`: the prompt must leave room for the output. Wording of
+ * vLLM >= 0.10.2 (PR #24995); clients should match on status 400 + "maximum context length".
+ */
+function checkContext(request: GenerationRequest, maxModelLen: number): number[] {
+  return request.prompts.map((prompt) => {
+    const t = prompt.tokens;
+    const m = request.maxTokens;
+    if (m === null) {
+      if (t >= maxModelLen) {
+        throw badRequest(
+          `This model's maximum context length is ${maxModelLen} tokens. However, your request has ${t} input tokens. ` +
+            "Please reduce the length of the input messages.",
+        );
+      }
+      return maxModelLen - t;
+    }
+    if (t + m > maxModelLen) {
+      throw badRequest(
+        `'max_tokens' or 'max_completion_tokens' is too large: ${m}. This model's maximum context length is ${maxModelLen} ` +
+          `tokens and your request has ${t} input tokens (${m} > ${maxModelLen} - ${t}).`,
+      );
+    }
+    return m;
+  });
+}
+
+/** SamplingParams._verify_args for the parameters the simulator reads. */
+function checkSampling(request: GenerationRequest): void {
+  const { n, temperature, topP, maxTokens, minTokens } = request;
+  if (n < 1) throw badRequest(`n must be at least 1, got ${n}.`);
+  if (temperature !== null && temperature < 0) throw badRequest(`temperature must be non-negative, got ${pyFloat(temperature)}.`);
+  if (topP !== null && (topP <= 0 || topP > 1)) throw badRequest(`top_p must be in (0, 1], got ${pyFloat(topP)}.`);
+  if (maxTokens !== null && maxTokens < 1) throw badRequest(`max_tokens must be at least 1, got ${maxTokens}.`);
+  if (minTokens < 0) throw badRequest(`min_tokens must be greater than or equal to 0, got ${minTokens}.`);
+  if (maxTokens !== null && minTokens > maxTokens) {
+    throw badRequest(`min_tokens must be less than or equal to max_tokens=${maxTokens}, got ${minTokens}.`);
+  }
+}
+
+/**
+ * POST /v1/chat/completions and /v1/completions. Checks run in vLLM's order (model, tool
+ * choice, context length, sampling parameters); any failure is thrown as a SimHttpError.
+ */
+export function handleGeneration(
+  state: EngineState,
+  endpoint: "chat" | "completion",
+  body: unknown,
+  res: ServerResponse,
+  headerRequestId: string | undefined,
+  arrival: number,
+): void {
+  const request = endpoint === "chat" ? parseChatRequest(body) : parseCompletionRequest(body);
+  const metrics = resolveModel(state, request.model, endpoint);
+  if (request.toolChoiceAuto) {
+    throw badRequest('"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set');
+  }
+  const limits = checkContext(request, metrics.model.maxModelLen);
+  checkSampling(request);
+  if (request.fault === "engine_error") {
+    // launcher.py: EngineDeadError / EngineGenerateError become a bare 500 with an empty body.
+    res.writeHead(500, { "content-length": 0 });
+    res.end();
+    return;
+  }
+  // serving_engine.py _base_request_id: the X-Request-Id header, else the body's request_id, else random.
+  const base = headerRequestId || request.requestId || randomHex();
+  const head = {
+    endpoint,
+    id: `${endpoint === "chat" ? "chatcmpl" : "cmpl"}-${base}`,
+    created: Math.floor(Date.now() / 1000),
+    model: metrics.model.name,
+  };
+  runGeneration(state, { request, metrics, head, limits, res, arrival });
+}

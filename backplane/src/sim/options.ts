@@ -1,0 +1,87 @@
+import { z } from "zod";
+
+/** A model the simulated engine serves: a generator (chat/completions) or an embedding (pooling) model. */
+export interface SimModel {
+  name: string;
+  kind: "generate" | "embed";
+  maxModelLen: number;
+}
+
+/** Settings of the simulated vLLM engine; see docs/simulator.md. */
+export interface SimOptions {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  models: SimModel[];
+  /** Time to first token (queue wait excluded), in ms. */
+  ttftMs: number;
+  /** Delay between two generated tokens, in ms. */
+  interTokenMs: number;
+  /** Tokens generated before the model "emits EOS" (EOS included), when no limit cuts it first. */
+  outputTokens: number;
+  /** Requests generating at once; the rest wait FIFO like vLLM's scheduler queue. */
+  maxConcurrency: number;
+  seed: number;
+  embeddingDimensions: number;
+  /** Like vLLM's --api-key: /v1/* then needs `Authorization: Bearer <key>`. */
+  apiKey?: string;
+}
+
+/** Default max_model_len of a model given without one. */
+export const DEFAULT_MAX_MODEL_LEN = { generate: 8192, embed: 512 } as const;
+
+const DEFAULTS: SimOptions = {
+  host: "127.0.0.1",
+  port: 0,
+  models: [
+    { name: "sim-llama-8b", kind: "generate", maxModelLen: DEFAULT_MAX_MODEL_LEN.generate },
+    { name: "sim-embed", kind: "embed", maxModelLen: DEFAULT_MAX_MODEL_LEN.embed },
+  ],
+  ttftMs: 20,
+  interTokenMs: 5,
+  outputTokens: 32,
+  maxConcurrency: 16,
+  seed: 0,
+  embeddingDimensions: 384,
+};
+
+const modelSchema = z.object({
+  name: z.string().regex(/^\S+$/, "must be a non-empty name without spaces"),
+  kind: z.enum(["generate", "embed"]),
+  maxModelLen: z.number().int().min(2).max(10_000_000),
+});
+
+const schema = z.object({
+  host: z.string().min(1),
+  port: z.number().int().min(0).max(65535),
+  models: z
+    .array(modelSchema)
+    .min(1, "must list at least one model")
+    .refine((models) => new Set(models.map((m) => m.name)).size === models.length, "model names must be unique"),
+  ttftMs: z.number().min(0).max(3_600_000),
+  interTokenMs: z.number().min(0).max(3_600_000),
+  outputTokens: z.number().int().min(1).max(10_000_000),
+  maxConcurrency: z.number().int().min(1).max(1_000_000),
+  seed: z.number().int(),
+  embeddingDimensions: z.number().int().min(1).max(65_536),
+  apiKey: z.string().min(1).optional(),
+});
+
+/** Thrown for an invalid option; the message names the option. */
+export class SimOptionsError extends Error {
+  override name = "SimOptionsError";
+}
+
+/** Fills defaults and validates; throws SimOptionsError naming the first bad option. */
+export function simOptions(partial: Partial<SimOptions> = {}): SimOptions {
+  const merged: Record<string, unknown> = { ...DEFAULTS, models: DEFAULTS.models.map((m) => ({ ...m })) };
+  for (const [key, value] of Object.entries(partial)) if (value !== undefined) merged[key] = value;
+  const parsed = schema.safeParse(merged);
+  if (parsed.success) {
+    const { apiKey, ...rest } = parsed.data;
+    return apiKey === undefined ? rest : { ...rest, apiKey };
+  }
+  const issue = parsed.error.issues[0];
+  const where = issue ? issue.path.join(".") : "options";
+  throw new SimOptionsError(`Invalid simulator option ${where || "options"}: ${issue ? issue.message : "invalid"}`);
+}

@@ -1,0 +1,121 @@
+/**
+ * The simulator's deterministic stand-in for a real tokenizer.
+ *
+ * Rules (documented in docs/simulator.md so other parts can reason about counts):
+ * - A run of word characters (ASCII letters, digits, `_`, or any non-ASCII character) is
+ *   ceil(length / 8) tokens, like a BPE splitting long words into pieces.
+ * - Every other non-whitespace character (punctuation) is one token. Whitespace is free.
+ * - A plain prompt (completions, embeddings) gets one BOS token in front.
+ * - A chat prompt is BOS + per message (4 template tokens + name + content) + 3 for the
+ *   assistant generation prompt, roughly what a Llama-3 chat template adds.
+ * Every word the simulator generates is at most 8 letters, so generated text re-counts to
+ * exactly one token per word.
+ */
+
+/** Template overheads of the simulated chat template. */
+export const CHAT_TEMPLATE_TOKENS = { bos: 1, perMessage: 4, generationPrompt: 3 } as const;
+
+/** A chat message as the simulator reads it (only the fields that change the prompt). */
+export interface SimChatMessage {
+  role: string;
+  content?: unknown;
+  name?: unknown;
+  tool_calls?: unknown;
+}
+
+const WORD_PIECE = 8;
+
+/** Token count of raw text, without BOS or template tokens. */
+export function countTextTokens(text: string): number {
+  let tokens = 0;
+  let run = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    const word = c >= 0x80 || (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95;
+    if (word) {
+      run++;
+      continue;
+    }
+    if (run > 0) tokens += Math.ceil(run / WORD_PIECE);
+    run = 0;
+    if (c > 32) tokens++;
+  }
+  if (run > 0) tokens += Math.ceil(run / WORD_PIECE);
+  return tokens;
+}
+
+/** Text of a message `content`: a string, or the text parts of a content-part array. */
+export function contentText(content: unknown): string {
+  if (typeof content === "string") return content;
+  if (!Array.isArray(content)) return "";
+  let out = "";
+  for (const part of content) {
+    if (typeof part === "string") out += part;
+    else if (part !== null && typeof part === "object" && "text" in part && typeof part.text === "string") out += part.text;
+  }
+  return out;
+}
+
+/** Everything in a message that the simulated template renders, as one string. */
+function messageBody(message: SimChatMessage): string {
+  let body = contentText(message.content);
+  if (typeof message.name === "string") body = `${message.name}\n${body}`;
+  if (message.tool_calls !== undefined && message.tool_calls !== null) body += JSON.stringify(message.tool_calls);
+  return body;
+}
+
+/** Prompt token count: a string is a plain prompt (BOS + text), an array is a chat conversation. */
+export function countPromptTokens(input: string | readonly SimChatMessage[]): number {
+  if (typeof input === "string") return CHAT_TEMPLATE_TOKENS.bos + countTextTokens(input);
+  return renderChat(input).tokens;
+}
+
+/** A rendered chat prompt: token count, hash, and per-message cumulative prefixes (for prefix caching). */
+export interface RenderedChat {
+  tokens: number;
+  hash: number;
+  /** prefixTokens[k] / prefixHashes[k]: the prompt up to and including message k. */
+  prefixTokens: number[];
+  prefixHashes: number[];
+}
+
+/** Renders a conversation through the simulated chat template. */
+export function renderChat(messages: readonly SimChatMessage[]): RenderedChat {
+  let tokens: number = CHAT_TEMPLATE_TOKENS.bos;
+  let hash = FNV_OFFSET;
+  const prefixTokens: number[] = [];
+  const prefixHashes: number[] = [];
+  for (const message of messages) {
+    const body = messageBody(message);
+    tokens += CHAT_TEMPLATE_TOKENS.perMessage + countTextTokens(body);
+    hash = fnv1a(body, fnv1a(message.role, hash) ^ 0x1f);
+    prefixTokens.push(tokens);
+    prefixHashes.push(hash);
+  }
+  return { tokens: tokens + CHAT_TEMPLATE_TOKENS.generationPrompt, hash, prefixTokens, prefixHashes };
+}
+
+/** FNV-1a offset basis, the starting value of a hash chain. */
+export const FNV_OFFSET = 0x811c9dc5;
+
+/** 32-bit FNV-1a over UTF-16 code units, chained from `hash`. */
+export function fnv1a(text: string, hash: number = FNV_OFFSET): number {
+  let h = hash >>> 0;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+/** Hash of a token-id prompt. */
+export function hashTokenIds(ids: readonly number[]): number {
+  let h = FNV_OFFSET ^ 0x7f;
+  for (const id of ids) {
+    h ^= id & 0xffff;
+    h = Math.imul(h, 0x01000193);
+    h ^= id >>> 16;
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}

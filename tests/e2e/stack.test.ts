@@ -1,0 +1,151 @@
+/**
+ * End to end: the real local stack (wrangler dev + backplane + simulated engine + Postgres + Redis,
+ * started exactly as `npm start` does) driven by the official `openai` client.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { eq } from "drizzle-orm";
+import { Redis as IORedis } from "ioredis";
+import OpenAI from "openai";
+import type { ChatCompletionCreateParamsStreaming } from "openai/resources/chat/completions";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openDb, type NodeDb } from "../../dev/db.ts";
+import { createDatabase, dropDatabase } from "../../dev/postgres.ts";
+import { startStack, type Stack } from "../../dev/stack.ts";
+import { usageRecords } from "../../schema/tables/index.ts";
+import { PG_ADMIN_URL, REDIS_URL, uniqueSuffix } from "../support/fixtures.ts";
+
+const suffix = uniqueSuffix();
+const dbName = `sy_e2e_${suffix}`;
+const dataDir = mkdtempSync(join(tmpdir(), "switchyard-e2e-"));
+let stack: Stack;
+let client: OpenAI;
+let db: NodeDb;
+
+beforeAll(async () => {
+  const databaseUrl = await createDatabase(PG_ADMIN_URL, dbName);
+  stack = await startStack({
+    dataDir,
+    databaseUrl,
+    redisUrl: REDIS_URL,
+    redisPrefix: `sy:e2e:${suffix}:`,
+    host: "127.0.0.1",
+    gatewayPort: 0,
+    simArgs: ["--ttft-ms", "10", "--inter-token-ms", "25"],
+    echo: false,
+  });
+  client = new OpenAI({ baseURL: `${stack.gatewayUrl}/v1`, apiKey: stack.apiKey, maxRetries: 0 });
+  db = openDb(databaseUrl);
+}, 120_000);
+
+afterAll(async () => {
+  await db?.close();
+  await stack?.close();
+  await dropDatabase(PG_ADMIN_URL, dbName);
+  const redis = new IORedis(REDIS_URL);
+  const keys = await redis.keys(`sy:e2e:${suffix}:*`);
+  if (keys.length > 0) await redis.del(...keys);
+  redis.disconnect();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+async function usageFor(requestId: string) {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const [row] = await db.db.select().from(usageRecords).where(eq(usageRecords.id, requestId));
+    if (row) return row;
+    if (Date.now() > deadline) throw new Error(`no usage record for ${requestId}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const messages = [{ role: "user" as const, content: "What is a switchyard?" }];
+
+describe("the local stack through the openai client", () => {
+  it("lists the models", async () => {
+    const models = await client.models.list();
+    expect(models.data.map((m) => m.id).sort()).toEqual(["sim-embed", "sim-llama-8b"]);
+  });
+
+  it("answers a chat completion and records the engine's usage", async () => {
+    const { data, response } = await client.chat.completions.create({ model: "sim-llama-8b", messages, max_tokens: 10 }).withResponse();
+    expect(data.choices[0]?.message.content?.length).toBeGreaterThan(0);
+    expect(data.usage?.completion_tokens).toBe(10);
+    const row = await usageFor(response.headers.get("x-request-id") ?? "");
+    expect(row).toMatchObject({
+      tenantId: "ten_demo",
+      status: "ok",
+      streamed: false,
+      promptTokens: data.usage?.prompt_tokens,
+      completionTokens: 10,
+      nodeId: stack.nodeId,
+    });
+  });
+
+  it("streams tokens as they are generated and records the same usage the engine reports", async () => {
+    const request = { model: "sim-llama-8b", messages, max_tokens: 12, seed: 3 };
+    const reference = await client.chat.completions.create(request);
+
+    const { data: stream, response } = await client.chat.completions.create({ ...request, stream: true }).withResponse();
+    const arrivals: number[] = [];
+    let text = "";
+    let sawUsage = false;
+    for await (const chunk of stream) {
+      const delta = chunk.choices[0]?.delta.content;
+      if (delta) {
+        arrivals.push(performance.now());
+        text += delta;
+      }
+      if (chunk.usage) sawUsage = true;
+    }
+    expect(text).toBe(reference.choices[0]?.message.content);
+    expect(sawUsage).toBe(false);
+    // 12 tokens 25 ms apart: a buffered stream would deliver them within a few ms of each other.
+    expect(arrivals).toHaveLength(12);
+    expect((arrivals.at(-1) ?? 0) - (arrivals[0] ?? 0)).toBeGreaterThan(150);
+
+    const row = await usageFor(response.headers.get("x-request-id") ?? "");
+    expect(row).toMatchObject({ streamed: true, status: "ok", promptTokens: reference.usage?.prompt_tokens, completionTokens: 12 });
+  });
+
+  it("delivers the usage chunk when the client asks for it", async () => {
+    const stream = await client.chat.completions.create({ model: "sim-llama-8b", messages, max_tokens: 4, stream: true, stream_options: { include_usage: true } });
+    let usage: OpenAI.CompletionUsage | undefined;
+    for await (const chunk of stream) usage ??= chunk.usage ?? undefined;
+    expect(usage?.completion_tokens).toBe(4);
+  });
+
+  it("answers completions and embeddings", async () => {
+    const completion = await client.completions.create({ model: "sim-llama-8b", prompt: "Once upon a time", max_tokens: 5 });
+    expect(completion.object).toBe("text_completion");
+    expect(completion.usage?.completion_tokens).toBe(5);
+
+    const embedding = await client.embeddings.create({ model: "sim-embed", input: "hello" });
+    expect(embedding.data[0]?.embedding.length).toBe(384);
+    expect(embedding.usage.prompt_tokens).toBeGreaterThan(0);
+  });
+
+  it("refuses a wrong key with 401", async () => {
+    const wrong = new OpenAI({ baseURL: `${stack.gatewayUrl}/v1`, apiKey: "sk-sy-wrong", maxRetries: 0 });
+    await expect(wrong.models.list()).rejects.toMatchObject({ status: 401, code: "invalid_api_key" });
+  });
+
+  it("answers 404 for an unknown model", async () => {
+    await expect(client.chat.completions.create({ model: "no-such-model", messages })).rejects.toMatchObject({
+      status: 404,
+      code: "model_not_found",
+    });
+  });
+
+  it("surfaces an engine failure in the middle of a stream as an error, not a silent truncation", async () => {
+    const params = { model: "sim-llama-8b", messages, stream: true, sim_fault: "error_mid_stream", sim_fault_after: 3 } as ChatCompletionCreateParamsStreaming;
+    const stream = await client.chat.completions.create(params);
+    let tokens = 0;
+    const consume = async () => {
+      for await (const chunk of stream) if (chunk.choices[0]?.delta.content) tokens++;
+    };
+    await expect(consume()).rejects.toThrow();
+    expect(tokens).toBe(3);
+  });
+});

@@ -1,0 +1,22 @@
+/** Types shared by the workerd tests and the Node process that serves them (no runtime code). */
+
+/** Keys of every kind the worker tests need. */
+export interface TestKeys {
+  valid: string;
+  revoked: string;
+  expired: string;
+  suspended: string;
+  embeddingsOnly: string;
+  chatOnlyModel: string;
+  otherTenant: string;
+  toRevoke: string;
+}
+
+/** What the worker test services hand to the tests (printed as one JSON line, then `provide`d). */
+export interface WorkerTestContext {
+  bindings: Record<string, string>;
+  keys: TestKeys;
+  tenantId: string;
+  otherTenantId: string;
+  liveNodeId: string;
+}

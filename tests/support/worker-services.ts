@@ -1,0 +1,91 @@
+/**
+ * Services of the workerd test run, started as a plain Node process by worker-global-setup.ts: a fresh Postgres database with the
+ * migrations, the Upstash-REST and Neon-WebSocket adapters over the machine's Redis and Postgres, a
+ * simulated engine behind a real backplane, a dead node for failover, and seeded tenants and keys.
+ * It prints one `READY <json>` line with the worker's bindings and the seeded keys, and cleans up
+ * (dropping its database) on SIGTERM.
+ */
+import { randomBytes } from "node:crypto";
+import { BackplaneServer } from "../../backplane/src/server.ts";
+import { parseConfig } from "../../backplane/src/config.ts";
+import { startSimEngine } from "../../backplane/src/sim/index.ts";
+import { deriveNodeSecret } from "../../schema/contracts/signing.ts";
+import { migrateDb, openDb } from "../../dev/db.ts";
+import { startNeonWsPipe } from "../../dev/neon-ws-pipe.ts";
+import { freePort } from "../../dev/ports.ts";
+import { createDatabase, dropDatabase } from "../../dev/postgres.ts";
+import { startUpstashRestAdapter } from "../../dev/upstash-rest.ts";
+import type { WorkerTestContext } from "./context.ts";
+import { PG_ADMIN_URL, REDIS_URL, seedTestTenants, uniqueSuffix } from "./fixtures.ts";
+
+
+async function main(): Promise<void> {
+  const suffix = uniqueSuffix();
+  const dbName = `sy_wtest_${suffix}`;
+  const databaseUrl = await createDatabase(PG_ADMIN_URL, dbName);
+  await migrateDb(databaseUrl);
+
+  const token = randomBytes(16).toString("hex");
+  const upstash = await startUpstashRestAdapter({ redisUrl: REDIS_URL, token, host: "127.0.0.1" });
+  const pipe = await startNeonWsPipe({ host: "127.0.0.1" });
+  const sim = await startSimEngine({ host: "127.0.0.1", port: 0, ttftMs: 5, interTokenMs: 2 });
+
+  const masterSecret = randomBytes(32).toString("hex");
+  const liveNodeId = "wtest-live";
+  const backplane = new BackplaneServer(
+    parseConfig({
+      nodeId: liveNodeId,
+      secret: await deriveNodeSecret(masterSecret, liveNodeId, 1),
+      host: "127.0.0.1",
+      port: 0,
+      engineUrl: sim.url,
+    }),
+  );
+  const backplaneUrl = await backplane.listen();
+  const deadUrl = `http://127.0.0.1:${await freePort()}`;
+
+  const db = openDb(databaseUrl);
+  const seeded = await seedTestTenants(db.db, [
+    { id: liveNodeId, url: backplaneUrl, models: ["sim-llama-8b", "sim-embed"] },
+    { id: "wtest-dead", url: deadUrl, models: ["sim-llama-8b", "sim-embed"] },
+  ]);
+  await db.close();
+
+  const context: WorkerTestContext = {
+    bindings: {
+    DATABASE_URL: databaseUrl,
+    UPSTASH_REDIS_REST_URL: upstash.url,
+    UPSTASH_REDIS_REST_TOKEN: token,
+    NODE_SIGNING_SECRET: masterSecret,
+    NEON_WS_PROXY: pipe.wsProxy,
+    REDIS_PREFIX: `sy:wtest:${suffix}:`,
+    KEY_CACHE_ISOLATE_SECONDS: "1",
+    ROUTING_CACHE_ISOLATE_SECONDS: "1",
+    UPSTREAM_CONNECT_TIMEOUT_MS: "5000",
+    },
+    keys: seeded,
+    tenantId: seeded.tenantId,
+    otherTenantId: seeded.otherTenantId,
+    liveNodeId,
+  };
+  process.stdout.write(`READY ${JSON.stringify(context)}\n`);
+
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    await backplane.close();
+    await sim.close();
+    await pipe.close();
+    await upstash.close();
+    await dropDatabase(PG_ADMIN_URL, dbName);
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void stop());
+  process.on("SIGINT", () => void stop());
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,103 @@
+import { describe, expect, it } from "vitest";
+import { inject } from "vitest";
+import { gateway, post } from "./helpers.ts";
+
+const chat = { model: "sim-llama-8b", messages: [{ role: "user", content: "hi" }] };
+
+async function expectError(res: Response, status: number, code: string, param: string | null = null) {
+  expect(res.status).toBe(status);
+  expect(res.headers.get("content-type")).toContain("application/json");
+  const body = (await res.json()) as { error: { message: string; type: string; param: string | null; code: string } };
+  expect(body.error.code).toBe(code);
+  expect(body.error.param).toBe(param);
+  expect(body.error.message.length).toBeGreaterThan(10);
+  expect(typeof body.error.type).toBe("string");
+  return body.error;
+}
+
+describe("authentication", () => {
+  it("returns 401 missing_api_key without an Authorization header", async () => {
+    const err = await expectError(await post("/v1/chat/completions", chat, null), 401, "missing_api_key");
+    expect(err.message).toContain("Bearer");
+  });
+
+  it("returns 401 invalid_api_key for a malformed key", async () => {
+    await expectError(await post("/v1/chat/completions", chat, "not-a-key"), 401, "invalid_api_key");
+  });
+
+  it("returns 401 invalid_api_key for a well-formed key that does not exist", async () => {
+    await expectError(await post("/v1/chat/completions", chat, `sk-sy-${"A".repeat(43)}`), 401, "invalid_api_key");
+  });
+
+  it("rejects a revoked key and an expired key with 401 saying why", async () => {
+    const revoked = await expectError(await post("/v1/chat/completions", chat, inject("keys").revoked), 401, "invalid_api_key");
+    expect(revoked.message).toContain("revoked");
+    const expired = await expectError(await post("/v1/chat/completions", chat, inject("keys").expired), 401, "invalid_api_key");
+    expect(expired.message).toContain("expired");
+  });
+
+  it("returns 403 for a key of a suspended tenant", async () => {
+    await expectError(await post("/v1/chat/completions", chat, inject("keys").suspended), 403, "tenant_suspended");
+  });
+
+  it("returns 403 when the key lacks the scope of the endpoint", async () => {
+    const err = await expectError(await post("/v1/chat/completions", chat, inject("keys").embeddingsOnly), 403, "permission_denied");
+    expect(err.message).toContain("'chat' scope");
+  });
+});
+
+describe("request validation", () => {
+  it("returns 400 invalid_json for a body that is not JSON", async () => {
+    await expectError(await gateway("/v1/chat/completions", { method: "POST", body: "{nope" }), 400, "invalid_json");
+  });
+
+  it("names the missing field", async () => {
+    await expectError(await post("/v1/chat/completions", { model: "sim-llama-8b" }), 400, "missing_field", "messages");
+    await expectError(await post("/v1/chat/completions", { messages: chat.messages }), 400, "missing_field", "model");
+    await expectError(await post("/v1/embeddings", { model: "sim-embed" }), 400, "missing_field", "input");
+    await expectError(await post("/v1/completions", { model: "sim-llama-8b" }), 400, "missing_field", "prompt");
+  });
+
+  it("names the invalid field", async () => {
+    await expectError(await post("/v1/chat/completions", { ...chat, messages: [{ content: "x" }] }), 400, "invalid_value", "messages[0].role");
+    await expectError(await post("/v1/chat/completions", { ...chat, max_tokens: -3 }), 400, "invalid_value", "max_tokens");
+    await expectError(await post("/v1/chat/completions", { ...chat, temperature: "hot" }), 400, "invalid_value", "temperature");
+    await expectError(await post("/v1/chat/completions", { ...chat, stream_options: { include_usage: true } }), 400, "invalid_value", "stream_options");
+  });
+
+  it("returns 404 model_not_found for a model outside the catalogue", async () => {
+    const err = await expectError(await post("/v1/chat/completions", { ...chat, model: "gpt-nope" }), 404, "model_not_found", "model");
+    expect(err.message).toContain("gpt-nope");
+  });
+
+  it("returns 404 for a catalogue model the key is not allowed to use", async () => {
+    await expectError(
+      await post("/v1/embeddings", { model: "sim-embed", input: "x" }, inject("keys").chatOnlyModel),
+      404,
+      "model_not_found",
+      "model",
+    );
+  });
+
+  it("returns 400 when a chat request names an embedding model", async () => {
+    await expectError(await post("/v1/chat/completions", { ...chat, model: "sim-embed" }), 400, "invalid_value", "model");
+  });
+
+  it("answers unknown routes with a JSON 404, not HTML", async () => {
+    await expectError(await gateway("/v2/whatever"), 404, "not_found");
+  });
+});
+
+describe("health", () => {
+  it("answers /health without a key", async () => {
+    const res = await gateway("/health", { key: null });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: "ok" });
+  });
+
+  it("checks Redis and Postgres on /health?deep=1", async () => {
+    const res = await gateway("/health?deep=1", { key: null });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: "ok", checks: { redis: "ok", postgres: "ok" } });
+  });
+});

@@ -1,0 +1,168 @@
+import { eq } from "drizzle-orm";
+import { describe, expect, it } from "vitest";
+import { inject } from "vitest";
+import { apiKeys, usageRecords } from "../../schema/tables/index.ts";
+import { hashApiKey } from "../../worker/src/auth/keys.ts";
+import { keyCacheKey } from "../../worker/src/auth/identity.ts";
+import { env } from "cloudflare:test";
+import { eventually, gateway, post, query, redis, sseData } from "./helpers.ts";
+
+const messages = [{ role: "user", content: "Tell me about switchyards" }];
+
+function usageRow(requestId: string) {
+  return eventually(() =>
+    query(async (db) => (await db.select().from(usageRecords).where(eq(usageRecords.id, requestId)))[0]),
+  );
+}
+
+describe("models", () => {
+  it("lists the catalogue models a key may use", async () => {
+    const res = await gateway("/v1/models");
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { object: string; data: { id: string; object: string; owned_by: string; available: boolean }[] };
+    expect(body.object).toBe("list");
+    expect(body.data.map((m) => m.id)).toEqual(["sim-embed", "sim-llama-8b"]);
+    expect(body.data.every((m) => m.object === "model" && m.owned_by === "switchyard" && m.available)).toBe(true);
+
+    const limited = (await (await gateway("/v1/models", { key: inject("keys").chatOnlyModel })).json()) as { data: { id: string }[] };
+    expect(limited.data.map((m) => m.id)).toEqual(["sim-llama-8b"]);
+  });
+});
+
+describe("non-streamed requests", () => {
+  it("proxies a chat completion and records the engine's usage for the caller's tenant", async () => {
+    const res = await post("/v1/chat/completions", { model: "sim-llama-8b", messages, max_tokens: 12 });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-switchyard-node")).toBe(inject("liveNodeId"));
+    const body = (await res.json()) as { object: string; choices: { message: { content: string } }[]; usage: { prompt_tokens: number; completion_tokens: number } };
+    expect(body.object).toBe("chat.completion");
+    expect(body.usage.completion_tokens).toBe(12);
+    const requestId = res.headers.get("x-request-id") ?? "";
+    expect(requestId).toMatch(/^req_/);
+    const row = await usageRow(requestId);
+    expect(row).toMatchObject({
+      tenantId: inject("tenantId"),
+      model: "sim-llama-8b",
+      nodeId: inject("liveNodeId"),
+      status: "ok",
+      httpStatus: 200,
+      streamed: false,
+      promptTokens: body.usage.prompt_tokens,
+      completionTokens: 12,
+      endpoint: "chat",
+    });
+    // 0.1 $/M input, 0.2 $/M output → micro-dollars = tokens × price.
+    expect(row.costMicros).toBe(Math.round(body.usage.prompt_tokens * 0.1 + 12 * 0.2));
+  });
+
+  it("proxies completions and embeddings", async () => {
+    const completion = await post("/v1/completions", { model: "sim-llama-8b", prompt: "Once upon a time" });
+    expect(completion.status).toBe(200);
+    const c = (await completion.json()) as { object: string; usage: { completion_tokens: number } };
+    expect(c.object).toBe("text_completion");
+    expect(c.usage.completion_tokens).toBe(16);
+
+    const embedding = await post("/v1/embeddings", { model: "sim-embed", input: ["a", "b"] });
+    expect(embedding.status).toBe(200);
+    const e = (await embedding.json()) as { data: { embedding: number[] }[]; usage: { prompt_tokens: number } };
+    expect(e.data).toHaveLength(2);
+    const row = await usageRow(embedding.headers.get("x-request-id") ?? "");
+    expect(row.promptTokens).toBe(e.usage.prompt_tokens);
+    expect(row.completionTokens).toBe(0);
+  });
+
+  it("passes an engine's 400 through with its message", async () => {
+    const res = await post("/v1/chat/completions", { model: "sim-llama-8b", messages, max_tokens: 100_000 });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: { message: string } };
+    expect(body.error.message).toContain("maximum context length");
+  });
+});
+
+describe("streamed requests", () => {
+  it("strips the usage chunk the client did not ask for, yet records the usage", async () => {
+    const request = { model: "sim-llama-8b", messages, max_tokens: 8, seed: 7 };
+    const reference = (await (await post("/v1/chat/completions", request)).json()) as { usage: { prompt_tokens: number } };
+
+    const res = await post("/v1/chat/completions", { ...request, stream: true });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toContain("text/event-stream");
+    const events = sseData(await res.text());
+    expect(events.at(-1)).toBe("[DONE]");
+    const chunks = events.slice(0, -1).map((e) => JSON.parse(e) as { choices: unknown[]; usage?: unknown });
+    expect(chunks.every((c) => c.choices.length > 0)).toBe(true);
+    expect(chunks.some((c) => c.usage !== undefined)).toBe(false);
+
+    const row = await usageRow(res.headers.get("x-request-id") ?? "");
+    expect(row).toMatchObject({ streamed: true, status: "ok", promptTokens: reference.usage.prompt_tokens, completionTokens: 8 });
+  });
+
+  it("keeps the usage chunk when the client asked for it", async () => {
+    const res = await post("/v1/chat/completions", { model: "sim-llama-8b", messages, max_tokens: 5, stream: true, stream_options: { include_usage: true } });
+    const events = sseData(await res.text());
+    const usageChunk = JSON.parse(events.at(-2) ?? "{}") as { choices: unknown[]; usage: { completion_tokens: number } };
+    expect(usageChunk.choices).toEqual([]);
+    expect(usageChunk.usage.completion_tokens).toBe(5);
+  });
+
+  it("ends with an in-band error and [DONE] when the engine reports an error mid-stream", async () => {
+    const res = await post("/v1/chat/completions", { model: "sim-llama-8b", messages, stream: true, sim_fault: "error_mid_stream", sim_fault_after: 2 });
+    expect(res.status).toBe(200);
+    const events = sseData(await res.text());
+    expect(events.at(-1)).toBe("[DONE]");
+    expect(JSON.parse(events.at(-2) ?? "{}")).toHaveProperty("error");
+    const row = await usageRow(res.headers.get("x-request-id") ?? "");
+    expect(row.status).toBe("error");
+  });
+
+  it("ends with an in-band error and [DONE] when the engine dies mid-stream", async () => {
+    const res = await post("/v1/chat/completions", { model: "sim-llama-8b", messages, stream: true, sim_fault: "drop_mid_stream", sim_fault_after: 3 });
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    const events = sseData(text);
+    expect(events.at(-1)).toBe("[DONE]");
+    const error = JSON.parse(events.at(-2) ?? "{}") as { error?: { message: string } };
+    expect(error.error?.message).toMatch(/failed|stopped/);
+    const row = await usageRow(res.headers.get("x-request-id") ?? "");
+    expect(row.status).toBe("error");
+    expect(row.completionTokens).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe("routing and failover", () => {
+  it("serves every request from the live node although a dead node is registered for the model", async () => {
+    for (let i = 0; i < 4; i++) {
+      const res = await post("/v1/chat/completions", { model: "sim-llama-8b", messages, max_tokens: 2 });
+      expect(res.status).toBe(200);
+      expect(res.headers.get("x-switchyard-node")).toBe(inject("liveNodeId"));
+      await res.arrayBuffer();
+    }
+  });
+
+  it("returns 502 in OpenAI's shape when no node can serve", async () => {
+    const res = await post("/v1/chat/completions", { model: "sim-llama-8b", messages, sim_fault: "engine_error" });
+    expect(res.status).toBe(502);
+    const body = (await res.json()) as { error: { code: string; type: string } };
+    expect(body.error.code).toBe("upstream_error");
+    expect(body.error.type).toBe("api_error");
+  });
+});
+
+describe("key cache", () => {
+  it("stops accepting a revoked key within the isolate cache time once the admin path clears Redis", async () => {
+    const key = inject("keys").toRevoke;
+    const first = await post("/v1/chat/completions", { model: "sim-llama-8b", messages, max_tokens: 1 }, key);
+    expect(first.status).toBe(200);
+    await first.arrayBuffer();
+
+    const hash = await hashApiKey(key);
+    const cachedInRedis = await redis().get(keyCacheKey(env.REDIS_PREFIX, hash));
+    expect(cachedInRedis).toMatchObject({ found: true });
+
+    await query((db) => db.update(apiKeys).set({ revokedAt: new Date() }).where(eq(apiKeys.hash, hash)));
+    await redis().del(keyCacheKey(env.REDIS_PREFIX, hash));
+    await new Promise((r) => setTimeout(r, 1_100)); // KEY_CACHE_ISOLATE_SECONDS=1 in the test bindings
+    const after = await post("/v1/chat/completions", { model: "sim-llama-8b", messages, max_tokens: 1 }, key);
+    expect(after.status).toBe(401);
+  });
+});
