@@ -38,6 +38,7 @@ export interface Stack {
   gatewayUrl: string;
   apiKey: string;
   databaseUrl: string;
+  embeddedPostgres: boolean;
   redisPrefix: string;
   simUrl: string;
   backplaneUrl: string;
@@ -169,7 +170,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     } catch (err) {
       throw new Error(`${String(err)}\nwrangler dev output:\n${wrangler.recentOutput()}`);
     }
-    return { gatewayUrl, apiKey: demoKey, databaseUrl: pg.url, redisPrefix: opts.redisPrefix, simUrl, backplaneUrl, nodeId, children, close };
+    return { gatewayUrl, apiKey: demoKey, databaseUrl: pg.url, embeddedPostgres: pg.embedded, redisPrefix: opts.redisPrefix, simUrl, backplaneUrl, nodeId, children, close };
   } catch (err) {
     await close();
     throw err;

@@ -22,6 +22,7 @@ const stack = await startStack({
 console.log("");
 console.log(`Gateway: ${stack.gatewayUrl}/v1`);
 console.log(`Demo API key: ${stack.apiKey}`);
+console.log(`Postgres: ${stack.databaseUrl}${stack.embeddedPostgres ? " (embedded PGlite under .data/dev/pglite)" : ""}`);
 console.log("");
 console.log("Try it:");
 console.log(`  curl ${stack.gatewayUrl}/v1/chat/completions -H "Authorization: Bearer ${stack.apiKey}" -H "Content-Type: application/json" -d '{"model":"sim-llama-8b","messages":[{"role":"user","content":"Hello"}]}'`);
