@@ -5,7 +5,7 @@
 import { parseArgs } from "node:util";
 import { ConfigError, parseConfig, SETTING_NAMES, type BackplaneConfig } from "./config.ts";
 import { BackplaneServer } from "./server.ts";
-import { parseSimArgs, SIM_HELP, startSimEngine } from "./sim/index.ts";
+import { parseSimArgs, SIM_HELP, SimOptionsError, startSimEngine } from "./sim/index.ts";
 
 const HELP = `Usage: backplane <command> [options]
 
@@ -80,6 +80,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(err instanceof ConfigError || err instanceof TypeError ? err.message : err);
-  process.exit(1);
+  const usage = err instanceof ConfigError || err instanceof SimOptionsError || (err instanceof TypeError && "code" in err && String(err.code).startsWith("ERR_PARSE_ARGS"));
+  console.error(usage ? (err as Error).message : err);
+  process.exit(usage ? 2 : 1);
 });

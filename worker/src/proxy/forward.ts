@@ -101,7 +101,9 @@ export async function forwardToBackplane(req: ForwardRequest, candidates: NodeEn
           ? new ApiError("no_capacity", "Every GPU node serving this model is at capacity. Retry in a few seconds.", {
               headers: { "retry-after": response.headers.get("retry-after") ?? "1" },
             })
-          : upstreamError(response.status === 401 ? 502 : response.status, text);
+          : response.status === 401
+            ? new ApiError("upstream_error", "The GPU node refused the gateway's signature (node secret mismatch). Retry; operators: check BACKPLANE_SECRET.")
+            : upstreamError(response.status, text);
       continue;
     }
     throw upstreamError(response.status, text);

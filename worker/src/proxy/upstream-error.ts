@@ -1,4 +1,3 @@
-import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { ApiError } from "../errors.ts";
 
 /**
@@ -30,9 +29,8 @@ export function upstreamError(status: number, bodyText: string): ApiError {
     return new ApiError("model_not_found", message ?? "The model does not exist on the GPU node.", { param });
   }
   if (status === 413) return new ApiError("request_too_large", message ?? "The request is too large for the model.");
-  return new ApiError("upstream_error", `The GPU node answered ${status}${message ? `: ${message}` : ""}. Retry the request.`, {
-    status: (status >= 500 && status < 600 ? 502 : 502) as ContentfulStatusCode,
-  });
+  // Any other engine failure is the gateway's upstream failing: 502, whatever the engine said.
+  return new ApiError("upstream_error", `The GPU node answered ${status}${message ? `: ${message}` : ""}. Retry the request.`);
 }
 
 /** Statuses that mean "this node cannot take it, try another" when no byte reached the client yet. */
