@@ -13,6 +13,8 @@ export default defineConfig({
   test: {
     include: ["tests/worker/**/*.test.ts"],
     globalSetup: ["tests/support/worker-global-setup.ts"],
+    // One file at a time: the hot-path test counts database sessions opened by the worker.
+    fileParallelism: false,
     testTimeout: 30_000,
     hookTimeout: 60_000,
   },

@@ -11,6 +11,8 @@ export interface NeonWsPipe {
   readonly port: number;
   /** "127.0.0.1:<port>/v2", without protocol, as neonConfig.wsProxy expects. */
   readonly wsProxy: string;
+  /** Database sessions opened through the pipe so far (tests use it to prove a path never touched Postgres). */
+  readonly connections: () => number;
   close(): Promise<void>;
 }
 
@@ -23,6 +25,7 @@ export async function startNeonWsPipe(opts: { host?: string; port?: number; allo
   const allowed = new Set(opts.allowedHosts ?? ["127.0.0.1", "localhost"]);
   const server = createServer((_req, res) => res.writeHead(426).end("WebSocket upgrade required\n"));
   const wss = new WebSocketServer({ noServer: true });
+  let connections = 0;
 
   server.on("upgrade", (req, socket, head) => {
     const url = new URL(req.url ?? "/", "ws://pipe");
@@ -30,6 +33,7 @@ export async function startNeonWsPipe(opts: { host?: string; port?: number; allo
     wss.handleUpgrade(req, socket, head, (ws) => {
       if (target === undefined) return refuse(ws, "the pipe expects /v2?address=host:port");
       if (!allowed.has(target.host)) return refuse(ws, `the pipe does not allow address ${target.host}`);
+      connections++;
       pipe(ws, target.host, target.port);
     });
   });
@@ -41,6 +45,7 @@ export async function startNeonWsPipe(opts: { host?: string; port?: number; allo
   return {
     port,
     wsProxy: `${host.includes(":") ? `[${host}]` : host}:${port}/v2`,
+    connections: () => connections,
     close: () => {
       closing ??= (async () => {
         const closed = once(server, "close");

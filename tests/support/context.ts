@@ -19,4 +19,6 @@ export interface WorkerTestContext {
   tenantId: string;
   otherTenantId: string;
   liveNodeId: string;
+  /** GET → {"connections": n}: database sessions opened through the Neon pipe so far. */
+  statsUrl: string;
 }

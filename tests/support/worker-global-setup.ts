@@ -28,6 +28,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide("tenantId", context.tenantId);
   project.provide("otherTenantId", context.otherTenantId);
   project.provide("liveNodeId", context.liveNodeId);
+  project.provide("statsUrl", context.statsUrl);
   return async () => {
     child.kill("SIGTERM");
     await exited;

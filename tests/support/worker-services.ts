@@ -6,6 +6,8 @@
  * (dropping its database) on SIGTERM.
  */
 import { randomBytes } from "node:crypto";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { BackplaneServer } from "../../backplane/src/server.ts";
 import { parseConfig } from "../../backplane/src/config.ts";
 import { startSimEngine } from "../../backplane/src/sim/index.ts";
@@ -44,6 +46,13 @@ async function main(): Promise<void> {
   const backplaneUrl = await backplane.listen();
   const deadUrl = `http://127.0.0.1:${await freePort()}`;
 
+  // Lets the workerd tests read how many database sessions the worker has opened.
+  const stats = createServer((_req, res) => {
+    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ connections: pipe.connections() }));
+  });
+  await new Promise<void>((resolve) => stats.listen(0, "127.0.0.1", resolve));
+  const statsUrl = `http://127.0.0.1:${(stats.address() as AddressInfo).port}`;
+
   const db = openDb(databaseUrl);
   const seeded = await seedTestTenants(db.db, [
     { id: liveNodeId, url: backplaneUrl, models: ["sim-llama-8b", "sim-embed"] },
@@ -67,6 +76,7 @@ async function main(): Promise<void> {
     tenantId: seeded.tenantId,
     otherTenantId: seeded.otherTenantId,
     liveNodeId,
+    statsUrl,
   };
   process.stdout.write(`READY ${JSON.stringify(context)}\n`);
 
@@ -74,6 +84,7 @@ async function main(): Promise<void> {
   const stop = async () => {
     if (stopping) return;
     stopping = true;
+    stats.close();
     await backplane.close();
     await sim.close();
     await pipe.close();

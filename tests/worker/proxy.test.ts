@@ -166,3 +166,25 @@ describe("key cache", () => {
     expect(after.status).toBe(401);
   });
 });
+
+describe("the hot path", () => {
+  async function dbSessions(): Promise<number> {
+    const res = await fetch(inject("statsUrl"));
+    return ((await res.json()) as { connections: number }).connections;
+  }
+
+  it("opens no database session for ordinary requests once caches are warm (only the usage writes)", async () => {
+    const body = { model: "sim-llama-8b", messages, max_tokens: 2 };
+    await (await post("/v1/chat/completions", body)).arrayBuffer();
+    await new Promise((r) => setTimeout(r, 300));
+    const before = await dbSessions();
+    for (let i = 0; i < 5; i++) {
+      const res = await post("/v1/chat/completions", body);
+      expect(res.status).toBe(200);
+      await res.arrayBuffer();
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    // Five usage writes in waitUntil; a key or routing lookup in Postgres would add more.
+    expect((await dbSessions()) - before).toBe(5);
+  });
+});
