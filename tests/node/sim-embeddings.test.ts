@@ -1,20 +1,11 @@
 import OpenAI from "openai";
-import { afterEach, describe, expect, it } from "vitest";
-import { countPromptTokens, type SimEngine, startSimEngine } from "../../backplane/src/sim/index.ts";
+import { describe, expect, it } from "vitest";
+import { useSimEngine } from "../support/sim-harness.ts";
+import { countPromptTokens, type SimEngine } from "../../backplane/src/sim/index.ts";
 
 // /v1/embeddings of the simulated engine.
 
-let engine: SimEngine | null = null;
-
-afterEach(async () => {
-  await engine?.close();
-  engine = null;
-});
-
-async function start(): Promise<SimEngine> {
-  engine = await startSimEngine({ ttftMs: 0, interTokenMs: 0 });
-  return engine;
-}
+const start = useSimEngine();
 
 async function embed(sim: SimEngine, body: Record<string, unknown>): Promise<Response> {
   return fetch(`${sim.url}/v1/embeddings`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });

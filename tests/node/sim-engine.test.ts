@@ -1,29 +1,11 @@
 import OpenAI from "openai";
-import { afterEach, describe, expect, it } from "vitest";
-import { countPromptTokens, type SimEngine, type SimOptions, startSimEngine } from "../../backplane/src/sim/index.ts";
+import { describe, expect, it } from "vitest";
+import { useSimEngine, simPost } from "../support/sim-harness.ts";
+import { countPromptTokens, type SimEngine } from "../../backplane/src/sim/index.ts";
 
 // Engine behaviour of the simulator: timing, queueing, aborts, metrics, faults, auth.
 
-let engine: SimEngine | null = null;
-
-afterEach(async () => {
-  await engine?.close();
-  engine = null;
-});
-
-async function start(options: Partial<SimOptions> = {}): Promise<SimEngine> {
-  engine = await startSimEngine({ ttftMs: 0, interTokenMs: 0, ...options });
-  return engine;
-}
-
-function post(sim: SimEngine, path: string, body: unknown, init: RequestInit = {}): Promise<Response> {
-  return fetch(`${sim.url}${path}`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-    ...init,
-  });
-}
+const start = useSimEngine();
 
 const MESSAGES = [{ role: "user", content: "Tell me about trains." }];
 const LABELS = 'model_name="sim-llama-8b",engine="0"';
@@ -74,7 +56,7 @@ describe("simulated vLLM: timing and scheduling", () => {
   it("sends tokens one by one, ttftMs then interTokenMs apart", async () => {
     const sim = await start({ ttftMs: 60, interTokenMs: 40 });
     const sent = performance.now();
-    const res = await post(sim, "/v1/chat/completions", { messages: MESSAGES, max_tokens: 4, stream: true });
+    const res = await simPost(sim, "/v1/chat/completions", { messages: MESSAGES, max_tokens: 4, stream: true });
     const events = await timedEvents(res);
     expect(events.map((e) => e.data.includes('"role":"assistant"'))).toEqual([true, false, false, false, false, false]);
     const content = events.slice(1, 5);
@@ -88,7 +70,7 @@ describe("simulated vLLM: timing and scheduling", () => {
   it("lets sim_ttft_ms override the time to first token per request", async () => {
     const sim = await start();
     const sent = performance.now();
-    const res = await post(sim, "/v1/chat/completions", { messages: MESSAGES, max_tokens: 2, sim_ttft_ms: 150 });
+    const res = await simPost(sim, "/v1/chat/completions", { messages: MESSAGES, max_tokens: 2, sim_ttft_ms: 150 });
     expect(res.status).toBe(200);
     expect(performance.now() - sent).toBeGreaterThanOrEqual(145);
     expect(await metric(sim, "vllm:time_to_first_token_seconds_sum")).toBeGreaterThanOrEqual(0.145);
@@ -97,8 +79,8 @@ describe("simulated vLLM: timing and scheduling", () => {
   it("queues beyond maxConcurrency (num_requests_waiting) and frees the slot when a client aborts", async () => {
     const sim = await start({ maxConcurrency: 1, interTokenMs: 20 });
     const controller = new AbortController();
-    const first = await post(sim, "/v1/chat/completions", { messages: MESSAGES, max_tokens: 200, stream: true }, { signal: controller.signal });
-    const second = await post(sim, "/v1/chat/completions", { messages: MESSAGES, max_tokens: 2, stream: true });
+    const first = await simPost(sim, "/v1/chat/completions", { messages: MESSAGES, max_tokens: 200, stream: true }, { signal: controller.signal });
+    const second = await simPost(sim, "/v1/chat/completions", { messages: MESSAGES, max_tokens: 2, stream: true });
     // Headers go out at once (Starlette starts the response before the engine produces anything).
     expect(second.status).toBe(200);
     await waitFor(async () => (await metric(sim, "vllm:num_requests_waiting")) === 1);
@@ -134,7 +116,7 @@ describe("simulated vLLM: timing and scheduling", () => {
     const seconds = (performance.now() - started) / 1000;
     expect(done).toBe(1280);
     expect(seconds).toBeLessThan(10);
-    const long = await post(sim, "/v1/completions", { prompt: "x", max_tokens: 3000, ignore_eos: true, stream: true });
+    const long = await simPost(sim, "/v1/completions", { prompt: "x", max_tokens: 3000, ignore_eos: true, stream: true });
     expect((await long.text()).split("\n\n").length).toBe(3000 + 2);
   });
 });
@@ -165,8 +147,8 @@ describe("simulated vLLM: metrics", () => {
     expect(text).toContain(`vllm:request_success_total{${LABELS},finished_reason="stop"} 0.0\n`);
 
     const long = [{ role: "system", content: "word ".repeat(60) }, ...MESSAGES];
-    await post(sim, "/v1/chat/completions", { messages: long });
-    await (await post(sim, "/v1/chat/completions", { messages: long, max_tokens: 4, stream: true })).text();
+    await simPost(sim, "/v1/chat/completions", { messages: long });
+    await (await simPost(sim, "/v1/chat/completions", { messages: long, max_tokens: 4, stream: true })).text();
     const prompt = countPromptTokens(long);
     expect(await metric(sim, "vllm:prompt_tokens_total")).toBe(2 * prompt);
     expect(await metric(sim, "vllm:generation_tokens_total")).toBe(10 + 4);
@@ -185,15 +167,15 @@ describe("simulated vLLM: metrics", () => {
 describe("simulated vLLM: fault injection", () => {
   it("error_mid_stream sends vLLM's in-band error event after N tokens, then [DONE]", async () => {
     const sim = await start();
-    const res = await post(sim, "/v1/chat/completions", { messages: MESSAGES, stream: true, sim_fault: "error_mid_stream" });
+    const res = await simPost(sim, "/v1/chat/completions", { messages: MESSAGES, stream: true, sim_fault: "error_mid_stream" });
     expect(res.status).toBe(200);
     const events = (await timedEvents(res)).map((e) => e.data);
     expect(events).toHaveLength(1 + 3 + 2);
     expect(events[4]).toMatch(/^\{"error": \{"message": ".+", "type": "InternalServerError", "param": null, "code": 500\}\}$/);
     expect(events[5]).toBe("[DONE]");
-    const one = await post(sim, "/v1/completions", { prompt: "x", stream: true, sim_fault: "error_mid_stream", sim_fault_after: 1 });
+    const one = await simPost(sim, "/v1/completions", { prompt: "x", stream: true, sim_fault: "error_mid_stream", sim_fault_after: 1 });
     expect((await timedEvents(one)).map((e) => e.data.slice(0, 10))).toEqual(['{"id":"cmp', '{"error": ', "[DONE]"]);
-    const plain = await post(sim, "/v1/chat/completions", { messages: MESSAGES, sim_fault: "error_mid_stream" });
+    const plain = await simPost(sim, "/v1/chat/completions", { messages: MESSAGES, sim_fault: "error_mid_stream" });
     expect(plain.status).toBe(500);
     expect(((await plain.json()) as { error: { type: string; code: number } }).error).toMatchObject({ type: "InternalServerError", code: 500 });
     expect(await metric(sim, "vllm:request_success_total", `${LABELS},finished_reason="abort"`)).toBe(3);
@@ -201,7 +183,7 @@ describe("simulated vLLM: fault injection", () => {
 
   it("drop_mid_stream cuts the connection after N tokens", async () => {
     const sim = await start({ interTokenMs: 5 });
-    const res = await post(sim, "/v1/chat/completions", { messages: MESSAGES, stream: true, sim_fault: "drop_mid_stream", sim_fault_after: 2 });
+    const res = await simPost(sim, "/v1/chat/completions", { messages: MESSAGES, stream: true, sim_fault: "drop_mid_stream", sim_fault_after: 2 });
     expect(res.status).toBe(200);
     const { events, error } = await readUntilError(res);
     expect(error).toBeInstanceOf(Error);
@@ -212,7 +194,7 @@ describe("simulated vLLM: fault injection", () => {
   it("engine_error answers 500 with an empty body, streaming or not", async () => {
     const sim = await start();
     for (const stream of [false, true]) {
-      const res = await post(sim, "/v1/chat/completions", { messages: MESSAGES, stream, sim_fault: "engine_error" });
+      const res = await simPost(sim, "/v1/chat/completions", { messages: MESSAGES, stream, sim_fault: "engine_error" });
       expect(res.status).toBe(500);
       expect(res.headers.get("content-length")).toBe("0");
       expect(await res.text()).toBe("");
@@ -228,7 +210,7 @@ describe("simulated vLLM: auth and plain endpoints", () => {
       expect(res.status).toBe(401);
       expect(await res.json()).toEqual({ error: "Unauthorized" });
     }
-    const denied = await post(sim, "/v1/chat/completions", { messages: MESSAGES });
+    const denied = await simPost(sim, "/v1/chat/completions", { messages: MESSAGES });
     expect(denied.status).toBe(401);
     expect((await fetch(`${sim.url}/v1/models`, { headers: { authorization: "bearer sekret" } })).status).toBe(200);
     for (const path of ["/health", "/metrics", "/version"]) expect((await fetch(`${sim.url}${path}`)).status).toBe(200);
@@ -244,7 +226,7 @@ describe("simulated vLLM: auth and plain endpoints", () => {
     const health = await fetch(`${sim.url}/health`);
     expect(health.status).toBe(200);
     expect(await health.text()).toBe("");
-    expect((await post(sim, "/ping", {})).status).toBe(200);
+    expect((await simPost(sim, "/ping", {})).status).toBe(200);
     expect(await (await fetch(`${sim.url}/version`)).json()).toEqual({ version: "0.11.0" });
     const missing = await fetch(`${sim.url}/v1/nope`);
     expect(missing.status).toBe(404);
@@ -255,7 +237,7 @@ describe("simulated vLLM: auth and plain endpoints", () => {
 
   it("close() aborts open streams and is safe to call twice", async () => {
     const sim = await start({ interTokenMs: 20 });
-    const res = await post(sim, "/v1/chat/completions", { messages: MESSAGES, max_tokens: 500, stream: true });
+    const res = await simPost(sim, "/v1/chat/completions", { messages: MESSAGES, max_tokens: 500, stream: true });
     const reading = readUntilError(res);
     await new Promise((resolve) => setTimeout(resolve, 50));
     await Promise.all([sim.close(), sim.close()]);

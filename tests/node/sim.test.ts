@@ -1,45 +1,11 @@
 import OpenAI from "openai";
-import { afterEach, describe, expect, it } from "vitest";
-import { countPromptTokens, type SimEngine, type SimOptions, startSimEngine } from "../../backplane/src/sim/index.ts";
+import { describe, expect, it } from "vitest";
+import { useSimEngine, simClient, simPost, sseEvents } from "../support/sim-harness.ts";
+import { countPromptTokens } from "../../backplane/src/sim/index.ts";
 
 // Wire formats of the simulated engine: vLLM's OpenAI server, checked field by field.
 
-let engine: SimEngine | null = null;
-
-afterEach(async () => {
-  await engine?.close();
-  engine = null;
-});
-
-async function start(options: Partial<SimOptions> = {}): Promise<SimEngine> {
-  engine = await startSimEngine({ ttftMs: 0, interTokenMs: 0, ...options });
-  return engine;
-}
-
-function client(sim: SimEngine): OpenAI {
-  return new OpenAI({ baseURL: `${sim.url}/v1`, apiKey: "x", maxRetries: 0 });
-}
-
-function post(sim: SimEngine, path: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
-  return fetch(`${sim.url}${path}`, {
-    method: "POST",
-    headers: { "content-type": "application/json", ...headers },
-    body: JSON.stringify(body),
-  });
-}
-
-/** Reads an SSE body into the `data:` payloads, checking every event is `data: …\n\n`. */
-async function sseEvents(res: Response): Promise<string[]> {
-  const text = await res.text();
-  expect(text.endsWith("\n\n")).toBe(true);
-  return text
-    .slice(0, -2)
-    .split("\n\n")
-    .map((event) => {
-      expect(event.startsWith("data: ")).toBe(true);
-      return event.slice("data: ".length);
-    });
-}
+const start = useSimEngine();
 
 const MESSAGES = [{ role: "user", content: "Tell me about trains." }];
 /** BOS + 4 template tokens + "Tell me about trains." (5) + 3 for the generation prompt. */
@@ -60,13 +26,13 @@ describe("simulated vLLM: models and chat", () => {
     const [permission] = card.permission as Record<string, unknown>[];
     expect(permission).toMatchObject({ object: "model_permission", allow_sampling: true, organization: "*", group: null, is_blocking: false });
     expect(permission?.id).toMatch(/^modelperm-[0-9a-f]{32}$/);
-    const listed = await client(sim).models.list();
+    const listed = await simClient(sim).models.list();
     expect(listed.data.map((m) => m.id)).toEqual(["sim-llama-8b", "sim-embed"]);
   });
 
   it("answers a non-stream chat completion with vLLM's body and exact usage", async () => {
     const sim = await start({ outputTokens: 12 });
-    const completion = await client(sim).chat.completions.create({ model: "sim-llama-8b", messages: [{ role: "user", content: "Hello" }] });
+    const completion = await simClient(sim).chat.completions.create({ model: "sim-llama-8b", messages: [{ role: "user", content: "Hello" }] });
     expect(completion.id).toMatch(/^chatcmpl-[0-9a-f]{32}$/);
     expect(completion.object).toBe("chat.completion");
     expect(Math.abs(completion.created - Date.now() / 1000)).toBeLessThan(5);
@@ -82,7 +48,7 @@ describe("simulated vLLM: models and chat", () => {
       prompt_tokens_details: null,
     });
 
-    const raw = await post(sim, "/v1/chat/completions", { messages: MESSAGES, max_tokens: 4 });
+    const raw = await simPost(sim, "/v1/chat/completions", { messages: MESSAGES, max_tokens: 4 });
     expect(raw.status).toBe(200);
     const body = (await raw.json()) as Record<string, unknown>;
     expect(Object.keys(body)).toEqual(["id", "object", "created", "model", "choices", "usage"]);
@@ -103,7 +69,7 @@ describe("simulated vLLM: models and chat", () => {
 
   it("streams role chunk, one chunk per token, finish chunk and [DONE], without usage unless asked", async () => {
     const sim = await start();
-    const res = await post(sim, "/v1/chat/completions", { messages: MESSAGES, max_tokens: 3, stream: true });
+    const res = await simPost(sim, "/v1/chat/completions", { messages: MESSAGES, max_tokens: 3, stream: true });
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toBe("text/event-stream; charset=utf-8");
     const events = await sseEvents(res);
@@ -125,7 +91,7 @@ describe("simulated vLLM: models and chat", () => {
 
   it("sends the usage chunk when stream_options is {} (include_usage defaults to true)", async () => {
     const sim = await start({ outputTokens: 5 });
-    const res = await post(sim, "/v1/chat/completions", { messages: MESSAGES, stream: true, stream_options: {} });
+    const res = await simPost(sim, "/v1/chat/completions", { messages: MESSAGES, stream: true, stream_options: {} });
     const events = await sseEvents(res);
     expect(events).toHaveLength(1 + 5 + 1 + 1);
     const finish = JSON.parse(events[5] ?? "") as { choices: { delta: unknown; finish_reason: string; stop_reason: null }[] };
@@ -134,13 +100,13 @@ describe("simulated vLLM: models and chat", () => {
     expect(events[6]).toMatch(new RegExp(`"choices":\\[\\],"usage":\\{"prompt_tokens":${P},"total_tokens":${P + 5},"completion_tokens":5\\}\\}$`));
     expect(events[7]).toBe("[DONE]");
 
-    const off = await post(sim, "/v1/chat/completions", { messages: MESSAGES, stream: true, stream_options: { include_usage: false } });
+    const off = await simPost(sim, "/v1/chat/completions", { messages: MESSAGES, stream: true, stream_options: { include_usage: false } });
     expect((await sseEvents(off)).join("")).not.toContain("usage");
   });
 
   it("adds running usage to every chunk with continuous_usage_stats", async () => {
     const sim = await start();
-    const res = await post(sim, "/v1/chat/completions", {
+    const res = await simPost(sim, "/v1/chat/completions", {
       messages: MESSAGES,
       max_tokens: 3,
       stream: true,
@@ -153,7 +119,7 @@ describe("simulated vLLM: models and chat", () => {
 
   it("rejects stream_options without stream:true with a 400", async () => {
     const sim = await start();
-    const res = await post(sim, "/v1/chat/completions", { messages: MESSAGES, stream_options: { include_usage: true } });
+    const res = await simPost(sim, "/v1/chat/completions", { messages: MESSAGES, stream_options: { include_usage: true } });
     expect(res.status).toBe(400);
     const body = (await res.json()) as { error: { message: string; type: string; param: null; code: number } };
     expect(body.error.code).toBe(400);
@@ -164,14 +130,14 @@ describe("simulated vLLM: models and chat", () => {
 
   it("streams n choices told apart by index, through the openai client too", async () => {
     const sim = await start();
-    const res = await post(sim, "/v1/chat/completions", { messages: MESSAGES, n: 2, max_tokens: 4, stream: true });
+    const res = await simPost(sim, "/v1/chat/completions", { messages: MESSAGES, n: 2, max_tokens: 4, stream: true });
     const chunks = (await sseEvents(res)).slice(0, -1).map((e) => JSON.parse(e) as { choices: { index: number; delta: { content: string } }[] });
     expect(chunks).toHaveLength(2 + 2 * 4);
     expect(chunks.slice(0, 2).map((c) => c.choices[0]?.index)).toEqual([0, 1]);
     const text = (i: number) => chunks.slice(2).filter((c) => c.choices[0]?.index === i).map((c) => c.choices[0]?.delta.content).join("");
     expect(text(0)).not.toBe(text(1));
 
-    const stream = await client(sim).chat.completions.create({
+    const stream = await simClient(sim).chat.completions.create({
       model: "sim-llama-8b",
       messages: [{ role: "user", content: "hi" }],
       max_tokens: 6,
@@ -191,7 +157,7 @@ describe("simulated vLLM: models and chat", () => {
   it("is deterministic per prompt and seed", async () => {
     const sim = await start();
     const ask = async (body: Record<string, unknown>) => {
-      const res = await post(sim, "/v1/chat/completions", { messages: MESSAGES, max_tokens: 20, ...body });
+      const res = await simPost(sim, "/v1/chat/completions", { messages: MESSAGES, max_tokens: 20, ...body });
       return ((await res.json()) as { choices: { message: { content: string } }[] }).choices[0]?.message.content;
     };
     expect(await ask({ seed: 7 })).toBe(await ask({ seed: 7 }));
@@ -199,7 +165,7 @@ describe("simulated vLLM: models and chat", () => {
     expect(await ask({})).toBe(await ask({ seed: 0 }));
     expect(await ask({ messages: [{ role: "user", content: "Something else" }] })).not.toBe(await ask({}));
     // Streamed text is the same text.
-    const res = await post(sim, "/v1/chat/completions", { messages: MESSAGES, max_tokens: 20, seed: 7, stream: true });
+    const res = await simPost(sim, "/v1/chat/completions", { messages: MESSAGES, max_tokens: 20, seed: 7, stream: true });
     const streamed = (await sseEvents(res))
       .slice(1, -1)
       .map((e) => (JSON.parse(e) as { choices: { delta: { content: string } }[] }).choices[0]?.delta.content)
@@ -209,7 +175,7 @@ describe("simulated vLLM: models and chat", () => {
 
   it("stops at max_tokens with finish_reason length, max_completion_tokens winning over max_tokens", async () => {
     const sim = await start();
-    const res = await post(sim, "/v1/chat/completions", { messages: MESSAGES, max_tokens: 9, max_completion_tokens: 7 });
+    const res = await simPost(sim, "/v1/chat/completions", { messages: MESSAGES, max_tokens: 9, max_completion_tokens: 7 });
     const body = (await res.json()) as { choices: { finish_reason: string }[]; usage: { completion_tokens: number } };
     expect(body.choices[0]?.finish_reason).toBe("length");
     expect(body.usage.completion_tokens).toBe(7);
@@ -217,10 +183,10 @@ describe("simulated vLLM: models and chat", () => {
 
   it("ends at a stop string with stop_reason set and the string removed", async () => {
     const sim = await start();
-    const first = await post(sim, "/v1/chat/completions", { messages: MESSAGES, max_tokens: 10 });
+    const first = await simPost(sim, "/v1/chat/completions", { messages: MESSAGES, max_tokens: 10 });
     const text = ((await first.json()) as { choices: { message: { content: string } }[] }).choices[0]?.message.content ?? "";
     const third = text.split(" ")[2] ?? "";
-    const res = await post(sim, "/v1/chat/completions", { messages: MESSAGES, max_tokens: 10, stop: [` ${third}`] });
+    const res = await simPost(sim, "/v1/chat/completions", { messages: MESSAGES, max_tokens: 10, stop: [` ${third}`] });
     const body = (await res.json()) as { choices: { message: { content: string }; finish_reason: string; stop_reason: string }[] };
     expect(body.choices[0]).toMatchObject({ finish_reason: "stop", stop_reason: ` ${third}` });
     expect(body.choices[0]?.message.content).toBe(text.slice(0, text.indexOf(` ${third}`)));

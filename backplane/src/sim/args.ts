@@ -97,7 +97,7 @@ export function parseSimArgs(argv: readonly string[], env: Env = process.env): S
     else throw new SimOptionsError(`Unknown flag ${flag} (see --help)`);
   }
 
-  for (const [flag, key, envName, integer] of NUMERIC_FLAGS) {
+  for (const [, key, envName, integer] of NUMERIC_FLAGS) {
     const raw = env[envName];
     if (numeric[key] === undefined && raw !== undefined && raw !== "") numeric[key] = parseNumber(envName, raw, integer);
   }
