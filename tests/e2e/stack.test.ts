@@ -6,7 +6,6 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { eq } from "drizzle-orm";
-import { Redis as IORedis } from "ioredis";
 import OpenAI from "openai";
 import type { ChatCompletionCreateParamsStreaming } from "openai/resources/chat/completions";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -14,7 +13,7 @@ import { openDb, type NodeDb } from "../../dev/db.ts";
 import { createDatabase, dropDatabase } from "../../dev/postgres.ts";
 import { startStack, type Stack } from "../../dev/stack.ts";
 import { usageRecords } from "../../schema/tables/index.ts";
-import { PG_ADMIN_URL, REDIS_URL, uniqueSuffix } from "../support/fixtures.ts";
+import { deleteRedisPrefix, PG_ADMIN_URL, REDIS_URL, uniqueSuffix } from "../support/fixtures.ts";
 
 const suffix = uniqueSuffix();
 const dbName = `sy_e2e_${suffix}`;
@@ -43,10 +42,7 @@ afterAll(async () => {
   await db?.close();
   await stack?.close();
   await dropDatabase(PG_ADMIN_URL, dbName);
-  const redis = new IORedis(REDIS_URL);
-  const keys = await redis.keys(`sy:e2e:${suffix}:*`);
-  if (keys.length > 0) await redis.del(...keys);
-  redis.disconnect();
+  await deleteRedisPrefix(`sy:e2e:${suffix}:`);
   rmSync(dataDir, { recursive: true, force: true });
 });
 

@@ -11,7 +11,7 @@ import { deriveNodeSecret } from "../../schema/contracts/signing.ts";
 import { apiKeys, auditLogs } from "../../schema/tables/index.ts";
 import { hashApiKey } from "../../worker/src/auth/keys.ts";
 import { keyCacheKey } from "../../worker/src/auth/identity.ts";
-import { PG_ADMIN_URL, REDIS_URL, uniqueSuffix } from "../support/fixtures.ts";
+import { deleteRedisPrefix, PG_ADMIN_URL, REDIS_URL, uniqueSuffix } from "../support/fixtures.ts";
 
 const run = promisify(execFile);
 const suffix = uniqueSuffix();
@@ -48,6 +48,7 @@ afterAll(async () => {
   await db.close();
   await upstash.close();
   await dropDatabase(PG_ADMIN_URL, dbName);
+  await deleteRedisPrefix(prefix);
 });
 
 describe("admin CLI", () => {

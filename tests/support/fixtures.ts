@@ -48,3 +48,19 @@ export async function seedTestTenants(
   await db.update(tenants).set({ status: "suspended" }).where(eq(tenants.id, suspendedTenant.id));
   return { valid, toRevoke, revoked, expired, suspended, embeddingsOnly, chatOnlyModel, otherTenant, tenantId: tenant.id, otherTenantId: other.id };
 }
+
+/** Deletes every Redis key under `prefix` (test clean-up). */
+export async function deleteRedisPrefix(prefix: string): Promise<void> {
+  const { Redis } = await import("ioredis");
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+  try {
+    let cursor = "0";
+    do {
+      const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 500);
+      cursor = next;
+      if (keys.length > 0) await redis.del(...keys);
+    } while (cursor !== "0");
+  } finally {
+    redis.disconnect();
+  }
+}

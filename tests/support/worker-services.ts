@@ -18,7 +18,7 @@ import { freePort } from "../../dev/ports.ts";
 import { createDatabase, dropDatabase } from "../../dev/postgres.ts";
 import { startUpstashRestAdapter } from "../../dev/upstash-rest.ts";
 import type { WorkerTestContext } from "./context.ts";
-import { PG_ADMIN_URL, REDIS_URL, seedTestTenants, uniqueSuffix } from "./fixtures.ts";
+import { deleteRedisPrefix, PG_ADMIN_URL, REDIS_URL, seedTestTenants, uniqueSuffix } from "./fixtures.ts";
 
 
 async function main(): Promise<void> {
@@ -90,6 +90,7 @@ async function main(): Promise<void> {
     await pipe.close();
     await upstash.close();
     await dropDatabase(PG_ADMIN_URL, dbName);
+    await deleteRedisPrefix(`sy:wtest:${suffix}:`);
     process.exit(0);
   };
   process.on("SIGTERM", () => void stop());
