@@ -1,6 +1,6 @@
 import { eq } from "drizzle-orm";
 import { environments, tenants } from "../schema/tables/index.ts";
-import { createApiKey, createEnvironment, createTenant, findApiKey, upsertModel, upsertNode, upsertRegion, type AdminDb } from "../worker/src/admin/store.ts";
+import { createApiKey, createEnvironment, createTenant, findApiKey, upsertModel, upsertRegion, type AdminDb } from "../worker/src/admin/store.ts";
 
 /** The catalogue of the local stack: what the simulated engine serves. */
 export const DEMO_MODELS = [
@@ -16,17 +16,17 @@ export interface Seeded {
 }
 
 /**
- * Seeds the demo tenant, its `dev` environment, a region, the catalogue and the local node, and
- * makes sure `demoKey` (kept by the caller across restarts) is a valid key of the demo tenant.
+ * Seeds the demo tenant, its `dev` environment, the local region and the catalogue, and makes sure
+ * `demoKey` (kept by the caller across restarts) is a valid key of the demo tenant. The local node
+ * registers itself with its heartbeats.
  */
 export async function seedDemo(
   db: AdminDb,
-  input: { demoKey: string; node: { id: string; url: string; regionId: string; models: string[] } },
+  input: { demoKey: string; regionId: string },
 ): Promise<Seeded> {
   const actor = "dev-stack";
-  await upsertRegion(db, actor, { id: input.node.regionId, name: "Local machine", latitude: 32.9, longitude: -97.0 });
+  await upsertRegion(db, actor, { id: input.regionId, name: "Local machine", latitude: 32.9, longitude: -97.0 });
   for (const model of DEMO_MODELS) await upsertModel(db, actor, model);
-  await upsertNode(db, actor, input.node);
 
   const tenantId = "ten_demo";
   const existingTenant = await db.select().from(tenants).where(eq(tenants.id, tenantId)).limit(1);

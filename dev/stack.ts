@@ -4,7 +4,9 @@ import { join, resolve } from "node:path";
 import { Redis as IORedis } from "ioredis";
 import { deriveNodeSecret } from "../schema/contracts/signing.ts";
 import { generateApiKey } from "../worker/src/auth/keys.ts";
-import { migrateDb, openDb } from "./db.ts";
+import { eq } from "drizzle-orm";
+import { nodes } from "../schema/tables/index.ts";
+import { migrateDb, openDb, type NodeDb } from "./db.ts";
 import { startNeonWsPipe } from "./neon-ws-pipe.ts";
 import { freePort, waitForHttp } from "./ports.ts";
 import { startPostgres } from "./postgres.ts";
@@ -31,6 +33,8 @@ export interface StackOptions {
   simArgs: string[];
   /** Print the children's output with a [name] prefix. */
   echo: boolean;
+  /** Extra BACKPLANE_* settings for the local backplane (tests switch spot watchers on this way). */
+  backplaneEnv?: Record<string, string>;
 }
 
 /** A running local stack. */
@@ -45,6 +49,18 @@ export interface Stack {
   nodeId: string;
   children: Child[];
   close(): Promise<void>;
+}
+
+/** Waits until the node's heartbeats have registered it with the gateway. */
+async function waitForNode(db: NodeDb, nodeId: string, url: string, timeoutMs: number, backplane: Child): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const [row] = await db.db.select({ at: nodes.lastHeartbeatAt, url: nodes.url }).from(nodes).where(eq(nodes.id, nodeId));
+    // The URL changes on every run, so a row left by an earlier run does not count.
+    if (row?.at && row.url === url) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`node ${nodeId} did not register with the gateway within ${timeoutMs} ms\nbackplane output:\n${backplane.recentOutput()}`);
 }
 
 function persistedSecret(file: string, make: () => string): string {
@@ -96,37 +112,38 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     cleanups.push(() => sim.stop());
     await waitForHttp(`${simUrl}/health`, 15_000, sim.alive);
 
+    const gatewayPort = opts.gatewayPort === 0 ? await freePort(opts.host) : opts.gatewayPort;
+    const gatewayUrl = `http://${opts.host}:${gatewayPort}`;
+    const db = openDb(pg.url);
+    cleanups.push(() => db.close());
+    await seedDemo(db.db, { demoKey, regionId: "local" });
+    // The node registers itself with its heartbeats; a stale snapshot from a previous run must not
+    // shadow that, so drop the cached routing snapshot.
+    const redis = new IORedis(opts.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    await redis.del(`${opts.redisPrefix}routing:v1`, `${opts.redisPrefix}nodes:live`);
+    redis.disconnect();
+
     const backplaneUrl = `http://${opts.host}:${backplanePort}`;
     const backplane = startChild("backplane", ["backplane/src/main.ts", "start"], {
       cwd: ROOT,
       echo: opts.echo,
       env: {
         BACKPLANE_NODE_ID: nodeId,
+        BACKPLANE_REGION: "local",
         BACKPLANE_SECRET: nodeSecret,
         BACKPLANE_HOST: opts.host,
         BACKPLANE_PORT: String(backplanePort),
-        BACKPLANE_ENGINE_URL: simUrl,
+        BACKPLANE_PUBLIC_URL: backplaneUrl,
+        BACKPLANE_GATEWAY_URL: gatewayUrl,
+        BACKPLANE_ENGINES: `kind=sim,id=sim-0,url=${simUrl}`,
+        BACKPLANE_LOG_LEVEL: "warn",
+        ...opts.backplaneEnv,
       },
     });
     children.push(backplane);
     cleanups.push(() => backplane.stop());
     await waitForHttp(`${backplaneUrl}/health`, 15_000, backplane.alive);
 
-    const db = openDb(pg.url);
-    try {
-      await seedDemo(db.db, {
-        demoKey,
-        node: { id: nodeId, url: backplaneUrl, regionId: "local", models: ["sim-llama-8b", "sim-embed"] },
-      });
-    } finally {
-      await db.close();
-    }
-    // The node's URL changes between runs: drop the cached routing snapshot so the worker reloads it.
-    const redis = new IORedis(opts.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
-    await redis.del(`${opts.redisPrefix}routing:v1`);
-    redis.disconnect();
-
-    const gatewayPort = opts.gatewayPort === 0 ? await freePort(opts.host) : opts.gatewayPort;
     const varsFile = join(opts.dataDir, "worker.dev.vars");
     const vars: Record<string, string> = {
       DATABASE_URL: pg.url,
@@ -164,12 +181,12 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     );
     children.push(wrangler);
     cleanups.push(() => wrangler.stop());
-    const gatewayUrl = `http://${opts.host}:${gatewayPort}`;
     try {
       await waitForHttp(`${gatewayUrl}/health`, 60_000, wrangler.alive);
     } catch (err) {
       throw new Error(`${String(err)}\nwrangler dev output:\n${wrangler.recentOutput()}`);
     }
+    await waitForNode(db, nodeId, backplaneUrl, 30_000, backplane);
     return { gatewayUrl, apiKey: demoKey, databaseUrl: pg.url, embeddedPostgres: pg.embedded, redisPrefix: opts.redisPrefix, simUrl, backplaneUrl, nodeId, children, close };
   } catch (err) {
     await close();

@@ -2,12 +2,18 @@ import type { ServerResponse } from "node:http";
 
 /** Error codes the backplane answers with, and their HTTP statuses. */
 const STATUS = {
+  bad_request: 400,
   unauthorized: 401,
   not_found: 404,
+  model_not_found: 404,
+  method_not_allowed: 405,
+  conflict: 409,
   request_too_large: 413,
-  engine_unavailable: 502,
-  engine_timeout: 504,
+  engine_error: 502,
+  engine_unavailable: 503,
   overloaded: 503,
+  draining: 503,
+  engine_timeout: 504,
 } as const;
 
 /** A backplane error code. */

@@ -1,86 +1,155 @@
 /**
- * `backplane` command line: `start` runs the daemon in front of an engine, `sim` runs the simulated
- * vLLM engine. This is the only file that reads process.env and argv.
+ * `backplane` command line: `start` runs the daemon, `sim` the simulated vLLM engine, `doctor`
+ * checks a host, `install-service` writes the systemd unit. The only file that reads argv and env.
  */
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { ConfigError, parseConfig, SETTING_NAMES, type BackplaneConfig } from "./config.ts";
-import { BackplaneServer } from "./server.ts";
+import { ConfigError, parseConfig, rawFromFlagsAndEnv, SETTINGS, type BackplaneConfig, type SettingName } from "./config.ts";
+import { startDaemon } from "./daemon.ts";
+import { formatChecks, runDoctor } from "./ops/doctor.ts";
+import { installService, SERVICE_HELP } from "./ops/install-service.ts";
 import { parseSimArgs, SIM_HELP, SimOptionsError, startSimEngine } from "./sim/index.ts";
+
+const BOOLEAN_SETTINGS = new Set<SettingName>(["allowInsecureHttp", "spotAws", "spotGcp", "spotAzure"]);
 
 const HELP = `Usage: backplane <command> [options]
 
 Commands:
-  start    Run the backplane in front of an OpenAI-compatible engine (vLLM, SGLang, llama.cpp, Ollama /v1)
-  sim      Run the simulated vLLM engine (no GPU needed)
+  start            Run the backplane in front of one or more engines (vLLM, OpenAI-compatible, Ollama)
+  sim              Run the simulated vLLM engine (no GPU needed)
+  doctor           Check this host: config, engines, gateway and clock, TLS files, GPUs
+  install-service  Write a systemd unit and an env file with this configuration
 
-Run 'backplane <command> --help' for the options of a command.`;
+Run 'backplane <command> --help' for the options of a command. Settings: docs/backplane.md.`;
+
+const SETTINGS_HELP = (Object.entries(SETTINGS) as [SettingName, (typeof SETTINGS)[SettingName]][])
+  .map(([, s]) => `  ${s.flag.padEnd(26)} ${s.env.padEnd(34)} ${s.help}`)
+  .join("\n");
 
 const START_HELP = `Usage: backplane start [options]
 
-Every option can also be set by the environment variable shown; flags win.
-${Object.values(SETTING_NAMES)
-  .map(({ flag, env }) => `  ${flag.padEnd(22)} ${env}`)
-  .join("\n")}
+Every option can also be set by its environment variable; flags win.
+${SETTINGS_HELP}
 
-  --node-id and --secret and --engine-url are required. Defaults: --host 0.0.0.0, --port 8443,
-  --engine-timeout-ms 30000. See docs/configuration.md for what each setting does.`;
+SIGTERM or SIGINT drains (no new requests, accepted ones finish within --drain-grace-ms) and exits 0;
+a second signal exits at once.`;
 
-function log(event: string, fields: Record<string, unknown>): void {
-  process.stdout.write(`${JSON.stringify({ event, at: new Date().toISOString(), ...fields })}\n`);
+const DOCTOR_HELP = `Usage: backplane doctor [options]
+
+Takes the same options as 'backplane start' and checks them without starting: engines reachable,
+gateway reachable and clock skew, TLS files, GPU visibility. Exits 1 when a check fails.`;
+
+function settingOptions(): Record<string, { type: "string" | "boolean"; multiple?: boolean }> {
+  const options: Record<string, { type: "string" | "boolean"; multiple?: boolean }> = { help: { type: "boolean" } };
+  for (const [name, s] of Object.entries(SETTINGS) as [SettingName, (typeof SETTINGS)[SettingName]][]) {
+    options[s.flag.slice(2)] = BOOLEAN_SETTINGS.has(name) ? { type: "boolean" } : name === "engines" ? { type: "string", multiple: true } : { type: "string" };
+  }
+  return options;
 }
 
-function onShutdown(close: () => Promise<void>): void {
-  let stopping = false;
+function parse(argv: string[], extra: Record<string, { type: "string" | "boolean" }> = {}) {
+  const { values } = parseArgs({ args: argv, options: { ...settingOptions(), ...extra }, strict: true });
+  return values as Record<string, string | string[] | boolean | undefined>;
+}
+
+function configFrom(flags: Record<string, string | string[] | boolean | undefined>): BackplaneConfig {
+  return parseConfig(rawFromFlagsAndEnv(flags, process.env));
+}
+
+async function start(argv: string[]): Promise<void> {
+  const flags = parse(argv);
+  if (flags.help) return void console.log(START_HELP);
+  const daemon = await startDaemon(configFrom(flags));
+  let signals = 0;
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.on(signal, () => {
-      if (stopping) return;
-      stopping = true;
-      void close().then(() => process.exit(0));
+      signals++;
+      if (signals > 1) {
+        // A second signal: the operator wants out now.
+        void daemon.abort().finally(() => process.exit(1));
+        return;
+      }
+      void daemon.drainAndClose(signal).then(() => process.exit(0));
     });
   }
 }
 
-async function start(argv: string[]): Promise<void> {
-  const options = Object.fromEntries(
-    Object.values(SETTING_NAMES).map(({ flag }) => [flag.slice(2), { type: "string" as const }]),
-  );
-  const { values } = parseArgs({ args: argv, options: { ...options, help: { type: "boolean" } }, strict: true });
-  const flags = values as Record<string, string | boolean | undefined>;
-  if (flags.help) {
-    console.log(START_HELP);
-    return;
-  }
-  const raw: Partial<Record<keyof BackplaneConfig, unknown>> = {};
-  for (const [field, { flag, env }] of Object.entries(SETTING_NAMES)) {
-    raw[field as keyof BackplaneConfig] = flags[flag.slice(2)] ?? process.env[env];
-  }
-  const config = parseConfig(raw);
-  const server = new BackplaneServer(config, log);
-  const url = await server.listen();
-  log("backplane_listening", { url, nodeId: config.nodeId, engineUrl: config.engineUrl });
-  onShutdown(() => server.close());
-}
-
 async function sim(argv: string[]): Promise<void> {
-  if (argv.includes("--help") || argv.includes("-h")) {
-    console.log(SIM_HELP);
-    return;
-  }
+  if (argv.includes("--help") || argv.includes("-h")) return void console.log(SIM_HELP);
   const engine = await startSimEngine(parseSimArgs(argv));
   console.log(`Simulated vLLM engine listening on ${engine.url}`);
-  onShutdown(() => engine.close());
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => void engine.close().then(() => process.exit(0)));
+}
+
+async function doctor(argv: string[]): Promise<void> {
+  const flags = parse(argv);
+  if (flags.help) return void console.log(DOCTOR_HELP);
+  let config: BackplaneConfig;
+  try {
+    config = configFrom(flags);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    console.log(formatChecks([{ name: "config", status: "fail", detail: err.message, fix: "Fix the setting named above (backplane start --help lists them)." }]));
+    process.exitCode = 1;
+    return;
+  }
+  const checks = await runDoctor(config);
+  console.log(formatChecks(checks));
+  if (checks.some((c) => c.status === "fail")) process.exitCode = 1;
+}
+
+async function install(argv: string[]): Promise<void> {
+  const extra = {
+    "unit-path": { type: "string" as const },
+    "env-file": { type: "string" as const },
+    user: { type: "string" as const },
+    "memory-max": { type: "string" as const },
+    force: { type: "boolean" as const },
+    "dry-run": { type: "boolean" as const },
+  };
+  const flags = parse(argv, extra);
+  if (flags.help) return void console.log(SERVICE_HELP);
+  const config = configFrom(flags);
+  // The env file holds the daemon's settings as BACKPLANE_* variables, exactly as given.
+  const raw = rawFromFlagsAndEnv(flags, process.env);
+  const env: Record<string, string> = {};
+  for (const [name, s] of Object.entries(SETTINGS) as [SettingName, (typeof SETTINGS)[SettingName]][]) {
+    const value = raw[name];
+    if (value === undefined || value === "" || value === false) continue;
+    env[s.env] = Array.isArray(value) ? value.join(";") : String(value);
+  }
+  const root = resolve(import.meta.dirname, "../..");
+  const result = await installService({
+    unitPath: typeof flags["unit-path"] === "string" ? flags["unit-path"] : "/etc/systemd/system/switchyard-backplane.service",
+    envFile: typeof flags["env-file"] === "string" ? flags["env-file"] : "/etc/switchyard/backplane.env",
+    workingDirectory: root,
+    execStart: `${process.execPath} ${resolve(root, "backplane/src/main.ts")} start`,
+    user: typeof flags.user === "string" ? flags.user : null,
+    memoryMax: typeof flags["memory-max"] === "string" ? flags["memory-max"] : "2G",
+    readWritePaths: [],
+    drainGraceMs: config.drainGraceMs,
+    force: flags.force === true,
+    dryRun: flags["dry-run"] === true,
+    env,
+  });
+  console.log(`Wrote ${result.unitPath} and ${result.envFile} (mode 0600). Now run:\n${result.commands.map((c) => `  ${c}`).join("\n")}`);
 }
 
 async function main(): Promise<void> {
   const [command, ...rest] = process.argv.slice(2);
   if (command === "start") return start(rest);
   if (command === "sim") return sim(rest);
+  if (command === "doctor") return doctor(rest);
+  if (command === "install-service") return install(rest);
   console.log(HELP);
   if (command !== undefined && command !== "--help" && command !== "-h" && command !== "help") process.exitCode = 2;
 }
 
 main().catch((err: unknown) => {
-  const usage = err instanceof ConfigError || err instanceof SimOptionsError || (err instanceof TypeError && "code" in err && String(err.code).startsWith("ERR_PARSE_ARGS"));
+  const usage =
+    err instanceof ConfigError ||
+    err instanceof SimOptionsError ||
+    (err instanceof TypeError && "code" in err && String(err.code).startsWith("ERR_PARSE_ARGS"));
   console.error(usage ? (err as Error).message : err);
   process.exit(usage ? 2 : 1);
 });

@@ -1,17 +1,28 @@
+import { readFileSync } from "node:fs";
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
-import { readFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { importSigningKey, type SigningKey } from "../../schema/contracts/signing.ts";
 import type { BackplaneConfig } from "./config.ts";
 import { sendError } from "./errors.ts";
-import { forwardToEngine } from "./proxy/engine-forward.ts";
+import type { Log } from "./log.ts";
+import { handleManagement, type ManagementDeps } from "./management/routes.ts";
+import { handleInference, type ProxyDeps } from "./proxy/handler.ts";
 import { verifyGatewayRequest } from "./proxy/verify.ts";
-import { probeEngine } from "./engines/probe.ts";
 
 const MAX_BODY_BYTES = 10 * 1024 * 1024;
 
-type Log = (event: string, fields: Record<string, unknown>) => void;
+/** Everything the HTTP layer serves; the daemon builds it. */
+export interface ServerDeps {
+  config: BackplaneConfig;
+  log: Log;
+  proxy: ProxyDeps;
+  management: ManagementDeps;
+  /** `GET /health` body and whether the node takes requests (200) or not (503). */
+  health: () => { ok: boolean; body: unknown };
+  /** `GET /metrics` text. */
+  metrics: () => string;
+}
 
 function readBody(req: IncomingMessage): Promise<Uint8Array<ArrayBuffer> | null> {
   return new Promise((resolve, reject) => {
@@ -34,28 +45,32 @@ function readBody(req: IncomingMessage): Promise<Uint8Array<ArrayBuffer> | null>
   });
 }
 
-/** The backplane HTTP(S) server: verifies the gateway's signature, then proxies to the engine. */
+/**
+ * The backplane's HTTP(S) server. `/health` and `/metrics` are open (probes and scrapers); every
+ * other route — inference under `/v1/`, `/management/…` — must carry the gateway's signature, which
+ * is checked before anything else happens.
+ */
 export class BackplaneServer {
-  readonly config: BackplaneConfig;
+  private readonly deps: ServerDeps;
   private readonly server: Server;
   private readonly key: Promise<SigningKey>;
-  private readonly log: Log;
   private closing: Promise<void> | null = null;
 
-  constructor(config: BackplaneConfig, log: Log = () => {}) {
-    this.config = config;
-    this.log = log;
+  constructor(deps: ServerDeps) {
+    this.deps = deps;
+    const { config } = deps;
     this.key = importSigningKey(config.secret);
     const handler = (req: IncomingMessage, res: ServerResponse) => {
       this.handle(req, res).catch((err: unknown) => {
-        this.log("handler_error", { error: String(err) });
-        sendError(res, "engine_unavailable", "The backplane failed to handle the request.");
+        deps.log("handler_error", { error: err instanceof Error ? err.message : String(err) }, "error");
+        sendError(res, "engine_error", "The backplane failed to handle the request.");
       });
     };
     this.server =
       config.tlsCertFile && config.tlsKeyFile
         ? createHttpsServer({ cert: readFileSync(config.tlsCertFile), key: readFileSync(config.tlsKeyFile) }, handler)
         : createHttpServer(handler);
+    // Longer than the gateway's idle keep-alive so the node never closes a connection being reused.
     this.server.keepAliveTimeout = 65_000;
   }
 
@@ -63,7 +78,10 @@ export class BackplaneServer {
   async listen(): Promise<string> {
     await new Promise<void>((resolve, reject) => {
       this.server.once("error", reject);
-      this.server.listen(this.config.port, this.config.host, () => resolve());
+      this.server.listen(this.deps.config.port, this.deps.config.host, () => {
+        this.server.off("error", reject);
+        resolve();
+      });
     });
     return this.url;
   }
@@ -71,46 +89,49 @@ export class BackplaneServer {
   /** The URL the server listens on. */
   get url(): string {
     const address = this.server.address() as AddressInfo;
-    const scheme = this.config.tlsCertFile ? "https" : "http";
+    const scheme = this.deps.config.tlsCertFile ? "https" : "http";
     const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
-    return `${scheme}://${host === "0.0.0.0" ? "127.0.0.1" : host}:${address.port}`;
+    return `${scheme}://${host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host}:${address.port}`;
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? "/").split("?")[0];
-    if (req.method === "GET" && path === "/health") return this.health(res);
-    if (req.method !== "POST" || !path?.startsWith("/v1/")) {
-      return sendError(res, "not_found", `No route for ${req.method} ${path} on the backplane.`);
+    const path = (req.url ?? "/").split("?")[0] ?? "/";
+    if (req.method === "GET" && path === "/health") {
+      const { ok, body } = this.deps.health();
+      res.writeHead(ok ? 200 : 503, { "content-type": "application/json" });
+      return void res.end(JSON.stringify(body));
     }
+    if (req.method === "GET" && path === "/metrics") {
+      res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
+      return void res.end(this.deps.metrics());
+    }
+    const isInference = path.startsWith("/v1/");
+    if (!isInference && !path.startsWith("/management/")) return sendError(res, "not_found", `No route for ${req.method} ${path} on the backplane.`);
     const body = await readBody(req);
     if (body === null) return sendError(res, "request_too_large", "Request bodies are limited to 10 MB.");
-    const outcome = await verifyGatewayRequest(await this.key, this.config.nodeId, req, body);
+    const outcome = await verifyGatewayRequest(await this.key, this.deps.config.nodeId, req, body);
     if (outcome !== "ok") {
-      this.log("signature_rejected", { reason: outcome, path, remote: req.socket.remoteAddress });
+      this.deps.log("signature_rejected", { reason: outcome, path, remote: req.socket.remoteAddress }, "warn");
       return sendError(res, "unauthorized", `Request rejected: signature ${outcome}. Only the Switchyard gateway may call this node.`);
     }
-    await forwardToEngine(
-      { baseUrl: this.config.engineUrl, apiKey: this.config.engineApiKey, timeoutMs: this.config.engineTimeoutMs },
-      req,
-      body,
-      res,
-    );
+    if (isInference) {
+      if (req.method !== "POST") return sendError(res, "method_not_allowed", `Use POST for ${path}.`);
+      return handleInference(this.deps.proxy, req, res, body);
+    }
+    return handleManagement(this.deps.management, req, res, body);
   }
 
-  private async health(res: ServerResponse): Promise<void> {
-    const engine = await probeEngine(this.config.engineUrl, 2_000);
-    const status = engine.healthy ? "ready" : "unhealthy";
-    const body = JSON.stringify({ status, node_id: this.config.nodeId, engine: { url: this.config.engineUrl, ...engine } });
-    res.writeHead(engine.healthy ? 200 : 503, { "content-type": "application/json" });
-    res.end(body);
-  }
-
-  /** Stops accepting connections and waits for in-flight responses. Safe to call twice. */
+  /** Stops accepting connections and waits for open responses to finish. Safe to call twice. */
   close(): Promise<void> {
     this.closing ??= new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeIdleConnections();
     });
     return this.closing;
+  }
+
+  /** Ends every connection at once (second signal). */
+  destroy(): void {
+    this.server.closeAllConnections();
   }
 }

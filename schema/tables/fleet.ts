@@ -1,4 +1,4 @@
-import { boolean, doublePrecision, integer, numeric, pgTable, text, timestamp } from "drizzle-orm/pg-core";
+import { boolean, doublePrecision, index, integer, jsonb, numeric, pgTable, text, timestamp } from "drizzle-orm/pg-core";
 
 /** The model catalogue: what the gateway offers and what it costs. */
 export const models = pgTable("models", {
@@ -13,12 +13,15 @@ export const models = pgTable("models", {
   createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
 });
 
-/** A region where GPU nodes run; coordinates drive nearest-region routing. */
+/**
+ * A region where GPU nodes run; coordinates drive nearest-region routing. A region first seen in a
+ * heartbeat is created without coordinates until an admin sets them.
+ */
 export const regions = pgTable("regions", {
   id: text("id").primaryKey(),
   name: text("name").notNull(),
-  latitude: doublePrecision("latitude").notNull(),
-  longitude: doublePrecision("longitude").notNull(),
+  latitude: doublePrecision("latitude"),
+  longitude: doublePrecision("longitude"),
   priceMultiplier: numeric("price_multiplier", { precision: 8, scale: 4 }).notNull().default("1"),
   active: boolean("active").notNull().default(true),
 });
@@ -36,6 +39,25 @@ export const nodes = pgTable("nodes", {
   models: text("models").array().notNull(),
   status: text("status", { enum: ["active", "draining", "disabled"] }).notNull().default("active"),
   secretVersion: integer("secret_version").notNull().default(1),
+  /** Status the node reported in its last heartbeat (the live value is in Redis). */
+  reportedStatus: text("reported_status", { enum: ["ready", "degraded", "draining", "unhealthy"] }),
+  /** Null for nodes that never sent a heartbeat: those are static entries, routed without liveness checks. */
   lastHeartbeatAt: timestamp("last_heartbeat_at", { withTimezone: true }),
   createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
 });
+
+/** Spot / preemption notices reported by backplanes. */
+export const spotEvents = pgTable(
+  "spot_events",
+  {
+    id: text("id").primaryKey(),
+    nodeId: text("node_id").notNull(),
+    provider: text("provider", { enum: ["aws", "gcp", "azure"] }).notNull(),
+    action: text("action").notNull(),
+    deadline: timestamp("deadline", { withTimezone: true }),
+    noticedAt: timestamp("noticed_at", { withTimezone: true }).notNull(),
+    receivedAt: timestamp("received_at", { withTimezone: true }).notNull().defaultNow(),
+    detail: jsonb("detail").$type<Record<string, unknown>>().notNull().default({}),
+  },
+  (t) => [index("spot_events_node_idx").on(t.nodeId, t.receivedAt)],
+);

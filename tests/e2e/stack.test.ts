@@ -12,7 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openDb, type NodeDb } from "../../dev/db.ts";
 import { createDatabase, dropDatabase } from "../../dev/postgres.ts";
 import { startStack, type Stack } from "../../dev/stack.ts";
-import { usageRecords } from "../../schema/tables/index.ts";
+import { nodes, spotEvents, usageRecords } from "../../schema/tables/index.ts";
+import { startFakeAws, type FakeAws } from "../support/fake-metadata.ts";
 import { deleteRedisPrefix, PG_ADMIN_URL, REDIS_URL, uniqueSuffix } from "../support/fixtures.ts";
 
 const suffix = uniqueSuffix();
@@ -21,9 +22,11 @@ const dataDir = mkdtempSync(join(tmpdir(), "switchyard-e2e-"));
 let stack: Stack;
 let client: OpenAI;
 let db: NodeDb;
+let aws: FakeAws;
 
 beforeAll(async () => {
   const databaseUrl = await createDatabase(PG_ADMIN_URL, dbName);
+  aws = await startFakeAws();
   stack = await startStack({
     dataDir,
     databaseUrl,
@@ -33,6 +36,7 @@ beforeAll(async () => {
     gatewayPort: 0,
     simArgs: ["--ttft-ms", "10", "--inter-token-ms", "25"],
     echo: false,
+    backplaneEnv: { BACKPLANE_SPOT_AWS: "true", BACKPLANE_AWS_METADATA_URL: aws.url, BACKPLANE_SPOT_POLL_INTERVAL_MS: "200" },
   });
   client = new OpenAI({ baseURL: `${stack.gatewayUrl}/v1`, apiKey: stack.apiKey, maxRetries: 0 });
   db = openDb(databaseUrl);
@@ -41,6 +45,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await db?.close();
   await stack?.close();
+  await aws?.close();
   await dropDatabase(PG_ADMIN_URL, dbName);
   await deleteRedisPrefix(`sy:e2e:${suffix}:`);
   rmSync(dataDir, { recursive: true, force: true });
@@ -143,5 +148,27 @@ describe("the local stack through the openai client", () => {
     };
     await expect(consume()).rejects.toThrow();
     expect(tokens).toBe(3);
+  });
+
+  it("registered its node from the backplane's heartbeats, without manual steps", async () => {
+    const [row] = await db.db.select().from(nodes).where(eq(nodes.id, stack.nodeId));
+    expect(row).toMatchObject({ regionId: "local", url: stack.backplaneUrl, models: ["sim-embed", "sim-llama-8b"], reportedStatus: "ready" });
+  });
+
+  // Last: it drains the only node.
+  it("drains the node on a spot notice: the gateway records it and routes no new request there", async () => {
+    const time = new Date(Date.now() + 120_000).toISOString().replace(/\.\d+Z$/, "Z");
+    aws.interrupt("terminate", time);
+    const deadline = Date.now() + 10_000;
+    let events: (typeof spotEvents.$inferSelect)[] = [];
+    while (events.length === 0 && Date.now() < deadline) {
+      events = await db.db.select().from(spotEvents).where(eq(spotEvents.nodeId, stack.nodeId));
+      if (events.length === 0) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(events[0]).toMatchObject({ provider: "aws", action: "terminate" });
+    expect(events[0]?.deadline?.toISOString()).toBe(new Date(time).toISOString());
+    // The worker's isolate may keep its routing view for ROUTING_CACHE_ISOLATE_SECONDS (2 s).
+    await new Promise((r) => setTimeout(r, 2_100));
+    await expect(client.chat.completions.create({ model: "sim-llama-8b", messages })).rejects.toMatchObject({ status: 503, code: "no_capacity" });
   });
 });

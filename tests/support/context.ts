@@ -21,4 +21,6 @@ export interface WorkerTestContext {
   liveNodeId: string;
   /** GET → {"connections": n}: database sessions opened through the Neon pipe so far. */
   statsUrl: string;
+  /** A backplane that is not registered: tests register it with signed heartbeats (it serves `hb-model`). */
+  hbNode: { id: string; url: string };
 }

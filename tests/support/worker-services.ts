@@ -8,7 +8,7 @@
 import { randomBytes } from "node:crypto";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { BackplaneServer } from "../../backplane/src/server.ts";
+import { startDaemon } from "../../backplane/src/daemon.ts";
 import { parseConfig } from "../../backplane/src/config.ts";
 import { startSimEngine } from "../../backplane/src/sim/index.ts";
 import { deriveNodeSecret } from "../../schema/contracts/signing.ts";
@@ -34,16 +34,30 @@ async function main(): Promise<void> {
 
   const masterSecret = randomBytes(32).toString("hex");
   const liveNodeId = "wtest-live";
-  const backplane = new BackplaneServer(
+  const backplane = await startDaemon(
     parseConfig({
       nodeId: liveNodeId,
+      region: "local",
       secret: await deriveNodeSecret(masterSecret, liveNodeId, 1),
-      host: "127.0.0.1",
       port: 0,
-      engineUrl: sim.url,
+      engines: [{ kind: "sim", url: sim.url }],
+      logLevel: "error",
     }),
   );
-  const backplaneUrl = await backplane.listen();
+  const backplaneUrl = backplane.url;
+  // A second node that is not registered: tests register it by sending its heartbeats themselves.
+  const hbSim = await startSimEngine({ host: "127.0.0.1", port: 0, ttftMs: 1, interTokenMs: 1, models: [{ name: "hb-model", kind: "generate", maxModelLen: 4096 }] });
+  const hbNodeId = "wtest-hb";
+  const hbBackplane = await startDaemon(
+    parseConfig({
+      nodeId: hbNodeId,
+      region: "hb-region",
+      secret: await deriveNodeSecret(masterSecret, hbNodeId, 1),
+      port: 0,
+      engines: [{ kind: "sim", url: hbSim.url }],
+      logLevel: "error",
+    }),
+  );
   const deadUrl = `http://127.0.0.1:${await freePort()}`;
 
   // Lets the workerd tests read how many database sessions the worker has opened.
@@ -77,6 +91,7 @@ async function main(): Promise<void> {
     otherTenantId: seeded.otherTenantId,
     liveNodeId,
     statsUrl,
+    hbNode: { id: hbNodeId, url: hbBackplane.url },
   };
   process.stdout.write(`READY ${JSON.stringify(context)}\n`);
 
@@ -86,7 +101,9 @@ async function main(): Promise<void> {
     stopping = true;
     stats.close();
     await backplane.close();
+    await hbBackplane.close();
     await sim.close();
+    await hbSim.close();
     await pipe.close();
     await upstash.close();
     await dropDatabase(PG_ADMIN_URL, dbName);

@@ -1,9 +1,11 @@
 import { Hono } from "hono";
+import { HEARTBEAT_PATH, SPOT_PATH } from "../../schema/contracts/heartbeat.ts";
 import { HTTPException } from "hono/http-exception";
 import { requireApiKey } from "./auth/middleware.ts";
 import type { AppEnv, Logger } from "./env.ts";
 import { ApiError, errorResponse } from "./errors.ts";
 import { redisFrom } from "./platform/redis.ts";
+import { heartbeat, spotNotice } from "./nodes/routes.ts";
 import { health } from "./routes/health.ts";
 import { listModels } from "./routes/models.ts";
 import { proxyHandler } from "./routes/proxy.ts";
@@ -32,6 +34,8 @@ export function createApp(): Hono<AppEnv> {
   });
 
   app.get("/health", health);
+  app.post(HEARTBEAT_PATH, heartbeat);
+  app.post(SPOT_PATH, spotNotice);
   app.use("/v1/*", requireApiKey);
   app.get("/v1/models", listModels);
   app.post("/v1/chat/completions", proxyHandler("chat"));

@@ -1,6 +1,6 @@
 import type { Redis } from "@upstash/redis/cloudflare";
 import type { KeyIdentity } from "./auth/identity.ts";
-import type { RoutingSnapshot } from "./routing/snapshot.ts";
+import type { RoutingView } from "./platform/hot-state.ts";
 import type { Settings } from "./settings.ts";
 
 /** Structured log line (JSON on stdout, picked up by Workers Logs / `wrangler tail`). Never pass secrets. */
@@ -16,6 +16,6 @@ export interface AppEnv {
     redis: Redis;
     log: Logger;
     identity: KeyIdentity;
-    routing: RoutingSnapshot;
+    routing: RoutingView;
   };
 }

@@ -1,6 +1,7 @@
 import type { Redis } from "@upstash/redis/cloudflare";
 import { keyCacheKey, loadKeyIdentity, type KeyCacheEntry } from "../auth/identity.ts";
 import { ApiError } from "../errors.ts";
+import { liveNodesKey, type LiveNode } from "../nodes/live.ts";
 import { loadRoutingSnapshot, routingCacheKey, type RoutingSnapshot } from "../routing/snapshot.ts";
 import type { Settings } from "../settings.ts";
 import { withDb } from "./db.ts";
@@ -10,9 +11,15 @@ interface Timed<T> {
   until: number;
 }
 
+/** The routing snapshot (catalogue + registered nodes) with the nodes' live heartbeat state. */
+export interface RoutingView {
+  snapshot: RoutingSnapshot;
+  live: Record<string, LiveNode>;
+}
+
 const MAX_ISOLATE_KEYS = 10_000;
 const isolateKeys = new Map<string, Timed<KeyCacheEntry>>();
-let isolateRouting: Timed<RoutingSnapshot> | null = null;
+let isolateRouting: Timed<RoutingView> | null = null;
 /** Misses are remembered for less time than hits, so a key created seconds ago starts working quickly. */
 const NEGATIVE_REDIS_SECONDS = 10;
 
@@ -27,7 +34,7 @@ function rememberKey(hash: string, entry: KeyCacheEntry, ttlMs: number, now: num
 /** What a request needs before it can be routed. */
 export interface HotState {
   key: KeyCacheEntry;
-  routing: RoutingSnapshot;
+  routing: RoutingView;
 }
 
 /** Dependencies of the loader; all come from bindings through the entry file. */
@@ -40,39 +47,48 @@ export interface HotStateDeps {
 }
 
 /**
- * Resolves the caller's key and the routing snapshot: from the isolate if fresh, else in one Redis
- * round trip (a pipeline of both GETs), else from Postgres in one connection, written back to Redis
- * in `waitUntil`. Redis failing is not fatal (we fall through to Postgres and log it); Postgres
- * failing on a miss is a 503.
+ * Resolves the caller's key (when `keyHash` is given) and the routing view: from the isolate if
+ * fresh, else in one Redis round trip (a pipeline of the GETs and the live-node HGETALL), else the
+ * missing parts from Postgres in one connection, written back to Redis in `waitUntil`. Redis
+ * failing is not fatal (we fall through to Postgres and log it); Postgres failing on a miss is a 503.
  */
-export async function loadHotState(deps: HotStateDeps, keyHash: string, now = Date.now()): Promise<HotState> {
+async function load(deps: HotStateDeps, keyHash: string | null, now: number): Promise<{ key: KeyCacheEntry | null; routing: RoutingView }> {
   const { settings, redis } = deps;
-  const cachedKey = isolateKeys.get(keyHash);
+  const cachedKey = keyHash === null ? undefined : isolateKeys.get(keyHash);
   let key = cachedKey && cachedKey.until > now ? cachedKey.value : null;
-  let routing = isolateRouting && isolateRouting.until > now ? isolateRouting.value : null;
-  if (key && routing) return { key, routing };
+  const cachedRouting = isolateRouting && isolateRouting.until > now ? isolateRouting.value : null;
+  if ((keyHash === null || key) && cachedRouting) return { key, routing: cachedRouting };
 
-  const keyRedisKey = keyCacheKey(settings.redisPrefix, keyHash);
+  const needKey = keyHash !== null && !key;
+  let snapshot = cachedRouting?.snapshot ?? null;
+  let live: Record<string, LiveNode> = cachedRouting?.live ?? {};
+  const keyRedisKey = keyHash === null ? "" : keyCacheKey(settings.redisPrefix, keyHash);
   const routingRedisKey = routingCacheKey(settings.redisPrefix);
   try {
     const pipe = redis.pipeline();
-    if (!key) pipe.get<KeyCacheEntry>(keyRedisKey);
-    if (!routing) pipe.get<RoutingSnapshot>(routingRedisKey);
-    const results = await pipe.exec<(KeyCacheEntry | RoutingSnapshot | null)[]>();
+    if (needKey) pipe.get<KeyCacheEntry>(keyRedisKey);
+    if (!cachedRouting) {
+      pipe.get<RoutingSnapshot>(routingRedisKey);
+      pipe.hgetall<Record<string, LiveNode>>(liveNodesKey(settings.redisPrefix));
+    }
+    const results = await pipe.exec<unknown[]>();
     let i = 0;
-    if (!key) key = (results[i++] as KeyCacheEntry | null) ?? null;
-    if (!routing) routing = (results[i++] as RoutingSnapshot | null) ?? null;
+    if (needKey) key = (results[i++] as KeyCacheEntry | null) ?? null;
+    if (!cachedRouting) {
+      snapshot = (results[i++] as RoutingSnapshot | null) ?? null;
+      live = (results[i++] as Record<string, LiveNode> | null) ?? {};
+    }
   } catch (err) {
     deps.log("redis_unavailable", { during: "hot_state", error: String(err) });
   }
 
-  if (!key || !routing) {
-    const needKey = !key;
-    const needRouting = !routing;
+  if ((needKey && !key) || !snapshot) {
+    const loadKey = needKey && !key && keyHash !== null ? keyHash : null;
+    const loadRouting = !snapshot;
     try {
       const loaded = await withDb(deps.databaseUrl, settings.neonWsProxy, async (db) => ({
-        key: needKey ? await loadKeyIdentity(db, keyHash) : null,
-        routing: needRouting ? await loadRoutingSnapshot(db) : null,
+        key: loadKey === null ? null : await loadKeyIdentity(db, loadKey),
+        routing: loadRouting ? await loadRoutingSnapshot(db) : null,
       }));
       if (loaded.key) {
         key = loaded.key;
@@ -80,8 +96,8 @@ export async function loadHotState(deps: HotStateDeps, keyHash: string, now = Da
         deps.waitUntil(redis.set(keyRedisKey, key, { ex: ttl }).catch(() => null));
       }
       if (loaded.routing) {
-        routing = loaded.routing;
-        deps.waitUntil(redis.set(routingRedisKey, routing, { ex: settings.routingCacheRedisSeconds }).catch(() => null));
+        snapshot = loaded.routing;
+        deps.waitUntil(redis.set(routingRedisKey, snapshot, { ex: settings.routingCacheRedisSeconds }).catch(() => null));
       }
     } catch (err) {
       deps.log("database_unavailable", { during: "hot_state", error: String(err) });
@@ -90,11 +106,29 @@ export async function loadHotState(deps: HotStateDeps, keyHash: string, now = Da
       });
     }
   }
-  if (!key || !routing) throw new Error("hot state incomplete after database load");
+  if ((needKey && !key) || !snapshot) throw new Error("hot state incomplete after database load");
 
-  rememberKey(keyHash, key, settings.keyCacheIsolateMs, now);
+  if (keyHash !== null && key) rememberKey(keyHash, key, settings.keyCacheIsolateMs, now);
+  const routing = cachedRouting ?? { snapshot, live };
   isolateRouting = { value: routing, until: now + settings.routingCacheIsolateMs };
   return { key, routing };
+}
+
+/** Resolves the caller's key and the routing view (see `load`). */
+export async function loadHotState(deps: HotStateDeps, keyHash: string, now = Date.now()): Promise<HotState> {
+  const { key, routing } = await load(deps, keyHash, now);
+  if (!key) throw new Error("key missing after load");
+  return { key, routing };
+}
+
+/** Resolves only the routing view (node routes, which carry no API key). */
+export async function loadRoutingView(deps: HotStateDeps, now = Date.now()): Promise<RoutingView> {
+  return (await load(deps, null, now)).routing;
+}
+
+/** Writes a node's new live state through to this isolate's cached routing view. */
+export function rememberLiveNode(nodeId: string, live: LiveNode): void {
+  if (isolateRouting) isolateRouting.value = { ...isolateRouting.value, live: { ...isolateRouting.value.live, [nodeId]: live } };
 }
 
 /** Drops the isolate caches (tests, and the admin paths that change keys or nodes in this isolate). */

@@ -1,27 +1,8 @@
-import {
-  NODE_HEADER,
-  REQUEST_ID_HEADER,
-  deriveNodeSecret,
-  importSigningKey,
-  signRequest,
-  type SigningKey,
-} from "../../../schema/contracts/signing.ts";
+import { NODE_HEADER, REQUEST_ID_HEADER, signRequest } from "../../../schema/contracts/signing.ts";
+import { nodeSigningKey } from "../nodes/keys.ts";
 import { ApiError } from "../errors.ts";
 import type { NodeEntry } from "../routing/snapshot.ts";
 import { isRetryableStatus, upstreamError } from "./upstream-error.ts";
-
-const signingKeys = new Map<string, Promise<SigningKey>>();
-
-/** The node's HMAC key, derived once per isolate and node secret version. */
-function nodeKey(masterSecret: string, node: NodeEntry): Promise<SigningKey> {
-  const id = `${node.id}:${node.secretVersion}`;
-  let key = signingKeys.get(id);
-  if (!key) {
-    key = deriveNodeSecret(masterSecret, node.id, node.secretVersion).then(importSigningKey);
-    signingKeys.set(id, key);
-  }
-  return key;
-}
 
 /** One attempt's result, for logs. */
 export interface Attempt {
@@ -57,7 +38,7 @@ export async function forwardToBackplane(req: ForwardRequest, candidates: NodeEn
   const attempts: Attempt[] = [];
   let lastError: ApiError | null = null;
   for (const node of candidates) {
-    const key = await nodeKey(req.masterSecret, node);
+    const key = await nodeSigningKey(req.masterSecret, node.id, node.secretVersion);
     const signed = await signRequest(key, "POST", req.path, req.body);
     const controller = new AbortController();
     const onClientAbort = () => controller.abort();

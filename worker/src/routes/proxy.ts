@@ -32,7 +32,7 @@ export function proxyHandler(endpoint: Endpoint) {
     if (declared > MAX_BODY_BYTES) throw new ApiError("request_too_large", "Request bodies are limited to 10 MB.");
     const req = validateRequest(endpoint, await c.req.text());
 
-    const model = c.var.routing.models[req.model];
+    const model = c.var.routing.snapshot.models[req.model];
     const allowed = identity.allowedModels === null || identity.allowedModels.includes(req.model);
     if (!model || !allowed) {
       throw new ApiError("model_not_found", `The model '${req.model}' does not exist or you do not have access to it. GET /v1/models lists the models this key may use.`, {
@@ -45,7 +45,7 @@ export function proxyHandler(endpoint: Endpoint) {
         param: "model",
       });
     }
-    const candidates = candidateNodes(c.var.routing, req.model, identity.pinnedRegion);
+    const candidates = candidateNodes(c.var.routing.snapshot, c.var.routing.live, req.model, identity.pinnedRegion);
     if (candidates.length === 0) {
       throw new ApiError("no_capacity", `No GPU node is serving '${req.model}' right now. Retry in a few seconds.`, {
         headers: { "retry-after": "5" },

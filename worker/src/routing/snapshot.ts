@@ -20,8 +20,11 @@ export interface NodeEntry {
   regionId: string;
   url: string;
   models: string[];
+  /** Admin status (drain or disable a node by hand). */
   status: "active" | "draining" | "disabled";
   secretVersion: number;
+  /** True once the node has sent a heartbeat: from then on it must keep sending them to get traffic. */
+  heartbeats: boolean;
 }
 
 /**
@@ -69,6 +72,7 @@ export async function loadRoutingSnapshot(db: Db): Promise<RoutingSnapshot> {
       models: n.models,
       status: n.status,
       secretVersion: n.secretVersion,
+      heartbeats: n.lastHeartbeatAt !== null,
     })),
   };
 }

@@ -1,0 +1,71 @@
+import type { EngineConfig } from "../config.ts";
+
+/** Default time an engine has to answer a probe or scrape. */
+export const DEFAULT_ENGINE_TIMEOUT_MS = 5_000;
+
+/** A probe step that failed with a message worth showing in logs and heartbeats. */
+export class EngineHttpError extends Error {
+  override name = "EngineHttpError";
+  readonly status: number | null;
+  constructor(message: string, status: number | null = null) {
+    super(message);
+    this.status = status;
+  }
+}
+
+/**
+ * GETs `path` from the engine with its bearer key, bounded by the caller's signal and `timeoutMs`.
+ * A network-level failure is retried once at once: a pooled keep-alive socket the engine closed a
+ * moment ago (uvicorn drops idle ones after 5 s) fails with "other side closed", and one such blip
+ * must not mark a live engine unhealthy for a whole probe interval. A dead engine fails twice.
+ */
+export async function engineGet(config: EngineConfig, path: string, signal: AbortSignal, timeoutMs: number): Promise<Response> {
+  const headers: Record<string, string> = { accept: "application/json, text/plain;q=0.9, */*;q=0.5" };
+  if (config.apiKey !== null) headers.authorization = `Bearer ${config.apiKey}`;
+  const bounded = AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]);
+  try {
+    return await fetch(`${config.url}${path}`, { headers, signal: bounded });
+  } catch (err) {
+    if (bounded.aborted) throw err;
+    return fetch(`${config.url}${path}`, { headers, signal: bounded });
+  }
+}
+
+/** GETs JSON; a non-2xx status or a body that is not JSON becomes an EngineHttpError. */
+export async function engineGetJson(config: EngineConfig, path: string, signal: AbortSignal, timeoutMs: number): Promise<unknown> {
+  const res = await engineGet(config, path, signal, timeoutMs);
+  if (!res.ok) {
+    await res.body?.cancel();
+    throw new EngineHttpError(`GET ${path} answered ${res.status}`, res.status);
+  }
+  try {
+    return await res.json();
+  } catch {
+    throw new EngineHttpError(`GET ${path} did not return JSON`, res.status);
+  }
+}
+
+/** One line for logs: undici hides the useful part (ECONNREFUSED, ENOTFOUND…) in `cause`. */
+export function describeError(err: unknown, timeoutMs: number): string {
+  if (err instanceof EngineHttpError) return err.message;
+  if (err instanceof Error) {
+    if (err.name === "TimeoutError") return `no answer within ${timeoutMs} ms`;
+    if (err.name === "AbortError") return "aborted";
+    const cause = err.cause;
+    if (cause instanceof Error) return `${err.message}: ${cause.message}`;
+    return err.message;
+  }
+  return String(err);
+}
+
+/** `data[].id` of an OpenAI-style `/v1/models` list, or an error when the shape is wrong. */
+export function modelIdsFromList(body: unknown): string[] {
+  const data = typeof body === "object" && body !== null ? (body as { data?: unknown }).data : undefined;
+  if (!Array.isArray(data)) throw new EngineHttpError("GET /v1/models did not return a `data` list");
+  const ids: string[] = [];
+  for (const entry of data as unknown[]) {
+    const id = typeof entry === "object" && entry !== null ? (entry as { id?: unknown }).id : undefined;
+    if (typeof id === "string" && id !== "") ids.push(id);
+  }
+  return ids;
+}

@@ -1,0 +1,31 @@
+import type { EngineConfig } from "../config.ts";
+
+/** What one health probe learned. */
+export interface ProbeResult {
+  healthy: boolean;
+  latencyMs: number;
+  error: string | null;
+  /** Models the engine reports serving (null when the probe does not list them). */
+  models: string[] | null;
+}
+
+/** Load signals scraped from the engine; null where the engine does not expose them. */
+export interface EngineLoad {
+  running: number | null;
+  waiting: number | null;
+  /** 0–1. vllm:kv_cache_usage_perc, falling back to vllm:gpu_cache_usage_perc. */
+  kvCacheUsage: number | null;
+  /** Mean TTFT (ms) over the requests finished since the previous scrape (from the histogram's _sum/_count deltas). */
+  recentTtftMs: number | null;
+  promptTokensTotal: number | null;
+  generationTokensTotal: number | null;
+}
+
+/** How the backplane talks to one kind of engine. */
+export interface EngineAdapter {
+  readonly config: EngineConfig;
+  /** Health probe: vLLM/sim `GET /health`; openai `GET /v1/models`; ollama `GET /api/version`. */
+  probe(signal: AbortSignal): Promise<ProbeResult>;
+  /** Load scrape; engines without metrics return all nulls. */
+  scrapeLoad(signal: AbortSignal): Promise<EngineLoad>;
+}

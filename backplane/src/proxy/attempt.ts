@@ -1,0 +1,113 @@
+import { request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
+import { request as httpsRequest } from "node:https";
+import { REQUEST_ID_HEADER } from "../../../schema/contracts/signing.ts";
+import { sseEngineFailure } from "../errors.ts";
+
+/** How one try on one engine ended. */
+export type AttemptOutcome =
+  /** The answer (2xx) went to the gateway in full. */
+  | { kind: "done"; status: number; firstByteMs: number }
+  /** The engine refused the request itself (4xx); its answer went to the gateway as is. */
+  | { kind: "client_error"; status: number; firstByteMs: number }
+  /** Nothing reached the gateway: safe to retry elsewhere. */
+  | { kind: "failed_before_first_byte"; reason: string }
+  /** The engine failed after the answer started: the stream was ended with an in-band error. */
+  | { kind: "failed_after_first_byte"; reason: string; firstByteMs: number }
+  /** The gateway went away; the engine request was aborted. */
+  | { kind: "client_gone" };
+
+/** What one try needs. */
+export interface AttemptRequest {
+  engineUrl: string;
+  engineId: string;
+  apiKey: string | null;
+  method: string;
+  path: string;
+  body: Uint8Array;
+  accept: string | undefined;
+  requestId: string | undefined;
+  stream: boolean;
+  /** Streams: time for the first event. Non-streamed: time for the whole answer's headers. */
+  firstByteTimeoutMs: number;
+}
+
+/**
+ * Sends the request to one engine. Headers go to the gateway only once the engine has answered
+ * with a non-5xx status (and, for a stream, sent its first event), so every failure before that
+ * point can be retried on another engine without the gateway seeing anything. After that the body
+ * is piped byte for byte; an engine that dies mid-stream gets an in-band error and `[DONE]`.
+ */
+export function attemptEngine(req: AttemptRequest, res: ServerResponse): Promise<AttemptOutcome> {
+  return new Promise((resolve) => {
+    const started = performance.now();
+    let settled = false;
+    const finish = (outcome: AttemptOutcome) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(deadline);
+      res.off("close", onGatewayClose);
+      resolve(outcome);
+    };
+    const url = new URL(req.path, req.engineUrl);
+    const headers: Record<string, string | number> = { "content-type": "application/json", "content-length": req.body.length };
+    if (req.accept) headers.accept = req.accept;
+    if (req.requestId) headers[REQUEST_ID_HEADER] = req.requestId;
+    if (req.apiKey) headers.authorization = `Bearer ${req.apiKey}`;
+    const send = url.protocol === "https:" ? httpsRequest : httpRequest;
+    const upstream = send(url, { method: req.method, headers });
+
+    const deadline = setTimeout(() => {
+      upstream.destroy();
+      finish({ kind: "failed_before_first_byte", reason: `no first byte within ${req.firstByteTimeoutMs} ms` });
+    }, req.firstByteTimeoutMs);
+    const onGatewayClose = () => {
+      if (res.writableFinished) return;
+      upstream.destroy();
+      finish({ kind: "client_gone" });
+    };
+    res.on("close", onGatewayClose);
+
+    upstream.on("error", (err) => finish({ kind: "failed_before_first_byte", reason: err.message }));
+    upstream.on("response", (engineRes: IncomingMessage) => {
+      const status = engineRes.statusCode ?? 502;
+      if (status >= 500) {
+        // vLLM answers 500 with an empty body when its engine died: a node problem, not the caller's.
+        engineRes.resume();
+        engineRes.on("end", () => finish({ kind: "failed_before_first_byte", reason: `engine answered ${status}` }));
+        engineRes.on("error", () => finish({ kind: "failed_before_first_byte", reason: `engine answered ${status}` }));
+        return;
+      }
+      const contentType = engineRes.headers["content-type"] ?? "application/json";
+      const isSse = contentType.startsWith("text/event-stream");
+      const start = (first: Buffer | null) => {
+        clearTimeout(deadline);
+        const firstByteMs = performance.now() - started;
+        res.writeHead(status, { "content-type": contentType, "cache-control": "no-cache", "x-switchyard-engine": req.engineId });
+        if (first) res.write(first);
+        engineRes.pipe(res, { end: false });
+        engineRes.on("error", () => {});
+        engineRes.on("close", () => {
+          if (engineRes.complete) {
+            res.end();
+            finish(status >= 400 ? { kind: "client_error", status, firstByteMs } : { kind: "done", status, firstByteMs });
+            return;
+          }
+          if (isSse && !res.destroyed) res.end(sseEngineFailure("The inference engine failed in the middle of the stream."));
+          else res.destroy();
+          finish({ kind: "failed_after_first_byte", reason: "engine connection broke mid-response", firstByteMs });
+        });
+      };
+      if (!req.stream || !isSse) return start(null);
+      // A stream counts as started with its first event, not with its headers (vLLM sends headers at once).
+      engineRes.once("data", (chunk: Buffer) => {
+        engineRes.pause();
+        start(chunk);
+        engineRes.resume();
+      });
+      engineRes.once("close", () => {
+        if (!res.headersSent) finish({ kind: "failed_before_first_byte", reason: "engine closed the stream before its first event" });
+      });
+    });
+    upstream.end(req.body);
+  });
+}

@@ -1,0 +1,164 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { BackplaneConfig } from "../config.ts";
+import type { EnginePool } from "../engines/pool.ts";
+import type { EngineRuntime } from "../engines/runtime.ts";
+import { sendError } from "../errors.ts";
+import type { Log } from "../log.ts";
+import type { BackplaneMetrics } from "../metrics/backplane.ts";
+import { attemptEngine, type AttemptOutcome } from "./attempt.ts";
+
+/** What the inference handler needs from the daemon. */
+export interface ProxyDeps {
+  pool: EnginePool;
+  config: Pick<BackplaneConfig, "retryBackoffMs" | "firstByteTimeoutMs" | "requestTimeoutMs">;
+  metrics: BackplaneMetrics;
+  log: Log;
+  isDraining: () => boolean;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+function parseRequest(body: Uint8Array): { model: string; stream: boolean } | null {
+  try {
+    const parsed = JSON.parse(Buffer.from(body).toString("utf8")) as { model?: unknown; stream?: unknown };
+    return typeof parsed.model === "string" && parsed.model !== "" ? { model: parsed.model, stream: parsed.stream === true } : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Serves one inference request that the gateway signed: picks the least loaded engine serving
+ * the model, waits for a slot (or sheds at once with 503 when every queue is full), and tries again
+ * when the engine fails before its first byte: at once on another engine serving the model, else on
+ * the same one after the configured backoff (1 s, 2 s, 4 s by default). When every try failed it
+ * answers 503 with Retry-After, so the gateway can go to another node; nothing the gateway accepted
+ * is dropped silently.
+ */
+export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, body: Uint8Array): Promise<void> {
+  const { pool, metrics, log } = deps;
+  if (deps.isDraining()) {
+    metrics.shed.inc({ reason: "draining" });
+    return sendError(res, "draining", "This node is draining and takes no new requests. Retry on another node.", { "retry-after": "1" });
+  }
+  const parsed = parseRequest(body);
+  if (!parsed) return sendError(res, "bad_request", "The body must be a JSON object with a 'model' string.");
+  const { model, stream } = parsed;
+  const gatewayGone = new AbortController();
+  res.on("close", () => {
+    if (!res.writableFinished) gatewayGone.abort();
+  });
+
+  const triedAndFailed = new Set<string>();
+  const backoff = deps.config.retryBackoffMs;
+  const started = performance.now();
+  let waits = 0;
+  for (let attempt = 0; ; attempt++) {
+    const candidates = pool.candidates(model);
+    if (candidates.length === 0) {
+      if (!pool.serves(model) && attempt === 0) {
+        return sendError(res, "model_not_found", `The model \`${model}\` is not served by this node.`);
+      }
+      metrics.requests.inc({ engine: "none", outcome: "unavailable" });
+      return sendError(res, "engine_unavailable", `No healthy engine serves '${model}' on this node right now.`, { "retry-after": "5" });
+    }
+    const fresh = candidates.filter((e) => !triedAndFailed.has(e.id));
+    let engine: EngineRuntime | undefined = fresh[0];
+    if (!engine) {
+      // Every engine serving the model failed this request once: wait, then retry the least loaded.
+      const wait = backoff[waits++];
+      if (wait === undefined) break;
+      metrics.retries.inc({ kind: "backoff" });
+      await sleep(wait, gatewayGone.signal);
+      if (gatewayGone.signal.aborted) return;
+      triedAndFailed.clear();
+      engine = pool.candidates(model)[0];
+      if (!engine) continue;
+    } else if (attempt > 0) {
+      metrics.retries.inc({ kind: "other_engine" });
+    }
+
+    const slot = acquireSlot(pool.candidates(model), engine, gatewayGone.signal);
+    if (!slot) {
+      metrics.shed.inc({ reason: "queue_full" });
+      return sendError(res, "overloaded", `Every engine serving '${model}' on this node is at capacity. Retry on another node.`, { "retry-after": "1" });
+    }
+    const granted = await slot.outcome;
+    if (!granted.ok) return granted.reason === "aborted" ? undefined : sendError(res, "draining", "This node is draining. Retry on another node.", { "retry-after": "1" });
+    let outcome: AttemptOutcome;
+    try {
+      outcome = await attemptEngine(
+        {
+          engineUrl: slot.engine.config.url,
+          engineId: slot.engine.id,
+          apiKey: slot.engine.config.apiKey,
+          method: req.method ?? "POST",
+          path: req.url ?? "/",
+          body,
+          accept: req.headers.accept,
+          requestId: typeof req.headers["x-request-id"] === "string" ? req.headers["x-request-id"] : undefined,
+          stream,
+          firstByteTimeoutMs: stream ? deps.config.firstByteTimeoutMs : deps.config.requestTimeoutMs,
+        },
+        res,
+      );
+    } finally {
+      granted.release();
+    }
+    const engineId = slot.engine.id;
+    const fields = { requestId: req.headers["x-request-id"], engine: engineId, model, attempt };
+    switch (outcome.kind) {
+      case "done":
+      case "client_error":
+        pool.recordResult(engineId, true);
+        metrics.requests.inc({ engine: engineId, outcome: outcome.kind === "done" ? "ok" : "client_error" });
+        metrics.firstByte.observe({ engine: engineId }, outcome.firstByteMs / 1000);
+        metrics.latency.observe({ engine: engineId }, (performance.now() - started) / 1000);
+        log("request", { ...fields, status: outcome.status, firstByteMs: Math.round(outcome.firstByteMs), latencyMs: Math.round(performance.now() - started) }, "debug");
+        return;
+      case "failed_after_first_byte":
+        pool.recordResult(engineId, false);
+        metrics.requests.inc({ engine: engineId, outcome: "failed_mid_stream" });
+        log("request_failed_mid_stream", { ...fields, reason: outcome.reason }, "warn");
+        return;
+      case "client_gone":
+        metrics.requests.inc({ engine: engineId, outcome: "cancelled" });
+        return;
+      case "failed_before_first_byte":
+        pool.recordResult(engineId, false);
+        metrics.errors.inc({ engine: engineId, reason: "before_first_byte" });
+        log("engine_attempt_failed", { ...fields, reason: outcome.reason }, "warn");
+        triedAndFailed.add(engineId);
+        if (gatewayGone.signal.aborted) return;
+    }
+  }
+  metrics.requests.inc({ engine: "none", outcome: "unavailable" });
+  sendError(res, "engine_unavailable", `Every try on the engines serving '${model}' failed (${backoff.length} retries with backoff). Retry on another node.`, { "retry-after": "5" });
+}
+
+/**
+ * A slot on `preferred`, or on the next candidate whose queue has room; null when every queue is
+ * full (load shedding: answer 503 at once instead of holding the request).
+ */
+function acquireSlot(
+  candidates: EngineRuntime[],
+  preferred: EngineRuntime,
+  signal: AbortSignal,
+): { engine: EngineRuntime; outcome: NonNullable<ReturnType<EngineRuntime["limiter"]["tryAcquire"]>> } | null {
+  const order = [preferred, ...candidates.filter((c) => c.id !== preferred.id)];
+  for (const engine of order) {
+    const outcome = engine.limiter.tryAcquire(signal);
+    if (outcome) return { engine, outcome };
+  }
+  return null;
+}

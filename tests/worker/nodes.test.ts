@@ -1,0 +1,140 @@
+import { env } from "cloudflare:test";
+import { exports } from "cloudflare:workers";
+import { eq } from "drizzle-orm";
+import { describe, expect, it } from "vitest";
+import { inject } from "vitest";
+import { HEARTBEAT_PATH, SPOT_PATH, type Heartbeat } from "../../schema/contracts/heartbeat.ts";
+import { NODE_HEADER, deriveNodeSecret, importSigningKey, signRequest } from "../../schema/contracts/signing.ts";
+import { auditLogs, nodes, regions, spotEvents } from "../../schema/tables/index.ts";
+import { eventually, post, query } from "./helpers.ts";
+
+async function signed(path: string, nodeId: string, body: unknown, secret?: string): Promise<Response> {
+  const raw = JSON.stringify(body);
+  const key = await importSigningKey(secret ?? (await deriveNodeSecret(env.NODE_SIGNING_SECRET, nodeId, 1)));
+  const headers = await signRequest(key, "POST", path, raw);
+  return exports.default.fetch(
+    new Request(`http://gateway.test${path}`, { method: "POST", body: raw, headers: { "content-type": "application/json", [NODE_HEADER]: nodeId, ...headers } }),
+  );
+}
+
+function beat(overrides: Partial<Heartbeat> = {}): Heartbeat {
+  const hb = inject("hbNode");
+  return {
+    nodeId: hb.id,
+    region: "hb-region",
+    url: hb.url,
+    status: "ready",
+    models: ["hb-model"],
+    intervalMs: 200,
+    sentAt: Date.now(),
+    engines: [
+      {
+        id: "sim-0",
+        kind: "sim",
+        models: ["hb-model"],
+        healthy: true,
+        circuit: "closed",
+        inFlight: 0,
+        queued: 0,
+        maxConcurrency: 8,
+        running: 0,
+        waiting: 0,
+        kvCacheUsage: 0.1,
+        recentTtftMs: null,
+        promptTokensTotal: 0,
+        generationTokensTotal: 0,
+      },
+    ],
+    ...overrides,
+  };
+}
+
+const request = { model: "hb-model", messages: [{ role: "user", content: "hi" }], max_tokens: 2 };
+
+describe("node heartbeats", () => {
+  it("refuses unsigned, wrongly signed and malformed heartbeats", async () => {
+    const unsigned = await exports.default.fetch(
+      new Request(`http://gateway.test${HEARTBEAT_PATH}`, { method: "POST", body: JSON.stringify(beat()), headers: { [NODE_HEADER]: inject("hbNode").id } }),
+    );
+    expect(unsigned.status).toBe(401);
+    const wrong = await signed(HEARTBEAT_PATH, inject("hbNode").id, beat(), "x".repeat(64));
+    expect(wrong.status).toBe(401);
+    expect(((await wrong.json()) as { error: { message: string } }).error.message).toContain("node secret");
+    const bad = await signed(HEARTBEAT_PATH, inject("hbNode").id, { ...beat(), status: "sleepy" });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { param: string } }).error.param).toBe("status");
+  });
+
+  it("registers a new node from its first heartbeat, routes to it while fresh, and stops when it goes stale or drains", async () => {
+    const nodeId = inject("hbNode").id;
+    const before = await post("/v1/chat/completions", request);
+    expect(before.status).toBe(503);
+    await before.arrayBuffer();
+
+    const res = await signed(HEARTBEAT_PATH, nodeId, beat());
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ ok: true, staleAfterMs: 600 });
+    const row = await eventually(() => query(async (db) => (await db.select().from(nodes).where(eq(nodes.id, nodeId)))[0]));
+    expect(row).toMatchObject({ regionId: "hb-region", url: inject("hbNode").url, models: ["hb-model"], reportedStatus: "ready" });
+    expect(row.lastHeartbeatAt).toBeInstanceOf(Date);
+    const region = await query(async (db) => (await db.select().from(regions).where(eq(regions.id, "hb-region")))[0]);
+    expect(region).toMatchObject({ latitude: null, longitude: null });
+    const audit = await query((db) => db.select().from(auditLogs).where(eq(auditLogs.targetId, nodeId)));
+    expect(audit.map((a) => a.action)).toContain("node.register");
+
+    await new Promise((r) => setTimeout(r, 1_100)); // routing isolate cache (1 s in tests)
+    await signed(HEARTBEAT_PATH, nodeId, beat());
+    const served = await post("/v1/chat/completions", request);
+    expect(served.status).toBe(200);
+    expect(served.headers.get("x-switchyard-node")).toBe(nodeId);
+    await served.arrayBuffer();
+
+    // Three missed 200 ms beats: stale, no traffic.
+    await new Promise((r) => setTimeout(r, 1_200));
+    const stale = await post("/v1/chat/completions", request);
+    expect(stale.status).toBe(503);
+    await stale.arrayBuffer();
+
+    // Back, then draining: no traffic either.
+    await signed(HEARTBEAT_PATH, nodeId, beat());
+    await new Promise((r) => setTimeout(r, 1_100));
+    await signed(HEARTBEAT_PATH, nodeId, beat());
+    const again = await post("/v1/chat/completions", request);
+    expect(again.status).toBe(200);
+    await again.arrayBuffer();
+    await signed(HEARTBEAT_PATH, nodeId, beat({ status: "draining", intervalMs: 60_000 }));
+    await new Promise((r) => setTimeout(r, 1_100));
+    const drained = await post("/v1/chat/completions", request);
+    expect(drained.status).toBe(503);
+    await drained.arrayBuffer();
+  });
+
+  it("marks a node draining at once on a spot notice and records the event", async () => {
+    const nodeId = inject("hbNode").id;
+    await signed(HEARTBEAT_PATH, nodeId, beat({ intervalMs: 60_000 }));
+    await new Promise((r) => setTimeout(r, 1_100));
+    const ok = await post("/v1/chat/completions", request);
+    expect(ok.status).toBe(200);
+    await ok.arrayBuffer();
+
+    const deadline = new Date(Date.now() + 120_000).toISOString();
+    const res = await signed(SPOT_PATH, nodeId, {
+      nodeId,
+      provider: "aws",
+      action: "terminate",
+      deadline,
+      noticedAt: new Date().toISOString(),
+      detail: { action: "terminate", time: deadline },
+    });
+    expect(res.status).toBe(202);
+    const after = await post("/v1/chat/completions", request);
+    expect(after.status).toBe(503);
+    await after.arrayBuffer();
+    const events = await eventually(async () => {
+      const rows = await query((db) => db.select().from(spotEvents).where(eq(spotEvents.nodeId, nodeId)));
+      return rows.length > 0 ? rows : undefined;
+    });
+    expect(events[0]).toMatchObject({ provider: "aws", action: "terminate" });
+    expect(events[0]?.deadline?.toISOString()).toBe(deadline);
+  });
+});

@@ -1,0 +1,16 @@
+import { deriveNodeSecret, importSigningKey, type SigningKey } from "../../../schema/contracts/signing.ts";
+
+const signingKeys = new Map<string, Promise<SigningKey>>();
+
+/** A node's HMAC key, derived from the master secret once per isolate and node secret version. */
+export function nodeSigningKey(masterSecret: string, nodeId: string, secretVersion: number): Promise<SigningKey> {
+  const id = `${nodeId}:${secretVersion}`;
+  let key = signingKeys.get(id);
+  if (!key) {
+    key = deriveNodeSecret(masterSecret, nodeId, secretVersion).then(importSigningKey);
+    // A failed derivation must not poison the cache.
+    key.catch(() => signingKeys.delete(id));
+    signingKeys.set(id, key);
+  }
+  return key;
+}

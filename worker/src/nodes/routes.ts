@@ -1,0 +1,81 @@
+import type { Context } from "hono";
+import { heartbeatSchema, spotNoticeSchema } from "../../../schema/contracts/heartbeat.ts";
+import type { AppEnv } from "../env.ts";
+import { ApiError } from "../errors.ts";
+import { withDb } from "../platform/db.ts";
+import { clearIsolateCaches, rememberLiveNode } from "../platform/hot-state.ts";
+import { routingCacheKey } from "../routing/snapshot.ts";
+import { isStale, liveFromHeartbeat, liveNodesKey, MISSED_HEARTBEATS_STALE, type LiveNode } from "./live.ts";
+import { recordSpotNotice, registryChanged, syncNodeFromHeartbeat, touchNode } from "./registry.ts";
+import { parseNodeBody, verifyNodeRequest } from "./verify.ts";
+
+/** Postgres keeps a node's last heartbeat at most this often when nothing else changed. */
+const PERSIST_EVERY_SECONDS = 60;
+
+function persist(c: Context<AppEnv>, what: string, fn: Parameters<typeof withDb>[2]): void {
+  c.executionCtx.waitUntil(
+    withDb(c.env.DATABASE_URL, c.var.settings.neonWsProxy, fn).catch((err: unknown) => {
+      c.var.log("node_persist_failed", { what, error: String(err) });
+    }),
+  );
+}
+
+/**
+ * `POST /internal/nodes/heartbeat`: a backplane's signed heartbeat. The live state goes to Redis
+ * before the answer (one round trip), so routing sees it at once; registry changes (a new node, a
+ * new URL, region or model list) go to Postgres in `waitUntil` and drop the cached routing snapshot.
+ */
+export async function heartbeat(c: Context<AppEnv>): Promise<Response> {
+  const verified = await verifyNodeRequest(c);
+  const hb = parseNodeBody(verified.body, heartbeatSchema);
+  if (hb.nodeId !== verified.nodeId) throw new ApiError("invalid_value", "nodeId in the body differs from the signed node header.", { param: "nodeId" });
+  const now = Date.now();
+  const { redis, settings } = c.var;
+  const previous = verified.routing.live[hb.nodeId];
+  const live = liveFromHeartbeat(hb, now);
+  await redis.hset(liveNodesKey(settings.redisPrefix), { [hb.nodeId]: live });
+  rememberLiveNode(hb.nodeId, live);
+
+  const at = new Date(now);
+  if (registryChanged(verified.node, hb)) {
+    const isNew = verified.node === null;
+    c.var.log(isNew ? "node_registered" : "node_updated", { nodeId: hb.nodeId, region: hb.region, url: hb.url, models: hb.models });
+    persist(c, "registry", async (db) => {
+      await syncNodeFromHeartbeat(db, hb, at, isNew);
+      await redis.del(routingCacheKey(settings.redisPrefix));
+    });
+    clearIsolateCaches();
+  } else if (previous?.status !== hb.status || (previous !== undefined && isStale(previous, now))) {
+    c.var.log("node_status", { nodeId: hb.nodeId, status: hb.status, previous: previous?.status ?? null });
+    persist(c, "status", (db) => touchNode(db, hb.nodeId, hb.status, at));
+  } else {
+    c.executionCtx.waitUntil(
+      redis
+        .set(`${settings.redisPrefix}node:${hb.nodeId}:persisted`, 1, { nx: true, ex: PERSIST_EVERY_SECONDS })
+        .then((fresh) => (fresh ? withDb(c.env.DATABASE_URL, settings.neonWsProxy, (db) => touchNode(db, hb.nodeId, hb.status, at)) : null))
+        .catch((err: unknown) => c.var.log("node_persist_failed", { what: "touch", error: String(err) })),
+    );
+  }
+  return c.json({ ok: true, staleAfterMs: MISSED_HEARTBEATS_STALE * hb.intervalMs, serverTime: now });
+}
+
+/**
+ * `POST /internal/nodes/spot`: the node's cloud announced its termination. The node is marked
+ * draining in Redis before the answer, so no new request goes to it; the notice is recorded in
+ * Postgres (`spot_events`).
+ */
+export async function spotNotice(c: Context<AppEnv>): Promise<Response> {
+  const verified = await verifyNodeRequest(c);
+  const notice = parseNodeBody(verified.body, spotNoticeSchema);
+  if (notice.nodeId !== verified.nodeId) throw new ApiError("invalid_value", "nodeId in the body differs from the signed node header.", { param: "nodeId" });
+  const now = Date.now();
+  const previous = verified.routing.live[notice.nodeId];
+  const draining: LiveNode = previous
+    ? { ...previous, status: "draining", at: now }
+    : { status: "draining", at: now, intervalMs: 60_000, models: [], inFlight: 0, capacity: 0, waiting: null, kvCacheUsage: null };
+  await c.var.redis.hset(liveNodesKey(c.var.settings.redisPrefix), { [notice.nodeId]: draining });
+  rememberLiveNode(notice.nodeId, draining);
+  c.var.log("node_spot_notice", { nodeId: notice.nodeId, provider: notice.provider, action: notice.action, deadline: notice.deadline });
+  persist(c, "spot", (db) => recordSpotNotice(db, notice));
+  return c.json({ ok: true }, 202);
+}

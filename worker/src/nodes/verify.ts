@@ -1,0 +1,69 @@
+import type { Context } from "hono";
+import { NODE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verifyRequest } from "../../../schema/contracts/signing.ts";
+import type { AppEnv } from "../env.ts";
+import { ApiError } from "../errors.ts";
+import { loadRoutingView, type RoutingView } from "../platform/hot-state.ts";
+import type { NodeEntry } from "../routing/snapshot.ts";
+import { nodeSigningKey } from "./keys.ts";
+
+const NODE_ID = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+
+/** A node request whose signature checked out. */
+export interface VerifiedNode {
+  nodeId: string;
+  /** The registry entry, or null for a node that has never registered. */
+  node: NodeEntry | null;
+  routing: RoutingView;
+  body: string;
+}
+
+/**
+ * Checks a backplane's signed request (same scheme as gateway → backplane, with the node's
+ * derived secret). A node not yet in the registry signs with secret version 1, which is how a new
+ * node registers itself with its first heartbeat.
+ */
+export async function verifyNodeRequest(c: Context<AppEnv>): Promise<VerifiedNode> {
+  const nodeId = c.req.header(NODE_HEADER);
+  if (!nodeId || !NODE_ID.test(nodeId)) {
+    throw new ApiError("invalid_api_key", `Node requests need a valid ${NODE_HEADER} header and a signature made with the node's secret.`);
+  }
+  const body = await c.req.text();
+  const routing = await loadRoutingView({
+    redis: c.var.redis,
+    settings: c.var.settings,
+    databaseUrl: c.env.DATABASE_URL,
+    waitUntil: (p) => c.executionCtx.waitUntil(p),
+    log: c.var.log,
+  });
+  const node = routing.snapshot.nodes.find((n) => n.id === nodeId) ?? null;
+  const key = await nodeSigningKey(c.env.NODE_SIGNING_SECRET, nodeId, node?.secretVersion ?? 1);
+  const url = new URL(c.req.url);
+  const outcome = await verifyRequest(key, c.req.method, url.pathname + url.search, body, c.req.header(TIMESTAMP_HEADER), c.req.header(SIGNATURE_HEADER));
+  if (outcome !== "ok") {
+    c.var.log("node_signature_rejected", { nodeId, reason: outcome });
+    throw new ApiError(
+      "invalid_api_key",
+      outcome === "stale"
+        ? "The node's request is signed more than 60 s away from the gateway's clock. Fix the node's clock (NTP)."
+        : `The node's signature is ${outcome}. Check BACKPLANE_SECRET against \`npm run admin -- node secret --id ${nodeId}\`.`,
+    );
+  }
+  return { nodeId, node, routing, body };
+}
+
+/** Parses a JSON body with a zod-like schema, turning failures into a 400 that names the field. */
+export function parseNodeBody<T>(body: string, schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: { path: PropertyKey[]; message: string }[] } } }): T {
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch {
+    throw new ApiError("invalid_json", "The node sent a body that is not JSON.");
+  }
+  const result = schema.safeParse(json);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const param = issue?.path.map(String).join(".") || null;
+    throw new ApiError("invalid_value", `Invalid ${param ?? "body"}: ${issue?.message ?? "invalid"}.`, { param });
+  }
+  return result.data;
+}
