@@ -101,7 +101,8 @@ async function doctor(argv: string[]): Promise<void> {
 async function install(argv: string[]): Promise<void> {
   const extra = {
     "unit-path": { type: "string" as const },
-    "env-file": { type: "string" as const },
+    // Not "--env-file": Node itself consumes that flag anywhere on its command line.
+    "environment-file": { type: "string" as const },
     user: { type: "string" as const },
     "memory-max": { type: "string" as const },
     force: { type: "boolean" as const },
@@ -121,7 +122,7 @@ async function install(argv: string[]): Promise<void> {
   const root = resolve(import.meta.dirname, "../..");
   const result = await installService({
     unitPath: typeof flags["unit-path"] === "string" ? flags["unit-path"] : "/etc/systemd/system/switchyard-backplane.service",
-    envFile: typeof flags["env-file"] === "string" ? flags["env-file"] : "/etc/switchyard/backplane.env",
+    envFile: typeof flags["environment-file"] === "string" ? flags["environment-file"] : "/etc/switchyard/backplane.env",
     workingDirectory: root,
     execStart: `${process.execPath} ${resolve(root, "backplane/src/main.ts")} start`,
     user: typeof flags.user === "string" ? flags.user : null,
@@ -132,6 +133,10 @@ async function install(argv: string[]): Promise<void> {
     dryRun: flags["dry-run"] === true,
     env,
   });
+  if (flags["dry-run"] === true) {
+    console.log(`# ${result.unitPath}\n${result.preview.unit}\n# ${result.envFile} (mode 0600; secrets shown redacted)\n${result.preview.envFile}`);
+    return;
+  }
   console.log(`Wrote ${result.unitPath} and ${result.envFile} (mode 0600). Now run:\n${result.commands.map((c) => `  ${c}`).join("\n")}`);
 }
 

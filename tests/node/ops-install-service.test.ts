@@ -188,7 +188,7 @@ describe("install-service", () => {
   });
 
   it("documents every flag in the help text", () => {
-    for (const flag of ["--unit-path", "--env-file", "--user", "--memory-max", "--force", "--dry-run"]) expect(SERVICE_HELP).toContain(flag);
+    for (const flag of ["--unit-path", "--environment-file", "--user", "--memory-max", "--force", "--dry-run"]) expect(SERVICE_HELP).toContain(flag);
     expect(SERVICE_HELP).toContain("/etc/systemd/system/switchyard-backplane.service");
     expect(SERVICE_HELP).toContain("/etc/switchyard/backplane.env");
     expect(SERVICE_HELP).toContain("default 2G");

@@ -52,7 +52,7 @@ BACKPLANE_* environment variables) are written into the env file.
 
 Options:
   --unit-path <path>   unit file (default ${DEFAULT_UNIT_PATH})
-  --env-file <path>    env file with the settings, mode 0600 (default ${DEFAULT_ENV_FILE})
+  --environment-file <path>  env file with the settings, mode 0600 (default ${DEFAULT_ENV_FILE})
   --user <name>        run as this user (default: root); port 443 works either way (CAP_NET_BIND_SERVICE)
   --memory-max <size>  systemd MemoryMax= (default ${DEFAULT_MEMORY_MAX})
   --force              overwrite an existing unit or env file
@@ -99,7 +99,7 @@ const underHome = (path: string) => HOME_DIRS.some((dir) => path === dir || path
 export function renderUnit(opts: ServiceOptions): string {
   checkPath("--unit-path", opts.unitPath);
   if (!opts.unitPath.endsWith(".service")) invalid(`--unit-path must end in .service, got ${JSON.stringify(opts.unitPath)}`);
-  checkPath("--env-file", opts.envFile);
+  checkPath("--environment-file", opts.envFile);
   checkPath("working directory", opts.workingDirectory);
   checkLine("ExecStart", opts.execStart);
   if (opts.execStart.trim() === "") invalid("ExecStart must not be empty");
