@@ -78,7 +78,7 @@ export interface BackplaneConfig {
 export const SETTINGS = {
   nodeId: { flag: "--node-id", env: "BACKPLANE_NODE_ID", help: "node id registered with the gateway (required)" },
   region: { flag: "--region", env: "BACKPLANE_REGION", help: "region id of this host (required)" },
-  publicUrl: { flag: "--public-url", env: "BACKPLANE_PUBLIC_URL", help: "URL the gateway uses to reach this node (required)" },
+  publicUrl: { flag: "--public-url", env: "BACKPLANE_PUBLIC_URL", help: "URL the gateway uses to reach this node (default http(s)://host:port)" },
   gatewayUrl: { flag: "--gateway-url", env: "BACKPLANE_GATEWAY_URL", help: "gateway base URL for heartbeats and spot notices" },
   secret: { flag: "--secret", env: "BACKPLANE_SECRET", help: "node signing secret (required)" },
   engines: { flag: "--engine", env: "BACKPLANE_ENGINES", help: "kind=vllm,url=http://127.0.0.1:8000[,model=m]…[,max-concurrency=64][,max-queue=256][,id=x][,api-key=k] (repeatable; env: ';'-separated)" },

@@ -89,6 +89,10 @@ describe("admin CLI", () => {
     expect(added.code).toBe(0);
     expect(added.stdout).toBe(await deriveNodeSecret(master, "gpu-fra-1", 1));
     expect((await admin("node", "secret", "--id", "gpu-fra-1")).stdout).toBe(added.stdout);
+    // A node that will register itself by heartbeat gets its secret before it exists.
+    const fresh = await admin("node", "secret", "--id", "gpu-new-9");
+    expect(fresh.stdout).toBe(await deriveNodeSecret(master, "gpu-new-9", 1));
+    expect(fresh.stderr).toContain("registers itself");
   });
 
   it("exits 2 with a message naming what is missing", async () => {

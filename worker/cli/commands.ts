@@ -31,7 +31,8 @@ export const ADMIN_HELP = `Usage: npm run admin -- <command> [--flag value …]
   region upsert  --id R --name N --lat 50.1 --lon 8.7
   model upsert   --id M --context N [--kind chat|embedding] [--family F] [--input-price USD/M] [--output-price USD/M]
   node add       --id N --region R --url https://gpu1.example.com --models m1,m2   (prints the node's secret)
-  node secret    --id N                                    (prints the node's secret again)
+  node secret    --id N                                    (prints the node's secret; for a new node, the one it
+                                                           registers itself with through its first heartbeat)
 
 Environment: DATABASE_URL (required); UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN and REDIS_PREFIX
 so changes reach the gateway at once (otherwise within KEY_CACHE_REDIS_SECONDS / ROUTING_CACHE_REDIS_SECONDS);
@@ -142,9 +143,12 @@ export async function runAdminCommand(ctx: AdminContext, args: string[], flags: 
       return;
     }
     case "node secret": {
-      const [node] = await ctx.db.select().from(nodes).where(eq(nodes.id, need(flags, "id")));
-      if (!node) throw new AdminUsageError(`No node ${flags.id}.`);
-      ctx.print(await ctx.nodeSecret(node.id, node.secretVersion));
+      const id = need(flags, "id");
+      if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(id)) throw new AdminUsageError("--id must be 1-63 lowercase letters, digits, '.', '_' or '-'.");
+      const [node] = await ctx.db.select().from(nodes).where(eq(nodes.id, id));
+      // A node that is not registered yet signs with secret version 1 and registers itself with its first heartbeat.
+      if (!node) ctx.warn(`Node ${id} is not registered yet: it registers itself with its first heartbeat. Its secret:`);
+      ctx.print(await ctx.nodeSecret(id, node?.secretVersion ?? 1));
       return;
     }
     default:
