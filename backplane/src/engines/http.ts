@@ -1,3 +1,4 @@
+import { describeError as describeAny } from "../describe-error.ts";
 import type { EngineConfig } from "../config.ts";
 
 /** Default time an engine has to answer a probe or scrape. */
@@ -47,15 +48,7 @@ export async function engineGetJson(config: EngineConfig, path: string, signal: 
 
 /** One line for logs: undici hides the useful part (ECONNREFUSED, ENOTFOUND…) in `cause`. */
 export function describeError(err: unknown, timeoutMs: number): string {
-  if (err instanceof EngineHttpError) return err.message;
-  if (err instanceof Error) {
-    if (err.name === "TimeoutError") return `no answer within ${timeoutMs} ms`;
-    if (err.name === "AbortError") return "aborted";
-    const cause = err.cause;
-    if (cause instanceof Error) return `${err.message}: ${cause.message}`;
-    return err.message;
-  }
-  return String(err);
+  return err instanceof EngineHttpError ? err.message : describeAny(err, timeoutMs);
 }
 
 /** `data[].id` of an OpenAI-style `/v1/models` list, or an error when the shape is wrong. */

@@ -1,3 +1,4 @@
+import { describeError } from "../describe-error.ts";
 /** One line of `backplane doctor`: what was checked, how it went, and what to do about it. */
 export interface Check {
   name: string;
@@ -14,15 +15,7 @@ export function check(name: string, status: Check["status"], detail: string, fix
 
 /** Short reason for a failed request or command, without headers or bodies. */
 export function reason(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  if (err.name === "TimeoutError") return "timed out";
-  const cause = (err as Error & { cause?: unknown }).cause;
-  if (cause instanceof Error) {
-    const code = (cause as Error & { code?: unknown }).code;
-    return typeof code === "string" ? code : cause.message;
-  }
-  const code = (err as Error & { code?: unknown }).code;
-  return typeof code === "string" ? code : err.message;
+  return describeError(err);
 }
 
 /** Loopback hosts (the gateway on another machine cannot reach them). */

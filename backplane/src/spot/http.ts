@@ -1,3 +1,4 @@
+export { describeError } from "../describe-error.ts";
 /** What a metadata server answered. */
 export interface MetadataResponse {
   status: number;
@@ -28,20 +29,6 @@ export async function metadataRequest(
   return { status: res.status, headers: res.headers, body: await res.text() };
 }
 
-/** A short reason for a failed request, for logs (never includes headers, so never a token). */
-export function describeError(err: unknown): string {
-  if (err instanceof Error) {
-    if (err.name === "TimeoutError") return "timed out";
-    if (err.name === "AbortError") return "aborted";
-    const cause = (err as Error & { cause?: unknown }).cause;
-    if (cause instanceof Error) {
-      const code = (cause as Error & { code?: unknown }).code;
-      return typeof code === "string" ? code : cause.message;
-    }
-    return err.message;
-  }
-  return String(err);
-}
 
 /** Parses a date the cloud sent (ISO 8601 or RFC 1123) into ISO 8601 UTC, or null when absent or unparsable. */
 export function toIsoDate(value: unknown): string | null {
