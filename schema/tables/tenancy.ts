@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import { boolean, index, jsonb, pgTable, text, timestamp, uniqueIndex } from "drizzle-orm/pg-core";
+import { bigint, boolean, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex } from "drizzle-orm/pg-core";
 
 /** An organisation that owns environments and, through them, API keys. */
 export const tenants = pgTable("tenants", {
@@ -63,4 +63,40 @@ export const auditLogs = pgTable(
     success: boolean("success").notNull().default(true),
   },
   (t) => [index("audit_logs_at_idx").on(t.at), index("audit_logs_target_idx").on(t.targetType, t.targetId)],
+);
+
+/**
+ * Per-entity rate-limit overrides. `scope` is global, tenant, environment or key; `scopeId` is the
+ * entity id ("global" for the global scope). A null value keeps the default from configuration.
+ */
+export const limitOverrides = pgTable(
+  "limit_overrides",
+  {
+    scope: text("scope", { enum: ["global", "tenant", "environment", "key"] }).notNull(),
+    scopeId: text("scope_id").notNull(),
+    rpm: integer("rpm"),
+    tpm: integer("tpm"),
+    concurrency: integer("concurrency"),
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.scope, t.scopeId] })],
+);
+
+/**
+ * Budgets and quotas of a tenant, environment or key: a cap on tokens, spend (micro-USD) or
+ * requests per day, per month or in total. Enforced atomically at admission (limits/budgets.ts).
+ */
+export const budgets = pgTable(
+  "budgets",
+  {
+    id: text("id").primaryKey(),
+    scope: text("scope", { enum: ["tenant", "environment", "key"] }).notNull(),
+    scopeId: text("scope_id").notNull(),
+    kind: text("kind", { enum: ["tokens", "spend", "requests"] }).notNull(),
+    period: text("period", { enum: ["day", "month", "total"] }).notNull(),
+    /** Tokens, micro-USD or requests. */
+    amount: bigint("amount", { mode: "number" }).notNull(),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [uniqueIndex("budgets_scope_kind_period_idx").on(t.scope, t.scopeId, t.kind, t.period)],
 );

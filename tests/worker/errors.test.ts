@@ -29,11 +29,15 @@ describe("authentication", () => {
     await expectError(await post("/v1/chat/completions", chat, `sk-sy-${"A".repeat(43)}`), 401, "invalid_api_key");
   });
 
-  it("rejects a revoked key and an expired key with 401 saying why", async () => {
-    const revoked = await expectError(await post("/v1/chat/completions", chat, inject("keys").revoked), 401, "invalid_api_key");
-    expect(revoked.message).toContain("revoked");
-    const expired = await expectError(await post("/v1/chat/completions", chat, inject("keys").expired), 401, "invalid_api_key");
-    expect(expired.message).toContain("expired");
+  it("answers unknown, malformed, revoked and expired keys with the same 401, so keys cannot be enumerated", async () => {
+    const bodies = [];
+    for (const key of [`sk-sy-${"B".repeat(43)}`, "garbage", inject("keys").revoked, inject("keys").expired]) {
+      const res = await post("/v1/chat/completions", chat, key);
+      expect(res.status).toBe(401);
+      bodies.push(await res.text());
+    }
+    expect(new Set(bodies).size).toBe(1);
+    expect(bodies[0]).toContain("invalid_api_key");
   });
 
   it("returns 403 for a key of a suspended tenant", async () => {

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { inject } from "vitest";
 import { apiKeys, usageRecords } from "../../schema/tables/index.ts";
 import { hashApiKey } from "../../worker/src/auth/keys.ts";
+import { createApiKey, createEnvironment, createTenant } from "../../worker/src/admin/store.ts";
 import { keyCacheKey } from "../../worker/src/auth/identity.ts";
 import { env } from "cloudflare:test";
 import { eventually, gateway, post, query, redis, sseData } from "./helpers.ts";
@@ -141,11 +142,13 @@ describe("routing and failover", () => {
     }
   });
 
-  it("returns 502 in OpenAI's shape when no node can serve", async () => {
+  it("returns 502 or 503 in OpenAI's shape when no node can serve", async () => {
     const res = await post("/v1/chat/completions", { model: "sim-llama-8b", messages, sim_fault: "engine_error" });
-    expect(res.status).toBe(502);
+    // The live node answers 503 (its engine failed every try), the dead one cannot be reached:
+    // which of the two is reported depends on the order they were tried in.
+    expect([502, 503]).toContain(res.status);
     const body = (await res.json()) as { error: { code: string; type: string } };
-    expect(body.error.code).toBe("upstream_error");
+    expect(["upstream_error", "no_capacity"]).toContain(body.error.code);
     expect(body.error.type).toBe("api_error");
   });
 });
@@ -188,5 +191,18 @@ describe("the hot path", () => {
     await new Promise((r) => setTimeout(r, 500));
     // Five usage writes in waitUntil; a key or routing lookup in Postgres would add more.
     expect((await dbSessions()) - before).toBe(5);
+  });
+});
+
+describe("region pinning", () => {
+  it("never sends a pinned environment's traffic out of its region: 503 when the region has no node", async () => {
+    const key = await query(async (db) => {
+      const tenant = await createTenant(db, "test", { name: "pinned" });
+      const environment = await createEnvironment(db, "test", { tenantId: tenant.id, name: "eu-only", pinnedRegion: "eu-nowhere" });
+      return (await createApiKey(db, "test", { tenantId: tenant.id, environmentId: environment.id, name: "k" })).key;
+    });
+    const res = await post("/v1/chat/completions", { model: "sim-llama-8b", messages, max_tokens: 1 }, key);
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("no_capacity");
   });
 });

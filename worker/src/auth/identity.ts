@@ -1,5 +1,7 @@
-import { and, eq } from "drizzle-orm";
-import { apiKeys, environments, tenants } from "../../../schema/tables/index.ts";
+import { and, eq, or } from "drizzle-orm";
+import { apiKeys, budgets, environments, limitOverrides, tenants } from "../../../schema/tables/index.ts";
+import type { BudgetEntry } from "../limits/budgets.ts";
+import type { LayerLimits } from "../limits/types.ts";
 import type { Db } from "../platform/db.ts";
 
 /** What the gateway knows about a caller once its key is resolved. Cached in the isolate and Redis. */
@@ -15,6 +17,10 @@ export interface KeyIdentity {
   expiresAt: number | null;
   revoked: boolean;
   pinnedRegion: string | null;
+  /** Limit overrides of the tenant, environment and key (null fields keep the configured default). */
+  overrides: Partial<Record<"tenant" | "environment" | "key", Partial<LayerLimits>>>;
+  /** Budgets and quotas of the tenant, environment and key. */
+  budgets: BudgetEntry[];
 }
 
 /** A cache entry: a known key, or a remembered miss (so unknown keys do not reach Postgres each time). */
@@ -42,6 +48,25 @@ export async function loadKeyIdentity(db: Db, hash: string): Promise<KeyCacheEnt
     .limit(1);
   const row = rows[0];
   if (!row) return { found: false };
+  const scopes = [
+    and(eq(limitOverrides.scope, "tenant"), eq(limitOverrides.scopeId, row.tenantId)),
+    and(eq(limitOverrides.scope, "environment"), eq(limitOverrides.scopeId, row.environmentId)),
+    and(eq(limitOverrides.scope, "key"), eq(limitOverrides.scopeId, row.keyId)),
+  ];
+  const budgetScopes = [
+    and(eq(budgets.scope, "tenant"), eq(budgets.scopeId, row.tenantId)),
+    and(eq(budgets.scope, "environment"), eq(budgets.scopeId, row.environmentId)),
+    and(eq(budgets.scope, "key"), eq(budgets.scopeId, row.keyId)),
+  ];
+  const [overrideRows, budgetRows] = await Promise.all([
+    db.select().from(limitOverrides).where(or(...scopes)),
+    db.select().from(budgets).where(or(...budgetScopes)),
+  ]);
+  const overrides: KeyIdentity["overrides"] = {};
+  for (const o of overrideRows) {
+    if (o.scope === "global") continue;
+    overrides[o.scope] = { rpm: o.rpm, tpm: o.tpm, concurrency: o.concurrency };
+  }
   return {
     found: true,
     identity: {
@@ -55,6 +80,8 @@ export async function loadKeyIdentity(db: Db, hash: string): Promise<KeyCacheEnt
       expiresAt: row.expiresAt ? row.expiresAt.getTime() : null,
       revoked: row.revokedAt !== null,
       pinnedRegion: row.pinnedRegion,
+      overrides,
+      budgets: budgetRows.map((b) => ({ id: b.id, scope: b.scope, scopeId: b.scopeId, kind: b.kind, period: b.period, amount: b.amount })),
     },
   };
 }

@@ -2,10 +2,12 @@ import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { loadHotState } from "../platform/hot-state.ts";
-import { bearerToken, hashApiKey, looksLikeApiKey } from "./keys.ts";
+import { queueAudit } from "../audit/outbox.ts";
+import { bearerToken, hashApiKey, looksLikeApiKey, visiblePrefix } from "./keys.ts";
 
+// One message for unknown, malformed, revoked and expired keys, so a caller cannot tell which keys exist.
 const INVALID_KEY_MESSAGE =
-  "Incorrect API key provided. Check the key you are sending in the Authorization header (Bearer sk-sy-…); keys are shown once, at creation.";
+  "Incorrect API key provided. Check the key you are sending in the Authorization header (Bearer sk-sy-…); keys are shown once, at creation, and may have been revoked or expired.";
 
 /**
  * Authenticates `Authorization: Bearer <key>` and loads the routing snapshot with it, from the
@@ -13,14 +15,34 @@ const INVALID_KEY_MESSAGE =
  */
 export const requireApiKey = createMiddleware<AppEnv>(async (c, next) => {
   const token = bearerToken(c.req.header("authorization"));
+  // Every attempt is audited off the response path: key prefix (never more of the key), tenant, route, client IP, outcome.
+  const audit = (outcome: string, tenantId: string | null, keyId: string | null) =>
+    c.executionCtx.waitUntil(
+      queueAudit(c.var.redis, c.var.settings.redisPrefix, {
+        actor: keyId ? `key:${keyId}` : "anonymous",
+        action: outcome === "ok" ? "auth.success" : "auth.failure",
+        targetType: "route",
+        targetId: `${c.req.method} ${new URL(c.req.url).pathname}`,
+        tenantId,
+        success: outcome === "ok",
+        details: {
+          reason: outcome,
+          keyPrefix: token && looksLikeApiKey(token) ? visiblePrefix(token) : null,
+          clientIp: c.req.header("cf-connecting-ip") ?? null,
+          requestId: c.var.requestId,
+        },
+      }).catch((err: unknown) => c.var.log("audit_queue_failed", { error: String(err) })),
+    );
   if (!token) {
+    audit("missing_key", null, null);
     throw new ApiError(
       "missing_api_key",
       "You didn't provide an API key. Send it in the Authorization header as 'Bearer sk-sy-…'.",
     );
   }
-  if (!looksLikeApiKey(token)) throw new ApiError("invalid_api_key", INVALID_KEY_MESSAGE);
-  const hash = await hashApiKey(token);
+  // Malformed tokens take the same path as well-formed ones (hash, cache lookup) so the answer time
+  // does not tell them apart either; the lookup is by hash, so no key is ever compared as a string.
+  const hash = await hashApiKey(looksLikeApiKey(token) ? token : `malformed:${token}`);
   const state = await loadHotState(
     {
       redis: c.var.redis,
@@ -31,15 +53,20 @@ export const requireApiKey = createMiddleware<AppEnv>(async (c, next) => {
     },
     hash,
   );
-  if (!state.key.found) throw new ApiError("invalid_api_key", INVALID_KEY_MESSAGE);
+  if (!state.key.found) {
+    audit("unknown_key", null, null);
+    throw new ApiError("invalid_api_key", INVALID_KEY_MESSAGE);
+  }
   const identity = state.key.identity;
-  if (identity.revoked) throw new ApiError("invalid_api_key", "This API key has been revoked. Create a new key.");
-  if (identity.expiresAt !== null && identity.expiresAt <= Date.now()) {
-    throw new ApiError("invalid_api_key", "This API key has expired. Create a new key or rotate it.");
+  if (identity.revoked || (identity.expiresAt !== null && identity.expiresAt <= Date.now())) {
+    audit(identity.revoked ? "revoked_key" : "expired_key", identity.tenantId, identity.keyId);
+    throw new ApiError("invalid_api_key", INVALID_KEY_MESSAGE);
   }
   if (identity.tenantStatus !== "active") {
+    audit("tenant_suspended", identity.tenantId, identity.keyId);
     throw new ApiError("tenant_suspended", "This organisation is suspended. Contact your administrator or settle the outstanding payment.");
   }
+  audit("ok", identity.tenantId, identity.keyId);
   c.set("identity", identity);
   c.set("routing", state.routing);
   await next();

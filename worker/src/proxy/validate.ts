@@ -12,6 +12,10 @@ export interface ProxyRequest {
   clientWantsUsage: boolean;
   /** The body to send upstream (the client's, with `stream_options.include_usage` forced on for streams). */
   upstreamBody: string;
+  /** Output tokens the client allows per choice (null: up to the model's context; completions default to 16 like vLLM). */
+  maxOutputTokens: number | null;
+  /** Choices requested (`n`). */
+  choices: number;
 }
 
 type Json = Record<string, unknown>;
@@ -120,5 +124,9 @@ export function validateRequest(endpoint: Endpoint, raw: string): ProxyRequest {
     body.stream_options = { ...clientOptions, include_usage: true };
     upstreamBody = JSON.stringify(body);
   }
-  return { endpoint, model: body.model, stream, clientWantsUsage, upstreamBody };
+  const requestedMax = endpoint === "chat" ? (body.max_completion_tokens ?? body.max_tokens) : body.max_tokens;
+  const maxOutputTokens =
+    endpoint === "embeddings" ? 0 : typeof requestedMax === "number" ? requestedMax : endpoint === "completions" ? 16 : null;
+  const choices = typeof body.n === "number" ? body.n : 1;
+  return { endpoint, model: body.model, stream, clientWantsUsage, upstreamBody, maxOutputTokens, choices };
 }

@@ -3,7 +3,8 @@ import type { AppEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { insertUsage, usageRow } from "../metering/record.ts";
 import { withDb } from "../platform/db.ts";
-import { forwardToBackplane } from "../proxy/forward.ts";
+import { forwardToBackplane, type Forwarded } from "../proxy/forward.ts";
+import { admit, maxCost, rateTokens } from "../limits/admission.ts";
 import { tapJson } from "../proxy/json-tap.ts";
 import { tapSse } from "../proxy/sse-tap.ts";
 import { validateRequest, type Endpoint } from "../proxy/validate.ts";
@@ -30,7 +31,8 @@ export function proxyHandler(endpoint: Endpoint) {
     }
     const declared = Number(c.req.header("content-length") ?? "0");
     if (declared > MAX_BODY_BYTES) throw new ApiError("request_too_large", "Request bodies are limited to 10 MB.");
-    const req = validateRequest(endpoint, await c.req.text());
+    const raw = await c.req.text();
+    const req = validateRequest(endpoint, raw);
 
     const model = c.var.routing.snapshot.models[req.model];
     const allowed = identity.allowedModels === null || identity.allowedModels.includes(req.model);
@@ -52,19 +54,38 @@ export function proxyHandler(endpoint: Endpoint) {
       });
     }
 
-    const forwarded = await forwardToBackplane(
-      {
-        path: PATHS[endpoint],
-        body: req.upstreamBody,
-        requestId: c.var.requestId,
-        masterSecret: c.env.NODE_SIGNING_SECRET,
-        connectTimeoutMs: c.var.settings.upstreamConnectTimeoutMs,
-        clientSignal: c.req.raw.signal,
-      },
-      candidates,
+    const bodyBytes = new TextEncoder().encode(raw).length;
+    const admission = await admit(
+      { redis: c.var.redis, settings: c.var.settings, log: c.var.log, requestId: c.var.requestId },
+      identity,
+      c.var.routing.snapshot,
+      { max: maxCost(req, bodyBytes, model), rateTokens: rateTokens(req, bodyBytes, model) },
     );
+    c.executionCtx.waitUntil(admission.pending);
+    let forwarded: Forwarded;
+    try {
+      forwarded = await forwardToBackplane(
+        {
+          path: PATHS[endpoint],
+          body: req.upstreamBody,
+          requestId: c.var.requestId,
+          masterSecret: c.env.NODE_SIGNING_SECRET,
+          connectTimeoutMs: c.var.settings.upstreamConnectTimeoutMs,
+          clientSignal: c.req.raw.signal,
+        },
+        candidates,
+      );
+    } catch (err) {
+      // Nothing ran: give back the reservation and the concurrency slot.
+      c.executionCtx.waitUntil(admission.finish(null).catch(() => null));
+      if (err instanceof ApiError) for (const [k, v] of Object.entries(admission.headers)) err.headers[k] ??= v;
+      throw err;
+    }
     const upstreamBody = forwarded.response.body;
-    if (!upstreamBody) throw new ApiError("upstream_error", "The GPU node sent an empty response. Retry the request.");
+    if (!upstreamBody) {
+      c.executionCtx.waitUntil(admission.finish(null).catch(() => null));
+      throw new ApiError("upstream_error", "The GPU node sent an empty response. Retry the request.");
+    }
     const tapped = req.stream ? tapSse(upstreamBody, { stripUsage: !req.clientWantsUsage }) : tapJson(upstreamBody);
 
     const { requestId, startedAt, log } = c.var;
@@ -95,6 +116,11 @@ export function proxyHandler(endpoint: Endpoint) {
           ttftMs: row.ttftMs,
           latencyMs: row.latencyMs,
         });
+        const used = (row.promptTokens ?? 0) + (row.completionTokens ?? 0);
+        // A request that produced nothing gives its whole reservation back; otherwise it pays what it used.
+        await admission
+          .finish(used > 0 ? { tokens: used, spend: row.costMicros ?? 0, requests: 1 } : null)
+          .catch((err: unknown) => log("budget_settle_failed", { requestId, error: String(err) }));
         try {
           await withDb(databaseUrl, wsProxy, (db) => insertUsage(db, [row]));
         } catch (err) {
@@ -109,6 +135,7 @@ export function proxyHandler(endpoint: Endpoint) {
       "x-switchyard-node": forwarded.node.id,
       "x-switchyard-region": forwarded.node.regionId,
     });
+    for (const [k, v] of Object.entries(admission.headers)) headers.set(k, v);
     if (req.stream) {
       headers.set("cache-control", "no-cache");
       headers.set("x-accel-buffering", "no");

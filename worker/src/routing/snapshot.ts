@@ -1,5 +1,5 @@
 import { eq } from "drizzle-orm";
-import { models, nodes } from "../../../schema/tables/index.ts";
+import { limitOverrides, models, nodes } from "../../../schema/tables/index.ts";
 import type { Db } from "../platform/db.ts";
 
 /** A catalogue entry as the hot path needs it. Prices are USD per million tokens. */
@@ -36,6 +36,8 @@ export interface RoutingSnapshot {
   builtAt: number;
   models: Record<string, ModelEntry>;
   nodes: NodeEntry[];
+  /** The global layer's limit override (null fields keep the configured default). */
+  globalLimits: { rpm: number | null; tpm: number | null } | null;
 }
 
 /** Redis key of the routing snapshot. Admin tools delete it when models or nodes change. */
@@ -45,10 +47,12 @@ export function routingCacheKey(prefix: string): string {
 
 /** Builds the snapshot from Postgres (cache miss path only). */
 export async function loadRoutingSnapshot(db: Db): Promise<RoutingSnapshot> {
-  const [modelRows, nodeRows] = await Promise.all([
+  const [modelRows, nodeRows, globalRows] = await Promise.all([
     db.select().from(models).where(eq(models.active, true)),
     db.select().from(nodes),
+    db.select().from(limitOverrides).where(eq(limitOverrides.scope, "global")),
   ]);
+  const global = globalRows[0];
   const catalogue: Record<string, ModelEntry> = {};
   for (const m of modelRows) {
     catalogue[m.id] = {
@@ -65,6 +69,7 @@ export async function loadRoutingSnapshot(db: Db): Promise<RoutingSnapshot> {
   return {
     builtAt: Date.now(),
     models: catalogue,
+    globalLimits: global ? { rpm: global.rpm, tpm: global.tpm } : null,
     nodes: nodeRows.map((n) => ({
       id: n.id,
       regionId: n.regionId,

@@ -1,0 +1,136 @@
+import { env } from "cloudflare:test";
+import { eq, sql } from "drizzle-orm";
+import { describe, expect, it } from "vitest";
+import { budgets, limitOverrides, usageRecords } from "../../schema/tables/index.ts";
+import { createApiKey, createEnvironment, createTenant, newId } from "../../worker/src/admin/store.ts";
+import { budgetCounter, reserveBudgets, type BudgetEntry } from "../../worker/src/limits/budgets.ts";
+import { eventually, post, query, redis } from "./helpers.ts";
+
+const messages = [{ role: "user", content: "count to three" }];
+
+/** A fresh tenant, environment and key, with budgets and limit overrides on the key. */
+async function keyWith(opts: { budgets?: Omit<BudgetEntry, "id" | "scope" | "scopeId">[]; keyLimits?: { rpm?: number; tpm?: number; concurrency?: number } }) {
+  return query(async (db) => {
+    const tenant = await createTenant(db, "test", { name: `budget-${crypto.randomUUID().slice(0, 8)}` });
+    const environment = await createEnvironment(db, "test", { tenantId: tenant.id, name: "prod" });
+    const key = await createApiKey(db, "test", { tenantId: tenant.id, environmentId: environment.id, name: "k" });
+    for (const b of opts.budgets ?? []) await db.insert(budgets).values({ id: newId("bud"), scope: "key", scopeId: key.id, ...b });
+    if (opts.keyLimits) await db.insert(limitOverrides).values({ scope: "key", scopeId: key.id, rpm: null, tpm: null, concurrency: null, ...opts.keyLimits });
+    const rows = await db.select().from(budgets).where(eq(budgets.scopeId, key.id));
+    return { key: key.key, keyId: key.id, budgets: rows as BudgetEntry[] };
+  });
+}
+
+async function counter(budget: BudgetEntry): Promise<number> {
+  return Number((await redis().get<number>(budgetCounter(env.REDIS_PREFIX, budget, new Date()).key)) ?? 0);
+}
+
+describe("budget reservations", () => {
+  it("let exactly as many of 50 concurrent reservations through as fit", async () => {
+    const budget: BudgetEntry = { id: `unit-${crypto.randomUUID()}`, scope: "key", scopeId: "k", kind: "tokens", period: "day", amount: 100 };
+    const prefix = `${env.REDIS_PREFIX}unit:`;
+    const results = await Promise.all(
+      Array.from({ length: 50 }, () => reserveBudgets(redis(), prefix, [budget], { tokens: 10, spend: 0, requests: 1 })),
+    );
+    expect(results.filter((r) => r.ok)).toHaveLength(10);
+    const refused = results.find((r) => !r.ok);
+    expect(refused).toMatchObject({ ok: false, reason: "exhausted", budget: { id: budget.id } });
+    const key = budgetCounter(prefix, budget, new Date()).key;
+    expect(Number(await redis().get(key))).toBe(100);
+    const [first, second] = results.filter((r) => r.ok);
+    if (!first?.ok || !second?.ok) throw new Error("expected reservations");
+    await first.settle({ tokens: 4, spend: 0, requests: 1 });
+    await second.release();
+    expect(Number(await redis().get(key))).toBe(100 - 6 - 10);
+    await first.settle({ tokens: 1, spend: 0, requests: 1 }); // settling twice changes nothing
+    expect(Number(await redis().get(key))).toBe(84);
+  });
+});
+
+describe("budgets when Redis is down", () => {
+  it("fail closed: the reservation is refused as unavailable rather than risk overspending", async () => {
+    // A client for a Redis REST endpoint that does not exist (nothing listens on port 9 here).
+    const { Redis } = await import("@upstash/redis/cloudflare");
+    const dead = new Redis({ url: "http://127.0.0.1:9", token: "x", retry: { retries: 0, backoff: () => 0 }, enableTelemetry: false });
+    const budget: BudgetEntry = { id: "dead", scope: "key", scopeId: "k", kind: "requests", period: "total", amount: 10 };
+    expect(await reserveBudgets(dead, "p:", [budget], { tokens: 1, spend: 0, requests: 1 })).toMatchObject({ ok: false, reason: "unavailable", budget: null });
+  });
+});
+
+describe("budgets at the gateway", () => {
+  it("admit exactly 10 of 50 concurrent requests against a request quota of 10, and record only those", async () => {
+    const { key, keyId } = await keyWith({ budgets: [{ kind: "requests", period: "total", amount: 10 }], keyLimits: { concurrency: 100, rpm: 1000 } });
+    const responses = await Promise.all(Array.from({ length: 50 }, () => post("/v1/chat/completions", { model: "sim-llama-8b", messages, max_tokens: 2 }, key)));
+    const statuses = await Promise.all(responses.map(async (r) => ({ status: r.status, body: await r.text() })));
+    expect(statuses.filter((s) => s.status === 200)).toHaveLength(10);
+    const refused = statuses.filter((s) => s.status === 429);
+    expect(refused).toHaveLength(40);
+    const error = JSON.parse(refused[0]?.body ?? "{}") as { error: { code: string; type: string; message: string } };
+    expect(error.error).toMatchObject({ code: "insufficient_quota", type: "insufficient_quota" });
+    expect(error.error.message).toContain("request quota");
+    const recorded = await eventually(async () => {
+      const [row] = await query((db) => db.select({ n: sql<number>`count(*)::int` }).from(usageRecords).where(eq(usageRecords.apiKeyId, keyId)));
+      return row && row.n === 10 ? row.n : undefined;
+    });
+    expect(recorded).toBe(10);
+  });
+
+  it("never spend past a token budget under concurrency (checked against the recorded usage)", async () => {
+    const { key, keyId, budgets: [budget] } = await keyWith({ budgets: [{ kind: "tokens", period: "day", amount: 1_500 }], keyLimits: { concurrency: 100, rpm: 1000 } });
+    if (!budget) throw new Error("budget missing");
+    const responses = await Promise.all(Array.from({ length: 50 }, () => post("/v1/chat/completions", { model: "sim-llama-8b", messages, max_tokens: 20 }, key)));
+    const ok = responses.filter((r) => r.status === 200).length;
+    await Promise.all(responses.map((r) => r.arrayBuffer()));
+    expect(ok).toBeGreaterThan(0);
+    expect(ok).toBeLessThan(50);
+    const total = await eventually(async () => {
+      const [row] = await query((db) =>
+        db.select({ n: sql<number>`count(*)::int`, tokens: sql<number>`coalesce(sum(prompt_tokens + completion_tokens), 0)::int` }).from(usageRecords).where(eq(usageRecords.apiKeyId, keyId)),
+      );
+      return row && row.n === ok ? row.tokens : undefined;
+    });
+    expect(total).toBeLessThanOrEqual(1_500);
+    // Settled: the counter equals what was really used.
+    await eventually(async () => ((await counter(budget)) === total ? true : undefined));
+  });
+
+  it("give the whole reservation back when the engine fails, and keep only what a cancelled stream used", async () => {
+    const { key, budgets: [budget] } = await keyWith({ budgets: [{ kind: "tokens", period: "month", amount: 1_000_000 }] });
+    if (!budget) throw new Error("budget missing");
+    const failed = await post("/v1/chat/completions", { model: "sim-llama-8b", messages, sim_fault: "engine_error" }, key);
+    expect([502, 503]).toContain(failed.status);
+    await failed.arrayBuffer();
+    await eventually(async () => ((await counter(budget)) === 0 ? true : undefined));
+
+    const stream = await post("/v1/chat/completions", { model: "sim-llama-8b", messages, max_tokens: 200, stream: true, sim_ttft_ms: 1 }, key);
+    const reader = (stream.body as ReadableStream<Uint8Array>).getReader();
+    await reader.read();
+    await reader.cancel();
+    // The reservation (about 300 tokens) shrinks to the few tokens delivered before the cancel.
+    const settled = await eventually(async () => {
+      const value = await counter(budget);
+      return value > 0 && value < 100 ? value : undefined;
+    });
+    expect(settled).toBeLessThan(100);
+  });
+});
+
+describe("rate limits at the gateway", () => {
+  it("answers 429 naming the key layer, with Retry-After and OpenAI's headers, and sends the headers on success", async () => {
+    const { key } = await keyWith({ keyLimits: { rpm: 2 } });
+    const body = { model: "sim-llama-8b", messages, max_tokens: 1 };
+    const first = await post("/v1/chat/completions", body, key);
+    expect(first.status).toBe(200);
+    expect(first.headers.get("x-ratelimit-limit-requests")).toBe("2");
+    expect(first.headers.get("x-ratelimit-remaining-requests")).toBe("1");
+    await first.arrayBuffer();
+    await (await post("/v1/chat/completions", body, key)).arrayBuffer();
+    const limited = await post("/v1/chat/completions", body, key);
+    expect(limited.status).toBe(429);
+    expect(Number(limited.headers.get("retry-after"))).toBeGreaterThan(0);
+    expect(limited.headers.get("x-ratelimit-remaining-requests")).toBe("0");
+    const error = (await limited.json()) as { error: { code: string; message: string } };
+    expect(error.error.code).toBe("rate_limit_exceeded");
+    expect(error.error.message).toContain("key");
+  });
+});

@@ -1,0 +1,124 @@
+import type { Redis } from "@upstash/redis/cloudflare";
+import type { KeyIdentity } from "../auth/identity.ts";
+import { ApiError } from "../errors.ts";
+import type { ProxyRequest } from "../proxy/validate.ts";
+import type { ModelEntry, RoutingSnapshot } from "../routing/snapshot.ts";
+import type { Settings } from "../settings.ts";
+import { describeBudget, reserveBudgets, type Cost } from "./budgets.ts";
+import { acquireConcurrency } from "./concurrency.ts";
+import { checkRateLimits } from "./rate.ts";
+import type { AdmissionSubject, Layer, LayerLimits } from "./types.ts";
+
+/** The effective limits of each layer: database overrides over configured defaults. */
+export function effectiveLimits(settings: Settings, identity: KeyIdentity, snapshot: RoutingSnapshot): Record<Layer, LayerLimits> {
+  const pick = (layer: Layer, override: Partial<LayerLimits> | null | undefined): LayerLimits => {
+    const base = settings.limitDefaults[layer];
+    return {
+      rpm: override?.rpm ?? base.rpm,
+      tpm: override?.tpm ?? base.tpm,
+      concurrency: override?.concurrency ?? base.concurrency,
+    };
+  };
+  return {
+    global: pick("global", snapshot.globalLimits),
+    tenant: pick("tenant", identity.overrides.tenant),
+    environment: pick("environment", identity.overrides.environment),
+    key: pick("key", identity.overrides.key),
+  };
+}
+
+/**
+ * The most a request can cost, reserved against budgets before it runs. Prompt tokens are bounded by
+ * the body's bytes (a token is at least one byte of the JSON it came in) and by the context length;
+ * output by max_tokens × n, or the whole context when the client set no limit.
+ */
+export function maxCost(req: ProxyRequest, bodyBytes: number, model: ModelEntry): Cost {
+  const output = (req.maxOutputTokens ?? model.contextLength) * req.choices;
+  const tokens = Math.min(bodyBytes + output, req.endpoint === "embeddings" ? bodyBytes : model.contextLength * req.choices);
+  const price = Math.max(model.inputPrice, model.outputPrice);
+  return { tokens, spend: Math.ceil(tokens * price), requests: 1 };
+}
+
+/** The tokens a request counts against tokens-per-minute limits: OpenAI's estimate (prompt/4 + max output). */
+export function rateTokens(req: ProxyRequest, bodyBytes: number, model: ModelEntry): number {
+  const output = (req.maxOutputTokens ?? Math.min(model.contextLength, 4096)) * req.choices;
+  return Math.ceil(bodyBytes / 4) + output;
+}
+
+/** An admitted request: response headers, and `finish` to settle budgets and free the slot. */
+export interface Admission {
+  headers: Record<string, string>;
+  /** Settles budgets to the real cost (null: the request failed, release everything) and releases the concurrency lease. */
+  finish(actual: Cost | null): Promise<void>;
+  pending: Promise<unknown>;
+}
+
+/**
+ * Admits a request at every layer in one round trip of wall time: rate limits (requests and tokens
+ * per minute, fail open), concurrency leases (fail open) and budgets (atomic, fail closed) run in
+ * parallel; whatever was taken is given back if any of them refuses.
+ */
+export async function admit(
+  deps: { redis: Redis; settings: Settings; log: (event: string, fields: Record<string, unknown>) => void; requestId: string },
+  identity: KeyIdentity,
+  snapshot: RoutingSnapshot,
+  costs: { max: Cost; rateTokens: number },
+): Promise<Admission> {
+  const { redis, settings } = deps;
+  const subject: AdmissionSubject = {
+    tenantId: identity.tenantId,
+    environmentId: identity.environmentId,
+    keyId: identity.keyId,
+    limits: effectiveLimits(settings, identity, snapshot),
+  };
+  const prefix = settings.redisPrefix;
+  const [rate, lease, budget] = await Promise.all([
+    checkRateLimits(redis, prefix, subject, costs.rateTokens, { timeoutMs: settings.limitsTimeoutMs }),
+    acquireConcurrency(redis, prefix, subject, { timeoutMs: settings.limitsTimeoutMs, requestId: deps.requestId }),
+    reserveBudgets(redis, prefix, identity.budgets, costs.max),
+  ]);
+  if (rate.degraded || lease.degraded) deps.log("limits_fail_open", { requestId: deps.requestId, rate: rate.degraded, concurrency: lease.degraded });
+  const giveBack = async () => {
+    await lease.release();
+    if (budget.ok) await budget.release();
+  };
+  if (!rate.allowed || !lease.acquired || !budget.ok) {
+    await giveBack().catch(() => null);
+    if (!rate.allowed && rate.blocked) {
+      const { layer, kind } = rate.blocked;
+      const limit = subject.limits[layer][kind === "requests" ? "rpm" : "tpm"];
+      throw new ApiError(
+        "rate_limit_exceeded",
+        `Rate limit reached for the ${layer} (${kind} per minute: limit ${limit}). Retry after ${rate.retryAfterSeconds} s.`,
+        { headers: { ...rate.headers, "retry-after": String(Math.max(1, rate.retryAfterSeconds)) } },
+      );
+    }
+    if (!lease.acquired && lease.blocked) {
+      const limit = subject.limits[lease.blocked.layer].concurrency;
+      throw new ApiError(
+        "rate_limit_exceeded",
+        `Too many requests in flight for the ${lease.blocked.layer} (limit ${limit}). Retry when one of them finishes.`,
+        { headers: { ...rate.headers, "retry-after": "1" } },
+      );
+    }
+    if (!budget.ok && budget.reason === "unavailable") {
+      throw new ApiError("dependency_unavailable", "Budgets cannot be checked right now, so the request was not admitted. Retry in a few seconds.", {
+        headers: { "retry-after": "2" },
+      });
+    }
+    const which = !budget.ok && budget.budget ? describeBudget(budget.budget) : "a budget";
+    throw new ApiError("insufficient_quota", `This request could exceed ${which}. Lower max_tokens, or raise the budget.`);
+  }
+  let finished = false;
+  return {
+    headers: rate.headers,
+    pending: rate.pending,
+    async finish(actual) {
+      if (finished) return;
+      finished = true;
+      await Promise.all([lease.release(), actual ? budget.settle(actual) : budget.release()]);
+    },
+  };
+}
+
+
