@@ -41,6 +41,8 @@ export interface StackOptions {
 export interface Stack {
   gatewayUrl: string;
   apiKey: string;
+  /** The worker's ADMIN_TOKEN (operator access to /admin), kept in `<dataDir>/admin-token`. */
+  adminToken: string;
   databaseUrl: string;
   embeddedPostgres: boolean;
   redisPrefix: string;
@@ -48,6 +50,8 @@ export interface Stack {
   backplaneUrl: string;
   nodeId: string;
   children: Child[];
+  /** Runs the worker's scheduled job now (it also runs every minute). */
+  runScheduled(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -99,6 +103,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
 
     const masterSecret = persistedSecret(join(opts.dataDir, "node-signing-secret"), () => randomBytes(32).toString("hex"));
     const demoKey = persistedSecret(join(opts.dataDir, "demo-key"), generateApiKey);
+    // Read by `npm run admin` when neither --token nor SWITCHYARD_ADMIN_TOKEN is given.
+    const adminToken = persistedSecret(join(opts.dataDir, "admin-token"), () => randomBytes(32).toString("hex"));
     const nodeId = "local-1";
     const nodeSecret = await deriveNodeSecret(masterSecret, nodeId, 1);
 
@@ -150,6 +156,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       UPSTASH_REDIS_REST_URL: upstash.url,
       UPSTASH_REDIS_REST_TOKEN: redisToken,
       NODE_SIGNING_SECRET: masterSecret,
+      ADMIN_TOKEN: adminToken,
       NEON_WS_PROXY: pipe.wsProxy,
       REDIS_PREFIX: opts.redisPrefix,
     };
@@ -170,6 +177,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         "--inspector-port",
         String(await freePort(opts.host)),
         "--show-interactive-dev-session=false",
+        // Lets the stack fire the Cron Trigger locally (wrangler dev does not run crons on its own).
+        "--test-scheduled",
         "--log-level",
         "warn",
       ],
@@ -187,7 +196,16 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       throw new Error(`${String(err)}\nwrangler dev output:\n${wrangler.recentOutput()}`);
     }
     await waitForNode(db, nodeId, backplaneUrl, 30_000, backplane);
-    return { gatewayUrl, apiKey: demoKey, databaseUrl: pg.url, embeddedPostgres: pg.embedded, redisPrefix: opts.redisPrefix, simUrl, backplaneUrl, nodeId, children, close };
+    const runScheduled = async () => {
+      const res = await fetch(`${gatewayUrl}/__scheduled?cron=${encodeURIComponent("* * * * *")}`);
+      await res.arrayBuffer();
+      if (!res.ok) throw new Error(`scheduled run answered ${res.status}`);
+    };
+    // Locally the Cron Trigger runs on its schedule too: every minute, like wrangler.toml says.
+    const cron = setInterval(() => void runScheduled().catch(() => null), 60_000);
+    cron.unref();
+    cleanups.push(async () => clearInterval(cron));
+    return { gatewayUrl, apiKey: demoKey, adminToken, databaseUrl: pg.url, embeddedPostgres: pg.embedded, redisPrefix: opts.redisPrefix, simUrl, backplaneUrl, nodeId, children, runScheduled, close };
   } catch (err) {
     await close();
     throw err;

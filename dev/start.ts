@@ -22,10 +22,13 @@ const stack = await startStack({
 console.log("");
 console.log(`Gateway: ${stack.gatewayUrl}/v1`);
 console.log(`Demo API key: ${stack.apiKey}`);
+console.log(`Admin token: ${stack.adminToken}`);
 console.log(`Postgres: ${stack.databaseUrl}${stack.embeddedPostgres ? " (embedded PGlite under .data/dev/pglite)" : ""}`);
 console.log("");
 console.log("Try it:");
 console.log(`  curl ${stack.gatewayUrl}/v1/chat/completions -H "Authorization: Bearer ${stack.apiKey}" -H "Content-Type: application/json" -d '{"model":"sim-llama-8b","messages":[{"role":"user","content":"Hello"}]}'`);
+const urlFlag = stack.gatewayUrl === "http://127.0.0.1:8787" ? "" : ` --url ${stack.gatewayUrl}`;
+console.log(`  npm run admin -- tenant list${urlFlag}    (the admin CLI reads the local admin token by itself)`);
 console.log("Press Ctrl-C to stop.");
 
 let stopping = false;

@@ -1,16 +1,23 @@
+/**
+ * The admin CLI's Postgres-level commands (regions, models, nodes) and how it reports mistakes.
+ * Its API commands run against the real local stack in tests/e2e/admin-cli.test.ts.
+ */
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import { Redis } from "@upstash/redis";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { migrateDb, openDb, type NodeDb } from "../../dev/db.ts";
+import { freePort } from "../../dev/ports.ts";
 import { createDatabase, dropDatabase } from "../../dev/postgres.ts";
 import { startUpstashRestAdapter, type UpstashRestAdapter } from "../../dev/upstash-rest.ts";
 import { deriveNodeSecret } from "../../schema/contracts/signing.ts";
-import { apiKeys, auditLogs } from "../../schema/tables/index.ts";
-import { hashApiKey } from "../../worker/src/auth/keys.ts";
-import { keyCacheKey } from "../../worker/src/auth/identity.ts";
+import { auditLogs, models, nodes, regions } from "../../schema/tables/index.ts";
+import { routingCacheKey } from "../../worker/src/routing/snapshot.ts";
 import { deleteRedisPrefix, PG_ADMIN_URL, REDIS_URL, uniqueSuffix } from "../support/fixtures.ts";
 
 const run = promisify(execFile);
@@ -18,16 +25,28 @@ const suffix = uniqueSuffix();
 const dbName = `sy_admin_${suffix}`;
 const prefix = `sy:admin:${suffix}:`;
 const master = randomBytes(32).toString("hex");
+const emptyDataDir = mkdtempSync(join(tmpdir(), "switchyard-admin-cli-"));
 let databaseUrl: string;
 let upstash: UpstashRestAdapter;
 let redis: Redis;
 let db: NodeDb;
 const token = randomBytes(16).toString("hex");
 
-async function admin(...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
+async function admin(args: string[], env: Record<string, string> = {}): Promise<{ stdout: string; stderr: string; code: number }> {
   try {
     const { stdout, stderr } = await run(process.execPath, ["worker/cli/admin.ts", ...args], {
-      env: { ...process.env, DATABASE_URL: databaseUrl, UPSTASH_REDIS_REST_URL: upstash.url, UPSTASH_REDIS_REST_TOKEN: token, REDIS_PREFIX: prefix, NODE_SIGNING_SECRET: master },
+      env: {
+        ...process.env,
+        DATABASE_URL: databaseUrl,
+        UPSTASH_REDIS_REST_URL: upstash.url,
+        UPSTASH_REDIS_REST_TOKEN: token,
+        REDIS_PREFIX: prefix,
+        NODE_SIGNING_SECRET: master,
+        SWITCHYARD_ADMIN_TOKEN: "",
+        SWITCHYARD_URL: "",
+        SWITCHYARD_DATA_DIR: emptyDataDir,
+        ...env,
+      },
     });
     return { stdout: stdout.trim(), stderr, code: 0 };
   } catch (err) {
@@ -49,58 +68,80 @@ afterAll(async () => {
   await upstash.close();
   await dropDatabase(PG_ADMIN_URL, dbName);
   await deleteRedisPrefix(prefix);
+  rmSync(emptyDataDir, { recursive: true, force: true });
 });
 
-describe("admin CLI", () => {
-  it("creates a tenant, environment and key, shows the key once and stores only its hash", async () => {
-    const tenant = await admin("tenant", "create", "--name", "Acme");
-    expect(tenant.stdout).toMatch(/^ten_[0-9a-f]{20}$/);
-    const env = await admin("env", "create", "--tenant", tenant.stdout, "--name", "prod");
-    expect(env.stdout).toMatch(/^env_/);
-    const key = await admin("key", "create", "--tenant", tenant.stdout, "--env", env.stdout, "--name", "ci", "--scopes", "chat");
-    expect(key.stdout).toMatch(/^sk-sy-[A-Za-z0-9_-]{43}$/);
-    expect(key.stderr).toContain("only time the full key is shown");
-
-    const [row] = await db.db.select().from(apiKeys).where(eq(apiKeys.hash, await hashApiKey(key.stdout)));
-    expect(row).toMatchObject({ tenantId: tenant.stdout, scopes: ["chat"], prefix: key.stdout.slice(0, 12) });
-    expect(JSON.stringify(row)).not.toContain(key.stdout);
-    const audit = await db.db.select().from(auditLogs).where(eq(auditLogs.targetId, row?.id ?? ""));
-    expect(audit.map((a) => a.action)).toEqual(["api_key.create"]);
-    expect(JSON.stringify(audit)).not.toContain(key.stdout);
-  });
-
-  it("revokes a key and drops its cached identity from Redis at once", async () => {
-    const tenant = (await admin("tenant", "create", "--name", "Globex")).stdout;
-    const env = (await admin("env", "create", "--tenant", tenant, "--name", "dev")).stdout;
-    const key = (await admin("key", "create", "--tenant", tenant, "--env", env, "--name", "tmp")).stdout;
-    const cacheKey = keyCacheKey(prefix, await hashApiKey(key));
-    await redis.set(cacheKey, { found: true });
-
-    const revoked = await admin("key", "revoke", "--prefix", key.slice(0, 12));
-    expect(revoked.code).toBe(0);
-    expect(await redis.get(cacheKey)).toBeNull();
-    const [row] = await db.db.select().from(apiKeys).where(eq(apiKeys.hash, await hashApiKey(key)));
-    expect(row?.revokedAt).toBeInstanceOf(Date);
-  });
-
+describe("admin CLI infrastructure commands (Postgres)", () => {
   it("registers a node and prints the secret its backplane needs", async () => {
-    await admin("region", "upsert", "--id", "eu-central", "--name", "Frankfurt", "--lat", "50.1", "--lon", "8.7");
-    const added = await admin("node", "add", "--id", "gpu-fra-1", "--region", "eu-central", "--url", "https://gpu-fra-1.example.com", "--models", "llama-8b");
+    const region = await admin(["region", "upsert", "--id", "eu-central", "--name", "Frankfurt", "--lat", "50.1", "--lon", "8.7"]);
+    expect(region.code).toBe(0);
+    const added = await admin(["node", "add", "--id", "gpu-fra-1", "--region", "eu-central", "--url", "https://gpu-fra-1.example.com", "--models", "llama-8b"]);
     expect(added.code).toBe(0);
     expect(added.stdout).toBe(await deriveNodeSecret(master, "gpu-fra-1", 1));
-    expect((await admin("node", "secret", "--id", "gpu-fra-1")).stdout).toBe(added.stdout);
+    expect(added.stderr).toContain("BACKPLANE_SECRET");
+    expect((await admin(["node", "secret", "--id", "gpu-fra-1"])).stdout).toBe(added.stdout);
+    const [row] = await db.db.select().from(nodes).where(eq(nodes.id, "gpu-fra-1"));
+    expect(row).toMatchObject({ regionId: "eu-central", url: "https://gpu-fra-1.example.com", models: ["llama-8b"] });
     // A node that will register itself by heartbeat gets its secret before it exists.
-    const fresh = await admin("node", "secret", "--id", "gpu-new-9");
+    const fresh = await admin(["node", "secret", "--id", "gpu-new-9"]);
     expect(fresh.stdout).toBe(await deriveNodeSecret(master, "gpu-new-9", 1));
     expect(fresh.stderr).toContain("registers itself");
   });
 
-  it("exits 2 with a message naming what is missing", async () => {
-    const result = await admin("tenant", "create");
-    expect(result.code).toBe(2);
-    expect(result.stderr).toContain("Missing --name");
-    const unknown = await admin("tenant", "explode");
+  it("upserts regions and models, audits them and drops the gateway's routing snapshot", async () => {
+    await redis.set(routingCacheKey(prefix), { stale: true });
+    const model = await admin(["model", "upsert", "--id", "llama-70b", "--context", "32768", "--family", "llama", "--input-price", "0.5", "--output-price", "0.9"]);
+    expect(model.code).toBe(0);
+    expect(await redis.get(routingCacheKey(prefix))).toBeNull();
+    const [row] = await db.db.select().from(models).where(eq(models.id, "llama-70b"));
+    expect(row).toMatchObject({ kind: "chat", contextLength: 32768, inputPricePerMTokens: "0.500000" });
+
+    await admin(["region", "upsert", "--id", "us-east", "--name", "Virginia", "--lat", "38.9", "--lon=-77.0"]);
+    await admin(["region", "upsert", "--id", "us-east", "--name", "N. Virginia", "--lat", "38.9", "--lon=-77.0"]);
+    const [r] = await db.db.select().from(regions).where(eq(regions.id, "us-east"));
+    expect(r?.name).toBe("N. Virginia");
+    const audit = await db.db.select().from(auditLogs).where(eq(auditLogs.targetId, "us-east"));
+    expect(audit.map((a) => a.action)).toEqual(["region.upsert", "region.upsert"]);
+  });
+
+  it("needs DATABASE_URL and NODE_SIGNING_SECRET for node commands (exit 2)", async () => {
+    const noDb = await admin(["node", "secret", "--id", "gpu-1"], { DATABASE_URL: "" });
+    expect(noDb.code).toBe(2);
+    expect(noDb.stderr).toContain("DATABASE_URL");
+    const noSecret = await admin(["node", "secret", "--id", "gpu-1"], { NODE_SIGNING_SECRET: "" });
+    expect(noSecret.code).toBe(2);
+    expect(noSecret.stderr).toContain("NODE_SIGNING_SECRET");
+  });
+});
+
+describe("admin CLI errors", () => {
+  it("exits 2 with a message naming what is missing or unknown", async () => {
+    const missing = await admin(["tenant", "create"]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain("Missing --name");
+    const unknown = await admin(["tenant", "explode"]);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain('Unknown command "tenant explode"');
+    const flag = await admin(["tenant", "list", "--colour", "red"]);
+    expect(flag.code).toBe(2);
+    expect(flag.stderr).toContain("--colour");
+    const help = await admin(["--help"]);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain("key rotate ID");
+  });
+
+  it("exits 2 when no admin token can be found, naming the three places it looks", async () => {
+    const result = await admin(["tenant", "list"]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("--token");
+    expect(result.stderr).toContain("SWITCHYARD_ADMIN_TOKEN");
+    expect(result.stderr).toContain(join(emptyDataDir, "admin-token"));
+  });
+
+  it("exits 1 with a clear message when the gateway cannot be reached", async () => {
+    const url = `http://127.0.0.1:${await freePort()}`;
+    const result = await admin(["tenant", "list", "--url", url, "--token", "t"]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`Cannot reach the gateway at ${url}`);
   });
 });

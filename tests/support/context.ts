@@ -15,6 +15,8 @@ export interface TestKeys {
 /** What the worker test services hand to the tests (printed as one JSON line, then `provide`d). */
 export interface WorkerTestContext {
   bindings: Record<string, string>;
+  /** The worker's ADMIN_TOKEN (the operator's credential for /admin). */
+  adminToken: string;
   keys: TestKeys;
   tenantId: string;
   otherTenantId: string;

@@ -24,6 +24,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     void exited.then((code) => reject(new Error(`worker test services exited with code ${code} before they were ready`)));
   });
   project.provide("bindings", context.bindings);
+  project.provide("adminToken", context.adminToken);
   project.provide("keys", context.keys);
   project.provide("tenantId", context.tenantId);
   project.provide("otherTenantId", context.otherTenantId);

@@ -41,6 +41,9 @@ async function main(): Promise<void> {
       secret: await deriveNodeSecret(masterSecret, liveNodeId, 1),
       port: 0,
       engines: [{ kind: "sim", url: sim.url }],
+      // Engine-failure tests must get their answer fast and must not open the circuit for later tests.
+      retryBackoffMs: "20,40",
+      breakerFailures: "1000",
       logLevel: "error",
     }),
   );
@@ -74,8 +77,10 @@ async function main(): Promise<void> {
   ]);
   await db.close();
 
+  const adminToken = randomBytes(32).toString("hex");
   const context: WorkerTestContext = {
     bindings: {
+    ADMIN_TOKEN: adminToken,
     DATABASE_URL: databaseUrl,
     UPSTASH_REDIS_REST_URL: upstash.url,
     UPSTASH_REDIS_REST_TOKEN: token,
@@ -86,6 +91,7 @@ async function main(): Promise<void> {
     ROUTING_CACHE_ISOLATE_SECONDS: "1",
     UPSTREAM_CONNECT_TIMEOUT_MS: "5000",
     },
+    adminToken,
     keys: seeded,
     tenantId: seeded.tenantId,
     otherTenantId: seeded.otherTenantId,

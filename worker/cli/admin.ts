@@ -1,61 +1,108 @@
 /**
- * `npm run admin -- <command>`: manage tenants, environments, keys, regions, models and nodes
- * directly in Postgres (the admin HTTP API comes later). Reads DATABASE_URL, and for cache
- * invalidation UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN and REDIS_PREFIX; node commands
- * read NODE_SIGNING_SECRET. This is the only file of the CLI that reads process.env and argv.
+ * `npm run admin -- <command>`: the operator's CLI. Tenancy, limits, budgets, counters and the audit
+ * log go through the gateway's admin API (--url / SWITCHYARD_URL, --token / SWITCHYARD_ADMIN_TOKEN,
+ * else the local stack's admin token file); regions, models and nodes are written straight to
+ * Postgres (DATABASE_URL, NODE_SIGNING_SECRET, UPSTASH_REDIS_REST_URL/TOKEN, REDIS_PREFIX).
+ * This is the only file of the CLI that reads process.env and argv.
  */
+import { existsSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { Redis } from "@upstash/redis";
 import { deriveNodeSecret } from "../../schema/contracts/signing.ts";
-import { openDb } from "../../dev/db.ts";
-import { runAdminCommand, ADMIN_HELP, AdminUsageError, type AdminContext } from "./commands.ts";
+import { openDb, type NodeDb } from "../../dev/db.ts";
+import { ApiFailure, adminApi, type AdminApi } from "./client.ts";
+import { ADMIN_HELP, AdminUsageError, runAdminCommand } from "./commands.ts";
+import type { InfraContext } from "./infra.ts";
 
-const STRING_FLAGS = ["name", "plan", "tenant", "env", "region", "scopes", "models", "expires", "id", "prefix", "lat", "lon", "context", "kind", "family", "input-price", "output-price", "url"];
+const STRING_FLAGS = [
+  "url", "token", "name", "plan", "status", "tenant", "env", "region", "scopes", "models", "expires", "overlap", "rpm", "tpm", "concurrency",
+  "kind", "period", "amount", "target", "limit", "cursor", "id", "lat", "lon", "context", "family", "input-price", "output-price",
+];
+const BOOLEAN_FLAGS = ["json", "all", "help"];
+const DEFAULT_URL = "http://127.0.0.1:8787";
+const ROOT = resolve(import.meta.dirname, "../..");
+
 let parsed: ReturnType<typeof parseArgs>;
 try {
   parsed = parseArgs({
     args: process.argv.slice(2),
     allowPositionals: true,
     strict: true,
-    options: { ...Object.fromEntries(STRING_FLAGS.map((f) => [f, { type: "string" as const }])), help: { type: "boolean" } },
+    options: {
+      ...Object.fromEntries(STRING_FLAGS.map((f) => [f, { type: "string" as const }])),
+      ...Object.fromEntries(BOOLEAN_FLAGS.map((f) => [f, { type: "boolean" as const }])),
+    },
   });
 } catch (err) {
   console.error(`${err instanceof Error ? err.message : String(err)}\n\n${ADMIN_HELP}`);
   process.exit(2);
 }
-const { positionals, values } = parsed;
-const flags = Object.fromEntries(Object.entries(values).map(([k, v]) => [k, typeof v === "string" ? v : v === true ? "true" : undefined]));
-
-if (positionals.length === 0 || flags.help === "true") {
+const { positionals } = parsed;
+// Repeated flags keep their last value.
+const flags = Object.fromEntries(Object.entries(parsed.values).map(([k, v]) => [k, Array.isArray(v) ? v.at(-1) : v]));
+if (positionals.length === 0 || flags.help === true) {
   console.log(ADMIN_HELP);
-  process.exit(positionals.length === 0 && flags.help !== "true" ? 2 : 0);
+  process.exit(flags.help === true ? 0 : 2);
 }
-const databaseUrl = process.env.DATABASE_URL;
-if (!databaseUrl) {
-  console.error("Set DATABASE_URL to the gateway's Postgres (Neon) connection string.");
-  process.exit(2);
+
+/** The admin token: --token, else SWITCHYARD_ADMIN_TOKEN, else the file `npm start` writes. */
+function adminToken(): string {
+  if (typeof flags.token === "string" && flags.token !== "") return flags.token;
+  if (process.env.SWITCHYARD_ADMIN_TOKEN) return process.env.SWITCHYARD_ADMIN_TOKEN;
+  const file = join(process.env.SWITCHYARD_DATA_DIR ?? join(ROOT, ".data", "dev"), "admin-token");
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  throw new AdminUsageError(`No admin token: pass --token, set SWITCHYARD_ADMIN_TOKEN, or start the local stack (npm start writes ${file}).`);
 }
-const redisUrl = process.env.UPSTASH_REDIS_REST_URL;
-const redisToken = process.env.UPSTASH_REDIS_REST_TOKEN;
-const handle = openDb(databaseUrl);
-const context: AdminContext = {
-  db: handle.db,
-  actor: process.env.SWITCHYARD_ADMIN_ACTOR ?? `cli:${process.env.USER ?? "unknown"}`,
-  redis: redisUrl && redisToken ? new Redis({ url: redisUrl, token: redisToken, enableTelemetry: false }) : null,
-  redisPrefix: process.env.REDIS_PREFIX ?? "sy:",
-  nodeSecret: (nodeId, version) => {
-    const master = process.env.NODE_SIGNING_SECRET;
-    if (!master) throw new AdminUsageError("Set NODE_SIGNING_SECRET (the same value as the worker's secret) to derive node secrets.");
-    return deriveNodeSecret(master, nodeId, version);
-  },
-  print: (line) => console.log(line),
-  warn: (line) => console.error(line),
-};
+
+let api: AdminApi | null = null;
+const opened: NodeDb[] = [];
+let infra: InfraContext | null = null;
+
+function infraContext(): InfraContext {
+  if (infra) return infra;
+  const databaseUrl = process.env.DATABASE_URL;
+  if (!databaseUrl) throw new AdminUsageError("Set DATABASE_URL to the gateway's Postgres (Neon) connection string.");
+  const redisUrl = process.env.UPSTASH_REDIS_REST_URL;
+  const redisToken = process.env.UPSTASH_REDIS_REST_TOKEN;
+  const db = openDb(databaseUrl);
+  opened.push(db);
+  infra = {
+    db: db.db,
+    actor: process.env.SWITCHYARD_ADMIN_ACTOR ?? `cli:${process.env.USER ?? "unknown"}`,
+    redis: redisUrl && redisToken ? new Redis({ url: redisUrl, token: redisToken, enableTelemetry: false }) : null,
+    redisPrefix: process.env.REDIS_PREFIX ?? "sy:",
+    nodeSecret: (nodeId, version) => {
+      const master = process.env.NODE_SIGNING_SECRET;
+      if (!master) throw new AdminUsageError("Set NODE_SIGNING_SECRET (the same value as the worker's secret) to derive node secrets.");
+      return deriveNodeSecret(master, nodeId, version);
+    },
+  };
+  return infra;
+}
+
 try {
-  await runAdminCommand(context, positionals, flags);
+  await runAdminCommand(
+    {
+      api: () => (api ??= adminApi(typeof flags.url === "string" ? flags.url : process.env.SWITCHYARD_URL || DEFAULT_URL, adminToken)),
+      infra: infraContext,
+      flags,
+      print: (line) => console.log(line),
+      warn: (line) => console.error(line),
+    },
+    positionals,
+  );
 } catch (err) {
-  console.error(err instanceof AdminUsageError ? err.message : err);
-  process.exitCode = err instanceof AdminUsageError ? 2 : 1;
+  if (err instanceof AdminUsageError) {
+    console.error(err.message);
+    process.exitCode = 2;
+  } else if (err instanceof ApiFailure) {
+    console.error(err.status > 0 ? `Error (${err.status}${err.code ? ` ${err.code}` : ""}): ${err.message}` : err.message);
+    process.exitCode = 1;
+  } else {
+    console.error(err);
+    process.exitCode = 1;
+  }
 } finally {
-  await handle.close();
+  for (const db of opened) await db.close();
 }

@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import { HEARTBEAT_PATH, SPOT_PATH } from "../../schema/contracts/heartbeat.ts";
 import { HTTPException } from "hono/http-exception";
+import { adminApp } from "./admin/index.ts";
 import { requireApiKey } from "./auth/middleware.ts";
 import type { AppEnv, Logger } from "./env.ts";
 import { ApiError, errorResponse } from "./errors.ts";
@@ -11,7 +12,8 @@ import { listModels } from "./routes/models.ts";
 import { proxyHandler } from "./routes/proxy.ts";
 import { settingsFrom } from "./settings.ts";
 
-const log: Logger = (event, fields) => {
+/** Structured log line on stdout. */
+export const log: Logger = (event, fields) => {
   console.log(JSON.stringify({ event, at: new Date().toISOString(), ...fields }));
 };
 
@@ -41,6 +43,7 @@ export function createApp(): Hono<AppEnv> {
   app.post("/v1/chat/completions", proxyHandler("chat"));
   app.post("/v1/completions", proxyHandler("completions"));
   app.post("/v1/embeddings", proxyHandler("embeddings"));
+  app.route("/admin", adminApp());
 
   app.notFound((c) =>
     errorResponse(new ApiError("not_found", `No route for ${c.req.method} ${new URL(c.req.url).pathname}. See GET /v1/models and the README for the API.`)),

@@ -3,9 +3,10 @@ import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import * as schema from "../../../schema/tables/index.ts";
 import { apiKeys, auditLogs, environments, models, nodes, regions, tenants } from "../../../schema/tables/index.ts";
 import { generateApiKey, hashApiKey, looksLikeApiKey, visiblePrefix } from "../auth/keys.ts";
+import { apiKeyJson, environmentJson, tenantJson } from "./wire.ts";
 
 /**
- * Administrative writes shared by the admin tools (Node) and, later, the worker's admin API.
+ * Administrative writes shared by the local stack and tests (Node) and the worker's admin API.
  * Works with any drizzle Postgres driver. Every change writes an audit log row.
  */
 export type AdminDb = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -18,7 +19,16 @@ export function newId(prefix: string): string {
   return `${prefix}_${hex}`;
 }
 
-async function audit(db: AdminDb, actor: string, action: string, targetType: string, targetId: string, tenantId: string | null, details: Record<string, unknown>): Promise<void> {
+/** Writes one audit log row (call it in the transaction of the change it records). */
+export async function recordAudit(
+  db: AdminDb,
+  actor: string,
+  action: string,
+  targetType: string,
+  targetId: string,
+  tenantId: string | null,
+  details: Record<string, unknown>,
+): Promise<void> {
   await db.insert(auditLogs).values({ id: newId("aud"), actor, action, targetType, targetId, tenantId, details });
 }
 
@@ -29,7 +39,7 @@ export async function createTenant(db: AdminDb, actor: string, input: { id?: str
     .values({ id: input.id ?? newId("ten"), name: input.name, plan: input.plan ?? "free" })
     .returning();
   if (!row) throw new Error("tenant insert returned no row");
-  await audit(db, actor, "tenant.create", "tenant", row.id, row.id, { name: row.name, plan: row.plan });
+  await recordAudit(db, actor, "tenant.create", "tenant", row.id, row.id, { after: tenantJson(row) });
   return row;
 }
 
@@ -44,15 +54,16 @@ export async function createEnvironment(
     .values({ id: input.id ?? newId("env"), tenantId: input.tenantId, name: input.name, pinnedRegion: input.pinnedRegion ?? null })
     .returning();
   if (!row) throw new Error("environment insert returned no row");
-  await audit(db, actor, "environment.create", "environment", row.id, row.tenantId, { name: row.name });
+  await recordAudit(db, actor, "environment.create", "environment", row.id, row.tenantId, { after: environmentJson(row) });
   return row;
 }
 
-/** A created key: the full key is in `key` and is never retrievable again. */
+/** A created key: the full key is in `key` and is never retrievable again; `row` is what was stored. */
 export interface CreatedKey {
   id: string;
   key: string;
   prefix: string;
+  row: typeof apiKeys.$inferSelect;
 }
 
 /**
@@ -68,19 +79,24 @@ export async function createApiKey(
   if (!looksLikeApiKey(key)) throw new Error("preset key does not have the sk-sy- format");
   const id = newId("key");
   const prefix = visiblePrefix(key);
-  await db.insert(apiKeys).values({
-    id,
-    tenantId: input.tenantId,
-    environmentId: input.environmentId,
-    name: input.name,
-    prefix,
-    hash: await hashApiKey(key),
-    scopes: input.scopes ?? ["chat", "embeddings"],
-    allowedModels: input.allowedModels ?? null,
-    expiresAt: input.expiresAt ?? null,
-  });
-  await audit(db, actor, "api_key.create", "api_key", id, input.tenantId, { name: input.name, prefix });
-  return { id, key, prefix };
+  const [row] = await db
+    .insert(apiKeys)
+    .values({
+      id,
+      tenantId: input.tenantId,
+      environmentId: input.environmentId,
+      name: input.name,
+      prefix,
+      hash: await hashApiKey(key),
+      scopes: input.scopes ?? ["chat", "embeddings"],
+      allowedModels: input.allowedModels ?? null,
+      expiresAt: input.expiresAt ?? null,
+    })
+    .returning();
+  if (!row) throw new Error("api key insert returned no row");
+  // apiKeyJson drops the hash: it never goes into the audit log.
+  await recordAudit(db, actor, "api_key.create", "api_key", id, input.tenantId, { after: apiKeyJson(row) });
+  return { id, key, prefix, row };
 }
 
 /** Finds a key by its full value (hash lookup); null when unknown. */
@@ -92,14 +108,14 @@ export async function findApiKey(db: AdminDb, key: string): Promise<typeof apiKe
 /** Creates or updates a region. */
 export async function upsertRegion(db: AdminDb, actor: string, input: typeof regions.$inferInsert): Promise<void> {
   await db.insert(regions).values(input).onConflictDoUpdate({ target: regions.id, set: { name: input.name, latitude: input.latitude, longitude: input.longitude } });
-  await audit(db, actor, "region.upsert", "region", input.id, null, { name: input.name });
+  await recordAudit(db, actor, "region.upsert", "region", input.id, null, { name: input.name });
 }
 
 /** Creates or updates a catalogue model. */
 export async function upsertModel(db: AdminDb, actor: string, input: typeof models.$inferInsert): Promise<void> {
   const { id, ...rest } = input;
   await db.insert(models).values(input).onConflictDoUpdate({ target: models.id, set: rest });
-  await audit(db, actor, "model.upsert", "model", id, null, { ...rest });
+  await recordAudit(db, actor, "model.upsert", "model", id, null, { ...rest });
 }
 
 /** Registers a node or updates its URL, region and models. */
@@ -114,6 +130,6 @@ export async function upsertNode(
     .onConflictDoUpdate({ target: nodes.id, set: { regionId: input.regionId, url: input.url, models: input.models } })
     .returning();
   if (!row) throw new Error("node upsert returned no row");
-  await audit(db, actor, "node.upsert", "node", row.id, null, { url: row.url, models: row.models });
+  await recordAudit(db, actor, "node.upsert", "node", row.id, null, { url: row.url, models: row.models });
   return row;
 }

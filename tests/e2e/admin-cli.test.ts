@@ -1,0 +1,160 @@
+/**
+ * End to end: the admin CLI, run as a separate process exactly as `npm run admin` runs it, against
+ * the real local stack's admin API (wrangler dev + Postgres + Redis, started as `npm start` does).
+ */
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createDatabase, dropDatabase } from "../../dev/postgres.ts";
+import { startStack, type Stack } from "../../dev/stack.ts";
+import { deleteRedisPrefix, PG_ADMIN_URL, REDIS_URL, uniqueSuffix } from "../support/fixtures.ts";
+
+const run = promisify(execFile);
+const suffix = uniqueSuffix();
+const dbName = `sy_e2e_admin_${suffix}`;
+const redisPrefix = `sy:e2e-admin:${suffix}:`;
+const dataDir = mkdtempSync(join(tmpdir(), "switchyard-e2e-admin-"));
+let stack: Stack;
+
+beforeAll(async () => {
+  const databaseUrl = await createDatabase(PG_ADMIN_URL, dbName);
+  stack = await startStack({
+    dataDir,
+    databaseUrl,
+    redisUrl: REDIS_URL,
+    redisPrefix,
+    host: "127.0.0.1",
+    gatewayPort: 0,
+    simArgs: [],
+    echo: false,
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await stack?.close();
+  await dropDatabase(PG_ADMIN_URL, dbName);
+  await deleteRedisPrefix(redisPrefix);
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+interface Result {
+  stdout: string;
+  stderr: string;
+  code: number;
+}
+
+/** Runs the CLI against the stack; `withCredentials: false` leaves --url/--token out. */
+async function cli(args: string[], opts: { withCredentials?: boolean; env?: Record<string, string> } = {}): Promise<Result> {
+  const credentials = opts.withCredentials === false ? [] : ["--url", stack.gatewayUrl, "--token", stack.adminToken];
+  try {
+    const { stdout, stderr } = await run(process.execPath, ["worker/cli/admin.ts", ...args, ...credentials], {
+      env: { ...process.env, SWITCHYARD_ADMIN_TOKEN: "", SWITCHYARD_URL: "", SWITCHYARD_DATA_DIR: join(dataDir, "nowhere"), ...opts.env },
+    });
+    return { stdout: stdout.trim(), stderr, code: 0 };
+  } catch (err) {
+    const e = err as { stdout: string; stderr: string; code: number };
+    return { stdout: e.stdout.trim(), stderr: e.stderr, code: e.code };
+  }
+}
+
+/** Runs the CLI and expects success. */
+async function ok(args: string[]): Promise<Result> {
+  const result = await cli(args);
+  expect({ args, code: result.code, stderr: result.code === 0 ? "" : result.stderr }).toEqual({ args, code: 0, stderr: "" });
+  return result;
+}
+
+async function modelsStatus(key: string): Promise<number> {
+  const res = await fetch(`${stack.gatewayUrl}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
+  await res.arrayBuffer();
+  return res.status;
+}
+
+/** The rows of a printed table (header first), split on the two-space column gaps. */
+function rows(table: string): string[][] {
+  return table.split("\n").map((line) => line.trim().split(/\s{2,}/));
+}
+
+describe("the admin CLI against the local stack", () => {
+  it("creates a tenant, environment and key that works, lists them as tables, and revokes the key within 5 s", async () => {
+    const tenantId = (await ok(["tenant", "create", "--name", "CLI Corp", "--plan", "pro"])).stdout;
+    expect(tenantId).toMatch(/^ten_[0-9a-f]{20}$/);
+    const envId = (await ok(["env", "create", "--tenant", tenantId, "--name", "prod", "--region", "local"])).stdout;
+    expect(envId).toMatch(/^env_/);
+
+    const created = await ok(["key", "create", "--env", envId, "--name", "backend", "--scopes", "chat,embeddings"]);
+    const key = created.stdout;
+    expect(key).toMatch(/^sk-sy-[A-Za-z0-9_-]{43}$/);
+    expect(created.stderr).toContain("only time the full key is shown");
+    expect(created.stderr).not.toContain(key);
+    const keyId = /^id\s+(key_[0-9a-f]+)$/m.exec(created.stderr)?.[1] ?? "";
+    expect(keyId).toMatch(/^key_/);
+    expect(await modelsStatus(key)).toBe(200);
+
+    const tenants = rows((await ok(["tenant", "list", "--all"])).stdout);
+    expect(tenants[0]).toEqual(["ID", "NAME", "PLAN", "STATUS", "CREATED"]);
+    expect(tenants).toContainEqual([tenantId, "CLI Corp", "pro", "active", expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/)]);
+    // Columns are aligned: every row has its second column at the same offset.
+    const lines = (await ok(["tenant", "list"])).stdout.split("\n");
+    const offset = (lines[0] ?? "").indexOf("NAME");
+    for (const line of lines.slice(1)) expect(line.slice(offset - 2, offset)).toBe("  ");
+
+    const envs = rows((await ok(["env", "list", "--tenant", tenantId])).stdout);
+    expect(envs.slice(1)).toEqual([[envId, tenantId, "prod", "local", expect.any(String)]]);
+    const keys = (await ok(["key", "list", "--env", envId])).stdout;
+    expect(keys).not.toContain(key);
+    expect(rows(keys).slice(1)).toEqual([[keyId, key.slice(0, 12), "backend", envId, "active", "chat,embeddings", "all", "-"]]);
+
+    // A paged list says how to get the next page.
+    await ok(["env", "create", "--tenant", tenantId, "--name", "staging"]);
+    const paged = await ok(["env", "list", "--tenant", tenantId, "--limit", "1"]);
+    expect(rows(paged.stdout)).toHaveLength(2);
+    expect(paged.stderr).toMatch(/More results: add --cursor \S+/);
+
+    const revoked = await ok(["key", "revoke", keyId]);
+    expect(revoked.stdout).toMatch(/^status\s+revoked$/m);
+    const started = Date.now();
+    while ((await modelsStatus(key)) !== 401) {
+      expect(Date.now() - started).toBeLessThan(5_000);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+
+    const audit = rows((await ok(["audit", "--target", keyId])).stdout);
+    expect(audit[0]).toEqual(["AT", "ACTOR", "ACTION", "TARGET", "TENANT", "RESULT"]);
+    expect(audit.slice(1).map((r) => r.slice(1, 5))).toEqual([
+      ["admin-token", "api_key.revoke", `api_key:${keyId}`, tenantId],
+      ["admin-token", "api_key.create", `api_key:${keyId}`, tenantId],
+    ]);
+  });
+
+  it("sets limits and budgets and shows the counters", async () => {
+    const tenantId = (await ok(["tenant", "create", "--name", "Quota Co"])).stdout;
+    const envId = (await ok(["env", "create", "--tenant", tenantId, "--name", "prod"])).stdout;
+    const limits = rows((await ok(["limits", "set", "environment", envId, "--rpm", "120", "--tpm", "50000"])).stdout);
+    expect(limits).toContainEqual(["rpm", expect.any(String), "120", "120"]);
+    const budgetId = (await ok(["budget", "add", "environment", envId, "--kind", "tokens", "--period", "month", "--amount", "1000000"])).stdout;
+    expect(budgetId).toMatch(/^bud_/);
+    expect(rows((await ok(["budget", "list", "environment", envId])).stdout).slice(1)).toEqual([[budgetId, "environment", envId, "tokens", "month", "1000000"]]);
+    const counters = rows((await ok(["counters", "environment", envId])).stdout);
+    expect(counters[0]).toEqual(["BUDGET", "KIND", "PERIOD", "USED", "AMOUNT", "REMAINING"]);
+    expect(counters[1]).toEqual([budgetId, "tokens", "month", "0", "1000000", "1000000"]);
+    await ok(["limits", "clear", "environment", envId]);
+    expect((await ok(["budget", "delete", budgetId])).stdout).toBe(`Deleted budget ${budgetId}.`);
+  });
+
+  it("reads the token from the data dir `npm start` writes, and prints the API's error with exit 1", async () => {
+    const viaFile = await cli(["tenant", "list", "--url", stack.gatewayUrl], { withCredentials: false, env: { SWITCHYARD_DATA_DIR: dataDir } });
+    expect(viaFile.code).toBe(0);
+    expect(viaFile.stdout).toContain("ten_demo");
+
+    const wrong = await cli(["tenant", "list", "--url", stack.gatewayUrl, "--token", "wrong"], { withCredentials: false });
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain("401 invalid_api_key");
+    const missing = await cli(["tenant", "show", "ten_missing"]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("No tenant with id ten_missing");
+  });
+});

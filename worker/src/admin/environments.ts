@@ -1,0 +1,107 @@
+/**
+ * `/admin/environments`. A tenant admin key works only inside its tenant; anything else is 404.
+ *
+ * Reaching the gateway: an environment's pinned region is part of its keys' cached identity, so
+ * changing it or deleting the environment drops the Redis cache entries of all its keys
+ * (invalidate.ts); isolates follow within KEY_CACHE_ISOLATE_SECONDS.
+ */
+import { and, asc, eq, gt, type SQL } from "drizzle-orm";
+import { Hono } from "hono";
+import { z } from "zod";
+import { environments, regions, tenants } from "../../../schema/tables/index.ts";
+import { ApiError } from "../errors.ts";
+import { actorName, type AdminEnv } from "./auth.ts";
+import { canSee, definedFields, inTransaction, notFound, readJson, readQuery, reading, unique, type AdminContext } from "./http.ts";
+import { cacheKeysOf, dropCaches } from "./invalidate.ts";
+import { decodeCursor, page, pageQuery } from "./pagination.ts";
+import { budgetCounterKeys, deleteScopedSettings } from "./scope.ts";
+import { createEnvironment, recordAudit, type AdminDb } from "./store.ts";
+import { environmentJson } from "./wire.ts";
+
+const id = z.string().min(1).max(100);
+const name = z.string().trim().min(1).max(100);
+const region = z.string().trim().min(1).max(100).nullable();
+const createBody = z.strictObject({ tenant_id: id, name, pinned_region: region.optional() });
+const updateBody = z.strictObject({ name: name.optional(), pinned_region: region.optional() });
+const listQuery = z.object({ ...pageQuery, tenant_id: id.optional() });
+
+const DUPLICATE = "The tenant already has an environment with this name.";
+
+/** Loads an environment the actor may see (locked for the transaction); 404 otherwise. */
+async function loadEnvironment(c: AdminContext, db: AdminDb, envId: string, lock: boolean): Promise<typeof environments.$inferSelect> {
+  const query = db.select().from(environments).where(eq(environments.id, envId));
+  const [row] = lock ? await query.for("update") : await query;
+  if (!row || !canSee(c.var.actor, row.tenantId)) throw notFound("environment", envId);
+  return row;
+}
+
+/** 400 unless the region exists (pinning to a misspelt region would leave the environment with no nodes). */
+async function checkRegion(db: AdminDb, regionId: string | null | undefined): Promise<void> {
+  if (regionId === null || regionId === undefined) return;
+  const [row] = await db.select({ id: regions.id }).from(regions).where(eq(regions.id, regionId));
+  if (!row) throw new ApiError("invalid_value", `Unknown region ${regionId}. Regions are created by node heartbeats or \`npm run admin -- region upsert\`.`, { param: "pinned_region" });
+}
+
+/** The environment routes, mounted at `/admin/environments`. */
+export const environmentRoutes = new Hono<AdminEnv>()
+  .post("/", async (c) => {
+    const body = await readJson(c, createBody);
+    const row = await inTransaction(c, async (db) => {
+      const [tenant] = await db.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, body.tenant_id));
+      if (!tenant || !canSee(c.var.actor, tenant.id)) throw notFound("tenant", body.tenant_id);
+      await checkRegion(db, body.pinned_region);
+      return unique(DUPLICATE, "name", () =>
+        createEnvironment(db, actorName(c.var.actor), { tenantId: tenant.id, name: body.name, pinnedRegion: body.pinned_region ?? null }),
+      );
+    });
+    return c.json(environmentJson(row), 201);
+  })
+  .get("/", async (c) => {
+    const { limit, cursor, tenant_id } = readQuery(c, listQuery);
+    const actor = c.var.actor;
+    if (tenant_id !== undefined && !canSee(actor, tenant_id)) throw notFound("tenant", tenant_id);
+    const after = decodeCursor(cursor, ["id"]);
+    const tenantFilter = tenant_id ?? (actor.kind === "tenant" ? actor.tenantId : undefined);
+    const where: (SQL | undefined)[] = [after ? gt(environments.id, after.id) : undefined, tenantFilter ? eq(environments.tenantId, tenantFilter) : undefined];
+    const rows = await reading(c, (db) => db.select().from(environments).where(and(...where)).orderBy(asc(environments.id)).limit(limit + 1));
+    return c.json(page(rows, limit, environmentJson, (r) => ({ id: r.id })));
+  })
+  .get("/:id", async (c) => {
+    const row = await reading(c, (db) => loadEnvironment(c, db, c.req.param("id"), false));
+    return c.json(environmentJson(row));
+  })
+  .patch("/:id", async (c) => {
+    const body = await readJson(c, updateBody);
+    const envId = c.req.param("id");
+    const { after, cacheKeys } = await inTransaction(c, async (db) => {
+      const before = await loadEnvironment(c, db, envId, true);
+      await checkRegion(db, body.pinned_region);
+      const change = definedFields({ name: body.name, pinnedRegion: body.pinned_region });
+      if (change === null) return { after: before, cacheKeys: [] };
+      const [after] = await unique(DUPLICATE, "name", () => db.update(environments).set(change).where(eq(environments.id, envId)).returning());
+      if (!after) throw notFound("environment", envId);
+      await recordAudit(db, actorName(c.var.actor), "environment.update", "environment", envId, after.tenantId, {
+        before: environmentJson(before),
+        after: environmentJson(after),
+      });
+      const cacheKeys = before.pinnedRegion !== after.pinnedRegion ? await cacheKeysOf(db, c.var.settings.redisPrefix, { environmentId: envId }) : [];
+      return { after, cacheKeys };
+    });
+    await dropCaches(c, cacheKeys);
+    return c.json(environmentJson(after));
+  })
+  .delete("/:id", async (c) => {
+    const envId = c.req.param("id");
+    const prefix = c.var.settings.redisPrefix;
+    const cacheKeys = await inTransaction(c, async (db) => {
+      const before = await loadEnvironment(c, db, envId, true);
+      const keys = await cacheKeysOf(db, prefix, { environmentId: envId });
+      const deletedBudgets = await deleteScopedSettings(db, { environmentId: envId });
+      // The environment's keys go with it (ON DELETE CASCADE).
+      await db.delete(environments).where(eq(environments.id, envId));
+      await recordAudit(db, actorName(c.var.actor), "environment.delete", "environment", envId, before.tenantId, { before: environmentJson(before) });
+      return [...keys, ...budgetCounterKeys(prefix, deletedBudgets)];
+    });
+    await dropCaches(c, cacheKeys);
+    return c.json({ object: "environment", id: envId, deleted: true });
+  });

@@ -1,0 +1,28 @@
+/**
+ * The admin API, mounted at `/admin`: tenants, environments, keys, limits, budgets, counters and
+ * the audit log, as JSON. Every change writes an audit row in its transaction and drops the caches
+ * it makes stale before answering (invalidate.ts), so it reaches the gateway within seconds.
+ * Not on the hot path: each call opens its own database connection.
+ */
+import { Hono } from "hono";
+import { auditRoutes } from "./audit.ts";
+import { requireAdmin, type AdminEnv } from "./auth.ts";
+import { budgetRoutes } from "./budgets.ts";
+import { counterRoutes } from "./counters.ts";
+import { environmentRoutes } from "./environments.ts";
+import { keyRoutes } from "./keys.ts";
+import { limitRoutes } from "./limits.ts";
+import { tenantRoutes } from "./tenants.ts";
+
+/** Builds the admin sub-app (authenticated by ADMIN_TOKEN or an admin-scoped key, auth.ts). */
+export function adminApp(): Hono<AdminEnv> {
+  return new Hono<AdminEnv>()
+    .use(requireAdmin)
+    .route("/tenants", tenantRoutes)
+    .route("/environments", environmentRoutes)
+    .route("/keys", keyRoutes)
+    .route("/limits", limitRoutes)
+    .route("/budgets", budgetRoutes)
+    .route("/counters", counterRoutes)
+    .route("/audit", auditRoutes);
+}
