@@ -12,6 +12,7 @@ import { counterRoutes } from "./counters.ts";
 import { environmentRoutes } from "./environments.ts";
 import { keyRoutes } from "./keys.ts";
 import { limitRoutes } from "./limits.ts";
+import { metricsRoutes } from "./metrics.ts";
 import { tenantRoutes } from "./tenants.ts";
 
 /** Builds the admin sub-app (authenticated by ADMIN_TOKEN or an admin-scoped key, auth.ts). */
@@ -24,5 +25,6 @@ export function adminApp(): Hono<AdminEnv> {
     .route("/limits", limitRoutes)
     .route("/budgets", budgetRoutes)
     .route("/counters", counterRoutes)
-    .route("/audit", auditRoutes);
+    .route("/audit", auditRoutes)
+    .route("/metrics", metricsRoutes);
 }

@@ -1,5 +1,6 @@
 import { flushAuditOutbox } from "../audit/outbox.ts";
 import { withDb } from "../platform/db.ts";
+import { flushCounters } from "../platform/metrics.ts";
 import { redisFrom } from "../platform/redis.ts";
 import { settingsFrom } from "../settings.ts";
 
@@ -7,12 +8,13 @@ import { settingsFrom } from "../settings.ts";
 const MAX_BATCHES = 20;
 
 /**
- * The Cron Trigger (every minute, wrangler.toml `[triggers]`): moves queued audit events from Redis
- * to Postgres in batches over one database connection.
+ * The Cron Trigger (every minute, wrangler.toml `[triggers]`): flushes this isolate's pending
+ * counters, and moves queued audit events from Redis to Postgres in batches over one connection.
  */
 export async function runScheduled(env: Env, log: (event: string, fields: Record<string, unknown>) => void): Promise<void> {
   const settings = settingsFrom(env);
   const redis = redisFrom(env.UPSTASH_REDIS_REST_URL, env.UPSTASH_REDIS_REST_TOKEN);
+  await flushCounters(redis, settings.redisPrefix);
   await withDb(env.DATABASE_URL, settings.neonWsProxy, async (db) => {
     let written = 0;
     for (let i = 0; i < MAX_BATCHES; i++) {

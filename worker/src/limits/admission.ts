@@ -3,6 +3,7 @@ import type { KeyIdentity } from "../auth/identity.ts";
 import { ApiError } from "../errors.ts";
 import type { ProxyRequest } from "../proxy/validate.ts";
 import type { ModelEntry, RoutingSnapshot } from "../routing/snapshot.ts";
+import { countEvent } from "../platform/metrics.ts";
 import type { Settings } from "../settings.ts";
 import { describeBudget, reserveBudgets, type Cost } from "./budgets.ts";
 import { acquireConcurrency } from "./concurrency.ts";
@@ -77,7 +78,11 @@ export async function admit(
     acquireConcurrency(redis, prefix, subject, { timeoutMs: settings.limitsTimeoutMs, requestId: deps.requestId }),
     reserveBudgets(redis, prefix, identity.budgets, costs.max),
   ]);
-  if (rate.degraded || lease.degraded) deps.log("limits_fail_open", { requestId: deps.requestId, rate: rate.degraded, concurrency: lease.degraded });
+  if (rate.degraded || lease.degraded) {
+    deps.log("limits_fail_open", { requestId: deps.requestId, rate: rate.degraded, concurrency: lease.degraded });
+    if (rate.degraded) countEvent("switchyard_limits_fail_open_total", { check: "rate" });
+    if (lease.degraded) countEvent("switchyard_limits_fail_open_total", { check: "concurrency" });
+  }
   const giveBack = async () => {
     await lease.release();
     if (budget.ok) await budget.release();
@@ -102,6 +107,8 @@ export async function admit(
       );
     }
     if (!budget.ok && budget.reason === "unavailable") {
+      deps.log("budgets_fail_closed", { requestId: deps.requestId });
+      countEvent("switchyard_budgets_fail_closed_total");
       throw new ApiError("dependency_unavailable", "Budgets cannot be checked right now, so the request was not admitted. Retry in a few seconds.", {
         headers: { "retry-after": "2" },
       });

@@ -3,6 +3,7 @@ import type { AppEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { insertUsage, usageRow } from "../metering/record.ts";
 import { withDb } from "../platform/db.ts";
+import { flushCounters } from "../platform/metrics.ts";
 import { forwardToBackplane, type Forwarded } from "../proxy/forward.ts";
 import { admit, maxCost, rateTokens } from "../limits/admission.ts";
 import { tapJson } from "../proxy/json-tap.ts";
@@ -90,6 +91,8 @@ export function proxyHandler(endpoint: Endpoint) {
 
     const { requestId, startedAt, log } = c.var;
     const databaseUrl = c.env.DATABASE_URL;
+    const { redis } = c.var;
+    const prefix = c.var.settings.redisPrefix;
     const wsProxy = c.var.settings.neonWsProxy;
     c.executionCtx.waitUntil(
       tapped.done.then(async (outcome) => {
@@ -121,6 +124,7 @@ export function proxyHandler(endpoint: Endpoint) {
         await admission
           .finish(used > 0 ? { tokens: used, spend: row.costMicros ?? 0, requests: 1 } : null)
           .catch((err: unknown) => log("budget_settle_failed", { requestId, error: String(err) }));
+        await flushCounters(redis, prefix);
         try {
           await withDb(databaseUrl, wsProxy, (db) => insertUsage(db, [row]));
         } catch (err) {
