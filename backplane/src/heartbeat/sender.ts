@@ -15,6 +15,7 @@ export class HeartbeatSender {
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
   private reachable: boolean | null = null;
+  private failures = 0;
   private inFlight: Promise<boolean> | null = null;
 
   constructor(opts: { client: GatewayClient; intervalMs: number; build: () => Heartbeat; log: Log }) {
@@ -55,10 +56,15 @@ export class HeartbeatSender {
     } catch (err) {
       detail = String(err);
     }
+    this.failures = ok ? 0 : this.failures + 1;
     if (ok !== this.reachable) {
-      this.reachable = ok;
       if (ok) this.log("heartbeat_ok", {}, "info");
-      else this.log("heartbeat_failed", { detail }, "warn");
+      // A gateway that is not up yet when the node starts is normal: say so quietly, and warn
+      // only if it was reachable before or stays unreachable for ten tries.
+      else this.log("heartbeat_failed", { detail, failures: this.failures }, this.reachable === null ? "info" : "warn");
+      this.reachable = ok;
+    } else if (!ok && this.failures === 10) {
+      this.log("heartbeat_failed", { detail, failures: this.failures }, "warn");
     }
     if (!this.closed) {
       this.timer = setTimeout(() => void this.beat(), ok ? this.intervalMs : Math.min(1_000, this.intervalMs));
