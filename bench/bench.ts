@@ -89,7 +89,7 @@ async function runPhase(ctx: Context, stack: Stack, scenario: Scenario, target: 
   if (warm.latenciesMs.length === 0) {
     throw new Error(`every warm-up request to ${spec.url} failed: ${JSON.stringify(warm.errors)}`);
   }
-  const rowsBefore = gateway ? await usage.waitFor(rowsAtStart + warm.latenciesMs.length, deps.signal) : 0;
+  const rowsBefore = gateway ? await usage.waitFor(rowsAtStart + warm.latenciesMs.length, deps.signal, () => stack.runScheduled()) : 0;
 
   // Usage rows carry the worker's start time in whole ms; step past the warm-up's last millisecond.
   await new Promise((resolve) => setTimeout(resolve, 2));
@@ -99,7 +99,7 @@ async function runPhase(ctx: Context, stack: Stack, scenario: Scenario, target: 
   let recorded: PhaseSummary["recorded"] = null;
   if (gateway) {
     const expected = load.latenciesMs.length;
-    await usage.waitFor(rowsBefore + expected, deps.signal);
+    await usage.waitFor(rowsBefore + expected, deps.signal, () => stack.runScheduled());
     recorded = { expected, ...(await usage.recordedSince(startedAt)) };
   }
   const cpuAfter = sampleCpu(targets);

@@ -8,9 +8,10 @@ export interface Recorded {
 }
 
 /**
- * Watches `usage_records` in the benchmark's database. The gateway writes one row per request in
- * `waitUntil`, after the response; waiting for the rows keeps that tail inside the run it belongs
- * to (its CPU is counted there, and it does not slow the next run) and checks nothing was lost.
+ * Watches `usage_records` in the benchmark's database. The gateway queues one usage event per
+ * request in Redis (in `waitUntil`) and its scheduled job writes them; waiting for the rows (firing
+ * the job while waiting) keeps that tail inside the run it belongs to (its CPU is counted there, and
+ * it does not slow the next run) and checks nothing was lost.
  */
 export class UsageRows {
   private readonly pool: pg.Pool;
@@ -45,13 +46,15 @@ export class UsageRows {
   }
 
   /** Resolves with the count once it reaches `expected`, or stops growing for `quietMs`, or `timeoutMs` passes. */
-  async waitFor(expected: number, signal: AbortSignal, quietMs = 3_000, timeoutMs = 30_000): Promise<number> {
+  async waitFor(expected: number, signal: AbortSignal, flush: () => Promise<void>, quietMs = 3_000, timeoutMs = 30_000): Promise<number> {
     const deadline = Date.now() + timeoutMs;
+    await flush();
     let last = await this.count();
     let lastChange = Date.now();
     while (last < expected && Date.now() < deadline && Date.now() - lastChange < quietMs) {
       signal.throwIfAborted();
       await new Promise((resolve) => setTimeout(resolve, 100));
+      await flush();
       const now = await this.count();
       if (now !== last) lastChange = Date.now();
       last = now;

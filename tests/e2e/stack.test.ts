@@ -54,6 +54,7 @@ afterAll(async () => {
 async function usageFor(requestId: string) {
   const deadline = Date.now() + 10_000;
   for (;;) {
+    await stack.runScheduled();
     const [row] = await db.db.select().from(usageRecords).where(eq(usageRecords.id, requestId));
     if (row) return row;
     if (Date.now() > deadline) throw new Error(`no usage record for ${requestId}`);

@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { budgets, limitOverrides, usageRecords } from "../../schema/tables/index.ts";
 import { createApiKey, createEnvironment, createTenant, newId } from "../../worker/src/admin/store.ts";
 import { budgetCounter, reserveBudgets, type BudgetEntry } from "../../worker/src/limits/budgets.ts";
-import { eventually, post, query, redis } from "./helpers.ts";
+import { eventually, flushNow, post, query, redis } from "./helpers.ts";
 
 const messages = [{ role: "user", content: "count to three" }];
 
@@ -58,7 +58,7 @@ describe("budgets when Redis is down", () => {
 });
 
 describe("budgets at the gateway", () => {
-  it("admit exactly 10 of 50 concurrent requests against a request quota of 10, and record only those", async () => {
+  it("admit exactly 10 of 50 concurrent requests against a request quota of 10, and record the 40 refusals with zero tokens", async () => {
     const { key, keyId } = await keyWith({ budgets: [{ kind: "requests", period: "total", amount: 10 }], keyLimits: { concurrency: 100, rpm: 1000 } });
     const responses = await Promise.all(Array.from({ length: 50 }, () => post("/v1/chat/completions", { model: "sim-llama-8b", messages, max_tokens: 2 }, key)));
     const statuses = await Promise.all(responses.map(async (r) => ({ status: r.status, body: await r.text() })));
@@ -69,10 +69,18 @@ describe("budgets at the gateway", () => {
     expect(error.error).toMatchObject({ code: "insufficient_quota", type: "insufficient_quota" });
     expect(error.error.message).toContain("request quota");
     const recorded = await eventually(async () => {
-      const [row] = await query((db) => db.select({ n: sql<number>`count(*)::int` }).from(usageRecords).where(eq(usageRecords.apiKeyId, keyId)));
-      return row && row.n === 10 ? row.n : undefined;
+      await flushNow();
+      const rows = await query((db) =>
+        db
+          .select({ status: usageRecords.status, n: sql<number>`count(*)::int`, tokens: sql<number>`sum(prompt_tokens + completion_tokens)::int` })
+          .from(usageRecords)
+          .where(eq(usageRecords.apiKeyId, keyId))
+          .groupBy(usageRecords.status),
+      );
+      return rows.reduce((n, r) => n + r.n, 0) === 50 ? rows : undefined;
     });
-    expect(recorded).toBe(10);
+    expect(recorded.find((r) => r.status === "ok")?.n).toBe(10);
+    expect(recorded.find((r) => r.status === "rejected")).toMatchObject({ n: 40, tokens: 0 });
   });
 
   it("never spend past a token budget under concurrency (checked against the recorded usage)", async () => {
@@ -84,10 +92,11 @@ describe("budgets at the gateway", () => {
     expect(ok).toBeGreaterThan(0);
     expect(ok).toBeLessThan(50);
     const total = await eventually(async () => {
+      await flushNow();
       const [row] = await query((db) =>
         db.select({ n: sql<number>`count(*)::int`, tokens: sql<number>`coalesce(sum(prompt_tokens + completion_tokens), 0)::int` }).from(usageRecords).where(eq(usageRecords.apiKeyId, keyId)),
       );
-      return row && row.n === ok ? row.tokens : undefined;
+      return row && row.n === 50 ? row.tokens : undefined;
     });
     expect(total).toBeLessThanOrEqual(1_500);
     // Settled: the counter equals what was really used.

@@ -1,5 +1,5 @@
 import "../support/provided-context.ts";
-import { env } from "cloudflare:test";
+import { createExecutionContext, createScheduledController, env, waitOnExecutionContext } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { inject } from "vitest";
 import { redisFrom } from "../../worker/src/platform/redis.ts";
@@ -46,4 +46,12 @@ export function sseData(text: string): string[] {
     .split("\n\n")
     .filter((e) => e.startsWith("data:"))
     .map((e) => e.slice(e.startsWith("data: ") ? 6 : 5));
+}
+
+/** Runs the worker's scheduled job now (moves queued usage and audit events to Postgres). */
+export async function flushNow(): Promise<void> {
+  const { default: worker } = await import("../../worker/src/index.ts");
+  const ctx = createExecutionContext();
+  worker.scheduled(createScheduledController({ cron: "* * * * *", scheduledTime: Date.now() }), env, ctx);
+  await waitOnExecutionContext(ctx);
 }

@@ -3,7 +3,6 @@ import type { KeyIdentity } from "../auth/identity.ts";
 import type { StreamOutcome } from "../proxy/usage.ts";
 import type { Endpoint } from "../proxy/validate.ts";
 import type { ModelEntry, NodeEntry } from "../routing/snapshot.ts";
-import type { Db } from "../platform/db.ts";
 
 /** One request's usage, as written to `usage_records`. */
 export type UsageRow = typeof usageRecords.$inferInsert;
@@ -57,10 +56,4 @@ export function usageRow(args: {
     costMicros: costMicros(model, promptTokens, completionTokens, cachedPromptTokens),
     errorCode: outcome.errorCode,
   };
-}
-
-/** Writes usage rows; idempotent by request id, so a retried write never double-counts. */
-export async function insertUsage(db: Db, rows: UsageRow[]): Promise<void> {
-  if (rows.length === 0) return;
-  await db.insert(usageRecords).values(rows).onConflictDoNothing({ target: usageRecords.id });
 }

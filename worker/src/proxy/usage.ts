@@ -7,7 +7,7 @@ export interface Usage {
 
 /** How a proxied response ended, learned from its bytes as they passed. */
 export interface StreamOutcome {
-  status: "ok" | "error" | "cancelled";
+  status: "ok" | "error" | "cancelled" | "rejected";
   usage: Usage | null;
   /** Unix ms when the first body byte arrived from the backplane. */
   firstByteAt: number | null;

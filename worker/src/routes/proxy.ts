@@ -1,8 +1,9 @@
 import type { Context } from "hono";
 import type { AppEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
-import { insertUsage, usageRow } from "../metering/record.ts";
-import { withDb } from "../platform/db.ts";
+import { usageOutboxKey } from "../metering/flush.ts";
+import { usageRow } from "../metering/record.ts";
+import { enqueue } from "../platform/outbox.ts";
 import { flushCounters } from "../platform/metrics.ts";
 import { forwardToBackplane, type Forwarded } from "../proxy/forward.ts";
 import { admit, maxCost, rateTokens } from "../limits/admission.ts";
@@ -61,7 +62,25 @@ export function proxyHandler(endpoint: Endpoint) {
       identity,
       c.var.routing.snapshot,
       { max: maxCost(req, bodyBytes, model), rateTokens: rateTokens(req, bodyBytes, model) },
-    );
+    ).catch((err: unknown) => {
+      // Refused at admission (limited, over budget): recorded with zero tokens, for the audit trail.
+      if (err instanceof ApiError) {
+        const refused = usageRow({
+          requestId: c.var.requestId,
+          startedAt: c.var.startedAt,
+          endedAt: Date.now(),
+          identity,
+          endpoint,
+          model,
+          node: null,
+          httpStatus: err.status,
+          streamed: req.stream,
+          outcome: { status: "rejected", usage: null, firstByteAt: null, deliveredChunks: 0, errorCode: err.code },
+        });
+        c.executionCtx.waitUntil(enqueue(c.var.redis, usageOutboxKey(c.var.settings.redisPrefix), refused).catch(() => null));
+      }
+      throw err;
+    });
     c.executionCtx.waitUntil(admission.pending);
     let forwarded: Forwarded;
     try {
@@ -90,10 +109,8 @@ export function proxyHandler(endpoint: Endpoint) {
     const tapped = req.stream ? tapSse(upstreamBody, { stripUsage: !req.clientWantsUsage }) : tapJson(upstreamBody);
 
     const { requestId, startedAt, log } = c.var;
-    const databaseUrl = c.env.DATABASE_URL;
     const { redis } = c.var;
     const prefix = c.var.settings.redisPrefix;
-    const wsProxy = c.var.settings.neonWsProxy;
     c.executionCtx.waitUntil(
       tapped.done.then(async (outcome) => {
         const row = usageRow({
@@ -125,11 +142,8 @@ export function proxyHandler(endpoint: Endpoint) {
           .finish(used > 0 ? { tokens: used, spend: row.costMicros ?? 0, requests: 1 } : null)
           .catch((err: unknown) => log("budget_settle_failed", { requestId, error: String(err) }));
         await flushCounters(redis, prefix);
-        try {
-          await withDb(databaseUrl, wsProxy, (db) => insertUsage(db, [row]));
-        } catch (err) {
-          log("usage_write_failed", { requestId, error: String(err) });
-        }
+        // Into the durable buffer; the scheduled job writes it to Postgres (metering/flush.ts).
+        await enqueue(redis, usageOutboxKey(prefix), row).catch((err: unknown) => log("usage_queue_failed", { requestId, error: String(err), row }));
       }),
     );
 
