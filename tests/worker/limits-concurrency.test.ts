@@ -1,43 +1,8 @@
-import { env } from "cloudflare:test";
-import { Redis } from "@upstash/redis/cloudflare";
-import { describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import { acquireConcurrency } from "../../worker/src/limits/concurrency.ts";
-import { LAYERS, type AdmissionSubject, type Layer, type LayerLimits } from "../../worker/src/limits/types.ts";
+import { type AdmissionSubject } from "../../worker/src/limits/types.ts";
 import { redis } from "./helpers.ts";
-
-type Limits = Partial<Record<Layer, Partial<LayerLimits>>>;
-
-function subject(limits: Limits, ids: Partial<Pick<AdmissionSubject, "tenantId" | "environmentId" | "keyId">> = {}): AdmissionSubject {
-  const all = {} as Record<Layer, LayerLimits>;
-  for (const layer of LAYERS) all[layer] = { rpm: null, tpm: null, concurrency: null, ...limits[layer] };
-  return { tenantId: "t1", environmentId: "e1", keyId: "k1", ...ids, limits: all };
-}
-
-function freshPrefix(): string {
-  return `${env.REDIS_PREFIX}t-${crypto.randomUUID()}:`;
-}
-
-/** A client for a port nothing listens on: every command fails with a connection error. */
-function deadRedis(url = "http://127.0.0.1:1"): Redis {
-  return new Redis({ url, token: "x", enableTelemetry: false, retry: { retries: 1, backoff: () => 20 } });
-}
-
-/**
- * Runs `fn` with a Redis whose HTTP requests never get an answer (the real outage mode a timeout
- * exists for; a closed port answers at once). Only requests to this client's host are held.
- */
-async function withSilentRedis<T>(fn: (redis: Redis) => Promise<T>): Promise<T> {
-  const realFetch = globalThis.fetch;
-  const silent = "http://silent-redis.test";
-  vi.stubGlobal("fetch", (input: RequestInfo | URL, init?: RequestInit) =>
-    String(input instanceof Request ? input.url : input).startsWith(silent) ? new Promise<Response>(() => {}) : realFetch(input, init),
-  );
-  try {
-    return await fn(deadRedis(silent));
-  } finally {
-    vi.unstubAllGlobals();
-  }
-}
+import { subject, freshPrefix, deadRedis, withSilentRedis, type Limits } from "./limits-helpers.ts";
 
 function acquire(prefix: string, s: AdmissionSubject, opts: { leaseMs?: number } = {}) {
   return acquireConcurrency(redis(), prefix, s, { ...opts, requestId: crypto.randomUUID() });

@@ -1,44 +1,7 @@
-import { env } from "cloudflare:test";
-import { Redis } from "@upstash/redis/cloudflare";
-import { describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import { checkRateLimits, formatDuration } from "../../worker/src/limits/rate.ts";
-import { LAYERS, type AdmissionSubject, type Layer, type LayerLimits } from "../../worker/src/limits/types.ts";
 import { redis } from "./helpers.ts";
-
-type Limits = Partial<Record<Layer, Partial<LayerLimits>>>;
-
-function subject(limits: Limits, ids: Partial<Pick<AdmissionSubject, "tenantId" | "environmentId" | "keyId">> = {}): AdmissionSubject {
-  const all = {} as Record<Layer, LayerLimits>;
-  for (const layer of LAYERS) all[layer] = { rpm: null, tpm: null, concurrency: null, ...limits[layer] };
-  return { tenantId: "t1", environmentId: "e1", keyId: "k1", ...ids, limits: all };
-}
-
-/** A key prefix no other test shares, so buckets never carry over. */
-function freshPrefix(): string {
-  return `${env.REDIS_PREFIX}t-${crypto.randomUUID()}:`;
-}
-
-/** A client for a port nothing listens on: every command fails with a connection error. */
-function deadRedis(url = "http://127.0.0.1:1"): Redis {
-  return new Redis({ url, token: "x", enableTelemetry: false, retry: { retries: 1, backoff: () => 20 } });
-}
-
-/**
- * Runs `fn` with a Redis whose HTTP requests never get an answer (the real outage mode a timeout
- * exists for; a closed port answers at once). Only requests to this client's host are held.
- */
-async function withSilentRedis<T>(fn: (redis: Redis) => Promise<T>): Promise<T> {
-  const realFetch = globalThis.fetch;
-  const silent = "http://silent-redis.test";
-  vi.stubGlobal("fetch", (input: RequestInfo | URL, init?: RequestInit) =>
-    String(input instanceof Request ? input.url : input).startsWith(silent) ? new Promise<Response>(() => {}) : realFetch(input, init),
-  );
-  try {
-    return await fn(deadRedis(silent));
-  } finally {
-    vi.unstubAllGlobals();
-  }
-}
+import { subject, freshPrefix, deadRedis, withSilentRedis, type Limits } from "./limits-helpers.ts";
 
 async function times(n: number, fn: () => Promise<{ allowed: boolean }>): Promise<boolean[]> {
   const out: boolean[] = [];
