@@ -11,6 +11,7 @@ import { health } from "./routes/health.ts";
 import { listModels } from "./routes/models.ts";
 import { proxyHandler } from "./routes/proxy.ts";
 import { settingsFrom } from "./settings.ts";
+import { usageHandler } from "./usage/routes.ts";
 
 /** Structured log line on stdout. */
 export const log: Logger = (event, fields) => {
@@ -43,6 +44,7 @@ export function createApp(): Hono<AppEnv> {
   app.post("/v1/chat/completions", proxyHandler("chat"));
   app.post("/v1/completions", proxyHandler("completions"));
   app.post("/v1/embeddings", proxyHandler("embeddings"));
+  app.get("/v1/usage", usageHandler);
   app.route("/admin", adminApp());
 
   app.notFound((c) =>

@@ -1,7 +1,7 @@
 /**
- * The admin API, mounted at `/admin`: tenants, environments, keys, limits, budgets, counters and
- * the audit log, as JSON. Every change writes an audit row in its transaction and drops the caches
- * it makes stale before answering (invalidate.ts), so it reaches the gateway within seconds.
+ * The admin API, mounted at `/admin`: tenants, environments, keys, limits, budgets, counters, usage
+ * reports and the audit log, as JSON. Every change writes an audit row in its transaction and drops
+ * the caches it makes stale before answering (invalidate.ts), so it reaches the gateway within seconds.
  * Not on the hot path: each call opens its own database connection.
  */
 import { Hono } from "hono";
@@ -14,6 +14,7 @@ import { keyRoutes } from "./keys.ts";
 import { limitRoutes } from "./limits.ts";
 import { metricsRoutes } from "./metrics.ts";
 import { tenantRoutes } from "./tenants.ts";
+import { usageRoutes } from "./usage.ts";
 
 /** Builds the admin sub-app (authenticated by ADMIN_TOKEN or an admin-scoped key, auth.ts). */
 export function adminApp(): Hono<AdminEnv> {
@@ -26,5 +27,6 @@ export function adminApp(): Hono<AdminEnv> {
     .route("/budgets", budgetRoutes)
     .route("/counters", counterRoutes)
     .route("/audit", auditRoutes)
+    .route("/usage", usageRoutes)
     .route("/metrics", metricsRoutes);
 }
