@@ -7,7 +7,26 @@ export const tenants = pgTable("tenants", {
   name: text("name").notNull(),
   status: text("status", { enum: ["active", "suspended"] }).notNull().default("active"),
   plan: text("plan").notNull().default("free"),
+  /** Stripe customer (`cus_…`) whose payments and subscription drive this tenant's status and plan. */
+  stripeCustomerId: text("stripe_customer_id").unique(),
+  /** `created` of the last payment event applied to the status: older events arriving late are ignored. */
+  paymentEventAt: timestamp("payment_event_at", { withTimezone: true }),
+  /** `created` of the last subscription event applied to the plan. */
+  subscriptionEventAt: timestamp("subscription_event_at", { withTimezone: true }),
+  /** Usage up to this instant is billed (end of the period of the last paid invoice). */
+  billedThrough: timestamp("billed_through", { withTimezone: true }),
   createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+});
+
+/** Stripe webhook events already handled (deduplication by event id; Stripe delivers at least once). */
+export const stripeEvents = pgTable("stripe_events", {
+  id: text("id").primaryKey(),
+  type: text("type").notNull(),
+  /** The event's own `created` (Stripe's clock). */
+  createdAt: timestamp("created_at", { withTimezone: true }).notNull(),
+  receivedAt: timestamp("received_at", { withTimezone: true }).notNull().defaultNow(),
+  /** What handling did: applied, ignored (unknown type or older than the state), or no tenant. */
+  outcome: text("outcome").notNull(),
 });
 
 /** A tenant's environment (dev, staging, prod); may be pinned to one region. */
