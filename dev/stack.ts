@@ -105,6 +105,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     const demoKey = persistedSecret(join(opts.dataDir, "demo-key"), generateApiKey);
     // Read by `npm run admin` when neither --token nor SWITCHYARD_ADMIN_TOKEN is given.
     const adminToken = persistedSecret(join(opts.dataDir, "admin-token"), () => randomBytes(32).toString("hex"));
+    // The local worker's STRIPE_WEBHOOK_SECRET, kept in `<dataDir>/stripe-webhook-secret`: sign local test events with it.
+    const stripeWebhookSecret = persistedSecret(join(opts.dataDir, "stripe-webhook-secret"), () => `whsec_${randomBytes(24).toString("hex")}`);
     const nodeId = "local-1";
     const nodeSecret = await deriveNodeSecret(masterSecret, nodeId, 1);
 
@@ -157,6 +159,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       UPSTASH_REDIS_REST_TOKEN: redisToken,
       NODE_SIGNING_SECRET: masterSecret,
       ADMIN_TOKEN: adminToken,
+      STRIPE_WEBHOOK_SECRET: stripeWebhookSecret,
       NEON_WS_PROXY: pipe.wsProxy,
       REDIS_PREFIX: opts.redisPrefix,
     };

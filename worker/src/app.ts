@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { HEARTBEAT_PATH, SPOT_PATH } from "../../schema/contracts/heartbeat.ts";
 import { HTTPException } from "hono/http-exception";
 import { adminApp } from "./admin/index.ts";
+import { stripeWebhook } from "./billing/webhook.ts";
 import { requireApiKey } from "./auth/middleware.ts";
 import type { AppEnv, Logger } from "./env.ts";
 import { ApiError, errorResponse } from "./errors.ts";
@@ -39,6 +40,8 @@ export function createApp(): Hono<AppEnv> {
   app.get("/health", health);
   app.post(HEARTBEAT_PATH, heartbeat);
   app.post(SPOT_PATH, spotNotice);
+  // Authenticated by its Stripe-Signature header, not an API key.
+  app.post("/webhooks/stripe", stripeWebhook);
   app.use("/v1/*", requireApiKey);
   app.get("/v1/models", listModels);
   app.post("/v1/chat/completions", proxyHandler("chat"));

@@ -12,6 +12,7 @@ const ERRORS = {
   conflict: { status: 409, type: "invalid_request_error" },
   invalid_json: { status: 400, type: "invalid_request_error" },
   invalid_value: { status: 400, type: "invalid_request_error" },
+  invalid_signature: { status: 400, type: "invalid_request_error" },
   missing_field: { status: 400, type: "invalid_request_error" },
   unsupported_media_type: { status: 415, type: "invalid_request_error" },
   request_too_large: { status: 413, type: "invalid_request_error" },

@@ -13,6 +13,7 @@ import { environmentRoutes } from "./environments.ts";
 import { keyRoutes } from "./keys.ts";
 import { limitRoutes } from "./limits.ts";
 import { metricsRoutes } from "./metrics.ts";
+import { modelRoutes } from "./models.ts";
 import { tenantRoutes } from "./tenants.ts";
 import { usageRoutes } from "./usage.ts";
 
@@ -28,5 +29,6 @@ export function adminApp(): Hono<AdminEnv> {
     .route("/counters", counterRoutes)
     .route("/audit", auditRoutes)
     .route("/usage", usageRoutes)
-    .route("/metrics", metricsRoutes);
+    .route("/metrics", metricsRoutes)
+    .route("/models", modelRoutes);
 }

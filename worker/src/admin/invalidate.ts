@@ -18,11 +18,15 @@ import { apiKeys } from "../../../schema/tables/index.ts";
 import { keyCacheKey } from "../auth/identity.ts";
 import { clearIsolateCaches } from "../platform/hot-state.ts";
 import { routingCacheKey } from "../routing/snapshot.ts";
-import type { AdminContext } from "./http.ts";
+import type { Context } from "hono";
+import type { AppEnv } from "../env.ts";
 import type { AdminDb } from "./store.ts";
 
 /** What an admin change affects at admission. */
 export type Affected = { tenantId: string } | { environmentId: string } | { keyIds: string[] } | { routing: true };
+
+/** What dropping caches needs of a request (admin routes and the Stripe webhook both qualify). */
+export type CacheContext = Pick<Context<AppEnv>, "var" | "header" | "executionCtx">;
 
 /** Delay of the second delete that beats a concurrent cache refill. */
 const REPEAT_DELETE_MS = 1_500;
@@ -45,12 +49,12 @@ export async function cacheKeysOf(db: AdminDb, prefix: string, affected: Affecte
   return rows.map((r) => keyCacheKey(prefix, r.hash));
 }
 
-async function deleteAll(c: AdminContext, keys: string[]): Promise<void> {
+async function deleteAll(c: CacheContext, keys: string[]): Promise<void> {
   for (let i = 0; i < keys.length; i += CHUNK) await c.var.redis.del(...keys.slice(i, i + CHUNK));
 }
 
 /** Deletes the cache entries a committed change made stale (see the file comment). */
-export async function dropCaches(c: AdminContext, keys: string[]): Promise<void> {
+export async function dropCaches(c: CacheContext, keys: string[]): Promise<void> {
   clearIsolateCaches();
   if (keys.length === 0) return;
   try {

@@ -33,10 +33,14 @@ export async function recordAudit(
 }
 
 /** Creates a tenant. */
-export async function createTenant(db: AdminDb, actor: string, input: { id?: string; name: string; plan?: string }): Promise<typeof tenants.$inferSelect> {
+export async function createTenant(
+  db: AdminDb,
+  actor: string,
+  input: { id?: string; name: string; plan?: string; stripeCustomerId?: string | null },
+): Promise<typeof tenants.$inferSelect> {
   const [row] = await db
     .insert(tenants)
-    .values({ id: input.id ?? newId("ten"), name: input.name, plan: input.plan ?? "free" })
+    .values({ id: input.id ?? newId("ten"), name: input.name, plan: input.plan ?? "free", stripeCustomerId: input.stripeCustomerId ?? null })
     .returning();
   if (!row) throw new Error("tenant insert returned no row");
   await recordAudit(db, actor, "tenant.create", "tenant", row.id, row.id, { after: tenantJson(row) });

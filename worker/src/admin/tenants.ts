@@ -11,7 +11,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { tenants } from "../../../schema/tables/index.ts";
 import { actorName, type AdminEnv } from "./auth.ts";
-import { canSee, definedFields, inTransaction, notFound, readJson, readQuery, reading, requireOperator, type AdminContext } from "./http.ts";
+import { canSee, definedFields, inTransaction, notFound, readJson, readQuery, reading, requireOperator, unique, type AdminContext } from "./http.ts";
 import { cacheKeysOf, dropCaches } from "./invalidate.ts";
 import { decodeCursor, page, pageQuery } from "./pagination.ts";
 import { budgetCounterKeys, deleteScopedSettings } from "./scope.ts";
@@ -21,11 +21,15 @@ import { tenantJson } from "./wire.ts";
 const name = z.string().trim().min(1).max(200);
 const plan = z.string().trim().min(1).max(64);
 const status = z.enum(["active", "suspended"]);
-const createBody = z.strictObject({ name, plan: plan.optional() });
-const updateBody = z.strictObject({ name: name.optional(), plan: plan.optional(), status: status.optional() });
+/** A Stripe customer id; null unlinks the tenant from Stripe. */
+const stripeCustomerId = z.string().regex(/^cus_[A-Za-z0-9]{1,250}$/, "must be a Stripe customer id (cus_…)").nullable();
+const createBody = z.strictObject({ name, plan: plan.optional(), stripe_customer_id: stripeCustomerId.optional() });
+const updateBody = z.strictObject({ name: name.optional(), plan: plan.optional(), status: status.optional(), stripe_customer_id: stripeCustomerId.optional() });
 const listQuery = z.object(pageQuery);
 
 type TenantRow = typeof tenants.$inferSelect;
+
+const CUSTOMER_TAKEN = "Another tenant is already linked to this Stripe customer.";
 
 /** Loads a tenant the actor may see, locking it for the rest of the transaction; 404 otherwise. */
 async function loadTenant(c: AdminContext, db: AdminDb, id: string): Promise<TenantRow> {
@@ -35,17 +39,24 @@ async function loadTenant(c: AdminContext, db: AdminDb, id: string): Promise<Ten
 }
 
 /** Applies a change to a tenant, audits it with before/after, and drops its keys' caches if admission changes. */
-async function updateTenant(c: AdminContext, id: string, action: string, change: Partial<Pick<TenantRow, "name" | "plan" | "status">>): Promise<Response> {
-  const { after, cacheKeys } = await inTransaction(c, async (db) => {
-    const before = await loadTenant(c, db, id);
-    const fields = definedFields(change);
-    if (fields === null) return { after: before, cacheKeys: [] };
-    const [after] = await db.update(tenants).set(fields).where(eq(tenants.id, id)).returning();
-    if (!after) throw notFound("tenant", id);
-    await recordAudit(db, actorName(c.var.actor), action, "tenant", id, id, { before: tenantJson(before), after: tenantJson(after) });
-    const cacheKeys = before.status !== after.status ? await cacheKeysOf(db, c.var.settings.redisPrefix, { tenantId: id }) : [];
-    return { after, cacheKeys };
-  });
+async function updateTenant(
+  c: AdminContext,
+  id: string,
+  action: string,
+  change: Partial<Pick<TenantRow, "name" | "plan" | "status" | "stripeCustomerId">>,
+): Promise<Response> {
+  const { after, cacheKeys } = await unique(CUSTOMER_TAKEN, "stripe_customer_id", () =>
+    inTransaction(c, async (db) => {
+      const before = await loadTenant(c, db, id);
+      const fields = definedFields(change);
+      if (fields === null) return { after: before, cacheKeys: [] };
+      const [after] = await db.update(tenants).set(fields).where(eq(tenants.id, id)).returning();
+      if (!after) throw notFound("tenant", id);
+      await recordAudit(db, actorName(c.var.actor), action, "tenant", id, id, { before: tenantJson(before), after: tenantJson(after) });
+      const cacheKeys = before.status !== after.status ? await cacheKeysOf(db, c.var.settings.redisPrefix, { tenantId: id }) : [];
+      return { after, cacheKeys };
+    }),
+  );
   await dropCaches(c, cacheKeys);
   return c.json(tenantJson(after));
 }
@@ -54,8 +65,10 @@ async function updateTenant(c: AdminContext, id: string, action: string, change:
 export const tenantRoutes = new Hono<AdminEnv>()
   .post("/", async (c) => {
     requireOperator(c.var.actor, "create tenants");
-    const body = await readJson(c, createBody);
-    const row = await inTransaction(c, (db) => createTenant(db, actorName(c.var.actor), body));
+    const { stripe_customer_id: stripeCustomerId, ...body } = await readJson(c, createBody);
+    const row = await unique(CUSTOMER_TAKEN, "stripe_customer_id", () =>
+      inTransaction(c, (db) => createTenant(db, actorName(c.var.actor), { ...body, stripeCustomerId })),
+    );
     return c.json(tenantJson(row), 201);
   })
   .get("/", async (c) => {
@@ -73,10 +86,12 @@ export const tenantRoutes = new Hono<AdminEnv>()
     return c.json(tenantJson(row));
   })
   .patch("/:id", async (c) => {
-    const body = await readJson(c, updateBody);
-    // Plan and status are billing decisions: a tenant admin may only rename its tenant.
-    if (body.plan !== undefined || body.status !== undefined) requireOperator(c.var.actor, "change a tenant's plan or status");
-    return updateTenant(c, c.req.param("id"), "tenant.update", body);
+    const { stripe_customer_id: stripeCustomerId, ...body } = await readJson(c, updateBody);
+    // Plan, status and the Stripe link are billing decisions: a tenant admin may only rename its tenant.
+    if (body.plan !== undefined || body.status !== undefined || stripeCustomerId !== undefined) {
+      requireOperator(c.var.actor, "change a tenant's plan, status or Stripe customer");
+    }
+    return updateTenant(c, c.req.param("id"), "tenant.update", { ...body, stripeCustomerId });
   })
   .post("/:id/suspend", (c) => {
     requireOperator(c.var.actor, "suspend tenants");

@@ -12,12 +12,25 @@ export interface TenantJson {
   name: string;
   plan: string;
   status: "active" | "suspended";
+  /** The Stripe customer whose webhooks drive status and plan (billing/). */
+  stripe_customer_id: string | null;
+  /** End of the period of the last paid invoice. */
+  billed_through: string | null;
   created_at: string;
 }
 
 /** Presents a tenant row. */
 export function tenantJson(row: typeof tenants.$inferSelect): TenantJson {
-  return { object: "tenant", id: row.id, name: row.name, plan: row.plan, status: row.status, created_at: row.createdAt.toISOString() };
+  return {
+    object: "tenant",
+    id: row.id,
+    name: row.name,
+    plan: row.plan,
+    status: row.status,
+    stripe_customer_id: row.stripeCustomerId,
+    billed_through: iso(row.billedThrough),
+    created_at: row.createdAt.toISOString(),
+  };
 }
 
 /** An environment. */
