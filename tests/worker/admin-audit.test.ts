@@ -1,17 +1,8 @@
 import { describe, expect, it } from "vitest";
+import type { AuditJson } from "../../worker/src/admin/wire.ts";
 import { admin, expectStatus, sandbox, type List } from "./admin-helpers.ts";
 
-interface Audit {
-  object: string;
-  id: string;
-  at: string;
-  actor: string;
-  action: string;
-  target_type: string;
-  target_id: string;
-  tenant_id: string | null;
-  details: { before?: Record<string, unknown> | null; after?: Record<string, unknown> | null } & Record<string, unknown>;
-}
+type Audit = AuditJson & { details: { before?: Record<string, unknown> | null; after?: Record<string, unknown> | null } & Record<string, unknown> };
 
 describe("audit log", () => {
   it("records every change with its actor and before/after, newest first", async () => {

@@ -3,6 +3,7 @@ import "../support/provided-context.ts";
 import { exports } from "cloudflare:workers";
 import { expect, inject } from "vitest";
 import { gateway } from "./helpers.ts";
+import type { ApiKeyJson } from "../../worker/src/admin/wire.ts";
 
 /** A response with its parsed JSON body. */
 export interface JsonResponse<T> {
@@ -35,20 +36,8 @@ export interface List<T> {
   next_cursor: string | null;
 }
 
-/** A key as the API shows it after creation. */
-export interface KeyJson {
-  id: string;
-  tenant_id: string;
-  environment_id: string;
-  name: string;
-  prefix: string;
-  scopes: string[];
-  allowed_models: string[] | null;
-  expires_at: string | null;
-  revoked_at: string | null;
-  status: string;
-  key?: string;
-}
+/** A key as the API shows it (with the full key only in the creation answer). */
+export type KeyJson = ApiKeyJson & { key?: string };
 
 /** A tenant made through the API, with one environment, a chat key and an admin-scoped key. */
 export interface Sandbox {
