@@ -157,4 +157,29 @@ describe("the admin CLI against the local stack", () => {
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain("No tenant with id ten_missing");
   });
+
+  it("manages the model catalogue and reports usage, as tables and JSON", async () => {
+    await ok(["model", "set", "cli-model", "--context", "4096", "--input-price", "0.5", "--output-price", "1.5"]);
+    const models = (await ok(["model", "list"])).stdout;
+    expect(models).toMatch(/cli-model\s+chat\s+4096\s+0\.5\s+1\.5/);
+    expect(models).toContain("sim-llama-8b");
+    const removed = JSON.parse((await ok(["model", "remove", "cli-model", "--json"])).stdout) as { active: boolean };
+    expect(removed.active).toBe(false);
+
+    // One metered request with the demo key, written to Postgres by the scheduled job.
+    const res = await fetch(`${stack.gatewayUrl}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${stack.apiKey}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "sim-llama-8b", messages: [{ role: "user", content: "hi" }], max_tokens: 3 }),
+    });
+    const usage = ((await res.json()) as { usage: { prompt_tokens: number; completion_tokens: number } }).usage;
+    await stack.runScheduled();
+    const report = JSON.parse((await ok(["usage", "--tenant", "ten_demo", "--group-by", "model", "--json"])).stdout) as {
+      totals: { requests: number; prompt_tokens: number; completion_tokens: number };
+    };
+    expect(report.totals).toMatchObject({ requests: 1, prompt_tokens: usage.prompt_tokens, completion_tokens: 3 });
+    const human = (await ok(["usage", "--tenant", "ten_demo", "--group-by", "model"])).stdout;
+    expect(human).toContain("sim-llama-8b");
+    expect(human).toMatch(/Total: 1 requests/);
+  });
 });

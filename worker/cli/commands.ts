@@ -1,5 +1,6 @@
 /** The admin CLI's commands: a table of `noun verb` → handler, and the help text. */
 import { AdminUsageError, type Command, type CommandContext } from "./context.ts";
+import { catalogueCommands } from "./catalogue.ts";
 import { infraCommands } from "./infra.ts";
 import { quotaCommands } from "./quotas.ts";
 import { tenancyCommands } from "./tenancy.ts";
@@ -27,6 +28,11 @@ Tenancy, limits and budgets go through the gateway's admin API (--url, --token):
   budget list [SCOPE ID] | update BUDGET_ID --amount N | delete BUDGET_ID
   counters       SCOPE ID                                  (budget usage in the current period, and limits)
   audit          [--target ID] [--tenant T]                (newest first)
+  usage          [--tenant T] [--start 2026-11-01] [--end 2026-12-01] [--bucket day|hour]
+                 [--group-by tenant,model,environment,key]  (from the hourly rollups; the operator sees all tenants)
+  model list | remove ID                                   (the catalogue; remove deactivates)
+  model set ID   --context N [--kind chat|embedding] [--family F] [--input-price USD/M] [--output-price USD/M]
+                 [--cached-price USD/M] [--active true|false]
   Lists take --limit N (default 50, max 200), --cursor C (printed when there is more) or --all.
   --json prints the API's JSON instead of tables.
 
@@ -41,7 +47,7 @@ Infrastructure, straight in Postgres (DATABASE_URL; UPSTASH_REDIS_REST_URL/TOKEN
 Connection: --url (default $SWITCHYARD_URL or http://127.0.0.1:8787); --token (default $SWITCHYARD_ADMIN_TOKEN,
 else the local stack's .data/dev/admin-token). See docs/configuration.md.`;
 
-const COMMANDS: Record<string, Command> = { ...tenancyCommands, ...quotaCommands, ...infraCommands };
+const COMMANDS: Record<string, Command> = { ...tenancyCommands, ...quotaCommands, ...catalogueCommands, ...infraCommands };
 
 /** Runs one admin command: `words` are the positionals (`noun verb args…`, or `noun args…` for counters and audit). */
 export async function runAdminCommand(ctx: Omit<CommandContext, "args">, words: string[]): Promise<void> {

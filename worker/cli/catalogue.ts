@@ -1,0 +1,83 @@
+/** `model list|set|remove` (the catalogue through the admin API) and `usage` (usage reports). */
+import { table } from "./format.ts";
+import { AdminUsageError, arg, flag, need, output, show, type Command, type CommandContext } from "./context.ts";
+
+interface CatalogueModel {
+  id: string;
+  kind: string;
+  family: string;
+  context_length: number;
+  input_price_per_m_tokens: number;
+  output_price_per_m_tokens: number;
+  cached_input_price_per_m_tokens: number | null;
+  active: boolean;
+}
+
+interface UsageReport {
+  start: string;
+  end: string;
+  data: (Record<string, string | number | undefined> & { period_start: string; requests: number; prompt_tokens: number; completion_tokens: number; cost_usd: number })[];
+  totals: { requests: number; prompt_tokens: number; completion_tokens: number; total_tokens: number; cost_usd: number };
+}
+
+function price(ctx: CommandContext, name: string): number | undefined {
+  const raw = flag(ctx, name);
+  if (raw === undefined) return undefined;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < 0) throw new AdminUsageError(`--${name} must be a price in USD per million tokens, got "${raw}".`);
+  return value;
+}
+
+/** Catalogue and usage commands. */
+export const catalogueCommands: Record<string, Command> = {
+  "model list": async (ctx) => {
+    const body = await ctx.api().request<{ data: CatalogueModel[] }>("GET", "/models");
+    output(ctx, body, () =>
+      ctx.print(
+        table(
+          ["ID", "KIND", "CONTEXT", "IN $/M", "OUT $/M", "CACHED $/M", "ACTIVE"],
+          body.data.map((m) => [m.id, m.kind, m.context_length, m.input_price_per_m_tokens, m.output_price_per_m_tokens, m.cached_input_price_per_m_tokens ?? "-", m.active ? "yes" : "no"]),
+        ),
+      ),
+    );
+  },
+  "model set": async (ctx) => {
+    const id = arg(ctx, 0, "the model id");
+    const active = flag(ctx, "active");
+    if (active !== undefined && active !== "true" && active !== "false") throw new AdminUsageError(`--active must be true or false, got "${active}".`);
+    const body = {
+      context_length: Number(need(ctx, "context")),
+      kind: flag(ctx, "kind"),
+      family: flag(ctx, "family"),
+      input_price_per_m_tokens: price(ctx, "input-price"),
+      output_price_per_m_tokens: price(ctx, "output-price"),
+      cached_input_price_per_m_tokens: price(ctx, "cached-price"),
+      active: active === undefined ? undefined : active === "true",
+    };
+    show(ctx, await ctx.api().request<CatalogueModel>("PUT", `/models/${encodeURIComponent(id)}`, body));
+  },
+  "model remove": async (ctx) => show(ctx, await ctx.api().request<CatalogueModel>("DELETE", `/models/${encodeURIComponent(arg(ctx, 0, "the model id"))}`)),
+
+  usage: async (ctx) => {
+    const params = new URLSearchParams();
+    for (const [name, param] of [["tenant", "tenant_id"], ["start", "start"], ["end", "end"], ["bucket", "bucket"], ["group-by", "group_by"]] as const) {
+      const value = flag(ctx, name);
+      if (value !== undefined) params.set(param, value);
+    }
+    const body = await ctx.api().request<UsageReport>("GET", `/usage${params.size > 0 ? `?${params}` : ""}`);
+    output(ctx, body, () => {
+      const dims = ["tenant_id", "model", "environment_id", "api_key_id"].filter((d) => body.data.some((r) => r[d] !== undefined));
+      ctx.print(`Usage from ${body.start} to ${body.end}:`);
+      ctx.print(
+        body.data.length === 0
+          ? "(none)"
+          : table(
+              ["PERIOD", ...dims.map((d) => d.replace("_id", "").toUpperCase()), "REQUESTS", "PROMPT", "COMPLETION", "COST $"],
+              body.data.map((r) => [r.period_start, ...dims.map((d) => r[d]), r.requests, r.prompt_tokens, r.completion_tokens, r.cost_usd.toFixed(6)]),
+            ),
+      );
+      const t = body.totals;
+      ctx.print(`Total: ${t.requests} requests, ${t.prompt_tokens} prompt + ${t.completion_tokens} completion tokens, $${t.cost_usd.toFixed(6)}`);
+    });
+  },
+};
