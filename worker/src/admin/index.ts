@@ -12,6 +12,7 @@ import { counterRoutes } from "./counters.ts";
 import { environmentRoutes } from "./environments.ts";
 import { keyRoutes } from "./keys.ts";
 import { limitRoutes } from "./limits.ts";
+import { billingRoutes } from "../billing/export.ts";
 import { metricsRoutes } from "./metrics.ts";
 import { modelRoutes } from "./models.ts";
 import { tenantRoutes } from "./tenants.ts";
@@ -30,5 +31,6 @@ export function adminApp(): Hono<AdminEnv> {
     .route("/audit", auditRoutes)
     .route("/usage", usageRoutes)
     .route("/metrics", metricsRoutes)
-    .route("/models", modelRoutes);
+    .route("/models", modelRoutes)
+    .route("/billing", billingRoutes);
 }

@@ -1,0 +1,110 @@
+/**
+ * The billable usage of a month per tenant, as invoice lines per model (`GET /admin/billing/export`,
+ * operator only). Read from the hourly rollups, so each line equals the sum of its usage records; a
+ * tenant whose `billed_through` reaches the month's end is marked billed.
+ */
+import { and, asc, eq, gte, lt, sql } from "drizzle-orm";
+import { Hono } from "hono";
+import { z } from "zod";
+import { tenants, usageHourly } from "../../../schema/tables/index.ts";
+import type { AdminEnv } from "../admin/auth.ts";
+import { readQuery, requireOperator } from "../admin/http.ts";
+import { withDb } from "../platform/db.ts";
+
+const query = z.strictObject({
+  period: z.string().regex(/^\d{4}-(0[1-9]|1[0-2])$/, "must be a month, YYYY-MM"),
+  tenant_id: z.string().min(1).max(200).optional(),
+  format: z.enum(["json", "csv"]).default("json"),
+});
+
+/** One invoice line: a model's usage by a tenant in the month. */
+export interface InvoiceLine {
+  model: string;
+  requests: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  amount_micros: number;
+  amount_usd: number;
+  description: string;
+}
+
+/** A tenant's billable usage in the month. */
+export interface TenantBill {
+  tenant_id: string;
+  name: string;
+  stripe_customer_id: string | null;
+  billed: boolean;
+  lines: InvoiceLine[];
+  total_micros: number;
+  total_usd: number;
+}
+
+function csvCell(value: string | number | boolean | null): string {
+  const text = value === null ? "" : String(value);
+  return /[",\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+/** The export routes, mounted at `/admin/billing`. */
+export const billingRoutes = new Hono<AdminEnv>().get("/export", async (c) => {
+  requireOperator(c.var.actor, "export billing");
+  const q = readQuery(c, query);
+  const [year, month] = q.period.split("-").map(Number) as [number, number];
+  const start = new Date(Date.UTC(year, month - 1, 1));
+  const end = new Date(Date.UTC(year, month, 1));
+  const rows = await withDb(c.env.DATABASE_URL, c.var.settings.neonWsProxy, (db) =>
+    db
+      .select({
+        tenantId: usageHourly.tenantId,
+        name: tenants.name,
+        customer: tenants.stripeCustomerId,
+        billedThrough: tenants.billedThrough,
+        model: usageHourly.model,
+        requests: sql<number>`sum(${usageHourly.requests})::bigint`.mapWith(Number),
+        prompt: sql<number>`sum(${usageHourly.promptTokens})::bigint`.mapWith(Number),
+        completion: sql<number>`sum(${usageHourly.completionTokens})::bigint`.mapWith(Number),
+        cost: sql<number>`sum(${usageHourly.costMicros})::bigint`.mapWith(Number),
+      })
+      .from(usageHourly)
+      .innerJoin(tenants, eq(tenants.id, usageHourly.tenantId))
+      .where(and(gte(usageHourly.hour, start), lt(usageHourly.hour, end), q.tenant_id ? eq(usageHourly.tenantId, q.tenant_id) : undefined))
+      .groupBy(usageHourly.tenantId, tenants.name, tenants.stripeCustomerId, tenants.billedThrough, usageHourly.model)
+      .orderBy(asc(usageHourly.tenantId), asc(usageHourly.model)),
+  );
+  const bills = new Map<string, TenantBill>();
+  for (const r of rows) {
+    const bill = bills.get(r.tenantId) ?? {
+      tenant_id: r.tenantId,
+      name: r.name,
+      stripe_customer_id: r.customer,
+      billed: r.billedThrough !== null && r.billedThrough.getTime() >= end.getTime(),
+      lines: [],
+      total_micros: 0,
+      total_usd: 0,
+    };
+    bill.lines.push({
+      model: r.model,
+      requests: r.requests,
+      prompt_tokens: r.prompt,
+      completion_tokens: r.completion,
+      amount_micros: r.cost,
+      amount_usd: r.cost / 1_000_000,
+      description: `${r.model}: ${r.prompt} prompt + ${r.completion} completion tokens, ${r.requests} requests (${q.period})`,
+    });
+    bill.total_micros += r.cost;
+    bill.total_usd = bill.total_micros / 1_000_000;
+    bills.set(r.tenantId, bill);
+  }
+  if (q.format === "csv") {
+    const header = "tenant_id,stripe_customer_id,billed,model,requests,prompt_tokens,completion_tokens,amount_micros,amount_usd,description";
+    const lines = [...bills.values()].flatMap((b) =>
+      b.lines.map((l) =>
+        [b.tenant_id, b.stripe_customer_id, b.billed, l.model, l.requests, l.prompt_tokens, l.completion_tokens, l.amount_micros, l.amount_usd, l.description].map(csvCell).join(","),
+      ),
+    );
+    return c.body(`${[header, ...lines].join("\n")}\n`, 200, {
+      "content-type": "text/csv; charset=utf-8",
+      "content-disposition": `attachment; filename="billing-${q.period}.csv"`,
+    });
+  }
+  return c.json({ object: "billing.export", period: q.period, start: start.toISOString(), end: end.toISOString(), currency: "usd", tenants: [...bills.values()] });
+});
