@@ -97,9 +97,10 @@ describe("admin CLI infrastructure commands (Postgres)", () => {
     expect(row).toMatchObject({ kind: "chat", contextLength: 32768, inputPricePerMTokens: "0.500000" });
 
     await admin(["region", "upsert", "--id", "us-east", "--name", "Virginia", "--lat", "38.9", "--lon=-77.0"]);
-    await admin(["region", "upsert", "--id", "us-east", "--name", "N. Virginia", "--lat", "38.9", "--lon=-77.0"]);
+    await admin(["region", "upsert", "--id", "us-east", "--name", "N. Virginia", "--lat", "38.9", "--lon=-77.0", "--multiplier", "1.25"]);
     const [r] = await db.db.select().from(regions).where(eq(regions.id, "us-east"));
     expect(r?.name).toBe("N. Virginia");
+    expect(Number(r?.priceMultiplier)).toBe(1.25);
     const audit = await db.db.select().from(auditLogs).where(eq(auditLogs.targetId, "us-east"));
     expect(audit.map((a) => a.action)).toEqual(["region.upsert", "region.upsert"]);
   });

@@ -37,7 +37,7 @@ Tenancy, limits and budgets go through the gateway's admin API (--url, --token):
   --json prints the API's JSON instead of tables.
 
 Infrastructure, straight in Postgres (DATABASE_URL; UPSTASH_REDIS_REST_URL/TOKEN and REDIS_PREFIX to refresh caches):
-  region upsert  --id R --name N --lat 50.1 --lon 8.7
+  region upsert  --id R --name N --lat 50.1 --lon 8.7 [--multiplier 1.2]   (price multiplier of usage served there)
   model upsert   --id M --context N [--kind chat|embedding] [--family F] [--input-price USD/M] [--output-price USD/M]
   node add       --id N --region R --url https://gpu1.example.com --models m1,m2   (prints the node's secret;
                                                            NODE_SIGNING_SECRET)

@@ -43,7 +43,15 @@ async function dropRouting(ctx: CommandContext, infra: InfraContext): Promise<vo
 export const infraCommands: Record<string, Command> = {
   "region upsert": async (ctx) => {
     const infra = ctx.infra();
-    await upsertRegion(infra.db, infra.actor, { id: need(ctx, "id"), name: need(ctx, "name"), latitude: number(ctx, "lat"), longitude: number(ctx, "lon") });
+    const multiplier = flag(ctx, "multiplier");
+    if (multiplier !== undefined && !(Number(multiplier) > 0)) throw new AdminUsageError(`--multiplier must be a positive number, got "${multiplier}".`);
+    await upsertRegion(infra.db, infra.actor, {
+      id: need(ctx, "id"),
+      name: need(ctx, "name"),
+      latitude: number(ctx, "lat"),
+      longitude: number(ctx, "lon"),
+      ...(multiplier === undefined ? {} : { priceMultiplier: String(Number(multiplier)) }),
+    });
     await dropRouting(ctx, infra);
   },
   "model upsert": async (ctx) => {

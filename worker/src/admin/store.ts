@@ -111,7 +111,13 @@ export async function findApiKey(db: AdminDb, key: string): Promise<typeof apiKe
 
 /** Creates or updates a region. */
 export async function upsertRegion(db: AdminDb, actor: string, input: typeof regions.$inferInsert): Promise<void> {
-  await db.insert(regions).values(input).onConflictDoUpdate({ target: regions.id, set: { name: input.name, latitude: input.latitude, longitude: input.longitude } });
+  await db
+    .insert(regions)
+    .values(input)
+    .onConflictDoUpdate({
+      target: regions.id,
+      set: { name: input.name, latitude: input.latitude, longitude: input.longitude, ...(input.priceMultiplier === undefined ? {} : { priceMultiplier: input.priceMultiplier }) },
+    });
   await recordAudit(db, actor, "region.upsert", "region", input.id, null, { name: input.name });
 }
 

@@ -31,13 +31,14 @@ export function effectiveLimits(settings: Settings, identity: KeyIdentity, snaps
 /**
  * The most a request can cost, reserved against budgets before it runs. Prompt tokens are bounded by
  * the body's bytes (a token is at least one byte of the JSON it came in) and by the context length;
- * output by max_tokens × n, or the whole context when the client set no limit.
+ * output by max_tokens × n, or the whole context when the client set no limit. Spend uses the higher
+ * of the two prices and the dearest candidate region's multiplier.
  */
-export function maxCost(req: ProxyRequest, bodyBytes: number, model: ModelEntry): Cost {
+export function maxCost(req: ProxyRequest, bodyBytes: number, model: ModelEntry, priceMultiplier = 1): Cost {
   const output = (req.maxOutputTokens ?? model.contextLength) * req.choices;
   const tokens = Math.min(bodyBytes + output, req.endpoint === "embeddings" ? bodyBytes : model.contextLength * req.choices);
   const price = Math.max(model.inputPrice, model.outputPrice);
-  return { tokens, spend: Math.ceil(tokens * price), requests: 1 };
+  return { tokens, spend: Math.ceil(tokens * price * priceMultiplier), requests: 1 };
 }
 
 /** The tokens a request counts against tokens-per-minute limits: OpenAI's estimate (prompt/4 + max output). */

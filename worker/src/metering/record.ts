@@ -9,12 +9,13 @@ export type UsageRow = typeof usageRecords.$inferInsert;
 
 /**
  * Cost in micro-dollars: prices are USD per million tokens, so tokens × price is exactly micro-USD.
- * Cached prompt tokens use the cached price when the model has one.
+ * Cached prompt tokens use the cached price when the model has one; the serving region's price
+ * multiplier (regions.price_multiplier, default 1) applies to the whole.
  */
-export function costMicros(model: ModelEntry, promptTokens: number, completionTokens: number, cachedPromptTokens: number): number {
+export function costMicros(model: ModelEntry, promptTokens: number, completionTokens: number, cachedPromptTokens: number, multiplier = 1): number {
   const cachedPrice = model.cachedInputPrice ?? model.inputPrice;
   const uncached = Math.max(0, promptTokens - cachedPromptTokens);
-  return Math.round(uncached * model.inputPrice + cachedPromptTokens * cachedPrice + completionTokens * model.outputPrice);
+  return Math.round((uncached * model.inputPrice + cachedPromptTokens * cachedPrice + completionTokens * model.outputPrice) * multiplier);
 }
 
 /** Builds the usage row for a finished request. */
@@ -29,6 +30,8 @@ export function usageRow(args: {
   httpStatus: number;
   streamed: boolean;
   outcome: StreamOutcome;
+  /** The serving region's price multiplier (1 when unknown). */
+  priceMultiplier?: number;
 }): UsageRow {
   const { outcome, identity, model } = args;
   const promptTokens = outcome.usage?.promptTokens ?? 0;
@@ -53,7 +56,7 @@ export function usageRow(args: {
     cachedPromptTokens,
     ttftMs: outcome.firstByteAt === null ? null : outcome.firstByteAt - args.startedAt,
     latencyMs: args.endedAt - args.startedAt,
-    costMicros: costMicros(model, promptTokens, completionTokens, cachedPromptTokens),
+    costMicros: costMicros(model, promptTokens, completionTokens, cachedPromptTokens, args.priceMultiplier ?? 1),
     errorCode: outcome.errorCode,
   };
 }

@@ -57,11 +57,14 @@ export function proxyHandler(endpoint: Endpoint) {
     }
 
     const bodyBytes = new TextEncoder().encode(raw).length;
+    // Region price multipliers: the reservation assumes the dearest region among the candidates.
+    const multipliers = c.var.routing.snapshot.regionMultipliers ?? {};
+    const maxMultiplier = Math.max(1, ...candidates.map((n) => multipliers[n.regionId] ?? 1));
     const admission = await admit(
       { redis: c.var.redis, settings: c.var.settings, log: c.var.log, requestId: c.var.requestId },
       identity,
       c.var.routing.snapshot,
-      { max: maxCost(req, bodyBytes, model), rateTokens: rateTokens(req, bodyBytes, model) },
+      { max: maxCost(req, bodyBytes, model, maxMultiplier), rateTokens: rateTokens(req, bodyBytes, model) },
     ).catch((err: unknown) => {
       // Refused at admission (limited, over budget): recorded with zero tokens, for the audit trail.
       if (err instanceof ApiError) {
@@ -124,6 +127,7 @@ export function proxyHandler(endpoint: Endpoint) {
           httpStatus: forwarded.response.status,
           streamed: req.stream,
           outcome,
+          priceMultiplier: multipliers[forwarded.node.regionId] ?? 1,
         });
         log("request_done", {
           requestId,

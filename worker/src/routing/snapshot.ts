@@ -1,5 +1,5 @@
 import { eq } from "drizzle-orm";
-import { limitOverrides, models, nodes } from "../../../schema/tables/index.ts";
+import { limitOverrides, models, nodes, regions } from "../../../schema/tables/index.ts";
 import type { Db } from "../platform/db.ts";
 
 /** A catalogue entry as the hot path needs it. Prices are USD per million tokens. */
@@ -38,6 +38,8 @@ export interface RoutingSnapshot {
   nodes: NodeEntry[];
   /** The global layer's limit override (null fields keep the configured default). */
   globalLimits: { rpm: number | null; tpm: number | null } | null;
+  /** Price multiplier per region (regions.price_multiplier); optional so snapshots cached before it existed still read. */
+  regionMultipliers?: Record<string, number>;
 }
 
 /** Redis key of the routing snapshot. Admin tools delete it when models or nodes change. */
@@ -47,10 +49,11 @@ export function routingCacheKey(prefix: string): string {
 
 /** Builds the snapshot from Postgres (cache miss path only). */
 export async function loadRoutingSnapshot(db: Db): Promise<RoutingSnapshot> {
-  const [modelRows, nodeRows, globalRows] = await Promise.all([
+  const [modelRows, nodeRows, globalRows, regionRows] = await Promise.all([
     db.select().from(models).where(eq(models.active, true)),
     db.select().from(nodes),
     db.select().from(limitOverrides).where(eq(limitOverrides.scope, "global")),
+    db.select({ id: regions.id, multiplier: regions.priceMultiplier }).from(regions),
   ]);
   const global = globalRows[0];
   const catalogue: Record<string, ModelEntry> = {};
@@ -70,6 +73,7 @@ export async function loadRoutingSnapshot(db: Db): Promise<RoutingSnapshot> {
     builtAt: Date.now(),
     models: catalogue,
     globalLimits: global ? { rpm: global.rpm, tpm: global.tpm } : null,
+    regionMultipliers: Object.fromEntries(regionRows.map((r) => [r.id, Number(r.multiplier)])),
     nodes: nodeRows.map((n) => ({
       id: n.id,
       regionId: n.regionId,
