@@ -2,7 +2,7 @@ import { createMiddleware } from "hono/factory";
 import { bearerToken, hashApiKey, looksLikeApiKey } from "../auth/keys.ts";
 import type { AppEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
-import { loadHotState } from "../platform/hot-state.ts";
+import { hotStateDeps, loadHotState } from "../platform/hot-state.ts";
 
 /**
  * Who is calling the admin API: the operator (the `ADMIN_TOKEN` secret), who sees everything, or an
@@ -58,13 +58,7 @@ export const requireAdmin = createMiddleware<AdminEnv>(async (c, next) => {
   }
   if (!looksLikeApiKey(token)) throw new ApiError("invalid_api_key", INVALID_MESSAGE);
   const state = await loadHotState(
-    {
-      redis: c.var.redis,
-      settings: c.var.settings,
-      databaseUrl: c.env.DATABASE_URL,
-      waitUntil: (p) => c.executionCtx.waitUntil(p),
-      log: c.var.log,
-    },
+    hotStateDeps(c),
     await hashApiKey(token),
   );
   if (!state.key.found) throw new ApiError("invalid_api_key", INVALID_MESSAGE);

@@ -1,7 +1,7 @@
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
-import { loadHotState } from "../platform/hot-state.ts";
+import { hotStateDeps, loadHotState } from "../platform/hot-state.ts";
 import { queueAudit } from "../audit/outbox.ts";
 import { bearerToken, hashApiKey, looksLikeApiKey, visiblePrefix } from "./keys.ts";
 
@@ -44,13 +44,7 @@ export const requireApiKey = createMiddleware<AppEnv>(async (c, next) => {
   // does not tell them apart either; the lookup is by hash, so no key is ever compared as a string.
   const hash = await hashApiKey(looksLikeApiKey(token) ? token : `malformed:${token}`);
   const state = await loadHotState(
-    {
-      redis: c.var.redis,
-      settings: c.var.settings,
-      databaseUrl: c.env.DATABASE_URL,
-      waitUntil: (p) => c.executionCtx.waitUntil(p),
-      log: c.var.log,
-    },
+    hotStateDeps(c),
     hash,
   );
   if (!state.key.found) {

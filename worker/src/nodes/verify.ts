@@ -2,7 +2,7 @@ import type { Context } from "hono";
 import { NODE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verifyRequest } from "../../../schema/contracts/signing.ts";
 import type { AppEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
-import { loadRoutingView, type RoutingView } from "../platform/hot-state.ts";
+import { hotStateDeps, loadRoutingView, type RoutingView } from "../platform/hot-state.ts";
 import type { NodeEntry } from "../routing/snapshot.ts";
 import { nodeSigningKey } from "./keys.ts";
 
@@ -28,13 +28,7 @@ export async function verifyNodeRequest(c: Context<AppEnv>): Promise<VerifiedNod
     throw new ApiError("invalid_api_key", `Node requests need a valid ${NODE_HEADER} header and a signature made with the node's secret.`);
   }
   const body = await c.req.text();
-  const routing = await loadRoutingView({
-    redis: c.var.redis,
-    settings: c.var.settings,
-    databaseUrl: c.env.DATABASE_URL,
-    waitUntil: (p) => c.executionCtx.waitUntil(p),
-    log: c.var.log,
-  });
+  const routing = await loadRoutingView(hotStateDeps(c));
   const node = routing.snapshot.nodes.find((n) => n.id === nodeId) ?? null;
   const key = await nodeSigningKey(c.env.NODE_SIGNING_SECRET, nodeId, node?.secretVersion ?? 1);
   const url = new URL(c.req.url);

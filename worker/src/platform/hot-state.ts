@@ -1,4 +1,5 @@
 import type { Redis } from "@upstash/redis/cloudflare";
+import type { AppEnv } from "../env.ts";
 import { keyCacheKey, loadKeyIdentity, type KeyCacheEntry } from "../auth/identity.ts";
 import { ApiError } from "../errors.ts";
 import { liveNodesKey, type LiveNode } from "../nodes/live.ts";
@@ -44,6 +45,21 @@ export interface HotStateDeps {
   databaseUrl: string;
   waitUntil: (p: Promise<unknown>) => void;
   log: (event: string, fields: Record<string, unknown>) => void;
+}
+
+/** The loader's dependencies, taken from a request's context (bindings, settings, Redis, waitUntil). */
+export function hotStateDeps(c: {
+  var: Pick<AppEnv["Variables"], "redis" | "settings" | "log">;
+  env: Pick<AppEnv["Bindings"], "DATABASE_URL">;
+  executionCtx: Pick<ExecutionContext, "waitUntil">;
+}): HotStateDeps {
+  return {
+    redis: c.var.redis,
+    settings: c.var.settings,
+    databaseUrl: c.env.DATABASE_URL,
+    waitUntil: (p) => c.executionCtx.waitUntil(p),
+    log: c.var.log,
+  };
 }
 
 /**
