@@ -18,7 +18,7 @@ import type { InfraContext } from "./infra.ts";
 const STRING_FLAGS = [
   "url", "token", "name", "plan", "status", "tenant", "env", "region", "scopes", "models", "expires", "overlap", "rpm", "tpm", "concurrency",
   "kind", "period", "amount", "target", "limit", "cursor", "id", "lat", "lon", "context", "family", "input-price", "output-price",
-  "cached-price", "active", "start", "end", "bucket", "group-by", "multiplier",
+  "cached-price", "active", "start", "end", "bucket", "group-by", "multiplier", "usd", "note",
 ];
 const BOOLEAN_FLAGS = ["json", "all", "help"];
 const DEFAULT_URL = "http://127.0.0.1:8787";

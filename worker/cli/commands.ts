@@ -26,6 +26,9 @@ Tenancy, limits and budgets go through the gateway's admin API (--url, --token):
   limits show SCOPE ID | clear SCOPE ID
   budget add     SCOPE ID --kind tokens|spend|requests --period day|month|total --amount N  (spend in micro-USD)
   budget list [SCOPE ID] | update BUDGET_ID --amount N | delete BUDGET_ID
+  credit grant   --tenant T --usd 5 [--kind free_tier|promotion|adjustment] [--expires 2027-01-01T00:00:00Z]
+                 [--note TEXT]                             (paid before anything is billable; prints the id)
+  credit list [--tenant T] [--active true] | void ID            (void: stops a grant paying for more usage)
   counters       SCOPE ID                                  (budget usage in the current period, and limits)
   audit          [--target ID] [--tenant T]                (newest first)
   usage          [--tenant T] [--start 2026-11-01] [--end 2026-12-01] [--bucket day|hour]

@@ -1,5 +1,5 @@
-/** `limits …`, `budget …`, `counters` and `audit`: through the admin API. */
-import type { AuditJson, BudgetJson, CountersJson, LimitsJson } from "../src/admin/wire.ts";
+/** `limits …`, `budget …`, `credit …`, `counters` and `audit`: through the admin API. */
+import type { AuditJson, BudgetJson, CountersJson, CreditGrantJson, LimitsJson } from "../src/admin/wire.ts";
 import { cell, table } from "./format.ts";
 import { AdminUsageError, arg, flag, intFlag, list, need, output, show, type Command, type CommandContext } from "./context.ts";
 
@@ -38,6 +38,8 @@ function printLimits(ctx: CommandContext, body: LimitsJson): void {
 }
 
 const budgetRow = (b: BudgetJson) => [b.id, b.scope, b.scope_id, b.kind, b.period, b.amount];
+const usd = (micros: number) => `$${(micros / 1_000_000).toFixed(6)}`;
+const creditRow = (g: CreditGrantJson) => [g.id, g.tenant_id, g.kind, usd(g.amount_micros), usd(g.remaining_micros), g.expires_at ?? "never", g.note];
 const auditRow = (a: AuditJson) => [a.at, a.actor, a.action, `${a.target_type}:${a.target_id}`, a.tenant_id, a.success ? "ok" : "failed"];
 
 /** Limit, budget, counter and audit commands. */
@@ -62,6 +64,27 @@ export const quotaCommands: Record<string, Command> = {
       ctx.print(body.id);
     });
   },
+  "credit grant": async (ctx) => {
+    const amount = Number(need(ctx, "usd"));
+    if (!Number.isFinite(amount) || amount <= 0) throw new AdminUsageError("--usd must be a positive amount of dollars, e.g. --usd 5 or --usd 0.25.");
+    const expires = flag(ctx, "expires");
+    const input = { tenant_id: need(ctx, "tenant"), kind: flag(ctx, "kind") ?? "promotion", amount_usd: amount, expires_at: expires ?? null, note: flag(ctx, "note") ?? "" };
+    const body = await ctx.api().request<CreditGrantJson>("POST", "/credits", input);
+    output(ctx, body, () => {
+      ctx.warn(`Granted ${usd(body.amount_micros)} of ${body.kind} credit to tenant ${body.tenant_id}${body.expires_at ? `, usable until ${body.expires_at}` : ""}.`);
+      ctx.print(body.id);
+    });
+  },
+  "credit list": (ctx) => {
+    const params = new URLSearchParams();
+    const tenant = flag(ctx, "tenant");
+    if (tenant !== undefined) params.set("tenant_id", tenant);
+    const active = flag(ctx, "active");
+    if (active !== undefined) params.set("active", active);
+    const qs = params.size > 0 ? `?${params}` : "";
+    return list(ctx, `/credits${qs}`, ["ID", "TENANT", "KIND", "AMOUNT", "REMAINING", "EXPIRES", "NOTE"], creditRow);
+  },
+  "credit void": async (ctx) => show(ctx, await ctx.api().request<CreditGrantJson>("POST", `/credits/${enc(arg(ctx, 0, "the credit grant id"))}/void`)),
   "budget list": (ctx) => {
     const entity = ctx.args.length > 0 ? scopeArgs(ctx) : null;
     const path = entity ? `/budgets?${new URLSearchParams({ scope: entity.scope, scope_id: entity.id })}` : "/budgets";

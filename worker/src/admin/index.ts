@@ -9,6 +9,7 @@ import { auditRoutes } from "./audit.ts";
 import { requireAdmin, type AdminEnv } from "./auth.ts";
 import { budgetRoutes } from "./budgets.ts";
 import { counterRoutes } from "./counters.ts";
+import { creditRoutes } from "./credits.ts";
 import { environmentRoutes } from "./environments.ts";
 import { keyRoutes } from "./keys.ts";
 import { limitRoutes } from "./limits.ts";
@@ -27,6 +28,7 @@ export function adminApp(): Hono<AdminEnv> {
     .route("/keys", keyRoutes)
     .route("/limits", limitRoutes)
     .route("/budgets", budgetRoutes)
+    .route("/credits", creditRoutes)
     .route("/counters", counterRoutes)
     .route("/audit", auditRoutes)
     .route("/usage", usageRoutes)

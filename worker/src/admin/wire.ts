@@ -1,5 +1,5 @@
 /** JSON shapes of the admin API (snake_case, ISO timestamps), and the row → JSON presenters. */
-import type { apiKeys, auditLogs, budgets, environments, tenants } from "../../../schema/tables/index.ts";
+import type { apiKeys, auditLogs, budgets, creditGrants, environments, tenants } from "../../../schema/tables/index.ts";
 
 function iso(date: Date | null): string | null {
   return date === null ? null : date.toISOString();
@@ -159,5 +159,36 @@ export function auditJson(row: typeof auditLogs.$inferSelect): AuditJson {
     tenant_id: row.tenantId,
     success: row.success,
     details: row.details,
+  };
+}
+
+/** A credit grant (free tier, promotion, adjustment) and what is left of it. */
+export interface CreditGrantJson {
+  object: "credit_grant";
+  id: string;
+  tenant_id: string;
+  kind: "free_tier" | "promotion" | "adjustment";
+  amount_micros: number;
+  remaining_micros: number;
+  /** Used micro-USD: amount − remaining. */
+  used_micros: number;
+  expires_at: string | null;
+  note: string;
+  created_at: string;
+}
+
+/** Presents a credit grant row. */
+export function creditGrantJson(row: typeof creditGrants.$inferSelect): CreditGrantJson {
+  return {
+    object: "credit_grant",
+    id: row.id,
+    tenant_id: row.tenantId,
+    kind: row.kind,
+    amount_micros: row.amountMicros,
+    remaining_micros: row.remainingMicros,
+    used_micros: row.amountMicros - row.remainingMicros,
+    expires_at: iso(row.expiresAt),
+    note: row.note,
+    created_at: row.createdAt.toISOString(),
   };
 }

@@ -1,6 +1,7 @@
 /**
  * The billable usage of a month per tenant, as invoice lines per model (`GET /admin/billing/export`,
- * operator only). Read from the hourly rollups, so each line equals the sum of its usage records; a
+ * operator only). Read from the hourly rollups, so each line equals the sum of its usage records; credits
+ * already drawn by the flush are shown per line and only the rest is billable; a
  * tenant whose `billed_through` reaches the month's end is marked billed.
  */
 import { and, asc, eq, gte, lt, sql } from "drizzle-orm";
@@ -23,8 +24,14 @@ export interface InvoiceLine {
   requests: number;
   prompt_tokens: number;
   completion_tokens: number;
+  /** Cost of the usage. */
   amount_micros: number;
   amount_usd: number;
+  /** Part of the cost paid from credits (free tier, promotions): not invoiced. */
+  credit_micros: number;
+  /** amount − credits: what the invoice item charges. */
+  billable_micros: number;
+  billable_usd: number;
   description: string;
 }
 
@@ -37,6 +44,9 @@ export interface TenantBill {
   lines: InvoiceLine[];
   total_micros: number;
   total_usd: number;
+  credit_micros: number;
+  billable_micros: number;
+  billable_usd: number;
 }
 
 function csvCell(value: string | number | boolean | null): string {
@@ -63,6 +73,7 @@ export const billingRoutes = new Hono<AdminEnv>().get("/export", async (c) => {
         prompt: sql<number>`sum(${usageHourly.promptTokens})::bigint`.mapWith(Number),
         completion: sql<number>`sum(${usageHourly.completionTokens})::bigint`.mapWith(Number),
         cost: sql<number>`sum(${usageHourly.costMicros})::bigint`.mapWith(Number),
+        credit: sql<number>`sum(${usageHourly.creditMicros})::bigint`.mapWith(Number),
       })
       .from(usageHourly)
       .innerJoin(tenants, eq(tenants.id, usageHourly.tenantId))
@@ -80,6 +91,9 @@ export const billingRoutes = new Hono<AdminEnv>().get("/export", async (c) => {
       lines: [],
       total_micros: 0,
       total_usd: 0,
+      credit_micros: 0,
+      billable_micros: 0,
+      billable_usd: 0,
     };
     bill.lines.push({
       model: r.model,
@@ -88,17 +102,23 @@ export const billingRoutes = new Hono<AdminEnv>().get("/export", async (c) => {
       completion_tokens: r.completion,
       amount_micros: r.cost,
       amount_usd: r.cost / 1_000_000,
+      credit_micros: r.credit,
+      billable_micros: r.cost - r.credit,
+      billable_usd: (r.cost - r.credit) / 1_000_000,
       description: `${r.model}: ${r.prompt} prompt + ${r.completion} completion tokens, ${r.requests} requests (${q.period})`,
     });
     bill.total_micros += r.cost;
     bill.total_usd = bill.total_micros / 1_000_000;
+    bill.credit_micros += r.credit;
+    bill.billable_micros = bill.total_micros - bill.credit_micros;
+    bill.billable_usd = bill.billable_micros / 1_000_000;
     bills.set(r.tenantId, bill);
   }
   if (q.format === "csv") {
-    const header = "tenant_id,stripe_customer_id,billed,model,requests,prompt_tokens,completion_tokens,amount_micros,amount_usd,description";
+    const header = "tenant_id,stripe_customer_id,billed,model,requests,prompt_tokens,completion_tokens,amount_micros,amount_usd,credit_micros,billable_micros,billable_usd,description";
     const lines = [...bills.values()].flatMap((b) =>
       b.lines.map((l) =>
-        [b.tenant_id, b.stripe_customer_id, b.billed, l.model, l.requests, l.prompt_tokens, l.completion_tokens, l.amount_micros, l.amount_usd, l.description].map(csvCell).join(","),
+        [b.tenant_id, b.stripe_customer_id, b.billed, l.model, l.requests, l.prompt_tokens, l.completion_tokens, l.amount_micros, l.amount_usd, l.credit_micros, l.billable_micros, l.billable_usd, l.description].map(csvCell).join(","),
       ),
     );
     return c.body(`${[header, ...lines].join("\n")}\n`, 200, {

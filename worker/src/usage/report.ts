@@ -45,10 +45,17 @@ export interface ReportRow {
   total_tokens: number;
   cost_usd: number;
   cost_micros: number;
+  /** Part of the cost paid from credits (free tier, promotions). */
+  credit_micros: number;
+  /** cost − credits: what is invoiced. */
+  billable_micros: number;
 }
 
 /** The sums of a report. */
-export type ReportTotals = Pick<ReportRow, "requests" | "prompt_tokens" | "completion_tokens" | "cached_prompt_tokens" | "total_tokens" | "cost_usd" | "cost_micros">;
+export type ReportTotals = Pick<
+  ReportRow,
+  "requests" | "prompt_tokens" | "completion_tokens" | "cached_prompt_tokens" | "total_tokens" | "cost_usd" | "cost_micros" | "credit_micros" | "billable_micros"
+>;
 
 // A date (UTC midnight) or a date-time with `Z` or an offset; a local time would be ambiguous.
 const instant = z.union([z.iso.datetime({ offset: true }), z.iso.date()]).transform((s) => new Date(s));
@@ -118,6 +125,7 @@ export async function usageReport(db: Db, filter: ReportFilter): Promise<ReportR
       completion_tokens: total(usageHourly.completionTokens),
       cached_prompt_tokens: total(usageHourly.cachedPromptTokens),
       cost_micros: total(usageHourly.costMicros),
+      credit_micros: total(usageHourly.creditMicros),
     })
     .from(usageHourly)
     .where(
@@ -130,8 +138,8 @@ export async function usageReport(db: Db, filter: ReportFilter): Promise<ReportR
     .groupBy(sql`1`, ...groups.map((g) => g.column))
     .orderBy(asc(sql`1`), ...groups.map((g) => asc(g.column)));
   return rows.map((r) => {
-    const row = r as Omit<ReportRow, "total_tokens" | "cost_usd">;
-    return { ...row, total_tokens: row.prompt_tokens + row.completion_tokens, cost_usd: row.cost_micros / 1e6 };
+    const row = r as Omit<ReportRow, "total_tokens" | "cost_usd" | "billable_micros">;
+    return { ...row, total_tokens: row.prompt_tokens + row.completion_tokens, cost_usd: row.cost_micros / 1e6, billable_micros: row.cost_micros - row.credit_micros };
   });
 }
 
@@ -147,5 +155,7 @@ export function reportTotals(rows: readonly ReportRow[]): ReportTotals {
     total_tokens: sum((r) => r.total_tokens),
     cost_usd: cost_micros / 1e6,
     cost_micros,
+    credit_micros: sum((r) => r.credit_micros),
+    billable_micros: sum((r) => r.billable_micros),
   };
 }
