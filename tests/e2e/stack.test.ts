@@ -151,6 +151,30 @@ describe("the local stack through the openai client", () => {
     expect(tokens).toBe(3);
   });
 
+  it("meters a stream the client abandons midway: cancelled, with what was delivered, and stops the engine", async () => {
+    const aborts = async () => {
+      const text = await (await fetch(`${stack.simUrl}/metrics`)).text();
+      return Number(/^vllm:request_success_total\{[^}]*finished_reason="abort"[^}]*\} (\S+)$/m.exec(text)?.[1] ?? "0");
+    };
+    const abortsBefore = await aborts();
+    const { data: stream, response } = await client.chat.completions.create({ model: "sim-llama-8b", messages, max_tokens: 200, stream: true }).withResponse();
+    let received = 0;
+    for await (const chunk of stream) {
+      if (chunk.choices[0]?.delta.content) received++;
+      if (received === 5) break; // leaving the loop aborts the HTTP request
+    }
+    const row = await usageFor(response.headers.get("x-request-id") ?? "");
+    expect(row).toMatchObject({ status: "cancelled", streamed: true, errorCode: "client_cancelled", httpStatus: 200 });
+    // Completion: the chunks that left the gateway (at least what the client read, far short of 200).
+    expect(row.completionTokens).toBeGreaterThanOrEqual(5);
+    expect(row.completionTokens).toBeLessThan(50);
+    // Prompt: the engine never sent its usage, so the gateway's estimate of the prompt (4 characters a token).
+    expect(row.promptTokens).toBe(Math.ceil((messages[0]?.content.length ?? 0) / 4));
+    expect(row.costMicros).toBeGreaterThan(0);
+    // The cancel reached the engine: it aborted the request instead of generating 200 tokens for nobody.
+    await expect.poll(aborts, { timeout: 5_000 }).toBe(abortsBefore + 1);
+  });
+
   it("registered its node from the backplane's heartbeats, without manual steps", async () => {
     const [row] = await db.db.select().from(nodes).where(eq(nodes.id, stack.nodeId));
     expect(row).toMatchObject({ regionId: "local", url: stack.backplaneUrl, models: ["sim-embed", "sim-llama-8b"], reportedStatus: "ready" });

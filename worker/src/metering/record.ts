@@ -32,9 +32,13 @@ export function usageRow(args: {
   outcome: StreamOutcome;
   /** The serving region's price multiplier (1 when unknown). */
   priceMultiplier?: number;
+  /** The gateway's estimate of the prompt's tokens (validate.ts), for a response cut before the engine's usage. */
+  promptTokensEstimate?: number;
 }): UsageRow {
   const { outcome, identity, model } = args;
-  const promptTokens = outcome.usage?.promptTokens ?? 0;
+  // Without the engine's usage, a request whose response had started has had its prompt processed:
+  // count the estimate. One that never produced a byte counts nothing.
+  const promptTokens = outcome.usage?.promptTokens ?? (outcome.firstByteAt === null ? 0 : (args.promptTokensEstimate ?? 0));
   // Without usage (a cut stream), delivered content chunks are the best lower bound: one token each.
   const completionTokens = outcome.usage?.completionTokens ?? (args.endpoint === "embeddings" ? 0 : outcome.deliveredChunks);
   const cachedPromptTokens = outcome.usage?.cachedPromptTokens ?? 0;

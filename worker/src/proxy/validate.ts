@@ -16,6 +16,11 @@ export interface ProxyRequest {
   maxOutputTokens: number | null;
   /** Choices requested (`n`). */
   choices: number;
+  /**
+   * The prompt's tokens as far as the gateway can tell without a tokenizer: token-id prompts exactly,
+   * text at four characters per token. Used only when the engine never reported usage (a cut stream).
+   */
+  promptTokensEstimate: number;
 }
 
 type Json = Record<string, unknown>;
@@ -67,6 +72,26 @@ function checkMessages(body: Json): void {
       throw invalid(`messages[${i}].role`, `'messages[${i}].role' must be one of 'system', 'developer', 'user', 'assistant' or 'tool'.`);
     }
   });
+}
+
+// Four characters per token: OpenAI's rule of thumb for English text.
+const textTokens = (text: string): number => Math.ceil(text.length / 4);
+
+/** Estimated tokens of a prompt, input or message content: token arrays count exactly, text by length. */
+function estimateTokens(value: unknown): number {
+  if (typeof value === "string") return textTokens(value);
+  if (!Array.isArray(value)) return 0;
+  if (isTokenArray(value)) return value.length;
+  return value.reduce((sum: number, part: unknown) => {
+    if (typeof part === "object" && part !== null && !Array.isArray(part)) return sum + estimateTokens((part as Json).text);
+    return sum + estimateTokens(part);
+  }, 0);
+}
+
+function promptTokensEstimate(endpoint: Endpoint, body: Json): number {
+  if (endpoint === "completions") return estimateTokens(body.prompt);
+  if (endpoint === "embeddings") return estimateTokens(body.input);
+  return (body.messages as Json[]).reduce((sum, m) => sum + estimateTokens(m.content), 0);
 }
 
 /**
@@ -128,5 +153,5 @@ export function validateRequest(endpoint: Endpoint, raw: string): ProxyRequest {
   const maxOutputTokens =
     endpoint === "embeddings" ? 0 : typeof requestedMax === "number" ? requestedMax : endpoint === "completions" ? 16 : null;
   const choices = typeof body.n === "number" ? body.n : 1;
-  return { endpoint, model: body.model, stream, clientWantsUsage, upstreamBody, maxOutputTokens, choices };
+  return { endpoint, model: body.model, stream, clientWantsUsage, upstreamBody, maxOutputTokens, choices, promptTokensEstimate: promptTokensEstimate(endpoint, body) };
 }

@@ -128,6 +128,7 @@ export function proxyHandler(endpoint: Endpoint) {
           streamed: req.stream,
           outcome,
           priceMultiplier: multipliers[forwarded.node.regionId] ?? 1,
+          promptTokensEstimate: req.promptTokensEstimate,
         });
         log("request_done", {
           requestId,
