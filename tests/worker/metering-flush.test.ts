@@ -5,7 +5,8 @@ import { usageHourly, usageRecords } from "../../schema/tables/index.ts";
 import { usageOutboxKey, writeUsageBatch } from "../../worker/src/metering/flush.ts";
 import type { UsageRow } from "../../worker/src/metering/record.ts";
 import { backlog, drain, enqueue } from "../../worker/src/platform/outbox.ts";
-import { flushNow, query, redis } from "./helpers.ts";
+import { admin, expectStatus, sandbox } from "./admin-helpers.ts";
+import { flushNow, gateway, query, redis } from "./helpers.ts";
 
 function rows(tenantId: string, n: number): UsageRow[] {
   const at = new Date(Date.UTC(2026, 10, 23, 10, 15));
@@ -85,6 +86,39 @@ describe("usage flush", () => {
     expect(await backlog(redis(), usageOutboxKey(key))).toBe(3);
     expect((await totals(tenant)).records?.n).toBe(0);
     await drain<Parameters<typeof writeUsageBatch>[1][number]>(redis(), usageOutboxKey(key), (items) => query((db) => writeUsageBatch(db, items)));
+    expect((await totals(tenant)).records?.n).toBe(3);
+  });
+
+  it("moves a poison event to the dead-letter list instead of blocking the queue, and replays it on demand", async () => {
+    const tenant = `ten_poison_${crypto.randomUUID().slice(0, 8)}`;
+    const queue = usageOutboxKey(env.REDIS_PREFIX);
+    const good = rows(tenant, 3);
+    await enqueue(redis(), queue, good[0]);
+    // One event the database refuses (a token count that is not a number), one that is not JSON at all.
+    await enqueue(redis(), queue, { ...good[1], id: `${tenant}_bad`, promptTokens: "lots" });
+    await redis().lpush(queue, "{not json");
+    await enqueue(redis(), queue, good[1]);
+    await enqueue(redis(), queue, good[2]);
+    await flushNow();
+
+    expect((await totals(tenant)).records?.n).toBe(3);
+    expect(await backlog(redis(), queue)).toBe(0);
+    const dead = expectStatus(await admin<{ backlog: number; data: { item: string; error: string }[] }>("GET", "/outbox/usage"), 200);
+    const mine = dead.data.filter((d) => d.item.includes(tenant) || d.item === "{not json");
+    expect(mine.map((d) => (d.item === "{not json" ? "raw" : "bad")).sort()).toEqual(["bad", "raw"]);
+    expect(mine.find((d) => d.item === "{not json")?.error).toContain("not JSON");
+    expect(mine.find((d) => d.item.includes(tenant))?.error).toMatch(/lots|invalid input/i);
+    const metrics = await (await gateway("/admin/metrics", { key: env.ADMIN_TOKEN })).text();
+    expect(Number(/switchyard_outbox_dead_letters\{queue="usage"\} (\d+)/.exec(metrics)?.[1])).toBeGreaterThanOrEqual(2);
+    expect((await admin("GET", "/outbox/usage", undefined, (await sandbox()).adminKey)).status).toBe(403);
+
+    // Replay puts them back in the queue; they are still poison, so they come back to the dead letters.
+    const replayed = expectStatus(await admin<{ replayed: number }>("POST", "/outbox/usage/replay"), 200);
+    expect(replayed.replayed).toBeGreaterThanOrEqual(2);
+    await flushNow();
+    expect(await backlog(redis(), queue)).toBe(0);
+    const again = expectStatus(await admin<{ data: { item: string }[] }>("GET", "/outbox/usage"), 200);
+    expect(again.data.filter((d) => d.item.includes(tenant) || d.item === "{not json")).toHaveLength(2);
     expect((await totals(tenant)).records?.n).toBe(3);
   });
 });

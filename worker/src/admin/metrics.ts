@@ -3,7 +3,7 @@ import { ApiError } from "../errors.ts";
 import { auditOutboxKey } from "../audit/outbox.ts";
 import { usageOutboxKey } from "../metering/flush.ts";
 import { flushCounters, renderCounters } from "../platform/metrics.ts";
-import { backlog } from "../platform/outbox.ts";
+import { backlog, deadLetterKey, replayDeadLetters, type DeadLetter } from "../platform/outbox.ts";
 import type { AdminEnv } from "./auth.ts";
 
 /**
@@ -15,16 +15,64 @@ export const metricsRoutes = new Hono<AdminEnv>().get("/", async (c) => {
   if (c.var.actor.kind !== "operator") throw new ApiError("permission_denied", "Metrics are for the operator (ADMIN_TOKEN).");
   await flushCounters(c.var.redis, c.var.settings.redisPrefix);
   const prefix = c.var.settings.redisPrefix;
-  const [counters, usage, audit] = await Promise.all([
+  const [counters, usage, audit, usageDead, auditDead] = await Promise.all([
     renderCounters(c.var.redis, prefix),
     backlog(c.var.redis, usageOutboxKey(prefix)),
     backlog(c.var.redis, auditOutboxKey(prefix)),
+    c.var.redis.llen(deadLetterKey(usageOutboxKey(prefix))),
+    c.var.redis.llen(deadLetterKey(auditOutboxKey(prefix))),
   ]);
   const gauges = [
     "# HELP switchyard_outbox_backlog Events queued in Redis and not yet written to Postgres by the scheduled job.",
     "# TYPE switchyard_outbox_backlog gauge",
     `switchyard_outbox_backlog{queue="usage"} ${usage}`,
     `switchyard_outbox_backlog{queue="audit"} ${audit}`,
+    "# HELP switchyard_outbox_dead_letters Events the database refused on their own, kept in Redis; see GET /admin/outbox.",
+    "# TYPE switchyard_outbox_dead_letters gauge",
+    `switchyard_outbox_dead_letters{queue="usage"} ${usageDead}`,
+    `switchyard_outbox_dead_letters{queue="audit"} ${auditDead}`,
   ].join("\n");
   return c.text(`${counters}${gauges}\n`, 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
 });
+
+const QUEUES = { usage: usageOutboxKey, audit: auditOutboxKey } as const;
+
+function queueKey(c: { req: { param(name: "queue"): string }; var: AdminEnv["Variables"] }): string {
+  const name = c.req.param("queue");
+  const key = QUEUES[name as keyof typeof QUEUES];
+  if (!key) throw new ApiError("not_found", `No queue ${name}; the queues are usage and audit.`);
+  return key(c.var.settings.redisPrefix);
+}
+
+/**
+ * `/admin/outbox` (operator only): the queues of the scheduled job, their backlog and their dead
+ * letters (events the database refused on their own, platform/outbox.ts). `GET /admin/outbox/:queue`
+ * shows the oldest dead letters with the error; `POST /admin/outbox/:queue/replay` puts them all
+ * back in the queue once the cause is fixed.
+ */
+export const outboxRoutes = new Hono<AdminEnv>()
+  .use(async (c, next) => {
+    if (c.var.actor.kind !== "operator") throw new ApiError("permission_denied", "The event queues are for the operator (ADMIN_TOKEN).");
+    await next();
+  })
+  .get("/", async (c) => {
+    const queues = await Promise.all(
+      Object.entries(QUEUES).map(async ([name, keyOf]) => {
+        const key = keyOf(c.var.settings.redisPrefix);
+        const [waiting, dead] = await Promise.all([backlog(c.var.redis, key), c.var.redis.llen(deadLetterKey(key))]);
+        return { queue: name, backlog: waiting, dead_letters: dead };
+      }),
+    );
+    return c.json({ object: "list", data: queues });
+  })
+  .get("/:queue", async (c) => {
+    const key = queueKey(c);
+    const raw = await c.var.redis.lrange<DeadLetter | string>(deadLetterKey(key), -100, -1);
+    const letters = raw.map((r) => (typeof r === "string" ? (JSON.parse(r) as DeadLetter) : r)).reverse();
+    return c.json({ object: "list", queue: c.req.param("queue"), backlog: await backlog(c.var.redis, key), data: letters });
+  })
+  .post("/:queue/replay", async (c) => {
+    const replayed = await replayDeadLetters(c.var.redis, queueKey(c));
+    c.var.log("outbox_replayed", { queue: c.req.param("queue"), replayed });
+    return c.json({ queue: c.req.param("queue"), replayed });
+  });

@@ -37,3 +37,16 @@ export async function withDb<T>(databaseUrl: string, wsProxy: string | null, fn:
     await pool.end();
   }
 }
+
+/**
+ * True when Postgres refused the data itself: SQLSTATE class 22 (data exception: a bad number, date
+ * or string) or 23 (integrity constraint violation). Retrying such a write can never succeed, unlike
+ * a lost connection or a timeout. Looks through drizzle's wrapping (`cause`).
+ */
+export function isDataError(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && typeof e === "object" && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && /^2[23][0-9A-Z]{3}$/.test(code)) return true;
+  }
+  return false;
+}
