@@ -10,6 +10,8 @@ export const models = pgTable("models", {
   outputPricePerMTokens: numeric("output_price_per_m_tokens", { precision: 12, scale: 6 }).notNull().default("0"),
   cachedInputPricePerMTokens: numeric("cached_input_price_per_m_tokens", { precision: 12, scale: 6 }),
   active: boolean("active").notNull().default(true),
+  /** Node-choice strategy for this model (null: least-load); an environment's own strategy wins. */
+  routingStrategy: text("routing_strategy", { enum: ["least-load", "prefix-affinity", "round-robin", "latency", "random"] }),
   createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
 });
 
@@ -60,4 +62,37 @@ export const spotEvents = pgTable(
     detail: jsonb("detail").$type<Record<string, unknown>>().notNull().default({}),
   },
   (t) => [index("spot_events_node_idx").on(t.nodeId, t.receivedAt)],
+);
+
+/** A node's health history: one row per change of the status it reports (or of its staleness). */
+export const healthChecks = pgTable(
+  "health_checks",
+  {
+    id: text("id").primaryKey(),
+    nodeId: text("node_id").notNull(),
+    at: timestamp("at", { withTimezone: true }).notNull(),
+    /** ready, degraded, draining, unhealthy, or stale (missed three heartbeats). */
+    status: text("status").notNull(),
+    previousStatus: text("previous_status"),
+    /** Load when it changed: in flight, capacity, waiting, KV cache use, recent TTFT. */
+    detail: jsonb("detail").$type<Record<string, unknown>>().notNull().default({}),
+  },
+  (t) => [index("health_checks_node_idx").on(t.nodeId, t.at)],
+);
+
+/**
+ * Reserved capacity: a tenant's tokens per second on a model, served first from the nodes it
+ * reserves; when capacity is short, ordinary traffic is shed before it.
+ */
+export const capacityReservations = pgTable(
+  "capacity_reservations",
+  {
+    id: text("id").primaryKey(),
+    tenantId: text("tenant_id").notNull(),
+    model: text("model").notNull(),
+    tokensPerSecond: integer("tokens_per_second").notNull(),
+    nodeIds: text("node_ids").array().notNull(),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index("capacity_reservations_tenant_idx").on(t.tenantId, t.model)],
 );

@@ -39,6 +39,10 @@ export const environments = pgTable(
       .references(() => tenants.id, { onDelete: "cascade" }),
     name: text("name").notNull(),
     pinnedRegion: text("pinned_region"),
+    /** Node-choice strategy for this environment's requests (null: the model's, else least-load). */
+    routingStrategy: text("routing_strategy", { enum: ["least-load", "prefix-affinity", "round-robin", "latency", "random"] }),
+    /** Regions a request may ask for with the x-switchyard-region header (null: none; pinned environments never leave their region). */
+    regionOverrides: text("region_overrides").array(),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [uniqueIndex("environments_tenant_name_idx").on(t.tenantId, t.name)],
