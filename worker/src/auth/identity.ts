@@ -3,6 +3,7 @@ import { apiKeys, budgets, environments, limitOverrides, tenants } from "../../.
 import type { BudgetEntry } from "../limits/budgets.ts";
 import type { LayerLimits } from "../limits/types.ts";
 import type { Db } from "../platform/db.ts";
+import type { RoutingStrategy } from "../routing/snapshot.ts";
 
 /** What the gateway knows about a caller once its key is resolved. Cached in the isolate and Redis. */
 export interface KeyIdentity {
@@ -17,6 +18,10 @@ export interface KeyIdentity {
   expiresAt: number | null;
   revoked: boolean;
   pinnedRegion: string | null;
+  /** The environment's node-choice strategy (null: the model's, else least-load). Optional: entries cached before it existed. */
+  routingStrategy?: RoutingStrategy | null;
+  /** Regions the environment's requests may ask for with x-switchyard-region (null: none). */
+  regionOverrides?: string[] | null;
   /** Limit overrides of the tenant, environment and key (null fields keep the configured default). */
   overrides: Partial<Record<"tenant" | "environment" | "key", Partial<LayerLimits>>>;
   /** Budgets and quotas of the tenant, environment and key. */
@@ -40,6 +45,8 @@ export async function loadKeyIdentity(db: Db, hash: string): Promise<KeyCacheEnt
       expiresAt: apiKeys.expiresAt,
       revokedAt: apiKeys.revokedAt,
       pinnedRegion: environments.pinnedRegion,
+      routingStrategy: environments.routingStrategy,
+      regionOverrides: environments.regionOverrides,
     })
     .from(apiKeys)
     .innerJoin(tenants, eq(tenants.id, apiKeys.tenantId))
@@ -80,6 +87,8 @@ export async function loadKeyIdentity(db: Db, hash: string): Promise<KeyCacheEnt
       expiresAt: row.expiresAt ? row.expiresAt.getTime() : null,
       revoked: row.revokedAt !== null,
       pinnedRegion: row.pinnedRegion,
+      routingStrategy: row.routingStrategy,
+      regionOverrides: row.regionOverrides,
       overrides,
       budgets: budgetRows.map((b) => ({ id: b.id, scope: b.scope, scopeId: b.scopeId, kind: b.kind, period: b.period, amount: b.amount })),
     },

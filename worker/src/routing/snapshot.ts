@@ -1,6 +1,11 @@
 import { eq } from "drizzle-orm";
-import { limitOverrides, models, nodes, regions } from "../../../schema/tables/index.ts";
+import { capacityReservations, limitOverrides, models, nodes, regions } from "../../../schema/tables/index.ts";
 import type { Db } from "../platform/db.ts";
+
+/** How the gateway picks a node among the healthy ones of a region (routing/strategies.ts). */
+export const ROUTING_STRATEGIES = ["least-load", "prefix-affinity", "round-robin", "latency", "random"] as const;
+/** A node-choice strategy. */
+export type RoutingStrategy = (typeof ROUTING_STRATEGIES)[number];
 
 /** A catalogue entry as the hot path needs it. Prices are USD per million tokens. */
 export interface ModelEntry {
@@ -12,6 +17,23 @@ export interface ModelEntry {
   outputPrice: number;
   cachedInputPrice: number | null;
   createdAt: number;
+  /** The model's node-choice strategy (null or absent: least-load). */
+  routingStrategy?: RoutingStrategy | null;
+}
+
+/** A region as routing needs it: where it is (null until an admin sets it) and its price multiplier. */
+export interface RegionEntry {
+  latitude: number | null;
+  longitude: number | null;
+  multiplier: number;
+}
+
+/** Reserved capacity: a tenant's tokens per second on a model, served first from `nodeIds`. */
+export interface ReservationEntry {
+  tenantId: string;
+  model: string;
+  tokensPerSecond: number;
+  nodeIds: string[];
 }
 
 /** A backplane node as the hot path needs it. */
@@ -40,6 +62,10 @@ export interface RoutingSnapshot {
   globalLimits: { rpm: number | null; tpm: number | null } | null;
   /** Price multiplier per region (regions.price_multiplier); optional so snapshots cached before it existed still read. */
   regionMultipliers?: Record<string, number>;
+  /** Regions by id (optional: snapshots cached before it existed). */
+  regions?: Record<string, RegionEntry>;
+  /** Capacity reservations (optional: snapshots cached before it existed). */
+  reservations?: ReservationEntry[];
 }
 
 /** Redis key of the routing snapshot. Admin tools delete it when models or nodes change. */
@@ -49,11 +75,12 @@ export function routingCacheKey(prefix: string): string {
 
 /** Builds the snapshot from Postgres (cache miss path only). */
 export async function loadRoutingSnapshot(db: Db): Promise<RoutingSnapshot> {
-  const [modelRows, nodeRows, globalRows, regionRows] = await Promise.all([
+  const [modelRows, nodeRows, globalRows, regionRows, reservationRows] = await Promise.all([
     db.select().from(models).where(eq(models.active, true)),
     db.select().from(nodes),
     db.select().from(limitOverrides).where(eq(limitOverrides.scope, "global")),
-    db.select({ id: regions.id, multiplier: regions.priceMultiplier }).from(regions),
+    db.select({ id: regions.id, multiplier: regions.priceMultiplier, latitude: regions.latitude, longitude: regions.longitude }).from(regions),
+    db.select().from(capacityReservations),
   ]);
   const global = globalRows[0];
   const catalogue: Record<string, ModelEntry> = {};
@@ -67,6 +94,7 @@ export async function loadRoutingSnapshot(db: Db): Promise<RoutingSnapshot> {
       outputPrice: Number(m.outputPricePerMTokens),
       cachedInputPrice: m.cachedInputPricePerMTokens === null ? null : Number(m.cachedInputPricePerMTokens),
       createdAt: Math.floor(m.createdAt.getTime() / 1000),
+      routingStrategy: m.routingStrategy,
     };
   }
   return {
@@ -74,6 +102,8 @@ export async function loadRoutingSnapshot(db: Db): Promise<RoutingSnapshot> {
     models: catalogue,
     globalLimits: global ? { rpm: global.rpm, tpm: global.tpm } : null,
     regionMultipliers: Object.fromEntries(regionRows.map((r) => [r.id, Number(r.multiplier)])),
+    regions: Object.fromEntries(regionRows.map((r) => [r.id, { latitude: r.latitude, longitude: r.longitude, multiplier: Number(r.multiplier) }])),
+    reservations: reservationRows.map((r) => ({ tenantId: r.tenantId, model: r.model, tokensPerSecond: r.tokensPerSecond, nodeIds: r.nodeIds })),
     nodes: nodeRows.map((n) => ({
       id: n.id,
       regionId: n.regionId,
