@@ -12,6 +12,8 @@ interface Totals {
   total_tokens: number;
   cost_micros: number;
   cost_usd: number;
+  credit_micros: number;
+  billable_micros: number;
 }
 interface Report {
   object: string;
@@ -37,12 +39,13 @@ async function recorded(tenantId: string) {
         completion_tokens: sql<number>`coalesce(sum(completion_tokens), 0)::int`,
         cached_prompt_tokens: sql<number>`coalesce(sum(cached_prompt_tokens), 0)::int`,
         cost_micros: sql<number>`coalesce(sum(cost_micros), 0)::int`,
+        credit_micros: sql<number>`coalesce(sum(credit_micros), 0)::int`,
       })
       .from(usageRecords)
       .where(eq(usageRecords.tenantId, tenantId)),
   );
   if (!row) throw new Error("no totals");
-  return { ...row, total_tokens: row.prompt_tokens + row.completion_tokens, cost_usd: row.cost_micros / 1e6 };
+  return { ...row, total_tokens: row.prompt_tokens + row.completion_tokens, cost_usd: row.cost_micros / 1e6, billable_micros: row.cost_micros - row.credit_micros };
 }
 
 async function usage(path: string, key: string): Promise<{ status: number; body: Report }> {
@@ -98,7 +101,7 @@ describe("GET /v1/usage", () => {
     expect(res.headers.get("content-disposition")).toBe(`attachment; filename="usage-${tenant.tenantId}-${day(-1)}T00Z-${day(2)}T00Z.csv"`);
     const [header, ...lines] = (await res.text()).trim().split("\r\n");
     const columns = (header ?? "").split(",");
-    expect(columns).toEqual(["period_start", "model", "api_key_id", "requests", "prompt_tokens", "completion_tokens", "cached_prompt_tokens", "total_tokens", "cost_usd", "cost_micros"]);
+    expect(columns).toEqual(["period_start", "model", "api_key_id", "requests", "prompt_tokens", "completion_tokens", "cached_prompt_tokens", "total_tokens", "cost_usd", "cost_micros", "credit_micros", "billable_micros"]);
     const sum = (col: string) => lines.reduce((n, l) => n + Number(l.split(",")[columns.indexOf(col)]), 0);
     const truth = await recorded(tenant.tenantId);
     expect({ requests: sum("requests"), total_tokens: sum("total_tokens"), cost_micros: sum("cost_micros") }).toEqual({
