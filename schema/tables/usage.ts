@@ -28,7 +28,12 @@ export const usageRecords = pgTable(
     creditMicros: bigint("credit_micros", { mode: "number" }).notNull().default(0),
     errorCode: text("error_code"),
   },
-  (t) => [index("usage_records_tenant_at_idx").on(t.tenantId, t.at), index("usage_records_key_at_idx").on(t.apiKeyId, t.at)],
+  (t) => [
+    index("usage_records_tenant_at_idx").on(t.tenantId, t.at),
+    index("usage_records_key_at_idx").on(t.apiKeyId, t.at),
+    // Reconciliation sums each node's tokens per window.
+    index("usage_records_node_at_idx").on(t.nodeId, t.at),
+  ],
 );
 
 /**
