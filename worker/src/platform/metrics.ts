@@ -13,6 +13,7 @@ const pending = new Map<string, number>();
 export const COUNTERS = {
   switchyard_limits_fail_open_total: "Requests admitted without a rate-limit or concurrency check because Redis did not answer in time (label check).",
   switchyard_budgets_fail_closed_total: "Requests refused because budgets could not be checked (Redis unavailable).",
+  switchyard_reconciliation_alerts_total: "Reconciliation windows whose drift between engine-counted and metered tokens was above the threshold (label node).",
 } as const;
 
 /** A counter name. */
