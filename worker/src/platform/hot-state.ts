@@ -3,6 +3,7 @@ import type { AppEnv } from "../env.ts";
 import { keyCacheKey, loadKeyIdentity, type KeyCacheEntry } from "../auth/identity.ts";
 import { ApiError } from "../errors.ts";
 import { liveNodesKey, type LiveNode } from "../nodes/live.ts";
+import { circuitKey, type CircuitState } from "../routing/breaker.ts";
 import { loadRoutingSnapshot, routingCacheKey, type RoutingSnapshot } from "../routing/snapshot.ts";
 import type { Settings } from "../settings.ts";
 import { withDb } from "./db.ts";
@@ -16,6 +17,8 @@ interface Timed<T> {
 export interface RoutingView {
   snapshot: RoutingSnapshot;
   live: Record<string, LiveNode>;
+  /** Circuit breaker state of the nodes that have one (routing/breaker.ts). */
+  circuits: Record<string, CircuitState>;
 }
 
 const MAX_ISOLATE_KEYS = 10_000;
@@ -78,6 +81,7 @@ async function load(deps: HotStateDeps, keyHash: string | null, now: number): Pr
   const needKey = keyHash !== null && !key;
   let snapshot = cachedRouting?.snapshot ?? null;
   let live: Record<string, LiveNode> = cachedRouting?.live ?? {};
+  let circuits: Record<string, CircuitState> = cachedRouting?.circuits ?? {};
   const keyRedisKey = keyHash === null ? "" : keyCacheKey(settings.redisPrefix, keyHash);
   const routingRedisKey = routingCacheKey(settings.redisPrefix);
   try {
@@ -86,6 +90,7 @@ async function load(deps: HotStateDeps, keyHash: string | null, now: number): Pr
     if (!cachedRouting) {
       pipe.get<RoutingSnapshot>(routingRedisKey);
       pipe.hgetall<Record<string, LiveNode>>(liveNodesKey(settings.redisPrefix));
+      pipe.hgetall<Record<string, CircuitState>>(circuitKey(settings.redisPrefix));
     }
     const results = await pipe.exec<unknown[]>();
     let i = 0;
@@ -93,6 +98,7 @@ async function load(deps: HotStateDeps, keyHash: string | null, now: number): Pr
     if (!cachedRouting) {
       snapshot = (results[i++] as RoutingSnapshot | null) ?? null;
       live = (results[i++] as Record<string, LiveNode> | null) ?? {};
+      circuits = (results[i++] as Record<string, CircuitState> | null) ?? {};
     }
   } catch (err) {
     deps.log("redis_unavailable", { during: "hot_state", error: String(err) });
@@ -125,7 +131,7 @@ async function load(deps: HotStateDeps, keyHash: string | null, now: number): Pr
   if ((needKey && !key) || !snapshot) throw new Error("hot state incomplete after database load");
 
   if (keyHash !== null && key) rememberKey(keyHash, key, settings.keyCacheIsolateMs, now);
-  const routing = cachedRouting ?? { snapshot, live };
+  const routing = cachedRouting ?? { snapshot, live, circuits };
   isolateRouting = { value: routing, until: now + settings.routingCacheIsolateMs };
   return { key, routing };
 }
@@ -145,6 +151,15 @@ export async function loadRoutingView(deps: HotStateDeps, now = Date.now()): Pro
 /** Writes a node's new live state through to this isolate's cached routing view. */
 export function rememberLiveNode(nodeId: string, live: LiveNode): void {
   if (isolateRouting) isolateRouting.value = { ...isolateRouting.value, live: { ...isolateRouting.value.live, [nodeId]: live } };
+}
+
+/** Writes a node's new circuit state through to this isolate's cached routing view. */
+export function rememberCircuit(nodeId: string, state: CircuitState | null): void {
+  if (!isolateRouting) return;
+  const circuits = { ...isolateRouting.value.circuits };
+  if (state === null) delete circuits[nodeId];
+  else circuits[nodeId] = state;
+  isolateRouting.value = { ...isolateRouting.value, circuits };
 }
 
 /** Drops the isolate caches (tests, and the admin paths that change keys or nodes in this isolate). */

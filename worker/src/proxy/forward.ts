@@ -26,24 +26,33 @@ export interface ForwardRequest {
   connectTimeoutMs: number;
   /** Aborts the upstream request when the client goes away. */
   clientSignal: AbortSignal | undefined;
+  /** At most this many nodes are tried… */
+  maxAttempts: number;
+  /** …within this much time in all (milliseconds, from the first attempt). */
+  deadlineMs: number;
+  /** Told about each node's answer: true for a usable response, false for a node failure (breaker input). */
+  onNodeResult?: (node: NodeEntry, ok: boolean) => void;
 }
 
 /**
  * Sends the signed request to the first candidate that answers; moves on to the next one when a
  * node cannot be reached, times out before its headers, or answers 5xx/429 (nothing has reached the
  * client yet, so retrying elsewhere is safe). A 4xx from the engine is the caller's error and is
- * returned as such.
+ * returned as such. At most `maxAttempts` nodes are tried, within `deadlineMs` in all.
  */
 export async function forwardToBackplane(req: ForwardRequest, candidates: NodeEntry[]): Promise<Forwarded> {
   const attempts: Attempt[] = [];
   let lastError: ApiError | null = null;
-  for (const node of candidates) {
+  const deadline = Date.now() + req.deadlineMs;
+  for (const node of candidates.slice(0, req.maxAttempts)) {
+    const remaining = deadline - Date.now();
+    if (remaining <= 0 || req.clientSignal?.aborted) break;
     const key = await nodeSigningKey(req.masterSecret, node.id, node.secretVersion);
     const signed = await signRequest(key, "POST", req.path, req.body);
     const controller = new AbortController();
     const onClientAbort = () => controller.abort();
     req.clientSignal?.addEventListener("abort", onClientAbort);
-    const timer = setTimeout(() => controller.abort(), req.connectTimeoutMs);
+    const timer = setTimeout(() => controller.abort(), Math.min(req.connectTimeoutMs, remaining));
     let response: Response;
     try {
       response = await fetch(new URL(req.path, node.url), {
@@ -62,6 +71,7 @@ export async function forwardToBackplane(req: ForwardRequest, candidates: NodeEn
       clearTimeout(timer);
       const timedOut = controller.signal.aborted && !req.clientSignal?.aborted;
       attempts.push({ nodeId: node.id, outcome: timedOut ? "timeout" : `unreachable: ${String(err)}` });
+      if (!req.clientSignal?.aborted) req.onNodeResult?.(node, false);
       lastError = timedOut
         ? new ApiError("upstream_timeout", "The GPU node did not start answering in time. Retry the request.")
         : new ApiError("upstream_error", "The GPU node serving this model could not be reached. Retry the request.");
@@ -70,10 +80,13 @@ export async function forwardToBackplane(req: ForwardRequest, candidates: NodeEn
     clearTimeout(timer);
     if (response.ok) {
       attempts.push({ nodeId: node.id, outcome: String(response.status) });
+      req.onNodeResult?.(node, true);
       return { response, node, attempts };
     }
     const text = await response.text();
     attempts.push({ nodeId: node.id, outcome: String(response.status) });
+    // 5xx is the node failing (breaker input); 503/429 is a healthy node at capacity, and 4xx the caller's.
+    req.onNodeResult?.(node, !(response.status >= 500 && response.status !== 503));
     if (isRetryableStatus(response.status) || response.status === 401) {
       // 401 from a backplane means the node and gateway disagree on the secret: an operator problem,
       // not the caller's, so try elsewhere and report a 502 if nothing else works.

@@ -1,4 +1,5 @@
 import { ApiError } from "../errors.ts";
+import { fnv1a } from "../routing/strategies.ts";
 
 /** The OpenAI endpoints the gateway proxies. */
 export type Endpoint = "chat" | "completions" | "embeddings";
@@ -21,6 +22,8 @@ export interface ProxyRequest {
    * text at four characters per token. Used only when the engine never reported usage (a cut stream).
    */
   promptTokensEstimate: number;
+  /** Hash of the prompt's start (system prompt and first user turn), for prefix-affinity routing; null for embeddings. */
+  prefixHash: number | null;
 }
 
 type Json = Record<string, unknown>;
@@ -88,6 +91,21 @@ function estimateTokens(value: unknown): number {
   }, 0);
 }
 
+/** Characters of the prompt's start that identify its prefix (a system prompt and the first turn fit). */
+const PREFIX_CHARS = 2048;
+
+function prefixHash(endpoint: Endpoint, model: string, body: Json): number | null {
+  if (endpoint === "embeddings") return null;
+  let prefix: string;
+  if (endpoint === "completions") prefix = typeof body.prompt === "string" ? body.prompt : JSON.stringify(body.prompt);
+  else {
+    const messages = body.messages as Json[];
+    const firstUser = messages.findIndex((m) => m.role === "user");
+    prefix = JSON.stringify(messages.slice(0, firstUser === -1 ? 1 : firstUser + 1).map((m) => [m.role, m.content]));
+  }
+  return fnv1a(`${model}\u0000${prefix.slice(0, PREFIX_CHARS)}`);
+}
+
 function promptTokensEstimate(endpoint: Endpoint, body: Json): number {
   if (endpoint === "completions") return estimateTokens(body.prompt);
   if (endpoint === "embeddings") return estimateTokens(body.input);
@@ -153,5 +171,5 @@ export function validateRequest(endpoint: Endpoint, raw: string): ProxyRequest {
   const maxOutputTokens =
     endpoint === "embeddings" ? 0 : typeof requestedMax === "number" ? requestedMax : endpoint === "completions" ? 16 : null;
   const choices = typeof body.n === "number" ? body.n : 1;
-  return { endpoint, model: body.model, stream, clientWantsUsage, upstreamBody, maxOutputTokens, choices, promptTokensEstimate: promptTokensEstimate(endpoint, body) };
+  return { endpoint, model: body.model, stream, clientWantsUsage, upstreamBody, maxOutputTokens, choices, promptTokensEstimate: promptTokensEstimate(endpoint, body), prefixHash: prefixHash(endpoint, body.model, body) };
 }

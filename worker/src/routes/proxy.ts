@@ -10,7 +10,12 @@ import { admit, maxCost, rateTokens } from "../limits/admission.ts";
 import { tapJson } from "../proxy/json-tap.ts";
 import { tapSse } from "../proxy/sse-tap.ts";
 import { validateRequest, type Endpoint } from "../proxy/validate.ts";
-import { candidateNodes } from "../routing/pick.ts";
+import { claimTrial, recordFailure, recordSuccess } from "../routing/breaker.ts";
+import { callerLocation, REGION_HEADER } from "../routing/geo.ts";
+import { planRoute, type RoutePlan } from "../routing/pick.ts";
+import { recordSend, sentSince } from "../routing/sent.ts";
+import { rememberCircuit } from "../platform/hot-state.ts";
+import type { NodeEntry } from "../routing/snapshot.ts";
 
 const PATHS: Record<Endpoint, string> = {
   chat: "/v1/chat/completions",
@@ -49,17 +54,12 @@ export function proxyHandler(endpoint: Endpoint) {
         param: "model",
       });
     }
-    const candidates = candidateNodes(c.var.routing.snapshot, c.var.routing.live, req.model, identity.pinnedRegion);
-    if (candidates.length === 0) {
-      throw new ApiError("no_capacity", `No GPU node is serving '${req.model}' right now. Retry in a few seconds.`, {
-        headers: { "retry-after": "5" },
-      });
-    }
+    const candidates = await routeRequest(c, req.model, req.prefixHash);
 
     const bodyBytes = new TextEncoder().encode(raw).length;
     // Region price multipliers: the reservation assumes the dearest region among the candidates.
     const multipliers = c.var.routing.snapshot.regionMultipliers ?? {};
-    const maxMultiplier = Math.max(1, ...candidates.map((n) => multipliers[n.regionId] ?? 1));
+    const maxMultiplier = Math.max(1, ...candidates.map((n: NodeEntry) => multipliers[n.regionId] ?? 1));
     const admission = await admit(
       { redis: c.var.redis, settings: c.var.settings, log: c.var.log, requestId: c.var.requestId },
       identity,
@@ -95,6 +95,9 @@ export function proxyHandler(endpoint: Endpoint) {
           masterSecret: c.env.NODE_SIGNING_SECRET,
           connectTimeoutMs: c.var.settings.upstreamConnectTimeoutMs,
           clientSignal: c.req.raw.signal,
+          maxAttempts: c.var.settings.routing.maxAttempts,
+          deadlineMs: c.var.settings.routing.deadlineMs,
+          onNodeResult: (node, ok) => reportNodeResult(c, node, ok),
         },
         candidates,
       );
@@ -165,4 +168,80 @@ export function proxyHandler(endpoint: Endpoint) {
     }
     return new Response(tapped.body, { status: forwarded.response.status, headers });
   };
+}
+
+/**
+ * Plans the nodes to try (routing/pick.ts) for this caller: its location, its environment's pinned
+ * region, strategy and allowed region overrides, the model's strategy, and the nodes' live load and
+ * circuits. A half-open circuit's node is kept (first) only by the one request that claims its
+ * trial. No capacity is a 503 that says why.
+ */
+async function routeRequest(c: Context<AppEnv>, model: string, prefixHash: number | null): Promise<NodeEntry[]> {
+  const { identity, routing, settings } = c.var;
+  const requested = c.req.header(REGION_HEADER)?.trim() || null;
+  if (requested !== null && requested !== identity.pinnedRegion) {
+    const allowed = identity.pinnedRegion === null && (identity.regionOverrides ?? []).some((r) => r === requested || r === "*");
+    if (!allowed) {
+      throw new ApiError("permission_denied", `This key's environment may not choose its region with ${REGION_HEADER}${identity.pinnedRegion ? ` (it is pinned to '${identity.pinnedRegion}')` : ""}; an admin can allow regions with region_overrides.`);
+    }
+  }
+  const now = Date.now();
+  const plan: RoutePlan = planRoute({
+    snapshot: routing.snapshot,
+    live: routing.live,
+    circuits: routing.circuits,
+    model,
+    tenantId: identity.tenantId,
+    pinnedRegion: identity.pinnedRegion,
+    requestedRegion: requested,
+    location: callerLocation(c.req.raw, settings.routing.trustLocationHeader),
+    strategy: identity.routingStrategy ?? routing.snapshot.models[model]?.routingStrategy ?? "least-load",
+    prefixHash,
+    weights: settings.routing.weights,
+    affinitySlack: settings.routing.affinitySlack,
+    sentSince,
+    now,
+  });
+  let nodes = plan.nodes;
+  const trial = nodes.find((n) => plan.halfOpen.has(n.id));
+  if (trial) {
+    // One round trip, only while a circuit is half open: exactly one request gets to try the node.
+    const won = await claimTrial(c.var.redis, settings.redisPrefix, trial.id, settings.routing.breakerCooldownMs).catch(() => false);
+    const others = nodes.filter((n) => !plan.halfOpen.has(n.id));
+    nodes = won ? [trial, ...others] : others;
+  }
+  if (nodes.length === 0) {
+    const message =
+      plan.emptyReason === "pinned_region"
+        ? `No healthy GPU node in region '${identity.pinnedRegion}' is serving '${model}' right now, and this environment is pinned to that region. Retry in a few seconds.`
+        : plan.emptyReason === "shed"
+          ? `Every GPU node serving '${model}' is busy with reserved capacity right now. Retry in a few seconds.`
+          : `No GPU node is serving '${model}' right now. Retry in a few seconds.`;
+    throw new ApiError("no_capacity", message, { headers: { "retry-after": "5" } });
+  }
+  const first = nodes[0];
+  const live = first ? routing.live[first.id] : undefined;
+  if (first && live) recordSend(first.id, live.at);
+  return nodes;
+}
+
+/** Feeds the node's circuit breaker (in waitUntil): failures count up to opening it; a success after any failure closes it. */
+function reportNodeResult(c: Context<AppEnv>, node: NodeEntry, ok: boolean): void {
+  const { redis, settings, routing } = c.var;
+  const prefix = settings.redisPrefix;
+  if (ok) {
+    if (!routing.circuits[node.id]) return;
+    rememberCircuit(node.id, null);
+    c.executionCtx.waitUntil(recordSuccess(redis, prefix, node.id).catch(() => null));
+    return;
+  }
+  const breaker = { failures: settings.routing.breakerFailures, cooldownMs: settings.routing.breakerCooldownMs };
+  c.executionCtx.waitUntil(
+    recordFailure(redis, prefix, node.id, breaker)
+      .then((state) => {
+        rememberCircuit(node.id, state);
+        if (state.openUntil > Date.now()) c.var.log("circuit_open", { nodeId: node.id, failures: state.failures, until: new Date(state.openUntil).toISOString() });
+      })
+      .catch(() => null),
+  );
 }

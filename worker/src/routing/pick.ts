@@ -1,7 +1,8 @@
 import { isStale, type LiveNode } from "../nodes/live.ts";
-import type { NodeEntry, RoutingSnapshot } from "./snapshot.ts";
-
-let rotation = 0;
+import { circuitPhase, type CircuitState } from "./breaker.ts";
+import { distanceKm, type CallerLocation } from "./geo.ts";
+import type { NodeEntry, RoutingSnapshot, RoutingStrategy } from "./snapshot.ts";
+import { orderNodes, type LoadWeights } from "./strategies.ts";
 
 /**
  * Whether a node may take new requests for `model`: enabled by the admin, and either a static
@@ -15,25 +16,107 @@ export function isEligible(node: NodeEntry, live: LiveNode | undefined, model: s
   return (live.status === "ready" || live.status === "degraded") && live.models.includes(model);
 }
 
+/** Below this share of healthy nodes (for the model) a region is degraded and loses traffic first. */
+export const DEGRADED_REGION_SHARE = 0.5;
+/** Ordinary traffic may use a reserved node only while it is less than this full. */
+export const RESERVED_NODE_SHARE = 0.5;
+
+/** Everything a routing decision looks at. */
+export interface RouteInput {
+  snapshot: RoutingSnapshot;
+  live: Record<string, LiveNode>;
+  circuits: Record<string, CircuitState>;
+  model: string;
+  tenantId: string;
+  /** The environment's region: it never leaves it. */
+  pinnedRegion: string | null;
+  /** A region the caller asked for (already checked against the environment's allowance). */
+  requestedRegion: string | null;
+  location: CallerLocation | null;
+  strategy: RoutingStrategy;
+  prefixHash: number | null;
+  weights: LoadWeights;
+  affinitySlack: number;
+  sentSince: (nodeId: string, liveAt: number) => number;
+  now: number;
+  random?: () => number;
+}
+
+/** The decision: nodes in the order to try, and which of them are half-open circuits (trial only). */
+export interface RoutePlan {
+  nodes: NodeEntry[];
+  halfOpen: Set<string>;
+  /** Regions in the order they were considered (for logs and the admin view). */
+  regions: { id: string; distanceKm: number | null; degraded: boolean }[];
+  /** Why `nodes` is empty, for the 503's message. */
+  emptyReason: "no_node" | "pinned_region" | "shed" | null;
+}
+
+function load(live: LiveNode | undefined, sent: number): number {
+  return live ? live.inFlight + (live.waiting ?? 0) + sent : sent;
+}
+
 /**
- * The nodes that may serve `model`, in the order to try them: eligible nodes (pinned region only,
- * if the environment is pinned), ready before degraded, rotated per request so load spreads.
- * Region- and load-aware strategies replace this ordering later; callers only rely on "try in
- * this order".
+ * Plans where a request goes: the nearest region with healthy capacity for the model first (a
+ * requested region before that; a pinned environment only its own region), degraded regions
+ * (fewer than half their nodes healthy) after the healthy ones, and within each region the nodes in
+ * the environment's or model's strategy order. A tenant with a reservation on the model gets its
+ * reserved nodes first; everyone else may use a reserved node only while it is less than half full,
+ * so ordinary traffic is shed first when capacity is short. Nodes with an open circuit are left out;
+ * half-open ones are listed and marked so the caller can let exactly one trial through.
  */
-export function candidateNodes(
-  snapshot: RoutingSnapshot,
-  live: Record<string, LiveNode>,
-  model: string,
-  pinnedRegion: string | null,
-  now: number = Date.now(),
-): NodeEntry[] {
-  const eligible = snapshot.nodes.filter(
-    (n) => (pinnedRegion === null || n.regionId === pinnedRegion) && isEligible(n, live[n.id], model, now),
+export function planRoute(input: RouteInput): RoutePlan {
+  const { snapshot, live, model, now } = input;
+  const random = input.random ?? Math.random;
+  const serving = snapshot.nodes.filter((n) => n.status === "active" && n.models.includes(model));
+  const halfOpen = new Set<string>();
+  const eligible = serving.filter((n) => {
+    if (!isEligible(n, live[n.id], model, now)) return false;
+    const phase = circuitPhase(input.circuits[n.id], now);
+    if (phase === "half_open") halfOpen.add(n.id);
+    return phase !== "open";
+  });
+
+  const reservations = (snapshot.reservations ?? []).filter((r) => r.model === model);
+  const reserved = new Set(reservations.flatMap((r) => r.nodeIds));
+  const mine = new Set(reservations.filter((r) => r.tenantId === input.tenantId).flatMap((r) => r.nodeIds));
+  const usable = eligible.filter((n) => {
+    if (input.pinnedRegion !== null && n.regionId !== input.pinnedRegion) return false;
+    if (!reserved.has(n.id) || mine.has(n.id)) return true;
+    const l = live[n.id];
+    return !l || load(l, input.sentSince(n.id, l.at)) < Math.max(1, l.capacity) * RESERVED_NODE_SHARE;
+  });
+
+  // Regions: health share among the nodes serving the model, distance from the caller.
+  const regionIds = [...new Set(usable.map((n) => n.regionId))];
+  const regions = regionIds.map((id) => {
+    const all = serving.filter((n) => n.regionId === id).length;
+    const healthy = eligible.filter((n) => n.regionId === id).length;
+    const r = snapshot.regions?.[id];
+    const distance = input.location && r && r.latitude !== null && r.longitude !== null ? distanceKm(input.location, { latitude: r.latitude, longitude: r.longitude }) : null;
+    return { id, distanceKm: distance, degraded: all > 0 && healthy / all < DEGRADED_REGION_SHARE };
+  });
+  regions.sort(
+    (a, b) =>
+      Number(b.id === input.requestedRegion) - Number(a.id === input.requestedRegion) ||
+      Number(a.degraded) - Number(b.degraded) ||
+      (a.distanceKm ?? Infinity) - (b.distanceKm ?? Infinity) ||
+      a.id.localeCompare(b.id),
   );
-  if (eligible.length <= 1) return eligible;
-  rotation = (rotation + 1) % eligible.length;
-  const rotated = [...eligible.slice(rotation), ...eligible.slice(0, rotation)];
-  const degraded = (n: NodeEntry) => (live[n.id]?.status === "degraded" ? 1 : 0);
-  return rotated.sort((a, b) => degraded(a) - degraded(b));
+
+  const strategyInput = { live, weights: input.weights, sentSince: input.sentSince, prefixHash: input.prefixHash, affinitySlack: input.affinitySlack, random };
+  const ordered = regions.flatMap((region) => {
+    const inRegion = orderNodes(input.strategy, usable.filter((n) => n.regionId === region.id), strategyInput, `${model}|${region.id}`);
+    // Ordinary traffic uses others' reserved nodes last.
+    return [...inRegion.filter((n) => !reserved.has(n.id) || mine.has(n.id)), ...inRegion.filter((n) => reserved.has(n.id) && !mine.has(n.id))];
+  });
+  const nodes = mine.size === 0 ? ordered : [...ordered.filter((n) => mine.has(n.id)), ...ordered.filter((n) => !mine.has(n.id))];
+
+  let emptyReason: RoutePlan["emptyReason"] = null;
+  if (nodes.length === 0) {
+    if (input.pinnedRegion !== null && eligible.length > 0 && !eligible.some((n) => n.regionId === input.pinnedRegion)) emptyReason = "pinned_region";
+    else if (eligible.length > 0) emptyReason = "shed";
+    else emptyReason = "no_node";
+  }
+  return { nodes, halfOpen, regions, emptyReason };
 }
