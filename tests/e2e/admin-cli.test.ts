@@ -182,4 +182,47 @@ describe("the admin CLI against the local stack", () => {
     expect(human).toContain("sim-llama-8b");
     expect(human).toMatch(/Total: 1 requests/);
   });
+
+  it("lists the fleet's nodes and regions, and drains a node so it gets no new requests until undrained", async () => {
+    const nodes = rows((await ok(["node", "list"])).stdout);
+    expect(nodes[0]).toEqual(["ID", "REGION", "STATUS", "REPORTED", "STALE", "IN FLIGHT", "WAITING", "KV", "TTFT", "CIRCUIT"]);
+    const node = nodes.find((r) => r[0] === stack.nodeId);
+    expect(node?.slice(0, 5)).toEqual([stack.nodeId, "local", "active", "ready", "no"]);
+    expect(node?.[5]).toMatch(/^\d+\/\d+$/);
+    expect(node?.[9]).toBe("closed");
+    expect(rows((await ok(["region", "list"])).stdout).find((r) => r[0] === "local")?.at(-1)).toBe("1/1");
+
+    // A tenant of its own, so the demo tenant's usage stays as the other tests expect it.
+    const tenantId = (await ok(["tenant", "create", "--name", "Fleet Co"])).stdout;
+    const envId = (await ok(["env", "create", "--tenant", tenantId, "--name", "prod", "--strategy", "least-load"])).stdout;
+    const key = (await ok(["key", "create", "--env", envId, "--name", "app"])).stdout;
+    const chatStatus = async () => {
+      const res = await fetch(`${stack.gatewayUrl}/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: JSON.stringify({ model: "sim-llama-8b", messages: [{ role: "user", content: "hi" }], max_tokens: 2 }),
+      });
+      await res.arrayBuffer();
+      return res.status;
+    };
+    const statusBecomes = async (want: number) => {
+      const started = Date.now();
+      while ((await chatStatus()) !== want) {
+        expect(Date.now() - started).toBeLessThan(5_000);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    await statusBecomes(200);
+    try {
+      expect((await ok(["node", "drain", stack.nodeId])).stdout).toMatch(/^status\s+draining$/m);
+      await statusBecomes(503);
+      expect(rows((await ok(["node", "list"])).stdout).find((r) => r[0] === stack.nodeId)?.[2]).toBe("draining");
+      expect((await ok(["node", "show", stack.nodeId])).stdout).toMatch(/Health history \(newest first, last \d+\):\n(AT\s+STATUS|\(none\))/);
+    } finally {
+      await ok(["node", "undrain", stack.nodeId]);
+    }
+    await statusBecomes(200);
+    const audit = rows((await ok(["audit", "--target", stack.nodeId])).stdout);
+    expect(audit.slice(1, 3).map((r) => r[2])).toEqual(["node.undrain", "node.drain"]);
+  });
 });

@@ -1,6 +1,7 @@
 /** `model list|set|remove` (the catalogue through the admin API) and `usage` (usage reports). */
 import { table } from "./format.ts";
 import { AdminUsageError, arg, flag, need, output, show, type Command, type CommandContext } from "./context.ts";
+import { strategyFlag } from "./fleet.ts";
 
 interface CatalogueModel {
   id: string;
@@ -11,6 +12,7 @@ interface CatalogueModel {
   output_price_per_m_tokens: number;
   cached_input_price_per_m_tokens: number | null;
   active: boolean;
+  routing_strategy: string | null;
 }
 
 interface UsageReport {
@@ -35,8 +37,17 @@ export const catalogueCommands: Record<string, Command> = {
     output(ctx, body, () =>
       ctx.print(
         table(
-          ["ID", "KIND", "CONTEXT", "IN $/M", "OUT $/M", "CACHED $/M", "ACTIVE"],
-          body.data.map((m) => [m.id, m.kind, m.context_length, m.input_price_per_m_tokens, m.output_price_per_m_tokens, m.cached_input_price_per_m_tokens ?? "-", m.active ? "yes" : "no"]),
+          ["ID", "KIND", "CONTEXT", "IN $/M", "OUT $/M", "CACHED $/M", "ACTIVE", "STRATEGY"],
+          body.data.map((m) => [
+            m.id,
+            m.kind,
+            m.context_length,
+            m.input_price_per_m_tokens,
+            m.output_price_per_m_tokens,
+            m.cached_input_price_per_m_tokens ?? "-",
+            m.active ? "yes" : "no",
+            m.routing_strategy,
+          ]),
         ),
       ),
     );
@@ -53,6 +64,7 @@ export const catalogueCommands: Record<string, Command> = {
       output_price_per_m_tokens: price(ctx, "output-price"),
       cached_input_price_per_m_tokens: price(ctx, "cached-price"),
       active: active === undefined ? undefined : active === "true",
+      routing_strategy: strategyFlag(ctx),
     };
     show(ctx, await ctx.api().request<CatalogueModel>("PUT", `/models/${encodeURIComponent(id)}`, body));
   },

@@ -2,6 +2,7 @@
 import type { ApiKeyJson, CreatedApiKeyJson, EnvironmentJson, TenantJson } from "../src/admin/wire.ts";
 import { cell, fields } from "./format.ts";
 import { AdminUsageError, arg, flag, intFlag, list, listFlag, need, output, show, type Command, type CommandContext } from "./context.ts";
+import { regionOverridesFlag, strategyFlag } from "./fleet.ts";
 
 const enc = encodeURIComponent;
 
@@ -59,7 +60,13 @@ export const tenancyCommands: Record<string, Command> = {
   },
 
   "env create": async (ctx) => {
-    const input = { tenant_id: need(ctx, "tenant"), name: need(ctx, "name"), pinned_region: region(ctx) };
+    const input = {
+      tenant_id: need(ctx, "tenant"),
+      name: need(ctx, "name"),
+      pinned_region: region(ctx),
+      routing_strategy: strategyFlag(ctx),
+      region_overrides: regionOverridesFlag(ctx),
+    };
     created(ctx, "environment", await ctx.api().request<EnvironmentJson>("POST", "/environments", input));
   },
   "env list": (ctx) => {
@@ -69,8 +76,10 @@ export const tenancyCommands: Record<string, Command> = {
   "env show": async (ctx) => show(ctx, await ctx.api().request<EnvironmentJson>("GET", `/environments/${enc(arg(ctx, 0, "the environment id"))}`)),
   "env update": async (ctx) => {
     const id = arg(ctx, 0, "the environment id");
-    const change = { name: flag(ctx, "name"), pinned_region: region(ctx) };
-    if (change.name === undefined && change.pinned_region === undefined) throw new AdminUsageError("Nothing to update: give --name or --region (none to unpin).");
+    const change = { name: flag(ctx, "name"), pinned_region: region(ctx), routing_strategy: strategyFlag(ctx), region_overrides: regionOverridesFlag(ctx) };
+    if (Object.values(change).every((v) => v === undefined)) {
+      throw new AdminUsageError("Nothing to update: give --name, --region (none to unpin), --strategy or --region-overrides (none to clear).");
+    }
     show(ctx, await ctx.api().request<EnvironmentJson>("PATCH", `/environments/${enc(id)}`, change));
   },
   "env delete": (ctx) => {

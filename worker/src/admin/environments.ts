@@ -1,15 +1,16 @@
 /**
  * `/admin/environments`. A tenant admin key works only inside its tenant; anything else is 404.
  *
- * Reaching the gateway: an environment's pinned region is part of its keys' cached identity, so
- * changing it or deleting the environment drops the Redis cache entries of all its keys
- * (invalidate.ts); isolates follow within KEY_CACHE_ISOLATE_SECONDS.
+ * Reaching the gateway: an environment's pinned region, routing strategy and region overrides are
+ * part of its keys' cached identity, so changing them or deleting the environment drops the Redis
+ * cache entries of all its keys (invalidate.ts); isolates follow within KEY_CACHE_ISOLATE_SECONDS.
  */
-import { and, asc, eq, gt, type SQL } from "drizzle-orm";
+import { and, asc, eq, gt, inArray, type SQL } from "drizzle-orm";
 import { Hono } from "hono";
 import { z } from "zod";
 import { environments, regions, tenants } from "../../../schema/tables/index.ts";
 import { ApiError } from "../errors.ts";
+import { ROUTING_STRATEGIES } from "../routing/snapshot.ts";
 import { actorName, type AdminEnv } from "./auth.ts";
 import { canSee, definedFields, inTransaction, notFound, readJson, readQuery, reading, unique, type AdminContext } from "./http.ts";
 import { cacheKeysOf, dropCaches } from "./invalidate.ts";
@@ -21,8 +22,18 @@ import { environmentJson } from "./wire.ts";
 const id = z.string().min(1).max(100);
 const name = z.string().trim().min(1).max(100);
 const region = z.string().trim().min(1).max(100).nullable();
-const createBody = z.strictObject({ tenant_id: id, name, pinned_region: region.optional() });
-const updateBody = z.strictObject({ name: name.optional(), pinned_region: region.optional() });
+const strategy = z.enum(ROUTING_STRATEGIES).nullable();
+/** In region_overrides: any region may be asked for. */
+const ANY_REGION = "*";
+// Regions a request may ask for with x-switchyard-region (null: none).
+const regionOverrides = z
+  .array(z.string().trim().min(1).max(100))
+  .max(64)
+  .nullable()
+  .transform((ids) => (ids === null ? null : [...new Set(ids)]));
+const routing = { pinned_region: region.optional(), routing_strategy: strategy.optional(), region_overrides: regionOverrides.optional() };
+const createBody = z.strictObject({ tenant_id: id, name, ...routing });
+const updateBody = z.strictObject({ name: name.optional(), ...routing });
 const listQuery = z.object({ ...pageQuery, tenant_id: id.optional() });
 
 const DUPLICATE = "The tenant already has an environment with this name.";
@@ -35,11 +46,26 @@ async function loadEnvironment(c: AdminContext, db: AdminDb, envId: string, lock
   return row;
 }
 
-/** 400 unless the region exists (pinning to a misspelt region would leave the environment with no nodes). */
-async function checkRegion(db: AdminDb, regionId: string | null | undefined): Promise<void> {
-  if (regionId === null || regionId === undefined) return;
-  const [row] = await db.select({ id: regions.id }).from(regions).where(eq(regions.id, regionId));
-  if (!row) throw new ApiError("invalid_value", `Unknown region ${regionId}. Regions are created by node heartbeats or \`npm run admin -- region upsert\`.`, { param: "pinned_region" });
+/** 400 unless the regions exist (pinning to a misspelt region would leave the environment with no nodes). */
+async function checkRegions(db: AdminDb, regionIds: string[] | null | undefined, param: string): Promise<void> {
+  if (regionIds === null || regionIds === undefined || regionIds.length === 0) return;
+  const rows = await db.select({ id: regions.id }).from(regions).where(inArray(regions.id, regionIds));
+  const missing = regionIds.find((r) => !rows.some((row) => row.id === r));
+  if (missing !== undefined) {
+    throw new ApiError("invalid_value", `Unknown region ${missing}. Regions are created by node heartbeats or PUT /admin/regions/{id}.`, { param });
+  }
+}
+
+/** 400 unless the pinned region and the region overrides exist. */
+async function checkRouting(db: AdminDb, body: { pinned_region?: string | null; region_overrides?: string[] | null }): Promise<void> {
+  await checkRegions(db, body.pinned_region === undefined || body.pinned_region === null ? null : [body.pinned_region], "pinned_region");
+  await checkRegions(db, body.region_overrides?.filter((r) => r !== ANY_REGION), "region_overrides");
+}
+
+/** True when a change alters what the environment's keys carry in their cached identity. */
+function identityChanged(before: typeof environments.$inferSelect, after: typeof environments.$inferSelect): boolean {
+  const overrides = (row: typeof environments.$inferSelect) => (row.regionOverrides === null ? null : row.regionOverrides.join(","));
+  return before.pinnedRegion !== after.pinnedRegion || before.routingStrategy !== after.routingStrategy || overrides(before) !== overrides(after);
 }
 
 /** The environment routes, mounted at `/admin/environments`. */
@@ -49,9 +75,15 @@ export const environmentRoutes = new Hono<AdminEnv>()
     const row = await inTransaction(c, async (db) => {
       const [tenant] = await db.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, body.tenant_id));
       if (!tenant || !canSee(c.var.actor, tenant.id)) throw notFound("tenant", body.tenant_id);
-      await checkRegion(db, body.pinned_region);
+      await checkRouting(db, body);
       return unique(DUPLICATE, "name", () =>
-        createEnvironment(db, actorName(c.var.actor), { tenantId: tenant.id, name: body.name, pinnedRegion: body.pinned_region ?? null }),
+        createEnvironment(db, actorName(c.var.actor), {
+          tenantId: tenant.id,
+          name: body.name,
+          pinnedRegion: body.pinned_region ?? null,
+          routingStrategy: body.routing_strategy ?? null,
+          regionOverrides: body.region_overrides ?? null,
+        }),
       );
     });
     return c.json(environmentJson(row), 201);
@@ -75,8 +107,8 @@ export const environmentRoutes = new Hono<AdminEnv>()
     const envId = c.req.param("id");
     const { after, cacheKeys } = await inTransaction(c, async (db) => {
       const before = await loadEnvironment(c, db, envId, true);
-      await checkRegion(db, body.pinned_region);
-      const change = definedFields({ name: body.name, pinnedRegion: body.pinned_region });
+      await checkRouting(db, body);
+      const change = definedFields({ name: body.name, pinnedRegion: body.pinned_region, routingStrategy: body.routing_strategy, regionOverrides: body.region_overrides });
       if (change === null) return { after: before, cacheKeys: [] };
       const [after] = await unique(DUPLICATE, "name", () => db.update(environments).set(change).where(eq(environments.id, envId)).returning());
       if (!after) throw notFound("environment", envId);
@@ -84,7 +116,7 @@ export const environmentRoutes = new Hono<AdminEnv>()
         before: environmentJson(before),
         after: environmentJson(after),
       });
-      const cacheKeys = before.pinnedRegion !== after.pinnedRegion ? await cacheKeysOf(db, c.var.settings.redisPrefix, { environmentId: envId }) : [];
+      const cacheKeys = identityChanged(before, after) ? await cacheKeysOf(db, c.var.settings.redisPrefix, { environmentId: envId }) : [];
       return { after, cacheKeys };
     });
     await dropCaches(c, cacheKeys);

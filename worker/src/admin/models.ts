@@ -8,6 +8,7 @@ import { asc, eq } from "drizzle-orm";
 import { Hono } from "hono";
 import { z } from "zod";
 import { models } from "../../../schema/tables/index.ts";
+import { ROUTING_STRATEGIES } from "../routing/snapshot.ts";
 import { actorName, type AdminEnv } from "./auth.ts";
 import { inTransaction, notFound, readJson, reading, requireOperator } from "./http.ts";
 import { cacheKeysOf, dropCaches } from "./invalidate.ts";
@@ -22,6 +23,8 @@ const putBody = z.strictObject({
   output_price_per_m_tokens: price.optional(),
   cached_input_price_per_m_tokens: price.nullable().optional(),
   active: z.boolean().optional(),
+  /** Node-choice strategy (null: least-load); an environment's own strategy wins. */
+  routing_strategy: z.enum(ROUTING_STRATEGIES).nullable().optional(),
 });
 const MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$/;
 
@@ -38,6 +41,7 @@ function modelJson(row: ModelRow) {
     output_price_per_m_tokens: Number(row.outputPricePerMTokens),
     cached_input_price_per_m_tokens: row.cachedInputPricePerMTokens === null ? null : Number(row.cachedInputPricePerMTokens),
     active: row.active,
+    routing_strategy: row.routingStrategy,
     created_at: row.createdAt.toISOString(),
   };
 }
@@ -76,6 +80,7 @@ export const modelRoutes = new Hono<AdminEnv>()
         ? {}
         : { cachedInputPricePerMTokens: body.cached_input_price_per_m_tokens === null ? null : String(body.cached_input_price_per_m_tokens) }),
       ...(body.active === undefined ? {} : { active: body.active }),
+      ...(body.routing_strategy === undefined ? {} : { routingStrategy: body.routing_strategy }),
     };
     const values = { id, ...set };
     const { row, keys, created } = await inTransaction(c, async (db) => {

@@ -51,11 +51,25 @@ export async function createTenant(
 export async function createEnvironment(
   db: AdminDb,
   actor: string,
-  input: { id?: string; tenantId: string; name: string; pinnedRegion?: string | null },
+  input: {
+    id?: string;
+    tenantId: string;
+    name: string;
+    pinnedRegion?: string | null;
+    routingStrategy?: (typeof environments.$inferInsert)["routingStrategy"];
+    regionOverrides?: string[] | null;
+  },
 ): Promise<typeof environments.$inferSelect> {
   const [row] = await db
     .insert(environments)
-    .values({ id: input.id ?? newId("env"), tenantId: input.tenantId, name: input.name, pinnedRegion: input.pinnedRegion ?? null })
+    .values({
+      id: input.id ?? newId("env"),
+      tenantId: input.tenantId,
+      name: input.name,
+      pinnedRegion: input.pinnedRegion ?? null,
+      routingStrategy: input.routingStrategy ?? null,
+      regionOverrides: input.regionOverrides ?? null,
+    })
     .returning();
   if (!row) throw new Error("environment insert returned no row");
   await recordAudit(db, actor, "environment.create", "environment", row.id, row.tenantId, { after: environmentJson(row) });

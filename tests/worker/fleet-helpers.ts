@@ -1,0 +1,73 @@
+/** Helpers of the fleet admin tests: signed heartbeats of fresh nodes, and chat requests that say which node answered. */
+import "../support/provided-context.ts";
+import { env } from "cloudflare:test";
+import { exports } from "cloudflare:workers";
+import { HEARTBEAT_PATH, type Heartbeat } from "../../schema/contracts/heartbeat.ts";
+import { NODE_HEADER, deriveNodeSecret, importSigningKey, signRequest } from "../../schema/contracts/signing.ts";
+import { post } from "./helpers.ts";
+
+/** A heartbeat of `nodeId` with one engine; `load` overrides the engine's figures. */
+export function beat(nodeId: string, fields: Partial<Omit<Heartbeat, "nodeId" | "engines">> & { region: string; url: string; models: string[] }, load: Partial<Heartbeat["engines"][number]> = {}): Heartbeat {
+  return {
+    nodeId,
+    status: "ready",
+    intervalMs: 60_000,
+    sentAt: Date.now(),
+    ...fields,
+    engines: [
+      {
+        id: "sim-0",
+        kind: "sim",
+        models: fields.models,
+        healthy: true,
+        circuit: "closed",
+        inFlight: 0,
+        queued: 0,
+        maxConcurrency: 8,
+        running: 0,
+        waiting: 0,
+        kvCacheUsage: 0.1,
+        recentTtftMs: null,
+        promptTokensTotal: null,
+        generationTokensTotal: null,
+        ...load,
+      },
+    ],
+  };
+}
+
+/** Sends a heartbeat signed with the node's derived secret (version 1, as a new node signs). */
+export async function sendHeartbeat(hb: Heartbeat): Promise<Response> {
+  const raw = JSON.stringify(hb);
+  const key = await importSigningKey(await deriveNodeSecret(env.NODE_SIGNING_SECRET, hb.nodeId, 1));
+  const headers = await signRequest(key, "POST", HEARTBEAT_PATH, raw);
+  const res = await exports.default.fetch(
+    new Request(`http://gateway.test${HEARTBEAT_PATH}`, { method: "POST", body: raw, headers: { "content-type": "application/json", [NODE_HEADER]: hb.nodeId, ...headers } }),
+  );
+  if (res.status !== 200) throw new Error(`heartbeat of ${hb.nodeId} refused: ${res.status} ${await res.text()}`);
+  await res.arrayBuffer();
+  return res;
+}
+
+/** One chat request for `model` with the seeded key: its status, error code and the node that served it. */
+export async function chat(model: string): Promise<{ status: number; code: string | null; node: string | null }> {
+  const res = await post("/v1/chat/completions", { model, messages: [{ role: "user", content: "hi" }], max_tokens: 2 });
+  const body = (await res.json()) as { error?: { code?: string } };
+  return { status: res.status, code: body.error?.code ?? null, node: res.headers.get("x-switchyard-node") };
+}
+
+/** Polls `chat` until `accept` holds (admin changes reach routing within seconds); returns the last answer. */
+export async function chatBecomes(model: string, accept: (r: Awaited<ReturnType<typeof chat>>) => boolean, withinMs = 5_000): Promise<Awaited<ReturnType<typeof chat>>> {
+  const started = Date.now();
+  for (;;) {
+    const r = await chat(model);
+    if (accept(r)) return r;
+    if (Date.now() - started > withinMs) throw new Error(`chat for ${model} still answers ${JSON.stringify(r)} after ${withinMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** A fresh node id (the registry's id rules: lowercase letters, digits, '.', '_', '-'). */
+export function freshId(prefix: string): string {
+  return `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
+}

@@ -1,0 +1,114 @@
+/**
+ * `/admin/nodes` (operator only): the GPU nodes with their live health and load, their health
+ * history, drain / undrain, and removal.
+ *
+ * Reaching the gateway: the admin status travels in the routing snapshot, so every change drops
+ * its Redis entry and this isolate's caches; other isolates follow within
+ * ROUTING_CACHE_ISOLATE_SECONDS. Draining only stops new requests: those in flight finish on the
+ * node. Removing deletes the registry row and the node's live and circuit state, but a backplane
+ * that is still running registers itself again with its next heartbeat: stop it first.
+ */
+import { desc, eq, sql } from "drizzle-orm";
+import { Hono } from "hono";
+import { capacityReservations, healthChecks, nodes } from "../../../schema/tables/index.ts";
+import { liveNodesKey } from "../nodes/live.ts";
+import { circuitKey } from "../routing/breaker.ts";
+import { actorName, type AdminEnv } from "./auth.ts";
+import { dropRoutingSnapshot, readFleetLive } from "./fleet-state.ts";
+import { healthCheckJson, nodeJson, type NodeDetailJson } from "./fleet-wire.ts";
+import { inTransaction, notFound, reading, requireOperator, type AdminContext } from "./http.ts";
+import { recordAudit, type AdminDb } from "./store.ts";
+
+/** Health checks shown with one node. */
+const HISTORY = 50;
+const NODE_ID = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+const WHAT = "manage GPU nodes";
+
+type NodeRow = typeof nodes.$inferSelect;
+
+function nodeId(c: AdminContext): string {
+  requireOperator(c.var.actor, WHAT);
+  const id = c.req.param("id") ?? "";
+  if (!NODE_ID.test(id)) throw notFound("node", id);
+  return id;
+}
+
+async function loadNode(db: AdminDb, id: string, lock: boolean): Promise<NodeRow> {
+  const query = db.select().from(nodes).where(eq(nodes.id, id));
+  const [row] = lock ? await query.for("update") : await query;
+  if (!row) throw notFound("node", id);
+  return row;
+}
+
+/** Sets the admin status (audited when it changes), drops the routing snapshot, and answers with the node. */
+async function setStatus(c: AdminContext, status: "active" | "draining"): Promise<Response> {
+  const id = nodeId(c);
+  const { row, changed } = await inTransaction(c, async (db) => {
+    const before = await loadNode(db, id, true);
+    if (before.status === status) return { row: before, changed: false };
+    const [after] = await db.update(nodes).set({ status }).where(eq(nodes.id, id)).returning();
+    if (!after) throw notFound("node", id);
+    await recordAudit(db, actorName(c.var.actor), status === "draining" ? "node.drain" : "node.undrain", "node", id, null, {
+      before: { status: before.status },
+      after: { status: after.status },
+    });
+    return { row: after, changed: true };
+  });
+  if (changed) await dropRoutingSnapshot(c);
+  return c.json(nodeJson(row, await readFleetLive(c), Date.now()));
+}
+
+/** The node routes, mounted at `/admin/nodes`. */
+export const nodeRoutes = new Hono<AdminEnv>()
+  .get("/", async (c) => {
+    requireOperator(c.var.actor, WHAT);
+    const [rows, fleet] = await Promise.all([reading(c, (db) => db.select().from(nodes).orderBy(nodes.id)), readFleetLive(c)]);
+    const now = Date.now();
+    return c.json({ object: "list", data: rows.map((r) => nodeJson(r, fleet, now)), next_cursor: null });
+  })
+  .get("/:id", async (c) => {
+    const id = nodeId(c);
+    const [{ row, history }, fleet] = await Promise.all([
+      reading(c, async (db) => ({
+        row: await loadNode(db, id, false),
+        history: await db.select().from(healthChecks).where(eq(healthChecks.nodeId, id)).orderBy(desc(healthChecks.at)).limit(HISTORY),
+      })),
+      readFleetLive(c),
+    ]);
+    const body: NodeDetailJson = { ...nodeJson(row, fleet, Date.now()), health_checks: history.map(healthCheckJson) };
+    return c.json(body);
+  })
+  .post("/:id/drain", (c) => setStatus(c, "draining"))
+  .post("/:id/undrain", (c) => setStatus(c, "active"))
+  .delete("/:id", async (c) => {
+    const id = nodeId(c);
+    const fleet = await readFleetLive(c);
+    await inTransaction(c, async (db) => {
+      const before = await loadNode(db, id, true);
+      await db.delete(nodes).where(eq(nodes.id, id));
+      // Reservations keep their other nodes; the history (health_checks, spot_events) stays for the record.
+      const reservations = await db
+        .update(capacityReservations)
+        .set({ nodeIds: sql`array_remove(${capacityReservations.nodeIds}, ${id})` })
+        .where(sql`${id} = any(${capacityReservations.nodeIds})`)
+        .returning({ id: capacityReservations.id });
+      await recordAudit(db, actorName(c.var.actor), "node.remove", "node", id, null, {
+        before: nodeJson(before, fleet, Date.now()),
+        reservations_updated: reservations.map((r) => r.id),
+      });
+    });
+    const prefix = c.var.settings.redisPrefix;
+    try {
+      await c.var.redis.pipeline().hdel(liveNodesKey(prefix), id).hdel(circuitKey(prefix), id).exec();
+    } catch (err) {
+      // The registry row is gone, so routing no longer sees the node; a leftover live entry is inert.
+      c.var.log("admin_node_state_cleanup_failed", { requestId: c.var.requestId, nodeId: id, error: String(err) });
+    }
+    await dropRoutingSnapshot(c);
+    return c.json({
+      object: "node",
+      id,
+      deleted: true,
+      note: "A backplane still running with this node id registers it again with its next heartbeat: stop it first.",
+    });
+  });

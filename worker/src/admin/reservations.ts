@@ -1,0 +1,98 @@
+/**
+ * `/admin/reservations` (operator only): reserved capacity — a tenant's tokens per second on a
+ * model, served first from the nodes it names; when capacity is short, ordinary traffic is shed
+ * before it.
+ *
+ * Reaching the gateway: reservations travel in the routing snapshot, so every change drops its
+ * Redis entry and this isolate's caches; other isolates follow within ROUTING_CACHE_ISOLATE_SECONDS.
+ */
+import { and, asc, eq, gt, inArray, type SQL } from "drizzle-orm";
+import { Hono } from "hono";
+import { z } from "zod";
+import { capacityReservations, models, nodes, tenants } from "../../../schema/tables/index.ts";
+import { ApiError } from "../errors.ts";
+import { actorName, type AdminEnv } from "./auth.ts";
+import { dropRoutingSnapshot } from "./fleet-state.ts";
+import { reservationJson } from "./fleet-wire.ts";
+import { inTransaction, notFound, readJson, readQuery, reading, requireOperator, type AdminContext } from "./http.ts";
+import { decodeCursor, page, pageQuery } from "./pagination.ts";
+import { newId, recordAudit, type AdminDb } from "./store.ts";
+
+const WHAT = "manage capacity reservations";
+const id = z.string().trim().min(1).max(200);
+const createBody = z.strictObject({
+  tenant_id: id,
+  model: id,
+  tokens_per_second: z.number().int().min(1).max(100_000_000),
+  node_ids: z.array(id).min(1).max(256),
+});
+const listQuery = z.object({ ...pageQuery, tenant_id: id.optional(), model: id.optional() });
+
+function invalid(param: string, message: string): ApiError {
+  return new ApiError("invalid_value", message, { param });
+}
+
+/** 400 naming the field unless the tenant, the model and every node exist. */
+async function checkReferences(db: AdminDb, body: z.infer<typeof createBody>, nodeIds: string[]): Promise<void> {
+  const [tenant] = await db.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, body.tenant_id));
+  if (!tenant) throw invalid("tenant_id", `Unknown tenant ${body.tenant_id}.`);
+  const [model] = await db.select({ id: models.id }).from(models).where(eq(models.id, body.model));
+  if (!model) throw invalid("model", `The model ${body.model} is not in the catalogue (GET /admin/models).`);
+  const known = await db.select({ id: nodes.id }).from(nodes).where(inArray(nodes.id, nodeIds));
+  const found = new Set(known.map((n) => n.id));
+  const missing = nodeIds.filter((n) => !found.has(n));
+  if (missing.length > 0) throw invalid("node_ids", `Unknown node${missing.length > 1 ? "s" : ""} ${missing.join(", ")} (GET /admin/nodes lists them).`);
+}
+
+function reservationId(c: AdminContext): string {
+  requireOperator(c.var.actor, WHAT);
+  return c.req.param("id") ?? "";
+}
+
+/** The reservation routes, mounted at `/admin/reservations`. */
+export const reservationRoutes = new Hono<AdminEnv>()
+  .post("/", async (c) => {
+    requireOperator(c.var.actor, WHAT);
+    const body = await readJson(c, createBody);
+    const nodeIds = [...new Set(body.node_ids)];
+    const row = await inTransaction(c, async (db) => {
+      await checkReferences(db, body, nodeIds);
+      const [row] = await db
+        .insert(capacityReservations)
+        .values({ id: newId("res"), tenantId: body.tenant_id, model: body.model, tokensPerSecond: body.tokens_per_second, nodeIds })
+        .returning();
+      if (!row) throw new Error("reservation insert returned no row");
+      await recordAudit(db, actorName(c.var.actor), "reservation.create", "capacity_reservation", row.id, row.tenantId, { after: reservationJson(row) });
+      return row;
+    });
+    await dropRoutingSnapshot(c);
+    return c.json(reservationJson(row), 201);
+  })
+  .get("/", async (c) => {
+    requireOperator(c.var.actor, WHAT);
+    const { limit, cursor, tenant_id, model } = readQuery(c, listQuery);
+    const after = decodeCursor(cursor, ["id"]);
+    const where: (SQL | undefined)[] = [
+      after ? gt(capacityReservations.id, after.id) : undefined,
+      tenant_id === undefined ? undefined : eq(capacityReservations.tenantId, tenant_id),
+      model === undefined ? undefined : eq(capacityReservations.model, model),
+    ];
+    const rows = await reading(c, (db) => db.select().from(capacityReservations).where(and(...where)).orderBy(asc(capacityReservations.id)).limit(limit + 1));
+    return c.json(page(rows, limit, reservationJson, (r) => ({ id: r.id })));
+  })
+  .get("/:id", async (c) => {
+    const resId = reservationId(c);
+    const [row] = await reading(c, (db) => db.select().from(capacityReservations).where(eq(capacityReservations.id, resId)));
+    if (!row) throw notFound("reservation", resId);
+    return c.json(reservationJson(row));
+  })
+  .delete("/:id", async (c) => {
+    const resId = reservationId(c);
+    await inTransaction(c, async (db) => {
+      const [before] = await db.delete(capacityReservations).where(eq(capacityReservations.id, resId)).returning();
+      if (!before) throw notFound("reservation", resId);
+      await recordAudit(db, actorName(c.var.actor), "reservation.delete", "capacity_reservation", resId, before.tenantId, { before: reservationJson(before) });
+    });
+    await dropRoutingSnapshot(c);
+    return c.json({ object: "capacity_reservation", id: resId, deleted: true });
+  });
