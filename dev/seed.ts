@@ -16,16 +16,17 @@ export interface Seeded {
 }
 
 /**
- * Seeds the demo tenant, its `dev` environment, the local region and the catalogue, and makes sure
+ * Seeds the demo tenant, its `dev` environment, the local region (when given) and the catalogue, and makes sure
  * `demoKey` (kept by the caller across restarts) is a valid key of the demo tenant. The local node
  * registers itself with its heartbeats.
  */
 export async function seedDemo(
   db: AdminDb,
-  input: { demoKey: string; regionId: string },
+  input: { demoKey: string; regionId?: string },
 ): Promise<Seeded> {
   const actor = "dev-stack";
-  await upsertRegion(db, actor, { id: input.regionId, name: "Local machine", latitude: 32.9, longitude: -97.0 });
+  // Without regionId (a topology), the caller upserts its own regions.
+  if (input.regionId !== undefined) await upsertRegion(db, actor, { id: input.regionId, name: "Local machine", latitude: 32.9, longitude: -97.0 });
   for (const model of DEMO_MODELS) await upsertModel(db, actor, model);
 
   const tenantId = "ten_demo";

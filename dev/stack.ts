@@ -2,18 +2,22 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Redis as IORedis } from "ioredis";
-import { deriveNodeSecret } from "../schema/contracts/signing.ts";
+import { upsertRegion } from "../worker/src/admin/store.ts";
 import { generateApiKey } from "../worker/src/auth/keys.ts";
-import { eq } from "drizzle-orm";
-import { nodes } from "../schema/tables/index.ts";
-import { migrateDb, openDb, type NodeDb } from "./db.ts";
+import { liveNodesKey } from "../worker/src/nodes/live.ts";
+import { routingCacheKey } from "../worker/src/routing/snapshot.ts";
+import { migrateDb, openDb } from "./db.ts";
 import { startNeonWsPipe } from "./neon-ws-pipe.ts";
+import { LocalNode, type LocalNodeSpec, type StackNode } from "./nodes.ts";
 import { freePort, waitForHttp } from "./ports.ts";
 import { startPostgres } from "./postgres.ts";
 import { startChild, type Child } from "./processes.ts";
 import { checkRedis } from "./redis.ts";
 import { seedDemo } from "./seed.ts";
+import { simArgsFor, type Topology } from "./topology.ts";
 import { startUpstashRestAdapter } from "./upstash-rest.ts";
+
+export type { NodeState, StackNode } from "./nodes.ts";
 
 /** Root of the repository. */
 export const ROOT = resolve(import.meta.dirname, "..");
@@ -29,12 +33,17 @@ export interface StackOptions {
   host: string;
   /** Gateway port; 0 picks a free one. */
   gatewayPort: number;
-  /** Extra flags for the simulated engine (e.g. ["--inter-token-ms", "20"]). */
+  /** Extra flags for the simulated engine (e.g. ["--inter-token-ms", "20"]); with a topology, for every node's engine, before the node's own. */
   simArgs: string[];
   /** Print the children's output with a [name] prefix. */
   echo: boolean;
-  /** Extra BACKPLANE_* settings for the local backplane (tests switch spot watchers on this way). */
+  /** Extra BACKPLANE_* settings for the local backplane (tests switch spot watchers on this way); with a topology, for every node, under the node's own. */
   backplaneEnv?: Record<string, string>;
+  /**
+   * Several nodes in several regions (a file from `loadTopology`, docs/topology.md) instead of the one
+   * node `local-1` in region `local`.
+   */
+  topology?: Topology;
 }
 
 /** A running local stack. */
@@ -46,25 +55,52 @@ export interface Stack {
   databaseUrl: string;
   embeddedPostgres: boolean;
   redisPrefix: string;
-  simUrl: string;
-  backplaneUrl: string;
+  /** The first node's engine, backplane and id (the only node without a topology). */
+  readonly simUrl: string;
+  readonly backplaneUrl: string;
   nodeId: string;
-  children: Child[];
-  /** Runs the worker's scheduled job now (it also runs every minute). */
-  runScheduled(): Promise<void>;
+  /** Every node, in the topology's order. */
+  nodes: StackNode[];
+  /** The processes running now: each node's engine and backplane, then the worker. */
+  readonly children: Child[];
+  /** The host dies: SIGKILL to the node's backplane and engine. Resolves when both are gone. */
+  killNode(id: string): Promise<void>;
+  /** Graceful drain: SIGTERM to the node's backplane; resolves when it has exited. The engine keeps running. */
+  stopNode(id: string): Promise<void>;
+  /** Starts what is gone of the node (same id, same ports when free), resumes a paused engine, and resolves once the gateway has taken a heartbeat from it. */
+  startNode(id: string): Promise<void>;
+  /** Stalls the node's engine (SIGSTOP): connections hang, nothing is answered. */
+  pauseNode(id: string): void;
+  /** Un-stalls a paused engine (SIGCONT). */
+  resumeNode(id: string): void;
+  /** Runs the worker's scheduled job now as `cron` would (default `* * * * *`; `0 * * * *` also reconciles). It also runs every minute. */
+  runScheduled(cron?: string): Promise<void>;
   close(): Promise<void>;
 }
 
-/** Waits until the node's heartbeats have registered it with the gateway. */
-async function waitForNode(db: NodeDb, nodeId: string, url: string, timeoutMs: number, backplane: Child): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const [row] = await db.db.select({ at: nodes.lastHeartbeatAt, url: nodes.url }).from(nodes).where(eq(nodes.id, nodeId));
-    // The URL changes on every run, so a row left by an earlier run does not count.
-    if (row?.at && row.url === url) return;
-    await new Promise((r) => setTimeout(r, 200));
+/** Heartbeat period of topology nodes: a killed node is stale after three missed beats, so 3 s instead of 15. */
+const TOPOLOGY_HEARTBEAT_INTERVAL_MS = "1000";
+
+/** The nodes to start: the topology's, or the single `local-1` in region `local`. */
+function nodeSpecs(opts: StackOptions): LocalNodeSpec[] {
+  if (!opts.topology) {
+    return [{ id: "local-1", region: "local", simArgs: opts.simArgs, backplaneEnv: { ...opts.backplaneEnv }, simName: "sim", backplaneName: "backplane" }];
   }
-  throw new Error(`node ${nodeId} did not register with the gateway within ${timeoutMs} ms\nbackplane output:\n${backplane.recentOutput()}`);
+  return opts.topology.nodes.map((node) => ({
+    id: node.id,
+    region: node.region,
+    simArgs: [...opts.simArgs, ...simArgsFor(node)],
+    backplaneEnv: { BACKPLANE_HEARTBEAT_INTERVAL_MS: TOPOLOGY_HEARTBEAT_INTERVAL_MS, ...opts.backplaneEnv, ...node.backplaneEnv },
+    simName: `sim:${node.id}`,
+    backplaneName: `backplane:${node.id}`,
+  }));
+}
+
+/** Runs `work` on every node in parallel and waits for all of them, so a failure never leaves a start half-way when clean-up runs. */
+async function onEveryNode(all: LocalNode[], work: (node: LocalNode) => Promise<void>): Promise<void> {
+  const results = await Promise.allSettled(all.map(work));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) throw failed.reason;
 }
 
 function persistedSecret(file: string, make: () => string): string {
@@ -77,13 +113,12 @@ function persistedSecret(file: string, make: () => string): string {
 /**
  * Brings up Postgres (given or embedded), migrations, the Upstash-REST and Neon-WebSocket adapters
  * over the local Redis and Postgres, a simulated engine with a backplane in front of it registered
- * as node `local-1`, the demo tenant and key, and the worker under `wrangler dev`. `close()` stops
- * everything it started, in reverse order.
+ * as node `local-1` (or one such pair per node of `opts.topology`, with its regions), the demo tenant
+ * and key, and the worker under `wrangler dev`. `close()` stops everything it started, in reverse order.
  */
 export async function startStack(opts: StackOptions): Promise<Stack> {
   mkdirSync(opts.dataDir, { recursive: true });
   const cleanups: (() => Promise<void>)[] = [];
-  const children: Child[] = [];
   let closing: Promise<void> | null = null;
   const close = () =>
     (closing ??= (async () => {
@@ -107,50 +142,37 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     const adminToken = persistedSecret(join(opts.dataDir, "admin-token"), () => randomBytes(32).toString("hex"));
     // The local worker's STRIPE_WEBHOOK_SECRET, kept in `<dataDir>/stripe-webhook-secret`: sign local test events with it.
     const stripeWebhookSecret = persistedSecret(join(opts.dataDir, "stripe-webhook-secret"), () => `whsec_${randomBytes(24).toString("hex")}`);
-    const nodeId = "local-1";
-    const nodeSecret = await deriveNodeSecret(masterSecret, nodeId, 1);
-
-    const [simPort, backplanePort] = [await freePort(opts.host), await freePort(opts.host)];
-    const simUrl = `http://${opts.host}:${simPort}`;
-    const sim = startChild("sim", ["backplane/src/main.ts", "sim", "--host", opts.host, "--port", String(simPort), ...opts.simArgs], {
-      cwd: ROOT,
-      echo: opts.echo,
-    });
-    children.push(sim);
-    cleanups.push(() => sim.stop());
-    await waitForHttp(`${simUrl}/health`, 15_000, sim.alive);
 
     const gatewayPort = opts.gatewayPort === 0 ? await freePort(opts.host) : opts.gatewayPort;
     const gatewayUrl = `http://${opts.host}:${gatewayPort}`;
     const db = openDb(pg.url);
     cleanups.push(() => db.close());
-    await seedDemo(db.db, { demoKey, regionId: "local" });
-    // The node registers itself with its heartbeats; a stale snapshot from a previous run must not
-    // shadow that, so drop the cached routing snapshot.
+    // Kept open: restarted nodes are seen through their live entry (LocalNode.waitRegistered).
     const redis = new IORedis(opts.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
-    await redis.del(`${opts.redisPrefix}routing:v1`, `${opts.redisPrefix}nodes:live`);
-    redis.disconnect();
+    redis.on("error", () => {});
+    cleanups.push(async () => redis.disconnect());
+    const context = { root: ROOT, host: opts.host, gatewayUrl, masterSecret, echo: opts.echo, db, redis, redisPrefix: opts.redisPrefix };
+    const localNodes = nodeSpecs(opts).map((spec) => new LocalNode(spec, context));
+    const first = localNodes[0];
+    if (!first) throw new Error("the topology has no nodes");
+    const closeNodes = async () => {
+      await Promise.all(localNodes.map((node) => node.close()));
+    };
+    cleanups.push(closeNodes);
+    await onEveryNode(localNodes, (node) => node.startSim());
 
-    const backplaneUrl = `http://${opts.host}:${backplanePort}`;
-    const backplane = startChild("backplane", ["backplane/src/main.ts", "start"], {
-      cwd: ROOT,
-      echo: opts.echo,
-      env: {
-        BACKPLANE_NODE_ID: nodeId,
-        BACKPLANE_REGION: "local",
-        BACKPLANE_SECRET: nodeSecret,
-        BACKPLANE_HOST: opts.host,
-        BACKPLANE_PORT: String(backplanePort),
-        BACKPLANE_PUBLIC_URL: backplaneUrl,
-        BACKPLANE_GATEWAY_URL: gatewayUrl,
-        BACKPLANE_ENGINES: `kind=sim,id=sim-0,url=${simUrl}`,
-        BACKPLANE_LOG_LEVEL: "warn",
-        ...opts.backplaneEnv,
-      },
-    });
-    children.push(backplane);
-    cleanups.push(() => backplane.stop());
-    await waitForHttp(`${backplaneUrl}/health`, 15_000, backplane.alive);
+    await seedDemo(db.db, { demoKey, regionId: opts.topology ? undefined : "local" });
+    // The same upsert as `npm run admin -- region upsert`, before any node's heartbeat creates its
+    // region without coordinates.
+    for (const region of opts.topology?.regions ?? []) {
+      const { id, name, latitude, longitude, priceMultiplier } = region;
+      await upsertRegion(db.db, "dev-stack", { id, name, latitude, longitude, priceMultiplier: String(priceMultiplier) });
+    }
+    // The nodes register themselves with their heartbeats; a stale snapshot from a previous run must
+    // not shadow that, so drop the cached routing snapshot.
+    await redis.del(routingCacheKey(opts.redisPrefix), liveNodesKey(opts.redisPrefix));
+
+    await onEveryNode(localNodes, (node) => node.startBackplane());
 
     const varsFile = join(opts.dataDir, "worker.dev.vars");
     const vars: Record<string, string> = {
@@ -175,6 +197,11 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         String(gatewayPort),
         "--env-file",
         varsFile,
+        // Locally request.cf is a fixed object, so region routing takes the caller's location from the
+        // x-switchyard-client-location header, which the worker honours only with this var. A --var:
+        // the env file only carries keys that wrangler.toml declares (secrets.required or [vars]).
+        "--var",
+        "TRUST_LOCATION_HEADER:true",
         "--persist-to",
         join(opts.dataDir, "wrangler"),
         "--inspector-port",
@@ -191,24 +218,59 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         env: { CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false", WRANGLER_LOG_PATH: join(opts.dataDir, "wrangler-logs") },
       },
     );
-    children.push(wrangler);
-    cleanups.push(() => wrangler.stop());
+    // The nodes stop before the worker (closing twice is a no-op), so their last heartbeat, the one
+    // saying they drain, reaches it instead of failing loudly.
+    cleanups.push(() => wrangler.stop(), closeNodes);
     try {
       await waitForHttp(`${gatewayUrl}/health`, 60_000, wrangler.alive);
     } catch (err) {
       throw new Error(`${String(err)}\nwrangler dev output:\n${wrangler.recentOutput()}`);
     }
-    await waitForNode(db, nodeId, backplaneUrl, 30_000, backplane);
-    const runScheduled = async () => {
-      const res = await fetch(`${gatewayUrl}/__scheduled?cron=${encodeURIComponent("* * * * *")}`);
+    await onEveryNode(localNodes, (node) => node.waitRegistered(30_000));
+    const runScheduled = async (cron = "* * * * *") => {
+      const res = await fetch(`${gatewayUrl}/__scheduled?cron=${encodeURIComponent(cron)}`);
       await res.arrayBuffer();
       if (!res.ok) throw new Error(`scheduled run answered ${res.status}`);
     };
-    // Locally the Cron Trigger runs on its schedule too: every minute, like wrangler.toml says.
-    const cron = setInterval(() => void runScheduled().catch(() => null), 60_000);
+    // Locally the Cron Triggers run on their schedule too, like wrangler.toml says: every minute, and
+    // the hourly one (reconciliation) on the tick that falls in minute 0.
+    const cron = setInterval(() => {
+      void runScheduled().catch(() => null);
+      if (new Date().getUTCMinutes() === 0) void runScheduled("0 * * * *").catch(() => null);
+    }, 60_000);
     cron.unref();
     cleanups.push(async () => clearInterval(cron));
-    return { gatewayUrl, apiKey: demoKey, adminToken, databaseUrl: pg.url, embeddedPostgres: pg.embedded, redisPrefix: opts.redisPrefix, simUrl, backplaneUrl, nodeId, children, runScheduled, close };
+    const node = (id: string): LocalNode => {
+      const found = localNodes.find((n) => n.id === id);
+      if (!found) throw new Error(`unknown node "${id}" (the stack runs ${localNodes.map((n) => n.id).join(", ")})`);
+      return found;
+    };
+    return {
+      gatewayUrl,
+      apiKey: demoKey,
+      adminToken,
+      databaseUrl: pg.url,
+      embeddedPostgres: pg.embedded,
+      redisPrefix: opts.redisPrefix,
+      get simUrl() {
+        return first.simUrl;
+      },
+      get backplaneUrl() {
+        return first.backplaneUrl;
+      },
+      nodeId: first.id,
+      nodes: localNodes,
+      get children() {
+        return [...localNodes.flatMap((n) => [n.sim, n.backplane]), wrangler];
+      },
+      killNode: async (id) => node(id).kill(),
+      stopNode: async (id) => node(id).stop(),
+      startNode: async (id) => node(id).start(),
+      pauseNode: (id) => node(id).pause(),
+      resumeNode: (id) => node(id).resume(),
+      runScheduled,
+      close,
+    };
   } catch (err) {
     await close();
     throw err;
