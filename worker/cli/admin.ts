@@ -17,10 +17,11 @@ import type { InfraContext } from "./infra.ts";
 
 const STRING_FLAGS = [
   "url", "token", "name", "plan", "status", "tenant", "env", "region", "scopes", "models", "expires", "overlap", "rpm", "tpm", "concurrency",
-  "kind", "period", "amount", "target", "limit", "cursor", "id", "lat", "lon", "context", "family", "input-price", "output-price",
+  "kind", "period", "amount", "target", "limit", "cursor", "id", "lat", "lon", "context", "family", "input-price", "output-price", "node", "since",
   "cached-price", "active", "start", "end", "bucket", "group-by", "multiplier", "usd", "note",
+  "model", "tps", "nodes", "strategy", "region-overrides",
 ];
-const BOOLEAN_FLAGS = ["json", "all", "help"];
+const BOOLEAN_FLAGS = ["json", "all", "help", "alerts", "run"];
 const DEFAULT_URL = "http://127.0.0.1:8787";
 const ROOT = resolve(import.meta.dirname, "../..");
 

@@ -1,8 +1,10 @@
 /** The admin CLI's commands: a table of `noun verb` → handler, and the help text. */
 import { AdminUsageError, type Command, type CommandContext } from "./context.ts";
 import { catalogueCommands } from "./catalogue.ts";
+import { fleetCommands } from "./fleet.ts";
 import { infraCommands } from "./infra.ts";
 import { quotaCommands } from "./quotas.ts";
+import { reconcileCommands } from "./reconcile.ts";
 import { tenancyCommands } from "./tenancy.ts";
 
 export { AdminUsageError };
@@ -15,7 +17,11 @@ Tenancy, limits and budgets go through the gateway's admin API (--url, --token):
   tenant list | show ID | update ID [--name N] [--plan P] [--status active|suspended]
   tenant suspend ID | resume ID | delete ID                (delete removes its environments and keys)
   env create     --tenant T --name N [--region R]          (R pins the environment to a region; prints the id)
-  env list [--tenant T] | show ID | update ID [--name N] [--region R|none] | delete ID
+                 [--strategy S] [--region-overrides r1,r2]  (S: least-load|prefix-affinity|round-robin|latency|random;
+                                                           overrides: regions its requests may ask for with the
+                                                           x-switchyard-region header)
+  env list [--tenant T] | show ID | update ID [--name N] [--region R|none] [--strategy S|none]
+                 [--region-overrides r1,r2|none] | delete ID
   key create     --env E --name N [--scopes chat,embeddings,admin] [--models m1,m2] [--expires 2027-01-01T00:00:00Z]
                                                            (prints the key, the only time it is shown)
   key list [--env E | --tenant T] | show ID | revoke ID
@@ -33,9 +39,23 @@ Tenancy, limits and budgets go through the gateway's admin API (--url, --token):
   audit          [--target ID] [--tenant T]                (newest first)
   usage          [--tenant T] [--start 2026-11-01] [--end 2026-12-01] [--bucket day|hour]
                  [--group-by tenant,model,environment,key]  (from the hourly rollups; the operator sees all tenants)
+  reconciliation [--node N] [--alerts] [--since 2026-11-01] (engine-counted vs metered tokens per node and hour,
+                                                           newest first; operator only)
+  reconciliation --run [--node N]                          (flushes usage and reconciles now; prints what it wrote)
   model list | remove ID                                   (the catalogue; remove deactivates)
   model set ID   --context N [--kind chat|embedding] [--family F] [--input-price USD/M] [--output-price USD/M]
-                 [--cached-price USD/M] [--active true|false]
+                 [--cached-price USD/M] [--active true|false] [--strategy S|none]   (node choice for the model;
+                                                           an environment's strategy wins)
+
+The fleet, through the admin API (operator only; docs/fleet.md):
+  node list                                                (admin status, reported status, staleness, load, circuit)
+  node show ID                                             (with its last 50 health changes)
+  node drain ID | undrain ID                               (draining: no new requests, in-flight ones finish)
+  node remove ID                                           (stop its backplane first: a running one registers again)
+  region list                                              (coordinates, price multiplier, healthy/total nodes)
+  reservation add --tenant T --model M --tps N --nodes n1,n2   (reserved tokens per second, served first from the
+                                                           nodes; prints the id)
+  reservation list [--tenant T] [--model M] | delete ID
   Lists take --limit N (default 50, max 200), --cursor C (printed when there is more) or --all.
   --json prints the API's JSON instead of tables.
 
@@ -50,7 +70,7 @@ Infrastructure, straight in Postgres (DATABASE_URL; UPSTASH_REDIS_REST_URL/TOKEN
 Connection: --url (default $SWITCHYARD_URL or http://127.0.0.1:8787); --token (default $SWITCHYARD_ADMIN_TOKEN,
 else the local stack's .data/dev/admin-token). See docs/configuration.md.`;
 
-const COMMANDS: Record<string, Command> = { ...tenancyCommands, ...quotaCommands, ...catalogueCommands, ...infraCommands };
+const COMMANDS: Record<string, Command> = { ...tenancyCommands, ...quotaCommands, ...catalogueCommands, ...infraCommands, ...reconcileCommands, ...fleetCommands };
 
 /** Runs one admin command: `words` are the positionals (`noun verb args…`, or `noun args…` for counters and audit). */
 export async function runAdminCommand(ctx: Omit<CommandContext, "args">, words: string[]): Promise<void> {

@@ -6,7 +6,7 @@ const app = createApp();
 
 export default {
   fetch: app.fetch,
-  scheduled(_controller, env, ctx) {
-    ctx.waitUntil(runScheduled(env, log).catch((err: unknown) => log("scheduled_failed", { error: String(err) })));
+  scheduled(controller, env, ctx) {
+    ctx.waitUntil(runScheduled(env, log, controller.cron).catch((err: unknown) => log("scheduled_failed", { error: String(err) })));
   },
 } satisfies ExportedHandler<Env>;

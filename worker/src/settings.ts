@@ -12,6 +12,21 @@ export interface Settings {
   /** Default limits per layer (null = unlimited); overrides from the database take precedence. */
   limitDefaults: Record<Layer, LayerLimits>;
   limitsTimeoutMs: number;
+  /** Routing (docs/routing.md): least-load weights, prefix-affinity slack, failover bounds, breaker. */
+  routing: {
+    weights: { waiting: number; running: number; kvCache: number };
+    affinitySlack: number;
+    maxAttempts: number;
+    deadlineMs: number;
+    breakerFailures: number;
+    breakerCooldownMs: number;
+    /** Read the caller's location from x-switchyard-client-location (local stacks and tests only). */
+    trustLocationHeader: boolean;
+  };
+  /** Reconciliation: a window is an alert when |drift| / engine tokens exceeds this ratio… */
+  reconcileDriftThreshold: number;
+  /** …and |drift| is at least this many tokens (so a quiet hour's few tokens never alert). */
+  reconcileMinDriftTokens: number;
 }
 
 function positiveInt(env: Env, name: keyof Env, fallback: number): number {
@@ -20,6 +35,16 @@ function positiveInt(env: Env, name: keyof Env, fallback: number): number {
   const value = Number(raw);
   if (!Number.isInteger(value) || value < 0) {
     throw new Error(`Setting ${String(name)} must be a non-negative integer, got "${String(raw)}". Fix it in wrangler.toml [vars].`);
+  }
+  return value;
+}
+
+function nonNegativeNumber(env: Env, name: keyof Env, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < 0) {
+    throw new Error(`Setting ${String(name)} must be a non-negative number, got "${String(raw)}". Fix it in wrangler.toml [vars].`);
   }
   return value;
 }
@@ -49,7 +74,22 @@ export function settingsFrom(env: Env): Settings {
       environment: { rpm: optionalInt(env, "LIMIT_ENVIRONMENT_RPM"), tpm: optionalInt(env, "LIMIT_ENVIRONMENT_TPM"), concurrency: null },
       key: { rpm: optionalInt(env, "LIMIT_KEY_RPM"), tpm: optionalInt(env, "LIMIT_KEY_TPM"), concurrency: optionalInt(env, "LIMIT_KEY_CONCURRENCY") },
     },
+    routing: {
+      weights: {
+        waiting: nonNegativeNumber(env, "ROUTING_WAITING_WEIGHT", 1),
+        running: nonNegativeNumber(env, "ROUTING_RUNNING_WEIGHT", 0.1),
+        kvCache: nonNegativeNumber(env, "ROUTING_KV_CACHE_WEIGHT", 2),
+      },
+      affinitySlack: nonNegativeNumber(env, "ROUTING_AFFINITY_SLACK", 0.25),
+      maxAttempts: Math.max(1, positiveInt(env, "ROUTING_MAX_ATTEMPTS", 3)),
+      deadlineMs: positiveInt(env, "ROUTING_DEADLINE_MS", 60_000),
+      breakerFailures: Math.max(1, positiveInt(env, "BREAKER_FAILURES", 3)),
+      breakerCooldownMs: positiveInt(env, "BREAKER_COOLDOWN_MS", 30_000),
+      trustLocationHeader: env.TRUST_LOCATION_HEADER === "true",
+    },
     limitsTimeoutMs: positiveInt(env, "LIMITS_TIMEOUT_MS", 1000),
+    reconcileDriftThreshold: nonNegativeNumber(env, "RECONCILE_DRIFT_THRESHOLD", 0.01),
+    reconcileMinDriftTokens: positiveInt(env, "RECONCILE_MIN_DRIFT_TOKENS", 100),
   };
   cached = { env, settings };
   return settings;

@@ -14,8 +14,12 @@ import { environmentRoutes } from "./environments.ts";
 import { keyRoutes } from "./keys.ts";
 import { limitRoutes } from "./limits.ts";
 import { billingRoutes } from "../billing/export.ts";
-import { metricsRoutes } from "./metrics.ts";
+import { metricsRoutes, outboxRoutes } from "./metrics.ts";
 import { modelRoutes } from "./models.ts";
+import { nodeRoutes } from "./nodes.ts";
+import { reconciliationRoutes } from "./reconciliation.ts";
+import { regionRoutes } from "./regions.ts";
+import { reservationRoutes } from "./reservations.ts";
 import { tenantRoutes } from "./tenants.ts";
 import { usageRoutes } from "./usage.ts";
 
@@ -33,6 +37,11 @@ export function adminApp(): Hono<AdminEnv> {
     .route("/audit", auditRoutes)
     .route("/usage", usageRoutes)
     .route("/metrics", metricsRoutes)
+    .route("/outbox", outboxRoutes)
+    .route("/reconciliation", reconciliationRoutes)
     .route("/models", modelRoutes)
+    .route("/nodes", nodeRoutes)
+    .route("/regions", regionRoutes)
+    .route("/reservations", reservationRoutes)
     .route("/billing", billingRoutes);
 }

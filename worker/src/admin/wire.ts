@@ -1,5 +1,6 @@
 /** JSON shapes of the admin API (snake_case, ISO timestamps), and the row → JSON presenters. */
-import type { apiKeys, auditLogs, budgets, creditGrants, environments, tenants } from "../../../schema/tables/index.ts";
+import type { apiKeys, auditLogs, budgets, creditGrants, environments, reconciliations, tenants } from "../../../schema/tables/index.ts";
+import type { RoutingStrategy } from "../routing/snapshot.ts";
 
 function iso(date: Date | null): string | null {
   return date === null ? null : date.toISOString();
@@ -40,12 +41,25 @@ export interface EnvironmentJson {
   tenant_id: string;
   name: string;
   pinned_region: string | null;
+  /** Node-choice strategy of the environment's requests (null: the model's, else least-load). */
+  routing_strategy: RoutingStrategy | null;
+  /** Regions its requests may ask for with the x-switchyard-region header (null: none). */
+  region_overrides: string[] | null;
   created_at: string;
 }
 
 /** Presents an environment row. */
 export function environmentJson(row: typeof environments.$inferSelect): EnvironmentJson {
-  return { object: "environment", id: row.id, tenant_id: row.tenantId, name: row.name, pinned_region: row.pinnedRegion, created_at: row.createdAt.toISOString() };
+  return {
+    object: "environment",
+    id: row.id,
+    tenant_id: row.tenantId,
+    name: row.name,
+    pinned_region: row.pinnedRegion,
+    routing_strategy: row.routingStrategy,
+    region_overrides: row.regionOverrides,
+    created_at: row.createdAt.toISOString(),
+  };
 }
 
 /** An API key's metadata: never its hash, never the key (only `prefix`, for recognising it). */
@@ -160,6 +174,70 @@ export function auditJson(row: typeof auditLogs.$inferSelect): AuditJson {
     success: row.success,
     details: row.details,
   };
+}
+
+/** One node's reconciliation over one window. Drift = engine − metered (positive: the engine counted tokens nobody was billed for). */
+export interface ReconciliationJson {
+  object: "reconciliation";
+  id: string;
+  node_id: string;
+  window_start: string;
+  window_end: string;
+  engine_prompt_tokens: number;
+  engine_generation_tokens: number;
+  metered_prompt_tokens: number;
+  metered_completion_tokens: number;
+  drift_prompt_tokens: number;
+  drift_generation_tokens: number;
+  /** (|drift_prompt| + |drift_generation|) / engine tokens. */
+  drift_ratio: number;
+  alert: boolean;
+  /** An engine restarted (or appeared) in the window: its tokens before that are unknown. */
+  engine_restarted: boolean;
+  created_at: string;
+}
+
+/** Presents a reconciliation row. */
+export function reconciliationJson(row: typeof reconciliations.$inferSelect): ReconciliationJson {
+  return {
+    object: "reconciliation",
+    id: row.id,
+    node_id: row.nodeId,
+    window_start: row.windowStart.toISOString(),
+    window_end: row.windowEnd.toISOString(),
+    engine_prompt_tokens: row.enginePromptTokens,
+    engine_generation_tokens: row.engineGenerationTokens,
+    metered_prompt_tokens: row.meteredPromptTokens,
+    metered_completion_tokens: row.meteredCompletionTokens,
+    drift_prompt_tokens: row.driftPromptTokens,
+    drift_generation_tokens: row.driftGenerationTokens,
+    drift_ratio: row.driftRatio,
+    alert: row.alert,
+    engine_restarted: row.engineRestarted,
+    created_at: row.createdAt.toISOString(),
+  };
+}
+
+/** What a reconciliation run did with one node. */
+export interface ReconcileNodeJson {
+  node_id: string;
+  outcome: "reconciled" | "baseline" | "no_counters" | "no_new_sample" | "usage_pending";
+  /** The row written (outcome `reconciled`). */
+  reconciliation_id?: string;
+  /** Start of the node's first window (outcome `baseline`). */
+  sampled_at?: string;
+  /** Usage events of the window still in Redis (outcome `usage_pending`). */
+  events?: number;
+}
+
+/** The answer of `POST /admin/reconciliation/run`. */
+export interface ReconcileRunJson {
+  object: "reconciliation.run";
+  /** Usage events moved from Redis to Postgres before reconciling. */
+  flushed: number;
+  /** The rows written by this run. */
+  data: ReconciliationJson[];
+  nodes: ReconcileNodeJson[];
 }
 
 /** A credit grant (free tier, promotion, adjustment) and what is left of it. */

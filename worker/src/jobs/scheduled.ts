@@ -1,16 +1,24 @@
 import { flushAuditOutbox } from "../audit/outbox.ts";
 import { flushUsage } from "../metering/flush.ts";
+import { driftThresholds, flushAndReconcile } from "../metering/reconcile.ts";
+import { sweepStaleNodes } from "../nodes/health.ts";
 import { withDb } from "../platform/db.ts";
 import { flushCounters } from "../platform/metrics.ts";
 import { redisFrom } from "../platform/redis.ts";
 import { settingsFrom } from "../settings.ts";
 
+/** The hourly Cron Trigger (wrangler.toml `[triggers]`): it also reconciles metered tokens with the engines' counters. */
+export const RECONCILE_CRON = "0 * * * *";
+
 /**
- * The Cron Trigger (every minute, wrangler.toml `[triggers]`): flushes this isolate's pending
- * counters, then moves queued usage events (records and hourly rollups) and audit events from Redis
- * to Postgres in batches over one connection. A failure leaves the events for the next run.
+ * The Cron Triggers (wrangler.toml `[triggers]`). Every run flushes this isolate's pending counters,
+ * then moves queued usage events (records and hourly rollups) and audit events from Redis to
+ * Postgres in batches over one connection (a failure leaves the events for the next run), and records
+ * nodes that went stale in their health history (nodes/health.ts). The hourly
+ * cron (`RECONCILE_CRON`) then reconciles every node (metering/reconcile.ts), after the flush, so
+ * the usage of the window is in Postgres.
  */
-export async function runScheduled(env: Env, log: (event: string, fields: Record<string, unknown>) => void): Promise<void> {
+export async function runScheduled(env: Env, log: (event: string, fields: Record<string, unknown>) => void, cron = "* * * * *"): Promise<void> {
   const settings = settingsFrom(env);
   const redis = redisFrom(env.UPSTASH_REDIS_REST_URL, env.UPSTASH_REDIS_REST_TOKEN);
   await flushCounters(redis, settings.redisPrefix);
@@ -18,5 +26,11 @@ export async function runScheduled(env: Env, log: (event: string, fields: Record
     const usage = await flushUsage(redis, settings.redisPrefix, db);
     const audit = await flushAuditOutbox(redis, settings.redisPrefix, db);
     if (usage > 0 || audit > 0) log("outbox_flushed", { usage, audit });
+    // Nodes that stopped heartbeating without a word get a "stale" row in their health history.
+    const stale = await sweepStaleNodes({ db, redis, prefix: settings.redisPrefix });
+    if (stale > 0) log("nodes_went_stale", { stale });
+    if (cron === RECONCILE_CRON) {
+      await flushAndReconcile({ db, redis, prefix: settings.redisPrefix, thresholds: driftThresholds(settings), log });
+    }
   });
 }

@@ -1,4 +1,5 @@
 import type { Heartbeat, NodeStatus } from "../../../schema/contracts/heartbeat.ts";
+import type { EngineTokenCounters } from "../../../schema/tables/index.ts";
 
 /** What the gateway keeps in Redis about a node from its last heartbeat. */
 export interface LiveNode {
@@ -13,6 +14,18 @@ export interface LiveNode {
   /** Max over engines of vLLM's waiting queue and KV cache use (null when no engine reports them). */
   waiting: number | null;
   kvCacheUsage: number | null;
+  /** Sum over engines of vLLM's running requests (absent in entries written before routing used it). */
+  running?: number | null;
+  /** Mean over engines of the recent time to first token the engines report. */
+  recentTtftMs?: number | null;
+  /** Exponentially weighted moving average of recentTtftMs across heartbeats (the `latency` strategy). */
+  ttftEwmaMs?: number | null;
+  /**
+   * Lifetime token counters per engine id, for the engines that report both (vLLM's
+   * prompt_tokens_total / generation_tokens_total); read by the reconciliation job. Entries written
+   * before this field existed have none: read them with `liveCounters`.
+   */
+  counters?: Record<string, EngineTokenCounters>;
 }
 
 /** Heartbeats a node may miss before it is stale and gets no traffic. */
@@ -28,9 +41,24 @@ function maxOrNull(values: (number | null)[]): number | null {
   return present.length === 0 ? null : Math.max(...present);
 }
 
-/** Summarises a heartbeat into the live entry. */
-export function liveFromHeartbeat(hb: Heartbeat, now: number): LiveNode {
+/** Weight of a new TTFT sample in the moving average. */
+const TTFT_EWMA_ALPHA = 0.3;
+
+function sumOrNull(values: (number | null)[]): number | null {
+  const present = values.filter((v): v is number => v !== null);
+  return present.length === 0 ? null : present.reduce((a, b) => a + b, 0);
+}
+
+/** Summarises a heartbeat into the live entry (`previous` carries the TTFT moving average forward). */
+export function liveFromHeartbeat(hb: Heartbeat, now: number, previous?: LiveNode): LiveNode {
+  const ttfts = hb.engines.map((e) => e.recentTtftMs).filter((v): v is number => v !== null);
+  const recentTtftMs = ttfts.length === 0 ? null : ttfts.reduce((a, b) => a + b, 0) / ttfts.length;
+  const before = previous?.ttftEwmaMs ?? null;
+  const ttftEwmaMs = recentTtftMs === null ? before : before === null ? recentTtftMs : TTFT_EWMA_ALPHA * recentTtftMs + (1 - TTFT_EWMA_ALPHA) * before;
   return {
+    running: sumOrNull(hb.engines.map((e) => e.running)),
+    recentTtftMs,
+    ttftEwmaMs,
     status: hb.status,
     at: now,
     intervalMs: hb.intervalMs,
@@ -39,7 +67,24 @@ export function liveFromHeartbeat(hb: Heartbeat, now: number): LiveNode {
     capacity: hb.engines.reduce((sum, e) => sum + e.maxConcurrency, 0),
     waiting: maxOrNull(hb.engines.map((e) => e.waiting)),
     kvCacheUsage: maxOrNull(hb.engines.map((e) => e.kvCacheUsage)),
+    counters: engineCounters(hb),
   };
+}
+
+/** The token counters of the engines that report both of them. */
+function engineCounters(hb: Heartbeat): Record<string, EngineTokenCounters> {
+  const counters: Record<string, EngineTokenCounters> = {};
+  for (const e of hb.engines) {
+    if (e.promptTokensTotal !== null && e.generationTokensTotal !== null) {
+      counters[e.id] = { promptTokens: e.promptTokensTotal, generationTokens: e.generationTokensTotal };
+    }
+  }
+  return counters;
+}
+
+/** A live entry's engine token counters ({} for entries written before nodes reported them). */
+export function liveCounters(live: LiveNode): Record<string, EngineTokenCounters> {
+  return live.counters ?? {};
 }
 
 /** True when the node's last heartbeat is older than three of its own intervals. */

@@ -3,6 +3,7 @@ import type { Heartbeat, NodeStatus, SpotNotice } from "../../../schema/contract
 import { auditLogs, nodes, regions, spotEvents } from "../../../schema/tables/index.ts";
 import type { Db } from "../platform/db.ts";
 import type { NodeEntry } from "../routing/snapshot.ts";
+import { recordHealthChange, type HealthChange } from "./health.ts";
 
 function sameModels(a: string[], b: string[]): boolean {
   return a.length === b.length && [...a].sort().join("\n") === [...b].sort().join("\n");
@@ -38,9 +39,10 @@ export async function syncNodeFromHeartbeat(db: Db, hb: Heartbeat, at: Date, isN
   }
 }
 
-/** Records the node's last heartbeat time and status (throttled by the caller). */
-export async function touchNode(db: Db, nodeId: string, status: NodeStatus, at: Date): Promise<void> {
+/** Records the node's last heartbeat time and status (throttled by the caller), and a change of its health when there is one. */
+export async function touchNode(db: Db, nodeId: string, status: NodeStatus, at: Date, change: HealthChange | null = null): Promise<void> {
   await db.update(nodes).set({ lastHeartbeatAt: at, reportedStatus: status }).where(eq(nodes.id, nodeId));
+  if (change) await recordHealthChange(db, change);
 }
 
 /** Stores a spot notice and marks the node draining. */

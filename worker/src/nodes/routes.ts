@@ -5,6 +5,7 @@ import { ApiError } from "../errors.ts";
 import { withDb } from "../platform/db.ts";
 import { clearIsolateCaches, rememberLiveNode } from "../platform/hot-state.ts";
 import { routingCacheKey } from "../routing/snapshot.ts";
+import { healthChangeOf, recordHealthChange } from "./health.ts";
 import { isStale, liveFromHeartbeat, liveNodesKey, MISSED_HEARTBEATS_STALE, type LiveNode } from "./live.ts";
 import { recordSpotNotice, registryChanged, syncNodeFromHeartbeat, touchNode } from "./registry.ts";
 import { parseNodeBody, verifyNodeRequest } from "./verify.ts";
@@ -32,9 +33,11 @@ export async function heartbeat(c: Context<AppEnv>): Promise<Response> {
   const now = Date.now();
   const { redis, settings } = c.var;
   const previous = verified.routing.live[hb.nodeId];
-  const live = liveFromHeartbeat(hb, now);
+  const live = liveFromHeartbeat(hb, now, previous);
   await redis.hset(liveNodesKey(settings.redisPrefix), { [hb.nodeId]: live });
   rememberLiveNode(hb.nodeId, live);
+  // A status change (or a return from stale) is kept in health_checks, written with the registry facts.
+  const health = healthChangeOf(hb.nodeId, previous, live, now);
 
   const at = new Date(now);
   if (registryChanged(verified.node, hb)) {
@@ -43,11 +46,12 @@ export async function heartbeat(c: Context<AppEnv>): Promise<Response> {
     persist(c, "registry", async (db) => {
       await syncNodeFromHeartbeat(db, hb, at, isNew);
       await redis.del(routingCacheKey(settings.redisPrefix));
+      if (health) await recordHealthChange(db, health);
     });
     clearIsolateCaches();
   } else if (previous?.status !== hb.status || (previous !== undefined && isStale(previous, now))) {
     c.var.log("node_status", { nodeId: hb.nodeId, status: hb.status, previous: previous?.status ?? null });
-    persist(c, "status", (db) => touchNode(db, hb.nodeId, hb.status, at));
+    persist(c, "status", (db) => touchNode(db, hb.nodeId, hb.status, at, health));
   } else {
     c.executionCtx.waitUntil(
       redis
@@ -70,12 +74,18 @@ export async function spotNotice(c: Context<AppEnv>): Promise<Response> {
   if (notice.nodeId !== verified.nodeId) throw new ApiError("invalid_value", "nodeId in the body differs from the signed node header.", { param: "nodeId" });
   const now = Date.now();
   const previous = verified.routing.live[notice.nodeId];
+  // No token counters: they belong to the `at` of the heartbeat that carried them, and this entry
+  // moves `at` without a new sample (reconciliation waits for the next heartbeat).
   const draining: LiveNode = previous
-    ? { ...previous, status: "draining", at: now }
-    : { status: "draining", at: now, intervalMs: 60_000, models: [], inFlight: 0, capacity: 0, waiting: null, kvCacheUsage: null };
+    ? { ...previous, status: "draining", at: now, counters: {} }
+    : { status: "draining", at: now, intervalMs: 60_000, models: [], inFlight: 0, capacity: 0, waiting: null, kvCacheUsage: null, counters: {} };
   await c.var.redis.hset(liveNodesKey(c.var.settings.redisPrefix), { [notice.nodeId]: draining });
   rememberLiveNode(notice.nodeId, draining);
   c.var.log("node_spot_notice", { nodeId: notice.nodeId, provider: notice.provider, action: notice.action, deadline: notice.deadline });
-  persist(c, "spot", (db) => recordSpotNotice(db, notice));
+  const health = healthChangeOf(notice.nodeId, previous, draining, now);
+  persist(c, "spot", async (db) => {
+    await recordSpotNotice(db, notice);
+    if (health) await recordHealthChange(db, { ...health, detail: { ...health.detail, spot: { provider: notice.provider, action: notice.action } } });
+  });
   return c.json({ ok: true }, 202);
 }
