@@ -44,6 +44,8 @@ export interface StackOptions {
    * node `local-1` in region `local`.
    */
   topology?: Topology;
+  /** Extra worker vars (`wrangler dev --var`), e.g. shorter timeouts for failover tests; wrangler.toml documents each. */
+  workerVars?: Record<string, string>;
 }
 
 /** A running local stack. */
@@ -202,6 +204,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         // the env file only carries keys that wrangler.toml declares (secrets.required or [vars]).
         "--var",
         "TRUST_LOCATION_HEADER:true",
+        ...Object.entries(opts.workerVars ?? {}).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
         "--persist-to",
         join(opts.dataDir, "wrangler"),
         "--inspector-port",

@@ -68,6 +68,7 @@ describe("/admin/nodes", () => {
       kv_cache_usage: 0.42,
       running: 2,
       recent_ttft_ms: 120,
+      engines: [expect.objectContaining({ in_flight: 3, running: 2, waiting: 3, kv_cache_usage: 0.42, recent_ttft_ms: 120, healthy: true })],
       circuit: "closed",
       circuit_failures: 0,
       circuit_open_until: null,

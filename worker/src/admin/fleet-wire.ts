@@ -39,6 +39,8 @@ export interface NodeJson {
   recent_ttft_ms: number | null;
   /** Moving average of the TTFT across heartbeats (what the `latency` strategy compares). */
   ttft_ewma_ms: number | null;
+  /** Each engine's load from the last heartbeat (empty when unknown). */
+  engines: { id: string; kind: string; healthy: boolean; circuit: string; in_flight: number; max_concurrency: number; running: number | null; waiting: number | null; kv_cache_usage: number | null; recent_ttft_ms: number | null }[];
   circuit: CircuitPhase;
   circuit_failures: number;
   circuit_open_until: string | null;
@@ -135,6 +137,18 @@ export function nodeJson(row: NodeRow, fleet: FleetLive, now: number): NodeJson 
     kv_cache_usage: live ? live.kvCacheUsage : null,
     recent_ttft_ms: live ? liveNumber(live, "recentTtftMs") : null,
     ttft_ewma_ms: live ? liveNumber(live, "ttftEwmaMs") : null,
+    engines: (live?.engines ?? []).map((e) => ({
+      id: e.id,
+      kind: e.kind,
+      healthy: e.healthy,
+      circuit: e.circuit,
+      in_flight: e.inFlight,
+      max_concurrency: e.maxConcurrency,
+      running: e.running,
+      waiting: e.waiting,
+      kv_cache_usage: e.kvCacheUsage,
+      recent_ttft_ms: e.recentTtftMs,
+    })),
     circuit: circuitPhase(circuit, now),
     circuit_failures: circuit?.failures ?? 0,
     circuit_open_until: openUntil,

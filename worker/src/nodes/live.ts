@@ -1,6 +1,20 @@
 import type { Heartbeat, NodeStatus } from "../../../schema/contracts/heartbeat.ts";
 import type { EngineTokenCounters } from "../../../schema/tables/index.ts";
 
+/** One engine's load, as the node's last heartbeat reported it. */
+export interface LiveEngine {
+  id: string;
+  kind: string;
+  healthy: boolean;
+  circuit: string;
+  inFlight: number;
+  maxConcurrency: number;
+  running: number | null;
+  waiting: number | null;
+  kvCacheUsage: number | null;
+  recentTtftMs: number | null;
+}
+
 /** What the gateway keeps in Redis about a node from its last heartbeat. */
 export interface LiveNode {
   status: NodeStatus;
@@ -20,6 +34,8 @@ export interface LiveNode {
   recentTtftMs?: number | null;
   /** Exponentially weighted moving average of recentTtftMs across heartbeats (the `latency` strategy). */
   ttftEwmaMs?: number | null;
+  /** Per-engine load (for operators; routing uses the node-level summary above). */
+  engines?: LiveEngine[];
   /**
    * Lifetime token counters per engine id, for the engines that report both (vLLM's
    * prompt_tokens_total / generation_tokens_total); read by the reconciliation job. Entries written
@@ -57,6 +73,18 @@ export function liveFromHeartbeat(hb: Heartbeat, now: number, previous?: LiveNod
   const ttftEwmaMs = recentTtftMs === null ? before : before === null ? recentTtftMs : TTFT_EWMA_ALPHA * recentTtftMs + (1 - TTFT_EWMA_ALPHA) * before;
   return {
     running: sumOrNull(hb.engines.map((e) => e.running)),
+    engines: hb.engines.map((e) => ({
+      id: e.id,
+      kind: e.kind,
+      healthy: e.healthy,
+      circuit: e.circuit,
+      inFlight: e.inFlight + e.queued,
+      maxConcurrency: e.maxConcurrency,
+      running: e.running,
+      waiting: e.waiting,
+      kvCacheUsage: e.kvCacheUsage,
+      recentTtftMs: e.recentTtftMs,
+    })),
     recentTtftMs,
     ttftEwmaMs,
     status: hb.status,

@@ -15,6 +15,8 @@ export interface Forwarded {
   response: Response;
   node: NodeEntry;
   attempts: Attempt[];
+  /** Ends the serving node's in-flight tracking (`track`): call when the response has ended. */
+  release: () => void;
 }
 
 /** What forwarding needs. */
@@ -32,6 +34,8 @@ export interface ForwardRequest {
   deadlineMs: number;
   /** Told about each node's answer: true for a usable response, false for a node failure (breaker input). */
   onNodeResult?: (node: NodeEntry, ok: boolean) => void;
+  /** Marks a request as in flight to a node; returns the function that ends it (routing/sent.ts). */
+  track?: (node: NodeEntry) => () => void;
 }
 
 /**
@@ -53,6 +57,7 @@ export async function forwardToBackplane(req: ForwardRequest, candidates: NodeEn
     const onClientAbort = () => controller.abort();
     req.clientSignal?.addEventListener("abort", onClientAbort);
     const timer = setTimeout(() => controller.abort(), Math.min(req.connectTimeoutMs, remaining));
+    const release = req.track?.(node) ?? (() => {});
     let response: Response;
     try {
       response = await fetch(new URL(req.path, node.url), {
@@ -69,6 +74,7 @@ export async function forwardToBackplane(req: ForwardRequest, candidates: NodeEn
       });
     } catch (err) {
       clearTimeout(timer);
+      release();
       const timedOut = controller.signal.aborted && !req.clientSignal?.aborted;
       attempts.push({ nodeId: node.id, outcome: timedOut ? "timeout" : `unreachable: ${String(err)}` });
       if (!req.clientSignal?.aborted) req.onNodeResult?.(node, false);
@@ -81,8 +87,9 @@ export async function forwardToBackplane(req: ForwardRequest, candidates: NodeEn
     if (response.ok) {
       attempts.push({ nodeId: node.id, outcome: String(response.status) });
       req.onNodeResult?.(node, true);
-      return { response, node, attempts };
+      return { response, node, attempts, release };
     }
+    release();
     const text = await response.text();
     attempts.push({ nodeId: node.id, outcome: String(response.status) });
     // 5xx is the node failing (breaker input); 503/429 is a healthy node at capacity, and 4xx the caller's.

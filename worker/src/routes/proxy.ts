@@ -13,7 +13,7 @@ import { validateRequest, type Endpoint } from "../proxy/validate.ts";
 import { claimTrial, recordFailure, recordSuccess } from "../routing/breaker.ts";
 import { callerLocation, REGION_HEADER } from "../routing/geo.ts";
 import { planRoute, type RoutePlan } from "../routing/pick.ts";
-import { recordSend, sentSince } from "../routing/sent.ts";
+import { sentSince, trackSend } from "../routing/sent.ts";
 import { rememberCircuit } from "../platform/hot-state.ts";
 import type { NodeEntry } from "../routing/snapshot.ts";
 
@@ -98,6 +98,7 @@ export function proxyHandler(endpoint: Endpoint) {
           maxAttempts: c.var.settings.routing.maxAttempts,
           deadlineMs: c.var.settings.routing.deadlineMs,
           onNodeResult: (node, ok) => reportNodeResult(c, node, ok),
+          track: (node) => trackSend(node.id),
         },
         candidates,
       );
@@ -109,6 +110,7 @@ export function proxyHandler(endpoint: Endpoint) {
     }
     const upstreamBody = forwarded.response.body;
     if (!upstreamBody) {
+      forwarded.release();
       c.executionCtx.waitUntil(admission.finish(null).catch(() => null));
       throw new ApiError("upstream_error", "The GPU node sent an empty response. Retry the request.");
     }
@@ -119,6 +121,7 @@ export function proxyHandler(endpoint: Endpoint) {
     const prefix = c.var.settings.redisPrefix;
     c.executionCtx.waitUntil(
       tapped.done.then(async (outcome) => {
+        forwarded.release();
         const row = usageRow({
           requestId,
           startedAt,
@@ -219,9 +222,6 @@ async function routeRequest(c: Context<AppEnv>, model: string, prefixHash: numbe
           : `No GPU node is serving '${model}' right now. Retry in a few seconds.`;
     throw new ApiError("no_capacity", message, { headers: { "retry-after": "5" } });
   }
-  const first = nodes[0];
-  const live = first ? routing.live[first.id] : undefined;
-  if (first && live) recordSend(first.id, live.at);
   return nodes;
 }
 

@@ -16,7 +16,7 @@ export interface LoadWeights {
 export interface StrategyInput {
   live: Record<string, LiveNode>;
   weights: LoadWeights;
-  /** Requests this isolate sent to a node since that node's last heartbeat (they are not in its load yet). */
+  /** Requests this isolate sent to a node after that node's last heartbeat and still in flight (not in its load yet). */
   sentSince: (nodeId: string, liveAt: number) => number;
   /** Hash of the request's prefix (system prompt and conversation start), for prefix-affinity. */
   prefixHash: number | null;
