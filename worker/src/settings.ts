@@ -64,7 +64,7 @@ export function settingsFrom(env: Env): Settings {
     redisPrefix: env.REDIS_PREFIX || "sy:",
     keyCacheIsolateMs: positiveInt(env, "KEY_CACHE_ISOLATE_SECONDS", 5) * 1000,
     keyCacheRedisSeconds: positiveInt(env, "KEY_CACHE_REDIS_SECONDS", 300),
-    routingCacheIsolateMs: positiveInt(env, "ROUTING_CACHE_ISOLATE_SECONDS", 2) * 1000,
+    routingCacheIsolateMs: positiveInt(env, "ROUTING_CACHE_ISOLATE_SECONDS", 1) * 1000,
     routingCacheRedisSeconds: positiveInt(env, "ROUTING_CACHE_REDIS_SECONDS", 30),
     upstreamConnectTimeoutMs: positiveInt(env, "UPSTREAM_CONNECT_TIMEOUT_MS", 30_000),
     neonWsProxy: env.NEON_WS_PROXY ? env.NEON_WS_PROXY : null,
