@@ -39,6 +39,7 @@ const regionSchema = z.strictObject({
 // Each maps to a flag of the simulated engine (backplane/src/sim/args.ts).
 const simSchema = z.strictObject({
   ttftMs: z.number().min(0).max(3_600_000).optional(),
+  prefillMsPerToken: z.number().min(0).max(60_000).optional(),
   interTokenMs: z.number().min(0).max(3_600_000).optional(),
   outputTokens: z.number().int().min(1).optional(),
   maxConcurrency: z.number().int().min(1).optional(),
@@ -48,6 +49,7 @@ const simSchema = z.strictObject({
 
 const SIM_FLAGS: Record<keyof z.infer<typeof simSchema>, string> = {
   ttftMs: "--ttft-ms",
+  prefillMsPerToken: "--prefill-ms-per-token",
   interTokenMs: "--inter-token-ms",
   outputTokens: "--output-tokens",
   maxConcurrency: "--max-concurrency",

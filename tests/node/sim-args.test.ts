@@ -17,6 +17,7 @@ describe("simulator options and flags", () => {
         { name: "sim-embed", kind: "embed", maxModelLen: 512 },
       ],
       ttftMs: 20,
+      prefillMsPerToken: 0,
       interTokenMs: 5,
       outputTokens: 32,
       maxConcurrency: 16,
@@ -35,7 +36,7 @@ describe("simulator options and flags", () => {
     const options = parseSimArgs(
       [
         "--host", "0.0.0.0", "--port=8000", "--model", "llama:4096", "--model", "bge:embed", "--model", "qwen3:8b:generate:32768",
-        "--ttft-ms", "1.5", "--inter-token-ms", "0", "--output-tokens", "7", "--max-concurrency", "2", "--seed", "-3",
+        "--ttft-ms", "1.5", "--prefill-ms-per-token", "0.25", "--inter-token-ms", "0", "--output-tokens", "7", "--max-concurrency", "2", "--seed", "-3",
         "--embedding-dimensions", "16", "--api-key", "k",
       ],
       {},
@@ -49,6 +50,7 @@ describe("simulator options and flags", () => {
         { name: "qwen3:8b", kind: "generate", maxModelLen: 32768 },
       ],
       ttftMs: 1.5,
+      prefillMsPerToken: 0.25,
       interTokenMs: 0,
       outputTokens: 7,
       maxConcurrency: 2,

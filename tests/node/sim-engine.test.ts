@@ -67,6 +67,21 @@ describe("simulated vLLM: timing and scheduling", () => {
     expect((content[3]?.at ?? 0) - sent).toBeLessThan(60 + 3 * 40 + 150);
   });
 
+  it("adds prefill time for the prompt tokens the prefix cache did not hold", async () => {
+    const sim = await start({ ttftMs: 0, prefillMsPerToken: 2 });
+    const long = [{ role: "system", content: "word ".repeat(60) }, ...MESSAGES];
+    const prompt = countPromptTokens(long);
+    const timed = async () => {
+      const sent = performance.now();
+      await (await simPost(sim, "/v1/chat/completions", { messages: long, max_tokens: 1 })).text();
+      return performance.now() - sent;
+    };
+    // Cold: every prompt token is computed. Warm: only what is left after the cached 16-token blocks.
+    expect(await timed()).toBeGreaterThanOrEqual(prompt * 2 - 5);
+    const uncached = prompt - Math.floor(prompt / 16) * 16;
+    expect(await timed()).toBeLessThan(uncached * 2 + 40);
+  });
+
   it("lets sim_ttft_ms override the time to first token per request", async () => {
     const sim = await start();
     const sent = performance.now();

@@ -13,6 +13,8 @@ Flags (environment fallback in brackets):
                                 (default sim-llama-8b:generate:8192 and sim-embed:embed:512)
                                 [SIM_MODELS, comma-separated]
   --ttft-ms <ms>                time to first token (default 20) [SIM_TTFT_MS]
+  --prefill-ms-per-token <ms>   added to the time to first token per prompt token missing from the
+                                prefix cache (default 0) [SIM_PREFILL_MS_PER_TOKEN]
   --inter-token-ms <ms>         delay between tokens (default 5) [SIM_INTER_TOKEN_MS]
   --output-tokens <n>           tokens generated before EOS when nothing cuts it first (default 32) [SIM_OUTPUT_TOKENS]
   --max-concurrency <n>         requests generating at once; the rest queue (default 16) [SIM_MAX_CONCURRENCY]
@@ -31,6 +33,7 @@ type Env = Readonly<Record<string, string | undefined>>;
 const NUMERIC_FLAGS = [
   ["--port", "port", "SIM_PORT", true],
   ["--ttft-ms", "ttftMs", "SIM_TTFT_MS", false],
+  ["--prefill-ms-per-token", "prefillMsPerToken", "SIM_PREFILL_MS_PER_TOKEN", false],
   ["--inter-token-ms", "interTokenMs", "SIM_INTER_TOKEN_MS", false],
   ["--output-tokens", "outputTokens", "SIM_OUTPUT_TOKENS", true],
   ["--max-concurrency", "maxConcurrency", "SIM_MAX_CONCURRENCY", true],

@@ -89,9 +89,12 @@ export function runGeneration(state: EngineState, spec: GenerationSpec): void {
     phase = "running";
     scheduledAt = performance.now();
     observe(m.queue, (scheduledAt - spec.arrival) / 1000);
-    for (const prompt of request.prompts) queryPrefixCache(m, prompt);
+    let uncached = 0;
+    for (const prompt of request.prompts) uncached += prompt.tokens - queryPrefixCache(m, prompt);
     updateKv(promptTotal);
-    if (ttftMs > 0) timer = setTimeout(firstToken, ttftMs);
+    // Prefill: like vLLM, only the prompt tokens the prefix cache did not hold cost compute.
+    const firstTokenMs = ttftMs + uncached * options.prefillMsPerToken;
+    if (firstTokenMs > 0) timer = setTimeout(firstToken, firstTokenMs);
     else firstToken();
   }
 

@@ -15,6 +15,8 @@ export interface SimOptions {
   models: SimModel[];
   /** Time to first token (queue wait excluded), in ms. */
   ttftMs: number;
+  /** Prefill time per prompt token not found in the prefix cache, added to the time to first token (ms; 0 = off). */
+  prefillMsPerToken: number;
   /** Delay between two generated tokens, in ms. */
   interTokenMs: number;
   /** Tokens generated before the model "emits EOS" (EOS included), when no limit cuts it first. */
@@ -38,6 +40,7 @@ const DEFAULTS: SimOptions = {
     { name: "sim-embed", kind: "embed", maxModelLen: DEFAULT_MAX_MODEL_LEN.embed },
   ],
   ttftMs: 20,
+  prefillMsPerToken: 0,
   interTokenMs: 5,
   outputTokens: 32,
   maxConcurrency: 16,
@@ -59,6 +62,7 @@ const schema = z.object({
     .min(1, "must list at least one model")
     .refine((models) => new Set(models.map((m) => m.name)).size === models.length, "model names must be unique"),
   ttftMs: z.number().min(0).max(3_600_000),
+  prefillMsPerToken: z.number().min(0).max(60_000),
   interTokenMs: z.number().min(0).max(3_600_000),
   outputTokens: z.number().int().min(1).max(10_000_000),
   maxConcurrency: z.number().int().min(1).max(1_000_000),
