@@ -261,9 +261,10 @@ describe("failover and stream integrity", () => {
     const client = clientAt(WASHINGTON);
     stack.pauseNode("us-1");
     try {
-      // Concurrent requests spread over both nodes; those sent to the stalled one time out and fail over.
+      // Concurrent requests spread over both nodes; those sent to the stalled one time out and fail over
+      // (to us-2, or further when the machine is too busy for us-2 to answer within the attempt timeout).
       const results = await Promise.all(Array.from({ length: 8 }, () => servedBy(client)));
-      expect(results.every((r) => r.node === "us-2")).toBe(true);
+      expect(results.map((r) => r.node)).not.toContain("us-1");
       await until(async () => ((await nodeView("us-1")).circuit === "open" ? true : undefined), 10_000);
     } finally {
       stack.resumeNode("us-1");
