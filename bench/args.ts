@@ -1,13 +1,15 @@
 import { parseArgs } from "node:util";
 
-/** Which scenarios to run: `stream` means both streamed scenarios (instant and paced engine). */
-export type ScenarioChoice = "nonstream" | "stream" | "all";
-
 /** The benchmark's settings after parsing the command line. */
 export interface BenchArgs {
-  requests: number;
+  /** Smoke mode: a few seconds, the project's own targets only, no routing benchmark. */
+  quick: boolean;
+  rounds: number;
   concurrency: number;
-  scenario: ScenarioChoice;
+  durationSec: number;
+  throughputRounds: number;
+  routing: boolean;
+  routingRequests: number;
 }
 
 /** A bad flag: printed with the help hint, exit code 2. */
@@ -16,20 +18,27 @@ export class UsageError extends Error {}
 /** The --help text. */
 export const HELP = `Usage: npm run bench -- [options]
 
-Measures the latency and throughput the gateway adds on top of the engine: every scenario runs
-directly against the simulated engine and then through the gateway (wrangler dev + backplane).
+Compares, on this machine and in one run, the same simulated vLLM engine (fast mode) reached
+directly, through the backplane alone, through the full Switchyard path on plain workerd (every
+policy on), through nginx and the Portkey gateway, and through bare Hono forwarders on workerd and
+on Node; then the routing benchmark (round-robin vs least-load vs prefix-affinity).
 
 Options:
-  --requests N        measured requests per scenario and target (default 400)
-  --concurrency C     requests in flight at once (default 8)
-  --scenario S        nonstream | stream | all (default all); "stream" runs both streamed scenarios
-  --help              show this text
+  --quick              smoke mode: a few seconds, the project's own targets only, no routing benchmark
+  --rounds N           latency probe rounds at concurrency 1 (default 300; quick 20)
+  --concurrency C      wrk connections for the throughput runs (default 16)
+  --duration S         seconds per wrk run (default 4; quick 1)
+  --throughput-rounds R  wrk runs per target and mode, interleaved (default 2; quick 1)
+  --routing-requests N streamed requests per strategy in the routing benchmark (default 400)
+  --no-routing         skip the routing benchmark
+  --help               show this text
 
 Environment (fallbacks):
-  PG_ADMIN_URL        Postgres where a throwaway database is created (default postgres://postgres@127.0.0.1:5432/postgres)
-  REDIS_URL           Redis used with a throwaway key prefix (default redis://127.0.0.1:6379)
+  PG_ADMIN_URL         Postgres where throwaway databases are created (default postgres://postgres@127.0.0.1:5432/postgres)
+  REDIS_URL            Redis used with throwaway key prefixes (default redis://127.0.0.1:6379)
 
-Prints a table and writes bench/results/latest.json.`;
+Writes bench/results/<time>.md and .json (and latest.md / latest.json), prints a summary, and
+exits 1 when any request failed or any hop's answer differed from the engine's.`;
 
 function integer(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
   if (raw === undefined) return fallback;
@@ -49,9 +58,13 @@ export function parseBenchArgs(argv: string[]): BenchArgs | null {
       strict: true,
       allowPositionals: false,
       options: {
-        requests: { type: "string" },
+        quick: { type: "boolean" },
+        rounds: { type: "string" },
         concurrency: { type: "string" },
-        scenario: { type: "string" },
+        duration: { type: "string" },
+        "throughput-rounds": { type: "string" },
+        "routing-requests": { type: "string" },
+        "no-routing": { type: "boolean" },
         help: { type: "boolean" },
       },
     }));
@@ -59,13 +72,14 @@ export function parseBenchArgs(argv: string[]): BenchArgs | null {
     throw new UsageError(err instanceof Error ? err.message : String(err));
   }
   if (values.help === true) return null;
-  const scenario = values.scenario ?? "all";
-  if (scenario !== "nonstream" && scenario !== "stream" && scenario !== "all") {
-    throw new UsageError(`--scenario must be nonstream, stream or all, got "${scenario}".`);
-  }
+  const quick = values.quick === true;
   return {
-    requests: integer("requests", values.requests, 400, 1, 100_000),
-    concurrency: integer("concurrency", values.concurrency, 8, 1, 256),
-    scenario,
+    quick,
+    rounds: integer("rounds", values.rounds, quick ? 20 : 300, 1, 100_000),
+    concurrency: integer("concurrency", values.concurrency, 16, 1, 1024),
+    durationSec: integer("duration", values.duration, quick ? 1 : 4, 1, 600),
+    throughputRounds: integer("throughput-rounds", values["throughput-rounds"], quick ? 1 : 2, 1, 100),
+    routing: !quick && values["no-routing"] !== true,
+    routingRequests: integer("routing-requests", values["routing-requests"], 400, 20, 100_000),
   };
 }

@@ -3,6 +3,8 @@ export interface LoadSpec {
   url: string;
   headers: Record<string, string>;
   body: string;
+  /** When given, request i sends bodies[i % bodies.length] instead of `body` (e.g. many prompt prefixes). */
+  bodies?: string[];
   stream: boolean;
   requests: number;
   concurrency: number;
@@ -79,12 +81,12 @@ async function readStream(body: ReadableStream<Uint8Array>, startedAt: number): 
   return { latencyMs: performance.now() - startedAt, ttftMs };
 }
 
-async function sendOne(spec: LoadSpec): Promise<Timing> {
+async function sendOne(spec: LoadSpec, index: number): Promise<Timing> {
   const startedAt = performance.now();
   const res = await fetch(spec.url, {
     method: "POST",
     headers: { "content-type": "application/json", ...spec.headers },
-    body: spec.body,
+    body: spec.bodies ? (spec.bodies[index % spec.bodies.length] ?? spec.body) : spec.body,
     signal: AbortSignal.timeout(spec.requestTimeoutMs),
   });
   if (res.status !== 200) {
@@ -115,9 +117,9 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   let sent = 0;
   const lane = async () => {
     while (sent < spec.requests && performance.now() < deadline) {
-      sent++;
+      const index = sent++;
       try {
-        const timing = await sendOne(spec);
+        const timing = await sendOne(spec, index);
         latenciesMs.push(timing.latencyMs);
         if (timing.ttftMs !== null) ttftsMs.push(timing.ttftMs);
       } catch (err) {

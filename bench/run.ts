@@ -1,12 +1,13 @@
 /**
- * `npm run bench`: what the gateway adds on top of the engine. Starts the local stack on a
- * throwaway database and Redis prefix, runs each scenario directly against the simulated engine and
- * through the gateway, prints a table and writes bench/results/latest.json. See bench/README.md.
+ * `npm run bench`: the side-by-side comparison (compare.ts) and the routing benchmark (routing.ts),
+ * on throwaway databases and Redis prefixes; writes bench/results/ and prints a summary. See
+ * bench/README.md and docs/performance.md.
  */
 import { join } from "node:path";
 import { HELP, parseBenchArgs, UsageError, type BenchArgs } from "./args.ts";
-import { runBench } from "./bench.ts";
-import { formatReport, writeReport } from "./report.ts";
+import { runCompare } from "./compare.ts";
+import { checkTargets, formatReport, machineInfo, OUTPUT_TOKENS, writeReport, type BenchReport } from "./report.ts";
+import { runRouting } from "./routing.ts";
 import { Teardown } from "./teardown.ts";
 
 let args: BenchArgs | null;
@@ -29,31 +30,53 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.on(signal, () => {
     interrupts++;
     if (interrupts > 1) {
-      console.error("Forced exit: the stack, the sy_bench_* database or the sy:bench:* Redis keys may be left behind.");
+      console.error("Forced exit: processes, sy_bench_* databases or sy:bench:* Redis keys may be left behind.");
       process.exit(130);
     }
     console.error(`\n${signal}: stopping and cleaning up (send it again to force)…`);
     controller.abort(new Error(`interrupted by ${signal}`));
+    void teardown.close().then(() => process.exit(130));
   });
 }
 
-const resultsFile = join(import.meta.dirname, "results", "latest.json");
+const env = {
+  pgAdminUrl: process.env.PG_ADMIN_URL || "postgres://postgres@127.0.0.1:5432/postgres",
+  redisUrl: process.env.REDIS_URL || "redis://127.0.0.1:6379",
+  host: "127.0.0.1",
+};
+const log = (line: string) => console.error(line);
 try {
-  const report = await runBench(args, {
-    pgAdminUrl: process.env.PG_ADMIN_URL || "postgres://postgres@127.0.0.1:5432/postgres",
-    redisUrl: process.env.REDIS_URL || "redis://127.0.0.1:6379",
-    signal: controller.signal,
-    teardown,
-    log: (line) => console.error(line),
-  });
-  await writeReport(report, resultsFile);
-  console.log(`\n${formatReport(report)}\n\nJSON: ${resultsFile}`);
+  const compare = await runCompare({ ...env, rounds: args.rounds, concurrency: args.concurrency, durationSec: args.durationSec, throughputRounds: args.throughputRounds, ownOnly: args.quick, teardown, log });
+  // The comparison's processes stop before the routing benchmark starts its own.
+  await teardown.close();
+  const routingTeardown = new Teardown();
+  let routing = null;
+  try {
+    if (args.routing) routing = await runRouting({ ...env, requests: args.routingRequests, concurrency: 12, teardown: routingTeardown, log, signal: controller.signal });
+  } finally {
+    await routingTeardown.close();
+  }
+  const report: BenchReport = {
+    generatedAt: new Date().toISOString(),
+    machine: machineInfo(),
+    settings: { ...args, outputTokens: OUTPUT_TOKENS },
+    compare,
+    routing,
+    targets: checkTargets(compare, routing),
+  };
+  const file = await writeReport(report, join(import.meta.dirname, "results"));
+  console.log(`\n${formatReport(report)}\n\nReport: ${file} (and latest.json)`);
+  const routingErrors = routing ? [...routing.unequal, ...routing.prefixes].reduce((n, r) => n + r.errors, 0) : 0;
+  if (compare.errors.length > 0 || routingErrors > 0) {
+    console.error(`\nBenchmark FAILED: ${compare.errors.length + routingErrors} errors (see the report).`);
+    process.exitCode = 1;
+  }
 } catch (err) {
   if (controller.signal.aborted) {
     console.error("Benchmark interrupted; nothing was written.");
     process.exitCode = 130;
   } else {
-    console.error(`\nBenchmark failed: ${err instanceof Error ? err.message : String(err)}`);
+    console.error(`\nBenchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     process.exitCode = 1;
   }
 } finally {

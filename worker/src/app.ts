@@ -34,7 +34,7 @@ export function createApp(): Hono<AppEnv> {
     c.set("settings", settingsFrom(c.env));
     c.set("redis", redisFrom(c.env.UPSTASH_REDIS_REST_URL, c.env.UPSTASH_REDIS_REST_TOKEN));
     await next();
-    c.header("x-request-id", c.var.requestId);
+    c.header("x-request-id", c.get("requestId"));
   });
 
   app.get("/health", health);

@@ -1,4 +1,5 @@
 import type { Redis } from "@upstash/redis/cloudflare";
+import type { AuditEvent } from "./audit/outbox.ts";
 import type { KeyIdentity } from "./auth/identity.ts";
 import type { RoutingView } from "./platform/hot-state.ts";
 import type { Settings } from "./settings.ts";
@@ -17,5 +18,11 @@ export interface AppEnv {
     log: Logger;
     identity: KeyIdentity;
     routing: RoutingView;
+    /**
+     * The successful authentication's audit event, until it is queued: a handler that ends with its
+     * own Redis batch takes it (`takeAuthAudit`) and queues it there; otherwise the auth middleware
+     * queues it once the handler has returned.
+     */
+    authAudit: AuditEvent | null;
   };
 }

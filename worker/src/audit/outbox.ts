@@ -16,7 +16,12 @@ export function auditOutboxKey(prefix: string): string {
  * one Redis LPUSH; the scheduled job moves events to Postgres in batches (platform/outbox.ts).
  */
 export async function queueAudit(redis: Redis, prefix: string, event: Omit<AuditEvent, "id" | "at">): Promise<void> {
-  await enqueue(redis, auditOutboxKey(prefix), { id: `aud_${crypto.randomUUID().replaceAll("-", "")}`, at: new Date(), ...event });
+  await enqueue(redis, auditOutboxKey(prefix), auditEvent(event));
+}
+
+/** Gives an audit event its id and time (now). */
+export function auditEvent(event: Omit<AuditEvent, "id" | "at">): AuditEvent {
+  return { id: `aud_${crypto.randomUUID().replaceAll("-", "")}`, at: new Date(), ...event };
 }
 
 /** Moves queued audit events to `audit_logs` (idempotent by id). Returns how many were written. */

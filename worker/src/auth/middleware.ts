@@ -1,8 +1,10 @@
+import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { hotStateDeps, loadHotState } from "../platform/hot-state.ts";
-import { queueAudit } from "../audit/outbox.ts";
+import { auditEvent, auditOutboxKey, type AuditEvent } from "../audit/outbox.ts";
+import { enqueue } from "../platform/outbox.ts";
 import { bearerToken, hashApiKey, looksLikeApiKey, visiblePrefix } from "./keys.ts";
 
 // One message for unknown, malformed, revoked and expired keys, so a caller cannot tell which keys exist.
@@ -16,9 +18,8 @@ const INVALID_KEY_MESSAGE =
 export const requireApiKey = createMiddleware<AppEnv>(async (c, next) => {
   const token = bearerToken(c.req.header("authorization"));
   // Every attempt is audited off the response path: key prefix (never more of the key), tenant, route, client IP, outcome.
-  const audit = (outcome: string, tenantId: string | null, keyId: string | null) =>
-    c.executionCtx.waitUntil(
-      queueAudit(c.var.redis, c.var.settings.redisPrefix, {
+  const event = (outcome: string, tenantId: string | null, keyId: string | null): AuditEvent =>
+    auditEvent({
         actor: keyId ? `key:${keyId}` : "anonymous",
         action: outcome === "ok" ? "auth.success" : "auth.failure",
         targetType: "route",
@@ -29,10 +30,12 @@ export const requireApiKey = createMiddleware<AppEnv>(async (c, next) => {
           reason: outcome,
           keyPrefix: token && looksLikeApiKey(token) ? visiblePrefix(token) : null,
           clientIp: c.req.header("cf-connecting-ip") ?? null,
-          requestId: c.var.requestId,
+          requestId: c.get("requestId"),
         },
-      }).catch((err: unknown) => c.var.log("audit_queue_failed", { error: String(err) })),
-    );
+      });
+  const queue = (e: AuditEvent) =>
+    c.executionCtx.waitUntil(enqueue(c.get("redis"), auditOutboxKey(c.get("settings").redisPrefix), e).catch((err: unknown) => c.get("log")("audit_queue_failed", { error: String(err) })));
+  const audit = (outcome: string, tenantId: string | null, keyId: string | null) => queue(event(outcome, tenantId, keyId));
   if (!token) {
     audit("missing_key", null, null);
     throw new ApiError(
@@ -60,8 +63,20 @@ export const requireApiKey = createMiddleware<AppEnv>(async (c, next) => {
     audit("tenant_suspended", identity.tenantId, identity.keyId);
     throw new ApiError("tenant_suspended", "This organisation is suspended. Contact your administrator or settle the outstanding payment.");
   }
-  audit("ok", identity.tenantId, identity.keyId);
+  c.set("authAudit", event("ok", identity.tenantId, identity.keyId));
   c.set("identity", identity);
   c.set("routing", state.routing);
-  await next();
+  try {
+    await next();
+  } finally {
+    const pending = c.get("authAudit");
+    if (pending) queue(pending);
+  }
 });
+
+/** Takes the pending successful-authentication audit event, to queue it in the handler's own Redis batch. */
+export function takeAuthAudit(c: Context<AppEnv>): AuditEvent | null {
+  const pending = c.get("authAudit");
+  c.set("authAudit", null);
+  return pending;
+}

@@ -8,7 +8,7 @@ import type { Settings } from "../settings.ts";
 import { describeBudget, reserveBudgets, type Cost } from "./budgets.ts";
 import { acquireConcurrency } from "./concurrency.ts";
 import { checkRateLimits } from "./rate.ts";
-import type { AdmissionSubject, Layer, LayerLimits } from "./types.ts";
+import type { AdmissionSubject, Layer, LayerLimits, RedisBatch } from "./types.ts";
 
 /** The effective limits of each layer: database overrides over configured defaults. */
 export function effectiveLimits(settings: Settings, identity: KeyIdentity, snapshot: RoutingSnapshot): Record<Layer, LayerLimits> {
@@ -50,8 +50,11 @@ export function rateTokens(req: ProxyRequest, bodyBytes: number, model: ModelEnt
 /** An admitted request: response headers, and `finish` to settle budgets and free the slot. */
 export interface Admission {
   headers: Record<string, string>;
-  /** Settles budgets to the real cost (null: the request failed, release everything) and releases the concurrency lease. */
-  finish(actual: Cost | null): Promise<void>;
+  /**
+   * Settles budgets to the real cost (null: the request failed, release everything) and releases the
+   * concurrency lease; with a batch, only adds those writes to it (the caller executes it).
+   */
+  finish(actual: Cost | null, batch?: RedisBatch): Promise<void>;
   pending: Promise<unknown>;
 }
 
@@ -121,10 +124,10 @@ export async function admit(
   return {
     headers: rate.headers,
     pending: rate.pending,
-    async finish(actual) {
+    async finish(actual, batch) {
       if (finished) return;
       finished = true;
-      await Promise.all([lease.release(), actual ? budget.settle(actual) : budget.release()]);
+      await Promise.all([lease.release(batch), actual ? budget.settle(actual, batch) : budget.release(batch)]);
     },
   };
 }

@@ -1,4 +1,5 @@
 import type { Redis } from "@upstash/redis/cloudflare";
+import type { RedisBatch } from "./types.ts";
 
 /** A budget or quota as the hot path needs it (from the `budgets` table, cached with the key). */
 export interface BudgetEntry {
@@ -21,7 +22,7 @@ export interface Cost {
 
 /** The outcome of a reservation. */
 export type Reservation =
-  | { ok: true; settle(actual: Cost): Promise<void>; release(): Promise<void> }
+  | { ok: true; settle(actual: Cost, batch?: RedisBatch): Promise<void>; release(batch?: RedisBatch): Promise<void> }
   | { ok: false; budget: BudgetEntry | null; reason: "exhausted" | "unavailable" };
 
 // Checks every budget first and only then adds to all of them, in one atomic script, so concurrent
@@ -90,10 +91,10 @@ export async function reserveBudgets(redis: Redis, prefix: string, budgets: Budg
   if (result !== 0) return { ok: false, budget: applicable[result - 1] ?? null, reason: "exhausted" };
 
   let done = false;
-  const adjust = async (actual: Cost) => {
+  const adjust = async (actual: Cost, batch?: RedisBatch) => {
     if (done) return;
     done = true;
-    const pipe = redis.pipeline();
+    const pipe = batch ?? redis.pipeline();
     let commands = 0;
     applicable.forEach((b, i) => {
       const delta = amountOf(b, actual) - amountOf(b, max);
@@ -103,13 +104,13 @@ export async function reserveBudgets(redis: Redis, prefix: string, budgets: Budg
         commands++;
       }
     });
-    if (commands > 0) await pipe.exec();
+    if (commands > 0 && !batch) await pipe.exec();
   };
   return {
     ok: true,
     // Settling never raises a counter above the reservation: the real cost is capped by `max`.
-    settle: (actual) =>
-      adjust({ tokens: Math.min(actual.tokens, max.tokens), spend: Math.min(actual.spend, max.spend), requests: Math.min(actual.requests, max.requests) }),
-    release: () => adjust({ tokens: 0, spend: 0, requests: 0 }),
+    settle: (actual, batch) =>
+      adjust({ tokens: Math.min(actual.tokens, max.tokens), spend: Math.min(actual.spend, max.spend), requests: Math.min(actual.requests, max.requests) }, batch),
+    release: (batch) => adjust({ tokens: 0, spend: 0, requests: 0 }, batch),
   };
 }

@@ -1,13 +1,16 @@
 import type { Redis } from "@upstash/redis/cloudflare";
-import { layerId, type AdmissionSubject, type Layer } from "./types.ts";
+import { layerId, type AdmissionSubject, type Layer, type RedisBatch } from "./types.ts";
 
 /** A held (or refused) in-flight slot; `release()` frees it and is safe to call more than once. */
 export interface ConcurrencyLease {
   acquired: boolean;
   /** When refused: the layer with no free slot. */
   blocked: { layer: Layer } | null;
-  /** Frees the slot at every layer; never rejects (an unreleased lease expires on its own). */
-  release(): Promise<void>;
+  /**
+   * Frees the slot at every layer; never rejects (an unreleased lease expires on its own). With a
+   * batch, only adds the commands to it (the caller executes it).
+   */
+  release(batch?: RedisBatch): Promise<void>;
   /** When Redis did not answer in time or failed: the cap was skipped (fail-open). */
   degraded: boolean;
 }
@@ -87,10 +90,10 @@ export async function acquireConcurrency(
   const leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
   const now = Date.now();
   const args = [String(now), String(now + leaseMs), opts.requestId, String(leaseMs), ...limits.map(String)];
-  const release = once(async () => {
-    const pipeline = redis.pipeline();
+  const release = once(async (batch?: RedisBatch) => {
+    const pipeline = batch ?? redis.pipeline();
     for (const key of keys) pipeline.zrem(key, opts.requestId);
-    await pipeline.exec();
+    if (!batch) await pipeline.exec();
   });
 
   const result = await withTimeout(acquireScript(redis).exec(keys, args), opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
@@ -128,10 +131,10 @@ function withTimeout<T>(promise: Promise<T>, timeoutMs: number): Promise<Timed<T
 }
 
 /** Runs `fn` at most once, swallowing its failure: the lease expires by itself if Redis is down. */
-function once(fn: () => Promise<void>): () => Promise<void> {
+function once(fn: (batch?: RedisBatch) => Promise<void>): (batch?: RedisBatch) => Promise<void> {
   let run: Promise<void> | null = null;
-  return () => {
-    run ??= fn().catch(() => undefined);
+  return (batch) => {
+    run ??= fn(batch).catch(() => undefined);
     return run;
   };
 }

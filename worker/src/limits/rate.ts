@@ -39,13 +39,13 @@ const MAX_LIMITERS = 1_000;
 // the request. Keyed by the Redis client, which is itself module-scoped (platform/redis.ts).
 const limiters = new WeakMap<Redis, Map<string, Ratelimit>>();
 
-function limiterFor(redis: Redis, prefix: string, kind: RateKind, limit: number, timeoutMs: number): Ratelimit {
+function limiterFor(redis: Redis, prefix: string, kind: RateKind, limit: number): Ratelimit {
   let byLimit = limiters.get(redis);
   if (!byLimit) {
     byLimit = new Map();
     limiters.set(redis, byLimit);
   }
-  const memoKey = `${prefix}|${kind}|${limit}|${timeoutMs}`;
+  const memoKey = `${prefix}|${kind}|${limit}`;
   const existing = byLimit.get(memoKey);
   if (existing) return existing;
   if (byLimit.size >= MAX_LIMITERS) {
@@ -56,8 +56,8 @@ function limiterFor(redis: Redis, prefix: string, kind: RateKind, limit: number,
     redis,
     prefix: `${prefix}rl`,
     limiter: Ratelimit.tokenBucket((limit * REFILL_MS) / WINDOW_MS, `${REFILL_MS} ms`, limit),
-    // Fails open: when Redis does not answer within timeoutMs, ratelimit allows with reason "timeout".
-    timeout: timeoutMs,
+    // No timer per limiter: checkRateLimits puts one deadline on all of them (fail open).
+    timeout: 0,
     analytics: false,
     enableTelemetry: false,
   });
@@ -125,9 +125,16 @@ export async function checkRateLimits(
     };
   }
 
-  const checked = await Promise.all(
-    checks.map(async (check): Promise<Checked> => ({ ...check, outcome: await runCheck(redis, prefix, subject, check, timeoutMs) })),
-  );
+  // One deadline for every layer (a timer per check costs CPU on every request): when Redis does not
+  // answer within timeoutMs, every check that has not answered fails open.
+  const outcomes: (Outcome | undefined)[] = checks.map(() => undefined);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    Promise.all(checks.map(async (check, i) => (outcomes[i] = await runCheck(redis, prefix, subject, check)))),
+    new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
+  ]);
+  if (timer !== undefined) clearTimeout(timer);
+  const checked: Checked[] = checks.map((check, i) => ({ ...check, outcome: outcomes[i] ?? { state: "degraded" } }));
 
   let blocking: Checked | null = null;
   let retryAfterMs = 0;
@@ -150,8 +157,8 @@ export async function checkRateLimits(
   };
 }
 
-async function runCheck(redis: Redis, prefix: string, subject: AdmissionSubject, check: Check, timeoutMs: number): Promise<Outcome> {
-  const limiter = limiterFor(redis, prefix, check.kind, check.limit, timeoutMs);
+async function runCheck(redis: Redis, prefix: string, subject: AdmissionSubject, check: Check): Promise<Outcome> {
+  const limiter = limiterFor(redis, prefix, check.kind, check.limit);
   const identifier = `${check.kind === "requests" ? "req" : "tok"}:${layerId(subject, check.layer)}`;
   try {
     const res = await limiter.limit(identifier, { rate: check.rate });

@@ -1,3 +1,4 @@
+import type { Redis } from "@upstash/redis/cloudflare";
 /** The four layers every request is limited at, outermost first. */
 export const LAYERS = ["global", "tenant", "environment", "key"] as const;
 /** A limit layer. */
@@ -34,3 +35,9 @@ export function layerId(subject: AdmissionSubject, layer: Layer): string {
       return `key:${subject.keyId}`;
   }
 }
+
+/**
+ * A Redis pipeline the caller executes: the writes of a request's end (lease release, budget
+ * settlement, usage and audit events) share one, so they cost one round trip together.
+ */
+export type RedisBatch = ReturnType<Redis["pipeline"]>;

@@ -1,3 +1,4 @@
+import type { Context } from "hono";
 import type { Redis } from "@upstash/redis/cloudflare";
 import type { AppEnv } from "../env.ts";
 import { keyCacheKey, loadKeyIdentity, type KeyCacheEntry } from "../auth/identity.ts";
@@ -52,16 +53,17 @@ export interface HotStateDeps {
 
 /** The loader's dependencies, taken from a request's context (bindings, settings, Redis, waitUntil). */
 export function hotStateDeps(c: {
-  var: Pick<AppEnv["Variables"], "redis" | "settings" | "log">;
+  get: Context<{ Variables: Pick<AppEnv["Variables"], "redis" | "settings" | "log"> }>["get"];
   env: Pick<AppEnv["Bindings"], "DATABASE_URL">;
   executionCtx: Pick<ExecutionContext, "waitUntil">;
 }): HotStateDeps {
+  // c.get, not c.var: Hono builds a new object on every c.var access.
   return {
-    redis: c.var.redis,
-    settings: c.var.settings,
+    redis: c.get("redis"),
+    settings: c.get("settings"),
     databaseUrl: c.env.DATABASE_URL,
     waitUntil: (p) => c.executionCtx.waitUntil(p),
-    log: c.var.log,
+    log: c.get("log"),
   };
 }
 

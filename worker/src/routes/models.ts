@@ -4,7 +4,8 @@ import { isEligible } from "../routing/pick.ts";
 
 /** `GET /v1/models`: the catalogue models this key may use, in OpenAI's list shape plus gateway metadata. */
 export function listModels(c: Context<AppEnv>): Response {
-  const { identity, routing } = c.var;
+  const identity = c.get("identity");
+  const routing = c.get("routing");
   const now = Date.now();
   const available = (model: string) => routing.snapshot.nodes.some((n) => isEligible(n, routing.live[n.id], model, now));
   const data = Object.values(routing.snapshot.models)

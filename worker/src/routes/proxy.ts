@@ -4,6 +4,8 @@ import { ApiError } from "../errors.ts";
 import { usageOutboxKey } from "../metering/flush.ts";
 import { usageRow } from "../metering/record.ts";
 import { enqueue } from "../platform/outbox.ts";
+import { auditOutboxKey } from "../audit/outbox.ts";
+import { takeAuthAudit } from "../auth/middleware.ts";
 import { flushCounters } from "../platform/metrics.ts";
 import { forwardToBackplane, type Forwarded } from "../proxy/forward.ts";
 import { admit, maxCost, rateTokens } from "../limits/admission.ts";
@@ -32,7 +34,7 @@ const MAX_BODY_BYTES = 10 * 1024 * 1024;
  */
 export function proxyHandler(endpoint: Endpoint) {
   return async (c: Context<AppEnv>): Promise<Response> => {
-    const identity = c.var.identity;
+    const identity = c.get("identity");
     if (!identity.scopes.includes(SCOPE[endpoint])) {
       throw new ApiError("permission_denied", `This API key lacks the '${SCOPE[endpoint]}' scope needed for ${PATHS[endpoint]}.`);
     }
@@ -41,7 +43,7 @@ export function proxyHandler(endpoint: Endpoint) {
     const raw = await c.req.text();
     const req = validateRequest(endpoint, raw);
 
-    const model = c.var.routing.snapshot.models[req.model];
+    const model = c.get("routing").snapshot.models[req.model];
     const allowed = identity.allowedModels === null || identity.allowedModels.includes(req.model);
     if (!model || !allowed) {
       throw new ApiError("model_not_found", `The model '${req.model}' does not exist or you do not have access to it. GET /v1/models lists the models this key may use.`, {
@@ -58,19 +60,19 @@ export function proxyHandler(endpoint: Endpoint) {
 
     const bodyBytes = new TextEncoder().encode(raw).length;
     // Region price multipliers: the reservation assumes the dearest region among the candidates.
-    const multipliers = c.var.routing.snapshot.regionMultipliers ?? {};
+    const multipliers = c.get("routing").snapshot.regionMultipliers ?? {};
     const maxMultiplier = Math.max(1, ...candidates.map((n: NodeEntry) => multipliers[n.regionId] ?? 1));
     const admission = await admit(
-      { redis: c.var.redis, settings: c.var.settings, log: c.var.log, requestId: c.var.requestId },
+      { redis: c.get("redis"), settings: c.get("settings"), log: c.get("log"), requestId: c.get("requestId") },
       identity,
-      c.var.routing.snapshot,
+      c.get("routing").snapshot,
       { max: maxCost(req, bodyBytes, model, maxMultiplier), rateTokens: rateTokens(req, bodyBytes, model) },
     ).catch((err: unknown) => {
       // Refused at admission (limited, over budget): recorded with zero tokens, for the audit trail.
       if (err instanceof ApiError) {
         const refused = usageRow({
-          requestId: c.var.requestId,
-          startedAt: c.var.startedAt,
+          requestId: c.get("requestId"),
+          startedAt: c.get("startedAt"),
           endedAt: Date.now(),
           identity,
           endpoint,
@@ -80,7 +82,7 @@ export function proxyHandler(endpoint: Endpoint) {
           streamed: req.stream,
           outcome: { status: "rejected", usage: null, firstByteAt: null, deliveredChunks: 0, errorCode: err.code },
         });
-        c.executionCtx.waitUntil(enqueue(c.var.redis, usageOutboxKey(c.var.settings.redisPrefix), refused).catch(() => null));
+        c.executionCtx.waitUntil(enqueue(c.get("redis"), usageOutboxKey(c.get("settings").redisPrefix), refused).catch(() => null));
       }
       throw err;
     });
@@ -91,12 +93,12 @@ export function proxyHandler(endpoint: Endpoint) {
         {
           path: PATHS[endpoint],
           body: req.upstreamBody,
-          requestId: c.var.requestId,
+          requestId: c.get("requestId"),
           masterSecret: c.env.NODE_SIGNING_SECRET,
-          connectTimeoutMs: c.var.settings.upstreamConnectTimeoutMs,
+          connectTimeoutMs: c.get("settings").upstreamConnectTimeoutMs,
           clientSignal: c.req.raw.signal,
-          maxAttempts: c.var.settings.routing.maxAttempts,
-          deadlineMs: c.var.settings.routing.deadlineMs,
+          maxAttempts: c.get("settings").routing.maxAttempts,
+          deadlineMs: c.get("settings").routing.deadlineMs,
           onNodeResult: (node, ok) => reportNodeResult(c, node, ok),
           track: (node) => trackSend(node.id),
         },
@@ -116,9 +118,12 @@ export function proxyHandler(endpoint: Endpoint) {
     }
     const tapped = req.stream ? tapSse(upstreamBody, { stripUsage: !req.clientWantsUsage }) : tapJson(upstreamBody);
 
-    const { requestId, startedAt, log } = c.var;
-    const { redis } = c.var;
-    const prefix = c.var.settings.redisPrefix;
+    const requestId = c.get("requestId");
+    const startedAt = c.get("startedAt");
+    const log = c.get("log");
+    const authAudit = takeAuthAudit(c);
+    const redis = c.get("redis");
+    const prefix = c.get("settings").redisPrefix;
     c.executionCtx.waitUntil(
       tapped.done.then(async (outcome) => {
         forwarded.release();
@@ -148,13 +153,16 @@ export function proxyHandler(endpoint: Endpoint) {
           latencyMs: row.latencyMs,
         });
         const used = (row.promptTokens ?? 0) + (row.completionTokens ?? 0);
-        // A request that produced nothing gives its whole reservation back; otherwise it pays what it used.
-        await admission
-          .finish(used > 0 ? { tokens: used, spend: row.costMicros ?? 0, requests: 1 } : null)
-          .catch((err: unknown) => log("budget_settle_failed", { requestId, error: String(err) }));
+        // One round trip for everything the request's end writes: the budget settlement (a request
+        // that produced nothing gives its whole reservation back), the concurrency release, the usage
+        // event (the durable buffer the scheduled job writes to Postgres, metering/flush.ts) and the
+        // authentication's audit event.
+        const batch = redis.pipeline();
+        await admission.finish(used > 0 ? { tokens: used, spend: row.costMicros ?? 0, requests: 1 } : null, batch);
+        batch.lpush(usageOutboxKey(prefix), JSON.stringify(row));
+        if (authAudit) batch.lpush(auditOutboxKey(prefix), JSON.stringify(authAudit));
+        await batch.exec().catch((err: unknown) => log("request_end_writes_failed", { requestId, error: String(err), row }));
         await flushCounters(redis, prefix);
-        // Into the durable buffer; the scheduled job writes it to Postgres (metering/flush.ts).
-        await enqueue(redis, usageOutboxKey(prefix), row).catch((err: unknown) => log("usage_queue_failed", { requestId, error: String(err), row }));
       }),
     );
 
@@ -180,7 +188,9 @@ export function proxyHandler(endpoint: Endpoint) {
  * trial. No capacity is a 503 that says why.
  */
 async function routeRequest(c: Context<AppEnv>, model: string, prefixHash: number | null): Promise<NodeEntry[]> {
-  const { identity, routing, settings } = c.var;
+  const identity = c.get("identity");
+  const routing = c.get("routing");
+  const settings = c.get("settings");
   const requested = c.req.header(REGION_HEADER)?.trim() || null;
   if (requested !== null && requested !== identity.pinnedRegion) {
     const allowed = identity.pinnedRegion === null && (identity.regionOverrides ?? []).some((r) => r === requested || r === "*");
@@ -209,7 +219,7 @@ async function routeRequest(c: Context<AppEnv>, model: string, prefixHash: numbe
   const trial = nodes.find((n) => plan.halfOpen.has(n.id));
   if (trial) {
     // One round trip, only while a circuit is half open: exactly one request gets to try the node.
-    const won = await claimTrial(c.var.redis, settings.redisPrefix, trial.id, settings.routing.breakerCooldownMs).catch(() => false);
+    const won = await claimTrial(c.get("redis"), settings.redisPrefix, trial.id, settings.routing.breakerCooldownMs).catch(() => false);
     const others = nodes.filter((n) => !plan.halfOpen.has(n.id));
     nodes = won ? [trial, ...others] : others;
   }
@@ -227,7 +237,9 @@ async function routeRequest(c: Context<AppEnv>, model: string, prefixHash: numbe
 
 /** Feeds the node's circuit breaker (in waitUntil): failures count up to opening it; a success after any failure closes it. */
 function reportNodeResult(c: Context<AppEnv>, node: NodeEntry, ok: boolean): void {
-  const { redis, settings, routing } = c.var;
+  const redis = c.get("redis");
+  const settings = c.get("settings");
+  const routing = c.get("routing");
   const prefix = settings.redisPrefix;
   if (ok) {
     if (!routing.circuits[node.id]) return;
@@ -240,7 +252,7 @@ function reportNodeResult(c: Context<AppEnv>, node: NodeEntry, ok: boolean): voi
     recordFailure(redis, prefix, node.id, breaker)
       .then((state) => {
         rememberCircuit(node.id, state);
-        if (state.openUntil > Date.now()) c.var.log("circuit_open", { nodeId: node.id, failures: state.failures, until: new Date(state.openUntil).toISOString() });
+        if (state.openUntil > Date.now()) c.get("log")("circuit_open", { nodeId: node.id, failures: state.failures, until: new Date(state.openUntil).toISOString() });
       })
       .catch(() => null),
   );
