@@ -198,7 +198,9 @@ export async function startWorkerd(opts: WorkerdOptions): Promise<Workerd> {
   await writeFile(configPath, configText(opts, dir, modules, host, opts.port ?? 0));
 
   const log = openSync(logPath, "a");
-  const args = ["serve", configPath, "--control-fd=3", ...(opts.experimental ? ["--experimental"] : [])];
+  // BENCH_WORKERD_INSPECTOR=host:port opens V8's inspector (CPU profiles of the worker; bench/README.md).
+  const inspector = process.env.BENCH_WORKERD_INSPECTOR;
+  const args = ["serve", configPath, "--control-fd=3", ...(opts.experimental ? ["--experimental"] : []), ...(inspector ? [`--inspector-addr=${inspector}`] : [])];
   const child = spawn(workerdBinary(), args, { cwd: dir, stdio: ["ignore", log, log, "pipe"] });
   closeSync(log);
   let exited = false;
