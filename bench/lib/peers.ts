@@ -5,8 +5,9 @@
  * - the Portkey gateway (npm `@portkey-ai/gateway`) on Node,
  * - a bare Hono forwarder on Node (the baseline of the backplane hop, bench/lib/node-forwarder.ts).
  */
-import { mkdir, mkdtemp, readFile, rm, writeFile, chmod } from "node:fs/promises";
+import { access, chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { freePort } from "../../dev/ports.ts";
@@ -35,8 +36,22 @@ export interface PeerListen {
 
 const START_TIMEOUT_MS = 15_000;
 
+function portIsFree(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once("error", () => resolve(false));
+    server.listen(port, host, () => server.close(() => resolve(true)));
+  });
+}
+
+/**
+ * The port to start a peer on: a free one for 0, or the given one if it is free. A peer that
+ * cannot bind would otherwise look ready to `waitForPort`, which would reach whatever holds it.
+ */
 async function listenPort(host: string, port: number | undefined): Promise<number> {
-  return port === undefined || port === 0 ? freePort(host) : port;
+  if (port === undefined || port === 0) return freePort(host);
+  if (!(await portIsFree(host, port))) throw new Error(`port ${port} on ${host} is in use`);
+  return port;
 }
 
 function onClose(proc: PeerProcess, cleanup: () => Promise<void> = async () => {}): () => Promise<void> {
@@ -132,6 +147,7 @@ export async function startNginx(opts: NginxOptions): Promise<Peer> {
   if (bin === null) throw new Error("nginx is not installed (Debian: apt-get install nginx-light); check nginxAvailable() first");
   const host = opts.host ?? "127.0.0.1";
   const port = await listenPort(host, opts.port);
+  nginxConfig({ dir: "/", host, port, upstream: opts.upstream }); // throws on a bad upstream before anything is made
   const dir = await mkdtemp(join(tmpdir(), "sy-nginx-"));
   // Started as root, nginx runs its worker as `nobody`, which must reach the temp paths inside.
   await chmod(dir, 0o755);
@@ -141,7 +157,14 @@ export async function startNginx(opts: NginxOptions): Promise<Peer> {
   const proc = startProcess("nginx", bin, ["-c", confPath, "-p", `${dir}/`, "-e", join(dir, "error.log")]);
   const close = onClose(proc, () => rm(dir, { recursive: true, force: true }));
   try {
-    await waitForPort(proc, host, port, opts.startTimeoutMs ?? START_TIMEOUT_MS);
+    // nginx writes its pid file only once its listening sockets are bound.
+    const deadline = Date.now() + (opts.startTimeoutMs ?? START_TIMEOUT_MS);
+    while (!(await access(join(dir, "nginx.pid")).then(() => true, () => false))) {
+      if (!proc.alive()) throw new Error(`nginx exited at start (${proc.child.exitCode ?? proc.child.signalCode})\nnginx output:\n${proc.recentOutput()}`);
+      if (Date.now() > deadline) throw new Error(`nginx did not start within ${opts.startTimeoutMs ?? START_TIMEOUT_MS} ms\nnginx output:\n${proc.recentOutput()}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await waitForPort(proc, host, port, Math.max(1_000, deadline - Date.now()));
   } catch (err) {
     const log = await readFile(join(dir, "error.log"), "utf8").catch(() => "");
     await close();
@@ -179,14 +202,19 @@ export async function startPortkey(opts: PeerListen = {}): Promise<PortkeyPeer> 
   // --headless: no log UI and no /log/stream endpoint; NODE_ENV=production does the same.
   const proc = startProcess("portkey", process.execPath, [portkeyEntry(), `--port=${port}`, "--headless"], { cwd: ROOT, env: { NODE_ENV: "production" } });
   const close = onClose(proc);
+  const url = httpUrl(host, port);
   try {
     await waitForPort(proc, host, port, opts.startTimeoutMs ?? START_TIMEOUT_MS);
+    // Its root answers with a greeting; anything else on the port is not this Portkey.
+    const res = await fetch(`${url}/`, { signal: AbortSignal.timeout(5_000) });
+    const text = await res.text();
+    if (!proc.alive() || !text.includes("AI Gateway")) throw new Error(`Portkey did not start: GET / answered ${res.status} ${JSON.stringify(text.slice(0, 100))}\nportkey output:\n${proc.recentOutput()}`);
   } catch (err) {
     await close();
     throw err;
   }
   return {
-    url: httpUrl(host, port),
+    url,
     pid: proc.pid,
     process: proc,
     close,
