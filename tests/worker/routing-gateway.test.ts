@@ -45,7 +45,9 @@ describe("circuit breaker per node", () => {
 
   it("opens for a node that keeps failing, keeps traffic away, then lets one trial decide", async () => {
     // The dead node is a static entry (never heartbeats) whose port is closed: every try fails.
+    // Earlier files may have left this node's circuit and trial claim behind: start clean.
     await redis().hdel(circuitKey(env.REDIS_PREFIX), "wtest-dead");
+    await redis().del(`${circuitKey(env.REDIS_PREFIX)}:trial:wtest-dead`);
     const opened = await eventually(async () => {
       const res = await chat(inject("keys").valid);
       expect(res.status).toBe(200);

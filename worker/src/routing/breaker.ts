@@ -31,8 +31,11 @@ export function circuitPhase(state: CircuitState | undefined, now: number): Circ
   return now < state.openUntil ? "open" : "half_open";
 }
 
-// KEYS[1] = hash, ARGV = node id, threshold, cool-down ms, now. Returns { failures, openUntil }.
+// KEYS[1] = hash, KEYS[2] = the node's trial claim, ARGV = node id, threshold, cool-down ms, now.
+// Returns { failures, openUntil }. A failure also ends any trial, so the next half-open window can
+// claim a new one at once.
 const FAILURE = `
+redis.call("DEL", KEYS[2])
 local raw = redis.call("HGET", KEYS[1], ARGV[1])
 local state = raw and cjson.decode(raw) or { failures = 0, openUntil = 0 }
 state.failures = state.failures + 1
@@ -55,7 +58,7 @@ export interface BreakerSettings {
  * the state it wrote, for the isolate's own copy.
  */
 export async function recordFailure(redis: Redis, prefix: string, nodeId: string, settings: BreakerSettings, now = Date.now()): Promise<CircuitState> {
-  const [failures, openUntil] = (await redis.eval(FAILURE, [circuitKey(prefix)], [nodeId, String(settings.failures), String(settings.cooldownMs), String(now)])) as [number, number];
+  const [failures, openUntil] = (await redis.eval(FAILURE, [circuitKey(prefix), trialKey(prefix, nodeId)], [nodeId, String(settings.failures), String(settings.cooldownMs), String(now)])) as [number, number];
   return { failures: Number(failures), openUntil: Number(openUntil) };
 }
 
