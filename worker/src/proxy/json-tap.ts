@@ -20,7 +20,8 @@ export function usageFromTail(tail: string): ReturnType<typeof parseUsage> {
 
 /**
  * Passes a non-streamed JSON body through unchanged, keeping only its last 16 KB to read the
- * usage from when it ends.
+ * usage from when it ends. Pull-based like the SSE tap (sse-tap.ts): one read and one enqueue per
+ * chunk, nothing read ahead of the client.
  */
 export function tapJson(
   source: ReadableStream<Uint8Array>,
@@ -29,26 +30,53 @@ export function tapJson(
   const now = opts.now ?? Date.now;
   let tail = new Uint8Array(0);
   let firstByteAt: number | null = null;
-  const tap = new TransformStream<Uint8Array, Uint8Array>({
-    transform(chunk, controller) {
-      firstByteAt ??= now();
-      controller.enqueue(chunk);
-      if (chunk.length >= TAIL_BYTES) tail = chunk.slice(chunk.length - TAIL_BYTES);
-      else {
-        const joined = new Uint8Array(Math.min(TAIL_BYTES, tail.length + chunk.length));
-        const keep = joined.length - chunk.length;
-        joined.set(tail.subarray(tail.length - keep));
-        joined.set(chunk, keep);
-        tail = joined;
-      }
+  const reader = source.getReader();
+  let settle: (outcome: StreamOutcome) => void = () => {};
+  const done = new Promise<StreamOutcome>((resolve) => (settle = resolve));
+  let settled = false;
+  const finish = (outcome: StreamOutcome) => {
+    if (settled) return;
+    settled = true;
+    settle(outcome);
+  };
+  const keepTail = (chunk: Uint8Array) => {
+    if (chunk.length >= TAIL_BYTES) tail = chunk.slice(chunk.length - TAIL_BYTES);
+    else {
+      const joined = new Uint8Array(Math.min(TAIL_BYTES, tail.length + chunk.length));
+      const keep = joined.length - chunk.length;
+      joined.set(tail.subarray(tail.length - keep));
+      joined.set(chunk, keep);
+      tail = joined;
+    }
+  };
+  const body = new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let read: ReadableStreamReadResult<Uint8Array>;
+        try {
+          read = await reader.read();
+        } catch (err) {
+          // The upstream broke: the client sees the error (a truncated JSON body is never a 200 success).
+          finish({ status: "error", usage: null, firstByteAt, deliveredChunks: 0, errorCode: "upstream_stream_error" });
+          controller.error(err);
+          return;
+        }
+        if (settled) return;
+        if (read.done) {
+          controller.close();
+          finish({ status: "ok", usage: usageFromTail(decoder.decode(tail)), firstByteAt, deliveredChunks: 0, errorCode: null });
+          return;
+        }
+        firstByteAt ??= now();
+        keepTail(read.value);
+        controller.enqueue(read.value);
+      },
+      async cancel(reason) {
+        finish({ status: "cancelled", usage: null, firstByteAt, deliveredChunks: 0, errorCode: "client_cancelled" });
+        await reader.cancel(reason).catch(() => {});
+      },
     },
-  });
-  const done = source.pipeTo(tap.writable).then(
-    (): StreamOutcome => {
-      const usage = usageFromTail(decoder.decode(tail));
-      return { status: "ok", usage, firstByteAt, deliveredChunks: 0, errorCode: null };
-    },
-    (): StreamOutcome => ({ status: "cancelled", usage: null, firstByteAt, deliveredChunks: 0, errorCode: "client_cancelled" }),
+    { highWaterMark: 0 },
   );
-  return { body: tap.readable, done };
+  return { body, done };
 }

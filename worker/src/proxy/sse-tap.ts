@@ -73,70 +73,107 @@ function rebuild(text: string, drop: Set<number>): Uint8Array {
   return encoder.encode(kept.join("\n\n"));
 }
 
+const EMPTY = new Uint8Array(0);
+
 /**
  * Passes an SSE body through as it arrives, event by event, without re-encoding (bytes are
  * re-encoded only for the one event that carries the usage the client did not ask for). It learns
  * the usage of the stream, and if the upstream ends without `[DONE]` or fails, it ends the client's
  * stream with an in-band error event and `[DONE]` instead of truncating a 200 silently.
+ *
+ * A pull-based stream rather than a TransformStream: each chunk costs one read and one enqueue, not
+ * the writable side's promises as well (a streamed answer is a few dozen chunks; this is the hot
+ * path's largest per-chunk cost, bench/). With a high-water mark of 0 nothing is read ahead of the
+ * client, so backpressure reaches the engine unchanged.
  */
 export function tapSse(
   source: ReadableStream<Uint8Array>,
   opts: { stripUsage: boolean; now?: () => number },
 ): { body: ReadableStream<Uint8Array>; done: Promise<StreamOutcome> } {
   const now = opts.now ?? Date.now;
-  const state: TapState = { pending: new Uint8Array(0), usage: null, sawDone: false, sawError: false, firstByteAt: null, deliveredChunks: 0 };
-  let upstreamFailed = false;
-
-  const tap = new TransformStream<Uint8Array, Uint8Array>({
-    transform(chunk, controller) {
-      state.firstByteAt ??= now();
-      const bytes = concat(state.pending, chunk);
-      const end = lastEventEnd(bytes);
-      state.pending = end === bytes.length ? new Uint8Array(0) : bytes.slice(end);
-      if (end === 0) return;
-      const complete = bytes.subarray(0, end);
-      const text = decoder.decode(complete);
-      const drop = inspect(text, state, opts.stripUsage);
-      controller.enqueue(drop ? rebuild(text, drop) : complete);
-    },
-    flush(controller) {
-      if (state.pending.length > 0) {
-        const text = decoder.decode(state.pending);
-        const drop = inspect(text, state, opts.stripUsage);
-        controller.enqueue(drop ? rebuild(text, drop) : state.pending);
-      }
-      if (state.sawDone && !upstreamFailed) return;
-      if (state.sawError) controller.enqueue(encoder.encode("data: [DONE]\n\n"));
-      else {
-        state.sawError = true;
-        controller.enqueue(
-          encoder.encode(sseErrorEvent("The GPU node stopped responding in the middle of the stream. Retry the request.", "upstream_error")),
-        );
-      }
-    },
+  const state: TapState = { pending: EMPTY, usage: null, sawDone: false, sawError: false, firstByteAt: null, deliveredChunks: 0 };
+  const reader = source.getReader();
+  let settle: (outcome: StreamOutcome) => void = () => {};
+  const done = new Promise<StreamOutcome>((resolve) => (settle = resolve));
+  let settled = false;
+  const finish = (outcome: StreamOutcome) => {
+    if (settled) return;
+    settled = true;
+    settle(outcome);
+  };
+  const outcome = (status: StreamOutcome["status"], errorCode: string | null): StreamOutcome => ({
+    status,
+    usage: state.usage,
+    firstByteAt: state.firstByteAt,
+    deliveredChunks: state.deliveredChunks,
+    errorCode,
   });
 
-  const done = source
-    .pipeTo(tap.writable, { preventAbort: true, preventClose: true })
-    .catch(() => {
-      upstreamFailed = true;
-    })
-    .then(async (): Promise<StreamOutcome> => {
-      const writer = tap.writable.getWriter();
-      try {
-        await writer.close();
-      } catch {
-        // The client went away: the readable side was cancelled and the writable errored.
-        return { status: "cancelled", usage: state.usage, firstByteAt: state.firstByteAt, deliveredChunks: state.deliveredChunks, errorCode: "client_cancelled" };
-      }
-      const failed = state.sawError || upstreamFailed || !state.sawDone;
-      return {
-        status: failed ? "error" : "ok",
-        usage: state.usage,
-        firstByteAt: state.firstByteAt,
-        deliveredChunks: state.deliveredChunks,
-        errorCode: failed ? "upstream_stream_error" : null,
-      };
-    });
-  return { body: tap.readable, done };
+  /** The bytes to pass on for a chunk: its complete events (the rest waits for the next chunk). */
+  const passOn = (chunk: Uint8Array): Uint8Array | null => {
+    state.firstByteAt ??= now();
+    const bytes = concat(state.pending, chunk);
+    const end = lastEventEnd(bytes);
+    state.pending = end === bytes.length ? EMPTY : bytes.slice(end);
+    if (end === 0) return null;
+    const complete = end === bytes.length ? bytes : bytes.subarray(0, end);
+    const text = decoder.decode(complete);
+    const drop = inspect(text, state, opts.stripUsage);
+    return drop ? rebuild(text, drop) : complete;
+  };
+
+  /** What the client gets after the last chunk: the rest, and an error event unless the stream ended well. */
+  const ending = (upstreamFailed: boolean): Uint8Array[] => {
+    const out: Uint8Array[] = [];
+    if (state.pending.length > 0) {
+      const text = decoder.decode(state.pending);
+      const drop = inspect(text, state, opts.stripUsage);
+      out.push(drop ? rebuild(text, drop) : state.pending);
+      state.pending = EMPTY;
+    }
+    if (state.sawDone && !upstreamFailed) return out;
+    if (state.sawError) out.push(encoder.encode("data: [DONE]\n\n"));
+    else {
+      state.sawError = true;
+      out.push(encoder.encode(sseErrorEvent("The GPU node stopped responding in the middle of the stream. Retry the request.", "upstream_error")));
+    }
+    return out;
+  };
+
+  const body = new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        for (;;) {
+          let read: ReadableStreamReadResult<Uint8Array>;
+          let upstreamFailed = false;
+          try {
+            read = await reader.read();
+          } catch {
+            upstreamFailed = true;
+            read = { done: true, value: undefined };
+          }
+          if (settled) return; // the client went away meanwhile
+          if (read.done) {
+            for (const bytes of ending(upstreamFailed)) controller.enqueue(bytes);
+            controller.close();
+            const failed = state.sawError || upstreamFailed || !state.sawDone;
+            finish(outcome(failed ? "error" : "ok", failed ? "upstream_stream_error" : null));
+            return;
+          }
+          const out = passOn(read.value);
+          if (out) {
+            controller.enqueue(out);
+            return;
+          }
+        }
+      },
+      async cancel(reason) {
+        // The client went away: stop the upstream (which stops the engine) and record what it got.
+        finish(outcome("cancelled", "client_cancelled"));
+        await reader.cancel(reason).catch(() => {});
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  return { body, done };
 }
