@@ -93,7 +93,11 @@ function row(strategy: string, result: LoadResult, prefix: { queries: number; hi
   };
 }
 
-/** A long, distinct system prompt per prefix (about 600 tokens), shared by every request with that prefix. */
+/**
+ * A long, distinct system prompt per prefix (about 600 tokens), each used `usesEach` times, in a
+ * shuffled order (seeded, so every run and strategy sees the same sequence). In a fixed order, a
+ * prefix's uses would land on the same node under round-robin by accident of the arithmetic.
+ */
 function prefixBodies(distinct: number, usesEach: number): string[] {
   const bodies: string[] = [];
   for (let u = 0; u < usesEach; u++) {
@@ -101,6 +105,17 @@ function prefixBodies(distinct: number, usesEach: number): string[] {
       const system = `You are assistant ${p}. ${`Rule ${p}: answer briefly and precisely. `.repeat(60)}`;
       bodies.push(JSON.stringify({ model: MODEL, stream: true, max_tokens: 8, messages: [{ role: "system", content: system }, { role: "user", content: `Question ${u}` }] }));
     }
+  }
+  let seed = 0x2545f491;
+  const random = () => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) / 2 ** 32;
+  };
+  for (let i = bodies.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [bodies[i], bodies[j]] = [bodies[j] as string, bodies[i] as string];
   }
   return bodies;
 }
