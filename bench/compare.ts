@@ -12,7 +12,7 @@ import { LocalNode } from "../dev/nodes.ts";
 import { processTree, sampleCpu, cpuDelta, type CpuSnapshot } from "./cpu.ts";
 import { startEdge, waitForNodes, type Edge } from "./lib/edge.ts";
 import { nginxAvailable, startNginx, startNodeForwarder, startPortkey } from "./lib/peers.ts";
-import { probeInThread, type ProbeSample, type ProbeTarget } from "./lib/probe.ts";
+import { probeInThread, shuffled, type ProbeSample, type ProbeTarget } from "./lib/probe.ts";
 import { signedHeaders } from "./lib/signed.ts";
 import { startHonoForwarder } from "./lib/workerd.ts";
 import { runWrk, wrkAvailable, type WrkResult } from "./lib/wrk.ts";
@@ -208,14 +208,6 @@ function latencyRows(samples: ProbeSample[]): Record<string, LatencyRow> {
   return rows;
 }
 
-function shuffled<T>(items: readonly T[]): T[] {
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [out[i], out[j]] = [out[j] as T, out[i] as T];
-  }
-  return out;
-}
 
 /** Runs the whole comparison; errors (non-200s, unequal bodies) are collected, not thrown. */
 export async function runCompare(opts: CompareOptions): Promise<CompareResult> {

@@ -89,7 +89,8 @@ export function probeOnce(target: ProbeTarget, keepBody: boolean, timeoutMs: num
   });
 }
 
-function shuffled<T>(items: readonly T[]): T[] {
+/** A copy of `items` in a random order (Fisher-Yates). */
+export function shuffled<T>(items: readonly T[]): T[] {
   const out = [...items];
   for (let i = out.length - 1; i > 0; i--) {
     const j = Math.floor(Math.random() * (i + 1));

@@ -1,4 +1,4 @@
-import { parseUsage, type StreamOutcome } from "./usage.ts";
+import { outcomeOnce, parseUsage, type StreamOutcome } from "./usage.ts";
 
 const TAIL_BYTES = 16 * 1024;
 const decoder = new TextDecoder();
@@ -31,14 +31,8 @@ export function tapJson(
   let tail = new Uint8Array(0);
   let firstByteAt: number | null = null;
   const reader = source.getReader();
-  let settle: (outcome: StreamOutcome) => void = () => {};
-  const done = new Promise<StreamOutcome>((resolve) => (settle = resolve));
-  let settled = false;
-  const finish = (outcome: StreamOutcome) => {
-    if (settled) return;
-    settled = true;
-    settle(outcome);
-  };
+  const reported = outcomeOnce();
+  const { done, finish } = reported;
   const keepTail = (chunk: Uint8Array) => {
     if (chunk.length >= TAIL_BYTES) tail = chunk.slice(chunk.length - TAIL_BYTES);
     else {
@@ -61,7 +55,7 @@ export function tapJson(
           controller.error(err);
           return;
         }
-        if (settled) return;
+        if (reported.finished) return;
         if (read.done) {
           controller.close();
           finish({ status: "ok", usage: usageFromTail(decoder.decode(tail)), firstByteAt, deliveredChunks: 0, errorCode: null });

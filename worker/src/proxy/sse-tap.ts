@@ -1,5 +1,5 @@
 import { sseErrorEvent } from "../errors.ts";
-import { parseUsage, type StreamOutcome, type Usage } from "./usage.ts";
+import { outcomeOnce, parseUsage, type StreamOutcome, type Usage } from "./usage.ts";
 
 const LF = 10;
 const decoder = new TextDecoder();
@@ -93,14 +93,8 @@ export function tapSse(
   const now = opts.now ?? Date.now;
   const state: TapState = { pending: EMPTY, usage: null, sawDone: false, sawError: false, firstByteAt: null, deliveredChunks: 0 };
   const reader = source.getReader();
-  let settle: (outcome: StreamOutcome) => void = () => {};
-  const done = new Promise<StreamOutcome>((resolve) => (settle = resolve));
-  let settled = false;
-  const finish = (outcome: StreamOutcome) => {
-    if (settled) return;
-    settled = true;
-    settle(outcome);
-  };
+  const reported = outcomeOnce();
+  const { done, finish } = reported;
   const outcome = (status: StreamOutcome["status"], errorCode: string | null): StreamOutcome => ({
     status,
     usage: state.usage,
@@ -152,7 +146,7 @@ export function tapSse(
             upstreamFailed = true;
             read = { done: true, value: undefined };
           }
-          if (settled) return; // the client went away meanwhile
+          if (reported.finished) return; // the client went away meanwhile
           if (read.done) {
             for (const bytes of ending(upstreamFailed)) controller.enqueue(bytes);
             controller.close();

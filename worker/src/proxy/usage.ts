@@ -29,3 +29,21 @@ export function parseUsage(raw: unknown): Usage | null {
     typeof details === "object" && details !== null ? count((details as Record<string, unknown>).cached_tokens) : 0;
   return { promptTokens: count(u.prompt_tokens), completionTokens: count(u.completion_tokens), cachedPromptTokens: cached };
 }
+
+/** The outcome a tap reports once: the first `finish` wins (a client cancel racing the stream's end). */
+export function outcomeOnce(): { done: Promise<StreamOutcome>; finish(outcome: StreamOutcome): void; readonly finished: boolean } {
+  let settle: (outcome: StreamOutcome) => void = () => {};
+  const done = new Promise<StreamOutcome>((resolve) => (settle = resolve));
+  let finished = false;
+  return {
+    done,
+    finish(outcome) {
+      if (finished) return;
+      finished = true;
+      settle(outcome);
+    },
+    get finished() {
+      return finished;
+    },
+  };
+}
