@@ -3,41 +3,24 @@
  * the real local stack's admin API (wrangler dev + Postgres + Redis, started as `npm start` does).
  */
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createDatabase, dropDatabase } from "../../dev/postgres.ts";
-import { startStack, type Stack } from "../../dev/stack.ts";
-import { deleteRedisPrefix, PG_ADMIN_URL, REDIS_URL, uniqueSuffix } from "../support/fixtures.ts";
+import type { Stack } from "../../dev/stack.ts";
+import { startTestStack, type TestStack } from "../support/e2e-stack.ts";
 
 const run = promisify(execFile);
-const suffix = uniqueSuffix();
-const dbName = `sy_e2e_admin_${suffix}`;
-const redisPrefix = `sy:e2e-admin:${suffix}:`;
-const dataDir = mkdtempSync(join(tmpdir(), "switchyard-e2e-admin-"));
+let started: TestStack;
 let stack: Stack;
+let dataDir: string;
 
 beforeAll(async () => {
-  const databaseUrl = await createDatabase(PG_ADMIN_URL, dbName);
-  stack = await startStack({
-    dataDir,
-    databaseUrl,
-    redisUrl: REDIS_URL,
-    redisPrefix,
-    host: "127.0.0.1",
-    gatewayPort: 0,
-    simArgs: [],
-    echo: false,
-  });
+  started = await startTestStack("admin");
+  ({ stack, dataDir } = started);
 }, 120_000);
 
 afterAll(async () => {
-  await stack?.close();
-  await dropDatabase(PG_ADMIN_URL, dbName);
-  await deleteRedisPrefix(redisPrefix);
-  rmSync(dataDir, { recursive: true, force: true });
+  await started?.close();
 });
 
 interface Result {

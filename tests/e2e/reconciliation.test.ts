@@ -5,54 +5,40 @@
  * and that events lost on the way to Postgres show up as an alert of exactly their tokens.
  */
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import OpenAI from "openai";
 import type { ChatCompletionCreateParamsNonStreaming } from "openai/resources/chat/completions";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parsePrometheus, sumMetric } from "../../backplane/src/engines/prometheus.ts";
-import { createDatabase, dropDatabase } from "../../dev/postgres.ts";
-import { startStack, type Stack } from "../../dev/stack.ts";
+import type { Stack } from "../../dev/stack.ts";
 import type { ReconcileRunJson, ReconciliationJson } from "../../worker/src/admin/wire.ts";
-import { deleteRedisPrefix, PG_ADMIN_URL, REDIS_URL, uniqueSuffix } from "../support/fixtures.ts";
+import { startTestStack, type TestStack } from "../support/e2e-stack.ts";
+import { REDIS_URL } from "../support/fixtures.ts";
 
 const ENGINE = "sim-0"; // the engine id dev/stack.ts gives the simulator
-const suffix = uniqueSuffix();
-const dbName = `sy_e2e_rec_${suffix}`;
-const redisPrefix = `sy:e2e-rec:${suffix}:`;
-const dataDir = mkdtempSync(join(tmpdir(), "switchyard-e2e-rec-"));
-const outbox = `${redisPrefix}outbox:usage`;
+let started: TestStack;
+let redisPrefix: string;
+let outbox: string;
 let stack: Stack;
 let client: OpenAI;
 let redis: Redis;
 
 beforeAll(async () => {
-  const databaseUrl = await createDatabase(PG_ADMIN_URL, dbName);
-  stack = await startStack({
-    dataDir,
-    databaseUrl,
-    redisUrl: REDIS_URL,
-    redisPrefix,
-    host: "127.0.0.1",
-    gatewayPort: 0,
+  started = await startTestStack("rec", {
     simArgs: ["--ttft-ms", "5", "--inter-token-ms", "2"],
-    echo: false,
     // Fresh counters reach the gateway within a few hundred milliseconds.
     backplaneEnv: { BACKPLANE_HEARTBEAT_INTERVAL_MS: "250", BACKPLANE_LOAD_INTERVAL_MS: "100" },
   });
+  ({ stack, redisPrefix } = started);
+  outbox = `${redisPrefix}outbox:usage`;
   client = new OpenAI({ baseURL: `${stack.gatewayUrl}/v1`, apiKey: stack.apiKey, maxRetries: 0 });
   redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
 }, 120_000);
 
 afterAll(async () => {
   redis?.disconnect();
-  await stack?.close();
-  await dropDatabase(PG_ADMIN_URL, dbName);
-  await deleteRedisPrefix(redisPrefix);
-  rmSync(dataDir, { recursive: true, force: true });
+  await started?.close();
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

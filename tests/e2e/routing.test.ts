@@ -3,22 +3,16 @@
  * in three regions behind the real worker, driven with the official `openai` client. The caller's
  * location comes from the x-switchyard-client-location header (locally request.cf is fixed).
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { eq } from "drizzle-orm";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openDb, type NodeDb } from "../../dev/db.ts";
-import { createDatabase, dropDatabase } from "../../dev/postgres.ts";
-import { startStack, type Stack } from "../../dev/stack.ts";
+import type { Stack } from "../../dev/stack.ts";
 import { parseTopology } from "../../dev/topology.ts";
 import { usageRecords } from "../../schema/tables/index.ts";
-import { deleteRedisPrefix, PG_ADMIN_URL, REDIS_URL, uniqueSuffix } from "../support/fixtures.ts";
+import { startTestStack, type TestStack } from "../support/e2e-stack.ts";
+import { uniqueSuffix } from "../support/fixtures.ts";
 
-const suffix = uniqueSuffix();
-const dbName = `sy_e2e_routing_${suffix}`;
-const dataDir = mkdtempSync(join(tmpdir(), "switchyard-routing-"));
 const PARIS = "48.86,2.35";
 const SINGAPORE = "1.29,103.85";
 const WASHINGTON = "38.9,-77.04";
@@ -42,34 +36,24 @@ const topology = parseTopology({
 });
 
 let stack: Stack;
+let started: TestStack;
 let db: NodeDb;
 
 beforeAll(async () => {
-  const databaseUrl = await createDatabase(PG_ADMIN_URL, dbName);
-  stack = await startStack({
-    dataDir,
-    databaseUrl,
-    redisUrl: REDIS_URL,
-    redisPrefix: `sy:e2e:${suffix}:`,
-    host: "127.0.0.1",
-    gatewayPort: 0,
-    simArgs: [],
-    echo: false,
+  started = await startTestStack("routing", {
     topology,
     // Engine load scraped twice a second, so a queue shows up in the next heartbeat.
     backplaneEnv: { BACKPLANE_LOAD_INTERVAL_MS: "500" },
     // Short per-attempt timeout and cool-down, so a stalled node is found and forgiven within seconds.
     workerVars: { UPSTREAM_CONNECT_TIMEOUT_MS: "1500", BREAKER_COOLDOWN_MS: "2000", ROUTING_CACHE_ISOLATE_SECONDS: "1" },
   });
-  db = openDb(databaseUrl);
+  stack = started.stack;
+  db = openDb(started.databaseUrl);
 }, 180_000);
 
 afterAll(async () => {
   await db?.close();
-  await stack?.close();
-  await dropDatabase(PG_ADMIN_URL, dbName);
-  await deleteRedisPrefix(`sy:e2e:${suffix}:`);
-  rmSync(dataDir, { recursive: true, force: true });
+  await started?.close();
 });
 
 /** An openai client calling from `location`, with an optional API key. */
@@ -261,11 +245,20 @@ describe("failover and stream integrity", () => {
     const client = clientAt(WASHINGTON);
     stack.pauseNode("us-1");
     try {
-      // Concurrent requests spread over both nodes; those sent to the stalled one time out and fail over
-      // (to us-2, or further when the machine is too busy for us-2 to answer within the attempt timeout).
-      const results = await Promise.all(Array.from({ length: 8 }, () => servedBy(client)));
-      expect(results.map((r) => r.node)).not.toContain("us-1");
-      await until(async () => ((await nodeView("us-1")).circuit === "open" ? true : undefined), 10_000);
+      // Concurrent requests spread over both nodes at random; those sent to the stalled one time out and
+      // fail over (to us-2, or further when the machine is too busy for us-2 to answer within the
+      // attempt timeout). Batches continue until the failures have opened the stalled node's circuit.
+      const served: string[] = [];
+      await until(
+        async () => {
+          const batch = await Promise.all(Array.from({ length: 4 }, () => servedBy(client)));
+          served.push(...batch.map((r) => r.node));
+          return (await nodeView("us-1")).circuit === "open" ? true : undefined;
+        },
+        20_000,
+        0,
+      );
+      expect(served).not.toContain("us-1");
     } finally {
       stack.resumeNode("us-1");
     }

@@ -2,53 +2,37 @@
  * End to end: the real local stack (wrangler dev + backplane + simulated engine + Postgres + Redis,
  * started exactly as `npm start` does) driven by the official `openai` client.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { eq } from "drizzle-orm";
 import OpenAI from "openai";
 import type { ChatCompletionCreateParamsStreaming } from "openai/resources/chat/completions";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openDb, type NodeDb } from "../../dev/db.ts";
-import { createDatabase, dropDatabase } from "../../dev/postgres.ts";
-import { startStack, type Stack } from "../../dev/stack.ts";
+import type { Stack } from "../../dev/stack.ts";
 import { nodes, spotEvents, usageRecords } from "../../schema/tables/index.ts";
 import { startFakeAws, type FakeAws } from "../support/fake-metadata.ts";
-import { deleteRedisPrefix, PG_ADMIN_URL, REDIS_URL, uniqueSuffix } from "../support/fixtures.ts";
+import { startTestStack, type TestStack } from "../support/e2e-stack.ts";
 
-const suffix = uniqueSuffix();
-const dbName = `sy_e2e_${suffix}`;
-const dataDir = mkdtempSync(join(tmpdir(), "switchyard-e2e-"));
 let stack: Stack;
+let started: TestStack;
 let client: OpenAI;
 let db: NodeDb;
 let aws: FakeAws;
 
 beforeAll(async () => {
-  const databaseUrl = await createDatabase(PG_ADMIN_URL, dbName);
   aws = await startFakeAws();
-  stack = await startStack({
-    dataDir,
-    databaseUrl,
-    redisUrl: REDIS_URL,
-    redisPrefix: `sy:e2e:${suffix}:`,
-    host: "127.0.0.1",
-    gatewayPort: 0,
+  started = await startTestStack("stack", {
     simArgs: ["--ttft-ms", "10", "--inter-token-ms", "25"],
-    echo: false,
     backplaneEnv: { BACKPLANE_SPOT_AWS: "true", BACKPLANE_AWS_METADATA_URL: aws.url, BACKPLANE_SPOT_POLL_INTERVAL_MS: "200" },
   });
+  stack = started.stack;
   client = new OpenAI({ baseURL: `${stack.gatewayUrl}/v1`, apiKey: stack.apiKey, maxRetries: 0 });
-  db = openDb(databaseUrl);
+  db = openDb(started.databaseUrl);
 }, 120_000);
 
 afterAll(async () => {
   await db?.close();
-  await stack?.close();
+  await started?.close();
   await aws?.close();
-  await dropDatabase(PG_ADMIN_URL, dbName);
-  await deleteRedisPrefix(`sy:e2e:${suffix}:`);
-  rmSync(dataDir, { recursive: true, force: true });
 });
 
 async function usageFor(requestId: string) {

@@ -3,55 +3,38 @@
  * simulated engines in three regions, as `npm start -- --topology …` does it), and the node controls
  * tests use to kill, drain, restart and stall hosts.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { eq } from "drizzle-orm";
 import { Redis } from "ioredis";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openDb, type NodeDb } from "../../dev/db.ts";
-import { createDatabase, dropDatabase } from "../../dev/postgres.ts";
-import { ROOT, startStack, type Stack, type StackNode } from "../../dev/stack.ts";
+import { ROOT, type Stack, type StackNode } from "../../dev/stack.ts";
 import { loadTopology } from "../../dev/topology.ts";
 import { nodes, regions, usageRecords } from "../../schema/tables/index.ts";
-import { deleteRedisPrefix, PG_ADMIN_URL, REDIS_URL, uniqueSuffix } from "../support/fixtures.ts";
+import { startTestStack, type TestStack } from "../support/e2e-stack.ts";
+import { REDIS_URL } from "../support/fixtures.ts";
 
 const topology = loadTopology(join(ROOT, "dev/topologies/three-regions.json"));
-const suffix = uniqueSuffix();
-const dbName = `sy_topo_${suffix}`;
-const redisPrefix = `sy:topo:${suffix}:`;
-const dataDir = mkdtempSync(join(tmpdir(), "switchyard-topology-"));
+let started: TestStack;
+let redisPrefix: string;
 let stack: Stack;
 let client: OpenAI;
 let db: NodeDb;
 let redis: Redis;
 
 beforeAll(async () => {
-  const databaseUrl = await createDatabase(PG_ADMIN_URL, dbName);
-  stack = await startStack({
-    dataDir,
-    databaseUrl,
-    redisUrl: REDIS_URL,
-    redisPrefix,
-    host: "127.0.0.1",
-    gatewayPort: 0,
-    simArgs: [],
-    echo: false,
-    topology,
-  });
+  started = await startTestStack("topo", { topology });
+  ({ stack, redisPrefix } = started);
   client = new OpenAI({ baseURL: `${stack.gatewayUrl}/v1`, apiKey: stack.apiKey, maxRetries: 0 });
-  db = openDb(databaseUrl);
+  db = openDb(started.databaseUrl);
   redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
 }, 120_000);
 
 afterAll(async () => {
   redis?.disconnect();
   await db?.close();
-  await stack?.close();
-  await dropDatabase(PG_ADMIN_URL, dbName);
-  await deleteRedisPrefix(redisPrefix);
-  rmSync(dataDir, { recursive: true, force: true });
+  await started?.close();
 });
 
 function node(id: string): StackNode {
