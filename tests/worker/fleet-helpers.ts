@@ -36,14 +36,22 @@ export function beat(nodeId: string, fields: Partial<Omit<Heartbeat, "nodeId" | 
   };
 }
 
-/** Sends a heartbeat signed with the node's derived secret (version 1, as a new node signs). */
-export async function sendHeartbeat(hb: Heartbeat): Promise<Response> {
-  const raw = JSON.stringify(hb);
-  const key = await importSigningKey(await deriveNodeSecret(env.NODE_SIGNING_SECRET, hb.nodeId, 1));
-  const headers = await signRequest(key, "POST", HEARTBEAT_PATH, raw);
-  const res = await exports.default.fetch(
-    new Request(`http://gateway.test${HEARTBEAT_PATH}`, { method: "POST", body: raw, headers: { "content-type": "application/json", [NODE_HEADER]: hb.nodeId, ...headers } }),
+/**
+ * POSTs `body` to a node route (`/internal/nodes/…`) as node `nodeId` would: signed with its
+ * derived secret (version 1, as a new node signs), or with `secret` when given.
+ */
+export async function signedNodeRequest(path: string, nodeId: string, body: unknown, secret?: string): Promise<Response> {
+  const raw = JSON.stringify(body);
+  const key = await importSigningKey(secret ?? (await deriveNodeSecret(env.NODE_SIGNING_SECRET, nodeId, 1)));
+  const headers = await signRequest(key, "POST", path, raw);
+  return exports.default.fetch(
+    new Request(`http://gateway.test${path}`, { method: "POST", body: raw, headers: { "content-type": "application/json", [NODE_HEADER]: nodeId, ...headers } }),
   );
+}
+
+/** Sends a heartbeat signed with the node's derived secret; throws unless the gateway took it. */
+export async function sendHeartbeat(hb: Heartbeat): Promise<Response> {
+  const res = await signedNodeRequest(HEARTBEAT_PATH, hb.nodeId, hb);
   if (res.status !== 200) throw new Error(`heartbeat of ${hb.nodeId} refused: ${res.status} ${await res.text()}`);
   await res.arrayBuffer();
   return res;

@@ -1,21 +1,14 @@
-import { env } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { inject } from "vitest";
 import { HEARTBEAT_PATH, SPOT_PATH, type Heartbeat } from "../../schema/contracts/heartbeat.ts";
-import { NODE_HEADER, deriveNodeSecret, importSigningKey, signRequest } from "../../schema/contracts/signing.ts";
+import { NODE_HEADER } from "../../schema/contracts/signing.ts";
 import { auditLogs, nodes, regions, spotEvents } from "../../schema/tables/index.ts";
+import { signedNodeRequest } from "./fleet-helpers.ts";
 import { eventually, post, query } from "./helpers.ts";
 
-async function signed(path: string, nodeId: string, body: unknown, secret?: string): Promise<Response> {
-  const raw = JSON.stringify(body);
-  const key = await importSigningKey(secret ?? (await deriveNodeSecret(env.NODE_SIGNING_SECRET, nodeId, 1)));
-  const headers = await signRequest(key, "POST", path, raw);
-  return exports.default.fetch(
-    new Request(`http://gateway.test${path}`, { method: "POST", body: raw, headers: { "content-type": "application/json", [NODE_HEADER]: nodeId, ...headers } }),
-  );
-}
+const signed = signedNodeRequest;
 
 function beat(overrides: Partial<Heartbeat> = {}): Heartbeat {
   const hb = inject("hbNode");

@@ -6,14 +6,14 @@ import { createExecutionContext, createScheduledController, env, waitOnExecution
 import { exports } from "cloudflare:workers";
 import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
-import { HEARTBEAT_PATH, type Heartbeat } from "../../schema/contracts/heartbeat.ts";
-import { NODE_HEADER, deriveNodeSecret, importSigningKey, signRequest } from "../../schema/contracts/signing.ts";
+import type { Heartbeat } from "../../schema/contracts/heartbeat.ts";
 import { nodeTokenCounters, reconciliations } from "../../schema/tables/index.ts";
 import type { ReconcileRunJson, ReconciliationJson } from "../../worker/src/admin/wire.ts";
 import { usageOutboxKey } from "../../worker/src/metering/flush.ts";
 import type { UsageRow } from "../../worker/src/metering/record.ts";
 import { liveNodesKey } from "../../worker/src/nodes/live.ts";
 import { enqueue } from "../../worker/src/platform/outbox.ts";
+import { sendHeartbeat } from "./fleet-helpers.ts";
 import { admin, expectStatus, sandbox, type ErrorBody, type List } from "./admin-helpers.ts";
 import { flushNow, query, redis } from "./helpers.ts";
 
@@ -53,14 +53,7 @@ async function heartbeat(nodeId: string, counters: Counters): Promise<void> {
       generationTokensTotal: c === null ? null : c[1],
     })),
   };
-  const raw = JSON.stringify(hb);
-  const key = await importSigningKey(await deriveNodeSecret(env.NODE_SIGNING_SECRET, nodeId, 1));
-  const headers = await signRequest(key, "POST", HEARTBEAT_PATH, raw);
-  const res = await exports.default.fetch(
-    new Request(`http://gateway.test${HEARTBEAT_PATH}`, { method: "POST", body: raw, headers: { "content-type": "application/json", [NODE_HEADER]: nodeId, ...headers } }),
-  );
-  expect(res.status).toBe(200);
-  await res.arrayBuffer();
+  await sendHeartbeat(hb);
   // The window ends at the gateway's clock when the heartbeat arrived: keep later events after it.
   await sleep(15);
 }
