@@ -5,41 +5,15 @@ import { inject } from "vitest";
 import { HEARTBEAT_PATH, SPOT_PATH, type Heartbeat } from "../../schema/contracts/heartbeat.ts";
 import { NODE_HEADER } from "../../schema/contracts/signing.ts";
 import { auditLogs, nodes, regions, spotEvents } from "../../schema/tables/index.ts";
-import { signedNodeRequest } from "./fleet-helpers.ts";
+import { beat as fleetBeat, signedNodeRequest } from "./fleet-helpers.ts";
 import { eventually, post, query } from "./helpers.ts";
 
 const signed = signedNodeRequest;
 
-function beat(overrides: Partial<Heartbeat> = {}): Heartbeat {
+function beat(overrides: Partial<Omit<Heartbeat, "nodeId" | "engines">> = {}): Heartbeat {
   const hb = inject("hbNode");
-  return {
-    nodeId: hb.id,
-    region: "hb-region",
-    url: hb.url,
-    status: "ready",
-    models: ["hb-model"],
-    intervalMs: 200,
-    sentAt: Date.now(),
-    engines: [
-      {
-        id: "sim-0",
-        kind: "sim",
-        models: ["hb-model"],
-        healthy: true,
-        circuit: "closed",
-        inFlight: 0,
-        queued: 0,
-        maxConcurrency: 8,
-        running: 0,
-        waiting: 0,
-        kvCacheUsage: 0.1,
-        recentTtftMs: null,
-        promptTokensTotal: 0,
-        generationTokensTotal: 0,
-      },
-    ],
-    ...overrides,
-  };
+  const fields = { region: "hb-region", url: hb.url, models: ["hb-model"], intervalMs: 200, ...overrides };
+  return fleetBeat(hb.id, fields, { promptTokensTotal: 0, generationTokensTotal: 0 });
 }
 
 const request = { model: "hb-model", messages: [{ role: "user", content: "hi" }], max_tokens: 2 };
