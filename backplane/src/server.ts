@@ -107,6 +107,13 @@ export class BackplaneServer {
     }
     const isInference = path.startsWith("/v1/");
     if (!isInference && !path.startsWith("/management/")) return sendError(res, "not_found", `No route for ${req.method} ${path} on the backplane.`);
+    // Listen before the first await: a gateway that gives up while the body is read or the
+    // signature checked has already closed the connection by the time the engine would be called,
+    // and a 'close' listener added then would never fire (the engine would run to its first token).
+    const gatewayGone = new AbortController();
+    res.once("close", () => {
+      if (!res.writableFinished) gatewayGone.abort();
+    });
     const body = await readBody(req);
     if (body === null) return sendError(res, "request_too_large", "Request bodies are limited to 10 MB.");
     const outcome = await verifyGatewayRequest(await this.key, this.deps.config.nodeId, req, body);
@@ -116,7 +123,7 @@ export class BackplaneServer {
     }
     if (isInference) {
       if (req.method !== "POST") return sendError(res, "method_not_allowed", `Use POST for ${path}.`);
-      return handleInference(this.deps.proxy, req, res, body);
+      return handleInference(this.deps.proxy, req, res, body, gatewayGone.signal);
     }
     return handleManagement(this.deps.management, req, res, body);
   }

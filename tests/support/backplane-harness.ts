@@ -40,11 +40,15 @@ export function useBackplane() {
   };
 }
 
+/** The signature headers the gateway would put on a POST of `raw` to `path` (fresh nonce each call). */
+export async function gatewayHeaders(path: string, raw: string, method = "POST"): Promise<Record<string, string>> {
+  return { ...(await signRequest(await importSigningKey(TEST_SECRET), method, path, raw)) };
+}
+
 /** POSTs a body to a backplane, signed as the gateway would. */
 export async function signedPost(baseUrl: string, path: string, body: unknown, init: { signal?: AbortSignal } = {}): Promise<Response> {
   const raw = JSON.stringify(body);
-  const key = await importSigningKey(TEST_SECRET);
-  const headers = await signRequest(key, "POST", path, raw);
+  const headers = await gatewayHeaders(path, raw);
   return fetch(baseUrl + path, {
     method: "POST",
     headers: { "content-type": "application/json", [NODE_HEADER]: TEST_NODE, ...headers },

@@ -36,16 +36,19 @@ export interface AttemptRequest {
  * with a non-5xx status (and, for a stream, sent its first event), so every failure before that
  * point can be retried on another engine without the gateway seeing anything. After that the body
  * is piped byte for byte; an engine that dies mid-stream gets an in-band error and `[DONE]`.
+ * When `gatewayGone` fires (before or after the headers) the engine request is destroyed at once,
+ * which vLLM takes as an abort and frees the sequence's slot and KV blocks.
  */
-export function attemptEngine(req: AttemptRequest, res: ServerResponse): Promise<AttemptOutcome> {
+export function attemptEngine(req: AttemptRequest, res: ServerResponse, gatewayGone: AbortSignal): Promise<AttemptOutcome> {
   return new Promise((resolve) => {
+    if (gatewayGone.aborted) return resolve({ kind: "client_gone" });
     const started = performance.now();
     let settled = false;
     const finish = (outcome: AttemptOutcome) => {
       if (settled) return;
       settled = true;
       clearTimeout(deadline);
-      res.off("close", onGatewayClose);
+      gatewayGone.removeEventListener("abort", onGatewayClose);
       resolve(outcome);
     };
     const url = new URL(req.path, req.engineUrl);
@@ -65,7 +68,7 @@ export function attemptEngine(req: AttemptRequest, res: ServerResponse): Promise
       upstream.destroy();
       finish({ kind: "client_gone" });
     };
-    res.on("close", onGatewayClose);
+    gatewayGone.addEventListener("abort", onGatewayClose, { once: true });
 
     upstream.on("error", (err) => finish({ kind: "failed_before_first_byte", reason: err.message }));
     upstream.on("response", (engineRes: IncomingMessage) => {

@@ -43,9 +43,10 @@ function parseRequest(body: Uint8Array): { model: string; stream: boolean } | nu
  * when the engine fails before its first byte: at once on another engine serving the model, else on
  * the same one after the configured backoff (1 s, 2 s, 4 s by default). When every try failed it
  * answers 503 with Retry-After, so the gateway can go to another node; nothing the gateway accepted
- * is dropped silently.
+ * is dropped silently. `gatewayGone` fires when the gateway's connection closes, at any point: the
+ * engine request (or the wait for a slot) is then abandoned at once.
  */
-export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, body: Uint8Array): Promise<void> {
+export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, body: Uint8Array, gatewayGone: AbortSignal): Promise<void> {
   const { pool, metrics, log } = deps;
   if (deps.isDraining()) {
     metrics.shed.inc({ reason: "draining" });
@@ -54,16 +55,13 @@ export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res
   const parsed = parseRequest(body);
   if (!parsed) return sendError(res, "bad_request", "The body must be a JSON object with a 'model' string.");
   const { model, stream } = parsed;
-  const gatewayGone = new AbortController();
-  res.on("close", () => {
-    if (!res.writableFinished) gatewayGone.abort();
-  });
 
   const triedAndFailed = new Set<string>();
   const backoff = deps.config.retryBackoffMs;
   const started = performance.now();
   let waits = 0;
   for (let attempt = 0; ; attempt++) {
+    if (gatewayGone.aborted) return;
     const candidates = pool.candidates(model);
     if (candidates.length === 0) {
       if (!pool.serves(model) && attempt === 0) {
@@ -79,8 +77,8 @@ export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res
       const wait = backoff[waits++];
       if (wait === undefined) break;
       metrics.retries.inc({ kind: "backoff" });
-      await sleep(wait, gatewayGone.signal);
-      if (gatewayGone.signal.aborted) return;
+      await sleep(wait, gatewayGone);
+      if (gatewayGone.aborted) return;
       triedAndFailed.clear();
       engine = pool.candidates(model)[0];
       if (!engine) continue;
@@ -88,7 +86,7 @@ export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res
       metrics.retries.inc({ kind: "other_engine" });
     }
 
-    const slot = acquireSlot(pool.candidates(model), engine, gatewayGone.signal);
+    const slot = acquireSlot(pool.candidates(model), engine, gatewayGone);
     if (!slot) {
       metrics.shed.inc({ reason: "queue_full" });
       return sendError(res, "overloaded", `Every engine serving '${model}' on this node is at capacity. Retry on another node.`, { "retry-after": "1" });
@@ -111,6 +109,7 @@ export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res
           firstByteTimeoutMs: stream ? deps.config.firstByteTimeoutMs : deps.config.requestTimeoutMs,
         },
         res,
+        gatewayGone,
       );
     } finally {
       granted.release();
@@ -139,7 +138,7 @@ export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res
         metrics.errors.inc({ engine: engineId, reason: "before_first_byte" });
         log("engine_attempt_failed", { ...fields, reason: outcome.reason }, "warn");
         triedAndFailed.add(engineId);
-        if (gatewayGone.signal.aborted) return;
+        if (gatewayGone.aborted) return;
     }
   }
   metrics.requests.inc({ engine: "none", outcome: "unavailable" });
