@@ -32,7 +32,8 @@ export async function startDaemon(config: BackplaneConfig, opts: { log?: Log } =
   const pool = new EnginePool({
     engines: config.engines,
     settings: config,
-    log: (event, fields) => log(event, fields, event.includes("unhealthy") || event.includes("open") ? "warn" : "info"),
+    // The pool gives each event its level (errors as error); passing `log` as is keeps it.
+    log,
     onChange: () => void sender?.sendNow(),
   });
   await pool.start();
@@ -91,7 +92,7 @@ export async function startDaemon(config: BackplaneConfig, opts: { log?: Log } =
       );
     }
   };
-  const spot: SpotWatcherHandle = startSpotWatchers(config.spot, config.nodeId, onSpot, (event, fields) => log(event, fields, "info"));
+  const spot: SpotWatcherHandle = startSpotWatchers(config.spot, config.nodeId, onSpot, log);
 
   log("backplane_listening", { url, nodeId: config.nodeId, region: config.region, engines: config.engines.map((e) => `${e.id}=${e.url}`) }, "info");
 

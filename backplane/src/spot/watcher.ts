@@ -37,7 +37,7 @@ export interface ProviderCheck {
 export type SpotNoticeHandler = (notice: SpotNotice, drain: boolean) => void;
 
 /** Logs an event with fields. */
-export type SpotLog = (event: string, fields: Record<string, unknown>) => void;
+export type SpotLog = (event: string, fields: Record<string, unknown>, level?: "error" | "warn" | "info" | "debug") => void;
 
 /** A running watcher. */
 export interface WatcherHandle {
@@ -77,11 +77,11 @@ export function watch(
       noticedAt: new Date(at).toISOString(),
       detail: observation.detail,
     };
-    options.log("spot_notice", { provider: notice.provider, action: notice.action, deadline: notice.deadline, drain: observation.drain });
+    options.log("spot_notice", { provider: notice.provider, action: notice.action, deadline: notice.deadline, drain: observation.drain }, "warn");
     try {
       options.onNotice(notice, observation.drain);
     } catch (err) {
-      options.log("spot_notice_handler_error", { provider: notice.provider, error: describeError(err) });
+      options.log("spot_notice_handler_error", { provider: notice.provider, error: describeError(err) }, "error");
     }
   };
 
@@ -89,7 +89,7 @@ export function watch(
     for (const observation of result.observations) report(observation);
     if (result.error !== null && !unreachable) {
       unreachable = true;
-      options.log("spot_metadata_unreachable", { provider: check.provider, url: check.url, error: result.error });
+      options.log("spot_metadata_unreachable", { provider: check.provider, url: check.url, error: result.error }, "warn");
     } else if (result.error === null && unreachable) {
       unreachable = false;
       options.log("spot_metadata_reachable", { provider: check.provider, url: check.url });
