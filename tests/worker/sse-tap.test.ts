@@ -5,16 +5,36 @@ import { tapJson, usageFromTail } from "../../worker/src/proxy/json-tap.ts";
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-function sourceOf(parts: string[], opts: { failAtEnd?: boolean } = {}): ReadableStream<Uint8Array> {
+function sourceOf(parts: (string | Uint8Array)[], opts: { failAtEnd?: boolean } = {}): ReadableStream<Uint8Array> {
   let i = 0;
   return new ReadableStream<Uint8Array>({
     pull(controller) {
       const part = parts[i++];
-      if (part !== undefined) controller.enqueue(enc.encode(part));
+      if (part !== undefined) controller.enqueue(typeof part === "string" ? enc.encode(part) : part);
       else if (opts.failAtEnd) controller.error(new Error("connection reset"));
       else controller.close();
     },
   });
+}
+
+async function readBytes(stream: ReadableStream<Uint8Array>): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = [];
+  const reader = stream.getReader();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return out;
+    out.push(value);
+  }
+}
+
+function joined(pieces: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(pieces.reduce((sum, piece) => sum + piece.length, 0));
+  let at = 0;
+  for (const piece of pieces) {
+    out.set(piece, at);
+    at += piece.length;
+  }
+  return out;
 }
 
 async function readAll(stream: ReadableStream<Uint8Array>): Promise<string[]> {
@@ -47,13 +67,12 @@ describe("SSE usage tap", () => {
     expect((await tapped.done).usage?.completionTokens).toBe(2);
   });
 
-  it("reassembles events split across network chunks before forwarding them", async () => {
+  it("forwards a content event split across network chunks as its pieces arrive, even when removing usage", async () => {
     const whole = role + token("héllo");
     const cut = whole.length - 20;
     const tapped = tapSse(sourceOf([whole.slice(0, cut), whole.slice(cut), done]), { stripUsage: true });
-    const out = await readAll(tapped.body);
-    expect(out.join("")).toBe(whole + done);
-    expect(out.every((piece) => piece.endsWith("\n\n"))).toBe(true);
+    expect(await readAll(tapped.body)).toEqual([whole.slice(0, cut), whole.slice(cut), done]);
+    expect((await tapped.done).deliveredChunks).toBe(2);
   });
 
   it("ends a stream cut without [DONE] with an in-band error and [DONE]", async () => {
@@ -97,6 +116,111 @@ describe("SSE usage tap", () => {
     const outcome = await tapped.done;
     expect(outcome.status).toBe("cancelled");
     expect(cancelled).toBe(true);
+  });
+});
+
+/** The same events with another line end. */
+const framed = (text: string, eol: string) => text.replaceAll("\n", eol);
+const keepBom = new TextDecoder("utf-8", { ignoreBOM: true });
+const usageMetered = { promptTokens: 7, completionTokens: 2, cachedPromptTokens: 3 };
+
+/** Runs a stream, given as byte pieces, through the tap: what the client got and what was metered. */
+async function run(parts: Uint8Array[], stripUsage: boolean) {
+  const tapped = tapSse(sourceOf(parts), { stripUsage });
+  const out = await readBytes(tapped.body);
+  return { pieces: out, text: keepBom.decode(joined(out)), outcome: await tapped.done };
+}
+
+describe("SSE framing in the usage tap", () => {
+  it("meters a CRLF stream and removes exactly its usage chunk, as it arrives", async () => {
+    const parts = [role, token("a"), token("b"), usage, done].map((part) => framed(part, "\r\n"));
+    const tapped = tapSse(sourceOf(parts), { stripUsage: true });
+    expect(await readAll(tapped.body)).toEqual([parts[0], parts[1], parts[2], parts[4]]);
+    expect(await tapped.done).toMatchObject({ status: "ok", usage: usageMetered, deliveredChunks: 3, errorCode: null });
+  });
+
+  it("meters a CR-only stream and removes exactly its usage chunk", async () => {
+    const text = framed(role + token("a") + usage + done, "\r");
+    const { text: got, outcome } = await run([enc.encode(text)], true);
+    expect(got).toBe(framed(role + token("a") + done, "\r"));
+    expect(outcome).toMatchObject({ status: "ok", usage: usageMetered, deliveredChunks: 2 });
+  });
+
+  it("removes the LF of a CRLF that arrives in the next chunk after the removed usage chunk", async () => {
+    const usageCrlf = framed(usage, "\r\n");
+    const parts = [framed(token("a"), "\r\n").slice(0, -1), "\n" + usageCrlf.slice(0, -1), "\n" + framed(done, "\r\n")];
+    const { text, outcome } = await run(parts.map((part) => enc.encode(part)), true);
+    expect(text).toBe(framed(token("a") + done, "\r\n"));
+    expect(outcome).toMatchObject({ status: "ok", usage: usageMetered, deliveredChunks: 1 });
+  });
+
+  it("ignores comments and event, id and retry lines, and removes the usage block with its own lines", async () => {
+    const keepAlive = ": keep-alive\n\n";
+    const tagged = `event: message\nid: 41\nretry: 3000\n${token("a")}`;
+    const usageBlock = `: usage follows\nid: 42\n${usage}`;
+    const { text, outcome } = await run([enc.encode(keepAlive + role + tagged + keepAlive), enc.encode(usageBlock + done)], true);
+    expect(text).toBe(keepAlive + role + tagged + keepAlive + done);
+    expect(outcome).toMatchObject({ status: "ok", usage: usageMetered, deliveredChunks: 2 });
+  });
+
+  it("joins multi-line data with LF to read usage split over several data lines", async () => {
+    const multiLine =
+      'data: {"id":"c","object":"chat.completion.chunk","choices":[],\ndata: "usage":{"prompt_tokens":7,"completion_tokens":2,\ndata:"prompt_tokens_details":{"cached_tokens":3}}}\n\n';
+    const { text, outcome } = await run([enc.encode(token("a") + multiLine + done)], true);
+    expect(text).toBe(token("a") + done);
+    expect(outcome).toMatchObject({ status: "ok", usage: usageMetered, deliveredChunks: 1 });
+  });
+
+  it("reads a stream with a leading BOM, no space after the colon and a field without a colon", async () => {
+    const stream = '\uFEFFdata:{"choices":[{"delta":{"content":"a"}}]}\nignored\n\n' + usage.replace("data: ", "data:") + "data:[DONE]\n\n";
+    const { text, outcome } = await run([enc.encode(stream)], false);
+    expect(text).toBe(stream);
+    expect(outcome).toMatchObject({ status: "ok", usage: usageMetered, deliveredChunks: 1 });
+  });
+
+  // Every framing in one stream, with multibyte characters (2, 3 and 4 bytes) to cut through.
+  const sample =
+    "\uFEFF: hi\r\n\r\n" +
+    framed(role, "\r\n") +
+    "event: message\rid: 1\r" +
+    token("é€😀").replace("\n\n", "\r\r") +
+    token("b") +
+    framed(usage, "\r\n") +
+    "data: [DONE]\r\n\r\n";
+  const sampleBytes = enc.encode(sample);
+  const sampleWithout = sample.replace(framed(usage, "\r\n"), "");
+
+  for (const stripUsage of [true, false]) {
+    it(`gives the same bytes and usage at every split point of a mixed-framing stream (stripUsage: ${stripUsage})`, async () => {
+      const expected = stripUsage ? sampleWithout : sample;
+      const results = [await run(Array.from(sampleBytes, (byte) => Uint8Array.of(byte)), stripUsage)];
+      for (let cut = 1; cut < sampleBytes.length; cut++) results.push(await run([sampleBytes.slice(0, cut), sampleBytes.slice(cut)], stripUsage));
+      for (const { text, outcome } of results) {
+        expect(text).toBe(expected);
+        expect(outcome).toMatchObject({ status: "ok", usage: usageMetered, deliveredChunks: 3, errorCode: null });
+      }
+    });
+  }
+
+  it("passes an oversized line on chunk by chunk without holding it, and still meters the stream", async () => {
+    const megabyte = 'data: {"choices":[],"x":"' + "x".repeat(1024 * 1024) + '"}\n\n';
+    const bytes = enc.encode(megabyte);
+    const parts: Uint8Array[] = [enc.encode(role)];
+    for (let at = 0; at < bytes.length; at += 64 * 1024) parts.push(bytes.slice(at, at + 64 * 1024));
+    parts.push(enc.encode(usage + done));
+    const { pieces, text, outcome } = await run(parts, true);
+    // Every piece of the huge event goes out as it was read (none waits for the line to end).
+    expect(pieces.length).toBe(parts.length);
+    expect(pieces.slice(0, -1).map((piece) => piece.length)).toEqual(parts.slice(0, -1).map((part) => part.length));
+    expect(text).toBe(role + megabyte + done);
+    expect(outcome).toMatchObject({ status: "ok", usage: usageMetered, deliveredChunks: 2 });
+  });
+
+  it("closes an event cut mid-line before appending the in-band error", async () => {
+    const { text, outcome } = await run([enc.encode(role + token("a").slice(0, 30))], true);
+    expect(text.startsWith(role + token("a").slice(0, 30) + "\n\ndata: {\"error\":")).toBe(true);
+    expect(text.endsWith("data: [DONE]\n\n")).toBe(true);
+    expect(outcome).toMatchObject({ status: "error", errorCode: "upstream_stream_error" });
   });
 });
 
