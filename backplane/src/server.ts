@@ -8,6 +8,7 @@ import { sendError } from "./errors.ts";
 import type { Log } from "./log.ts";
 import { handleManagement, type ManagementDeps } from "./management/routes.ts";
 import { handleInference, type ProxyDeps } from "./proxy/handler.ts";
+import { NonceStore } from "./proxy/replay.ts";
 import { verifyGatewayRequest } from "./proxy/verify.ts";
 
 const MAX_BODY_BYTES = 10 * 1024 * 1024;
@@ -54,6 +55,7 @@ export class BackplaneServer {
   private readonly deps: ServerDeps;
   private readonly server: Server;
   private readonly key: Promise<SigningKey>;
+  private readonly nonces = new NonceStore();
   private closing: Promise<void> | null = null;
 
   constructor(deps: ServerDeps) {
@@ -116,7 +118,11 @@ export class BackplaneServer {
     });
     const body = await readBody(req);
     if (body === null) return sendError(res, "request_too_large", "Request bodies are limited to 10 MB.");
-    const outcome = await verifyGatewayRequest(await this.key, this.deps.config.nodeId, req, body);
+    const outcome = await verifyGatewayRequest(await this.key, this.deps.config.nodeId, this.nonces, req, body);
+    if (outcome === "nonces_full") {
+      this.deps.log("nonce_store_full", { path }, "error");
+      return sendError(res, "overloaded", "This node has accepted too many signed requests in the last two minutes to check one more for replay. Retry on another node.", { "retry-after": "1" });
+    }
     if (outcome !== "ok") {
       this.deps.log("signature_rejected", { reason: outcome, path, remote: req.socket.remoteAddress }, "warn");
       return sendError(res, "unauthorized", `Request rejected: signature ${outcome}. Only the Switchyard gateway may call this node.`);

@@ -1,8 +1,9 @@
 /**
  * Requests to a backplane without the gateway: the backplane serves only requests signed for its
  * node (schema/contracts/signing.ts), so measuring "the backplane alone" needs the headers the
- * gateway would send. A signature is valid for MAX_CLOCK_SKEW_SECONDS (60 s) around its timestamp:
- * sign again before every run.
+ * gateway would send. A signature is valid for MAX_CLOCK_SKEW_SECONDS (60 s) around its timestamp
+ * and, since it carries a nonce the backplane remembers, for one request only: sign again for every
+ * request (a load generator that replays one header set gets 401 after the first request).
  */
 import { deriveNodeSecret, importSigningKey, NODE_HEADER, REQUEST_ID_HEADER, signRequest } from "../../schema/contracts/signing.ts";
 import { nodeSigningKey } from "../../worker/src/nodes/keys.ts";
@@ -34,8 +35,8 @@ export function nodeSecret(masterSecret: string, nodeId: string, secretVersion =
 }
 
 /**
- * Headers that let a client call a backplane directly: content-type, node id, timestamp and
- * signature (and x-request-id when given). Valid for 60 s.
+ * Headers that let a client call a backplane directly: content-type, node id, timestamp, nonce and
+ * signature (and x-request-id when given). Valid for one request within 60 s.
  */
 export async function signedHeaders(req: SignedRequest): Promise<Record<string, string>> {
   const key = "masterSecret" in req ? await nodeSigningKey(req.masterSecret, req.nodeId, req.secretVersion ?? 1) : await importSigningKey(req.secret);

@@ -1,7 +1,12 @@
 /**
  * Worker-to-backplane request signing (HMAC-SHA256), shared by both sides.
  *
- * The signed string is `v1\n<METHOD>\n<path with query>\n<unix seconds>\n<hex sha256 of body>`.
+ * The signed string is `v2\n<METHOD>\n<path with query>\n<unix seconds>\n<nonce>\n<hex sha256 of body>`,
+ * sent as `x-switchyard-signature: v2=<hex hmac>`. The nonce (128 random bits, 32 hex digits, fresh
+ * for every request, retries included) lets the verifier refuse a captured request played again:
+ * it remembers each nonce it accepted until the request's timestamp leaves the skew window
+ * (`nonceTtlSeconds`), after which the timestamp check refuses the request anyway. The old `v1`
+ * scheme had no nonce and is refused (`outdated`), so a downgrade cannot bring replays back.
  * Only WebCrypto is used so the same code runs in workerd and in Node.
  */
 
@@ -9,8 +14,10 @@
 export const NODE_HEADER = "x-switchyard-node";
 /** Header carrying the signing time in unix seconds. */
 export const TIMESTAMP_HEADER = "x-switchyard-timestamp";
-/** Header carrying `v1=<hex hmac>`. */
+/** Header carrying `v2=<hex hmac>`. */
 export const SIGNATURE_HEADER = "x-switchyard-signature";
+/** Header carrying the request's nonce: 32 lowercase hex digits (128 random bits), never reused. */
+export const NONCE_HEADER = "x-switchyard-nonce";
 /** Header carrying the gateway's request id, echoed in logs on both sides. */
 export const REQUEST_ID_HEADER = "x-request-id";
 /** Requests signed further than this from the verifier's clock are rejected. */
@@ -49,51 +56,81 @@ export async function importSigningKey(secret: string): Promise<SigningKey> {
   ]);
 }
 
-function canonical(method: string, path: string, timestamp: string, bodyHash: string): string {
-  return `v1\n${method.toUpperCase()}\n${path}\n${timestamp}\n${bodyHash}`;
+const NONCE = /^[0-9a-f]{32}$/;
+
+function canonical(method: string, path: string, timestamp: string, nonce: string, bodyHash: string): string {
+  return `v2\n${method.toUpperCase()}\n${path}\n${timestamp}\n${nonce}\n${bodyHash}`;
+}
+
+/** A fresh nonce: 128 random bits as 32 hex digits. */
+export function newNonce(): string {
+  return toHex(crypto.getRandomValues(new Uint8Array(16)).buffer);
 }
 
 /** What a signer puts on the request. */
 export interface SignedHeaders {
   [TIMESTAMP_HEADER]: string;
+  [NONCE_HEADER]: string;
   [SIGNATURE_HEADER]: string;
 }
 
-/** Signs a request; `path` includes the query string. */
+/** Signs a request with a fresh nonce (or `nonce`, for tests); `path` includes the query string. */
 export async function signRequest(
   key: SigningKey,
   method: string,
   path: string,
   body: string | Uint8Array<ArrayBuffer>,
   nowSeconds: number = Math.floor(Date.now() / 1000),
+  nonce: string = newNonce(),
 ): Promise<SignedHeaders> {
   const timestamp = String(nowSeconds);
-  const mac = await crypto.subtle.sign("HMAC", key, encoder.encode(canonical(method, path, timestamp, await sha256Hex(body))));
-  return { [TIMESTAMP_HEADER]: timestamp, [SIGNATURE_HEADER]: `v1=${toHex(mac)}` };
+  const mac = await crypto.subtle.sign("HMAC", key, encoder.encode(canonical(method, path, timestamp, nonce, await sha256Hex(body))));
+  return { [TIMESTAMP_HEADER]: timestamp, [NONCE_HEADER]: nonce, [SIGNATURE_HEADER]: `v2=${toHex(mac)}` };
 }
 
-/** Why a signature was refused; `ok` when it was accepted. */
-export type VerifyOutcome = "ok" | "missing" | "malformed" | "stale" | "mismatch";
+/** The signature headers of a received request, as read (absent ones null or undefined). */
+export interface ReceivedSignature {
+  timestamp: string | null | undefined;
+  nonce: string | null | undefined;
+  signature: string | null | undefined;
+}
 
 /**
- * Verifies a signed request. The MAC comparison is WebCrypto's `verify`, which is constant-time.
+ * Why a signature was refused; `ok` when it was accepted. `outdated`: signed with the old `v1`
+ * scheme (no nonce). `replayed` is never returned here: the caller decides it with its nonce store.
+ */
+export type VerifyOutcome = "ok" | "missing" | "malformed" | "outdated" | "stale" | "mismatch" | "replayed";
+
+/**
+ * Verifies a signed request's MAC and timestamp (not yet its nonce's freshness: on `ok` the caller
+ * must still claim the nonce, see `nonceTtlSeconds`). The MAC comparison is WebCrypto's `verify`,
+ * which is constant-time.
  */
 export async function verifyRequest(
   key: SigningKey,
   method: string,
   path: string,
   body: string | Uint8Array<ArrayBuffer>,
-  timestamp: string | null | undefined,
-  signature: string | null | undefined,
+  received: ReceivedSignature,
   nowSeconds: number = Math.floor(Date.now() / 1000),
 ): Promise<VerifyOutcome> {
-  if (!timestamp || !signature) return "missing";
-  if (!/^\d{1,12}$/.test(timestamp) || !signature.startsWith("v1=")) return "malformed";
+  const { timestamp, nonce, signature } = received;
+  if (signature?.startsWith("v1=")) return "outdated";
+  if (!timestamp || !signature || !nonce) return "missing";
+  if (!/^\d{1,12}$/.test(timestamp) || !signature.startsWith("v2=") || !NONCE.test(nonce)) return "malformed";
   const mac = fromHex(signature.slice(3));
   if (!mac || mac.length !== 32) return "malformed";
   if (Math.abs(nowSeconds - Number(timestamp)) > MAX_CLOCK_SKEW_SECONDS) return "stale";
-  const data = encoder.encode(canonical(method, path, timestamp, await sha256Hex(body)));
+  const data = encoder.encode(canonical(method, path, timestamp, nonce, await sha256Hex(body)));
   return (await crypto.subtle.verify("HMAC", key, mac, data)) ? "ok" : "mismatch";
+}
+
+/**
+ * How long a verifier must remember an accepted nonce: until the request's timestamp is more than
+ * MAX_CLOCK_SKEW_SECONDS in the past, when the timestamp check refuses it by itself. At least 1 s.
+ */
+export function nonceTtlSeconds(timestamp: string, nowSeconds: number = Math.floor(Date.now() / 1000)): number {
+  return Math.max(1, Number(timestamp) + MAX_CLOCK_SKEW_SECONDS + 1 - nowSeconds);
 }
 
 /**

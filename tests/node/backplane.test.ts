@@ -81,6 +81,39 @@ describe("signature checks", () => {
     await expectRejected(await signedFetch("/v1/chat/completions", chat, { node: "gpu-other" }));
   });
 
+  it("refuses a captured request replayed at once and 5 s later, while fresh requests go through", async () => {
+    const raw = JSON.stringify(chat);
+    const captured = { "content-type": "application/json", [NODE_HEADER]: NODE_ID, ...(await signRequest(await importSigningKey(SECRET), "POST", "/v1/chat/completions", raw)) };
+    const send = () => fetch(`${url}/v1/chat/completions`, { method: "POST", headers: captured, body: raw });
+    const first = await send();
+    expect(first.status).toBe(200);
+    await first.arrayBuffer();
+    const replayNow = await send();
+    expect(replayNow.status).toBe(401);
+    expect(((await replayNow.json()) as { error: { code: string; message: string } }).error.message).toContain("replayed");
+    await new Promise((resolve) => setTimeout(resolve, 5_000));
+    const replayLater = await send();
+    expect(replayLater.status).toBe(401);
+    expect(((await replayLater.json()) as { error: { code: string; message: string } }).error.message).toContain("replayed");
+    expect(engineRequests()).toBe(1);
+    const fresh = await signedFetch("/v1/chat/completions", chat);
+    expect(fresh.status).toBe(200);
+    await fresh.arrayBuffer();
+    expect(engineRequests()).toBe(2);
+  }, 15_000);
+
+  it("refuses a request signed with the old v1 scheme, without a nonce", async () => {
+    const raw = JSON.stringify(chat);
+    const headers = await signRequest(await importSigningKey(SECRET), "POST", "/v1/chat/completions", raw);
+    const { "x-switchyard-nonce": _nonce, ...withoutNonce } = headers;
+    const res = await fetch(`${url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", [NODE_HEADER]: NODE_ID, ...withoutNonce, "x-switchyard-signature": headers["x-switchyard-signature"].replace("v2=", "v1=") },
+      body: raw,
+    });
+    expect(await expectRejected(res)).toContain("outdated");
+  });
+
   it("rejects a signed body that was altered in transit", async () => {
     const key = await importSigningKey(SECRET);
     const headers = await signRequest(key, "POST", "/v1/chat/completions", JSON.stringify(chat));

@@ -1,7 +1,8 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { HEARTBEAT_PATH, heartbeatSchema, SPOT_PATH, spotNoticeSchema, type Heartbeat, type SpotNotice } from "../../schema/contracts/heartbeat.ts";
-import { NODE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, importSigningKey, verifyRequest } from "../../schema/contracts/signing.ts";
+import { NonceStore } from "../../backplane/src/proxy/replay.ts";
+import { NODE_HEADER, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, importSigningKey, nonceTtlSeconds, verifyRequest } from "../../schema/contracts/signing.ts";
 
 /** A loopback stand-in for the gateway's node routes, for backplane tests that run without workerd. */
 export interface RecordingGateway {
@@ -15,12 +16,13 @@ export interface RecordingGateway {
 
 /**
  * Accepts heartbeats and spot notices exactly as the worker does: the signature is checked with
- * the node's secret and the body with the shared zod schemas. (The worker's own routes are tested
+ * the node's secret (a reused nonce is refused as a replay) and the body with the shared zod schemas. (The worker's own routes are tested
  * in tests/worker/nodes.test.ts and end to end in tests/e2e.)
  */
 export async function startRecordingGateway(secret: string): Promise<RecordingGateway> {
   const key = await importSigningKey(secret);
   const state: Omit<RecordingGateway, "url" | "close"> = { heartbeats: [], spotNotices: [], rejected: [] };
+  const nonces = new NonceStore();
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
@@ -31,7 +33,11 @@ export async function startRecordingGateway(secret: string): Promise<RecordingGa
           const v = req.headers[name];
           return Array.isArray(v) ? v[0] : v;
         };
-        const outcome = await verifyRequest(key, req.method ?? "", req.url ?? "", body, header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER));
+        const received = { timestamp: header(TIMESTAMP_HEADER), nonce: header(NONCE_HEADER), signature: header(SIGNATURE_HEADER) };
+        let outcome = await verifyRequest(key, req.method ?? "", req.url ?? "", body, received);
+        if (outcome === "ok" && received.timestamp !== undefined && received.nonce !== undefined) {
+          if (nonces.claim(received.nonce, Date.now() + nonceTtlSeconds(received.timestamp) * 1000) !== "fresh") outcome = "replayed";
+        }
         if (outcome !== "ok" || !header(NODE_HEADER)) {
           state.rejected.push(`${req.url}: ${outcome}`);
           res.writeHead(401).end();
