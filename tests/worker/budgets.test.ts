@@ -2,9 +2,9 @@ import { env } from "cloudflare:test";
 import { eq, sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { budgets, limitOverrides, usageRecords } from "../../schema/tables/index.ts";
-import { createApiKey, createEnvironment, createTenant, newId } from "../../worker/src/admin/store.ts";
+import { createEnvironment, createTenant, newId } from "../../worker/src/admin/store.ts";
 import { budgetCounter, reserveBudgets, type BudgetEntry } from "../../worker/src/limits/budgets.ts";
-import { eventually, flushNow, post, query, redis } from "./helpers.ts";
+import { createApiKey, eventually, flushNow, post, query, redis } from "./helpers.ts";
 
 const messages = [{ role: "user", content: "count to three" }];
 
@@ -44,6 +44,20 @@ describe("budget reservations", () => {
     expect(Number(await redis().get(key))).toBe(100 - 6 - 10);
     await first.settle({ tokens: 1, spend: 0, requests: 1 }); // settling twice changes nothing
     expect(Number(await redis().get(key))).toBe(84);
+  });
+});
+
+describe("settling above the reservation", () => {
+  it("charges the real usage in full, so the counter passes the budget and the next request is refused", async () => {
+    const budget: BudgetEntry = { id: `unit-${crypto.randomUUID()}`, scope: "key", scopeId: "k", kind: "tokens", period: "day", amount: 100 };
+    const prefix = `${env.REDIS_PREFIX}unit:`;
+    const reservation = await reserveBudgets(redis(), prefix, [budget], { tokens: 60, spend: 0, requests: 1 });
+    if (!reservation.ok) throw new Error("expected a reservation");
+    // The engine produced more than was reserved (say, a field the gateway did not know about).
+    await reservation.settle({ tokens: 130, spend: 0, requests: 1 });
+    const key = budgetCounter(prefix, budget, new Date()).key;
+    expect(Number(await redis().get(key))).toBe(130);
+    expect(await reserveBudgets(redis(), prefix, [budget], { tokens: 1, spend: 0, requests: 1 })).toMatchObject({ ok: false, reason: "exhausted", budget: { id: budget.id } });
   });
 });
 
@@ -138,8 +152,9 @@ describe("rate limits at the gateway", () => {
     expect(limited.status).toBe(429);
     expect(Number(limited.headers.get("retry-after"))).toBeGreaterThan(0);
     expect(limited.headers.get("x-ratelimit-remaining-requests")).toBe("0");
-    const error = (await limited.json()) as { error: { code: string; message: string } };
+    const error = (await limited.json()) as { error: { code: string; type: string; message: string } };
     expect(error.error.code).toBe("rate_limit_exceeded");
+    expect(error.error.type).toBe("requests");
     expect(error.error.message).toContain("key");
   });
 });

@@ -69,6 +69,23 @@ describe("request validation", () => {
     await expectError(await post("/v1/chat/completions", { ...chat, stream_options: { include_usage: true } }), 400, "invalid_value", "stream_options");
   });
 
+  it("returns 400 naming messages[i].role for a role OpenAI does not know, and accepts every role it does", async () => {
+    const res = await post("/v1/chat/completions", { ...chat, messages: [{ role: "wizard", content: "x" }] });
+    expect(res.headers.get("retry-after")).toBeNull();
+    const err = await expectError(res, 400, "invalid_value", "messages[0].role");
+    expect(err.type).toBe("invalid_request_error");
+    expect(err.message).toContain("'wizard'");
+    expect(err.message).toContain("'developer'");
+    const second = await post("/v1/chat/completions", { ...chat, messages: [{ role: "user", content: "x" }, { role: "Assistant", content: "y" }] });
+    await expectError(second, 400, "invalid_value", "messages[1].role");
+    const roles = ["system", "developer", "user", "assistant", "tool", "function"].map((role) => ({ role, content: "x", name: "f", tool_call_id: "call_1" }));
+    for (const message of roles) {
+      const ok = await post("/v1/chat/completions", { ...chat, messages: [message, { role: "user", content: "hi" }], max_tokens: 1 });
+      expect(ok.status).toBe(200);
+      await ok.arrayBuffer();
+    }
+  });
+
   it("returns 404 model_not_found for a model outside the catalogue", async () => {
     const err = await expectError(await post("/v1/chat/completions", { ...chat, model: "gpt-nope" }), 404, "model_not_found", "model");
     expect(err.message).toContain("gpt-nope");

@@ -19,7 +19,7 @@ describe("costs", () => {
   });
 
   it("reserve spend with the dearest candidate region's multiplier, so a settlement never exceeds it", () => {
-    const req: ProxyRequest = { endpoint: "chat", model: "m", stream: false, clientWantsUsage: false, upstreamBody: "{}", maxOutputTokens: 10, choices: 1, promptTokensEstimate: 0, prefixHash: null };
+    const req: ProxyRequest = { endpoint: "chat", model: "m", stream: false, clientWantsUsage: false, upstreamBody: "{}", output: { maxTokens: 10, limitField: "max_tokens", minTokens: 0, ignoreEos: false, prompts: 1, perPrompt: 1 }, promptTokensEstimate: 0, prefixHash: null };
     const plain = maxCost(req, 100, model);
     const dear = maxCost(req, 100, model, 2);
     expect(plain).toEqual({ tokens: 110, spend: Math.ceil(110 * 1.5), requests: 1 });

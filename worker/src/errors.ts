@@ -14,8 +14,10 @@ const ERRORS = {
   invalid_value: { status: 400, type: "invalid_request_error" },
   invalid_signature: { status: 400, type: "invalid_request_error" },
   missing_field: { status: 400, type: "invalid_request_error" },
+  context_length_exceeded: { status: 400, type: "invalid_request_error" },
   unsupported_media_type: { status: 415, type: "invalid_request_error" },
   request_too_large: { status: 413, type: "invalid_request_error" },
+  // OpenAI's type says what ran out: "requests" by default, "tokens" for tokens per minute (opts.type).
   rate_limit_exceeded: { status: 429, type: "requests" },
   insufficient_quota: { status: 429, type: "insufficient_quota" },
   upstream_error: { status: 502, type: "api_error" },
@@ -40,11 +42,13 @@ export class ApiError extends Error {
   readonly headers: Record<string, string>;
   /** Set when the status comes from an upstream engine rather than from the code's default. */
   readonly statusOverride: ContentfulStatusCode | undefined;
+  /** The body's `type`: the code's default unless set (a tokens-per-minute 429 is type "tokens"). */
+  readonly type: string;
 
   constructor(
     code: ErrorCode,
     message: string,
-    opts: { param?: string | null; headers?: Record<string, string>; status?: ContentfulStatusCode } = {},
+    opts: { param?: string | null; headers?: Record<string, string>; status?: ContentfulStatusCode; type?: string } = {},
   ) {
     super(message);
     this.name = "ApiError";
@@ -52,6 +56,7 @@ export class ApiError extends Error {
     this.param = opts.param ?? null;
     this.headers = opts.headers ?? {};
     this.statusOverride = opts.status;
+    this.type = opts.type ?? ERRORS[code].type;
   }
 
   get status(): ContentfulStatusCode {
@@ -59,7 +64,7 @@ export class ApiError extends Error {
   }
 
   toBody(): OpenAIErrorBody {
-    return { error: { message: this.message, type: ERRORS[this.code].type, param: this.param, code: this.code } };
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
   }
 }
 

@@ -1,14 +1,13 @@
 import type { Redis } from "@upstash/redis/cloudflare";
 import type { KeyIdentity } from "../auth/identity.ts";
 import { ApiError } from "../errors.ts";
-import type { ProxyRequest } from "../proxy/validate.ts";
-import type { ModelEntry, RoutingSnapshot } from "../routing/snapshot.ts";
+import type { RoutingSnapshot } from "../routing/snapshot.ts";
 import { countEvent } from "../platform/metrics.ts";
 import type { Settings } from "../settings.ts";
 import { describeBudget, reserveBudgets, type Cost } from "./budgets.ts";
 import { acquireConcurrency } from "./concurrency.ts";
-import { checkRateLimits } from "./rate.ts";
-import type { AdmissionSubject, Layer, LayerLimits, RedisBatch } from "./types.ts";
+import { chargeTokens, checkRateLimits } from "./rate.ts";
+import { LAYERS, type AdmissionSubject, type Layer, type LayerLimits, type RedisBatch } from "./types.ts";
 
 /** The effective limits of each layer: database overrides over configured defaults. */
 export function effectiveLimits(settings: Settings, identity: KeyIdentity, snapshot: RoutingSnapshot): Record<Layer, LayerLimits> {
@@ -28,46 +27,49 @@ export function effectiveLimits(settings: Settings, identity: KeyIdentity, snaps
   };
 }
 
-/**
- * The most a request can cost, reserved against budgets before it runs. Prompt tokens are bounded by
- * the body's bytes (a token is at least one byte of the JSON it came in) and by the context length;
- * output by max_tokens × n, or the whole context when the client set no limit. Spend uses the higher
- * of the two prices and the dearest candidate region's multiplier.
- */
-export function maxCost(req: ProxyRequest, bodyBytes: number, model: ModelEntry, priceMultiplier = 1): Cost {
-  const output = (req.maxOutputTokens ?? model.contextLength) * req.choices;
-  const tokens = Math.min(bodyBytes + output, req.endpoint === "embeddings" ? bodyBytes : model.contextLength * req.choices);
-  const price = Math.max(model.inputPrice, model.outputPrice);
-  return { tokens, spend: Math.ceil(tokens * price * priceMultiplier), requests: 1 };
-}
-
-/** The tokens a request counts against tokens-per-minute limits: OpenAI's estimate (prompt/4 + max output). */
-export function rateTokens(req: ProxyRequest, bodyBytes: number, model: ModelEntry): number {
-  const output = (req.maxOutputTokens ?? Math.min(model.contextLength, 4096)) * req.choices;
-  return Math.ceil(bodyBytes / 4) + output;
-}
+// Pricing lives in pricing.ts; re-exported here for the handler, which admits with these.
+export { maxCost, rateTokens } from "./pricing.ts";
 
 /** An admitted request: response headers, and `finish` to settle budgets and free the slot. */
 export interface Admission {
   headers: Record<string, string>;
   /**
-   * Settles budgets to the real cost (null: the request failed, release everything) and releases the
-   * concurrency lease; with a batch, only adds those writes to it (the caller executes it).
+   * Settles budgets to the real cost (null: the request failed, release everything), charges tokens
+   * per minute for usage beyond the admission estimate, and releases the concurrency lease; with a
+   * batch, only adds those writes to it (the caller executes it).
    */
   finish(actual: Cost | null, batch?: RedisBatch): Promise<void>;
   pending: Promise<unknown>;
 }
 
 /**
+ * Refuses, with a 400 that says so, a request whose token estimate exceeds a whole minute's tokens at
+ * some layer: it could never be admitted, so a 429 asking to retry would be a lie. (A zero limit is
+ * an operator's block and stays a 429.)
+ */
+function checkFitsTokenLimits(subject: AdmissionSubject, rateTokens: number, limitField: string): void {
+  for (const layer of LAYERS) {
+    const tpm = subject.limits[layer].tpm;
+    if (tpm === null || tpm <= 0 || rateTokens <= tpm) continue;
+    throw new ApiError(
+      "invalid_value",
+      `This request counts as ${rateTokens} tokens (an estimate of the prompt plus '${limitField}' for every choice), more than the ${layer}'s limit of ${tpm} tokens per minute, so it can never be admitted. Lower '${limitField}' or n, or shorten the prompt.`,
+      { param: limitField },
+    );
+  }
+}
+
+/**
  * Admits a request at every layer in one round trip of wall time: rate limits (requests and tokens
  * per minute, fail open), concurrency leases (fail open) and budgets (atomic, fail closed) run in
- * parallel; whatever was taken is given back if any of them refuses.
+ * parallel; whatever was taken is given back if any of them refuses. A request larger than a layer's
+ * tokens per minute is a 400 before anything is taken.
  */
 export async function admit(
   deps: { redis: Redis; settings: Settings; log: (event: string, fields: Record<string, unknown>) => void; requestId: string },
   identity: KeyIdentity,
   snapshot: RoutingSnapshot,
-  costs: { max: Cost; rateTokens: number },
+  costs: { max: Cost; rateTokens: number; limitField?: string },
 ): Promise<Admission> {
   const { redis, settings } = deps;
   const subject: AdmissionSubject = {
@@ -76,6 +78,7 @@ export async function admit(
     keyId: identity.keyId,
     limits: effectiveLimits(settings, identity, snapshot),
   };
+  checkFitsTokenLimits(subject, costs.rateTokens, costs.limitField ?? "max_tokens");
   const prefix = settings.redisPrefix;
   const [rate, lease, budget] = await Promise.all([
     checkRateLimits(redis, prefix, subject, costs.rateTokens, { timeoutMs: settings.limitsTimeoutMs }),
@@ -99,7 +102,7 @@ export async function admit(
       throw new ApiError(
         "rate_limit_exceeded",
         `Rate limit reached for the ${layer} (${kind} per minute: limit ${limit}). Retry after ${rate.retryAfterSeconds} s.`,
-        { headers: { ...rate.headers, "retry-after": String(Math.max(1, rate.retryAfterSeconds)) } },
+        { headers: { ...rate.headers, "retry-after": String(Math.max(1, rate.retryAfterSeconds)) }, type: kind },
       );
     }
     if (!lease.acquired && lease.blocked) {
@@ -127,7 +130,14 @@ export async function admit(
     async finish(actual, batch) {
       if (finished) return;
       finished = true;
-      await Promise.all([lease.release(batch), actual ? budget.settle(actual, batch) : budget.release(batch)]);
+      // Usage beyond the estimate taken at admission is charged now, off the request path: the
+      // buckets go below zero and the next request waits until the overrun has refilled.
+      const overrun = actual ? actual.tokens - costs.rateTokens : 0;
+      await Promise.all([
+        lease.release(batch),
+        actual ? budget.settle(actual, batch) : budget.release(batch),
+        overrun > 0 && !rate.degraded ? chargeTokens(redis, prefix, subject, overrun, batch) : Promise.resolve(),
+      ]);
     },
   };
 }

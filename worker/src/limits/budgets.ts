@@ -73,8 +73,8 @@ export function describeBudget(budget: BudgetEntry): string {
 
 /**
  * Reserves `max` (the most the request can cost) against every budget atomically. On success the
- * caller settles to the real cost when the response ends (the difference is given back), or releases
- * everything when the request failed. Budgets fail closed: if Redis cannot answer, the request is
+ * caller settles to the real cost when the response ends (the difference is given back, or charged
+ * when the real cost was higher), or releases everything when the request failed. Budgets fail closed: if Redis cannot answer, the request is
  * refused rather than risk overspending (`reason: "unavailable"`).
  */
 export async function reserveBudgets(redis: Redis, prefix: string, budgets: BudgetEntry[], max: Cost, now = new Date()): Promise<Reservation> {
@@ -108,9 +108,10 @@ export async function reserveBudgets(redis: Redis, prefix: string, budgets: Budg
   };
   return {
     ok: true,
-    // Settling never raises a counter above the reservation: the real cost is capped by `max`.
-    settle: (actual, batch) =>
-      adjust({ tokens: Math.min(actual.tokens, max.tokens), spend: Math.min(actual.spend, max.spend), requests: Math.min(actual.requests, max.requests) }, batch),
+    // Settling charges the real cost even above the reservation (pricing at admission is an upper
+    // bound, but an engine that produced more must still be paid for): the counter may pass the
+    // budget, and the next reservation sees the overrun and is refused.
+    settle: (actual, batch) => adjust(actual, batch),
     release: (batch) => adjust({ tokens: 0, spend: 0, requests: 0 }, batch),
   };
 }

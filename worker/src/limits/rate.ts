@@ -1,6 +1,6 @@
 import { Ratelimit } from "@upstash/ratelimit";
 import type { Redis } from "@upstash/redis/cloudflare";
-import { LAYERS, layerId, type AdmissionSubject, type Layer } from "./types.ts";
+import { LAYERS, layerId, type AdmissionSubject, type Layer, type RedisBatch } from "./types.ts";
 
 /** What a per-minute limit counts. */
 export type RateKind = "requests" | "tokens";
@@ -155,6 +155,51 @@ export async function checkRateLimits(
     pending: Promise.allSettled(pendings),
     degraded: checked.some((c) => c.outcome.state === "degraded"),
   };
+}
+
+// Takes `amount` from a token bucket unconditionally, letting it go below zero: ratelimit's own
+// script refuses a rate larger than what is left, but usage the engine already served must be counted.
+// Same hash fields and refill arithmetic as ratelimit 2.2.0's tokenBucketLimitScript, so the next
+// check refills from the negative balance and refuses until the overrun has been paid back.
+// KEYS: the bucket. ARGV: limit, refill interval (ms), refill per interval, now (ms), amount.
+const CHARGE = `
+local limit, interval, refill, now, amount = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local bucket = redis.call("HMGET", KEYS[1], "refilledAt", "tokens")
+local refilledAt, tokens = now, limit
+if bucket[1] then
+  refilledAt = tonumber(bucket[1])
+  tokens = tonumber(bucket[2])
+end
+if now >= refilledAt + interval then
+  local refills = math.floor((now - refilledAt) / interval)
+  tokens = math.min(limit, tokens + refills * refill)
+  refilledAt = refilledAt + refills * interval
+end
+local remaining = tokens - amount
+redis.call("HSET", KEYS[1], "refilledAt", refilledAt, "tokens", remaining)
+local ttl = math.ceil((limit - remaining) / refill) * interval
+if ttl > 0 then redis.call("PEXPIRE", KEYS[1], ttl) end
+return remaining
+`;
+
+/**
+ * Charges `tokens` more to the tokens-per-minute bucket of every layer with a limit: usage beyond the
+ * admission estimate, counted after the response. With a batch, only adds the writes to it.
+ */
+export async function chargeTokens(redis: Redis, prefix: string, subject: AdmissionSubject, tokens: number, batch?: RedisBatch): Promise<void> {
+  const amount = Math.ceil(tokens);
+  if (amount <= 0) return;
+  const layers = LAYERS.filter((layer) => (subject.limits[layer].tpm ?? 0) > 0);
+  if (layers.length === 0) return;
+  const pipe = batch ?? redis.pipeline();
+  const now = Date.now();
+  for (const layer of layers) {
+    const limit = subject.limits[layer].tpm ?? 0;
+    // The key ratelimit uses for the bucket: `${its prefix}:${identifier}` (see limiterFor and runCheck).
+    const key = `${prefix}rl:tok:${layerId(subject, layer)}`;
+    pipe.eval(CHARGE, [key], [limit, REFILL_MS, (limit * REFILL_MS) / WINDOW_MS, now, amount]);
+  }
+  if (!batch) await pipe.exec();
 }
 
 async function runCheck(redis: Redis, prefix: string, subject: AdmissionSubject, check: Check): Promise<Outcome> {

@@ -13,10 +13,8 @@ export interface ProxyRequest {
   clientWantsUsage: boolean;
   /** The body to send upstream (the client's, with `stream_options.include_usage` forced on for streams). */
   upstreamBody: string;
-  /** Output tokens the client allows per choice (null: up to the model's context; completions default to 16 like vLLM). */
-  maxOutputTokens: number | null;
-  /** Choices requested (`n`). */
-  choices: number;
+  /** How much the engine may generate, as vLLM will run the request; limits/pricing.ts prices it. */
+  output: OutputPlan;
   /**
    * The prompt's tokens as far as the gateway can tell without a tokenizer: token-id prompts exactly,
    * text at four characters per token. Used only when the engine never reported usage (a cut stream).
@@ -24,6 +22,33 @@ export interface ProxyRequest {
   promptTokensEstimate: number;
   /** Hash of the prompt's start (system prompt and first user turn), for prefix-affinity routing; null for embeddings. */
   prefixHash: number | null;
+}
+
+/**
+ * Every field vLLM honours that changes how many tokens it may generate, read once from the body.
+ * Tokens per sequence are at most `maxTokens` (null: up to the context minus the prompt), at least
+ * `minTokens`, and exactly the limit with `ignoreEos`.
+ */
+export interface OutputPlan {
+  /**
+   * The client's limit per sequence. Chat: `max_completion_tokens`, else `max_tokens`; absent or null
+   * means no limit (up to the context). Completions: absent is vLLM's default of 16, an explicit null
+   * means no limit (protocol.py `max_tokens: Optional[int] = 16`).
+   */
+  maxTokens: number | null;
+  /** The field that set the limit (`max_completion_tokens` or `max_tokens`), for errors. */
+  limitField: "max_tokens" | "max_completion_tokens";
+  /** `min_tokens`: EOS and stop strings are suppressed until each sequence has this many. */
+  minTokens: number;
+  /** `ignore_eos`: every sequence runs to its limit. */
+  ignoreEos: boolean;
+  /** Prompts in the request: a completions prompt list gets one set of choices per prompt. */
+  prompts: number;
+  /**
+   * Sequences generated per prompt: `n`, or `best_of` when larger (vLLM generates best_of and returns
+   * the best n). Beam search (`use_beam_search`) keeps `n` beams (beam width = n), so n covers it.
+   */
+  perPrompt: number;
 }
 
 type Json = Record<string, unknown>;
@@ -62,6 +87,9 @@ function isTextOrTokens(value: unknown): boolean {
   );
 }
 
+// The roles OpenAI's chat API accepts; anything else is a 400 naming the field, as OpenAI answers.
+const ROLES = new Set(["system", "developer", "user", "assistant", "tool", "function"]);
+
 function checkMessages(body: Json): void {
   const messages = body.messages;
   if (messages === undefined) throw new ApiError("missing_field", "Missing required parameter: 'messages'.", { param: "messages" });
@@ -71,8 +99,11 @@ function checkMessages(body: Json): void {
   messages.forEach((m: unknown, i) => {
     if (typeof m !== "object" || m === null || Array.isArray(m)) throw invalid(`messages[${i}]`, `'messages[${i}]' must be an object.`);
     const role = (m as Json).role;
-    if (typeof role !== "string" || role === "") {
-      throw invalid(`messages[${i}].role`, `'messages[${i}].role' must be one of 'system', 'developer', 'user', 'assistant' or 'tool'.`);
+    if (typeof role !== "string" || !ROLES.has(role)) {
+      throw invalid(
+        `messages[${i}].role`,
+        `Invalid value for 'messages[${i}].role': ${typeof role === "string" ? `'${role}'` : JSON.stringify(role ?? null)}. Supported values are: 'system', 'developer', 'user', 'assistant', 'tool' and 'function'.`,
+      );
     }
   });
 }
@@ -155,6 +186,11 @@ export function validateRequest(endpoint: Endpoint, raw: string): ProxyRequest {
   optionalInteger(body, "max_tokens", 1);
   optionalInteger(body, "max_completion_tokens", 1);
   optionalInteger(body, "n", 1, 128);
+  optionalInteger(body, "best_of", 1, 128);
+  optionalInteger(body, "min_tokens", 0);
+  if (body.ignore_eos !== undefined && body.ignore_eos !== null && typeof body.ignore_eos !== "boolean") {
+    throw invalid("ignore_eos", "'ignore_eos' must be a boolean.");
+  }
   optionalNumber(body, "temperature", 0, 2);
   optionalNumber(body, "top_p", 0, 1);
 
@@ -167,9 +203,36 @@ export function validateRequest(endpoint: Endpoint, raw: string): ProxyRequest {
     body.stream_options = { ...clientOptions, include_usage: true };
     upstreamBody = JSON.stringify(body);
   }
-  const requestedMax = endpoint === "chat" ? (body.max_completion_tokens ?? body.max_tokens) : body.max_tokens;
-  const maxOutputTokens =
-    endpoint === "embeddings" ? 0 : typeof requestedMax === "number" ? requestedMax : endpoint === "completions" ? 16 : null;
-  const choices = typeof body.n === "number" ? body.n : 1;
-  return { endpoint, model: body.model, stream, clientWantsUsage, upstreamBody, maxOutputTokens, choices, promptTokensEstimate: promptTokensEstimate(endpoint, body), prefixHash: prefixHash(endpoint, body.model, body) };
+  return {
+    endpoint,
+    model: body.model,
+    stream,
+    clientWantsUsage,
+    upstreamBody,
+    output: outputPlan(endpoint, body),
+    promptTokensEstimate: promptTokensEstimate(endpoint, body),
+    prefixHash: prefixHash(endpoint, body.model, body),
+  };
+}
+
+function promptCount(prompt: unknown): number {
+  // A flat token-id array is one prompt; a list of strings or of token-id arrays is a batch.
+  if (typeof prompt === "string" || isTokenArray(prompt)) return 1;
+  return Array.isArray(prompt) ? prompt.length : 1;
+}
+
+function outputPlan(endpoint: Endpoint, body: Json): OutputPlan {
+  if (endpoint === "embeddings") return { maxTokens: 0, limitField: "max_tokens", minTokens: 0, ignoreEos: false, prompts: 1, perPrompt: 1 };
+  // serving_engine.py: `max_completion_tokens or max_tokens` (0 cannot reach here: both are >= 1).
+  const completionLimit = endpoint === "chat" && typeof body.max_completion_tokens === "number";
+  const requested = completionLimit ? body.max_completion_tokens : endpoint === "chat" || "max_tokens" in body ? body.max_tokens : 16;
+  const n = typeof body.n === "number" ? body.n : 1;
+  return {
+    maxTokens: typeof requested === "number" ? requested : null,
+    limitField: completionLimit ? "max_completion_tokens" : "max_tokens",
+    minTokens: typeof body.min_tokens === "number" ? body.min_tokens : 0,
+    ignoreEos: body.ignore_eos === true,
+    prompts: endpoint === "completions" ? promptCount(body.prompt) : 1,
+    perPrompt: Math.max(n, typeof body.best_of === "number" ? body.best_of : 1),
+  };
 }

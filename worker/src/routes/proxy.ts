@@ -66,7 +66,7 @@ export function proxyHandler(endpoint: Endpoint) {
       { redis: c.get("redis"), settings: c.get("settings"), log: c.get("log"), requestId: c.get("requestId") },
       identity,
       c.get("routing").snapshot,
-      { max: maxCost(req, bodyBytes, model, maxMultiplier), rateTokens: rateTokens(req, bodyBytes, model) },
+      { max: maxCost(req, bodyBytes, model, maxMultiplier), rateTokens: rateTokens(req, bodyBytes, model), limitField: req.output.limitField },
     ).catch((err: unknown) => {
       // Refused at admission (limited, over budget): recorded with zero tokens, for the audit trail.
       if (err instanceof ApiError) {
