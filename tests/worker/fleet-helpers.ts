@@ -42,11 +42,18 @@ export function beat(nodeId: string, fields: Partial<Omit<Heartbeat, "nodeId" | 
  */
 export async function signedNodeRequest(path: string, nodeId: string, body: unknown, secret?: string): Promise<Response> {
   const raw = JSON.stringify(body);
+  return sendNodeRequest(path, raw, await signedNodeHeaders(path, nodeId, raw, secret));
+}
+
+/** The headers node `nodeId` puts on a POST of `raw` to `path` (a fresh nonce each call). */
+export async function signedNodeHeaders(path: string, nodeId: string, raw: string, secret?: string): Promise<Record<string, string>> {
   const key = await importSigningKey(secret ?? (await deriveNodeSecret(env.NODE_SIGNING_SECRET, nodeId, 1)));
-  const headers = await signRequest(key, "POST", path, raw);
-  return exports.default.fetch(
-    new Request(`http://gateway.test${path}`, { method: "POST", body: raw, headers: { "content-type": "application/json", [NODE_HEADER]: nodeId, ...headers } }),
-  );
+  return { "content-type": "application/json", [NODE_HEADER]: nodeId, ...(await signRequest(key, "POST", path, raw)) };
+}
+
+/** POSTs `raw` with exactly `headers` to a node route (e.g. to replay a captured request). */
+export function sendNodeRequest(path: string, raw: string, headers: Record<string, string>): Promise<Response> {
+  return exports.default.fetch(new Request(`http://gateway.test${path}`, { method: "POST", body: raw, headers }));
 }
 
 /** Sends a heartbeat signed with the node's derived secret; throws unless the gateway took it. */

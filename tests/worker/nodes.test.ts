@@ -5,7 +5,7 @@ import { inject } from "vitest";
 import { HEARTBEAT_PATH, SPOT_PATH, type Heartbeat } from "../../schema/contracts/heartbeat.ts";
 import { NODE_HEADER } from "../../schema/contracts/signing.ts";
 import { auditLogs, nodes, regions, spotEvents } from "../../schema/tables/index.ts";
-import { beat as fleetBeat, signedNodeRequest } from "./fleet-helpers.ts";
+import { beat as fleetBeat, sendNodeRequest, signedNodeHeaders, signedNodeRequest } from "./fleet-helpers.ts";
 import { eventually, post, query } from "./helpers.ts";
 
 const signed = signedNodeRequest;
@@ -30,6 +30,36 @@ describe("node heartbeats", () => {
     const bad = await signed(HEARTBEAT_PATH, inject("hbNode").id, { ...beat(), status: "sleepy" });
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { error: { param: string } }).error.param).toBe("status");
+  });
+
+  it("refuses a captured heartbeat replayed at once and 5 s later with 401, while fresh heartbeats are taken", async () => {
+    // A node of its own (and a model nobody asks for), so the registration test below still starts from scratch.
+    const nodeId = "hb-replay";
+    const replayBeat = () => fleetBeat(nodeId, { region: "hb-region", url: inject("hbNode").url, models: ["hb-replay-model"], intervalMs: 60_000 });
+    const raw = JSON.stringify(replayBeat());
+    const captured = await signedNodeHeaders(HEARTBEAT_PATH, nodeId, raw);
+    expect((await sendNodeRequest(HEARTBEAT_PATH, raw, captured)).status).toBe(200);
+    for (const wait of [0, 5_000]) {
+      await new Promise((resolve) => setTimeout(resolve, wait));
+      const replay = await sendNodeRequest(HEARTBEAT_PATH, raw, captured);
+      expect(replay.status).toBe(401);
+      const body = (await replay.json()) as { error: { message: string; code: string } };
+      expect(body.error.code).toBe("invalid_api_key");
+      expect(body.error.message).toContain("replayed");
+    }
+    const fresh = await signed(HEARTBEAT_PATH, nodeId, replayBeat());
+    expect(fresh.status).toBe(200);
+    await fresh.arrayBuffer();
+  }, 20_000);
+
+  it("refuses a heartbeat signed with the old v1 scheme (no nonce)", async () => {
+    const nodeId = inject("hbNode").id;
+    const raw = JSON.stringify(beat());
+    // Refused before anything is recorded, so the node stays unregistered.
+    const { "x-switchyard-nonce": _nonce, ...headers } = await signedNodeHeaders(HEARTBEAT_PATH, nodeId, raw);
+    const res = await sendNodeRequest(HEARTBEAT_PATH, raw, { ...headers, "x-switchyard-signature": (headers["x-switchyard-signature"] ?? "").replace("v2=", "v1=") });
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { error: { message: string } }).error.message).toContain("v1");
   });
 
   it("registers a new node from its first heartbeat, routes to it while fresh, and stops when it goes stale or drains", async () => {

@@ -1,5 +1,6 @@
 import type { Context } from "hono";
-import { NODE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verifyRequest } from "../../../schema/contracts/signing.ts";
+import type { Redis } from "@upstash/redis/cloudflare";
+import { NODE_HEADER, NONCE_HEADER, nonceTtlSeconds, SIGNATURE_HEADER, TIMESTAMP_HEADER, verifyRequest, type VerifyOutcome } from "../../../schema/contracts/signing.ts";
 import type { AppEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { hotStateDeps, loadRoutingView, type RoutingView } from "../platform/hot-state.ts";
@@ -7,6 +8,32 @@ import type { NodeEntry } from "../routing/snapshot.ts";
 import { nodeSigningKey } from "./keys.ts";
 
 const NODE_ID = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+/** Deadline of the nonce check in Redis; heartbeats come every few seconds and must not hang on it. */
+const NONCE_CHECK_TIMEOUT_MS = 500;
+
+/**
+ * Claims a node request's nonce in Redis (`SET <prefix>node-nonce:<node>:<nonce> 1 NX EX <ttl>`),
+ * shared by every isolate: `replayed` when another request already used it within the window.
+ * Failure mode, decided here: when Redis errs or misses the deadline the request is accepted
+ * (`unchecked`, logged). Refusing would mark every node stale during a Redis outage and take the
+ * whole fleet out of routing; what a replay can do meanwhile is bounded by the 60 s window and is
+ * limited to re-asserting a status (or spot notice) the node itself sent moments before.
+ */
+export async function claimNodeNonce(redis: Redis, prefix: string, nodeId: string, nonce: string, ttlSeconds: number): Promise<"fresh" | "replayed" | "unchecked"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<"unchecked">((resolve) => {
+    timer = setTimeout(() => resolve("unchecked"), NONCE_CHECK_TIMEOUT_MS);
+  });
+  const claim = redis.set(`${prefix}node-nonce:${nodeId}:${nonce}`, 1, { nx: true, ex: ttlSeconds }).then(
+    (set) => (set === null ? ("replayed" as const) : ("fresh" as const)),
+    () => "unchecked" as const,
+  );
+  try {
+    return await Promise.race([claim, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /** A node request whose signature checked out. */
 export interface VerifiedNode {
@@ -32,14 +59,24 @@ export async function verifyNodeRequest(c: Context<AppEnv>): Promise<VerifiedNod
   const node = routing.snapshot.nodes.find((n) => n.id === nodeId) ?? null;
   const key = await nodeSigningKey(c.env.NODE_SIGNING_SECRET, nodeId, node?.secretVersion ?? 1);
   const url = new URL(c.req.url);
-  const outcome = await verifyRequest(key, c.req.method, url.pathname + url.search, body, c.req.header(TIMESTAMP_HEADER), c.req.header(SIGNATURE_HEADER));
+  const received = { timestamp: c.req.header(TIMESTAMP_HEADER), nonce: c.req.header(NONCE_HEADER), signature: c.req.header(SIGNATURE_HEADER) };
+  let outcome: VerifyOutcome = await verifyRequest(key, c.req.method, url.pathname + url.search, body, received);
+  if (outcome === "ok" && received.timestamp !== undefined && received.nonce !== undefined) {
+    const claim = await claimNodeNonce(c.var.redis, c.var.settings.redisPrefix, nodeId, received.nonce, nonceTtlSeconds(received.timestamp));
+    if (claim === "unchecked") c.var.log("node_nonce_unchecked", { nodeId, why: "redis unavailable or slow; accepted without the replay check" });
+    if (claim === "replayed") outcome = "replayed";
+  }
   if (outcome !== "ok") {
     c.var.log("node_signature_rejected", { nodeId, reason: outcome });
     throw new ApiError(
       "invalid_api_key",
       outcome === "stale"
         ? "The node's request is signed more than 60 s away from the gateway's clock. Fix the node's clock (NTP)."
-        : `The node's signature is ${outcome}. Check BACKPLANE_SECRET against \`npm run admin -- node secret --id ${nodeId}\`.`,
+        : outcome === "replayed"
+          ? "The node's request reuses a nonce already seen: a replayed request is refused."
+          : outcome === "outdated"
+            ? "The node signs with the old v1 scheme (no nonce), which the gateway refuses. Upgrade the backplane."
+            : `The node's signature is ${outcome}. Check BACKPLANE_SECRET against \`npm run admin -- node secret --id ${nodeId}\`.`,
     );
   }
   return { nodeId, node, routing, body };
