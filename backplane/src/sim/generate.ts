@@ -38,10 +38,16 @@ function checkContext(request: GenerationRequest, maxModelLen: number): number[]
   });
 }
 
-/** SamplingParams._verify_args for the parameters the simulator reads. */
+/**
+ * SamplingParams._verify_args for the parameters the simulator reads, then the V1 engine's
+ * processor.py `_validate_supported_sampling_params`: vLLM 0.10-0.11 run only the V1 engine, which
+ * refuses best_of > 1 (V0 generated best_of sequences and returned the best n).
+ */
 function checkSampling(request: GenerationRequest): void {
-  const { n, temperature, topP, maxTokens, minTokens } = request;
+  const { n, bestOf, temperature, topP, maxTokens, minTokens } = request;
   if (n < 1) throw badRequest(`n must be at least 1, got ${n}.`);
+  if (bestOf !== null && bestOf < 1) throw badRequest(`best_of must be at least 1, got ${bestOf}.`);
+  if (bestOf !== null && bestOf < n) throw badRequest(`best_of must be greater than or equal to n, got n=${n} and best_of=${bestOf}.`);
   if (temperature !== null && temperature < 0) throw badRequest(`temperature must be non-negative, got ${pyFloat(temperature)}.`);
   if (topP !== null && (topP <= 0 || topP > 1)) throw badRequest(`top_p must be in (0, 1], got ${pyFloat(topP)}.`);
   if (maxTokens !== null && maxTokens < 1) throw badRequest(`max_tokens must be at least 1, got ${maxTokens}.`);
@@ -49,6 +55,7 @@ function checkSampling(request: GenerationRequest): void {
   if (maxTokens !== null && minTokens > maxTokens) {
     throw badRequest(`min_tokens must be less than or equal to max_tokens=${maxTokens}, got ${minTokens}.`);
   }
+  if (bestOf !== null && bestOf > 1) throw badRequest("vLLM V1 does not yet support best_of.");
 }
 
 /**

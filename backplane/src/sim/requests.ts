@@ -21,6 +21,8 @@ export interface GenerationRequest {
   includeUsage: boolean;
   continuousUsage: boolean;
   n: number;
+  /** `best_of` as sent (vLLM V1 refuses values above 1). */
+  bestOf: number | null;
   seed: number | null;
   /** The request's own output limit (chat: max_completion_tokens over max_tokens); null = none. */
   maxTokens: number | null;
@@ -100,6 +102,7 @@ export function parseChatRequest(raw: unknown): GenerationRequest {
     stream,
     ...usageFlags(stream, body.stream_options),
     n: body.n ?? 1,
+    bestOf: body.best_of ?? null,
     seed: body.seed ?? null,
     // serving_engine.py: `request.max_completion_tokens or request.max_tokens` (Python `or`: 0 falls through).
     maxTokens: body.max_completion_tokens || (body.max_tokens ?? null),
@@ -145,6 +148,7 @@ export function parseCompletionRequest(raw: unknown): GenerationRequest {
     stream,
     ...usageFlags(stream, body.stream_options),
     n: body.n ?? 1,
+    bestOf: body.best_of ?? null,
     seed: body.seed ?? null,
     // protocol.py CompletionRequest: `max_tokens: Optional[int] = 16`; an explicit null means no limit.
     maxTokens: object && "max_tokens" in object ? (body.max_tokens ?? null) : 16,

@@ -27,6 +27,7 @@ const sampling = {
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().nullish(), continuous_usage_stats: z.boolean().nullish() }).nullish(),
   n: int.nullish(),
+  best_of: int.nullish(),
   seed: int.nullish(),
   temperature: z.number().nullish(),
   top_p: z.number().nullish(),
