@@ -7,7 +7,7 @@ import { parseArgs } from "node:util";
 import { ConfigError, parseConfig, rawFromFlagsAndEnv, SETTINGS, type BackplaneConfig, type SettingName } from "./config.ts";
 import { startDaemon } from "./daemon.ts";
 import { formatChecks, runDoctor } from "./ops/doctor.ts";
-import { installService, SERVICE_HELP } from "./ops/install-service.ts";
+import { DEFAULT_USER, ensureSystemUser, installService, SERVICE_HELP } from "./ops/install-service.ts";
 import { parseSimArgs, SIM_HELP, SimOptionsError, startSimEngine } from "./sim/index.ts";
 
 const BOOLEAN_SETTINGS = new Set<SettingName>(["allowInsecureHttp", "spotAws", "spotGcp", "spotAzure"]);
@@ -125,7 +125,8 @@ async function install(argv: string[]): Promise<void> {
     envFile: typeof flags["environment-file"] === "string" ? flags["environment-file"] : "/etc/switchyard/backplane.env",
     workingDirectory: root,
     execStart: `${process.execPath} ${resolve(root, "backplane/src/main.ts")} start`,
-    user: typeof flags.user === "string" ? flags.user : null,
+    user: typeof flags.user === "string" ? (flags.user === "root" ? null : flags.user) : DEFAULT_USER,
+    ensureUser: ensureSystemUser,
     memoryMax: typeof flags["memory-max"] === "string" ? flags["memory-max"] : "2G",
     readWritePaths: [],
     drainGraceMs: config.drainGraceMs,
@@ -133,6 +134,7 @@ async function install(argv: string[]): Promise<void> {
     dryRun: flags["dry-run"] === true,
     env,
   });
+  for (const warning of result.warnings) console.error(`warning: ${warning}`);
   if (flags["dry-run"] === true) {
     console.log(`# ${result.unitPath}\n${result.preview.unit}\n# ${result.envFile} (mode 0600; secrets shown redacted)\n${result.preview.envFile}`);
     return;

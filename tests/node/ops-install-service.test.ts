@@ -6,6 +6,8 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
+  DEFAULT_USER,
+  ensureSystemUser,
   execCommand,
   installService,
   InstallServiceError,
@@ -185,6 +187,40 @@ describe("install-service", () => {
   it("takes TimeoutStopSec from BACKPLANE_DRAIN_GRACE_MS in the env when no grace is given", async () => {
     const result = await installService({ ...options(), env: { BACKPLANE_DRAIN_GRACE_MS: "120000" }, dryRun: true });
     expect(result.preview.unit).toContain("TimeoutStopSec=135");
+  });
+
+  it("warns when the checkout is under /tmp or /home, which PrivateTmp and ProtectHome hide or make read-only", async () => {
+    const inTmp = await installService({ ...options({ workingDirectory: "/tmp/switchyard", readWritePaths: [] }), env: {}, dryRun: true });
+    expect(inTmp.warnings).toEqual([expect.stringContaining("PrivateTmp=true")]);
+    const inHome = await installService({ ...options({ workingDirectory: "/home/ubuntu/switchyard", readWritePaths: [] }), env: {}, dryRun: true });
+    expect(inHome.warnings).toEqual([expect.stringContaining("ProtectHome")]);
+    const inOpt = await installService({ ...options({ workingDirectory: "/opt/switchyard", readWritePaths: [] }), env: {}, dryRun: true });
+    expect(inOpt.warnings).toEqual([]);
+  });
+
+  it("refuses a TLS certificate or key that does not exist, naming the setting and the file, and writes nothing", async () => {
+    const opts = options();
+    const cert = join(dir, "cert.pem");
+    await writeFile(cert, "-----BEGIN CERTIFICATE-----\n");
+    const missingKey = join(dir, "missing-key.pem");
+    const error = await installService({ ...opts, env: { BACKPLANE_TLS_CERT: cert, BACKPLANE_TLS_KEY: missingKey } }).catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(InstallServiceError);
+    expect((error as Error).message).toContain("--tls-key");
+    expect((error as Error).message).toContain(missingKey);
+    await expect(stat(opts.unitPath)).rejects.toThrow();
+    await expect(stat(opts.envFile)).rejects.toThrow();
+  });
+
+  it("runs as the dedicated switchyard user by default and makes sure the user exists before writing", async () => {
+    expect(SERVICE_HELP).toContain(`default: ${DEFAULT_USER}`);
+    expect(DEFAULT_USER).toBe("switchyard");
+    const asked: string[] = [];
+    const opts = options({ user: DEFAULT_USER });
+    const result = await installService({ ...opts, env: {}, ensureUser: async (name) => void asked.push(name) });
+    expect(asked).toEqual(["switchyard"]);
+    expect(result.preview.unit).toMatch(/^User=switchyard$/m);
+    // The real check finds an existing user without trying to create it.
+    expect(await ensureSystemUser("root")).toBe("exists");
   });
 
   it("documents every flag in the help text", () => {

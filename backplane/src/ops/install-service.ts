@@ -1,4 +1,6 @@
+import { execFile } from "node:child_process";
 import { chmod, mkdir, open, rename, stat, unlink } from "node:fs/promises";
+import { promisify } from "node:util";
 import { basename, dirname, isAbsolute } from "node:path";
 
 /**
@@ -13,7 +15,7 @@ export interface ServiceOptions {
   workingDirectory: string;
   /** Command line, in systemd's ExecStart= syntax (see `execCommand`); `%` is escaped here. */
   execStart: string;
-  /** Run as this user; null runs as root. */
+  /** Run as this user (the CLI's default is DEFAULT_USER); null runs as root. */
   user: string | null;
   /** systemd MemoryMax=, e.g. 2G. */
   memoryMax: string;
@@ -38,6 +40,8 @@ export const SERVICE_NAME = "switchyard-backplane";
 export const DEFAULT_UNIT_PATH = `/etc/systemd/system/${SERVICE_NAME}.service`;
 export const DEFAULT_ENV_FILE = "/etc/switchyard/backplane.env";
 export const DEFAULT_MEMORY_MAX = "2G";
+/** The dedicated system user the service runs as unless `--user` says otherwise (created when missing). */
+export const DEFAULT_USER = "switchyard";
 /** The daemon's default drain grace (config.ts). */
 const DEFAULT_DRAIN_GRACE_MS = 30_000;
 /** Time systemd allows past the drain grace for closing connections and exiting before it sends SIGKILL. */
@@ -53,7 +57,9 @@ BACKPLANE_* environment variables) are written into the env file.
 Options:
   --unit-path <path>   unit file (default ${DEFAULT_UNIT_PATH})
   --environment-file <path>  env file with the settings, mode 0600 (default ${DEFAULT_ENV_FILE})
-  --user <name>        run as this user (default: root); port 443 works either way (CAP_NET_BIND_SERVICE)
+  --user <name>        run as this user (default: ${DEFAULT_USER}, a system user without login or home,
+                       created with useradd when missing); --user root runs as root. Port 443 works
+                       either way (CAP_NET_BIND_SERVICE)
   --memory-max <size>  systemd MemoryMax= (default ${DEFAULT_MEMORY_MAX})
   --force              overwrite an existing unit or env file
   --dry-run            print the unit and the env file (secrets redacted) and write nothing
@@ -207,10 +213,67 @@ async function writeAtomic(path: string, text: string, mode: number): Promise<vo
   }
 }
 
+/**
+ * Settings that install but will not work as meant under the unit's sandbox: PrivateTmp=true gives
+ * the service an empty /tmp of its own, so a checkout under /tmp is not there; ProtectHome makes a
+ * checkout under /home read-only (and, for any other use of the folder, inaccessible).
+ */
+export function unitWarnings(opts: Pick<ServiceOptions, "workingDirectory" | "readWritePaths">): string[] {
+  const warnings: string[] = [];
+  const underTmp = (p: string) => p === "/tmp" || p.startsWith("/tmp/") || p === "/var/tmp" || p.startsWith("/var/tmp/");
+  if (underTmp(opts.workingDirectory)) {
+    warnings.push(`The working directory ${opts.workingDirectory} is under /tmp, but the unit sets PrivateTmp=true: the service gets an empty /tmp of its own and will not find its code. Install from a folder like /opt/switchyard.`);
+  }
+  if (underHome(opts.workingDirectory)) {
+    warnings.push(`The working directory ${opts.workingDirectory} is under a home folder, which the unit's ProtectHome= makes read-only (and a --user other than its owner may not read it at all). Install from a folder like /opt/switchyard.`);
+  }
+  for (const path of opts.readWritePaths) {
+    if (underTmp(path)) warnings.push(`The read-write path ${path} is under /tmp, which PrivateTmp=true replaces with a private, empty /tmp.`);
+  }
+  return warnings;
+}
+
+/**
+ * Refuses TLS files that do not exist, naming the setting and the file: the daemon would otherwise
+ * fail at start, under systemd, with only ENOENT in the journal.
+ */
+export async function checkTlsFiles(env: Record<string, string>): Promise<void> {
+  for (const [name, flag] of [["BACKPLANE_TLS_CERT", "--tls-cert"], ["BACKPLANE_TLS_KEY", "--tls-key"]] as const) {
+    const path = env[name];
+    if (path === undefined || path === "") continue;
+    if (!isAbsolute(path)) invalid(`${flag} (${name}) must be an absolute path for the service, got ${JSON.stringify(path)}`);
+    let isFile = false;
+    try {
+      isFile = (await stat(path)).isFile();
+    } catch {
+      invalid(`${flag} (${name}): the file ${path} does not exist or cannot be read.`);
+    }
+    if (!isFile) invalid(`${flag} (${name}): ${path} is not a file.`);
+  }
+}
+
+const run = promisify(execFile);
+
+/**
+ * Makes sure the system user `name` exists: `id -u` first, else `useradd --system --no-create-home
+ * --shell /usr/sbin/nologin`. Needs root to create it.
+ */
+export async function ensureSystemUser(name: string): Promise<"exists" | "created"> {
+  try {
+    await run("id", ["-u", name]);
+    return "exists";
+  } catch {
+    await run("useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name]);
+    return "created";
+  }
+}
+
 /** What installService wrote (or would write), and the commands that start the service. */
 export interface InstallResult {
   unitPath: string;
   envFile: string;
+  /** Settings that will not work as meant under the unit's sandbox (see unitWarnings). */
+  warnings: string[];
   commands: string[];
   /** The unit text, and the env file with secrets redacted, for printing. */
   preview: { unit: string; envFile: string };
@@ -222,8 +285,15 @@ export interface InstallResult {
  * file stays owned by the installing user (root): systemd reads it before dropping to `User=`.
  */
 export async function installService(
-  opts: ServiceOptions & { env: Record<string, string>; dryRun?: boolean; force?: boolean },
+  opts: ServiceOptions & {
+    env: Record<string, string>;
+    dryRun?: boolean;
+    force?: boolean;
+    /** Called (not on a dry run) before anything is written, to create `user` when missing (the CLI passes ensureSystemUser). */
+    ensureUser?: (name: string) => Promise<unknown>;
+  },
 ): Promise<InstallResult> {
+  await checkTlsFiles(opts.env);
   const fromEnv = Number(opts.env.BACKPLANE_DRAIN_GRACE_MS);
   const drainGraceMs = opts.drainGraceMs ?? (opts.env.BACKPLANE_DRAIN_GRACE_MS && Number.isFinite(fromEnv) ? fromEnv : DEFAULT_DRAIN_GRACE_MS);
   const unit = renderUnit({ ...opts, drainGraceMs });
@@ -233,10 +303,12 @@ export async function installService(
   const result: InstallResult = {
     unitPath: opts.unitPath,
     envFile: opts.envFile,
+    warnings: unitWarnings(opts),
     commands,
     preview: { unit, envFile: renderEnvFile(redactEnv(opts.env)) },
   };
   if (opts.dryRun) return result;
+  if (opts.user !== null && opts.user !== "root" && opts.ensureUser) await opts.ensureUser(opts.user);
 
   if (!opts.force) {
     const present = [];
