@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { checkRateLimits, formatDuration } from "../../worker/src/limits/rate.ts";
+import { chargeTokens, checkRateLimits, formatDuration } from "../../worker/src/limits/rate.ts";
 import { redis } from "./helpers.ts";
 import { subject, freshPrefix, deadRedis, withSilentRedis, type Limits } from "./limits-helpers.ts";
 
@@ -96,6 +96,21 @@ describe("tokens per minute", () => {
     const next = await checkRateLimits(redis(), prefix, s, 1000);
     expect(next.allowed).toBe(true);
     expect(next.headers["x-ratelimit-remaining-requests"]).toBe("9");
+  });
+});
+
+describe("tokens charged after the response", () => {
+  it("takes usage beyond the estimate from every limited layer, below zero, so the next request is refused", async () => {
+    const prefix = freshPrefix();
+    const s = subject({ key: { tpm: 600 }, tenant: { tpm: 6000 } });
+    expect((await checkRateLimits(redis(), prefix, s, 400)).allowed).toBe(true);
+    // The engine used 900 tokens where 400 were estimated: 500 more, 100 more than the key had left.
+    await chargeTokens(redis(), prefix, s, 500);
+    expect(Number(await redis().hget(`${prefix}rl:tok:key:k1`, "tokens"))).toBeLessThan(0);
+    expect(Number(await redis().hget(`${prefix}rl:tok:tenant:t1`, "tokens"))).toBeCloseTo(5100, -2);
+    const next = await checkRateLimits(redis(), prefix, s, 1);
+    expect(next).toMatchObject({ allowed: false, blocked: { layer: "key", kind: "tokens" }, degraded: false });
+    expect(next.headers["x-ratelimit-remaining-tokens"]).toBe("0");
   });
 });
 

@@ -111,8 +111,8 @@ export async function checkRateLimits(
   }
   // A request larger than a whole minute's tokens (or any request under a zero limit) can never pass.
   // Refusing it here consumes nothing at the other layers and keeps it out of the blocked-identifier
-  // cache, where it would refuse the key's ordinary requests until the next refill. Callers tell it
-  // apart by tokens > the limit.
+  // cache, where it would refuse the key's ordinary requests until the next refill. admission.ts
+  // answers such a request with a 400 before it gets here; what remains is a zero limit (a block).
   const oversized = checks.find((c) => c.rate > c.limit || c.limit <= 0);
   if (oversized) {
     return {

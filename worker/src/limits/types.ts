@@ -8,7 +8,7 @@ export type Layer = (typeof LAYERS)[number];
 export interface LayerLimits {
   /** Requests per minute. */
   rpm: number | null;
-  /** Tokens per minute (prompt estimate + max output tokens, counted at admission, as OpenAI does). */
+  /** Tokens per minute (prompt estimate + max output tokens at admission, as OpenAI does; real usage beyond that after the response). */
   tpm: number | null;
   /** Requests in flight at once (streams included). Applied at the tenant and key layers. */
   concurrency: number | null;
