@@ -23,6 +23,8 @@ export interface WorkerTestContext {
   liveNodeId: string;
   /** GET → {"connections": n}: database sessions opened through the Neon pipe so far. */
   statsUrl: string;
+  /** An HTTP server that takes requests and never answers (a Redis or database that hangs). */
+  blackholeUrl: string;
   /** A backplane that is not registered: tests register it with signed heartbeats (it serves `hb-model`). */
   hbNode: { id: string; url: string };
 }

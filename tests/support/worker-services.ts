@@ -70,6 +70,11 @@ async function main(): Promise<void> {
   await new Promise<void>((resolve) => stats.listen(0, "127.0.0.1", resolve));
   const statsUrl = `http://127.0.0.1:${(stats.address() as AddressInfo).port}`;
 
+  // Takes every request and never answers: stands in for a Redis or database that hangs.
+  const blackhole = createServer(() => {});
+  await new Promise<void>((resolve) => blackhole.listen(0, "127.0.0.1", resolve));
+  const blackholeUrl = `http://127.0.0.1:${(blackhole.address() as AddressInfo).port}`;
+
   const db = openDb(databaseUrl);
   const seeded = await seedTestTenants(db.db, [
     { id: liveNodeId, url: backplaneUrl, models: ["sim-llama-8b", "sim-embed"] },
@@ -98,6 +103,7 @@ async function main(): Promise<void> {
     otherTenantId: seeded.otherTenantId,
     liveNodeId,
     statsUrl,
+    blackholeUrl,
     hbNode: { id: hbNodeId, url: hbBackplane.url },
   };
   process.stdout.write(`READY ${JSON.stringify(context)}\n`);
@@ -107,6 +113,8 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     stats.close();
+    blackhole.closeAllConnections();
+    blackhole.close();
     await backplane.close();
     await hbBackplane.close();
     await sim.close();

@@ -4,6 +4,8 @@ import { exports } from "cloudflare:workers";
 import { inject } from "vitest";
 import { redisFrom } from "../../worker/src/platform/redis.ts";
 import { withDb, type Db } from "../../worker/src/platform/db.ts";
+import { createApiKey as createStoredKey } from "../../worker/src/admin/store.ts";
+import { addActiveKey } from "../../worker/src/auth/key-set.ts";
 
 /** Calls the worker's fetch handler as a client would. */
 export function gateway(path: string, init: RequestInit & { key?: string | null } = {}): Promise<Response> {
@@ -54,4 +56,15 @@ export async function flushNow(): Promise<void> {
   const ctx = createExecutionContext();
   worker.scheduled(createScheduledController({ cron: "* * * * *", scheduledTime: Date.now() }), env, ctx);
   await waitOnExecutionContext(ctx);
+}
+
+/**
+ * Creates an API key straight in Postgres, as the admin API does, and adds it to the gateway's
+ * active-key set as the admin API does too (auth/key-set.ts): a key inserted behind the gateway's
+ * back is refused until the scheduled job's next rebuild of the set.
+ */
+export async function createApiKey(...args: Parameters<typeof createStoredKey>): ReturnType<typeof createStoredKey> {
+  const created = await createStoredKey(...args);
+  await addActiveKey(redis(), env.REDIS_PREFIX, created.row.hash);
+  return created;
 }

@@ -150,6 +150,9 @@ describe("tokens per minute", () => {
     expect(tooLong.status).toBe(400);
     expect(tooLong.error).toMatchObject({ code: "invalid_value", param: "max_completion_tokens" });
     expect(tooLong.message).toContain("can never be admitted");
+    const embedding = await refusal(openai.embeddings.create({ model: "sim-embed", input: "word ".repeat(5_000) }));
+    expect(embedding.status).toBe(400);
+    expect(embedding.error).toMatchObject({ code: "invalid_value", param: "input" });
 
     const { response } = await openai.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "hi" }], max_tokens: 4 }).withResponse();
     expect(response.status).toBe(200);

@@ -3,10 +3,10 @@ import { describe, expect, it } from "vitest";
 import { inject } from "vitest";
 import { apiKeys, usageRecords } from "../../schema/tables/index.ts";
 import { hashApiKey } from "../../worker/src/auth/keys.ts";
-import { createApiKey, createEnvironment, createTenant } from "../../worker/src/admin/store.ts";
+import { createEnvironment, createTenant } from "../../worker/src/admin/store.ts";
 import { keyCacheKey } from "../../worker/src/auth/identity.ts";
 import { env } from "cloudflare:test";
-import { eventually, flushNow, gateway, post, query, redis, sseData } from "./helpers.ts";
+import { createApiKey, eventually, flushNow, gateway, post, query, redis, sseData } from "./helpers.ts";
 
 const messages = [{ role: "user", content: "Tell me about switchyards" }];
 
@@ -163,7 +163,7 @@ describe("key cache", () => {
 
     const hash = await hashApiKey(key);
     const cachedInRedis = await redis().get(keyCacheKey(env.REDIS_PREFIX, hash));
-    expect(cachedInRedis).toMatchObject({ found: true });
+    expect(cachedInRedis).toMatchObject({ entry: { found: true } });
 
     await query((db) => db.update(apiKeys).set({ revokedAt: new Date() }).where(eq(apiKeys.hash, hash)));
     await redis().del(keyCacheKey(env.REDIS_PREFIX, hash));

@@ -4,9 +4,9 @@ import { exports } from "cloudflare:workers";
 import { and, eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { auditLogs, stripeEvents, tenants } from "../../schema/tables/index.ts";
-import { createApiKey, createEnvironment, createTenant, newId } from "../../worker/src/admin/store.ts";
+import { createEnvironment, createTenant, newId } from "../../worker/src/admin/store.ts";
 import { admin, expectStatus, modelsStatusBecomes, type ErrorBody } from "./admin-helpers.ts";
-import { query } from "./helpers.ts";
+import { createApiKey, query } from "./helpers.ts";
 
 function hex(bytes: ArrayBuffer): string {
   return [...new Uint8Array(bytes)].map((b) => b.toString(16).padStart(2, "0")).join("");

@@ -6,12 +6,11 @@ import { stripeWebhook } from "./billing/webhook.ts";
 import { requireApiKey } from "./auth/middleware.ts";
 import type { AppEnv, Logger } from "./env.ts";
 import { ApiError, errorResponse } from "./errors.ts";
-import { redisFrom } from "./platform/redis.ts";
+import { depsFrom } from "./platform/deps.ts";
 import { heartbeat, spotNotice } from "./nodes/routes.ts";
 import { health } from "./routes/health.ts";
 import { listModels } from "./routes/models.ts";
 import { proxyHandler } from "./routes/proxy.ts";
-import { settingsFrom } from "./settings.ts";
 import { usageHandler } from "./usage/routes.ts";
 
 /** Structured log line on stdout. */
@@ -23,18 +22,25 @@ function newRequestId(): string {
   return `req_${crypto.randomUUID().replaceAll("-", "")}`;
 }
 
+/** The public routes and their one method (for 405 answers). */
+const ROUTE_METHODS: Record<string, string> = {
+  "/v1/chat/completions": "POST",
+  "/v1/completions": "POST",
+  "/v1/embeddings": "POST",
+  "/v1/models": "GET",
+  "/v1/usage": "GET",
+};
+const OTHER_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
 /** Builds the gateway's Hono app. */
 export function createApp(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   app.use(async (c, next) => {
-    c.set("requestId", newRequestId());
-    c.set("startedAt", Date.now());
-    c.set("log", log);
-    c.set("settings", settingsFrom(c.env));
-    c.set("redis", redisFrom(c.env.UPSTASH_REDIS_REST_URL, c.env.UPSTASH_REDIS_REST_TOKEN));
+    const deps = depsFrom(c.env, (p) => c.executionCtx.waitUntil(p), log);
+    c.set("deps", { ...deps, requestId: newRequestId(), startedAt: Date.now() });
     await next();
-    c.header("x-request-id", c.get("requestId"));
+    c.header("x-request-id", c.get("deps").requestId);
   });
 
   app.get("/health", health);
@@ -42,6 +48,12 @@ export function createApp(): Hono<AppEnv> {
   app.post(SPOT_PATH, spotNotice);
   // Authenticated by its Stripe-Signature header, not an API key.
   app.post("/webhooks/stripe", stripeWebhook);
+  // The wrong method on a known route is a 405 naming the right one, before authentication.
+  for (const [path, allow] of Object.entries(ROUTE_METHODS)) {
+    app.on(OTHER_METHODS.filter((m) => m !== allow), path, (c) => {
+      throw new ApiError("method_not_allowed", `${c.req.method} is not allowed on ${path}; use ${allow}.`, { headers: { allow } });
+    });
+  }
   app.use("/v1/*", requireApiKey);
   app.get("/v1/models", listModels);
   app.post("/v1/chat/completions", proxyHandler("chat"));
@@ -54,7 +66,8 @@ export function createApp(): Hono<AppEnv> {
     errorResponse(new ApiError("not_found", `No route for ${c.req.method} ${new URL(c.req.url).pathname}. See GET /v1/models and the README for the API.`)),
   );
   app.onError((err, c) => {
-    const requestId = c.get("requestId") ?? "unknown";
+    // The deps are unset only when building them failed (an invalid setting).
+    const requestId = (c.get("deps") as AppEnv["Variables"]["deps"] | undefined)?.requestId ?? "unknown";
     if (err instanceof ApiError) return errorResponse(err, { "x-request-id": requestId });
     if (err instanceof HTTPException) {
       const code = err.status === 405 ? "method_not_allowed" : "invalid_value";

@@ -1,8 +1,7 @@
-import type { Redis } from "@upstash/redis/cloudflare";
 import type { AuditEvent } from "./audit/outbox.ts";
 import type { KeyIdentity } from "./auth/identity.ts";
+import type { RequestDeps } from "./platform/deps.ts";
 import type { RoutingView } from "./platform/hot-state.ts";
-import type { Settings } from "./settings.ts";
 
 /** Structured log line (JSON on stdout, picked up by Workers Logs / `wrangler tail`). Never pass secrets. */
 export type Logger = (event: string, fields: Record<string, unknown>) => void;
@@ -11,11 +10,8 @@ export type Logger = (event: string, fields: Record<string, unknown>) => void;
 export interface AppEnv {
   Bindings: Env;
   Variables: {
-    requestId: string;
-    startedAt: number;
-    settings: Settings;
-    redis: Redis;
-    log: Logger;
+    /** The request's dependencies (settings, Redis, database, logger, secrets), built where it starts (app.ts). */
+    deps: RequestDeps;
     identity: KeyIdentity;
     routing: RoutingView;
     /**

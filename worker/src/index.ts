@@ -1,5 +1,6 @@
 import { createApp, log } from "./app.ts";
 import { runScheduled } from "./jobs/scheduled.ts";
+import { depsFrom } from "./platform/deps.ts";
 
 /** The Switchyard edge worker. */
 const app = createApp();
@@ -7,6 +8,7 @@ const app = createApp();
 export default {
   fetch: app.fetch,
   scheduled(controller, env, ctx) {
-    ctx.waitUntil(runScheduled(env, log, controller.cron).catch((err: unknown) => log("scheduled_failed", { error: String(err) })));
+    const deps = depsFrom(env, (p) => ctx.waitUntil(p), log);
+    ctx.waitUntil(runScheduled(deps, controller.cron).catch((err: unknown) => log("scheduled_failed", { error: String(err) })));
   },
 } satisfies ExportedHandler<Env>;

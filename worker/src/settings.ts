@@ -7,6 +7,16 @@ export interface Settings {
   keyCacheRedisSeconds: number;
   routingCacheIsolateMs: number;
   routingCacheRedisSeconds: number;
+  /** How old the isolate's last routing view (live node state, circuits) and known keys may get while Redis is unreachable. */
+  routingStaleMaxSeconds: number;
+  /** How long Redis keeps a key's identity; past keyCacheRedisSeconds it is refreshed in the background and served meanwhile. */
+  keyCacheStaleSeconds: number;
+  /** Deadline of every Redis call (milliseconds). */
+  redisTimeoutMs: number;
+  /** Deadline of a database call (admin, jobs; milliseconds)… */
+  dbTimeoutMs: number;
+  /** …and of the cache-miss lookups a request waits for. */
+  hotDbTimeoutMs: number;
   upstreamConnectTimeoutMs: number;
   neonWsProxy: string | null;
   /** Default limits per layer (null = unlimited); overrides from the database take precedence. */
@@ -66,6 +76,11 @@ export function settingsFrom(env: Env): Settings {
     keyCacheRedisSeconds: positiveInt(env, "KEY_CACHE_REDIS_SECONDS", 300),
     routingCacheIsolateMs: positiveInt(env, "ROUTING_CACHE_ISOLATE_SECONDS", 1) * 1000,
     routingCacheRedisSeconds: positiveInt(env, "ROUTING_CACHE_REDIS_SECONDS", 30),
+    routingStaleMaxSeconds: Math.max(1, positiveInt(env, "ROUTING_STALE_MAX_SECONDS", 600)),
+    keyCacheStaleSeconds: Math.max(positiveInt(env, "KEY_CACHE_REDIS_SECONDS", 300), positiveInt(env, "KEY_CACHE_STALE_SECONDS", 86_400)),
+    redisTimeoutMs: Math.max(1, positiveInt(env, "REDIS_TIMEOUT_MS", 1_000)),
+    dbTimeoutMs: positiveInt(env, "DB_TIMEOUT_MS", 15_000),
+    hotDbTimeoutMs: positiveInt(env, "HOT_DB_TIMEOUT_MS", 3_000),
     upstreamConnectTimeoutMs: positiveInt(env, "UPSTREAM_CONNECT_TIMEOUT_MS", 30_000),
     neonWsProxy: env.NEON_WS_PROXY ? env.NEON_WS_PROXY : null,
     limitDefaults: {

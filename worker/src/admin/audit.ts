@@ -14,7 +14,7 @@ const listQuery = z.object({ ...pageQuery, target_id: id.optional(), tenant_id: 
 /** The audit routes, mounted at `/admin/audit`. */
 export const auditRoutes = new Hono<AdminEnv>().get("/", async (c) => {
   const { limit, cursor, target_id, tenant_id } = readQuery(c, listQuery);
-  const actor = c.var.actor;
+  const actor = c.get("actor");
   if (tenant_id !== undefined && !canSee(actor, tenant_id)) throw notFound("tenant", tenant_id);
   // The cursor keeps Postgres' own text of the timestamp: a JS Date would drop its microseconds.
   const after = decodeCursor(cursor, ["at", "id"]);

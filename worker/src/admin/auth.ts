@@ -2,7 +2,7 @@ import { createMiddleware } from "hono/factory";
 import { bearerToken, hashApiKey, looksLikeApiKey } from "../auth/keys.ts";
 import type { AppEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
-import { hotStateDeps, loadHotState } from "../platform/hot-state.ts";
+import { loadHotState } from "../platform/hot-state.ts";
 
 /**
  * Who is calling the admin API: the operator (the `ADMIN_TOKEN` secret), who sees everything, or an
@@ -52,15 +52,12 @@ export const requireAdmin = createMiddleware<AdminEnv>(async (c, next) => {
   if (!token) {
     throw new ApiError("missing_api_key", "The admin API needs 'Authorization: Bearer <ADMIN_TOKEN or an admin-scoped API key>'.");
   }
-  if (await isOperatorToken(token, c.env.ADMIN_TOKEN)) {
+  if (await isOperatorToken(token, c.get("deps").secrets.adminToken)) {
     c.set("actor", { kind: "operator" });
     return next();
   }
   if (!looksLikeApiKey(token)) throw new ApiError("invalid_api_key", INVALID_MESSAGE);
-  const state = await loadHotState(
-    hotStateDeps(c),
-    await hashApiKey(token),
-  );
+  const state = await loadHotState(c.get("deps"), await hashApiKey(token));
   if (!state.key.found) throw new ApiError("invalid_api_key", INVALID_MESSAGE);
   const identity = state.key.identity;
   if (identity.revoked || (identity.expiresAt !== null && identity.expiresAt <= Date.now())) {

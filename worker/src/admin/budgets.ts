@@ -40,7 +40,7 @@ async function loadBudget(c: AdminContext, db: AdminDb, budgetId: string, lock: 
   const query = db.select().from(budgets).where(eq(budgets.id, budgetId));
   const [row] = lock ? await query.for("update") : await query;
   if (!row) throw notFound("budget", budgetId);
-  const target = await resolveScope(db, c.var.actor, row.scope, row.scopeId).catch((err: unknown) => {
+  const target = await resolveScope(db, c.get("actor"), row.scope, row.scopeId).catch((err: unknown) => {
     throw err instanceof ApiError && err.code === "not_found" ? notFound("budget", budgetId) : err;
   });
   return { row, target };
@@ -49,7 +49,7 @@ async function loadBudget(c: AdminContext, db: AdminDb, budgetId: string, lock: 
 /** Loads a budget the actor may change. */
 async function loadForChange(c: AdminContext, db: AdminDb, budgetId: string): Promise<{ row: BudgetRow; target: ScopeTarget }> {
   const loaded = await loadBudget(c, db, budgetId, true);
-  requireWritable(c.var.actor, loaded.target);
+  requireWritable(c.get("actor"), loaded.target);
   return loaded;
 }
 
@@ -58,8 +58,8 @@ export const budgetRoutes = new Hono<AdminEnv>()
   .post("/", async (c) => {
     const body = await readJson(c, createBody);
     const { row, cacheKeys } = await inTransaction(c, async (db) => {
-      const target = await resolveScope(db, c.var.actor, body.scope, body.scope_id);
-      requireWritable(c.var.actor, target);
+      const target = await resolveScope(db, c.get("actor"), body.scope, body.scope_id);
+      requireWritable(c.get("actor"), target);
       const [row] = await unique(`The ${body.scope} already has a ${body.kind} budget per ${body.period}; change its amount instead.`, "period", () =>
         db
           .insert(budgets)
@@ -67,8 +67,8 @@ export const budgetRoutes = new Hono<AdminEnv>()
           .returning(),
       );
       if (!row) throw new Error("budget insert returned no row");
-      await recordAudit(db, actorName(c.var.actor), "budget.create", "budget", row.id, target.tenantId, { after: budgetJson(row) });
-      return { row, cacheKeys: await cacheKeysOf(db, c.var.settings.redisPrefix, target.affected) };
+      await recordAudit(db, actorName(c.get("actor")), "budget.create", "budget", row.id, target.tenantId, { after: budgetJson(row) });
+      return { row, cacheKeys: await cacheKeysOf(db, c.get("deps").settings.redisPrefix, target.affected) };
     });
     await dropCaches(c, cacheKeys);
     return c.json(budgetJson(row), 201);
@@ -79,7 +79,7 @@ export const budgetRoutes = new Hono<AdminEnv>()
       throw new ApiError("invalid_value", "Give both scope and scope_id, or neither.", { param: query.scope === undefined ? "scope" : "scope_id" });
     }
     const after = decodeCursor(query.cursor, ["id"]);
-    const actor = c.var.actor;
+    const actor = c.get("actor");
     const rows = await reading(c, async (db) => {
       let owner: SQL | undefined;
       if (query.scope !== undefined && query.scope_id !== undefined) {
@@ -106,19 +106,19 @@ export const budgetRoutes = new Hono<AdminEnv>()
       const { row, target } = await loadForChange(c, db, budgetId);
       const [after] = await db.update(budgets).set({ amount: body.amount }).where(eq(budgets.id, budgetId)).returning();
       if (!after) throw notFound("budget", budgetId);
-      await recordAudit(db, actorName(c.var.actor), "budget.update", "budget", budgetId, target.tenantId, { before: budgetJson(row), after: budgetJson(after) });
-      return { after, cacheKeys: await cacheKeysOf(db, c.var.settings.redisPrefix, target.affected) };
+      await recordAudit(db, actorName(c.get("actor")), "budget.update", "budget", budgetId, target.tenantId, { before: budgetJson(row), after: budgetJson(after) });
+      return { after, cacheKeys: await cacheKeysOf(db, c.get("deps").settings.redisPrefix, target.affected) };
     });
     await dropCaches(c, cacheKeys);
     return c.json(budgetJson(after));
   })
   .delete("/:id", async (c) => {
     const budgetId = c.req.param("id");
-    const prefix = c.var.settings.redisPrefix;
+    const prefix = c.get("deps").settings.redisPrefix;
     const cacheKeys = await inTransaction(c, async (db) => {
       const { row, target } = await loadForChange(c, db, budgetId);
       await db.delete(budgets).where(eq(budgets.id, budgetId));
-      await recordAudit(db, actorName(c.var.actor), "budget.delete", "budget", budgetId, target.tenantId, { before: budgetJson(row) });
+      await recordAudit(db, actorName(c.get("actor")), "budget.delete", "budget", budgetId, target.tenantId, { before: budgetJson(row) });
       return [...(await cacheKeysOf(db, prefix, target.affected)), ...budgetCounterKeys(prefix, [row])];
     });
     await dropCaches(c, cacheKeys);

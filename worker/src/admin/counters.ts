@@ -22,19 +22,19 @@ export const counterRoutes = new Hono<AdminEnv>().get("/:scope/:scope_id", async
   const scope = parsed.data;
   const scopeId = c.req.param("scope_id");
   const { rows, override } = await reading(c, async (db) => {
-    await resolveScope(db, c.var.actor, scope, scopeId);
+    await resolveScope(db, c.get("actor"), scope, scopeId);
     const rows = scope === "global" ? [] : await db.select().from(budgets).where(and(eq(budgets.scope, scope), eq(budgets.scopeId, scopeId))).orderBy(asc(budgets.id));
     return { rows, override: await loadOverride(db, scope, scopeId) };
   });
-  const prefix = c.var.settings.redisPrefix;
+  const prefix = c.get("deps").settings.redisPrefix;
   const now = new Date();
   const keys = rows.map((b) => budgetCounter(prefix, { id: b.id, scope: b.scope, scopeId: b.scopeId, kind: b.kind, period: b.period, amount: b.amount }, now).key);
   let used: (number | string | null)[] = [];
   if (keys.length > 0) {
     try {
-      used = await c.var.redis.mget<(number | string | null)[]>(...keys);
+      used = await c.get("deps").redis.mget<(number | string | null)[]>(...keys);
     } catch (err) {
-      c.var.log("redis_unavailable", { during: "admin_counters", error: String(err) });
+      c.get("deps").log("redis_unavailable", { during: "admin_counters", error: String(err) });
       throw new ApiError("dependency_unavailable", "The budget counters (Redis) cannot be read right now. Retry in a few seconds.", { headers: { "retry-after": "5" } });
     }
   }
@@ -46,7 +46,7 @@ export const counterRoutes = new Hono<AdminEnv>().get("/:scope/:scope_id", async
       const value = Number(used[i] ?? 0);
       return { budget: budgetJson(row), used: value, remaining: Math.max(0, row.amount - value) };
     }),
-    limits: limitsJson(c.var.settings, scope, scopeId, override),
+    limits: limitsJson(c.get("deps").settings, scope, scopeId, override),
   };
   return c.json(body);
 });

@@ -38,7 +38,7 @@ const listQuery = z.object({
 /** The credit routes, mounted at `/admin/credits`. */
 export const creditRoutes = new Hono<AdminEnv>()
   .post("/", async (c) => {
-    requireOperator(c.var.actor, "grant credits");
+    requireOperator(c.get("actor"), "grant credits");
     const body = await readJson(c, grantBody);
     const amount = body.amount_micros ?? Math.round((body.amount_usd ?? 0) * 1_000_000);
     const expiresAt = body.expires_at === null ? null : new Date(body.expires_at);
@@ -53,14 +53,14 @@ export const creditRoutes = new Hono<AdminEnv>()
         .values({ id: newId("cred"), tenantId: body.tenant_id, kind: body.kind, amountMicros: amount, remainingMicros: amount, expiresAt, note: body.note })
         .returning();
       if (!row) throw new Error("credit grant insert returned no row");
-      await recordAudit(db, actorName(c.var.actor), "credit.grant", "credit_grant", row.id, row.tenantId, { after: creditGrantJson(row) });
+      await recordAudit(db, actorName(c.get("actor")), "credit.grant", "credit_grant", row.id, row.tenantId, { after: creditGrantJson(row) });
       return row;
     });
     return c.json(creditGrantJson(row), 201);
   })
   .get("/", async (c) => {
     const query = readQuery(c, listQuery);
-    const actor = c.var.actor;
+    const actor = c.get("actor");
     if (actor.kind === "tenant" && query.tenant_id !== undefined && query.tenant_id !== actor.tenantId) throw notFound("tenant", query.tenant_id);
     const tenantId = actor.kind === "tenant" ? actor.tenantId : query.tenant_id;
     const after = decodeCursor(query.cursor, ["created", "id"]);
@@ -83,19 +83,19 @@ export const creditRoutes = new Hono<AdminEnv>()
   .get("/:id", async (c) => {
     const id = c.req.param("id");
     const [row] = await reading(c, (db) => db.select().from(creditGrants).where(eq(creditGrants.id, id)));
-    if (!row || !canSee(c.var.actor, row.tenantId)) throw notFound("credit grant", id);
+    if (!row || !canSee(c.get("actor"), row.tenantId)) throw notFound("credit grant", id);
     return c.json(creditGrantJson(row));
   })
   .post("/:id/void", async (c) => {
     // Voiding keeps the row (what was used stays on record) and stops it paying for anything more.
-    requireOperator(c.var.actor, "void credits");
+    requireOperator(c.get("actor"), "void credits");
     const id = c.req.param("id");
     const after = await inTransaction(c, async (db) => {
       const [before] = await db.select().from(creditGrants).where(eq(creditGrants.id, id)).for("update");
       if (!before) throw notFound("credit grant", id);
       const [after] = await db.update(creditGrants).set({ remainingMicros: 0 }).where(eq(creditGrants.id, id)).returning();
       if (!after) throw notFound("credit grant", id);
-      await recordAudit(db, actorName(c.var.actor), "credit.void", "credit_grant", id, after.tenantId, { before: creditGrantJson(before), after: creditGrantJson(after) });
+      await recordAudit(db, actorName(c.get("actor")), "credit.void", "credit_grant", id, after.tenantId, { before: creditGrantJson(before), after: creditGrantJson(after) });
       return after;
     });
     return c.json(creditGrantJson(after));

@@ -42,7 +42,7 @@ const DUPLICATE = "The tenant already has an environment with this name.";
 async function loadEnvironment(c: AdminContext, db: AdminDb, envId: string, lock: boolean): Promise<typeof environments.$inferSelect> {
   const query = db.select().from(environments).where(eq(environments.id, envId));
   const [row] = lock ? await query.for("update") : await query;
-  if (!row || !canSee(c.var.actor, row.tenantId)) throw notFound("environment", envId);
+  if (!row || !canSee(c.get("actor"), row.tenantId)) throw notFound("environment", envId);
   return row;
 }
 
@@ -74,10 +74,10 @@ export const environmentRoutes = new Hono<AdminEnv>()
     const body = await readJson(c, createBody);
     const row = await inTransaction(c, async (db) => {
       const [tenant] = await db.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, body.tenant_id));
-      if (!tenant || !canSee(c.var.actor, tenant.id)) throw notFound("tenant", body.tenant_id);
+      if (!tenant || !canSee(c.get("actor"), tenant.id)) throw notFound("tenant", body.tenant_id);
       await checkRouting(db, body);
       return unique(DUPLICATE, "name", () =>
-        createEnvironment(db, actorName(c.var.actor), {
+        createEnvironment(db, actorName(c.get("actor")), {
           tenantId: tenant.id,
           name: body.name,
           pinnedRegion: body.pinned_region ?? null,
@@ -90,7 +90,7 @@ export const environmentRoutes = new Hono<AdminEnv>()
   })
   .get("/", async (c) => {
     const { limit, cursor, tenant_id } = readQuery(c, listQuery);
-    const actor = c.var.actor;
+    const actor = c.get("actor");
     if (tenant_id !== undefined && !canSee(actor, tenant_id)) throw notFound("tenant", tenant_id);
     const after = decodeCursor(cursor, ["id"]);
     const tenantFilter = tenant_id ?? (actor.kind === "tenant" ? actor.tenantId : undefined);
@@ -112,11 +112,11 @@ export const environmentRoutes = new Hono<AdminEnv>()
       if (change === null) return { after: before, cacheKeys: [] };
       const [after] = await unique(DUPLICATE, "name", () => db.update(environments).set(change).where(eq(environments.id, envId)).returning());
       if (!after) throw notFound("environment", envId);
-      await recordAudit(db, actorName(c.var.actor), "environment.update", "environment", envId, after.tenantId, {
+      await recordAudit(db, actorName(c.get("actor")), "environment.update", "environment", envId, after.tenantId, {
         before: environmentJson(before),
         after: environmentJson(after),
       });
-      const cacheKeys = identityChanged(before, after) ? await cacheKeysOf(db, c.var.settings.redisPrefix, { environmentId: envId }) : [];
+      const cacheKeys = identityChanged(before, after) ? await cacheKeysOf(db, c.get("deps").settings.redisPrefix, { environmentId: envId }) : [];
       return { after, cacheKeys };
     });
     await dropCaches(c, cacheKeys);
@@ -124,14 +124,14 @@ export const environmentRoutes = new Hono<AdminEnv>()
   })
   .delete("/:id", async (c) => {
     const envId = c.req.param("id");
-    const prefix = c.var.settings.redisPrefix;
+    const prefix = c.get("deps").settings.redisPrefix;
     const cacheKeys = await inTransaction(c, async (db) => {
       const before = await loadEnvironment(c, db, envId, true);
       const keys = await cacheKeysOf(db, prefix, { environmentId: envId });
       const deletedBudgets = await deleteScopedSettings(db, { environmentId: envId });
       // The environment's keys go with it (ON DELETE CASCADE).
       await db.delete(environments).where(eq(environments.id, envId));
-      await recordAudit(db, actorName(c.var.actor), "environment.delete", "environment", envId, before.tenantId, { before: environmentJson(before) });
+      await recordAudit(db, actorName(c.get("actor")), "environment.delete", "environment", envId, before.tenantId, { before: environmentJson(before) });
       return [...keys, ...budgetCounterKeys(prefix, deletedBudgets)];
     });
     await dropCaches(c, cacheKeys);

@@ -15,9 +15,9 @@ export const LIVE_UNAVAILABLE_HEADER = "x-switchyard-live";
  * so heartbeating nodes show as stale, and says so in `x-switchyard-live: unavailable`.
  */
 export async function readFleetLive(c: AdminContext): Promise<FleetLive> {
-  const prefix = c.var.settings.redisPrefix;
+  const prefix = c.get("deps").settings.redisPrefix;
   try {
-    const [live, circuits] = await c.var.redis
+    const [live, circuits] = await c.get("deps").redis
       .pipeline()
       .hgetall<Record<string, LiveNode>>(liveNodesKey(prefix))
       .hgetall<Record<string, unknown>>(circuitKey(prefix))
@@ -29,7 +29,7 @@ export async function readFleetLive(c: AdminContext): Promise<FleetLive> {
     }
     return { live: live ?? {}, circuits: parsed };
   } catch (err) {
-    c.var.log("admin_live_state_unavailable", { requestId: c.var.requestId, error: String(err) });
+    c.get("deps").log("admin_live_state_unavailable", { requestId: c.get("deps").requestId, error: String(err) });
     c.header(LIVE_UNAVAILABLE_HEADER, "unavailable");
     return { live: {}, circuits: {} };
   }
@@ -45,5 +45,5 @@ function safeJson(text: string): unknown {
 
 /** Drops the routing snapshot from Redis and this isolate after a committed fleet change (other isolates follow within ROUTING_CACHE_ISOLATE_SECONDS). */
 export function dropRoutingSnapshot(c: AdminContext): Promise<void> {
-  return dropCaches(c, [routingCacheKey(c.var.settings.redisPrefix)]);
+  return dropCaches(c, [routingCacheKey(c.get("deps").settings.redisPrefix)]);
 }

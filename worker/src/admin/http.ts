@@ -1,7 +1,6 @@
 import type { Context } from "hono";
 import type { z } from "zod";
 import { ApiError } from "../errors.ts";
-import { withDb } from "../platform/db.ts";
 import type { AdminActor, AdminEnv } from "./auth.ts";
 import type { AdminDb } from "./store.ts";
 
@@ -10,12 +9,12 @@ export type AdminContext = Context<AdminEnv>;
 
 /** Runs `fn` in one database transaction (the change and its audit row commit together). */
 export function inTransaction<T>(c: AdminContext, fn: (db: AdminDb) => Promise<T>): Promise<T> {
-  return withDb(c.env.DATABASE_URL, c.var.settings.neonWsProxy, (db) => db.transaction((tx) => fn(tx)));
+  return c.get("deps").db((db) => db.transaction((tx) => fn(tx)));
 }
 
 /** Runs read-only queries on one connection. */
 export function reading<T>(c: AdminContext, fn: (db: AdminDb) => Promise<T>): Promise<T> {
-  return withDb(c.env.DATABASE_URL, c.var.settings.neonWsProxy, (db) => fn(db));
+  return c.get("deps").db((db) => fn(db));
 }
 
 /** Turns the first zod issue into a 400 naming the field. */

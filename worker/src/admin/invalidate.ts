@@ -26,7 +26,7 @@ import type { AdminDb } from "./store.ts";
 export type Affected = { tenantId: string } | { environmentId: string } | { keyIds: string[] } | { routing: true };
 
 /** What dropping caches needs of a request (admin routes and the Stripe webhook both qualify). */
-export type CacheContext = Pick<Context<AppEnv>, "var" | "header" | "executionCtx">;
+export type CacheContext = Pick<Context<AppEnv>, "get" | "header" | "executionCtx">;
 
 /** Delay of the second delete that beats a concurrent cache refill. */
 const REPEAT_DELETE_MS = 1_500;
@@ -50,7 +50,7 @@ export async function cacheKeysOf(db: AdminDb, prefix: string, affected: Affecte
 }
 
 async function deleteAll(c: CacheContext, keys: string[]): Promise<void> {
-  for (let i = 0; i < keys.length; i += CHUNK) await c.var.redis.del(...keys.slice(i, i + CHUNK));
+  for (let i = 0; i < keys.length; i += CHUNK) await c.get("deps").redis.del(...keys.slice(i, i + CHUNK));
 }
 
 /** Deletes the cache entries a committed change made stale (see the file comment). */
@@ -60,13 +60,13 @@ export async function dropCaches(c: CacheContext, keys: string[]): Promise<void>
   try {
     await deleteAll(c, keys);
   } catch (err) {
-    c.var.log("admin_cache_invalidation_failed", { requestId: c.var.requestId, keys: keys.length, error: String(err) });
+    c.get("deps").log("admin_cache_invalidation_failed", { requestId: c.get("deps").requestId, keys: keys.length, error: String(err) });
     c.header("x-switchyard-cache", "stale");
     return;
   }
   c.executionCtx.waitUntil(
     new Promise((resolve) => setTimeout(resolve, REPEAT_DELETE_MS))
       .then(() => deleteAll(c, keys))
-      .catch((err: unknown) => c.var.log("admin_cache_invalidation_failed", { requestId: c.var.requestId, repeat: true, error: String(err) })),
+      .catch((err: unknown) => c.get("deps").log("admin_cache_invalidation_failed", { requestId: c.get("deps").requestId, repeat: true, error: String(err) })),
   );
 }

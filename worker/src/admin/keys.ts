@@ -10,6 +10,7 @@ import { and, asc, eq, gt, type SQL } from "drizzle-orm";
 import { Hono } from "hono";
 import { z } from "zod";
 import { apiKeys, environments, limitOverrides } from "../../../schema/tables/index.ts";
+import { activeKeyMarkerKey, addActiveKey, removeActiveKeys } from "../auth/key-set.ts";
 import { ApiError } from "../errors.ts";
 import { actorName, ADMIN_SCOPE, type AdminEnv } from "./auth.ts";
 import { canSee, inTransaction, notFound, readJson, readQuery, reading, type AdminContext } from "./http.ts";
@@ -38,12 +39,29 @@ type KeyRow = typeof apiKeys.$inferSelect;
 async function loadKey(c: AdminContext, db: AdminDb, keyId: string, lock: boolean): Promise<KeyRow> {
   const query = db.select().from(apiKeys).where(eq(apiKeys.id, keyId));
   const [row] = lock ? await query.for("update") : await query;
-  if (!row || !canSee(c.var.actor, row.tenantId)) throw notFound("api key", keyId);
+  if (!row || !canSee(c.get("actor"), row.tenantId)) throw notFound("api key", keyId);
   return row;
 }
 
 function createdJson(row: KeyRow, key: string): CreatedApiKeyJson {
   return { ...apiKeyJson(row), key };
+}
+
+/**
+ * Adds a new key to the active-key set before it is shown, so the gateway admits it at once. When
+ * Redis cannot take it, the set's marker is dropped too (if possible): the gateway then looks keys up
+ * in Postgres until the scheduled job rebuilds the set, instead of refusing the new key. The response
+ * says so with `x-switchyard-cache: stale`.
+ */
+async function publishKey(c: AdminContext, hash: string): Promise<void> {
+  const { redis, settings, log } = c.get("deps");
+  try {
+    await addActiveKey(redis, settings.redisPrefix, hash);
+  } catch (err) {
+    log("active_key_set_update_failed", { error: String(err) });
+    c.header("x-switchyard-cache", "stale");
+    await redis.del(activeKeyMarkerKey(settings.redisPrefix)).catch(() => null);
+  }
 }
 
 /** Responses with a full key must not be stored by any cache on the way. */
@@ -59,8 +77,8 @@ export const keyRoutes = new Hono<AdminEnv>()
     if (expiresAt && expiresAt.getTime() <= Date.now()) throw new ApiError("invalid_value", "expires_at must be in the future.", { param: "expires_at" });
     const created = await inTransaction(c, async (db) => {
       const [env] = await db.select().from(environments).where(eq(environments.id, body.environment_id));
-      if (!env || !canSee(c.var.actor, env.tenantId)) throw notFound("environment", body.environment_id);
-      return createApiKey(db, actorName(c.var.actor), {
+      if (!env || !canSee(c.get("actor"), env.tenantId)) throw notFound("environment", body.environment_id);
+      return createApiKey(db, actorName(c.get("actor")), {
         tenantId: env.tenantId,
         environmentId: env.id,
         name: body.name,
@@ -69,12 +87,13 @@ export const keyRoutes = new Hono<AdminEnv>()
         expiresAt,
       });
     });
+    await publishKey(c, created.row.hash);
     noStore(c);
     return c.json(createdJson(created.row, created.key), 201);
   })
   .get("/", async (c) => {
     const { limit, cursor, environment_id, tenant_id } = readQuery(c, listQuery);
-    const actor = c.var.actor;
+    const actor = c.get("actor");
     if (tenant_id !== undefined && !canSee(actor, tenant_id)) throw notFound("tenant", tenant_id);
     const after = decodeCursor(cursor, ["id"]);
     const rows = await reading(c, async (db) => {
@@ -105,7 +124,7 @@ export const keyRoutes = new Hono<AdminEnv>()
       const now = Date.now();
       if (before.revokedAt !== null) throw new ApiError("conflict", `Key ${keyId} is revoked; create a new key instead.`);
       if (before.expiresAt !== null && before.expiresAt.getTime() <= now) throw new ApiError("conflict", `Key ${keyId} has expired; create a new key instead.`);
-      const actor = actorName(c.var.actor);
+      const actor = actorName(c.get("actor"));
       // The new key keeps everything but the secret: environment, name, scopes, models, expiry, limits.
       const created = await createApiKey(db, actor, {
         tenantId: before.tenantId,
@@ -128,8 +147,9 @@ export const keyRoutes = new Hono<AdminEnv>()
         replaced_by: created.id,
         overlap_seconds,
       });
-      return { created, old, cacheKeys: await cacheKeysOf(db, c.var.settings.redisPrefix, { keyIds: [keyId] }) };
+      return { created, old, cacheKeys: await cacheKeysOf(db, c.get("deps").settings.redisPrefix, { keyIds: [keyId] }) };
     });
+    await publishKey(c, created.row.hash);
     await dropCaches(c, cacheKeys);
     noStore(c);
     return c.json({ ...createdJson(created.row, created.key), rotated_from: apiKeyJson(old) }, 201);
@@ -142,9 +162,14 @@ export const keyRoutes = new Hono<AdminEnv>()
       if (before.revokedAt !== null) return { row: before, cacheKeys: [] };
       const [after] = await db.update(apiKeys).set({ revokedAt: new Date() }).where(eq(apiKeys.id, keyId)).returning();
       if (!after) throw notFound("api key", keyId);
-      await recordAudit(db, actorName(c.var.actor), "api_key.revoke", "api_key", keyId, after.tenantId, { before: apiKeyJson(before), after: apiKeyJson(after) });
-      return { row: after, cacheKeys: await cacheKeysOf(db, c.var.settings.redisPrefix, { keyIds: [keyId] }) };
+      await recordAudit(db, actorName(c.get("actor")), "api_key.revoke", "api_key", keyId, after.tenantId, { before: apiKeyJson(before), after: apiKeyJson(after) });
+      return { row: after, cacheKeys: await cacheKeysOf(db, c.get("deps").settings.redisPrefix, { keyIds: [keyId] }) };
     });
     await dropCaches(c, cacheKeys);
+    if (cacheKeys.length > 0) {
+      await removeActiveKeys(c.get("deps").redis, c.get("deps").settings.redisPrefix, [row.hash]).catch((err: unknown) =>
+        c.get("deps").log("active_key_set_update_failed", { keyId, error: String(err) }),
+      );
+    }
     return c.json(apiKeyJson(row));
   });

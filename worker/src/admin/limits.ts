@@ -66,8 +66,8 @@ function readParams(c: AdminContext): { scope: Scope; scopeId: string } {
 async function change(c: AdminContext, action: "limits.set" | "limits.clear", next: (current: LimitsValues | null, target: ScopeTarget) => LimitsValues | null): Promise<Response> {
   const { scope, scopeId } = readParams(c);
   const { row, cacheKeys } = await inTransaction(c, async (db) => {
-    const target = await resolveScope(db, c.var.actor, scope, scopeId);
-    requireWritable(c.var.actor, target);
+    const target = await resolveScope(db, c.get("actor"), scope, scopeId);
+    requireWritable(c.get("actor"), target);
     const before = await loadOverride(db, scope, scopeId);
     const wanted = next(values(before), target);
     let row: OverrideRow | undefined;
@@ -81,11 +81,11 @@ async function change(c: AdminContext, action: "limits.set" | "limits.clear", ne
         .onConflictDoUpdate({ target: [limitOverrides.scope, limitOverrides.scopeId], set })
         .returning();
     }
-    await recordAudit(db, actorName(c.var.actor), action, scope, scopeId, target.tenantId, { before: values(before), after: values(row) });
-    return { row, cacheKeys: await cacheKeysOf(db, c.var.settings.redisPrefix, target.affected) };
+    await recordAudit(db, actorName(c.get("actor")), action, scope, scopeId, target.tenantId, { before: values(before), after: values(row) });
+    return { row, cacheKeys: await cacheKeysOf(db, c.get("deps").settings.redisPrefix, target.affected) };
   });
   await dropCaches(c, cacheKeys);
-  return c.json(limitsJson(c.var.settings, scope, scopeId, row));
+  return c.json(limitsJson(c.get("deps").settings, scope, scopeId, row));
 }
 
 /** The limit routes, mounted at `/admin/limits`. */
@@ -93,10 +93,10 @@ export const limitRoutes = new Hono<AdminEnv>()
   .get("/:scope/:scope_id", async (c) => {
     const { scope, scopeId } = readParams(c);
     const row = await reading(c, async (db) => {
-      await resolveScope(db, c.var.actor, scope, scopeId);
+      await resolveScope(db, c.get("actor"), scope, scopeId);
       return loadOverride(db, scope, scopeId);
     });
-    return c.json(limitsJson(c.var.settings, scope, scopeId, row));
+    return c.json(limitsJson(c.get("deps").settings, scope, scopeId, row));
   })
   .put("/:scope/:scope_id", async (c) => {
     const body = await readJson(c, setBody);

@@ -12,15 +12,15 @@ import type { AdminEnv } from "./auth.ts";
  * the backlog of usage and audit events waiting in Redis for the scheduled job.
  */
 export const metricsRoutes = new Hono<AdminEnv>().get("/", async (c) => {
-  if (c.var.actor.kind !== "operator") throw new ApiError("permission_denied", "Metrics are for the operator (ADMIN_TOKEN).");
-  await flushCounters(c.var.redis, c.var.settings.redisPrefix);
-  const prefix = c.var.settings.redisPrefix;
+  if (c.get("actor").kind !== "operator") throw new ApiError("permission_denied", "Metrics are for the operator (ADMIN_TOKEN).");
+  await flushCounters(c.get("deps").redis, c.get("deps").settings.redisPrefix);
+  const prefix = c.get("deps").settings.redisPrefix;
   const [counters, usage, audit, usageDead, auditDead] = await Promise.all([
-    renderCounters(c.var.redis, prefix),
-    backlog(c.var.redis, usageOutboxKey(prefix)),
-    backlog(c.var.redis, auditOutboxKey(prefix)),
-    c.var.redis.llen(deadLetterKey(usageOutboxKey(prefix))),
-    c.var.redis.llen(deadLetterKey(auditOutboxKey(prefix))),
+    renderCounters(c.get("deps").redis, prefix),
+    backlog(c.get("deps").redis, usageOutboxKey(prefix)),
+    backlog(c.get("deps").redis, auditOutboxKey(prefix)),
+    c.get("deps").redis.llen(deadLetterKey(usageOutboxKey(prefix))),
+    c.get("deps").redis.llen(deadLetterKey(auditOutboxKey(prefix))),
   ]);
   const gauges = [
     "# HELP switchyard_outbox_backlog Events queued in Redis and not yet written to Postgres by the scheduled job.",
@@ -37,11 +37,11 @@ export const metricsRoutes = new Hono<AdminEnv>().get("/", async (c) => {
 
 const QUEUES = { usage: usageOutboxKey, audit: auditOutboxKey } as const;
 
-function queueKey(c: { req: { param(name: "queue"): string }; var: AdminEnv["Variables"] }): string {
+function queueKey(c: { req: { param(name: "queue"): string }; get(key: "deps"): AdminEnv["Variables"]["deps"] }): string {
   const name = c.req.param("queue");
   const key = QUEUES[name as keyof typeof QUEUES];
   if (!key) throw new ApiError("not_found", `No queue ${name}; the queues are usage and audit.`);
-  return key(c.var.settings.redisPrefix);
+  return key(c.get("deps").settings.redisPrefix);
 }
 
 /**
@@ -52,14 +52,14 @@ function queueKey(c: { req: { param(name: "queue"): string }; var: AdminEnv["Var
  */
 export const outboxRoutes = new Hono<AdminEnv>()
   .use(async (c, next) => {
-    if (c.var.actor.kind !== "operator") throw new ApiError("permission_denied", "The event queues are for the operator (ADMIN_TOKEN).");
+    if (c.get("actor").kind !== "operator") throw new ApiError("permission_denied", "The event queues are for the operator (ADMIN_TOKEN).");
     await next();
   })
   .get("/", async (c) => {
     const queues = await Promise.all(
       Object.entries(QUEUES).map(async ([name, keyOf]) => {
-        const key = keyOf(c.var.settings.redisPrefix);
-        const [waiting, dead] = await Promise.all([backlog(c.var.redis, key), c.var.redis.llen(deadLetterKey(key))]);
+        const key = keyOf(c.get("deps").settings.redisPrefix);
+        const [waiting, dead] = await Promise.all([backlog(c.get("deps").redis, key), c.get("deps").redis.llen(deadLetterKey(key))]);
         return { queue: name, backlog: waiting, dead_letters: dead };
       }),
     );
@@ -67,12 +67,12 @@ export const outboxRoutes = new Hono<AdminEnv>()
   })
   .get("/:queue", async (c) => {
     const key = queueKey(c);
-    const raw = await c.var.redis.lrange<DeadLetter | string>(deadLetterKey(key), -100, -1);
+    const raw = await c.get("deps").redis.lrange<DeadLetter | string>(deadLetterKey(key), -100, -1);
     const letters = raw.map((r) => (typeof r === "string" ? (JSON.parse(r) as DeadLetter) : r)).reverse();
-    return c.json({ object: "list", queue: c.req.param("queue"), backlog: await backlog(c.var.redis, key), data: letters });
+    return c.json({ object: "list", queue: c.req.param("queue"), backlog: await backlog(c.get("deps").redis, key), data: letters });
   })
   .post("/:queue/replay", async (c) => {
-    const replayed = await replayDeadLetters(c.var.redis, queueKey(c));
-    c.var.log("outbox_replayed", { queue: c.req.param("queue"), replayed });
+    const replayed = await replayDeadLetters(c.get("deps").redis, queueKey(c));
+    c.get("deps").log("outbox_replayed", { queue: c.req.param("queue"), replayed });
     return c.json({ queue: c.req.param("queue"), replayed });
   });

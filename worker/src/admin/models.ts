@@ -55,19 +55,19 @@ function modelId(raw: string): string {
 /** The catalogue routes. */
 export const modelRoutes = new Hono<AdminEnv>()
   .get("/", async (c) => {
-    requireOperator(c.var.actor, "manage the model catalogue");
+    requireOperator(c.get("actor"), "manage the model catalogue");
     const rows = await reading(c, (db) => db.select().from(models).orderBy(asc(models.id)));
     return c.json({ object: "list", data: rows.map(modelJson), next_cursor: null });
   })
   .get("/:id", async (c) => {
-    requireOperator(c.var.actor, "manage the model catalogue");
+    requireOperator(c.get("actor"), "manage the model catalogue");
     const id = modelId(c.req.param("id"));
     const [row] = await reading(c, (db) => db.select().from(models).where(eq(models.id, id)));
     if (!row) throw notFound("model", id);
     return c.json(modelJson(row));
   })
   .put("/:id", async (c) => {
-    requireOperator(c.var.actor, "manage the model catalogue");
+    requireOperator(c.get("actor"), "manage the model catalogue");
     const id = modelId(c.req.param("id"));
     const body = await readJson(c, putBody);
     const set = {
@@ -87,25 +87,25 @@ export const modelRoutes = new Hono<AdminEnv>()
       const [before] = await db.select().from(models).where(eq(models.id, id));
       const [after] = await db.insert(models).values(values).onConflictDoUpdate({ target: models.id, set }).returning();
       if (!after) throw notFound("model", id);
-      await recordAudit(db, actorName(c.var.actor), before ? "model.update" : "model.create", "model", id, null, {
+      await recordAudit(db, actorName(c.get("actor")), before ? "model.update" : "model.create", "model", id, null, {
         before: before ? modelJson(before) : null,
         after: modelJson(after),
       });
-      return { row: after, keys: await cacheKeysOf(db, c.var.settings.redisPrefix, { routing: true }), created: !before };
+      return { row: after, keys: await cacheKeysOf(db, c.get("deps").settings.redisPrefix, { routing: true }), created: !before };
     });
     await dropCaches(c, keys);
     return c.json(modelJson(row), created ? 201 : 200);
   })
   .delete("/:id", async (c) => {
-    requireOperator(c.var.actor, "manage the model catalogue");
+    requireOperator(c.get("actor"), "manage the model catalogue");
     const id = modelId(c.req.param("id"));
     const { row, keys } = await inTransaction(c, async (db) => {
       const [before] = await db.select().from(models).where(eq(models.id, id));
       if (!before) throw notFound("model", id);
       const [after] = await db.update(models).set({ active: false }).where(eq(models.id, id)).returning();
       if (!after) throw notFound("model", id);
-      await recordAudit(db, actorName(c.var.actor), "model.deactivate", "model", id, null, { before: modelJson(before), after: modelJson(after) });
-      return { row: after, keys: await cacheKeysOf(db, c.var.settings.redisPrefix, { routing: true }) };
+      await recordAudit(db, actorName(c.get("actor")), "model.deactivate", "model", id, null, { before: modelJson(before), after: modelJson(after) });
+      return { row: after, keys: await cacheKeysOf(db, c.get("deps").settings.redisPrefix, { routing: true }) };
     });
     await dropCaches(c, keys);
     return c.json(modelJson(row));

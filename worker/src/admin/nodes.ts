@@ -27,7 +27,7 @@ const WHAT = "manage GPU nodes";
 type NodeRow = typeof nodes.$inferSelect;
 
 function nodeId(c: AdminContext): string {
-  requireOperator(c.var.actor, WHAT);
+  requireOperator(c.get("actor"), WHAT);
   const id = c.req.param("id") ?? "";
   if (!NODE_ID.test(id)) throw notFound("node", id);
   return id;
@@ -48,7 +48,7 @@ async function setStatus(c: AdminContext, status: "active" | "draining"): Promis
     if (before.status === status) return { row: before, changed: false };
     const [after] = await db.update(nodes).set({ status }).where(eq(nodes.id, id)).returning();
     if (!after) throw notFound("node", id);
-    await recordAudit(db, actorName(c.var.actor), status === "draining" ? "node.drain" : "node.undrain", "node", id, null, {
+    await recordAudit(db, actorName(c.get("actor")), status === "draining" ? "node.drain" : "node.undrain", "node", id, null, {
       before: { status: before.status },
       after: { status: after.status },
     });
@@ -61,7 +61,7 @@ async function setStatus(c: AdminContext, status: "active" | "draining"): Promis
 /** The node routes, mounted at `/admin/nodes`. */
 export const nodeRoutes = new Hono<AdminEnv>()
   .get("/", async (c) => {
-    requireOperator(c.var.actor, WHAT);
+    requireOperator(c.get("actor"), WHAT);
     const [rows, fleet] = await Promise.all([reading(c, (db) => db.select().from(nodes).orderBy(nodes.id)), readFleetLive(c)]);
     const now = Date.now();
     return c.json({ object: "list", data: rows.map((r) => nodeJson(r, fleet, now)), next_cursor: null });
@@ -92,17 +92,17 @@ export const nodeRoutes = new Hono<AdminEnv>()
         .set({ nodeIds: sql`array_remove(${capacityReservations.nodeIds}, ${id})` })
         .where(sql`${id} = any(${capacityReservations.nodeIds})`)
         .returning({ id: capacityReservations.id });
-      await recordAudit(db, actorName(c.var.actor), "node.remove", "node", id, null, {
+      await recordAudit(db, actorName(c.get("actor")), "node.remove", "node", id, null, {
         before: nodeJson(before, fleet, Date.now()),
         reservations_updated: reservations.map((r) => r.id),
       });
     });
-    const prefix = c.var.settings.redisPrefix;
+    const prefix = c.get("deps").settings.redisPrefix;
     try {
-      await c.var.redis.pipeline().hdel(liveNodesKey(prefix), id).hdel(circuitKey(prefix), id).exec();
+      await c.get("deps").redis.pipeline().hdel(liveNodesKey(prefix), id).hdel(circuitKey(prefix), id).exec();
     } catch (err) {
       // The registry row is gone, so routing no longer sees the node; a leftover live entry is inert.
-      c.var.log("admin_node_state_cleanup_failed", { requestId: c.var.requestId, nodeId: id, error: String(err) });
+      c.get("deps").log("admin_node_state_cleanup_failed", { requestId: c.get("deps").requestId, nodeId: id, error: String(err) });
     }
     await dropRoutingSnapshot(c);
     return c.json({

@@ -8,7 +8,6 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { reconciliations } from "../../../schema/tables/index.ts";
 import { driftThresholds, flushAndReconcile, type NodeOutcome } from "../metering/reconcile.ts";
-import { withDb } from "../platform/db.ts";
 import { actorName, type AdminEnv } from "./auth.ts";
 import { readJson, readQuery, reading, requireOperator } from "./http.ts";
 import { decodeCursor, page, pageQuery } from "./pagination.ts";
@@ -43,7 +42,7 @@ const runBody = z.strictObject({ node_id: nodeId.optional() });
 /** The reconciliation routes, mounted at `/admin/reconciliation`. */
 export const reconciliationRoutes = new Hono<AdminEnv>()
   .get("/", async (c) => {
-    requireOperator(c.var.actor, "read reconciliations");
+    requireOperator(c.get("actor"), "read reconciliations");
     const q = readQuery(c, listQuery);
     // The cursor keeps Postgres' own text of the timestamp, like the audit log's.
     const after = decodeCursor(q.cursor, ["end", "id"]);
@@ -64,13 +63,13 @@ export const reconciliationRoutes = new Hono<AdminEnv>()
     return c.json(page(rows, q.limit, (r) => reconciliationJson(r.row), (r) => ({ end: r.endText, id: r.row.id })));
   })
   .post("/run", async (c) => {
-    requireOperator(c.var.actor, "run a reconciliation");
+    requireOperator(c.get("actor"), "run a reconciliation");
     const body = await readJson(c, runBody);
-    const { redis, settings, log } = c.var;
-    const result = await withDb(c.env.DATABASE_URL, settings.neonWsProxy, async (db) => {
+    const { redis, settings, log } = c.get("deps");
+    const result = await c.get("deps").db(async (db) => {
       const run = await flushAndReconcile({ db, redis, prefix: settings.redisPrefix, thresholds: driftThresholds(settings), log }, body.node_id === undefined ? null : [body.node_id]);
       const written = run.outcomes.flatMap((o) => (o.outcome === "reconciled" ? [o.row.id] : []));
-      await recordAudit(db, actorName(c.var.actor), "reconciliation.run", "reconciliation", body.node_id ?? "all", null, { node_id: body.node_id ?? null, written });
+      await recordAudit(db, actorName(c.get("actor")), "reconciliation.run", "reconciliation", body.node_id ?? "all", null, { node_id: body.node_id ?? null, written });
       return run;
     });
     const answer: ReconcileRunJson = {

@@ -38,7 +38,7 @@ function audited(row: typeof regions.$inferSelect): Record<string, unknown> {
 /** The region routes, mounted at `/admin/regions`. */
 export const regionRoutes = new Hono<AdminEnv>()
   .get("/", async (c) => {
-    requireOperator(c.var.actor, WHAT);
+    requireOperator(c.get("actor"), WHAT);
     const [{ regionRows, nodeRows }, fleet] = await Promise.all([
       reading(c, async (db) => ({
         regionRows: await db.select().from(regions).orderBy(asc(regions.id)),
@@ -57,7 +57,7 @@ export const regionRoutes = new Hono<AdminEnv>()
     return c.json({ object: "list", data: regionRows.map((r) => regionJson(r, counts.get(r.id) ?? NO_NODES)), next_cursor: null });
   })
   .put("/:id", async (c) => {
-    requireOperator(c.var.actor, WHAT);
+    requireOperator(c.get("actor"), WHAT);
     const id = c.req.param("id");
     if (!REGION_ID.test(id)) throw new ApiError("invalid_value", "A region id is 1-63 lowercase letters, digits, '.', '_' or '-'.", { param: "id" });
     const body = await readJson(c, putBody);
@@ -83,7 +83,7 @@ export const regionRoutes = new Hono<AdminEnv>()
         .onConflictDoUpdate({ target: regions.id, set: { name: values.name, latitude, longitude, ...(values.priceMultiplier === undefined ? {} : { priceMultiplier: values.priceMultiplier }) } })
         .returning();
       if (!after) throw new Error("region upsert returned no row");
-      await recordAudit(db, actorName(c.var.actor), before ? "region.update" : "region.create", "region", id, null, {
+      await recordAudit(db, actorName(c.get("actor")), before ? "region.update" : "region.create", "region", id, null, {
         before: before ? audited(before) : null,
         after: audited(after),
       });

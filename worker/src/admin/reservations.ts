@@ -45,14 +45,14 @@ async function checkReferences(db: AdminDb, body: z.infer<typeof createBody>, no
 }
 
 function reservationId(c: AdminContext): string {
-  requireOperator(c.var.actor, WHAT);
+  requireOperator(c.get("actor"), WHAT);
   return c.req.param("id") ?? "";
 }
 
 /** The reservation routes, mounted at `/admin/reservations`. */
 export const reservationRoutes = new Hono<AdminEnv>()
   .post("/", async (c) => {
-    requireOperator(c.var.actor, WHAT);
+    requireOperator(c.get("actor"), WHAT);
     const body = await readJson(c, createBody);
     const nodeIds = [...new Set(body.node_ids)];
     const row = await inTransaction(c, async (db) => {
@@ -62,14 +62,14 @@ export const reservationRoutes = new Hono<AdminEnv>()
         .values({ id: newId("res"), tenantId: body.tenant_id, model: body.model, tokensPerSecond: body.tokens_per_second, nodeIds })
         .returning();
       if (!row) throw new Error("reservation insert returned no row");
-      await recordAudit(db, actorName(c.var.actor), "reservation.create", "capacity_reservation", row.id, row.tenantId, { after: reservationJson(row) });
+      await recordAudit(db, actorName(c.get("actor")), "reservation.create", "capacity_reservation", row.id, row.tenantId, { after: reservationJson(row) });
       return row;
     });
     await dropRoutingSnapshot(c);
     return c.json(reservationJson(row), 201);
   })
   .get("/", async (c) => {
-    requireOperator(c.var.actor, WHAT);
+    requireOperator(c.get("actor"), WHAT);
     const { limit, cursor, tenant_id, model } = readQuery(c, listQuery);
     const after = decodeCursor(cursor, ["id"]);
     const where: (SQL | undefined)[] = [
@@ -91,7 +91,7 @@ export const reservationRoutes = new Hono<AdminEnv>()
     await inTransaction(c, async (db) => {
       const [before] = await db.delete(capacityReservations).where(eq(capacityReservations.id, resId)).returning();
       if (!before) throw notFound("reservation", resId);
-      await recordAudit(db, actorName(c.var.actor), "reservation.delete", "capacity_reservation", resId, before.tenantId, { before: reservationJson(before) });
+      await recordAudit(db, actorName(c.get("actor")), "reservation.delete", "capacity_reservation", resId, before.tenantId, { before: reservationJson(before) });
     });
     await dropRoutingSnapshot(c);
     return c.json({ object: "capacity_reservation", id: resId, deleted: true });

@@ -34,7 +34,7 @@ const CUSTOMER_TAKEN = "Another tenant is already linked to this Stripe customer
 /** Loads a tenant the actor may see, locking it for the rest of the transaction; 404 otherwise. */
 async function loadTenant(c: AdminContext, db: AdminDb, id: string): Promise<TenantRow> {
   const [row] = await db.select().from(tenants).where(eq(tenants.id, id)).for("update");
-  if (!row || !canSee(c.var.actor, row.id)) throw notFound("tenant", id);
+  if (!row || !canSee(c.get("actor"), row.id)) throw notFound("tenant", id);
   return row;
 }
 
@@ -52,8 +52,8 @@ async function updateTenant(
       if (fields === null) return { after: before, cacheKeys: [] };
       const [after] = await db.update(tenants).set(fields).where(eq(tenants.id, id)).returning();
       if (!after) throw notFound("tenant", id);
-      await recordAudit(db, actorName(c.var.actor), action, "tenant", id, id, { before: tenantJson(before), after: tenantJson(after) });
-      const cacheKeys = before.status !== after.status ? await cacheKeysOf(db, c.var.settings.redisPrefix, { tenantId: id }) : [];
+      await recordAudit(db, actorName(c.get("actor")), action, "tenant", id, id, { before: tenantJson(before), after: tenantJson(after) });
+      const cacheKeys = before.status !== after.status ? await cacheKeysOf(db, c.get("deps").settings.redisPrefix, { tenantId: id }) : [];
       return { after, cacheKeys };
     }),
   );
@@ -64,17 +64,17 @@ async function updateTenant(
 /** The tenant routes, mounted at `/admin/tenants`. */
 export const tenantRoutes = new Hono<AdminEnv>()
   .post("/", async (c) => {
-    requireOperator(c.var.actor, "create tenants");
+    requireOperator(c.get("actor"), "create tenants");
     const { stripe_customer_id: stripeCustomerId, ...body } = await readJson(c, createBody);
     const row = await unique(CUSTOMER_TAKEN, "stripe_customer_id", () =>
-      inTransaction(c, (db) => createTenant(db, actorName(c.var.actor), { ...body, stripeCustomerId })),
+      inTransaction(c, (db) => createTenant(db, actorName(c.get("actor")), { ...body, stripeCustomerId })),
     );
     return c.json(tenantJson(row), 201);
   })
   .get("/", async (c) => {
     const { limit, cursor } = readQuery(c, listQuery);
     const after = decodeCursor(cursor, ["id"]);
-    const actor = c.var.actor;
+    const actor = c.get("actor");
     const where: (SQL | undefined)[] = [after ? gt(tenants.id, after.id) : undefined, actor.kind === "tenant" ? eq(tenants.id, actor.tenantId) : undefined];
     const rows = await reading(c, (db) => db.select().from(tenants).where(and(...where)).orderBy(asc(tenants.id)).limit(limit + 1));
     return c.json(page(rows, limit, tenantJson, (r) => ({ id: r.id })));
@@ -82,36 +82,36 @@ export const tenantRoutes = new Hono<AdminEnv>()
   .get("/:id", async (c) => {
     const id = c.req.param("id");
     const [row] = await reading(c, (db) => db.select().from(tenants).where(eq(tenants.id, id)));
-    if (!row || !canSee(c.var.actor, row.id)) throw notFound("tenant", id);
+    if (!row || !canSee(c.get("actor"), row.id)) throw notFound("tenant", id);
     return c.json(tenantJson(row));
   })
   .patch("/:id", async (c) => {
     const { stripe_customer_id: stripeCustomerId, ...body } = await readJson(c, updateBody);
     // Plan, status and the Stripe link are billing decisions: a tenant admin may only rename its tenant.
     if (body.plan !== undefined || body.status !== undefined || stripeCustomerId !== undefined) {
-      requireOperator(c.var.actor, "change a tenant's plan, status or Stripe customer");
+      requireOperator(c.get("actor"), "change a tenant's plan, status or Stripe customer");
     }
     return updateTenant(c, c.req.param("id"), "tenant.update", { ...body, stripeCustomerId });
   })
   .post("/:id/suspend", (c) => {
-    requireOperator(c.var.actor, "suspend tenants");
+    requireOperator(c.get("actor"), "suspend tenants");
     return updateTenant(c, c.req.param("id"), "tenant.suspend", { status: "suspended" });
   })
   .post("/:id/resume", (c) => {
-    requireOperator(c.var.actor, "resume tenants");
+    requireOperator(c.get("actor"), "resume tenants");
     return updateTenant(c, c.req.param("id"), "tenant.resume", { status: "active" });
   })
   .delete("/:id", async (c) => {
-    requireOperator(c.var.actor, "delete tenants");
+    requireOperator(c.get("actor"), "delete tenants");
     const id = c.req.param("id");
-    const prefix = c.var.settings.redisPrefix;
+    const prefix = c.get("deps").settings.redisPrefix;
     const cacheKeys = await inTransaction(c, async (db) => {
       const before = await loadTenant(c, db, id);
       const keys = await cacheKeysOf(db, prefix, { tenantId: id });
       const deletedBudgets = await deleteScopedSettings(db, { tenantId: id });
       // Environments and keys go with the tenant (ON DELETE CASCADE); audit rows stay.
       await db.delete(tenants).where(eq(tenants.id, id));
-      await recordAudit(db, actorName(c.var.actor), "tenant.delete", "tenant", id, id, { before: tenantJson(before) });
+      await recordAudit(db, actorName(c.get("actor")), "tenant.delete", "tenant", id, id, { before: tenantJson(before) });
       return [...keys, ...budgetCounterKeys(prefix, deletedBudgets)];
     });
     await dropCaches(c, cacheKeys);

@@ -2,7 +2,7 @@ import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
-import { hotStateDeps, loadHotState } from "../platform/hot-state.ts";
+import { loadHotState } from "../platform/hot-state.ts";
 import { auditEvent, auditOutboxKey, type AuditEvent } from "../audit/outbox.ts";
 import { enqueue } from "../platform/outbox.ts";
 import { bearerToken, hashApiKey, looksLikeApiKey, visiblePrefix } from "./keys.ts";
@@ -30,11 +30,11 @@ export const requireApiKey = createMiddleware<AppEnv>(async (c, next) => {
           reason: outcome,
           keyPrefix: token && looksLikeApiKey(token) ? visiblePrefix(token) : null,
           clientIp: c.req.header("cf-connecting-ip") ?? null,
-          requestId: c.get("requestId"),
+          requestId: c.get("deps").requestId,
         },
       });
   const queue = (e: AuditEvent) =>
-    c.executionCtx.waitUntil(enqueue(c.get("redis"), auditOutboxKey(c.get("settings").redisPrefix), e).catch((err: unknown) => c.get("log")("audit_queue_failed", { error: String(err) })));
+    c.executionCtx.waitUntil(enqueue(c.get("deps").redis, auditOutboxKey(c.get("deps").settings.redisPrefix), e).catch((err: unknown) => c.get("deps").log("audit_queue_failed", { error: String(err) })));
   const audit = (outcome: string, tenantId: string | null, keyId: string | null) => queue(event(outcome, tenantId, keyId));
   if (!token) {
     audit("missing_key", null, null);
@@ -43,13 +43,15 @@ export const requireApiKey = createMiddleware<AppEnv>(async (c, next) => {
       "You didn't provide an API key. Send it in the Authorization header as 'Bearer sk-sy-…'.",
     );
   }
-  // Malformed tokens take the same path as well-formed ones (hash, cache lookup) so the answer time
-  // does not tell them apart either; the lookup is by hash, so no key is ever compared as a string.
-  const hash = await hashApiKey(looksLikeApiKey(token) ? token : `malformed:${token}`);
-  const state = await loadHotState(
-    hotStateDeps(c),
-    hash,
-  );
+  // A token that cannot be a key is refused before any lookup: the key format is public, so its
+  // answer time tells nothing; the body is the same as for every other bad key.
+  if (!looksLikeApiKey(token)) {
+    audit("malformed_key", null, null);
+    throw new ApiError("invalid_api_key", INVALID_KEY_MESSAGE);
+  }
+  // The lookup is by hash, so no key is ever compared as a string; an unknown key costs one Redis
+  // read (the active-key set), never a database query (platform/hot-state.ts).
+  const state = await loadHotState(c.get("deps"), await hashApiKey(token));
   if (!state.key.found) {
     audit("unknown_key", null, null);
     throw new ApiError("invalid_api_key", INVALID_KEY_MESSAGE);

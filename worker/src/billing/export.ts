@@ -10,7 +10,6 @@ import { z } from "zod";
 import { tenants, usageHourly } from "../../../schema/tables/index.ts";
 import type { AdminEnv } from "../admin/auth.ts";
 import { readQuery, requireOperator } from "../admin/http.ts";
-import { withDb } from "../platform/db.ts";
 
 const query = z.strictObject({
   period: z.string().regex(/^\d{4}-(0[1-9]|1[0-2])$/, "must be a month, YYYY-MM"),
@@ -56,12 +55,12 @@ function csvCell(value: string | number | boolean | null): string {
 
 /** The export routes, mounted at `/admin/billing`. */
 export const billingRoutes = new Hono<AdminEnv>().get("/export", async (c) => {
-  requireOperator(c.var.actor, "export billing");
+  requireOperator(c.get("actor"), "export billing");
   const q = readQuery(c, query);
   const [year, month] = q.period.split("-").map(Number) as [number, number];
   const start = new Date(Date.UTC(year, month - 1, 1));
   const end = new Date(Date.UTC(year, month, 1));
-  const rows = await withDb(c.env.DATABASE_URL, c.var.settings.neonWsProxy, (db) =>
+  const rows = await c.get("deps").db((db) =>
     db
       .select({
         tenantId: usageHourly.tenantId,

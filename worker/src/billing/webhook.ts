@@ -16,7 +16,6 @@ import { cacheKeysOf, dropCaches } from "../admin/invalidate.ts";
 import { recordAudit, type AdminDb } from "../admin/store.ts";
 import { tenantJson } from "../admin/wire.ts";
 import type { AppEnv } from "../env.ts";
-import { withDb } from "../platform/db.ts";
 import { parseEvent, type BillingChange, type BillingEvent } from "./events.ts";
 import { verifyStripeSignature } from "./signature.ts";
 
@@ -90,11 +89,11 @@ async function handle(db: AdminDb, event: BillingEvent, prefix: string): Promise
 /** The webhook handler: verify, parse, handle once, drop the tenant's key caches if its status changed. */
 export async function stripeWebhook(c: Context<AppEnv>): Promise<Response> {
   const body = await c.req.text();
-  await verifyStripeSignature(body, c.req.header("stripe-signature"), c.env.STRIPE_WEBHOOK_SECRET);
+  await verifyStripeSignature(body, c.req.header("stripe-signature"), c.get("deps").secrets.stripeWebhook);
   const event = parseEvent(body);
-  const prefix = c.var.settings.redisPrefix;
-  const { outcome, cacheKeys } = await withDb(c.env.DATABASE_URL, c.var.settings.neonWsProxy, (db) => db.transaction((tx) => handle(tx, event, prefix)));
+  const prefix = c.get("deps").settings.redisPrefix;
+  const { outcome, cacheKeys } = await c.get("deps").db((db) => db.transaction((tx) => handle(tx, event, prefix)));
   await dropCaches(c, cacheKeys);
-  c.var.log("stripe_event", { requestId: c.var.requestId, eventId: event.id, type: event.type, outcome });
+  c.get("deps").log("stripe_event", { requestId: c.get("deps").requestId, eventId: event.id, type: event.type, outcome });
   return c.json(outcome === "duplicate" ? { received: true, duplicate: true } : { received: true, outcome });
 }

@@ -2,10 +2,9 @@ import { flushAuditOutbox } from "../audit/outbox.ts";
 import { flushUsage } from "../metering/flush.ts";
 import { driftThresholds, flushAndReconcile } from "../metering/reconcile.ts";
 import { sweepStaleNodes } from "../nodes/health.ts";
-import { withDb } from "../platform/db.ts";
+import { rebuildActiveKeys } from "../auth/key-set.ts";
+import type { Deps } from "../platform/deps.ts";
 import { flushCounters } from "../platform/metrics.ts";
-import { redisFrom } from "../platform/redis.ts";
-import { settingsFrom } from "../settings.ts";
 
 /** The hourly Cron Trigger (wrangler.toml `[triggers]`): it also reconciles metered tokens with the engines' counters. */
 export const RECONCILE_CRON = "0 * * * *";
@@ -18,17 +17,18 @@ export const RECONCILE_CRON = "0 * * * *";
  * cron (`RECONCILE_CRON`) then reconciles every node (metering/reconcile.ts), after the flush, so
  * the usage of the window is in Postgres.
  */
-export async function runScheduled(env: Env, log: (event: string, fields: Record<string, unknown>) => void, cron = "* * * * *"): Promise<void> {
-  const settings = settingsFrom(env);
-  const redis = redisFrom(env.UPSTASH_REDIS_REST_URL, env.UPSTASH_REDIS_REST_TOKEN);
+export async function runScheduled(deps: Deps, cron = "* * * * *"): Promise<void> {
+  const { settings, redis, log } = deps;
   await flushCounters(redis, settings.redisPrefix);
-  await withDb(env.DATABASE_URL, settings.neonWsProxy, async (db) => {
+  await deps.db(async (db) => {
     const usage = await flushUsage(redis, settings.redisPrefix, db);
     const audit = await flushAuditOutbox(redis, settings.redisPrefix, db);
     if (usage > 0 || audit > 0) log("outbox_flushed", { usage, audit });
     // Nodes that stopped heartbeating without a word get a "stale" row in their health history.
     const stale = await sweepStaleNodes({ db, redis, prefix: settings.redisPrefix });
     if (stale > 0) log("nodes_went_stale", { stale });
+    // Keeps the active-key set exact, and rebuilds it after Redis lost its data (auth/key-set.ts).
+    await rebuildActiveKeys(db, redis, settings.redisPrefix);
     if (cron === RECONCILE_CRON) {
       await flushAndReconcile({ db, redis, prefix: settings.redisPrefix, thresholds: driftThresholds(settings), log });
     }

@@ -2,7 +2,7 @@ import type { Context } from "hono";
 import { heartbeatSchema, spotNoticeSchema } from "../../../schema/contracts/heartbeat.ts";
 import type { AppEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
-import { withDb } from "../platform/db.ts";
+import type { Db } from "../platform/db.ts";
 import { clearIsolateCaches, rememberLiveNode } from "../platform/hot-state.ts";
 import { routingCacheKey } from "../routing/snapshot.ts";
 import { healthChangeOf, recordHealthChange } from "./health.ts";
@@ -13,10 +13,10 @@ import { parseNodeBody, verifyNodeRequest } from "./verify.ts";
 /** Postgres keeps a node's last heartbeat at most this often when nothing else changed. */
 const PERSIST_EVERY_SECONDS = 60;
 
-function persist(c: Context<AppEnv>, what: string, fn: Parameters<typeof withDb>[2]): void {
+function persist(c: Context<AppEnv>, what: string, fn: (db: Db) => Promise<unknown>): void {
   c.executionCtx.waitUntil(
-    withDb(c.env.DATABASE_URL, c.var.settings.neonWsProxy, fn).catch((err: unknown) => {
-      c.var.log("node_persist_failed", { what, error: String(err) });
+    c.get("deps").db(fn).catch((err: unknown) => {
+      c.get("deps").log("node_persist_failed", { what, error: String(err) });
     }),
   );
 }
@@ -31,7 +31,7 @@ export async function heartbeat(c: Context<AppEnv>): Promise<Response> {
   const hb = parseNodeBody(verified.body, heartbeatSchema);
   if (hb.nodeId !== verified.nodeId) throw new ApiError("invalid_value", "nodeId in the body differs from the signed node header.", { param: "nodeId" });
   const now = Date.now();
-  const { redis, settings } = c.var;
+  const { redis, settings } = c.get("deps");
   const previous = verified.routing.live[hb.nodeId];
   const live = liveFromHeartbeat(hb, now, previous);
   await redis.hset(liveNodesKey(settings.redisPrefix), { [hb.nodeId]: live });
@@ -42,7 +42,7 @@ export async function heartbeat(c: Context<AppEnv>): Promise<Response> {
   const at = new Date(now);
   if (registryChanged(verified.node, hb)) {
     const isNew = verified.node === null;
-    c.var.log(isNew ? "node_registered" : "node_updated", { nodeId: hb.nodeId, region: hb.region, url: hb.url, models: hb.models });
+    c.get("deps").log(isNew ? "node_registered" : "node_updated", { nodeId: hb.nodeId, region: hb.region, url: hb.url, models: hb.models });
     persist(c, "registry", async (db) => {
       await syncNodeFromHeartbeat(db, hb, at, isNew);
       await redis.del(routingCacheKey(settings.redisPrefix));
@@ -50,14 +50,14 @@ export async function heartbeat(c: Context<AppEnv>): Promise<Response> {
     });
     clearIsolateCaches();
   } else if (previous?.status !== hb.status || (previous !== undefined && isStale(previous, now))) {
-    c.var.log("node_status", { nodeId: hb.nodeId, status: hb.status, previous: previous?.status ?? null });
+    c.get("deps").log("node_status", { nodeId: hb.nodeId, status: hb.status, previous: previous?.status ?? null });
     persist(c, "status", (db) => touchNode(db, hb.nodeId, hb.status, at, health));
   } else {
     c.executionCtx.waitUntil(
       redis
         .set(`${settings.redisPrefix}node:${hb.nodeId}:persisted`, 1, { nx: true, ex: PERSIST_EVERY_SECONDS })
-        .then((fresh) => (fresh ? withDb(c.env.DATABASE_URL, settings.neonWsProxy, (db) => touchNode(db, hb.nodeId, hb.status, at)) : null))
-        .catch((err: unknown) => c.var.log("node_persist_failed", { what: "touch", error: String(err) })),
+        .then((fresh) => (fresh ? c.get("deps").db((db) => touchNode(db, hb.nodeId, hb.status, at)) : null))
+        .catch((err: unknown) => c.get("deps").log("node_persist_failed", { what: "touch", error: String(err) })),
     );
   }
   return c.json({ ok: true, staleAfterMs: MISSED_HEARTBEATS_STALE * hb.intervalMs, serverTime: now });
@@ -79,9 +79,9 @@ export async function spotNotice(c: Context<AppEnv>): Promise<Response> {
   const draining: LiveNode = previous
     ? { ...previous, status: "draining", at: now, counters: {} }
     : { status: "draining", at: now, intervalMs: 60_000, models: [], inFlight: 0, capacity: 0, waiting: null, kvCacheUsage: null, counters: {} };
-  await c.var.redis.hset(liveNodesKey(c.var.settings.redisPrefix), { [notice.nodeId]: draining });
+  await c.get("deps").redis.hset(liveNodesKey(c.get("deps").settings.redisPrefix), { [notice.nodeId]: draining });
   rememberLiveNode(notice.nodeId, draining);
-  c.var.log("node_spot_notice", { nodeId: notice.nodeId, provider: notice.provider, action: notice.action, deadline: notice.deadline });
+  c.get("deps").log("node_spot_notice", { nodeId: notice.nodeId, provider: notice.provider, action: notice.action, deadline: notice.deadline });
   const health = healthChangeOf(notice.nodeId, previous, draining, now);
   persist(c, "spot", async (db) => {
     await recordSpotNotice(db, notice);

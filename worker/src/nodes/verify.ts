@@ -3,7 +3,7 @@ import type { Redis } from "@upstash/redis/cloudflare";
 import { NODE_HEADER, NONCE_HEADER, nonceTtlSeconds, SIGNATURE_HEADER, TIMESTAMP_HEADER, verifyRequest, type VerifyOutcome } from "../../../schema/contracts/signing.ts";
 import type { AppEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
-import { hotStateDeps, loadRoutingView, type RoutingView } from "../platform/hot-state.ts";
+import { loadRoutingView, type RoutingView } from "../platform/hot-state.ts";
 import type { NodeEntry } from "../routing/snapshot.ts";
 import { nodeSigningKey } from "./keys.ts";
 
@@ -55,19 +55,19 @@ export async function verifyNodeRequest(c: Context<AppEnv>): Promise<VerifiedNod
     throw new ApiError("invalid_api_key", `Node requests need a valid ${NODE_HEADER} header and a signature made with the node's secret.`);
   }
   const body = await c.req.text();
-  const routing = await loadRoutingView(hotStateDeps(c));
+  const routing = await loadRoutingView(c.get("deps"));
   const node = routing.snapshot.nodes.find((n) => n.id === nodeId) ?? null;
-  const key = await nodeSigningKey(c.env.NODE_SIGNING_SECRET, nodeId, node?.secretVersion ?? 1);
+  const key = await nodeSigningKey(c.get("deps").secrets.nodeSigning, nodeId, node?.secretVersion ?? 1);
   const url = new URL(c.req.url);
   const received = { timestamp: c.req.header(TIMESTAMP_HEADER), nonce: c.req.header(NONCE_HEADER), signature: c.req.header(SIGNATURE_HEADER) };
   let outcome: VerifyOutcome = await verifyRequest(key, c.req.method, url.pathname + url.search, body, received);
   if (outcome === "ok" && received.timestamp !== undefined && received.nonce !== undefined) {
-    const claim = await claimNodeNonce(c.var.redis, c.var.settings.redisPrefix, nodeId, received.nonce, nonceTtlSeconds(received.timestamp));
-    if (claim === "unchecked") c.var.log("node_nonce_unchecked", { nodeId, why: "redis unavailable or slow; accepted without the replay check" });
+    const claim = await claimNodeNonce(c.get("deps").redis, c.get("deps").settings.redisPrefix, nodeId, received.nonce, nonceTtlSeconds(received.timestamp));
+    if (claim === "unchecked") c.get("deps").log("node_nonce_unchecked", { nodeId, why: "redis unavailable or slow; accepted without the replay check" });
     if (claim === "replayed") outcome = "replayed";
   }
   if (outcome !== "ok") {
-    c.var.log("node_signature_rejected", { nodeId, reason: outcome });
+    c.get("deps").log("node_signature_rejected", { nodeId, reason: outcome });
     throw new ApiError(
       "invalid_api_key",
       outcome === "stale"

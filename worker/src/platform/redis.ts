@@ -1,14 +1,16 @@
 import { Redis } from "@upstash/redis/cloudflare";
 
-let client: { url: string; token: string; redis: Redis } | null = null;
+let client: { url: string; token: string; timeoutMs: number; redis: Redis } | null = null;
 
 /**
  * The isolate's Upstash client (module scope: it holds no connection, only config, and keeping it
  * lets `@upstash/ratelimit` caches live across requests). One retry only: the hot path would rather
- * fail fast than wait out five backoffs when Redis is down.
+ * fail fast than wait out five backoffs when Redis is down. Every call, pipelines and scripts
+ * included, has a deadline of `timeoutMs` (REDIS_TIMEOUT_MS) covering its retry: past it the call
+ * rejects, and each caller's degraded mode applies (docs/limits.md).
  */
-export function redisFrom(url: string, token: string): Redis {
-  if (client && client.url === url && client.token === token) return client.redis;
+export function redisFrom(url: string, token: string, timeoutMs = 1_000): Redis {
+  if (client && client.url === url && client.token === token && client.timeoutMs === timeoutMs) return client.redis;
   const redis = new Redis({
     url,
     token,
@@ -17,7 +19,9 @@ export function redisFrom(url: string, token: string): Redis {
     // round trip: decoding every reply was a visible share of the request path's CPU (bench/).
     responseEncoding: false,
     retry: { retries: 1, backoff: () => 20 },
+    // A fresh signal per HTTP request; the client does not retry an aborted one.
+    signal: () => AbortSignal.timeout(timeoutMs),
   });
-  client = { url, token, redis };
+  client = { url, token, timeoutMs, redis };
   return redis;
 }

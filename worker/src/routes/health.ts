@@ -1,7 +1,6 @@
 import { sql } from "drizzle-orm";
 import type { Context } from "hono";
 import type { AppEnv } from "../env.ts";
-import { withDb } from "../platform/db.ts";
 
 /**
  * `GET /health`: liveness, no dependencies touched. `GET /health?deep=1`: also pings Redis and
@@ -10,11 +9,11 @@ import { withDb } from "../platform/db.ts";
 export async function health(c: Context<AppEnv>): Promise<Response> {
   if (c.req.query("deep") === undefined) return c.json({ status: "ok" });
   const [redis, postgres] = await Promise.all([
-    c.var.redis.ping().then(
+    c.get("deps").redis.ping().then(
       () => "ok",
       (err: unknown) => `error: ${String(err)}`,
     ),
-    withDb(c.env.DATABASE_URL, c.var.settings.neonWsProxy, (db) => db.execute(sql`select 1`)).then(
+    c.get("deps").db((db) => db.execute(sql`select 1`)).then(
       () => "ok",
       (err: unknown) => `error: ${String(err)}`,
     ),

@@ -2,6 +2,7 @@ import type { Context } from "hono";
 import type { AppEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { usageOutboxKey } from "../metering/flush.ts";
+import { ensureUsageDelivered } from "../metering/deliver.ts";
 import { usageRow } from "../metering/record.ts";
 import { enqueue } from "../platform/outbox.ts";
 import { auditOutboxKey } from "../audit/outbox.ts";
@@ -34,6 +35,7 @@ const MAX_BODY_BYTES = 10 * 1024 * 1024;
  */
 export function proxyHandler(endpoint: Endpoint) {
   return async (c: Context<AppEnv>): Promise<Response> => {
+    const deps = c.get("deps");
     const identity = c.get("identity");
     if (!identity.scopes.includes(SCOPE[endpoint])) {
       throw new ApiError("permission_denied", `This API key lacks the '${SCOPE[endpoint]}' scope needed for ${PATHS[endpoint]}.`);
@@ -63,7 +65,7 @@ export function proxyHandler(endpoint: Endpoint) {
     const multipliers = c.get("routing").snapshot.regionMultipliers ?? {};
     const maxMultiplier = Math.max(1, ...candidates.map((n: NodeEntry) => multipliers[n.regionId] ?? 1));
     const admission = await admit(
-      { redis: c.get("redis"), settings: c.get("settings"), log: c.get("log"), requestId: c.get("requestId") },
+      deps,
       identity,
       c.get("routing").snapshot,
       { max: maxCost(req, bodyBytes, model, maxMultiplier), rateTokens: rateTokens(req, bodyBytes, model), limitField: req.output.limitField },
@@ -71,8 +73,8 @@ export function proxyHandler(endpoint: Endpoint) {
       // Refused at admission (limited, over budget): recorded with zero tokens, for the audit trail.
       if (err instanceof ApiError) {
         const refused = usageRow({
-          requestId: c.get("requestId"),
-          startedAt: c.get("startedAt"),
+          requestId: deps.requestId,
+          startedAt: deps.startedAt,
           endedAt: Date.now(),
           identity,
           endpoint,
@@ -82,7 +84,7 @@ export function proxyHandler(endpoint: Endpoint) {
           streamed: req.stream,
           outcome: { status: "rejected", usage: null, firstByteAt: null, deliveredChunks: 0, errorCode: err.code },
         });
-        c.executionCtx.waitUntil(enqueue(c.get("redis"), usageOutboxKey(c.get("settings").redisPrefix), refused).catch(() => null));
+        deps.waitUntil(enqueue(deps.redis, usageOutboxKey(deps.settings.redisPrefix), refused).catch(() => null));
       }
       throw err;
     });
@@ -93,12 +95,12 @@ export function proxyHandler(endpoint: Endpoint) {
         {
           path: PATHS[endpoint],
           body: req.upstreamBody,
-          requestId: c.get("requestId"),
-          masterSecret: c.env.NODE_SIGNING_SECRET,
-          connectTimeoutMs: c.get("settings").upstreamConnectTimeoutMs,
+          requestId: deps.requestId,
+          masterSecret: deps.secrets.nodeSigning,
+          connectTimeoutMs: deps.settings.upstreamConnectTimeoutMs,
           clientSignal: c.req.raw.signal,
-          maxAttempts: c.get("settings").routing.maxAttempts,
-          deadlineMs: c.get("settings").routing.deadlineMs,
+          maxAttempts: deps.settings.routing.maxAttempts,
+          deadlineMs: deps.settings.routing.deadlineMs,
           onNodeResult: (node, ok) => reportNodeResult(c, node, ok),
           track: (node) => trackSend(node.id),
         },
@@ -118,13 +120,10 @@ export function proxyHandler(endpoint: Endpoint) {
     }
     const tapped = req.stream ? tapSse(upstreamBody, { stripUsage: !req.clientWantsUsage }) : tapJson(upstreamBody);
 
-    const requestId = c.get("requestId");
-    const startedAt = c.get("startedAt");
-    const log = c.get("log");
+    const { requestId, startedAt, log, redis } = deps;
     const authAudit = takeAuthAudit(c);
-    const redis = c.get("redis");
-    const prefix = c.get("settings").redisPrefix;
-    c.executionCtx.waitUntil(
+    const prefix = deps.settings.redisPrefix;
+    deps.waitUntil(
       tapped.done.then(async (outcome) => {
         forwarded.release();
         const row = usageRow({
@@ -156,13 +155,21 @@ export function proxyHandler(endpoint: Endpoint) {
         // One round trip for everything the request's end writes: the budget settlement (a request
         // that produced nothing gives its whole reservation back), the concurrency release, the usage
         // event (the durable buffer the scheduled job writes to Postgres, metering/flush.ts) and the
-        // authentication's audit event.
+        // authentication's audit event. If Redis fails it, the usage event still reaches Postgres
+        // (metering/deliver.ts); the budget then keeps the whole reservation and the slot its lease
+        // expiry (docs/limits.md).
         const batch = redis.pipeline();
         await admission.finish(used > 0 ? { tokens: used, spend: row.costMicros ?? 0, requests: 1 } : null, batch);
         batch.lpush(usageOutboxKey(prefix), JSON.stringify(row));
         if (authAudit) batch.lpush(auditOutboxKey(prefix), JSON.stringify(authAudit));
-        await batch.exec().catch((err: unknown) => log("request_end_writes_failed", { requestId, error: String(err), row }));
-        await flushCounters(redis, prefix);
+        try {
+          await batch.exec();
+        } catch (err) {
+          log("request_end_writes_failed", { requestId, error: String(err) });
+          await ensureUsageDelivered(deps, row);
+          return;
+        }
+        await flushCounters(redis, prefix).catch(() => null);
       }),
     );
 
@@ -190,7 +197,7 @@ export function proxyHandler(endpoint: Endpoint) {
 async function routeRequest(c: Context<AppEnv>, model: string, prefixHash: number | null): Promise<NodeEntry[]> {
   const identity = c.get("identity");
   const routing = c.get("routing");
-  const settings = c.get("settings");
+  const settings = c.get("deps").settings;
   const requested = c.req.header(REGION_HEADER)?.trim() || null;
   if (requested !== null && requested !== identity.pinnedRegion) {
     const allowed = identity.pinnedRegion === null && (identity.regionOverrides ?? []).some((r) => r === requested || r === "*");
@@ -213,13 +220,15 @@ async function routeRequest(c: Context<AppEnv>, model: string, prefixHash: numbe
     weights: settings.routing.weights,
     affinitySlack: settings.routing.affinitySlack,
     sentSince,
-    now,
+    // Liveness is judged as of when the live state was read: while Redis is unreachable the
+    // isolate routes on its last view, and its nodes must not all look stale (hot-state.ts).
+    now: Math.min(now, routing.liveAt),
   });
   let nodes = plan.nodes;
   const trial = nodes.find((n) => plan.halfOpen.has(n.id));
   if (trial) {
     // One round trip, only while a circuit is half open: exactly one request gets to try the node.
-    const won = await claimTrial(c.get("redis"), settings.redisPrefix, trial.id, settings.routing.breakerCooldownMs).catch(() => false);
+    const won = await claimTrial(c.get("deps").redis, settings.redisPrefix, trial.id, settings.routing.breakerCooldownMs).catch(() => false);
     const others = nodes.filter((n) => !plan.halfOpen.has(n.id));
     nodes = won ? [trial, ...others] : others;
   }
@@ -229,16 +238,19 @@ async function routeRequest(c: Context<AppEnv>, model: string, prefixHash: numbe
         ? `No healthy GPU node in region '${identity.pinnedRegion}' is serving '${model}' right now, and this environment is pinned to that region. Retry in a few seconds.`
         : plan.emptyReason === "shed"
           ? `Every GPU node serving '${model}' is busy with reserved capacity right now. Retry in a few seconds.`
-          : `No GPU node is serving '${model}' right now. Retry in a few seconds.`;
-    throw new ApiError("no_capacity", message, { headers: { "retry-after": "5" } });
+          : plan.emptyReason === "not_served"
+            ? `No GPU node serves '${model}': it is in the catalogue, but no registered node lists it. Operators: start a node with this model, or use another model (GET /v1/models).`
+            : `No healthy GPU node is serving '${model}' right now (its nodes are down, draining or unreachable). Retry in a few seconds.`;
+    // Waiting cannot help a model no node lists, so that 503 carries no Retry-After.
+    throw new ApiError("no_capacity", message, { headers: plan.emptyReason === "not_served" ? {} : { "retry-after": "5" } });
   }
   return nodes;
 }
 
 /** Feeds the node's circuit breaker (in waitUntil): failures count up to opening it; a success after any failure closes it. */
 function reportNodeResult(c: Context<AppEnv>, node: NodeEntry, ok: boolean): void {
-  const redis = c.get("redis");
-  const settings = c.get("settings");
+  const redis = c.get("deps").redis;
+  const settings = c.get("deps").settings;
   const routing = c.get("routing");
   const prefix = settings.redisPrefix;
   if (ok) {
@@ -252,7 +264,7 @@ function reportNodeResult(c: Context<AppEnv>, node: NodeEntry, ok: boolean): voi
     recordFailure(redis, prefix, node.id, breaker)
       .then((state) => {
         rememberCircuit(node.id, state);
-        if (state.openUntil > Date.now()) c.get("log")("circuit_open", { nodeId: node.id, failures: state.failures, until: new Date(state.openUntil).toISOString() });
+        if (state.openUntil > Date.now()) c.get("deps").log("circuit_open", { nodeId: node.id, failures: state.failures, until: new Date(state.openUntil).toISOString() });
       })
       .catch(() => null),
   );

@@ -49,7 +49,7 @@ export interface RoutePlan {
   /** Regions in the order they were considered (for logs and the admin view). */
   regions: { id: string; distanceKm: number | null; degraded: boolean }[];
   /** Why `nodes` is empty, for the 503's message. */
-  emptyReason: "no_node" | "pinned_region" | "shed" | null;
+  emptyReason: "not_served" | "no_node" | "pinned_region" | "shed" | null;
 }
 
 function load(live: LiveNode | undefined, sent: number): number {
@@ -116,6 +116,7 @@ export function planRoute(input: RouteInput): RoutePlan {
   if (nodes.length === 0) {
     if (input.pinnedRegion !== null && eligible.length > 0 && !eligible.some((n) => n.regionId === input.pinnedRegion)) emptyReason = "pinned_region";
     else if (eligible.length > 0) emptyReason = "shed";
+    else if (!snapshot.nodes.some((n) => n.models.includes(model))) emptyReason = "not_served";
     else emptyReason = "no_node";
   }
   return { nodes, halfOpen, regions, emptyReason };

@@ -73,6 +73,14 @@ export function routingCacheKey(prefix: string): string {
   return `${prefix}routing:v1`;
 }
 
+/**
+ * Redis key of the last snapshot built, kept for 7 days and never deleted by admin
+ * changes: served only while Postgres cannot build a new one (platform/hot-state.ts).
+ */
+export function lastRoutingCacheKey(prefix: string): string {
+  return `${prefix}routing:v1:last`;
+}
+
 /** Builds the snapshot from Postgres (cache miss path only). */
 export async function loadRoutingSnapshot(db: Db): Promise<RoutingSnapshot> {
   const [modelRows, nodeRows, globalRows, regionRows, reservationRows] = await Promise.all([

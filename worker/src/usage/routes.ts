@@ -1,6 +1,5 @@
 import type { Context } from "hono";
 import type { AppEnv } from "../env.ts";
-import { withDb } from "../platform/db.ts";
 import { reportResponse } from "./render.ts";
 import { parseQuery, reportQuery, reportWindow, TENANT_GROUPS, usageReport, type ReportFilter } from "./report.ts";
 
@@ -13,7 +12,7 @@ const query = reportQuery(TENANT_GROUPS).strict();
  */
 export async function usageHandler(c: Context<AppEnv>): Promise<Response> {
   const q = parseQuery(query, c.req.query());
-  const filter: ReportFilter = { tenantId: c.var.identity.tenantId, ...reportWindow(q.start, q.end), bucket: q.bucket, groupBy: q.group_by };
-  const rows = await withDb(c.env.DATABASE_URL, c.var.settings.neonWsProxy, (db) => usageReport(db, filter));
+  const filter: ReportFilter = { tenantId: c.get("identity").tenantId, ...reportWindow(q.start, q.end), bucket: q.bucket, groupBy: q.group_by };
+  const rows = await c.get("deps").db((db) => usageReport(db, filter));
   return reportResponse(filter, rows, q.format);
 }

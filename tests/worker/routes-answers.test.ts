@@ -1,0 +1,33 @@
+import { describe, expect, it } from "vitest";
+import { admin, type ErrorBody } from "./admin-helpers.ts";
+import { gateway, post } from "./helpers.ts";
+
+describe("answers that tell the caller what to do", () => {
+  it("answers 405 naming the allowed method when a POST route is called with GET, before any key check", async () => {
+    for (const path of ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]) {
+      const res = await gateway(path, { method: "GET", key: null });
+      expect(res.status).toBe(405);
+      expect(res.headers.get("allow")).toBe("POST");
+      const body = (await res.json()) as ErrorBody;
+      expect(body.error).toMatchObject({ code: "method_not_allowed", type: "invalid_request_error" });
+      expect(body.error.message).toContain("use POST");
+    }
+    const models = await gateway("/v1/models", { method: "POST", body: "{}" });
+    expect(models.status).toBe(405);
+    expect(models.headers.get("allow")).toBe("GET");
+  });
+
+  it("says that no node serves a catalogue model, without asking to retry", async () => {
+    const id = `unserved-${crypto.randomUUID().slice(0, 8)}`;
+    const created = await admin("PUT", `/models/${id}`, { family: "llama", context_length: 8192, input_price_per_m_tokens: 0.1, output_price_per_m_tokens: 0.2 });
+    expect(created.status).toBe(201);
+    await new Promise((r) => setTimeout(r, 1_100)); // ROUTING_CACHE_ISOLATE_SECONDS=1 in the test bindings
+    const res = await post("/v1/chat/completions", { model: id, messages: [{ role: "user", content: "hi" }], max_tokens: 1 });
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBeNull();
+    const body = (await res.json()) as ErrorBody;
+    expect(body.error.code).toBe("no_capacity");
+    expect(body.error.message).toContain(`No GPU node serves '${id}'`);
+    expect(body.error.message).not.toMatch(/retry/i);
+  });
+});
