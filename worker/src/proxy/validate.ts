@@ -36,8 +36,8 @@ export interface OutputPlan {
    * means no limit (protocol.py `max_tokens: Optional[int] = 16`).
    */
   maxTokens: number | null;
-  /** The field that set the limit (`max_completion_tokens` or `max_tokens`), for errors. */
-  limitField: "max_tokens" | "max_completion_tokens";
+  /** The field to name in errors about the request's size: the one that set the limit (embeddings: `input`). */
+  limitField: "max_tokens" | "max_completion_tokens" | "input";
   /** `min_tokens`: EOS and stop strings are suppressed until each sequence has this many. */
   minTokens: number;
   /** `ignore_eos`: every sequence runs to its limit. */
@@ -222,7 +222,7 @@ function promptCount(prompt: unknown): number {
 }
 
 function outputPlan(endpoint: Endpoint, body: Json): OutputPlan {
-  if (endpoint === "embeddings") return { maxTokens: 0, limitField: "max_tokens", minTokens: 0, ignoreEos: false, prompts: 1, perPrompt: 1 };
+  if (endpoint === "embeddings") return { maxTokens: 0, limitField: "input", minTokens: 0, ignoreEos: false, prompts: 1, perPrompt: 1 };
   // serving_engine.py: `max_completion_tokens or max_tokens` (0 cannot reach here: both are >= 1).
   const completionLimit = endpoint === "chat" && typeof body.max_completion_tokens === "number";
   const requested = completionLimit ? body.max_completion_tokens : endpoint === "chat" || "max_tokens" in body ? body.max_tokens : 16;
