@@ -37,14 +37,14 @@ export interface SseSink {
   /**
    * A blank line ended the current block. `end` is the index in the chunk being pushed just past the
    * blank line's terminator (0 from `finish`); `event` is null when the block dispatched none
-   * (comments only, or no `data`).
+   * (comments only, or no `data`). The event object is reused: read it during the call only.
    */
   blockEnd(end: number, event: SseEvent | null): void;
 }
 
-function fieldIs(line: Uint8Array, length: number, name: number[]): boolean {
-  if (length !== name.length) return false;
-  for (let i = 0; i < length; i++) if (line[i] !== name[i]) return false;
+function fieldIs(line: Uint8Array, start: number, end: number, name: number[]): boolean {
+  if (end - start !== name.length) return false;
+  for (let i = 0; i < name.length; i++) if (line[start + i] !== name[i]) return false;
   return true;
 }
 
@@ -58,6 +58,8 @@ export class SseParser {
   private data: string | null = null;
   private type = "";
   private oversized = false;
+  // One event object, refilled for each dispatch (a sink must not keep it past its call).
+  private readonly event: SseEvent = { data: "", type: "message", id: "", oversized: false };
   /** The `id` field's value, kept across events as the spec says. */
   lastEventId = "";
   /** The last valid `retry` field, in milliseconds. */
@@ -97,8 +99,8 @@ export class SseParser {
       }
       if (this.lineLength > 0 || this.lineOversized) {
         this.keep(chunk, i, eol);
-        this.endLine(this.line.subarray(0, this.lineLength), end, sink);
-      } else this.endLine(chunk.subarray(i, eol), end, sink);
+        this.endLine(this.line, 0, this.lineLength, end, sink);
+      } else this.endLine(chunk, i, eol, end, sink);
       i = end;
     }
   }
@@ -106,8 +108,8 @@ export class SseParser {
   /** The stream ended: an unterminated last line and block are taken as complete (see sse-tap.ts). */
   finish(sink: SseSink): void {
     this.pendingLF = false;
-    if (this.lineLength > 0 || this.lineOversized) this.endLine(this.line.subarray(0, this.lineLength), 0, sink);
-    if (this.inBlock) this.endLine(this.line.subarray(0, 0), 0, sink);
+    if (this.lineLength > 0 || this.lineOversized) this.endLine(this.line, 0, this.lineLength, 0, sink);
+    if (this.inBlock) this.endLine(this.line, 0, 0, 0, sink);
   }
 
   /**
@@ -117,7 +119,7 @@ export class SseParser {
   peekData(): string | null {
     const line = this.line.subarray(0, this.lineLength);
     const start = this.atStart && line[0] === 0xef && line[1] === 0xbb && line[2] === 0xbf ? 3 : 0;
-    const partial = this.lineLength - start >= 5 && fieldIs(line.subarray(start), 4, DATA) && line[start + 4] === COLON;
+    const partial = this.lineLength - start >= 5 && fieldIs(line, start, start + 4, DATA) && line[start + 4] === COLON;
     if (!partial) return this.data;
     const value = decoder.decode(line.subarray(start + (line[start + 5] === SPACE ? 6 : 5)));
     return this.data === null ? value : `${this.data}\n${value}`;
@@ -141,57 +143,65 @@ export class SseParser {
     this.lineLength += to - from;
   }
 
-  private endLine(line: Uint8Array, end: number, sink: SseSink): void {
+  /** Interprets the line line[start, stop); `end` is where its terminator ends in the chunk. */
+  private endLine(line: Uint8Array, start: number, stop: number, end: number, sink: SseSink): void {
     const oversized = this.lineOversized;
     this.lineLength = 0;
     this.lineOversized = false;
     if (this.atStart) {
       this.atStart = false;
       // The UTF-8 decode step of the spec drops one leading BOM.
-      if (line[0] === 0xef && line[1] === 0xbb && line[2] === 0xbf) line = line.subarray(3);
+      if (stop - start >= 3 && line[start] === 0xef && line[start + 1] === 0xbb && line[start + 2] === 0xbf) start += 3;
     }
-    if (line.length === 0 && !oversized) {
+    if (start === stop && !oversized) {
       this.inBlock = false;
       sink.blockEnd(end, this.dispatch());
       return;
     }
     this.inBlock = true;
-    if (line[0] === COLON) return; // a comment
-    const colon = line.indexOf(COLON);
-    const nameLength = colon === -1 ? line.length : colon;
-    let valueStart = colon === -1 ? line.length : colon + 1;
-    if (line[valueStart] === SPACE) valueStart++;
-    if (fieldIs(line, nameLength, DATA)) {
+    if (line[start] === COLON) return; // a comment
+    // A loop, not indexOf: indexOf would scan past the line to the end of the chunk when it has no colon.
+    let colon = start;
+    while (colon < stop && line[colon] !== COLON) colon++;
+    let valueStart = colon === stop ? stop : colon + 1;
+    if (valueStart < stop && line[valueStart] === SPACE) valueStart++;
+    if (fieldIs(line, start, colon, DATA)) {
       if (oversized || this.oversized) {
         this.oversized = true;
         this.data = "";
         return;
       }
-      const value = decoder.decode(line.subarray(valueStart));
+      const value = valueStart === stop ? "" : decoder.decode(line.subarray(valueStart, stop));
       this.data = this.data === null ? value : `${this.data}\n${value}`;
       if (this.data.length > MAX_LINE_BYTES) {
         this.oversized = true;
         this.data = "";
       }
     } else if (oversized) return; // a field that long is not one this parser needs
-    else if (fieldIs(line, nameLength, EVENT)) this.type = decoder.decode(line.subarray(valueStart));
-    else if (fieldIs(line, nameLength, ID)) {
-      if (line.indexOf(0, valueStart) === -1) this.lastEventId = decoder.decode(line.subarray(valueStart));
-    } else if (fieldIs(line, nameLength, RETRY)) {
-      const value = line.subarray(valueStart);
-      if (value.length > 0 && value.every((b) => b >= 48 && b <= 57)) this.retry = Number(decoder.decode(value));
+    else if (fieldIs(line, start, colon, EVENT)) this.type = decoder.decode(line.subarray(valueStart, stop));
+    else if (fieldIs(line, start, colon, ID)) {
+      let nul = valueStart;
+      while (nul < stop && line[nul] !== 0) nul++;
+      if (nul === stop) this.lastEventId = decoder.decode(line.subarray(valueStart, stop));
+    } else if (fieldIs(line, start, colon, RETRY)) {
+      let digits = valueStart < stop;
+      for (let i = valueStart; i < stop && digits; i++) digits = (line[i] ?? 0) >= 48 && (line[i] ?? 0) <= 57;
+      if (digits) this.retry = Number(decoder.decode(line.subarray(valueStart, stop)));
     }
     // Any other field is ignored, as the spec says.
   }
 
   private dispatch(): SseEvent | null {
     const data = this.data;
-    const type = this.type;
-    const oversized = this.oversized;
+    const event = this.event;
+    event.type = this.type === "" ? "message" : this.type;
+    event.oversized = this.oversized;
     this.data = null;
     this.type = "";
     this.oversized = false;
     if (data === null) return null;
-    return { data, type: type === "" ? "message" : type, id: this.lastEventId, oversized };
+    event.data = data;
+    event.id = this.lastEventId;
+    return event;
   }
 }

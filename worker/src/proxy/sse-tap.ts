@@ -7,7 +7,16 @@ const encoder = new TextEncoder();
 const EMPTY: Uint8Array = new Uint8Array(0);
 /** The most bytes of one block held back while it may still be the usage chunk to remove. */
 const MAX_HELD_BYTES = MAX_LINE_BYTES;
-const ENGINE_ERROR = /^\s*\{\s*"error"\s*:/;
+
+/** An engine's in-band error event, `{"error": …}`: looks at the first characters only (this runs per event). */
+function isEngineError(data: string): boolean {
+  let i = 0;
+  while (i < data.length && data.charCodeAt(i) <= 32) i++;
+  if (data.charCodeAt(i) !== 123) return false; // {
+  i++;
+  while (i < data.length && data.charCodeAt(i) <= 32) i++;
+  return data.startsWith('"error"', i);
+}
 // A chunk whose `choices` has an element is not the usage-only chunk. OpenAI and vLLM write
 // `choices` before the content, so a content event split across reads is released after ~100 bytes.
 const HAS_CHOICE = /"choices"\s*:\s*\[\s*[^\s\]]/;
@@ -111,7 +120,7 @@ class Tap implements SseSink {
       return false;
     }
     if (data.length === 0) return false;
-    if (ENGINE_ERROR.test(data)) {
+    if (isEngineError(data)) {
       this.sawError = true;
       return false;
     }
@@ -231,7 +240,7 @@ export function tapSse(
     {
       async pull(controller) {
         for (;;) {
-          let read: ReadableStreamReadResult<Uint8Array>;
+          let read: Awaited<ReturnType<ReadableStreamDefaultReader<Uint8Array>["read"]>>;
           let upstreamFailed = false;
           try {
             read = await reader.read();
