@@ -13,6 +13,8 @@ export interface NeonWsPipe {
   readonly wsProxy: string;
   /** Database sessions opened through the pipe so far (tests use it to prove a path never touched Postgres). */
   readonly connections: () => number;
+  /** Sessions open now (WebSocket accepted, not yet closed); a driver that never lets go shows up here. */
+  readonly open: () => number;
   close(): Promise<void>;
 }
 
@@ -26,6 +28,7 @@ export async function startNeonWsPipe(opts: { host?: string; port?: number; allo
   const server = createServer((_req, res) => res.writeHead(426).end("WebSocket upgrade required\n"));
   const wss = new WebSocketServer({ noServer: true });
   let connections = 0;
+  let open = 0;
 
   server.on("upgrade", (req, socket, head) => {
     const url = new URL(req.url ?? "/", "ws://pipe");
@@ -34,6 +37,8 @@ export async function startNeonWsPipe(opts: { host?: string; port?: number; allo
       if (target === undefined) return refuse(ws, "the pipe expects /v2?address=host:port");
       if (!allowed.has(target.host)) return refuse(ws, `the pipe does not allow address ${target.host}`);
       connections++;
+      open++;
+      ws.once("close", () => open--);
       pipe(ws, target.host, target.port);
     });
   });
@@ -46,6 +51,7 @@ export async function startNeonWsPipe(opts: { host?: string; port?: number; allo
     port,
     wsProxy: `${host.includes(":") ? `[${host}]` : host}:${port}/v2`,
     connections: () => connections,
+    open: () => open,
     close: () => {
       closing ??= (async () => {
         const closed = once(server, "close");

@@ -3,11 +3,14 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pool, neonConfig } from "@neondatabase/serverless";
+import { sql } from "drizzle-orm";
 import pg from "pg";
 import { afterEach, describe, expect, it } from "vitest";
 import ws from "ws";
 import { configureNeonForLocalPipe, startNeonWsPipe } from "../../dev/neon-ws-pipe.ts";
 import { createDatabase, dropDatabase, startPostgres, type LocalPostgres } from "../../dev/postgres.ts";
+import { startPostgresGate } from "../../dev/postgres-gate.ts";
+import { withDb } from "../../worker/src/platform/db.ts";
 
 const ADMIN_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const cleanups: (() => Promise<void>)[] = [];
@@ -80,6 +83,59 @@ describe("startPostgres", () => {
       client.release();
     }
     expect((await pool.query("SELECT x FROM t")).rows).toEqual([{ x: 7 }]);
+  });
+});
+
+describe("embedded Postgres under the worker's connection pattern", () => {
+  it("leaves no connection open after 30 withDb calls through the pipe (each Pool ended, as the worker does)", async () => {
+    const db = await started({ dataDir: await tempDir() });
+    const pipe = await startNeonWsPipe();
+    cleanups.push(() => pipe.close());
+    for (let i = 0; i < 30; i++) {
+      const rows = await withDb(db.url, pipe.wsProxy, (d) => d.execute<{ n: number }>(sql`SELECT ${i}::int AS n`));
+      expect(rows.rows).toEqual([{ n: i }]);
+    }
+    expect(pipe.connections()).toBe(30);
+    // The Neon driver never closes its WebSocket on end(); the server must end the session on Terminate.
+    await expect.poll(() => pipe.open(), { timeout: 3_000 }).toBe(0);
+    await expect.poll(() => db.connections(), { timeout: 3_000 }).toBe(0);
+  });
+
+  it("answers every one of a burst of 100 concurrent withDb calls and stays usable", async () => {
+    const db = await started({ dataDir: await tempDir() });
+    const pipe = await startNeonWsPipe();
+    cleanups.push(() => pipe.close());
+    const burst = await Promise.allSettled(
+      Array.from({ length: 100 }, (_, i) => withDb(db.url, pipe.wsProxy, (d) => d.execute<{ n: number }>(sql`SELECT ${i}::int AS n`))),
+    );
+    const failed = burst.filter((r) => r.status === "rejected").map((r) => String(r.reason));
+    expect(failed).toEqual([]);
+    expect(burst.map((r) => (r.status === "fulfilled" ? r.value.rows[0]?.n : null))).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    await expect.poll(() => db.connections(), { timeout: 5_000 }).toBe(0);
+    expect((await withDb(db.url, pipe.wsProxy, (d) => d.execute<{ ok: number }>(sql`SELECT 1 AS ok`))).rows).toEqual([{ ok: 1 }]);
+  });
+
+  it("queues sessions past its limit and refuses with too_many_connections past the queue bound", async () => {
+    const upstream = await started({ dataDir: await tempDir() });
+    const gate = await startPostgresGate({
+      host: "127.0.0.1",
+      port: 0,
+      upstreamHost: "127.0.0.1",
+      upstreamPort: Number(new URL(upstream.url).port),
+      maxActive: 1,
+      maxQueued: 1,
+      queueTimeoutMs: 5_000,
+    });
+    cleanups.push(() => gate.close());
+    const url = `postgres://postgres@127.0.0.1:${gate.port}/postgres`;
+    const holder = new pg.Client({ connectionString: url });
+    await holder.connect();
+    const waiter = query<{ n: number }>(url, "SELECT 2 AS n");
+    await expect.poll(() => gate.stats()).toEqual({ active: 1, queued: 1 });
+    await expect(query(url, "SELECT 3")).rejects.toThrow(/too many connections to the embedded Postgres \(1 open, 1 waiting\)/);
+    await holder.end();
+    expect(await waiter).toEqual([{ n: 2 }]);
+    await expect.poll(() => gate.stats()).toEqual({ active: 0, queued: 0 });
   });
 });
 
