@@ -9,6 +9,8 @@ import { z } from "zod";
 export const HEARTBEAT_PATH = "/internal/nodes/heartbeat";
 /** Path of the spot-notice route on the gateway. */
 export const SPOT_PATH = "/internal/nodes/spot";
+/** Path of the probe route: `backplane doctor` checks its secret there; the gateway only verifies the signature. */
+export const PROBE_PATH = "/internal/nodes/probe";
 
 /** A node's overall status. */
 export const nodeStatusSchema = z.enum(["ready", "degraded", "draining", "unhealthy"]);

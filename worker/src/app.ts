@@ -1,5 +1,5 @@
 import { Hono } from "hono";
-import { HEARTBEAT_PATH, SPOT_PATH } from "../../schema/contracts/heartbeat.ts";
+import { HEARTBEAT_PATH, PROBE_PATH, SPOT_PATH } from "../../schema/contracts/heartbeat.ts";
 import { HTTPException } from "hono/http-exception";
 import { adminApp } from "./admin/index.ts";
 import { stripeWebhook } from "./billing/webhook.ts";
@@ -7,7 +7,7 @@ import { requireApiKey } from "./auth/middleware.ts";
 import type { AppEnv, Logger } from "./env.ts";
 import { ApiError, errorResponse } from "./errors.ts";
 import { depsFrom } from "./platform/deps.ts";
-import { heartbeat, spotNotice } from "./nodes/routes.ts";
+import { heartbeat, nodeProbe, spotNotice } from "./nodes/routes.ts";
 import { health } from "./routes/health.ts";
 import { listModels } from "./routes/models.ts";
 import { proxyHandler } from "./routes/proxy.ts";
@@ -45,6 +45,7 @@ export function createApp(): Hono<AppEnv> {
 
   app.get("/health", health);
   app.post(HEARTBEAT_PATH, heartbeat);
+  app.post(PROBE_PATH, nodeProbe);
   app.post(SPOT_PATH, spotNotice);
   // Authenticated by its Stripe-Signature header, not an API key.
   app.post("/webhooks/stripe", stripeWebhook);

@@ -89,3 +89,14 @@ export async function spotNotice(c: Context<AppEnv>): Promise<Response> {
   });
   return c.json({ ok: true }, 202);
 }
+
+/**
+ * `POST /internal/nodes/probe`: `backplane doctor` asks whether the gateway accepts its secret. Only
+ * the signature is verified (its nonce is claimed like any node request's); nothing about the node
+ * changes, unlike a heartbeat, which registers it and sets its live state. A wrong secret, a stale
+ * clock or a replay get verifyNodeRequest's 401, whose message says what to fix.
+ */
+export async function nodeProbe(c: Context<AppEnv>): Promise<Response> {
+  const verified = await verifyNodeRequest(c);
+  return c.json({ ok: true, node_id: verified.nodeId, server_time: Date.now() });
+}
