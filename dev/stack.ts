@@ -14,6 +14,7 @@ import { startPostgres } from "./postgres.ts";
 import { startChild, type Child } from "./processes.ts";
 import { checkRedis } from "./redis.ts";
 import { seedDemo } from "./seed.ts";
+import { writeStackRecord } from "./stack-record.ts";
 import { simArgsFor, type Topology } from "./topology.ts";
 import { startUpstashRestAdapter } from "./upstash-rest.ts";
 
@@ -230,6 +231,9 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       throw new Error(`${String(err)}\nwrangler dev output:\n${wrangler.recentOutput()}`);
     }
     await onEveryNode(localNodes, (node) => node.waitRegistered(30_000));
+    // Lets `npm run admin --url <gateway>` find this stack's admin token (dev/stack-record.ts).
+    const removeRecord = writeStackRecord(gatewayUrl, opts.dataDir);
+    cleanups.push(async () => removeRecord());
     const runScheduled = async (cron = "* * * * *") => {
       const res = await fetch(`${gatewayUrl}/__scheduled?cron=${encodeURIComponent(cron)}`);
       await res.arrayBuffer();

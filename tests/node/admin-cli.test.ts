@@ -4,7 +4,10 @@
  */
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { once } from "node:events";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -14,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { migrateDb, openDb, type NodeDb } from "../../dev/db.ts";
 import { freePort } from "../../dev/ports.ts";
 import { createDatabase, dropDatabase } from "../../dev/postgres.ts";
+import { writeStackRecord } from "../../dev/stack-record.ts";
 import { startUpstashRestAdapter, type UpstashRestAdapter } from "../../dev/upstash-rest.ts";
 import { deriveNodeSecret } from "../../schema/contracts/signing.ts";
 import { auditLogs, models, nodes, regions } from "../../schema/tables/index.ts";
@@ -137,6 +141,30 @@ describe("admin CLI errors", () => {
     expect(result.stderr).toContain("--token");
     expect(result.stderr).toContain("SWITCHYARD_ADMIN_TOKEN");
     expect(result.stderr).toContain(join(emptyDataDir, "admin-token"));
+  });
+
+  it("uses the admin token of the local stack at --url, whatever SWITCHYARD_DATA_DIR that stack was started with", async () => {
+    const stackDir = mkdtempSync(join(tmpdir(), "switchyard-admin-cli-stack-"));
+    writeFileSync(join(stackDir, "admin-token"), "token-of-the-other-stack\n");
+    const seen: (string | undefined)[] = [];
+    const gateway = createServer((req, res) => {
+      seen.push(req.headers.authorization);
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ object: "list", data: [], next_cursor: null }));
+    });
+    gateway.listen(0, "127.0.0.1");
+    await once(gateway, "listening");
+    const url = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`;
+    const removeRecord = writeStackRecord(url, stackDir);
+    try {
+      // The shell running the CLI has no SWITCHYARD_DATA_DIR; the stack was started with another one.
+      const result = await admin(["tenant", "list", "--url", url], { SWITCHYARD_DATA_DIR: "" });
+      expect(result).toMatchObject({ code: 0, stdout: "(none)" });
+      expect(seen).toEqual(["Bearer token-of-the-other-stack"]);
+    } finally {
+      removeRecord();
+      gateway.close();
+      rmSync(stackDir, { recursive: true, force: true });
+    }
   });
 
   it("exits 1 with a clear message when the gateway cannot be reached", async () => {

@@ -11,6 +11,7 @@ import { parseArgs } from "node:util";
 import { Redis } from "@upstash/redis";
 import { deriveNodeSecret } from "../../schema/contracts/signing.ts";
 import { openDb, type NodeDb } from "../../dev/db.ts";
+import { readStackRecord } from "../../dev/stack-record.ts";
 import { ApiFailure, adminApi, type AdminApi } from "./client.ts";
 import { ADMIN_HELP, AdminUsageError, runAdminCommand } from "./commands.ts";
 import type { InfraContext } from "./infra.ts";
@@ -48,11 +49,18 @@ if (positionals.length === 0 || flags.help === true) {
   process.exit(flags.help === true ? 0 : 2);
 }
 
-/** The admin token: --token, else SWITCHYARD_ADMIN_TOKEN, else the file `npm start` writes. */
+const gatewayUrl = typeof flags.url === "string" ? flags.url : process.env.SWITCHYARD_URL || DEFAULT_URL;
+
+/**
+ * The admin token: --token, else SWITCHYARD_ADMIN_TOKEN, else the file `npm start` writes in its data
+ * folder: SWITCHYARD_DATA_DIR if set here, else the folder of the local stack serving `gatewayUrl`
+ * (whatever SWITCHYARD_DATA_DIR it was started with; dev/stack-record.ts), else .data/dev.
+ */
 function adminToken(): string {
   if (typeof flags.token === "string" && flags.token !== "") return flags.token;
   if (process.env.SWITCHYARD_ADMIN_TOKEN) return process.env.SWITCHYARD_ADMIN_TOKEN;
-  const file = join(process.env.SWITCHYARD_DATA_DIR ?? join(ROOT, ".data", "dev"), "admin-token");
+  const dataDir = process.env.SWITCHYARD_DATA_DIR || readStackRecord(gatewayUrl) || join(ROOT, ".data", "dev");
+  const file = join(dataDir, "admin-token");
   if (existsSync(file)) return readFileSync(file, "utf8").trim();
   throw new AdminUsageError(`No admin token: pass --token, set SWITCHYARD_ADMIN_TOKEN, or start the local stack (npm start writes ${file}).`);
 }
@@ -86,7 +94,7 @@ function infraContext(): InfraContext {
 try {
   await runAdminCommand(
     {
-      api: () => (api ??= adminApi(typeof flags.url === "string" ? flags.url : process.env.SWITCHYARD_URL || DEFAULT_URL, adminToken)),
+      api: () => (api ??= adminApi(gatewayUrl, adminToken)),
       infra: infraContext,
       flags,
       print: (line) => console.log(line),

@@ -68,7 +68,8 @@ Infrastructure, straight in Postgres (DATABASE_URL; UPSTASH_REDIS_REST_URL/TOKEN
                                                            registers itself with through its first heartbeat)
 
 Connection: --url (default $SWITCHYARD_URL or http://127.0.0.1:8787); --token (default $SWITCHYARD_ADMIN_TOKEN,
-else the local stack's .data/dev/admin-token). See docs/configuration.md.`;
+else the admin-token file of the local stack serving --url, whatever its SWITCHYARD_DATA_DIR; else .data/dev).
+See docs/configuration.md.`;
 
 const COMMANDS: Record<string, Command> = { ...tenancyCommands, ...quotaCommands, ...catalogueCommands, ...infraCommands, ...reconcileCommands, ...fleetCommands };
 
