@@ -13,6 +13,23 @@ export function freePort(host = "127.0.0.1"): Promise<number> {
   });
 }
 
+/** Throws "port N is in use" unless `port` can be listened on at `host` right now. */
+export async function ensurePortFree(host: string, port: number): Promise<void> {
+  const server = createServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, resolve);
+    });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "EADDRINUSE") throw new Error(`port ${port} is in use on ${host} (another Switchyard stack? Stop it, or set PORT to another port)`);
+    if (code === "EACCES") throw new Error(`port ${port} on ${host} needs privileges this user lacks (set PORT to a port above 1023)`);
+    throw err;
+  }
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
 /** Polls `url` until it answers 2xx or the deadline passes. */
 export async function waitForHttp(url: string, timeoutMs: number, isAlive: () => boolean = () => true): Promise<void> {
   const deadline = Date.now() + timeoutMs;

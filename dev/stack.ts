@@ -9,7 +9,7 @@ import { routingCacheKey } from "../worker/src/routing/snapshot.ts";
 import { migrateDb, openDb } from "./db.ts";
 import { startNeonWsPipe } from "./neon-ws-pipe.ts";
 import { LocalNode, type LocalNodeSpec, type StackNode } from "./nodes.ts";
-import { freePort, waitForHttp } from "./ports.ts";
+import { ensurePortFree, freePort, waitForHttp } from "./ports.ts";
 import { startPostgres } from "./postgres.ts";
 import { startChild, type Child } from "./processes.ts";
 import { checkRedis } from "./redis.ts";
@@ -47,6 +47,10 @@ export interface StackOptions {
   topology?: Topology;
   /** Extra worker vars (`wrangler dev --var`), e.g. shorter timeouts for failover tests; wrangler.toml documents each. */
   workerVars?: Record<string, string>;
+  /** Called as each part starts ("Postgres (embedded PGlite)", "worker (wrangler dev)", …); `npm start` prints them. */
+  onProgress?: (step: string) => void;
+  /** Aborting it during the start stops what has started and rejects. */
+  signal?: AbortSignal;
 }
 
 /** A running local stack. */
@@ -127,12 +131,22 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     (closing ??= (async () => {
       for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
     })());
+  const progress = (step: string) => {
+    opts.signal?.throwIfAborted();
+    opts.onProgress?.(step);
+  };
   try {
+    // A fixed gateway port that is taken fails now, before anything starts (and before this stack's
+    // backplanes could heartbeat into the other stack's gateway on that port).
+    if (opts.gatewayPort !== 0) await ensurePortFree(opts.host, opts.gatewayPort);
+    progress("Redis connection check");
     await checkRedis(opts.redisUrl);
+    progress(opts.databaseUrl ? "Postgres (DATABASE_URL) and migrations" : "Postgres (embedded PGlite) and migrations");
     const pg = await startPostgres({ databaseUrl: opts.databaseUrl, dataDir: join(opts.dataDir, "pglite"), host: opts.host });
     cleanups.push(() => pg.close());
     await migrateDb(pg.url);
 
+    progress("Redis adapter (Upstash REST) and Neon WebSocket pipe");
     const redisToken = randomBytes(24).toString("hex");
     const upstash = await startUpstashRestAdapter({ redisUrl: opts.redisUrl, token: redisToken, host: opts.host });
     cleanups.push(() => upstash.close());
@@ -162,6 +176,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       await Promise.all(localNodes.map((node) => node.close()));
     };
     cleanups.push(closeNodes);
+    progress(`simulated engine${localNodes.length > 1 ? "s" : ""} ${localNodes.map((n) => n.id).join(", ")}`);
     await onEveryNode(localNodes, (node) => node.startSim());
 
     await seedDemo(db.db, { demoKey, regionId: opts.topology ? undefined : "local" });
@@ -175,6 +190,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     // not shadow that, so drop the cached routing snapshot.
     await redis.del(routingCacheKey(opts.redisPrefix), liveNodesKey(opts.redisPrefix));
 
+    progress(`backplane${localNodes.length > 1 ? "s" : ""} ${localNodes.map((n) => n.id).join(", ")}`);
     await onEveryNode(localNodes, (node) => node.startBackplane());
 
     const varsFile = join(opts.dataDir, "worker.dev.vars");
@@ -189,6 +205,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       REDIS_PREFIX: opts.redisPrefix,
     };
     writeFileSync(varsFile, Object.entries(vars).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join("\n") + "\n", { mode: 0o600 });
+    progress(`worker (wrangler dev) on ${gatewayUrl}`);
     const wrangler = startChild(
       "worker",
       [
@@ -226,11 +243,13 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     // saying they drain, reaches it instead of failing loudly.
     cleanups.push(() => wrangler.stop(), closeNodes);
     try {
-      await waitForHttp(`${gatewayUrl}/health`, 60_000, wrangler.alive);
+      await waitForHttp(`${gatewayUrl}/health`, 60_000, () => wrangler.alive() && opts.signal?.aborted !== true);
     } catch (err) {
       throw new Error(`${String(err)}\nwrangler dev output:\n${wrangler.recentOutput()}`);
     }
+    progress("first heartbeats");
     await onEveryNode(localNodes, (node) => node.waitRegistered(30_000));
+    opts.signal?.throwIfAborted();
     // Lets `npm run admin --url <gateway>` find this stack's admin token (dev/stack-record.ts).
     const removeRecord = writeStackRecord(gatewayUrl, opts.dataDir);
     cleanups.push(async () => removeRecord());

@@ -42,6 +42,14 @@ try {
 }
 
 const dataDir = process.env.SWITCHYARD_DATA_DIR ?? join(ROOT, ".data", "dev");
+// A signal during the start stops what has started so far (startStack cleans up when aborted).
+const starting = new AbortController();
+const abortStart = () => {
+  console.log("\nStopping Switchyard…");
+  starting.abort();
+};
+process.once("SIGINT", abortStart);
+process.once("SIGTERM", abortStart);
 const stack = await startStack({
   dataDir,
   databaseUrl: process.env.DATABASE_URL || undefined,
@@ -52,7 +60,14 @@ const stack = await startStack({
   simArgs: (process.env.SIM_ARGS ?? "").split(" ").filter(Boolean),
   echo: process.env.SWITCHYARD_QUIET !== "1",
   topology,
-}).catch((err: unknown) => fail(err instanceof Error ? err.message : String(err)));
+  onProgress: (step) => console.log(`Starting ${step}…`),
+  signal: starting.signal,
+}).catch((err: unknown) => {
+  if (starting.signal.aborted) process.exit(0);
+  return fail(err instanceof Error ? err.message : String(err));
+});
+process.off("SIGINT", abortStart);
+process.off("SIGTERM", abortStart);
 
 /** A path relative to the repository when it is inside it. */
 function shortPath(path: string): string {
