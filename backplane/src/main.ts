@@ -6,7 +6,7 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ConfigError, parseConfig, rawFromFlagsAndEnv, SETTINGS, type BackplaneConfig, type SettingName } from "./config.ts";
 import { startDaemon } from "./daemon.ts";
-import { formatChecks, runDoctor } from "./ops/doctor.ts";
+import { doctorExitCode, doctorFromSettings, formatChecks } from "./ops/doctor.ts";
 import { DEFAULT_USER, ensureSystemUser, installService, SERVICE_HELP } from "./ops/install-service.ts";
 import { parseSimArgs, SIM_HELP, SimOptionsError, startSimEngine } from "./sim/index.ts";
 
@@ -17,7 +17,7 @@ const HELP = `Usage: backplane <command> [options]
 Commands:
   start            Run the backplane in front of one or more engines (vLLM, OpenAI-compatible, Ollama)
   sim              Run the simulated vLLM engine (no GPU needed)
-  doctor           Check this host: config, engines, gateway and clock, TLS files, GPUs
+  doctor           Check this host: config, engines, gateway, clock and node secret, TLS files, GPUs
   install-service  Write a systemd unit and an env file with this configuration
 
 Run 'backplane <command> --help' for the options of a command. Settings: docs/backplane.md.`;
@@ -36,8 +36,10 @@ a second signal exits at once.`;
 
 const DOCTOR_HELP = `Usage: backplane doctor [options]
 
-Takes the same options as 'backplane start' and checks them without starting: engines reachable,
-gateway reachable and clock skew, TLS files, GPU visibility. Exits 1 when a check fails.`;
+Takes the same options as 'backplane start' and checks them without starting: every invalid setting
+(all of them, not just the first), engines reachable, gateway reachable and clock skew, the node
+secret accepted by the gateway (a signed probe that changes nothing), TLS files, GPU visibility.
+Exits 1 when a check fails.`;
 
 function settingOptions(): Record<string, { type: "string" | "boolean"; multiple?: boolean }> {
   const options: Record<string, { type: "string" | "boolean"; multiple?: boolean }> = { help: { type: "boolean" } };
@@ -84,18 +86,9 @@ async function sim(argv: string[]): Promise<void> {
 async function doctor(argv: string[]): Promise<void> {
   const flags = parse(argv);
   if (flags.help) return void console.log(DOCTOR_HELP);
-  let config: BackplaneConfig;
-  try {
-    config = configFrom(flags);
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    console.log(formatChecks([{ name: "config", status: "fail", detail: err.message, fix: "Fix the setting named above (backplane start --help lists them)." }]));
-    process.exitCode = 1;
-    return;
-  }
-  const checks = await runDoctor(config);
+  const checks = await doctorFromSettings(rawFromFlagsAndEnv(flags, process.env));
   console.log(formatChecks(checks));
-  if (checks.some((c) => c.status === "fail")) process.exitCode = 1;
+  process.exitCode = doctorExitCode(checks);
 }
 
 async function install(argv: string[]): Promise<void> {

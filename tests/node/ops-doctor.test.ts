@@ -10,6 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { parseConfig, type RawConfig } from "../../backplane/src/config.ts";
 import { type Check, formatChecks, runDoctor } from "../../backplane/src/ops/doctor.ts";
 import { type SimEngine, startSimEngine } from "../../backplane/src/sim/index.ts";
+import { type RecordingGateway, startRecordingGateway } from "../support/recording-gateway.ts";
 
 // `backplane doctor` against real loopback servers: the simulated engine, a small gateway stand-in
 // with a controllable Date header, closed ports, openssl-made certificates and stand-in nvidia-smi scripts.
@@ -20,6 +21,7 @@ const SECRET = "s".repeat(40);
 let dir = "";
 let sim: SimEngine | null = null;
 let servers: Server[] = [];
+let gateways: RecordingGateway[] = [];
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), "sy-doctor-"));
@@ -29,6 +31,8 @@ afterEach(async () => {
   sim = null;
   await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
   servers = [];
+  await Promise.all(gateways.map((g) => g.close()));
+  gateways = [];
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -55,6 +59,25 @@ function startGateway(skewMs: number): Promise<string> {
     res.writeHead(200, { "content-type": "application/json" });
     res.end('{"status":"ok"}');
   });
+}
+
+/** The recording gateway (signatures verified like the worker's) knowing `secret`, its clock off by `clockOffsetSeconds`. */
+async function recordingGateway(secret: string, clockOffsetSeconds = 0): Promise<RecordingGateway> {
+  const gateway = await startRecordingGateway(secret, { clockOffsetSeconds });
+  gateways.push(gateway);
+  return gateway;
+}
+
+/** Runs `backplane doctor` as a process with only `args` (no BACKPLANE_* from this environment). */
+async function doctorProcess(args: string[]): Promise<{ code: number; stdout: string }> {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("BACKPLANE_")));
+  try {
+    const { stdout } = await run(process.execPath, ["backplane/src/main.ts", "doctor", ...args], { env, cwd: join(import.meta.dirname, "../..") });
+    return { code: 0, stdout };
+  } catch (err) {
+    const failed = err as { code?: number; stdout?: string };
+    return { code: failed.code ?? -1, stdout: failed.stdout ?? "" };
+  }
 }
 
 async function script(name: string, body: string): Promise<string> {
@@ -132,6 +155,7 @@ describe("backplane doctor", () => {
     expect(named(checks, "gateway")).toMatchObject({ status: "warn", fix: "set --gateway-url / BACKPLANE_GATEWAY_URL" });
     expect(named(checks, "gateway").detail).toContain("heartbeats");
     expect(checks.some((c) => c.name === "clock")).toBe(false);
+    expect(checks.some((c) => c.name === "secret")).toBe(false);
   });
 
   it("measures clock skew from the gateway's Date header: ok when close, warn past 5 s, fail past 30 s", async () => {
@@ -151,10 +175,72 @@ describe("backplane doctor", () => {
     expect(fail.fix).toContain("chrony");
   });
 
+  it("reports every invalid setting in one run, each naming the setting and what to do", async () => {
+    const { code, stdout } = await doctorProcess([
+      "--node-id", "GPU 1",
+      "--port", "99999",
+      "--engine", "kind=vllm,url=not-a-url",
+      "--engine", "kind=vllm,url=http://127.0.0.1:8000,max-concurrency=0",
+      "--tls-cert", "/etc/switchyard/tls.crt",
+    ]);
+    expect(code).toBe(1);
+    const failures = stdout.split("\n").filter((l) => l.startsWith("FAIL"));
+    const expected = [
+      /--engine \/ BACKPLANE_ENGINES: engine 1 \(vllm-0\): url/,
+      /--engine \/ BACKPLANE_ENGINES: engine 2 \(vllm-1\): maxConcurrency/,
+      /--port \/ BACKPLANE_PORT:/,
+      /--tls-cert \/ BACKPLANE_TLS_CERT: set both --tls-cert and --tls-key/,
+      /--node-id \/ BACKPLANE_NODE_ID: must be 1-63 lowercase/,
+      /--region \/ BACKPLANE_REGION: is required/,
+      /--secret \/ BACKPLANE_SECRET: is required/,
+    ];
+    for (const line of expected) expect(failures.some((f) => line.test(f)), `no FAIL line matching ${line} in:\n${stdout}`).toBe(true);
+    expect(failures).toHaveLength(expected.length);
+    // Each with what to do, under it.
+    expect(stdout).toMatch(/fix: set --secret \(or BACKPLANE_SECRET\): node signing secret/);
+    expect(stdout).toMatch(/fix: correct --port \(or BACKPLANE_PORT\): listen port/);
+    expect(stdout).toMatch(/WARN\s+checks\s+engines, gateway, node secret, TLS and GPU were not checked/);
+    expect(stdout).toContain("7 failures");
+  });
+
+  it("says the node secret is accepted by a gateway that knows it, without sending a heartbeat", async () => {
+    const gateway = await recordingGateway(SECRET);
+    const checks = await runDoctor(config({ engines: `kind=vllm,url=${await closedPortUrl()}`, gatewayUrl: gateway.url }));
+    expect(named(checks, "secret")).toMatchObject({ status: "ok", detail: "node secret accepted by the gateway (node gpu-1)", fix: null });
+    expect(named(checks, "gateway").status).toBe("ok");
+    expect(gateway.probes).toEqual(["gpu-1"]);
+    expect(gateway.heartbeats).toEqual([]);
+    expect(gateway.rejected).toEqual([]);
+  });
+
+  it("fails the secret check with the gateway's reason and the command that prints the right secret when the gateway does not know it", async () => {
+    const gateway = await recordingGateway("o".repeat(40));
+    const checks = await runDoctor(config({ engines: `kind=vllm,url=${await closedPortUrl()}`, gatewayUrl: gateway.url }));
+    const secret = named(checks, "secret");
+    expect(secret.status).toBe("fail");
+    expect(secret.detail).toContain("the gateway refused the node secret");
+    expect(secret.detail).toContain("Check BACKPLANE_SECRET");
+    expect(secret.fix).toContain("--secret / BACKPLANE_SECRET");
+    expect(secret.fix).toContain("npm run admin -- node secret --id gpu-1");
+    expect(gateway.rejected).toEqual(["/internal/nodes/probe: mismatch"]);
+  });
+
+  it("fails the secret check pointing at NTP when the gateway's clock is more than 60 s away", async () => {
+    const gateway = await recordingGateway(SECRET, 90);
+    const secret = named(await runDoctor(config({ engines: `kind=vllm,url=${await closedPortUrl()}`, gatewayUrl: gateway.url })), "secret");
+    expect(secret.status).toBe("fail");
+    expect(secret.detail).toContain("more than 60 s away from the gateway's clock");
+    expect(secret.fix).toContain("NTP");
+  });
+
   it("fails an unreachable gateway with the setting to check", async () => {
     const checks = await runDoctor(config({ engines: `kind=vllm,url=${await closedPortUrl()}`, gatewayUrl: await closedPortUrl() }));
     expect(named(checks, "gateway")).toMatchObject({ status: "fail" });
     expect(named(checks, "gateway").fix).toContain("--gateway-url");
+    const secret = named(checks, "secret");
+    expect(secret.status).toBe("fail");
+    expect(secret.detail).toMatch(/node secret could not be checked: .* is unreachable \(.*ECONNREFUSED/);
+    expect(secret.fix).toContain("--gateway-url");
   });
 
   it("warns about a public URL deployed Workers cannot use", async () => {

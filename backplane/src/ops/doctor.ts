@@ -1,12 +1,15 @@
-import type { BackplaneConfig } from "../config.ts";
+import type { BackplaneConfig, RawConfig } from "../config.ts";
 import { SETTINGS } from "../config.ts";
+import { checkSettings } from "./doctor-config.ts";
 import { checkGpu, checkTls } from "./doctor-host.ts";
 import { checkEngine, checkGateway } from "./doctor-network.ts";
+import { checkNodeSecret } from "./doctor-secret.ts";
 import { type Check, check, isLoopbackHost } from "./doctor-types.ts";
 
 /**
- * `backplane doctor`: checks what the daemon needs on this host (engines, gateway, clock, TLS, GPU) and
- * says how to fix what is wrong. Read-only: it sends GETs and runs `nvidia-smi -L`, nothing else.
+ * `backplane doctor`: checks what the daemon needs on this host (settings, engines, gateway, clock,
+ * node secret, TLS, GPU) and says how to fix what is wrong. Read-only: it sends GETs, one signed
+ * probe the gateway answers without changing anything, and runs `nvidia-smi -L`, nothing else.
  */
 
 export type { Check } from "./doctor-types.ts";
@@ -31,13 +34,26 @@ function checkConfig(config: BackplaneConfig): Check {
 export async function runDoctor(config: BackplaneConfig, opts: { fetch?: typeof fetch; now?: () => number } = {}): Promise<Check[]> {
   const fetchFn = opts.fetch ?? fetch;
   const now = opts.now ?? Date.now;
-  const [engines, gateway, tls, gpu] = await Promise.all([
+  const [engines, gateway, secret, tls, gpu] = await Promise.all([
     Promise.all(config.engines.map((engine) => checkEngine(engine, fetchFn))),
     checkGateway(config, fetchFn, now),
+    checkNodeSecret(config, fetchFn),
     checkTls(config, now),
     checkGpu(config),
   ]);
-  return [checkConfig(config), ...engines, ...gateway, tls, gpu];
+  return [checkConfig(config), ...engines, ...gateway, ...(secret === null ? [] : [secret]), tls, gpu];
+}
+
+/**
+ * `backplane doctor` from raw settings: every invalid setting as a failed check (the other checks
+ * need a valid config and are skipped until then), else `runDoctor`.
+ */
+export async function doctorFromSettings(raw: RawConfig, opts: { fetch?: typeof fetch; now?: () => number } = {}): Promise<Check[]> {
+  const verdict = checkSettings(raw);
+  if (verdict.config === null) {
+    return [...verdict.problems, check("checks", "warn", "engines, gateway, node secret, TLS and GPU were not checked", "fix the settings above, then run doctor again")];
+  }
+  return runDoctor(verdict.config, opts);
 }
 
 const LABEL: Record<Check["status"], string> = { ok: "ok  ", warn: "WARN", fail: "FAIL" };
