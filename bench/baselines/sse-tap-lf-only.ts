@@ -96,7 +96,6 @@ export function tapSse(
   const state: TapState = { pending: EMPTY, usage: null, sawDone: false, sawError: false, firstByteAt: null, deliveredChunks: 0 };
   const reader = source.getReader();
   const reported = outcomeOnce();
-  const { done, finish } = reported;
   const outcome = (status: StreamOutcome["status"], errorCode: string | null): StreamOutcome => ({
     status,
     usage: state.usage,
@@ -153,7 +152,7 @@ export function tapSse(
             for (const bytes of ending(upstreamFailed)) controller.enqueue(bytes);
             controller.close();
             const failed = state.sawError || upstreamFailed || !state.sawDone;
-            finish(outcome(failed ? "error" : "ok", failed ? "upstream_stream_error" : null));
+            reported.finish(outcome(failed ? "error" : "ok", failed ? "upstream_stream_error" : null));
             return;
           }
           const out = passOn(read.value);
@@ -165,11 +164,11 @@ export function tapSse(
       },
       async cancel(reason) {
         // The client went away: stop the upstream (which stops the engine) and record what it got.
-        finish(outcome("cancelled", "client_cancelled"));
+        reported.finish(outcome("cancelled", "client_cancelled"));
         await reader.cancel(reason).catch(() => {});
       },
     },
     { highWaterMark: 0 },
   );
-  return { body, done };
+  return { body, done: reported.done };
 }

@@ -32,7 +32,6 @@ export function tapJson(
   let firstByteAt: number | null = null;
   const reader = source.getReader();
   const reported = outcomeOnce();
-  const { done, finish } = reported;
   const keepTail = (chunk: Uint8Array) => {
     if (chunk.length >= TAIL_BYTES) tail = chunk.slice(chunk.length - TAIL_BYTES);
     else {
@@ -51,14 +50,14 @@ export function tapJson(
           read = await reader.read();
         } catch (err) {
           // The upstream broke: the client sees the error (a truncated JSON body is never a 200 success).
-          finish({ status: "error", usage: null, firstByteAt, deliveredChunks: 0, errorCode: "upstream_stream_error" });
+          reported.finish({ status: "error", usage: null, firstByteAt, deliveredChunks: 0, errorCode: "upstream_stream_error" });
           controller.error(err);
           return;
         }
         if (reported.finished) return;
         if (read.done) {
           controller.close();
-          finish({ status: "ok", usage: usageFromTail(decoder.decode(tail)), firstByteAt, deliveredChunks: 0, errorCode: null });
+          reported.finish({ status: "ok", usage: usageFromTail(decoder.decode(tail)), firstByteAt, deliveredChunks: 0, errorCode: null });
           return;
         }
         firstByteAt ??= now();
@@ -66,11 +65,11 @@ export function tapJson(
         controller.enqueue(read.value);
       },
       async cancel(reason) {
-        finish({ status: "cancelled", usage: null, firstByteAt, deliveredChunks: 0, errorCode: "client_cancelled" });
+        reported.finish({ status: "cancelled", usage: null, firstByteAt, deliveredChunks: 0, errorCode: "client_cancelled" });
         await reader.cancel(reason).catch(() => {});
       },
     },
     { highWaterMark: 0 },
   );
-  return { body, done };
+  return { body, done: reported.done };
 }

@@ -211,7 +211,6 @@ export function tapSse(
   let firstByteAt: number | null = null;
   const reader = source.getReader();
   const reported = outcomeOnce();
-  const { done, finish } = reported;
   const outcome = (status: StreamOutcome["status"], errorCode: string | null): StreamOutcome => ({
     status,
     usage: tap.usage,
@@ -253,7 +252,7 @@ export function tapSse(
             for (const bytes of ending(upstreamFailed)) controller.enqueue(bytes);
             controller.close();
             const failed = tap.sawError || upstreamFailed || !tap.sawDone;
-            finish(outcome(failed ? "error" : "ok", failed ? "upstream_stream_error" : null));
+            reported.finish(outcome(failed ? "error" : "ok", failed ? "upstream_stream_error" : null));
             return;
           }
           firstByteAt ??= now();
@@ -266,11 +265,11 @@ export function tapSse(
       },
       async cancel(reason) {
         // The client went away: stop the upstream (which stops the engine) and record what it got.
-        finish(outcome("cancelled", "client_cancelled"));
+        reported.finish(outcome("cancelled", "client_cancelled"));
         await reader.cancel(reason).catch(() => {});
       },
     },
     { highWaterMark: 0 },
   );
-  return { body, done };
+  return { body, done: reported.done };
 }
