@@ -108,7 +108,7 @@ describe("reconciliation on the local stack", () => {
     await awayFromTheHour();
     await heartbeatAfter(0);
     const first = await reconcile();
-    expect(first.nodes).toEqual([{ node_id: stack.nodeId, outcome: "baseline", sampled_at: expect.any(String) }]);
+    expect(first.nodes).toEqual([{ node_id: stack.nodeId, outcome: "baseline", sampled_at: expect.any(String) as unknown }]);
     const before = await engineTotals();
 
     await traffic();

@@ -282,7 +282,7 @@ describe("failover and stream integrity", () => {
         finish = chunk.choices[0]?.finish_reason ?? finish;
       }
     })();
-    await until(async () => (tokens > 3 ? true : undefined), 5_000, 20);
+    await until(() => Promise.resolve(tokens > 3 ? true : undefined), 5_000, 20);
     const stopping = stack.stopNode(node);
     try {
       await until(async () => ((await servedBy(client)).node === other ? true : undefined), 5_000);

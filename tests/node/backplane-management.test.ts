@@ -79,7 +79,7 @@ describe("management routes", () => {
 describe("HTTPS", () => {
   it("serves HTTPS with the given certificate and key", async () => {
     const dir = mkdtempSync(join(tmpdir(), "sy-tls-"));
-    kit.defer(async () => rmSync(dir, { recursive: true, force: true }));
+    kit.defer(() => Promise.resolve(rmSync(dir, { recursive: true, force: true })));
     const cert = join(dir, "cert.pem");
     const key = join(dir, "key.pem");
     execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"], { stdio: "ignore" });

@@ -63,7 +63,7 @@ async function post(baseUrl: string, body: string, headers: Record<string, strin
     for await (const chunk of res.body) {
       if (text === "") firstMs = performance.now() - started;
       lastMs = performance.now() - started;
-      text += decoder.decode(chunk, { stream: true });
+      text += decoder.decode(chunk as Uint8Array, { stream: true });
     }
   }
   return { status: res.status, contentType: res.headers.get("content-type"), text, firstMs, lastMs };
@@ -106,7 +106,7 @@ describe("benchmark peers", () => {
       authorization: "Bearer sk-bench",
     });
     // One Portkey serves any engine: the engine is named per request.
-    await expectTransparent(async (engine) => ({ url: portkey.url, headers: portkey.headersFor(engine.url) }));
+    await expectTransparent((engine) => Promise.resolve({ url: portkey.url, headers: portkey.headersFor(engine.url) }));
   });
 
   it.skipIf(!nginxAvailable() || !wrkAvailable())("wrk drives load through nginx and reports throughput, latency and failed statuses", async () => {
@@ -148,7 +148,7 @@ describe("benchmark peers", () => {
       },
     });
     closers.push(() => backplane.stop());
-    await waitForHttp(`${url}/health`, 15_000, backplane.alive);
+    await waitForHttp(`${url}/health`, 15_000, () => backplane.alive());
 
     const body = chatBody(false);
     const direct = await post(fast.url, body);

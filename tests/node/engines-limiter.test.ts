@@ -8,6 +8,11 @@ async function granted(p: Promise<SlotOutcome> | null): Promise<() => void> {
   return outcome.release;
 }
 
+function queued(p: Promise<SlotOutcome> | null): Promise<SlotOutcome> {
+  if (p === null) throw new Error("refused: queue full");
+  return p;
+}
+
 /** Resolves after pending promise callbacks ran. */
 const settle = () => new Promise((resolve) => setImmediate(resolve));
 
@@ -95,7 +100,7 @@ describe("concurrency limiter", () => {
   it("rejectQueued resolves every waiter as rejected with the reason, keeping running slots", async () => {
     const limiter = new ConcurrencyLimiter(1, 3);
     await granted(limiter.tryAcquire());
-    const waiters = [limiter.tryAcquire(), limiter.tryAcquire()];
+    const waiters = [queued(limiter.tryAcquire()), queued(limiter.tryAcquire())];
     limiter.rejectQueued("draining");
     const outcomes = await Promise.all(waiters);
     expect(outcomes).toEqual([

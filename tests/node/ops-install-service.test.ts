@@ -61,12 +61,17 @@ function parseSystemdEnvFile(text: string): Record<string, string> {
         if (c === "'") state = "single";
         else if (c === '"') state = "double";
         else if (c === "\\") state = "escape";
-        else if (!/\s/.test(c)) (state = "value"), (value += c);
+        else if (!/\s/.test(c)) {
+          state = "value";
+          value += c;
+        }
       } else if (state === "value") {
         if (c === "\\") state = "escape";
         else value += c;
-      } else if (state === "escape") (state = "value"), (value += c);
-      else if (state === "single") {
+      } else if (state === "escape") {
+        state = "value";
+        value += c;
+      } else if (state === "single") {
         if (c === "'") state = "pre";
         else value += c;
       } else if (state === "double") {
@@ -216,7 +221,11 @@ describe("install-service", () => {
     expect(DEFAULT_USER).toBe("switchyard");
     const asked: string[] = [];
     const opts = options({ user: DEFAULT_USER });
-    const result = await installService({ ...opts, env: {}, ensureUser: async (name) => void asked.push(name) });
+    const ensureUser = (name: string) => {
+      asked.push(name);
+      return Promise.resolve();
+    };
+    const result = await installService({ ...opts, env: {}, ensureUser });
     expect(asked).toEqual(["switchyard"]);
     expect(result.preview.unit).toMatch(/^User=switchyard$/m);
     // The real check finds an existing user without trying to create it.

@@ -15,7 +15,7 @@ describe("simulated vLLM: completions and errors", () => {
     const body = (await res.json()) as Record<string, unknown> & { choices: Record<string, unknown>[]; usage: Record<string, unknown> };
     expect(body.id).toMatch(/^cmpl-[0-9a-f]{32}$/);
     expect(body.object).toBe("text_completion");
-    expect(body.choices[0]).toEqual({ index: 0, text: expect.any(String), logprobs: null, finish_reason: "length", stop_reason: null, prompt_logprobs: null });
+    expect(body.choices[0]).toEqual({ index: 0, text: expect.any(String) as unknown, logprobs: null, finish_reason: "length", stop_reason: null, prompt_logprobs: null });
     expect(body.usage).toEqual({ prompt_tokens: countPromptTokens("Once upon a time"), total_tokens: 5 + 16, completion_tokens: 16, prompt_tokens_details: null });
 
     const stream = await simPost(sim, "/v1/completions", { prompt: "Once upon a time", max_tokens: 2, stream: true, stream_options: {} });

@@ -32,7 +32,7 @@ async function timedEvents(res: Response, out: { data: string; at: number }[] = 
   const decoder = new TextDecoder();
   let buffer = "";
   for await (const part of res.body) {
-    buffer += decoder.decode(part, { stream: true });
+    buffer += decoder.decode(part as Uint8Array, { stream: true });
     for (let end = buffer.indexOf("\n\n"); end !== -1; end = buffer.indexOf("\n\n")) {
       out.push({ data: buffer.slice(6, end), at: performance.now() });
       buffer = buffer.slice(end + 2);

@@ -57,7 +57,7 @@ describe("simulated vLLM: models and chat", () => {
     expect(body.choices).toEqual([
       {
         index: 0,
-        message: { role: "assistant", content: expect.any(String), tool_calls: [], reasoning_content: null },
+        message: { role: "assistant", content: expect.any(String) as unknown, tool_calls: [], reasoning_content: null },
         logprobs: null,
         finish_reason: "length",
         stop_reason: null,

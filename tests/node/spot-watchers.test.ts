@@ -189,7 +189,7 @@ describe("spot watchers", () => {
     await new Promise((resolve) => setTimeout(resolve, POLL_MS * 10));
     const unreachable = recorded.logs.filter((l) => l.event === "spot_metadata_unreachable");
     expect(unreachable).toHaveLength(1);
-    expect(unreachable[0]?.fields).toMatchObject({ provider: "gcp", url: gcp.url, error: expect.any(String) });
+    expect(unreachable[0]?.fields).toMatchObject({ provider: "gcp", url: gcp.url, error: expect.any(String) as unknown });
 
     await gcp.start();
     gcp.preempt();

@@ -7,7 +7,7 @@ import { flushNow, gateway, redis } from "./helpers.ts";
 
 async function listedModels(): Promise<string[]> {
   const res = await gateway("/v1/models");
-  return ((await res.json()) as { data: { id: string }[] }).data.map((m) => m.id);
+  return (await res.json<{ data: { id: string }[] }>()).data.map((m) => m.id);
 }
 
 describe("model catalogue through the admin API", () => {

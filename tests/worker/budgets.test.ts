@@ -17,7 +17,7 @@ async function keyWith(opts: { budgets?: Omit<BudgetEntry, "id" | "scope" | "sco
     for (const b of opts.budgets ?? []) await db.insert(budgets).values({ id: newId("bud"), scope: "key", scopeId: key.id, ...b });
     if (opts.keyLimits) await db.insert(limitOverrides).values({ scope: "key", scopeId: key.id, rpm: null, tpm: null, concurrency: null, ...opts.keyLimits });
     const rows = await db.select().from(budgets).where(eq(budgets.scopeId, key.id));
-    return { key: key.key, keyId: key.id, budgets: rows as BudgetEntry[] };
+    return { key: key.key, keyId: key.id, budgets: rows };
   });
 }
 
@@ -152,7 +152,7 @@ describe("rate limits at the gateway", () => {
     expect(limited.status).toBe(429);
     expect(Number(limited.headers.get("retry-after"))).toBeGreaterThan(0);
     expect(limited.headers.get("x-ratelimit-remaining-requests")).toBe("0");
-    const error = (await limited.json()) as { error: { code: string; type: string; message: string } };
+    const error = await limited.json<{ error: { code: string; type: string; message: string } }>();
     expect(error.error.code).toBe("rate_limit_exceeded");
     expect(error.error.type).toBe("requests");
     expect(error.error.message).toContain("key");

@@ -160,7 +160,7 @@ describe("credits in the usage flush", () => {
     expect(after?.credit).toBe(after?.cost);
     expect(await remaining(g.id)).toBe(1_000_000 - (after?.cost ?? 0));
 
-    const report = (await (await gateway("/v1/usage?group_by=model", { key: tenant.key })).json()) as { totals: { cost_micros: number; credit_micros: number; billable_micros: number } };
+    const report = await (await gateway("/v1/usage?group_by=model", { key: tenant.key })).json<{ totals: { cost_micros: number; credit_micros: number; billable_micros: number } }>();
     expect(report.totals).toMatchObject({ cost_micros: (before?.cost ?? 0) + (after?.cost ?? 0), credit_micros: after?.cost, billable_micros: before?.cost });
 
     const period = new Date().toISOString().slice(0, 7);

@@ -7,7 +7,7 @@ const chat = { model: "sim-llama-8b", messages: [{ role: "user", content: "hi" }
 async function expectError(res: Response, status: number, code: string, param: string | null = null) {
   expect(res.status).toBe(status);
   expect(res.headers.get("content-type")).toContain("application/json");
-  const body = (await res.json()) as { error: { message: string; type: string; param: string | null; code: string } };
+  const body = await res.json<{ error: { message: string; type: string; param: string | null; code: string } }>();
   expect(body.error.code).toBe(code);
   expect(body.error.param).toBe(param);
   expect(body.error.message.length).toBeGreaterThan(10);

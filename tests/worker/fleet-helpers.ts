@@ -67,7 +67,7 @@ export async function sendHeartbeat(hb: Heartbeat): Promise<Response> {
 /** One chat request for `model` with the seeded key: its status, error code and the node that served it. */
 export async function chat(model: string): Promise<{ status: number; code: string | null; node: string | null }> {
   const res = await post("/v1/chat/completions", { model, messages: [{ role: "user", content: "hi" }], max_tokens: 2 });
-  const body = (await res.json()) as { error?: { code?: string } };
+  const body = await res.json<{ error?: { code?: string } }>();
   return { status: res.status, code: body.error?.code ?? null, node: res.headers.get("x-switchyard-node") };
 }
 

@@ -26,10 +26,10 @@ describe("node heartbeats", () => {
     expect(unsigned.status).toBe(401);
     const wrong = await signed(HEARTBEAT_PATH, inject("hbNode").id, beat(), "x".repeat(64));
     expect(wrong.status).toBe(401);
-    expect(((await wrong.json()) as { error: { message: string } }).error.message).toContain("node secret");
+    expect((await wrong.json<{ error: { message: string } }>()).error.message).toContain("node secret");
     const bad = await signed(HEARTBEAT_PATH, inject("hbNode").id, { ...beat(), status: "sleepy" });
     expect(bad.status).toBe(400);
-    expect(((await bad.json()) as { error: { param: string } }).error.param).toBe("status");
+    expect((await bad.json<{ error: { param: string } }>()).error.param).toBe("status");
   });
 
   it("refuses a captured heartbeat replayed at once and 5 s later with 401, while fresh heartbeats are taken", async () => {
@@ -43,7 +43,7 @@ describe("node heartbeats", () => {
       await new Promise((resolve) => setTimeout(resolve, wait));
       const replay = await sendNodeRequest(HEARTBEAT_PATH, raw, captured);
       expect(replay.status).toBe(401);
-      const body = (await replay.json()) as { error: { message: string; code: string } };
+      const body = await replay.json<{ error: { message: string; code: string } }>();
       expect(body.error.code).toBe("invalid_api_key");
       expect(body.error.message).toContain("replayed");
     }
@@ -59,7 +59,7 @@ describe("node heartbeats", () => {
     const { "x-switchyard-nonce": _nonce, ...headers } = await signedNodeHeaders(HEARTBEAT_PATH, nodeId, raw);
     const res = await sendNodeRequest(HEARTBEAT_PATH, raw, { ...headers, "x-switchyard-signature": (headers["x-switchyard-signature"] ?? "").replace("v2=", "v1=") });
     expect(res.status).toBe(401);
-    expect(((await res.json()) as { error: { message: string } }).error.message).toContain("v1");
+    expect((await res.json<{ error: { message: string } }>()).error.message).toContain("v1");
   });
 
   it("registers a new node from its first heartbeat, routes to it while fresh, and stops when it goes stale or drains", async () => {

@@ -32,7 +32,7 @@ async function call(bindings: Bindings, key: string, body: unknown = { model: "s
 
 async function dbSessions(): Promise<number> {
   const res = await fetch(inject("statsUrl"));
-  return ((await res.json()) as { connections: number }).connections;
+  return (await res.json<{ connections: number }>()).connections;
 }
 
 async function freshKey(withBudget = false): Promise<{ key: string; tenantId: string }> {
@@ -58,7 +58,7 @@ describe("bad keys", () => {
     for (const key of [...Array.from({ length: 15 }, () => generateApiKey()), "sk-sy-short", "not-a-key", "x".repeat(300), "sk-sy-" + "!".repeat(43)]) {
       const res = await call(env, key);
       expect(res.status).toBe(401);
-      answers.add(JSON.parse(res.text).error.message as string);
+      answers.add((JSON.parse(res.text) as { error: { message: string } }).error.message);
     }
     expect(answers.size).toBe(1);
     await sleep(300);
@@ -99,7 +99,7 @@ describe("when Redis goes away", () => {
     }
     const refused = await call(down, budgeted.key);
     expect(refused.status).toBe(503);
-    expect(JSON.parse(refused.text).error.message).toMatch(/Budgets cannot be checked/);
+    expect((JSON.parse(refused.text) as { error: { message: string } }).error.message).toMatch(/Budgets cannot be checked/);
 
     // Redis is back: everything served during the outage is in usage_records.
     expect((await call(env, plain.key)).status).toBe(200);
@@ -138,7 +138,7 @@ describe("when Postgres goes away", () => {
     const unseen = await freshKey();
     const refused = await call(down, unseen.key);
     expect(refused.status).toBe(503);
-    expect(JSON.parse(refused.text).error.code).toBe("dependency_unavailable");
+    expect((JSON.parse(refused.text) as { error: { code: string } }).error.code).toBe("dependency_unavailable");
 
     await redis().del(routingCacheKey(env.REDIS_PREFIX));
     clearIsolateCaches();

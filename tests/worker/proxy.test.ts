@@ -21,14 +21,14 @@ describe("models", () => {
   it("lists the catalogue models a key may use", async () => {
     const res = await gateway("/v1/models");
     expect(res.status).toBe(200);
-    const body = (await res.json()) as { object: string; data: { id: string; object: string; owned_by: string; available: boolean }[] };
+    const body = await res.json<{ object: string; data: { id: string; object: string; owned_by: string; available: boolean }[] }>();
     expect(body.object).toBe("list");
     expect(body.data.map((m) => m.id)).toEqual(["hb-model", "sim-embed", "sim-llama-8b"]);
     expect(body.data.every((m) => m.object === "model" && m.owned_by === "switchyard")).toBe(true);
     // No node serves hb-model until a test registers one.
     expect(body.data.map((m) => m.available)).toEqual([false, true, true]);
 
-    const limited = (await (await gateway("/v1/models", { key: inject("keys").chatOnlyModel })).json()) as { data: { id: string }[] };
+    const limited = await (await gateway("/v1/models", { key: inject("keys").chatOnlyModel })).json<{ data: { id: string }[] }>();
     expect(limited.data.map((m) => m.id)).toEqual(["sim-llama-8b"]);
   });
 });
@@ -38,7 +38,7 @@ describe("non-streamed requests", () => {
     const res = await post("/v1/chat/completions", { model: "sim-llama-8b", messages, max_tokens: 12 });
     expect(res.status).toBe(200);
     expect(res.headers.get("x-switchyard-node")).toBe(inject("liveNodeId"));
-    const body = (await res.json()) as { object: string; choices: { message: { content: string } }[]; usage: { prompt_tokens: number; completion_tokens: number } };
+    const body = await res.json<{ object: string; choices: { message: { content: string } }[]; usage: { prompt_tokens: number; completion_tokens: number } }>();
     expect(body.object).toBe("chat.completion");
     expect(body.usage.completion_tokens).toBe(12);
     const requestId = res.headers.get("x-request-id") ?? "";
@@ -62,13 +62,13 @@ describe("non-streamed requests", () => {
   it("proxies completions and embeddings", async () => {
     const completion = await post("/v1/completions", { model: "sim-llama-8b", prompt: "Once upon a time" });
     expect(completion.status).toBe(200);
-    const c = (await completion.json()) as { object: string; usage: { completion_tokens: number } };
+    const c = await completion.json<{ object: string; usage: { completion_tokens: number } }>();
     expect(c.object).toBe("text_completion");
     expect(c.usage.completion_tokens).toBe(16);
 
     const embedding = await post("/v1/embeddings", { model: "sim-embed", input: ["a", "b"] });
     expect(embedding.status).toBe(200);
-    const e = (await embedding.json()) as { data: { embedding: number[] }[]; usage: { prompt_tokens: number } };
+    const e = await embedding.json<{ data: { embedding: number[] }[]; usage: { prompt_tokens: number } }>();
     expect(e.data).toHaveLength(2);
     const row = await usageRow(embedding.headers.get("x-request-id") ?? "");
     expect(row.promptTokens).toBe(e.usage.prompt_tokens);
@@ -78,7 +78,7 @@ describe("non-streamed requests", () => {
   it("passes an engine's 400 through with its message", async () => {
     const res = await post("/v1/chat/completions", { model: "sim-llama-8b", messages, max_tokens: 100_000 });
     expect(res.status).toBe(400);
-    const body = (await res.json()) as { error: { message: string } };
+    const body = await res.json<{ error: { message: string } }>();
     expect(body.error.message).toContain("maximum context length");
   });
 });
@@ -86,7 +86,7 @@ describe("non-streamed requests", () => {
 describe("streamed requests", () => {
   it("strips the usage chunk the client did not ask for, yet records the usage", async () => {
     const request = { model: "sim-llama-8b", messages, max_tokens: 8, seed: 7 };
-    const reference = (await (await post("/v1/chat/completions", request)).json()) as { usage: { prompt_tokens: number } };
+    const reference = await (await post("/v1/chat/completions", request)).json<{ usage: { prompt_tokens: number } }>();
 
     const res = await post("/v1/chat/completions", { ...request, stream: true });
     expect(res.status).toBe(200);
@@ -148,7 +148,7 @@ describe("routing and failover", () => {
     // The live node answers 503 (its engine failed every try), the dead one cannot be reached:
     // which of the two is reported depends on the order they were tried in.
     expect([502, 503]).toContain(res.status);
-    const body = (await res.json()) as { error: { code: string; type: string } };
+    const body = await res.json<{ error: { code: string; type: string } }>();
     expect(["upstream_error", "no_capacity"]).toContain(body.error.code);
     expect(body.error.type).toBe("api_error");
   });
@@ -176,7 +176,7 @@ describe("key cache", () => {
 describe("the hot path", () => {
   async function dbSessions(): Promise<number> {
     const res = await fetch(inject("statsUrl"));
-    return ((await res.json()) as { connections: number }).connections;
+    return (await res.json<{ connections: number }>()).connections;
   }
 
   it("opens no database session for ordinary requests once caches are warm (usage goes to the Redis buffer)", async () => {
@@ -204,6 +204,6 @@ describe("region pinning", () => {
     });
     const res = await post("/v1/chat/completions", { model: "sim-llama-8b", messages, max_tokens: 1 }, key);
     expect(res.status).toBe(503);
-    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("no_capacity");
+    expect((await res.json<{ error: { code: string } }>()).error.code).toBe("no_capacity");
   });
 });

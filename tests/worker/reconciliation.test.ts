@@ -113,7 +113,7 @@ describe("reconciliation", () => {
     await heartbeat(node, { "vllm-0": [1_000, 500] });
     const first = await run(node);
     expect(first.data).toEqual([]);
-    expect(first.nodes).toEqual([{ node_id: node, outcome: "baseline", sampled_at: expect.any(String) }]);
+    expect(first.nodes).toEqual([{ node_id: node, outcome: "baseline", sampled_at: expect.any(String) as unknown }]);
     const start = await baseline(node);
     expect(start?.engines).toEqual({ "vllm-0": { promptTokens: 1_000, generationTokens: 500 } });
     expect(start?.sampledAt.toISOString()).toBe(first.nodes[0]?.sampled_at);

@@ -8,7 +8,7 @@ describe("answers that tell the caller what to do", () => {
       const res = await gateway(path, { method: "GET", key: null });
       expect(res.status).toBe(405);
       expect(res.headers.get("allow")).toBe("POST");
-      const body = (await res.json()) as ErrorBody;
+      const body = await res.json<ErrorBody>();
       expect(body.error).toMatchObject({ code: "method_not_allowed", type: "invalid_request_error" });
       expect(body.error.message).toContain("use POST");
     }
@@ -25,7 +25,7 @@ describe("answers that tell the caller what to do", () => {
     const res = await post("/v1/chat/completions", { model: id, messages: [{ role: "user", content: "hi" }], max_tokens: 1 });
     expect(res.status).toBe(503);
     expect(res.headers.get("retry-after")).toBeNull();
-    const body = (await res.json()) as ErrorBody;
+    const body = await res.json<ErrorBody>();
     expect(body.error.code).toBe("no_capacity");
     expect(body.error.message).toContain(`No GPU node serves '${id}'`);
     expect(body.error.message).not.toMatch(/retry/i);

@@ -18,7 +18,7 @@ describe("x-switchyard-region", () => {
     const box = await sandbox();
     const refused = await chat(box.key, { "x-switchyard-region": "local" });
     expect(refused.status).toBe(403);
-    const error = (await refused.json()) as { error: { code: string; message: string } };
+    const error = await refused.json<{ error: { code: string; message: string } }>();
     expect(error.error.code).toBe("permission_denied");
     expect(error.error.message).toContain("region_overrides");
   });

@@ -26,7 +26,7 @@ async function deliverRaw(body: string, signature: string | null): Promise<{ sta
   const headers = new Headers({ "content-type": "application/json" });
   if (signature !== null) headers.set("stripe-signature", signature);
   const res = await exports.default.fetch(new Request("http://gateway.test/webhooks/stripe", { method: "POST", headers, body }));
-  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  return { status: res.status, body: await res.json<Record<string, unknown>>() };
 }
 
 /** A Stripe event envelope. */

@@ -50,7 +50,7 @@ async function recorded(tenantId: string) {
 
 async function usage(path: string, key: string): Promise<{ status: number; body: Report }> {
   const res = await gateway(path, { key });
-  return { status: res.status, body: (await res.json()) as Report };
+  return { status: res.status, body: await res.json<Report>() };
 }
 
 beforeAll(async () => {
@@ -120,7 +120,7 @@ describe("GET /v1/usage", () => {
     expect(body.totals.requests).toBe(0);
     const sneaky = await gateway(`/v1/usage?tenant_id=${tenant.tenantId}`, { key: other.key });
     expect(sneaky.status).toBe(400);
-    expect(((await sneaky.json()) as ErrorBody).error).toMatchObject({ code: "invalid_value", param: "tenant_id" });
+    expect((await sneaky.json<ErrorBody>()).error).toMatchObject({ code: "invalid_value", param: "tenant_id" });
   });
 
   it("answers 400 naming the parameter for a bad start, a reversed window, a too-long window or an unknown group", async () => {
@@ -132,7 +132,7 @@ describe("GET /v1/usage", () => {
       ["bucket=week", "bucket"],
     ] as const) {
       const res = await gateway(`/v1/usage?${qs}`, { key: tenant.key });
-      const body = (await res.json()) as ErrorBody;
+      const body = await res.json<ErrorBody>();
       expect({ qs, status: res.status, code: body.error.code, param: body.error.param }).toEqual({ qs, status: 400, code: "invalid_value", param });
     }
   });

@@ -43,7 +43,7 @@ export class ConcurrencyLimiter {
 
   /** A slot now, a place in the queue, or null when the queue is full (shed the request). */
   tryAcquire(signal?: AbortSignal): Promise<SlotOutcome> | null {
-    if (signal?.aborted) return Promise.resolve({ ok: false, reason: "aborted", detail: signal.reason });
+    if (signal?.aborted) return Promise.resolve({ ok: false, reason: "aborted", detail: signal.reason as unknown });
     if (this.#inFlight < this.maxConcurrency && this.#queue.length === 0) return Promise.resolve(this.#grant());
     if (this.#queue.length >= this.maxQueue) return null;
     return new Promise<SlotOutcome>((resolve) => {

@@ -75,7 +75,7 @@ async function errorOf(res: Response): Promise<OllamaError> {
 function parseLine(line: string): PullProgress {
   try {
     const value = JSON.parse(line) as unknown;
-    if (typeof value === "object" && value !== null) return value as PullProgress;
+    if (typeof value === "object" && value !== null) return value;
   } catch {
     // fall through
   }

@@ -100,7 +100,7 @@ export class EnginePool {
       this.#abort.abort(new Error("engine pool closed"));
       for (const timer of this.#timers) clearTimeout(timer);
       this.#timers.clear();
-      await Promise.allSettled(this.#runtimes.flatMap((rt) => [rt.probing, rt.scraping]));
+      await Promise.allSettled(this.#runtimes.flatMap((rt) => [rt.probing, rt.scraping].filter((p) => p !== null)));
     })();
     return this.#closing;
   }

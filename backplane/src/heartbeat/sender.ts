@@ -47,7 +47,7 @@ export class HeartbeatSender {
   private async send(): Promise<boolean> {
     if (this.timer) clearTimeout(this.timer);
     let ok = false;
-    let detail = "";
+    let detail: string;
     try {
       const res = await this.client.post(HEARTBEAT_PATH, this.build(), Math.min(10_000, Math.max(1_000, this.intervalMs)));
       ok = res.ok;

@@ -59,6 +59,7 @@ function checkToolUsage(raw: Record<string, unknown>): boolean {
   if (tools === undefined || tools === null) throw modelValidatorError("When using `tool_choice`, `tools` must be set.");
   if (choice !== "auto" && choice !== "required" && (typeof choice !== "object" || Array.isArray(choice))) {
     throw modelValidatorError(
+      // eslint-disable-next-line @typescript-eslint/no-base-to-string -- a primitive or an array here: other objects were excluded above
       `Invalid value for \`tool_choice\`: ${String(choice)}! Only named tools, "none", "auto" or "required" are supported.`,
     );
   }

@@ -49,7 +49,7 @@ export function contentText(content: unknown): string {
   if (typeof content === "string") return content;
   if (!Array.isArray(content)) return "";
   let out = "";
-  for (const part of content) {
+  for (const part of content as unknown[]) {
     if (typeof part === "string") out += part;
     else if (part !== null && typeof part === "object" && "text" in part && typeof part.text === "string") out += part.text;
   }

@@ -42,7 +42,7 @@ export interface DeadLetter {
 
 /** Moves every dead letter back to the queue (after the cause was fixed); returns how many. */
 export async function replayDeadLetters(redis: Redis, key: string): Promise<number> {
-  const moved = (await redis.eval(REPLAY, [deadLetterKey(key), key], [])) as number;
+  const moved = await redis.eval<string[], number>(REPLAY, [deadLetterKey(key), key], []);
   return Number(moved);
 }
 
@@ -85,7 +85,7 @@ export async function drain<T>(
   let consumed = 0;
   try {
     for (let i = 0; i < (opts.maxBatches ?? 20); i++) {
-      const raw = (await redis.eval(TAKE, [key, `${key}:inflight`], [String(opts.batchSize ?? 500)])) as unknown[];
+      const raw = await redis.eval<string[], unknown[]>(TAKE, [key, `${key}:inflight`], [String(opts.batchSize ?? 500)]);
       if (!Array.isArray(raw) || raw.length === 0) break;
       const { items, poison } = parseItems<T>(raw);
       let dead = poison;
@@ -150,6 +150,19 @@ async function consumeOneByOne<T>(items: Parsed<T>[], consume: (items: T[]) => P
 /** The error and its causes, which carry Postgres's own message. */
 function describe(err: unknown): string {
   const parts: string[] = [];
-  for (let e: unknown = err, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) parts.push(e instanceof Error ? e.message : String(e));
+  for (let e: unknown = err, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) parts.push(messageOf(e));
   return parts.join(": ").slice(0, 2000);
+}
+
+/** An error's message; a thrown plain object as JSON rather than "[object Object]". */
+function messageOf(e: unknown): string {
+  if (e instanceof Error) return e.message;
+  if (typeof e === "object" && e !== null) {
+    try {
+      return JSON.stringify(e);
+    } catch {
+      return Object.prototype.toString.call(e);
+    }
+  }
+  return String(e);
 }

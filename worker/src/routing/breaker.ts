@@ -58,7 +58,7 @@ export interface BreakerSettings {
  * the state it wrote, for the isolate's own copy.
  */
 export async function recordFailure(redis: Redis, prefix: string, nodeId: string, settings: BreakerSettings, now = Date.now()): Promise<CircuitState> {
-  const [failures, openUntil] = (await redis.eval(FAILURE, [circuitKey(prefix), trialKey(prefix, nodeId)], [nodeId, String(settings.failures), String(settings.cooldownMs), String(now)])) as [number, number];
+  const [failures, openUntil] = await redis.eval<string[], [number, number]>(FAILURE, [circuitKey(prefix), trialKey(prefix, nodeId)], [nodeId, String(settings.failures), String(settings.cooldownMs), String(now)]);
   return { failures: Number(failures), openUntil: Number(openUntil) };
 }
 
