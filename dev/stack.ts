@@ -61,6 +61,8 @@ export interface Stack {
   adminToken: string;
   databaseUrl: string;
   embeddedPostgres: boolean;
+  /** Database connections open now (embedded: sessions through its gate; DATABASE_URL: pg_stat_activity on that database). */
+  postgresConnections(): Promise<number>;
   redisPrefix: string;
   /** The first node's engine, backplane and id (the only node without a topology). */
   readonly simUrl: string;
@@ -277,6 +279,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       adminToken,
       databaseUrl: pg.url,
       embeddedPostgres: pg.embedded,
+      postgresConnections: () => pg.connections(),
       redisPrefix: opts.redisPrefix,
       get simUrl() {
         return first.simUrl;

@@ -19,28 +19,36 @@ export interface TestStack {
   close(): Promise<void>;
 }
 
-/** Starts the stack for a test file named `name` (used in the database, prefix and folder names). */
-export async function startTestStack(name: string, opts: Partial<Pick<StackOptions, "simArgs" | "backplaneEnv" | "topology" | "workerVars">> = {}): Promise<TestStack> {
+/**
+ * Starts the stack for a test file named `name` (used in the database, prefix and folder names). With
+ * `embeddedPostgres`, the stack runs the embedded PGlite under its data folder, as `npm start` does by
+ * default, instead of a fresh database on the machine's Postgres.
+ */
+export async function startTestStack(
+  name: string,
+  opts: Partial<Pick<StackOptions, "simArgs" | "backplaneEnv" | "topology" | "workerVars">> & { embeddedPostgres?: boolean } = {},
+): Promise<TestStack> {
+  const { embeddedPostgres = false, ...stackOpts } = opts;
   const suffix = uniqueSuffix();
   const dbName = `sy_e2e_${name}_${suffix}`;
   const redisPrefix = `sy:e2e-${name}:${suffix}:`;
   const dataDir = mkdtempSync(join(tmpdir(), `switchyard-e2e-${name}-`));
-  const databaseUrl = await createDatabase(PG_ADMIN_URL, dbName);
+  const databaseUrl = embeddedPostgres ? undefined : await createDatabase(PG_ADMIN_URL, dbName);
   const cleanup = async () => {
-    await dropDatabase(PG_ADMIN_URL, dbName);
+    if (databaseUrl !== undefined) await dropDatabase(PG_ADMIN_URL, dbName);
     await deleteRedisPrefix(redisPrefix);
     rmSync(dataDir, { recursive: true, force: true });
   };
   let stack: Stack;
   try {
-    stack = await startStack({ dataDir, databaseUrl, redisUrl: REDIS_URL, redisPrefix, host: "127.0.0.1", gatewayPort: 0, simArgs: [], echo: false, ...opts });
+    stack = await startStack({ dataDir, databaseUrl, redisUrl: REDIS_URL, redisPrefix, host: "127.0.0.1", gatewayPort: 0, simArgs: [], echo: false, ...stackOpts });
   } catch (err) {
     await cleanup();
     throw err;
   }
   return {
     stack,
-    databaseUrl,
+    databaseUrl: stack.databaseUrl,
     redisPrefix,
     dataDir,
     close: async () => {
