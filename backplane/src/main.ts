@@ -110,7 +110,8 @@ async function install(argv: string[]): Promise<void> {
   for (const [name, s] of Object.entries(SETTINGS) as [SettingName, (typeof SETTINGS)[SettingName]][]) {
     const value = raw[name];
     if (value === undefined || value === "" || value === false) continue;
-    env[s.env] = Array.isArray(value) ? value.join(";") : String(value);
+    // Flags and env give strings, string lists or `true`; JSON keeps `true` as "true".
+    env[s.env] = Array.isArray(value) ? value.join(";") : typeof value === "string" ? value : JSON.stringify(value);
   }
   const root = resolve(import.meta.dirname, "../..");
   const result = await installService({
@@ -150,6 +151,6 @@ main().catch((err: unknown) => {
     err instanceof ConfigError ||
     err instanceof SimOptionsError ||
     (err instanceof TypeError && "code" in err && String(err.code).startsWith("ERR_PARSE_ARGS"));
-  console.error(usage ? (err as Error).message : err);
+  console.error(usage ? err.message : err);
   process.exit(usage ? 2 : 1);
 });
