@@ -27,7 +27,7 @@ Options:
   --quick              smoke mode: a few seconds, the project's own targets only, no routing benchmark
   --rounds N           latency probe rounds at concurrency 1 (default 300; quick 20)
   --concurrency C      wrk connections for the throughput runs (default 16)
-  --duration S         seconds per wrk run (default 4; quick 1)
+  --duration S         seconds per wrk run, at most 45 (default 4; quick 1)
   --throughput-rounds R  wrk runs per target and mode, interleaved (default 2; quick 1)
   --routing-requests N streamed requests per strategy in the routing benchmark (default 400)
   --no-routing         skip the routing benchmark
@@ -77,7 +77,8 @@ export function parseBenchArgs(argv: string[]): BenchArgs | null {
     quick,
     rounds: integer("rounds", values.rounds, quick ? 20 : 300, 1, 100_000),
     concurrency: integer("concurrency", values.concurrency, 16, 1, 1024),
-    durationSec: integer("duration", values.duration, quick ? 1 : 4, 1, 600),
+    // At most 45: the backplane target's requests are signed just before each run and expire 60 s later.
+    durationSec: integer("duration", values.duration, quick ? 1 : 4, 1, 45),
     throughputRounds: integer("throughput-rounds", values["throughput-rounds"], quick ? 1 : 2, 1, 100),
     routing: !quick && values["no-routing"] !== true,
     routingRequests: integer("routing-requests", values["routing-requests"], 400, 20, 100_000),

@@ -13,9 +13,10 @@ import { processTree, sampleCpu, cpuDelta, type CpuSnapshot } from "./cpu.ts";
 import { startEdge, waitForNodes, type Edge } from "./lib/edge.ts";
 import { nginxAvailable, startNginx, startNodeForwarder, startPortkey } from "./lib/peers.ts";
 import { probeInThread, shuffled, type ProbeSample, type ProbeTarget } from "./lib/probe.ts";
-import { signedHeaders } from "./lib/signed.ts";
+import { nodeSecret, signedPool } from "./lib/signed.ts";
 import { startHonoForwarder } from "./lib/workerd.ts";
 import { runWrk, wrkAvailable, type WrkResult } from "./lib/wrk.ts";
+import { NODE_HEADER } from "../schema/contracts/signing.ts";
 import { percentile } from "./stats.ts";
 import type { Teardown } from "./teardown.ts";
 
@@ -40,6 +41,8 @@ export interface CompareOptions {
 export type Mode = "nonstream" | "stream";
 export const MODES: readonly Mode[] = ["nonstream", "stream"];
 const PATH = "/v1/chat/completions";
+/** The node id of the benchmark's backplane. */
+const BENCH_NODE = "bench-1";
 export const MODEL = "sim-llama-8b";
 /** Output tokens of every answer (fixed: the engine runs with --output-tokens and ignore_eos). */
 export const OUTPUT_TOKENS = 16;
@@ -54,6 +57,8 @@ interface Target {
   description: string;
   url: string;
   headers: () => Promise<Record<string, string>>;
+  /** A backplane's node secret: every request must carry its own signature (each is accepted once). */
+  signWith?: string;
   /** Processes whose CPU is this hop's (the engine's is counted separately). */
   pids: () => number[];
 }
@@ -117,7 +122,7 @@ async function startTargets(opts: CompareOptions): Promise<{ edge: Edge; targets
   log("Starting the simulated engine (fast mode) and the backplane…");
   const node = new LocalNode(
     {
-      id: "bench-1",
+      id: BENCH_NODE,
       region: edge.regionId,
       simArgs: ["--ttft-ms", "0", "--inter-token-ms", "0", "--output-tokens", String(OUTPUT_TOKENS), "--max-concurrency", "1024"],
       backplaneEnv: { BACKPLANE_HEARTBEAT_INTERVAL_MS: "1000" },
@@ -128,7 +133,7 @@ async function startTargets(opts: CompareOptions): Promise<{ edge: Edge; targets
   );
   teardown.add("node", () => node.close());
   await node.start();
-  await waitForNodes(edge, ["bench-1"]);
+  await waitForNodes(edge, [BENCH_NODE]);
 
   const engineUrl = node.simUrl;
   const honoWorkerd = await startHonoForwarder({ upstream: engineUrl, host });
@@ -143,8 +148,9 @@ async function startTargets(opts: CompareOptions): Promise<{ edge: Edge; targets
       name: "backplane",
       description: "backplane → engine (signed request)",
       url: `${node.backplaneUrl}${PATH}`,
-      // Signed per run: a signature is valid for 60 s, so each probe spec and wrk run gets a fresh one.
-      headers: async () => signedHeaders({ masterSecret: edge.nodeSigningSecret, nodeId: "bench-1", path: PATH, body: "" }),
+      // The probe signs each request itself; wrk sends a pool signed just before its run (poolSize).
+      headers: async () => ({ [NODE_HEADER]: BENCH_NODE }),
+      signWith: await nodeSecret(edge.nodeSigningSecret, BENCH_NODE),
       pids: () => [node.backplane.process.pid ?? 0],
     },
     {
@@ -183,10 +189,20 @@ async function startTargets(opts: CompareOptions): Promise<{ edge: Edge; targets
   };
 }
 
-/** Signed headers must cover the exact body; the backplane target signs per body. */
-async function headersFor(target: Target, body: string, edgeSecret: string): Promise<Record<string, string>> {
-  if (target.name !== "backplane") return target.headers();
-  return signedHeaders({ masterSecret: edgeSecret, nodeId: "bench-1", path: PATH, body });
+/** The most pre-signed requests one wrk run gets: the backplane keeps at most 100 000 nonces (replay.ts). */
+export const POOL_MAX = 100_000;
+/** Head room over the expected number of requests of a run. */
+const POOL_MARGIN = 1.5;
+
+/**
+ * Pre-signed requests for one wrk run of a signed target, from the fastest rate it could reach: the
+ * best rate measured in an earlier run of the same mode, else Little's law with the latency at
+ * concurrency 1 (connections / p50; latency only grows under load, so no closed-loop client beats
+ * it), else 20 000/s. Times the margin, plus one per connection, at most POOL_MAX.
+ */
+export function poolSize(opts: { connections: number; durationSec: number; p50Ms: number; measuredRps: number | undefined }): number {
+  const bound = opts.measuredRps ?? (Number.isFinite(opts.p50Ms) && opts.p50Ms > 0 ? (opts.connections * 1_000) / opts.p50Ms : 20_000);
+  return Math.min(POOL_MAX, Math.ceil(bound * opts.durationSec * POOL_MARGIN) + opts.connections);
 }
 
 // ---------------------------------------------------------------- measuring
@@ -213,7 +229,7 @@ function latencyRows(samples: ProbeSample[]): Record<string, LatencyRow> {
 export async function runCompare(opts: CompareOptions): Promise<CompareResult> {
   const { log } = opts;
   const setup = await startTargets(opts);
-  const { edge, targets } = setup;
+  const { targets } = setup;
   const errors: string[] = [];
   const latency = {} as CompareResult["latency"];
   const correctness = {} as CompareResult["correctness"];
@@ -222,7 +238,7 @@ export async function runCompare(opts: CompareOptions): Promise<CompareResult> {
     const body = chatBody(mode);
     log(`Latency at concurrency 1, ${mode}: ${opts.rounds} rounds over ${targets.length} targets, interleaved…`);
     const probeTargets: ProbeTarget[] = [];
-    for (const t of targets) probeTargets.push({ name: t.name, url: t.url, headers: await headersFor(t, body, edge.nodeSigningSecret), body });
+    for (const t of targets) probeTargets.push({ name: t.name, url: t.url, headers: await t.headers(), body, ...(t.signWith === undefined ? {} : { signWith: t.signWith }) });
     const samples = await probeInThread({ targets: probeTargets, rounds: opts.rounds, warmup: 5, timeoutMs: 30_000 });
     for (const s of samples.filter((x) => x.error !== null).slice(0, 5)) errors.push(`${s.target} ${mode}: ${s.error}`);
     const failed = samples.filter((x) => x.error !== null).length;
@@ -252,6 +268,7 @@ export async function runCompare(opts: CompareOptions): Promise<CompareResult> {
   else {
     throughput = { nonstream: {}, stream: {} };
     const totals = new Map<string, { requests: number; seconds: number; p50: number[]; p99: number[]; cpu: CpuSnapshot }>();
+    const bestRps = new Map<string, number>();
     const components = (t: Target) => ({
       pids: { hop: t.pids(), engine: setup.enginePid(), ...setup.extraPids(), adapters: [process.pid] },
       byName: { redis: "redis-server", postgres: "postgres" },
@@ -261,14 +278,22 @@ export async function runCompare(opts: CompareOptions): Promise<CompareResult> {
         for (const t of shuffled(targets)) {
           const body = chatBody(mode);
           log(`Throughput ${mode} round ${round + 1}/${opts.throughputRounds}: ${t.name} (${opts.concurrency} connections, ${opts.durationSec} s)…`);
-          const headers = { "content-type": "application/json", ...(await headersFor(t, body, edge.nodeSigningSecret)) };
+          const headers = { "content-type": "application/json", ...(await t.headers()) };
+          const key = `${mode}|${t.name}`;
+          // Signed just before the run (valid 60 s, each once), before the CPU sample starts.
+          const size = poolSize({ connections: opts.concurrency, durationSec: opts.durationSec, p50Ms: latency[mode][t.name]?.lastByte.p50 ?? NaN, measuredRps: bestRps.get(key) });
+          const pool = t.signWith === undefined ? undefined : await signedPool({ secret: t.signWith, nodeId: BENCH_NODE, path: PATH, body, count: size });
           const before = sampleCpu(components(t));
-          const result: WrkResult = await runWrk({ url: t.url, method: "POST", headers, body, connections: opts.concurrency, durationSec: opts.durationSec, timeoutSec: 10 });
+          const result: WrkResult = await runWrk({ url: t.url, method: "POST", headers, body, connections: opts.concurrency, durationSec: opts.durationSec, timeoutSec: 10, ...(pool === undefined ? {} : { pool }) });
           const after = sampleCpu(components(t));
           if (result.non2xx > 0 || result.socketErrors > 0) {
             errors.push(`${t.name} ${mode} throughput: ${result.non2xx} non-2xx (${JSON.stringify(result.statuses)}), ${result.socketErrors} socket errors`);
           }
-          const key = `${mode}|${t.name}`;
+          // Never a replay: the thread stopped sending instead, and wrk divided by the whole duration.
+          if (result.poolExhausted > 0) {
+            errors.push(`${t.name} ${mode} throughput: the ${size} pre-signed requests ran out before the ${opts.durationSec} s were over, so its rate is understated (poolSize in bench/compare.ts)`);
+          }
+          bestRps.set(key, Math.max(bestRps.get(key) ?? 0, result.rps));
           const acc = totals.get(key) ?? { requests: 0, seconds: 0, p50: [], p99: [], cpu: {} };
           acc.requests += result.requests;
           acc.seconds += result.durationSec;

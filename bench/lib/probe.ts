@@ -4,6 +4,7 @@
  * (probe-thread.ts), so the adapters living in the bench process never sit in its event loop.
  */
 import { Agent, request } from "node:http";
+import { importSigningKey, signRequest, type SigningKey } from "../../schema/contracts/signing.ts";
 
 /** One target of the comparison: where to send, and how. */
 export interface ProbeTarget {
@@ -11,6 +12,11 @@ export interface ProbeTarget {
   url: string;
   headers: Record<string, string>;
   body: string;
+  /**
+   * Sign every request with this node secret (a backplane accepts each signature once): fresh
+   * timestamp, nonce and signature, made before the request's clock starts.
+   */
+  signWith?: string;
 }
 
 /** One request's timings (ms) and outcome. */
@@ -44,9 +50,23 @@ function agentFor(origin: string): Agent {
   return agent;
 }
 
+const keys = new Map<string, Promise<SigningKey>>();
+
+/** The target's headers, with a fresh signature when it asks for one. */
+async function headersOf(target: ProbeTarget, url: URL): Promise<Record<string, string>> {
+  if (target.signWith === undefined) return target.headers;
+  let key = keys.get(target.signWith);
+  if (!key) {
+    key = importSigningKey(target.signWith);
+    keys.set(target.signWith, key);
+  }
+  return { ...target.headers, ...(await signRequest(await key, "POST", `${url.pathname}${url.search}`, target.body)) };
+}
+
 /** Sends one request and times it. Never throws: failures are samples with `error`. */
-export function probeOnce(target: ProbeTarget, keepBody: boolean, timeoutMs: number): Promise<ProbeSample> {
+export async function probeOnce(target: ProbeTarget, keepBody: boolean, timeoutMs: number): Promise<ProbeSample> {
   const url = new URL(target.url);
+  const headers = await headersOf(target, url);
   return new Promise((resolve) => {
     const started = performance.now();
     let firstByteMs = -1;
@@ -71,7 +91,7 @@ export function probeOnce(target: ProbeTarget, keepBody: boolean, timeoutMs: num
         path: `${url.pathname}${url.search}`,
         method: "POST",
         agent: agentFor(url.origin),
-        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(target.body), ...target.headers },
+        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(target.body), ...headers },
       },
       (res) => {
         status = res.statusCode ?? 0;

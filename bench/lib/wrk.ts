@@ -35,6 +35,13 @@ export interface WrkOptions {
   timeoutSec?: number;
   /** wrk binary (default: found by `wrkBinary`). */
   bin?: string;
+  /**
+   * Headers of one request each, added to `headers` and sent once, in order (each thread takes
+   * every n-th): for signed requests, which the backplane accepts once (`signedPool`). A thread
+   * that has sent its share stops rather than send one again (`poolExhausted`); wrk still waits out
+   * the duration, so such a run's rate is understated and must not count.
+   */
+  pool?: Record<string, string>[];
 }
 
 /** What a wrk run measured. Latencies are of completed requests, to the last byte of the response. */
@@ -56,6 +63,8 @@ export interface WrkResult {
   /** connect + read + write errors and timeouts. */
   socketErrors: number;
   errors: { connect: number; read: number; write: number; timeout: number };
+  /** Threads that used up their share of `pool` before the duration was over (they stopped sending; the rate is understated). */
+  poolExhausted: number;
   /** wrk's own report (stdout), for the record. */
   output: string;
 }
@@ -68,12 +77,72 @@ function luaString(value: string): string {
 
 const RESULT_MARKER = "SWITCHYARD_WRK_RESULT ";
 
+/** Where a pool of per-request headers is read from, and by how many threads. */
+export interface WrkPoolFile {
+  path: string;
+  threads: number;
+}
+
 /**
- * The wrk script: the request, a `response` callback counting every status other than 200 (each
- * thread has its own Lua state, so `done` collects the counts from the threads), and a `done` that
- * prints the summary as one JSON line with latencies in microseconds.
+ * Lua for a pool: each thread reads its share of the pool file (a tab-separated header line, then
+ * one line of values per request) in `init` and formats every request up front, so `request` only
+ * hands the next one out. A thread whose share is used up stops its event loop and sends nothing
+ * more (an empty write) rather than send a request twice.
  */
-export function wrkScript(opts: Pick<WrkOptions, "method" | "headers" | "body">): string {
+function poolLua(pool: WrkPoolFile): string {
+  return `
+local pool_file = ${luaString(pool.path)}
+local pool_threads = ${pool.threads}
+local pool = {}
+local cursor = 1
+exhausted = 0
+
+local function fields(line)
+  local out = {}
+  for value in line:gmatch("[^\t]+") do table.insert(out, value) end
+  return out
+end
+
+function init(args)
+  local names = nil
+  local n = 0
+  for line in io.lines(pool_file) do
+    if names == nil then
+      names = fields(line)
+    else
+      if n % pool_threads == pool_index then
+        local headers = {}
+        for name, value in pairs(wrk.headers) do headers[name] = value end
+        for i, value in ipairs(fields(line)) do headers[names[i]] = value end
+        table.insert(pool, wrk.format(nil, nil, headers, nil))
+      end
+      n = n + 1
+    end
+  end
+end
+
+function request()
+  if cursor > #pool then
+    if exhausted == 0 then
+      exhausted = 1
+      wrk.thread:stop()
+    end
+    return ""
+  end
+  local r = pool[cursor]
+  cursor = cursor + 1
+  return r
+end
+`;
+}
+
+/**
+ * The wrk script: the request (or a pool of them, see poolLua), a `response` callback counting
+ * every status other than 200 (each thread has its own Lua state, so `done` collects the counts
+ * from the threads), and a `done` that prints the summary as one JSON line with latencies in
+ * microseconds.
+ */
+export function wrkScript(opts: Pick<WrkOptions, "method" | "headers" | "body"> & { pool?: WrkPoolFile }): string {
   const headers = Object.entries(opts.headers ?? {})
     .map(([name, value]) => `wrk.headers[${luaString(name)}] = ${luaString(value)}`)
     .join("\n");
@@ -81,9 +150,10 @@ export function wrkScript(opts: Pick<WrkOptions, "method" | "headers" | "body">)
 wrk.method = ${luaString(opts.method ?? "GET")}
 ${opts.body === undefined ? "" : `wrk.body = ${luaString(opts.body)}`}
 ${headers}
-
+${opts.pool === undefined ? "" : poolLua(opts.pool)}
 local threads = {}
 function setup(thread)
+  thread:set("pool_index", #threads)
   table.insert(threads, thread)
 end
 
@@ -96,10 +166,12 @@ end
 
 function done(summary, latency, requests)
   local counts = {}
+  local ran_out = 0
   for _, thread in ipairs(threads) do
     for status, n in pairs(thread:get("statuses")) do
       counts[status] = (counts[status] or 0) + n
     end
+    ran_out = ran_out + (thread:get("exhausted") or 0)
   end
   local parts = {}
   for status, n in pairs(counts) do
@@ -107,10 +179,10 @@ function done(summary, latency, requests)
   end
   local e = summary.errors
   io.write(${luaString(RESULT_MARKER)}, string.format(
-    '{"requests":%d,"durationUs":%d,"p50":%d,"p90":%d,"p99":%d,"max":%d,"mean":%f,"connect":%d,"read":%d,"write":%d,"timeout":%d,"statuses":{%s}}\\n',
+    '{"requests":%d,"durationUs":%d,"p50":%d,"p90":%d,"p99":%d,"max":%d,"mean":%f,"connect":%d,"read":%d,"write":%d,"timeout":%d,"exhausted":%d,"statuses":{%s}}\\n',
     summary.requests, summary.duration,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean,
-    e.connect, e.read, e.write, e.timeout, table.concat(parts, ",")))
+    e.connect, e.read, e.write, e.timeout, ran_out, table.concat(parts, ",")))
 end
 `;
 }
@@ -127,7 +199,23 @@ interface ScriptResult {
   read: number;
   write: number;
   timeout: number;
+  exhausted: number;
   statuses: Record<string, number>;
+}
+
+/** The pool as the Lua reads it: the header names tab-separated, then each request's values. */
+function poolFile(pool: Record<string, string>[]): string {
+  const names = Object.keys(pool[0] ?? {});
+  if (names.length === 0) throw new Error("wrk pool: no requests, or requests without headers");
+  const lines = [names.join("\t")];
+  for (const headers of pool) {
+    const values = names.map((name) => headers[name] ?? "");
+    if (values.some((v) => v === "" || /[\t\r\n]/.test(v)) || Object.keys(headers).length !== names.length) {
+      throw new Error(`wrk pool: every request needs the same headers (${names.join(", ")}), with non-empty values without tabs or line breaks`);
+    }
+    lines.push(values.join("\t"));
+  }
+  return `${lines.join("\n")}\n`;
 }
 
 /** Runs wrk once and returns what it measured; throws when wrk fails or prints no result. */
@@ -138,7 +226,12 @@ export async function runWrk(opts: WrkOptions): Promise<WrkResult> {
   const dir = await mkdtemp(join(tmpdir(), "sy-wrk-"));
   try {
     const scriptPath = join(dir, "request.lua");
-    await writeFile(scriptPath, wrkScript(opts));
+    let pool: WrkPoolFile | undefined;
+    if (opts.pool !== undefined) {
+      pool = { path: join(dir, "pool.tsv"), threads };
+      await writeFile(pool.path, poolFile(opts.pool));
+    }
+    await writeFile(scriptPath, wrkScript({ ...opts, pool }));
     const args = [
       "--connections", String(opts.connections),
       "--threads", String(threads),
@@ -174,6 +267,7 @@ export async function runWrk(opts: WrkOptions): Promise<WrkResult> {
       non2xx,
       statuses: r.statuses,
       socketErrors: r.connect + r.read + r.write + r.timeout,
+      poolExhausted: r.exhausted,
       errors: { connect: r.connect, read: r.read, write: r.write, timeout: r.timeout },
       output: stdout.filter((l) => !l.startsWith(RESULT_MARKER)).join("\n"),
     };
