@@ -18,6 +18,8 @@ export interface Settings {
   /** …and of the cache-miss lookups a request waits for. */
   hotDbTimeoutMs: number;
   upstreamConnectTimeoutMs: number;
+  /** A stream whose node has not answered within this many ms gets its 200 and SSE keep-alive comments (0: never). */
+  streamKeepAliveMs: number;
   neonWsProxy: string | null;
   /** Default limits per layer (null = unlimited); overrides from the database take precedence. */
   limitDefaults: Record<Layer, LayerLimits>;
@@ -82,6 +84,7 @@ export function settingsFrom(env: Env): Settings {
     dbTimeoutMs: positiveInt(env, "DB_TIMEOUT_MS", 15_000),
     hotDbTimeoutMs: positiveInt(env, "HOT_DB_TIMEOUT_MS", 3_000),
     upstreamConnectTimeoutMs: positiveInt(env, "UPSTREAM_CONNECT_TIMEOUT_MS", 30_000),
+    streamKeepAliveMs: positiveInt(env, "STREAM_KEEPALIVE_MS", 1_000),
     neonWsProxy: env.NEON_WS_PROXY ? env.NEON_WS_PROXY : null,
     limitDefaults: {
       global: { rpm: optionalInt(env, "LIMIT_GLOBAL_RPM"), tpm: optionalInt(env, "LIMIT_GLOBAL_TPM"), concurrency: null },

@@ -1,16 +1,16 @@
 import type { Context } from "hono";
 import type { AppEnv } from "../env.ts";
-import { ApiError } from "../errors.ts";
+import { ApiError, sseErrorEvent } from "../errors.ts";
 import { usageOutboxKey } from "../metering/flush.ts";
-import { ensureUsageDelivered } from "../metering/deliver.ts";
+import { settleRequest } from "../metering/request-end.ts";
 import { usageRow } from "../metering/record.ts";
 import { enqueue } from "../platform/outbox.ts";
 import { auditOutboxKey } from "../audit/outbox.ts";
 import { takeAuthAudit } from "../auth/middleware.ts";
-import { flushCounters } from "../platform/metrics.ts";
 import { forwardToBackplane, type Forwarded } from "../proxy/forward.ts";
 import { admit, maxCost, rateTokens } from "../limits/admission.ts";
 import { tapJson } from "../proxy/json-tap.ts";
+import { keepAliveStream } from "../proxy/keepalive.ts";
 import { tapSse } from "../proxy/sse-tap.ts";
 import { validateRequest, type Endpoint } from "../proxy/validate.ts";
 import { claimTrial, recordFailure, recordSuccess } from "../routing/breaker.ts";
@@ -88,104 +88,104 @@ export function proxyHandler(endpoint: Endpoint) {
       }
       throw err;
     });
-    c.executionCtx.waitUntil(admission.pending);
-    let forwarded: Forwarded;
-    try {
-      forwarded = await forwardToBackplane(
-        {
-          path: PATHS[endpoint],
-          body: req.upstreamBody,
-          requestId: deps.requestId,
-          masterSecret: deps.secrets.nodeSigning,
-          connectTimeoutMs: deps.settings.upstreamConnectTimeoutMs,
-          clientSignal: c.req.raw.signal,
-          maxAttempts: deps.settings.routing.maxAttempts,
-          deadlineMs: deps.settings.routing.deadlineMs,
-          onNodeResult: (node, ok) => reportNodeResult(c, node, ok),
-          track: (node) => trackSend(node.id),
-        },
-        candidates,
-      );
-    } catch (err) {
-      // Nothing ran: give back the reservation and the concurrency slot.
-      c.executionCtx.waitUntil(admission.finish(null).catch(() => null));
-      if (err instanceof ApiError) for (const [k, v] of Object.entries(admission.headers)) err.headers[k] ??= v;
-      throw err;
-    }
-    const upstreamBody = forwarded.response.body;
-    if (!upstreamBody) {
-      forwarded.release();
-      c.executionCtx.waitUntil(admission.finish(null).catch(() => null));
-      throw new ApiError("upstream_error", "The GPU node sent an empty response. Retry the request.");
-    }
-    const tapped = req.stream ? tapSse(upstreamBody, { stripUsage: !req.clientWantsUsage }) : tapJson(upstreamBody);
-
-    const { requestId, startedAt, log, redis } = deps;
+    deps.waitUntil(admission.pending);
     const authAudit = takeAuthAudit(c);
-    const prefix = deps.settings.redisPrefix;
-    deps.waitUntil(
-      tapped.done.then(async (outcome) => {
-        forwarded.release();
-        const row = usageRow({
-          requestId,
-          startedAt,
-          endedAt: Date.now(),
-          identity,
-          endpoint,
-          model,
-          node: forwarded.node,
-          httpStatus: forwarded.response.status,
-          streamed: req.stream,
-          outcome,
-          priceMultiplier: multipliers[forwarded.node.regionId] ?? 1,
-          promptTokensEstimate: req.promptTokensEstimate,
-        });
-        log("request_done", {
-          requestId,
-          tenantId: identity.tenantId,
-          model: model.id,
-          node: forwarded.node.id,
-          status: row.status,
-          promptTokens: row.promptTokens,
-          completionTokens: row.completionTokens,
-          ttftMs: row.ttftMs,
-          latencyMs: row.latencyMs,
-        });
-        const used = (row.promptTokens ?? 0) + (row.completionTokens ?? 0);
-        // One round trip for everything the request's end writes: the budget settlement (a request
-        // that produced nothing gives its whole reservation back), the concurrency release, the usage
-        // event (the durable buffer the scheduled job writes to Postgres, metering/flush.ts) and the
-        // authentication's audit event. If Redis fails it, the usage event still reaches Postgres
-        // (metering/deliver.ts); the budget then keeps the whole reservation and the slot its lease
-        // expiry (docs/limits.md).
-        const batch = redis.pipeline();
-        await admission.finish(used > 0 ? { tokens: used, spend: row.costMicros ?? 0, requests: 1 } : null, batch);
-        batch.lpush(usageOutboxKey(prefix), JSON.stringify(row));
-        if (authAudit) batch.lpush(auditOutboxKey(prefix), JSON.stringify(authAudit));
-        try {
-          await batch.exec();
-        } catch (err) {
-          log("request_end_writes_failed", { requestId, error: String(err) });
-          await ensureUsageDelivered(deps, row);
-          return;
+    // Aborted when the client goes away (request.signal, where the runtime reports it) or cancels a
+    // stream committed early (proxy/keepalive.ts): the backplane then aborts the engine's work.
+    const upstreamAbort = new AbortController();
+    c.req.raw.signal.addEventListener("abort", () => upstreamAbort.abort(), { once: true });
+
+    // The node's answer, tapped for its usage, which is settled in waitUntil once the body ends.
+    // Anything failing before that gives back the reservation and the concurrency slot.
+    const answer = forwardToBackplane(
+      {
+        path: PATHS[endpoint],
+        body: req.upstreamBody,
+        requestId: deps.requestId,
+        masterSecret: deps.secrets.nodeSigning,
+        connectTimeoutMs: deps.settings.upstreamConnectTimeoutMs,
+        clientSignal: upstreamAbort.signal,
+        maxAttempts: deps.settings.routing.maxAttempts,
+        deadlineMs: deps.settings.routing.deadlineMs,
+        onNodeResult: (node, ok) => reportNodeResult(c, node, ok),
+        track: (node) => trackSend(node.id),
+      },
+      candidates,
+    )
+      .then((forwarded: Forwarded) => {
+        const upstreamBody = forwarded.response.body;
+        if (!upstreamBody) {
+          forwarded.release();
+          throw new ApiError("upstream_error", "The GPU node sent an empty response. Retry the request.");
         }
-        await flushCounters(redis, prefix).catch(() => null);
-      }),
-    );
+        const tapped = req.stream ? tapSse(upstreamBody, { stripUsage: !req.clientWantsUsage }) : tapJson(upstreamBody);
+        deps.waitUntil(
+          tapped.done.then((outcome) => {
+            forwarded.release();
+            const row = usageRow({
+              requestId: deps.requestId,
+              startedAt: deps.startedAt,
+              endedAt: Date.now(),
+              identity,
+              endpoint,
+              model,
+              node: forwarded.node,
+              httpStatus: forwarded.response.status,
+              streamed: req.stream,
+              outcome,
+              priceMultiplier: multipliers[forwarded.node.regionId] ?? 1,
+              promptTokensEstimate: req.promptTokensEstimate,
+            });
+            return settleRequest(deps, admission, row, authAudit);
+          }),
+        );
+        return { forwarded, body: tapped.body };
+      })
+      .catch((err: unknown) => {
+        deps.waitUntil(admission.finish(null).catch(() => null));
+        if (authAudit) deps.waitUntil(enqueue(deps.redis, auditOutboxKey(deps.settings.redisPrefix), authAudit).catch(() => null));
+        if (err instanceof ApiError) for (const [k, v] of Object.entries(admission.headers)) err.headers[k] ??= v;
+        throw err;
+      });
+    // Keeps the request alive until forwarding settles, whatever the client does: a stream cancelled
+    // before the node answered must still reach the release above (the runtime ends a request's work
+    // once its response is done and nothing is waited for).
+    deps.waitUntil(answer.catch(() => undefined));
 
     const headers = new Headers({
       "content-type": req.stream ? "text/event-stream; charset=utf-8" : "application/json",
-      "x-request-id": requestId,
-      "x-switchyard-node": forwarded.node.id,
-      "x-switchyard-region": forwarded.node.regionId,
+      "x-request-id": deps.requestId,
     });
     for (const [k, v] of Object.entries(admission.headers)) headers.set(k, v);
     if (req.stream) {
       headers.set("cache-control", "no-cache");
       headers.set("x-accel-buffering", "no");
+      const keepAliveMs = deps.settings.streamKeepAliveMs;
+      if (keepAliveMs > 0 && (await settlesWithin(answer, keepAliveMs)) === false) {
+        // The node is slow to start (a long prefill): commit to the stream now (proxy/keepalive.ts).
+        const body = keepAliveStream({
+          answer: answer.then((a) => a.body),
+          intervalMs: keepAliveMs,
+          failure: (err) => (err instanceof ApiError ? sseErrorEvent(err.message, err.code) : sseErrorEvent("The gateway could not reach a GPU node. Retry the request.", "upstream_error")) + "data: [DONE]\n\n",
+          onCancel: () => upstreamAbort.abort(),
+        });
+        return new Response(body, { status: 200, headers });
+      }
     }
-    return new Response(tapped.body, { status: forwarded.response.status, headers });
+    const { forwarded, body } = await answer;
+    headers.set("x-switchyard-node", forwarded.node.id);
+    headers.set("x-switchyard-region", forwarded.node.regionId);
+    return new Response(body, { status: forwarded.response.status, headers });
   };
+}
+
+/** True when `promise` settles (either way) within `ms`; false when it is still pending then. */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const waiting = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  const settled = await Promise.race([promise.then(() => true as const, () => true as const), waiting]);
+  if (timer !== undefined) clearTimeout(timer);
+  return settled;
 }
 
 /**
