@@ -56,7 +56,7 @@ interface Target {
   name: string;
   description: string;
   url: string;
-  headers: () => Promise<Record<string, string>>;
+  headers: () => Record<string, string>;
   /** A backplane's node secret: every request must carry its own signature (each is accepted once). */
   signWith?: string;
   /** Processes whose CPU is this hop's (the engine's is counted separately). */
@@ -118,7 +118,7 @@ async function startTargets(opts: CompareOptions): Promise<{ edge: Edge; targets
   const db = openDb(edge.databaseUrl);
   teardown.add("database client", () => db.close());
   const redis = new Redis(opts.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  teardown.add("redis client", async () => redis.disconnect());
+  teardown.add("redis client", () => Promise.resolve(redis.disconnect()));
   log("Starting the simulated engine (fast mode) and the backplane…");
   const node = new LocalNode(
     {
@@ -141,7 +141,7 @@ async function startTargets(opts: CompareOptions): Promise<{ edge: Edge; targets
   const honoNode = await startNodeForwarder({ upstream: engineUrl, host });
   teardown.add("hono forwarder (node)", () => honoNode.close());
 
-  const none = async () => ({});
+  const none = () => ({});
   const targets: Target[] = [
     { name: "engine", description: "the simulated vLLM engine, directly", url: `${engineUrl}${PATH}`, headers: none, pids: () => [] },
     {
@@ -149,7 +149,7 @@ async function startTargets(opts: CompareOptions): Promise<{ edge: Edge; targets
       description: "backplane → engine (signed request)",
       url: `${node.backplaneUrl}${PATH}`,
       // The probe signs each request itself; wrk sends a pool signed just before its run (poolSize).
-      headers: async () => ({ [NODE_HEADER]: BENCH_NODE }),
+      headers: () => ({ [NODE_HEADER]: BENCH_NODE }),
       signWith: await nodeSecret(edge.nodeSigningSecret, BENCH_NODE),
       pids: () => [node.backplane.process.pid ?? 0],
     },
@@ -157,7 +157,7 @@ async function startTargets(opts: CompareOptions): Promise<{ edge: Edge; targets
       name: "switchyard",
       description: "worker on workerd → backplane → engine (auth, 4 rate-limit layers, concurrency, budget, metering)",
       url: `${edge.url}${PATH}`,
-      headers: async () => ({ authorization: `Bearer ${edge.apiKey}` }),
+      headers: () => ({ authorization: `Bearer ${edge.apiKey}` }),
       pids: () => [edge.workerdPid, node.backplane.process.pid ?? 0],
     },
     { name: "hono-workerd", description: "bare Hono forwarder on workerd → engine", url: `${honoWorkerd.url}${PATH}`, headers: none, pids: () => [honoWorkerd.pid] },
@@ -176,7 +176,7 @@ async function startTargets(opts: CompareOptions): Promise<{ edge: Edge; targets
       name: "portkey",
       description: "Portkey gateway (Node) → engine",
       url: `${portkey.url}${PATH}`,
-      headers: async () => portkey.headersFor(engineUrl),
+      headers: () => portkey.headersFor(engineUrl),
       pids: () => processTree(portkey.pid).map((p) => p.pid),
     });
   }
@@ -238,7 +238,7 @@ export async function runCompare(opts: CompareOptions): Promise<CompareResult> {
     const body = chatBody(mode);
     log(`Latency at concurrency 1, ${mode}: ${opts.rounds} rounds over ${targets.length} targets, interleaved…`);
     const probeTargets: ProbeTarget[] = [];
-    for (const t of targets) probeTargets.push({ name: t.name, url: t.url, headers: await t.headers(), body, ...(t.signWith === undefined ? {} : { signWith: t.signWith }) });
+    for (const t of targets) probeTargets.push({ name: t.name, url: t.url, headers: t.headers(), body, ...(t.signWith === undefined ? {} : { signWith: t.signWith }) });
     const samples = await probeInThread({ targets: probeTargets, rounds: opts.rounds, warmup: 5, timeoutMs: 30_000 });
     for (const s of samples.filter((x) => x.error !== null).slice(0, 5)) errors.push(`${s.target} ${mode}: ${s.error}`);
     const failed = samples.filter((x) => x.error !== null).length;
@@ -278,7 +278,7 @@ export async function runCompare(opts: CompareOptions): Promise<CompareResult> {
         for (const t of shuffled(targets)) {
           const body = chatBody(mode);
           log(`Throughput ${mode} round ${round + 1}/${opts.throughputRounds}: ${t.name} (${opts.concurrency} connections, ${opts.durationSec} s)…`);
-          const headers = { "content-type": "application/json", ...(await t.headers()) };
+          const headers = { "content-type": "application/json", ...t.headers() };
           const key = `${mode}|${t.name}`;
           // Signed just before the run (valid 60 s, each once), before the CPU sample starts.
           const size = poolSize({ connections: opts.concurrency, durationSec: opts.durationSec, p50Ms: latency[mode][t.name]?.lastByte.p50 ?? NaN, measuredRps: bestRps.get(key) });

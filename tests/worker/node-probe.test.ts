@@ -24,7 +24,7 @@ describe("node secret probe", () => {
     const before = Date.now();
     const res = await signedNodeRequest(PROBE_PATH, nodeId, {});
     expect(res.status).toBe(200);
-    const body = (await res.json()) as ProbeAnswer;
+    const body = await res.json<ProbeAnswer>();
     expect(body).toMatchObject({ ok: true, node_id: nodeId });
     expect(body.server_time).toBeGreaterThanOrEqual(before - 1_000);
     expect(body.server_time).toBeLessThanOrEqual(Date.now() + 1_000);
@@ -35,7 +35,7 @@ describe("node secret probe", () => {
   it("refuses a probe signed with the wrong secret with 401 saying to check BACKPLANE_SECRET", async () => {
     const res = await signedNodeRequest(PROBE_PATH, "probe-wrong", {}, "w".repeat(64));
     expect(res.status).toBe(401);
-    const body = (await res.json()) as ErrorAnswer;
+    const body = await res.json<ErrorAnswer>();
     expect(body.error.code).toBe("invalid_api_key");
     expect(body.error.message).toContain("BACKPLANE_SECRET");
     expect(body.error.message).toContain("node secret --id probe-wrong");
@@ -49,7 +49,7 @@ describe("node secret probe", () => {
     await first.arrayBuffer();
     const replay = await sendNodeRequest(PROBE_PATH, raw, captured);
     expect(replay.status).toBe(401);
-    const body = (await replay.json()) as ErrorAnswer;
+    const body = await replay.json<ErrorAnswer>();
     expect(body.error.code).toBe("invalid_api_key");
     expect(body.error.message).toContain("replayed");
   });
