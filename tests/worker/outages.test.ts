@@ -80,6 +80,20 @@ describe("bad keys", () => {
   });
 });
 
+describe("a burst on a key nobody has cached yet", () => {
+  it("answers every request and opens one database session for the key, not one per request", async () => {
+    const fresh = await freshKey();
+    expect((await call(env, inject("keys").valid)).status).toBe(200); // the routing view is warm
+    const before = await dbSessions();
+    // 30: under the key's default in-flight cap (LIMIT_KEY_CONCURRENCY, 32).
+    const answers = await Promise.all(Array.from({ length: 30 }, () => call(env, fresh.key, { model: "sim-llama-8b", messages, max_tokens: 1 })));
+    expect(answers.filter((a) => a.status !== 200).map((a) => a.text)).toEqual([]);
+    await sleep(300);
+    // One lookup for the key (single-flight); the routing snapshot may be reloaded once too.
+    expect((await dbSessions()) - before).toBeLessThanOrEqual(2);
+  });
+});
+
 describe("when Redis goes away", () => {
   it("keeps serving from the last routing view, fails budgets closed, and meters every request it served", async () => {
     const plain = await freshKey();
