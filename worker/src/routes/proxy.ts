@@ -113,7 +113,8 @@ export function proxyHandler(endpoint: Endpoint) {
       candidates,
     )
       .then((forwarded: Forwarded) => {
-        const upstreamBody = forwarded.response.body;
+        // workers-types leave a body's chunk type as `any`; a fetch() body yields bytes.
+        const upstreamBody = forwarded.response.body as ReadableStream<Uint8Array> | null;
         if (!upstreamBody) {
           forwarded.release();
           throw new ApiError("upstream_error", "The GPU node sent an empty response. Retry the request.");
