@@ -40,7 +40,9 @@ export async function callerLoop(stack: Stack, until: number, intervalMs: number
     ["embedding", () => client.embeddings.create({ model: "sim-embed", input: ["soak", "test"] })],
   ];
   for (let i = 0; Date.now() < until; i++) {
-    const [what, call] = kinds[i % kinds.length] ?? kinds[0];
+    const entry = kinds[i % kinds.length];
+    if (!entry) break;
+    const [what, call] = entry;
     const started = Date.now();
     await record(what, call, sent, failures);
     await new Promise((r) => setTimeout(r, Math.max(0, started + intervalMs - Date.now())));

@@ -41,9 +41,11 @@ async function soak(name: string, started: TestStack, locations: (string | undef
   const samples: Sample[] = [];
   const began = Date.now();
   const sample = async () => {
-    const roots: Record<string, number | undefined> = { "test process (PGlite, pipe, Redis adapter)": process.pid };
+    const roots: Record<string, number | undefined> = {};
     for (const child of stack.children) roots[child.name] = child.process.pid;
-    samples.push({ t: Math.round((Date.now() - began) / 1000), pg: await stack.postgresConnections(), rssMb: treeRssMb(roots) });
+    // The test process alone (its children are counted under their own names).
+    const self = { "test process (PGlite, pipe, Redis adapter)": Math.round(process.memoryUsage().rss / 2 ** 20) };
+    samples.push({ t: Math.round((Date.now() - began) / 1000), pg: await stack.postgresConnections(), rssMb: { ...self, ...treeRssMb(roots) } });
   };
   await sample();
   const sampler = setInterval(() => void sample().catch((err: unknown) => failures.push({ at: new Date().toISOString(), what: "sample", error: String(err) })), SAMPLE_MS);
@@ -70,6 +72,9 @@ async function soak(name: string, started: TestStack, locations: (string | undef
     requests: sent,
     total: Object.values(sent).reduce((a, b) => a + b, 0),
     failures: failures.length,
+    failuresByKind: Object.fromEntries(
+      [...new Set(failures.map((f) => `${f.what}: ${f.error.slice(0, 90)}`))].map((k) => [k, failures.filter((f) => `${f.what}: ${f.error.slice(0, 90)}` === k).length]),
+    ),
     postgresConnections: { peak, last: last?.pg, samples: samples.length },
     rssMb: { first: first?.rssMb, last: last?.rssMb },
   };
