@@ -37,7 +37,7 @@ export class LoadClient {
       if ("result" in reply) pending.resolve(reply.result);
       else pending.reject(new Error(`load thread failed: ${reply.error}`));
     });
-    this.worker.on("error", (err) => this.failPending(err));
+    this.worker.on("error", (err: Error) => this.failPending(err));
     this.worker.on("exit", (code) => this.failPending(new Error(`load thread exited (code ${code})`)));
   }
 

@@ -128,7 +128,7 @@ export async function runRouting(opts: RoutingOptions): Promise<RoutingResult> {
   const db = openDb(edge.databaseUrl);
   teardown.add("routing database client", () => db.close());
   const redis = new Redis(opts.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  teardown.add("routing redis client", async () => redis.disconnect());
+  teardown.add("routing redis client", () => Promise.resolve(redis.disconnect()));
   const nodes = NODES.map(
     (n) =>
       new LocalNode(

@@ -187,7 +187,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     });
     cleanups.push(() => workerd.close());
     try {
-      await waitForHttp(`${workerd.url}/health?deep=1`, 15_000, workerd.alive);
+      await waitForHttp(`${workerd.url}/health?deep=1`, 15_000, () => workerd.alive());
     } catch (err) {
       throw new Error(`${String(err)}\nworkerd output:\n${workerd.recentOutput()}`, { cause: err });
     }

@@ -71,6 +71,7 @@ export interface WrkResult {
 
 /** A Lua string literal (wrk runs LuaJIT): quotes, backslashes and control bytes escaped. */
 function luaString(value: string): string {
+  // eslint-disable-next-line no-control-regex -- control bytes are exactly what must be escaped
   const escaped = value.replace(/[\\"]/g, "\\$&").replace(/[\x00-\x1f\x7f]/g, (ch) => `\\${ch.charCodeAt(0).toString().padStart(3, "0")}`);
   return `"${escaped}"`;
 }

@@ -76,7 +76,7 @@ export const catalogueCommands: Record<string, Command> = {
       const value = flag(ctx, name);
       if (value !== undefined) params.set(param, value);
     }
-    const body = await ctx.api().request<UsageReport>("GET", `/usage${params.size > 0 ? `?${params}` : ""}`);
+    const body = await ctx.api().request<UsageReport>("GET", `/usage${params.size > 0 ? `?${params.toString()}` : ""}`);
     output(ctx, body, () => {
       const dims = ["tenant_id", "model", "environment_id", "api_key_id"].filter((d) => body.data.some((r) => r[d] !== undefined));
       ctx.print(`Usage from ${body.start} to ${body.end}:`);

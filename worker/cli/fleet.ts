@@ -118,7 +118,7 @@ export const fleetCommands: Record<string, Command> = {
     const model = flag(ctx, "model");
     if (tenant) params.set("tenant_id", tenant);
     if (model) params.set("model", model);
-    return list(ctx, params.size > 0 ? `/reservations?${params}` : "/reservations", ["ID", "TENANT", "MODEL", "TOKENS/S", "NODES", "CREATED"], reservationRow);
+    return list(ctx, params.size > 0 ? `/reservations?${params.toString()}` : "/reservations", ["ID", "TENANT", "MODEL", "TOKENS/S", "NODES", "CREATED"], reservationRow);
   },
   "reservation delete": async (ctx) => {
     const id = arg(ctx, 0, "the reservation id");

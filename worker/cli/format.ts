@@ -6,7 +6,8 @@ export function cell(value: unknown): string {
   if (Array.isArray(value)) return value.length === 0 ? "-" : value.map(cell).join(",");
   if (typeof value === "string" && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/.test(value)) return value.replace(/\.\d+Z$/, "Z");
   if (typeof value === "object") return JSON.stringify(value);
-  return String(value);
+  if (typeof value === "string" || typeof value === "number" || typeof value === "boolean" || typeof value === "bigint") return String(value);
+  return "-";
 }
 
 /** An aligned table with a header row; columns are separated by two spaces. */

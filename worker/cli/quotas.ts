@@ -81,13 +81,13 @@ export const quotaCommands: Record<string, Command> = {
     if (tenant !== undefined) params.set("tenant_id", tenant);
     const active = flag(ctx, "active");
     if (active !== undefined) params.set("active", active);
-    const qs = params.size > 0 ? `?${params}` : "";
+    const qs = params.size > 0 ? `?${params.toString()}` : "";
     return list(ctx, `/credits${qs}`, ["ID", "TENANT", "KIND", "AMOUNT", "REMAINING", "EXPIRES", "NOTE"], creditRow);
   },
   "credit void": async (ctx) => show(ctx, await ctx.api().request<CreditGrantJson>("POST", `/credits/${enc(arg(ctx, 0, "the credit grant id"))}/void`)),
   "budget list": (ctx) => {
     const entity = ctx.args.length > 0 ? scopeArgs(ctx) : null;
-    const path = entity ? `/budgets?${new URLSearchParams({ scope: entity.scope, scope_id: entity.id })}` : "/budgets";
+    const path = entity ? `/budgets?${new URLSearchParams({ scope: entity.scope, scope_id: entity.id }).toString()}` : "/budgets";
     return list(ctx, path, ["ID", "SCOPE", "SCOPE_ID", "KIND", "PERIOD", "AMOUNT"], budgetRow);
   },
   "budget update": async (ctx) => {
@@ -120,6 +120,6 @@ export const quotaCommands: Record<string, Command> = {
     const tenant = flag(ctx, "tenant");
     if (target) params.set("target_id", target);
     if (tenant) params.set("tenant_id", tenant);
-    return list(ctx, params.size > 0 ? `/audit?${params}` : "/audit", ["AT", "ACTOR", "ACTION", "TARGET", "TENANT", "RESULT"], auditRow);
+    return list(ctx, params.size > 0 ? `/audit?${params.toString()}` : "/audit", ["AT", "ACTOR", "ACTION", "TARGET", "TENANT", "RESULT"], auditRow);
   },
 };

@@ -47,6 +47,6 @@ export const reconcileCommands: Record<string, Command> = {
     if (ctx.flags.alerts === true) params.set("alert", "true");
     const since = flag(ctx, "since");
     if (since !== undefined) params.set("since", since);
-    await list(ctx, params.size > 0 ? `/reconciliation?${params}` : "/reconciliation", HEADERS, row);
+    await list(ctx, params.size > 0 ? `/reconciliation?${params.toString()}` : "/reconciliation", HEADERS, row);
   },
 };

@@ -114,7 +114,7 @@ export const tenancyCommands: Record<string, Command> = {
     const tenant = flag(ctx, "tenant");
     if (env) params.set("environment_id", env);
     if (tenant) params.set("tenant_id", tenant);
-    const path = params.size > 0 ? `/keys?${params}` : "/keys";
+    const path = params.size > 0 ? `/keys?${params.toString()}` : "/keys";
     return list(ctx, path, ["ID", "PREFIX", "NAME", "ENV", "STATUS", "SCOPES", "MODELS", "EXPIRES"], keyRow);
   },
   "key show": async (ctx) => show(ctx, await ctx.api().request<ApiKeyJson>("GET", `/keys/${enc(arg(ctx, 0, "the key id"))}`)),

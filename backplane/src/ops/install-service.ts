@@ -77,6 +77,7 @@ function invalid(message: string): never {
 
 function checkLine(name: string, value: string): void {
   // A newline would end the directive and start another; a trailing backslash would continue the line.
+  // eslint-disable-next-line no-control-regex -- finding control characters is the point of this check
   if (/[\0-\x1f\x7f]/.test(value) || value.endsWith("\\")) invalid(`${name} must be one line without control characters or a trailing backslash: ${JSON.stringify(value)}`);
 }
 
@@ -169,6 +170,7 @@ export function renderEnvFile(values: Record<string, string>): string {
   const lines = ["# Switchyard backplane settings, read by systemd (EnvironmentFile=). Holds the node secret: keep mode 0600."];
   for (const [key, value] of Object.entries(values)) {
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) invalid(`env name ${JSON.stringify(key)} is not a valid variable name`);
+    // eslint-disable-next-line no-control-regex -- finding control characters is the point of this check
     if (/[\0-\x08\x0a-\x1f\x7f]/.test(value)) invalid(`env value of ${key} must not contain control characters`);
     lines.push(`${key}="${value.replace(/[\\"`$]/g, (c) => `\\${c}`)}"`);
   }
