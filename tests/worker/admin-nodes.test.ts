@@ -2,7 +2,7 @@ import { env } from "cloudflare:test";
 import { and, eq } from "drizzle-orm";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { auditLogs, capacityReservations, healthChecks, nodes } from "../../schema/tables/index.ts";
-import type { NodeDetailJson, NodeJson } from "../../worker/src/admin/fleet-wire.ts";
+import type { NodeDetailJson, NodeJson } from "../../worker/src/nodes/admin-wire.ts";
 import { liveNodesKey } from "../../worker/src/nodes/live.ts";
 import { sweepStaleNodes } from "../../worker/src/nodes/health.ts";
 import { circuitKey } from "../../worker/src/routing/breaker.ts";

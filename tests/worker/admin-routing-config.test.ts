@@ -2,7 +2,7 @@ import { env } from "cloudflare:test";
 import { and, eq } from "drizzle-orm";
 import { describe, expect, inject, it } from "vitest";
 import { auditLogs } from "../../schema/tables/index.ts";
-import type { RegionJson, ReservationJson } from "../../worker/src/admin/fleet-wire.ts";
+import type { RegionJson, ReservationJson } from "../../worker/src/nodes/admin-wire.ts";
 import type { EnvironmentJson } from "../../worker/src/admin/wire.ts";
 import { keyCacheKey, type KeyCacheEntry } from "../../worker/src/auth/identity.ts";
 import { hashApiKey } from "../../worker/src/auth/keys.ts";
@@ -123,8 +123,9 @@ describe("routing strategy and region overrides", () => {
     const cacheKey = keyCacheKey(env.REDIS_PREFIX, await hashApiKey(key));
     const identity = async () => {
       await (await gateway("/v1/models", { key })).arrayBuffer();
-      const entry = await eventually(async () => (await redis().get<KeyCacheEntry>(cacheKey)) ?? undefined);
-      return entry.found ? entry.identity : null;
+      // Redis holds the identity with when it was read from Postgres (platform/hot-state.ts).
+      const cached = await eventually(async () => (await redis().get<{ entry: KeyCacheEntry }>(cacheKey)) ?? undefined);
+      return cached.entry.found ? cached.entry.identity : null;
     };
     expect(await identity()).toMatchObject({ routingStrategy: "round-robin", regionOverrides: ["local"] });
 

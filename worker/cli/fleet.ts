@@ -1,5 +1,5 @@
 /** `node …`, `region list` and `reservation …`: the fleet through the admin API (operator only). */
-import type { HealthCheckJson, NodeDetailJson, NodeJson, RegionJson, ReservationJson } from "../src/admin/fleet-wire.ts";
+import type { HealthCheckJson, NodeDetailJson, NodeJson, RegionJson, ReservationJson } from "../src/nodes/admin-wire.ts";
 import { ROUTING_STRATEGIES, type RoutingStrategy } from "../src/routing/snapshot.ts";
 import { fields, table } from "./format.ts";
 import { AdminUsageError, arg, flag, intFlag, list, listFlag, need, output, show, type Command, type CommandContext } from "./context.ts";

@@ -2,26 +2,27 @@
  * The admin API, mounted at `/admin`: tenants, environments, keys, limits, budgets, counters, usage
  * reports and the audit log, as JSON. Every change writes an audit row in its transaction and drops
  * the caches it makes stale before answering (invalidate.ts), so it reaches the gateway within seconds.
- * Not on the hot path: each call opens its own database connection.
+ * Not on the hot path: each call opens its own database connection. Each capability's routes live
+ * in its own folder (limits/admin.ts, auth/keys-admin.ts, …); this file only mounts them.
  */
 import { Hono } from "hono";
-import { auditRoutes } from "./audit.ts";
+import { auditRoutes } from "../audit/admin.ts";
 import { requireAdmin, type AdminEnv } from "./auth.ts";
-import { budgetRoutes } from "./budgets.ts";
-import { counterRoutes } from "./counters.ts";
-import { creditRoutes } from "./credits.ts";
-import { environmentRoutes } from "./environments.ts";
-import { keyRoutes } from "./keys.ts";
-import { limitRoutes } from "./limits.ts";
+import { budgetRoutes } from "../limits/budgets-admin.ts";
+import { counterRoutes } from "../limits/counters-admin.ts";
+import { creditRoutes } from "../metering/credits-admin.ts";
+import { environmentRoutes } from "../tenancy/environments-admin.ts";
+import { keyRoutes } from "../auth/keys-admin.ts";
+import { limitRoutes } from "../limits/admin.ts";
 import { billingRoutes } from "../billing/export.ts";
-import { metricsRoutes, outboxRoutes } from "./metrics.ts";
-import { modelRoutes } from "./models.ts";
-import { nodeRoutes } from "./nodes.ts";
-import { reconciliationRoutes } from "./reconciliation.ts";
-import { regionRoutes } from "./regions.ts";
-import { reservationRoutes } from "./reservations.ts";
-import { tenantRoutes } from "./tenants.ts";
-import { usageRoutes } from "./usage.ts";
+import { metricsRoutes, outboxRoutes } from "../platform/metrics-admin.ts";
+import { modelRoutes } from "../routing/models-admin.ts";
+import { nodeRoutes } from "../nodes/admin.ts";
+import { reconciliationRoutes } from "../metering/reconcile-admin.ts";
+import { regionRoutes } from "../routing/regions-admin.ts";
+import { reservationRoutes } from "../routing/reservations-admin.ts";
+import { tenantRoutes } from "../tenancy/tenants-admin.ts";
+import { usageRoutes } from "../usage/admin.ts";
 
 /** Builds the admin sub-app (authenticated by ADMIN_TOKEN or an admin-scoped key, auth.ts). */
 export function adminApp(): Hono<AdminEnv> {

@@ -11,12 +11,12 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { capacityReservations, models, nodes, tenants } from "../../../schema/tables/index.ts";
 import { ApiError } from "../errors.ts";
-import { actorName, type AdminEnv } from "./auth.ts";
-import { dropRoutingSnapshot } from "./fleet-state.ts";
-import { reservationJson } from "./fleet-wire.ts";
-import { inTransaction, notFound, readJson, readQuery, reading, requireOperator, type AdminContext } from "./http.ts";
-import { decodeCursor, page, pageQuery } from "./pagination.ts";
-import { newId, recordAudit, type AdminDb } from "./store.ts";
+import { actorName, type AdminEnv } from "../admin/auth.ts";
+import { dropRoutingSnapshot } from "../nodes/admin-state.ts";
+import { reservationJson } from "../nodes/admin-wire.ts";
+import { inTransaction, notFound, readJson, readQuery, reading, requireOperator, type AdminContext } from "../admin/http.ts";
+import { decodeCursor, page, pageQuery } from "../admin/pagination.ts";
+import { newId, recordAudit, type AdminDb } from "../admin/store.ts";
 
 const WHAT = "manage capacity reservations";
 const id = z.string().trim().min(1).max(200);

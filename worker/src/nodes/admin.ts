@@ -11,13 +11,13 @@
 import { desc, eq, sql } from "drizzle-orm";
 import { Hono } from "hono";
 import { capacityReservations, healthChecks, nodes } from "../../../schema/tables/index.ts";
-import { liveNodesKey } from "../nodes/live.ts";
+import { liveNodesKey } from "./live.ts";
 import { circuitKey } from "../routing/breaker.ts";
-import { actorName, type AdminEnv } from "./auth.ts";
-import { dropRoutingSnapshot, readFleetLive } from "./fleet-state.ts";
-import { healthCheckJson, nodeJson, type NodeDetailJson } from "./fleet-wire.ts";
-import { inTransaction, notFound, reading, requireOperator, type AdminContext } from "./http.ts";
-import { recordAudit, type AdminDb } from "./store.ts";
+import { actorName, type AdminEnv } from "../admin/auth.ts";
+import { dropRoutingSnapshot, readFleetLive } from "./admin-state.ts";
+import { healthCheckJson, nodeJson, type NodeDetailJson } from "./admin-wire.ts";
+import { inTransaction, notFound, reading, requireOperator, type AdminContext } from "../admin/http.ts";
+import { recordAudit, type AdminDb } from "../admin/store.ts";
 
 /** Health checks shown with one node. */
 const HISTORY = 50;

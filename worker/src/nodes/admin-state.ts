@@ -1,10 +1,10 @@
 /** What the fleet admin routes share: reading the live node state from Redis, and dropping the routing snapshot. */
-import { liveNodesKey, type LiveNode } from "../nodes/live.ts";
+import { liveNodesKey, type LiveNode } from "./live.ts";
 import { circuitKey } from "../routing/breaker.ts";
 import { routingCacheKey } from "../routing/snapshot.ts";
-import { circuitState, type FleetLive } from "./fleet-wire.ts";
-import type { AdminContext } from "./http.ts";
-import { dropCaches } from "./invalidate.ts";
+import { circuitState, type FleetLive } from "./admin-wire.ts";
+import type { AdminContext } from "../admin/http.ts";
+import { dropCaches } from "../admin/invalidate.ts";
 
 /** Header set when Redis could not be read: the answer shows the registry without live state. */
 export const LIVE_UNAVAILABLE_HEADER = "x-switchyard-live";

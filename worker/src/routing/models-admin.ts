@@ -8,11 +8,11 @@ import { asc, eq } from "drizzle-orm";
 import { Hono } from "hono";
 import { z } from "zod";
 import { models } from "../../../schema/tables/index.ts";
-import { ROUTING_STRATEGIES } from "../routing/snapshot.ts";
-import { actorName, type AdminEnv } from "./auth.ts";
-import { inTransaction, notFound, readJson, reading, requireOperator } from "./http.ts";
-import { cacheKeysOf, dropCaches } from "./invalidate.ts";
-import { recordAudit } from "./store.ts";
+import { ROUTING_STRATEGIES } from "./snapshot.ts";
+import { actorName, type AdminEnv } from "../admin/auth.ts";
+import { inTransaction, notFound, readJson, reading, requireOperator } from "../admin/http.ts";
+import { cacheKeysOf, dropCaches } from "../admin/invalidate.ts";
+import { recordAudit } from "../admin/store.ts";
 
 const price = z.number().min(0).max(1_000_000);
 const putBody = z.strictObject({

@@ -2,9 +2,9 @@ import { Hono } from "hono";
 import { ApiError } from "../errors.ts";
 import { auditOutboxKey } from "../audit/outbox.ts";
 import { usageOutboxKey } from "../metering/flush.ts";
-import { flushCounters, renderCounters } from "../platform/metrics.ts";
-import { backlog, deadLetterKey, replayDeadLetters, type DeadLetter } from "../platform/outbox.ts";
-import type { AdminEnv } from "./auth.ts";
+import { flushCounters, renderCounters } from "./metrics.ts";
+import { backlog, deadLetterKey, replayDeadLetters, type DeadLetter } from "./outbox.ts";
+import type { AdminEnv } from "../admin/auth.ts";
 
 /**
  * `GET /admin/metrics` (operator only): the gateway's dependency-failure counters as Prometheus

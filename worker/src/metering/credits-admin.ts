@@ -9,11 +9,11 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { creditGrants, tenants } from "../../../schema/tables/index.ts";
 import { ApiError } from "../errors.ts";
-import { actorName, type AdminEnv } from "./auth.ts";
-import { canSee, inTransaction, notFound, readJson, readQuery, reading, requireOperator } from "./http.ts";
-import { decodeCursor, page, pageQuery } from "./pagination.ts";
-import { newId, recordAudit } from "./store.ts";
-import { creditGrantJson } from "./wire.ts";
+import { actorName, type AdminEnv } from "../admin/auth.ts";
+import { canSee, inTransaction, notFound, readJson, readQuery, reading, requireOperator } from "../admin/http.ts";
+import { decodeCursor, page, pageQuery } from "../admin/pagination.ts";
+import { newId, recordAudit } from "../admin/store.ts";
+import { creditGrantJson } from "../admin/wire.ts";
 
 const MAX_MICROS = 1_000_000_000_000_000; // a billion dollars: anything larger is a typo
 

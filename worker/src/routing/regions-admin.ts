@@ -11,11 +11,11 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { nodes, regions } from "../../../schema/tables/index.ts";
 import { ApiError } from "../errors.ts";
-import { actorName, type AdminEnv } from "./auth.ts";
-import { dropRoutingSnapshot, readFleetLive } from "./fleet-state.ts";
-import { nodeHealthy, regionJson } from "./fleet-wire.ts";
-import { inTransaction, readJson, reading, requireOperator } from "./http.ts";
-import { recordAudit } from "./store.ts";
+import { actorName, type AdminEnv } from "../admin/auth.ts";
+import { dropRoutingSnapshot, readFleetLive } from "../nodes/admin-state.ts";
+import { nodeHealthy, regionJson } from "../nodes/admin-wire.ts";
+import { inTransaction, readJson, reading, requireOperator } from "../admin/http.ts";
+import { recordAudit } from "../admin/store.ts";
 
 const REGION_ID = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 const WHAT = "manage regions";

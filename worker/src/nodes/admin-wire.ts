@@ -4,8 +4,8 @@
  * Redis (heartbeats, circuit breakers). Kept apart from wire.ts, which holds the tenancy shapes.
  */
 import type { capacityReservations, healthChecks, nodes, regions } from "../../../schema/tables/index.ts";
-import { liveNumber } from "../nodes/health.ts";
-import { isStale, type LiveNode } from "../nodes/live.ts";
+import { liveNumber } from "./health.ts";
+import { isStale, type LiveNode } from "./live.ts";
 import { circuitPhase, type CircuitPhase, type CircuitState } from "../routing/breaker.ts";
 
 type NodeRow = typeof nodes.$inferSelect;

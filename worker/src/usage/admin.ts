@@ -1,10 +1,10 @@
 /** `GET /admin/usage`: usage reports; the operator sees every tenant, a tenant admin key its own only. */
 import { Hono } from "hono";
 import { z } from "zod";
-import { reportResponse } from "../usage/render.ts";
-import { GROUPS, parseQuery, reportQuery, reportWindow, TENANT_GROUPS, usageReport, type ReportFilter } from "../usage/report.ts";
-import type { AdminEnv } from "./auth.ts";
-import { canSee, notFound } from "./http.ts";
+import { reportResponse } from "./render.ts";
+import { GROUPS, parseQuery, reportQuery, reportWindow, TENANT_GROUPS, usageReport, type ReportFilter } from "./report.ts";
+import type { AdminEnv } from "../admin/auth.ts";
+import { canSee, notFound } from "../admin/http.ts";
 
 const tenantId = { tenant_id: z.string().min(1).max(200).optional() };
 const operatorQuery = reportQuery(GROUPS).extend(tenantId);

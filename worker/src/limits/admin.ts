@@ -14,12 +14,12 @@ import { z } from "zod";
 import { limitOverrides } from "../../../schema/tables/index.ts";
 import { ApiError } from "../errors.ts";
 import type { Settings } from "../settings.ts";
-import { actorName, type AdminEnv } from "./auth.ts";
-import { inTransaction, readJson, reading, type AdminContext } from "./http.ts";
-import { cacheKeysOf, dropCaches } from "./invalidate.ts";
-import { limitScope, requireWritable, resolveScope, type Scope, type ScopeTarget } from "./scope.ts";
-import { recordAudit, type AdminDb } from "./store.ts";
-import type { LimitsJson, LimitsValues } from "./wire.ts";
+import { actorName, type AdminEnv } from "../admin/auth.ts";
+import { inTransaction, readJson, reading, type AdminContext } from "../admin/http.ts";
+import { cacheKeysOf, dropCaches } from "../admin/invalidate.ts";
+import { limitScope, requireWritable, resolveScope, type Scope, type ScopeTarget } from "../admin/scope.ts";
+import { recordAudit, type AdminDb } from "../admin/store.ts";
+import type { LimitsJson, LimitsValues } from "../admin/wire.ts";
 
 const value = z.number().int().min(1).max(2_147_483_647).nullable().optional();
 const setBody = z.strictObject({ rpm: value, tpm: value, concurrency: value });

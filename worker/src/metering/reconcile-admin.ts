@@ -7,12 +7,12 @@ import { and, desc, eq, gte, sql, type SQL } from "drizzle-orm";
 import { Hono } from "hono";
 import { z } from "zod";
 import { reconciliations } from "../../../schema/tables/index.ts";
-import { driftThresholds, flushAndReconcile, type NodeOutcome } from "../metering/reconcile.ts";
-import { actorName, type AdminEnv } from "./auth.ts";
-import { readJson, readQuery, reading, requireOperator } from "./http.ts";
-import { decodeCursor, page, pageQuery } from "./pagination.ts";
-import { recordAudit } from "./store.ts";
-import { reconciliationJson, type ReconcileNodeJson, type ReconcileRunJson } from "./wire.ts";
+import { driftThresholds, flushAndReconcile, type NodeOutcome } from "./reconcile.ts";
+import { actorName, type AdminEnv } from "../admin/auth.ts";
+import { readJson, readQuery, reading, requireOperator } from "../admin/http.ts";
+import { decodeCursor, page, pageQuery } from "../admin/pagination.ts";
+import { recordAudit } from "../admin/store.ts";
+import { reconciliationJson, type ReconcileNodeJson, type ReconcileRunJson } from "../admin/wire.ts";
 
 function nodeJson(o: NodeOutcome): ReconcileNodeJson {
   switch (o.outcome) {

@@ -10,14 +10,14 @@ import { and, asc, eq, gt, type SQL } from "drizzle-orm";
 import { Hono } from "hono";
 import { z } from "zod";
 import { apiKeys, environments, limitOverrides } from "../../../schema/tables/index.ts";
-import { activeKeyMarkerKey, addActiveKey, removeActiveKeys } from "../auth/key-set.ts";
+import { activeKeyMarkerKey, addActiveKey, removeActiveKeys } from "./key-set.ts";
 import { ApiError } from "../errors.ts";
-import { actorName, ADMIN_SCOPE, type AdminEnv } from "./auth.ts";
-import { canSee, inTransaction, notFound, readJson, readQuery, reading, type AdminContext } from "./http.ts";
-import { cacheKeysOf, dropCaches } from "./invalidate.ts";
-import { decodeCursor, page, pageQuery } from "./pagination.ts";
-import { createApiKey, recordAudit, type AdminDb } from "./store.ts";
-import { apiKeyJson, type CreatedApiKeyJson } from "./wire.ts";
+import { actorName, ADMIN_SCOPE, type AdminEnv } from "../admin/auth.ts";
+import { canSee, inTransaction, notFound, readJson, readQuery, reading, type AdminContext } from "../admin/http.ts";
+import { cacheKeysOf, dropCaches } from "../admin/invalidate.ts";
+import { decodeCursor, page, pageQuery } from "../admin/pagination.ts";
+import { createApiKey, recordAudit, type AdminDb } from "../admin/store.ts";
+import { apiKeyJson, type CreatedApiKeyJson } from "../admin/wire.ts";
 
 const id = z.string().min(1).max(100);
 /** Scopes a key can have: `chat` (chat and completions), `embeddings`, and `admin` (this API, own tenant). */

@@ -8,12 +8,12 @@ import { and, asc, eq } from "drizzle-orm";
 import { Hono } from "hono";
 import { budgets } from "../../../schema/tables/index.ts";
 import { ApiError } from "../errors.ts";
-import { budgetCounter } from "../limits/budgets.ts";
-import type { AdminEnv } from "./auth.ts";
-import { reading } from "./http.ts";
-import { limitsJson, loadOverride } from "./limits.ts";
-import { limitScope, resolveScope } from "./scope.ts";
-import { budgetJson, type CountersJson } from "./wire.ts";
+import { budgetCounter } from "./budgets.ts";
+import type { AdminEnv } from "../admin/auth.ts";
+import { reading } from "../admin/http.ts";
+import { limitsJson, loadOverride } from "./admin.ts";
+import { limitScope, resolveScope } from "../admin/scope.ts";
+import { budgetJson, type CountersJson } from "../admin/wire.ts";
 
 /** The counter routes, mounted at `/admin/counters`. */
 export const counterRoutes = new Hono<AdminEnv>().get("/:scope/:scope_id", async (c) => {

@@ -3,10 +3,10 @@ import { and, desc, eq, sql, type SQL } from "drizzle-orm";
 import { Hono } from "hono";
 import { z } from "zod";
 import { auditLogs } from "../../../schema/tables/index.ts";
-import type { AdminEnv } from "./auth.ts";
-import { canSee, notFound, readQuery, reading } from "./http.ts";
-import { decodeCursor, page, pageQuery } from "./pagination.ts";
-import { auditJson } from "./wire.ts";
+import type { AdminEnv } from "../admin/auth.ts";
+import { canSee, notFound, readQuery, reading } from "../admin/http.ts";
+import { decodeCursor, page, pageQuery } from "../admin/pagination.ts";
+import { auditJson } from "../admin/wire.ts";
 
 const id = z.string().min(1).max(200);
 const listQuery = z.object({ ...pageQuery, target_id: id.optional(), tenant_id: id.optional() });
