@@ -133,7 +133,7 @@ export class LocalNode implements StackNode {
     });
     this.simChild = sim;
     this.paused = false;
-    await waitForHttp(`${this.simUrl}/health`, 15_000, sim.alive);
+    await waitForHttp(`${this.simUrl}/health`, 15_000, () => sim.alive());
   }
 
   /** Starts the backplane (on its previous port when that is free) and waits for its /health; it then registers itself by heartbeats. */
@@ -157,7 +157,7 @@ export class LocalNode implements StackNode {
       },
     });
     this.backplaneChild = backplane;
-    await waitForHttp(`${this.backplaneUrl}/health`, 15_000, backplane.alive);
+    await waitForHttp(`${this.backplaneUrl}/health`, 15_000, () => backplane.alive());
   }
 
   /**

@@ -23,8 +23,8 @@ export async function ensurePortFree(host: string, port: number): Promise<void> 
     });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === "EADDRINUSE") throw new Error(`port ${port} is in use on ${host} (another Switchyard stack? Stop it, or set PORT to another port)`);
-    if (code === "EACCES") throw new Error(`port ${port} on ${host} needs privileges this user lacks (set PORT to a port above 1023)`);
+    if (code === "EADDRINUSE") throw new Error(`port ${port} is in use on ${host} (another Switchyard stack? Stop it, or set PORT to another port)`, { cause: err });
+    if (code === "EACCES") throw new Error(`port ${port} on ${host} needs privileges this user lacks (set PORT to a port above 1023)`, { cause: err });
     throw err;
   }
   await new Promise<void>((resolve) => server.close(() => resolve()));

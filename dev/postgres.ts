@@ -60,9 +60,9 @@ export async function startPostgres(opts: { databaseUrl?: string; dataDir: strin
   return {
     url: `postgres://postgres@${host.includes(":") ? `[${host}]` : host}:${gate.port}/postgres`,
     embedded: true,
-    connections: async () => {
+    connections: () => {
       const { active, queued } = gate.stats();
-      return active + queued;
+      return Promise.resolve(active + queued);
     },
     close: () => {
       closing ??= (async () => {

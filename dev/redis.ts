@@ -32,11 +32,12 @@ export async function checkRedis(url: string, timeoutMs = 2_000): Promise<void> 
       timeout,
     ]);
   } catch (err) {
-    const cause = lastError ?? (err instanceof Error ? err : new Error(String(err)));
+    // The client's last connection error says more than the timeout that ended the wait.
+    const reason = lastError ?? (err instanceof Error ? err : new Error(String(err)));
     throw new Error(
-      `Redis is not reachable at ${redactUrl(url)} (${cause.message}). ` +
+      `Redis is not reachable at ${redactUrl(url)} (${reason.message}). ` +
         `Set REDIS_URL to a running Redis, or start one locally with: ${REDIS_START_COMMAND}`,
-      { cause },
+      { cause: err },
     );
   } finally {
     clearTimeout(timer);

@@ -169,7 +169,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     // Kept open: restarted nodes are seen through their live entry (LocalNode.waitRegistered).
     const redis = new IORedis(opts.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
     redis.on("error", () => {});
-    cleanups.push(async () => redis.disconnect());
+    cleanups.push(() => Promise.resolve(redis.disconnect()));
     const context = { root: ROOT, host: opts.host, gatewayUrl, masterSecret, echo: opts.echo, db, redis, redisPrefix: opts.redisPrefix };
     const localNodes = nodeSpecs(opts).map((spec) => new LocalNode(spec, context));
     const first = localNodes[0];
@@ -247,14 +247,14 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     try {
       await waitForHttp(`${gatewayUrl}/health`, 60_000, () => wrangler.alive() && opts.signal?.aborted !== true);
     } catch (err) {
-      throw new Error(`${String(err)}\nwrangler dev output:\n${wrangler.recentOutput()}`);
+      throw new Error(`${String(err)}\nwrangler dev output:\n${wrangler.recentOutput()}`, { cause: err });
     }
     progress("first heartbeats");
     await onEveryNode(localNodes, (node) => node.waitRegistered(30_000));
     opts.signal?.throwIfAborted();
     // Lets `npm run admin --url <gateway>` find this stack's admin token (dev/stack-record.ts).
     const removeRecord = writeStackRecord(gatewayUrl, opts.dataDir);
-    cleanups.push(async () => removeRecord());
+    cleanups.push(() => Promise.resolve(removeRecord()));
     const runScheduled = async (cron = "* * * * *") => {
       const res = await fetch(`${gatewayUrl}/__scheduled?cron=${encodeURIComponent(cron)}`);
       await res.arrayBuffer();
@@ -267,7 +267,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       if (new Date().getUTCMinutes() === 0) void runScheduled("0 * * * *").catch(() => null);
     }, 60_000);
     cron.unref();
-    cleanups.push(async () => clearInterval(cron));
+    cleanups.push(() => Promise.resolve(clearInterval(cron)));
     const node = (id: string): LocalNode => {
       const found = localNodes.find((n) => n.id === id);
       if (!found) throw new Error(`unknown node "${id}" (the stack runs ${localNodes.map((n) => n.id).join(", ")})`);

@@ -218,7 +218,7 @@ function encodeReply(reply: unknown, base64: boolean): unknown {
   if (Buffer.isBuffer(reply)) bytes = reply;
   // Errors nested in script or EXEC replies travel as their message text.
   else if (reply instanceof Error) bytes = Buffer.from(reply.message);
-  else bytes = Buffer.from(String(reply));
+  else bytes = Buffer.from(typeof reply === "object" && reply !== null ? JSON.stringify(reply) : String(reply as string | number | boolean | null | undefined));
   return base64 ? bytes.toString("base64") : bytes.toString("utf8");
 }
 

@@ -95,7 +95,12 @@ export function treeRssMb(roots: Record<string, number | undefined>): Record<str
     const tree = new Set([root]);
     for (let grew = true; grew; ) {
       grew = false;
-      for (const s of stats) if (tree.has(s.ppid) && !tree.has(s.pid)) (tree.add(s.pid), (grew = true));
+      for (const s of stats) {
+        if (tree.has(s.ppid) && !tree.has(s.pid)) {
+          tree.add(s.pid);
+          grew = true;
+        }
+      }
     }
     result[name] = Math.round(stats.filter((s) => tree.has(s.pid)).reduce((kb, s) => kb + s.rssKb, 0) / 1024);
   }

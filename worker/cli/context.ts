@@ -89,7 +89,7 @@ export async function list<T>(ctx: CommandContext, path: string, headers: string
   for (;;) {
     if (cursor !== undefined) params.set("cursor", cursor);
     const sep = path.includes("?") ? "&" : "?";
-    const page: ListBody<T> = await ctx.api().request<ListBody<T>>("GET", params.size > 0 ? `${path}${sep}${params}` : path);
+    const page: ListBody<T> = await ctx.api().request<ListBody<T>>("GET", params.size > 0 ? `${path}${sep}${params.toString()}` : path);
     items.push(...page.data);
     next = page.next_cursor;
     if (next === null || ctx.flags.all !== true) break;
