@@ -10,6 +10,7 @@ import { takeAuthAudit } from "../auth/middleware.ts";
 import { forwardToBackplane, type Forwarded } from "../proxy/forward.ts";
 import { admit, maxCost, rateTokens } from "../limits/admission.ts";
 import { tapJson } from "../proxy/json-tap.ts";
+import type { StreamOutcome } from "../proxy/usage.ts";
 import { keepAliveStream } from "../proxy/keepalive.ts";
 import { tapSse } from "../proxy/sse-tap.ts";
 import { validateRequest, type Endpoint } from "../proxy/validate.ts";
@@ -64,6 +65,22 @@ export function proxyHandler(endpoint: Endpoint) {
     // Region price multipliers: the reservation assumes the dearest region among the candidates.
     const multipliers = c.get("routing").snapshot.regionMultipliers ?? {};
     const maxMultiplier = Math.max(1, ...candidates.map((n: NodeEntry) => multipliers[n.regionId] ?? 1));
+    /** This request's usage row once it ended (served by `node`, or refused with no node). */
+    const rowOf = (node: NodeEntry | null, httpStatus: number, outcome: StreamOutcome) =>
+      usageRow({
+        requestId: deps.requestId,
+        startedAt: deps.startedAt,
+        endedAt: Date.now(),
+        identity,
+        endpoint,
+        model,
+        node,
+        httpStatus,
+        streamed: req.stream,
+        outcome,
+        priceMultiplier: node ? (multipliers[node.regionId] ?? 1) : 1,
+        promptTokensEstimate: req.promptTokensEstimate,
+      });
     const admission = await admit(
       deps,
       identity,
@@ -72,18 +89,7 @@ export function proxyHandler(endpoint: Endpoint) {
     ).catch((err: unknown) => {
       // Refused at admission (limited, over budget): recorded with zero tokens, for the audit trail.
       if (err instanceof ApiError) {
-        const refused = usageRow({
-          requestId: deps.requestId,
-          startedAt: deps.startedAt,
-          endedAt: Date.now(),
-          identity,
-          endpoint,
-          model,
-          node: null,
-          httpStatus: err.status,
-          streamed: req.stream,
-          outcome: { status: "rejected", usage: null, firstByteAt: null, deliveredChunks: 0, errorCode: err.code },
-        });
+        const refused = rowOf(null, err.status, { status: "rejected", usage: null, firstByteAt: null, deliveredChunks: 0, errorCode: err.code });
         deps.waitUntil(enqueue(deps.redis, usageOutboxKey(deps.settings.redisPrefix), refused).catch(() => null));
       }
       throw err;
@@ -123,21 +129,7 @@ export function proxyHandler(endpoint: Endpoint) {
         deps.waitUntil(
           tapped.done.then((outcome) => {
             forwarded.release();
-            const row = usageRow({
-              requestId: deps.requestId,
-              startedAt: deps.startedAt,
-              endedAt: Date.now(),
-              identity,
-              endpoint,
-              model,
-              node: forwarded.node,
-              httpStatus: forwarded.response.status,
-              streamed: req.stream,
-              outcome,
-              priceMultiplier: multipliers[forwarded.node.regionId] ?? 1,
-              promptTokensEstimate: req.promptTokensEstimate,
-            });
-            return settleRequest(deps, admission, row, authAudit);
+            return settleRequest(deps, admission, rowOf(forwarded.node, forwarded.response.status, outcome), authAudit);
           }),
         );
         return { forwarded, body: tapped.body };
