@@ -260,6 +260,10 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       await res.arrayBuffer();
       if (!res.ok) throw new Error(`scheduled run answered ${res.status}`);
     };
+    // One run now, as a deployment's first cron would: it builds the active-key set and seeds the
+    // budget counters, which reservations wait for (worker/src/limits/budget-seed.ts).
+    progress("first scheduled run");
+    await runScheduled();
     // Locally the Cron Triggers run on their schedule too, like wrangler.toml says: every minute, and
     // the hourly one (reconciliation) on the tick that falls in minute 0.
     const cron = setInterval(() => {

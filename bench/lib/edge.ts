@@ -191,6 +191,8 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     } catch (err) {
       throw new Error(`${String(err)}\nworkerd output:\n${workerd.recentOutput()}`, { cause: err });
     }
+    // As a deployment's first cron: builds the active-key set and seeds the budget counters.
+    await workerd.runScheduled();
 
     return {
       url: workerd.url,

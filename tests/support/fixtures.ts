@@ -3,6 +3,7 @@ import { eq } from "drizzle-orm";
 import { apiKeys, tenants } from "../../schema/tables/index.ts";
 import { createApiKey, createEnvironment, createTenant, upsertModel, upsertNode, upsertRegion, type AdminDb } from "../../worker/src/admin/store.ts";
 import { DEMO_MODELS } from "../../dev/seed.ts";
+import { budgetMarkerKey } from "../../worker/src/limits/budgets.ts";
 import type { TestKeys } from "./context.ts";
 
 /** The admin URL of the machine's Postgres (tests create their own databases on it). */
@@ -61,6 +62,17 @@ export async function deleteRedisPrefix(prefix: string): Promise<void> {
       cursor = next;
       if (keys.length > 0) await redis.del(...keys);
     } while (cursor !== "0");
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/** Marks the budget counters under `prefix` as seeded, as the scheduled job does (worker/src/limits/budget-seed.ts). */
+export async function seedBudgetMarker(prefix: string): Promise<void> {
+  const { Redis } = await import("ioredis");
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+  try {
+    await redis.set(budgetMarkerKey(prefix), Date.now());
   } finally {
     redis.disconnect();
   }

@@ -18,7 +18,7 @@ import { freePort } from "../../dev/ports.ts";
 import { createDatabase, dropDatabase } from "../../dev/postgres.ts";
 import { startUpstashRestAdapter } from "../../dev/upstash-rest.ts";
 import type { WorkerTestContext } from "./context.ts";
-import { deleteRedisPrefix, PG_ADMIN_URL, REDIS_URL, seedTestTenants, uniqueSuffix } from "./fixtures.ts";
+import { deleteRedisPrefix, PG_ADMIN_URL, REDIS_URL, seedBudgetMarker, seedTestTenants, uniqueSuffix } from "./fixtures.ts";
 
 
 async function main(): Promise<void> {
@@ -106,6 +106,9 @@ async function main(): Promise<void> {
     blackholeUrl,
     hbNode: { id: hbNodeId, url: hbBackplane.url },
   };
+  // A deployment's first scheduled run seeds the budget counters (worker/src/limits/budget-seed.ts);
+  // the tests start from seeded counters, except the one that takes the marker away.
+  await seedBudgetMarker(`sy:wtest:${suffix}:`);
   process.stdout.write(`READY ${JSON.stringify(context)}\n`);
 
   let stopping = false;

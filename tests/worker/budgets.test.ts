@@ -1,9 +1,9 @@
 import { env } from "cloudflare:test";
 import { eq, sql } from "drizzle-orm";
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { budgets, limitOverrides, usageRecords } from "../../schema/tables/index.ts";
 import { createEnvironment, createTenant, newId } from "../../worker/src/admin/store.ts";
-import { budgetCounter, reserveBudgets, type BudgetEntry } from "../../worker/src/limits/budgets.ts";
+import { budgetCounter, budgetMarkerKey, reserveBudgets, type BudgetEntry } from "../../worker/src/limits/budgets.ts";
 import { createApiKey, eventually, flushNow, post, query, redis } from "./helpers.ts";
 
 const messages = [{ role: "user", content: "count to three" }];
@@ -24,6 +24,11 @@ async function keyWith(opts: { budgets?: Omit<BudgetEntry, "id" | "scope" | "sco
 async function counter(budget: BudgetEntry): Promise<number> {
   return Number((await redis().get<number>(budgetCounter(env.REDIS_PREFIX, budget, new Date()).key)) ?? 0);
 }
+
+// Counters under the unit tests' own prefix count only once seeded, as the scheduled job does at the gateway's.
+beforeAll(async () => {
+  await redis().set(budgetMarkerKey(`${env.REDIS_PREFIX}unit:`), Date.now());
+});
 
 describe("budget reservations", () => {
   it("let exactly as many of 50 concurrent reservations through as fit", async () => {
@@ -135,6 +140,42 @@ describe("budgets at the gateway", () => {
       return value > 0 && value < 100 ? value : undefined;
     });
     expect(settled).toBeLessThan(100);
+  });
+});
+
+describe("budgets after Redis lost its data", () => {
+  it("fail closed until the scheduled job reseeds the counters from the recorded usage, and a spent budget stays spent", async () => {
+    const { key, keyId, budgets: [budget] } = await keyWith({ budgets: [{ kind: "tokens", period: "day", amount: 400 }], keyLimits: { rpm: 1000 } });
+    if (!budget) throw new Error("budget missing");
+    // ignore_eos: the engine generates all 100 tokens, so usage is known.
+    const body = { model: "sim-llama-8b", messages, max_tokens: 100, ignore_eos: true };
+    // Spend most of the budget: two requests of about 110 tokens each.
+    for (let i = 0; i < 2; i++) {
+      const res = await post("/v1/chat/completions", body, key);
+      expect(res.status).toBe(200);
+      await res.arrayBuffer();
+    }
+    const used = await eventually(async () => {
+      await flushNow();
+      const [row] = await query((db) =>
+        db.select({ n: sql<number>`count(*)::int`, tokens: sql<number>`coalesce(sum(prompt_tokens + completion_tokens), 0)::int` }).from(usageRecords).where(eq(usageRecords.apiKeyId, keyId)),
+      );
+      return row && row.n === 2 ? row.tokens : undefined;
+    });
+    expect(used).toBeGreaterThan(200);
+
+    // Redis comes back empty: the counter and the marker are gone.
+    await redis().del(budgetCounter(env.REDIS_PREFIX, budget, new Date()).key, budgetMarkerKey(env.REDIS_PREFIX));
+    const refused = await post("/v1/chat/completions", body, key);
+    expect(refused.status).toBe(503);
+    expect((await refused.json<{ error: { code: string; message: string } }>()).error).toMatchObject({ code: "dependency_unavailable", message: expect.stringContaining("Budgets cannot be checked") as unknown });
+
+    // The scheduled job rebuilds the counter from usage_records: the budget is as spent as before.
+    await flushNow();
+    expect(await counter(budget)).toBe(used);
+    const over = await post("/v1/chat/completions", body, key);
+    expect(over.status).toBe(429);
+    expect((await over.json<{ error: { code: string } }>()).error.code).toBe("insufficient_quota");
   });
 });
 

@@ -3,6 +3,7 @@ import { flushUsage } from "../metering/flush.ts";
 import { driftThresholds, flushAndReconcile } from "../metering/reconcile.ts";
 import { sweepStaleNodes } from "../nodes/health.ts";
 import { rebuildActiveKeys } from "../auth/key-set.ts";
+import { reseedBudgetCounters } from "../limits/budget-seed.ts";
 import type { Deps } from "../platform/deps.ts";
 import { flushCounters } from "../platform/metrics.ts";
 
@@ -23,6 +24,9 @@ export async function runScheduled(deps: Deps, cron = "* * * * *"): Promise<void
   await deps.db(async (db) => {
     const usage = await flushUsage(redis, settings.redisPrefix, db);
     const audit = await flushAuditOutbox(redis, settings.redisPrefix, db);
+    // After the flush, so the records hold everything Redis still had (limits/budget-seed.ts).
+    const seeded = await reseedBudgetCounters(db, redis, settings.redisPrefix);
+    if (seeded !== null) log("budget_counters_seeded", { budgets: seeded });
     if (usage > 0 || audit > 0) log("outbox_flushed", { usage, audit });
     // Nodes that stopped heartbeating without a word get a "stale" row in their health history.
     const stale = await sweepStaleNodes({ db, redis, prefix: settings.redisPrefix });

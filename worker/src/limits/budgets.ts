@@ -25,20 +25,33 @@ export type Reservation =
   | { ok: true; settle(actual: Cost, batch?: RedisBatch): Promise<void>; release(batch?: RedisBatch): Promise<void> }
   | { ok: false; budget: BudgetEntry | null; reason: "exhausted" | "unavailable" };
 
+/**
+ * Redis key whose presence says the budget counters can be trusted. A counter that is missing
+ * normally means "nothing used yet this period"; after Redis lost its data it would mean the same
+ * and let a tenant spend its budget again. So the counters count only while this marker exists: the
+ * scheduled job writes it after (re)seeding every counter from `usage_records` (budget-seed.ts), and
+ * until then reservations fail closed like an unreachable Redis.
+ */
+export function budgetMarkerKey(prefix: string): string {
+  return `${prefix}budgets:seeded`;
+}
+
 // Checks every budget first and only then adds to all of them, in one atomic script, so concurrent
 // requests can never together pass a budget: a reservation either fits everywhere or nowhere.
-// KEYS: one counter per budget. ARGV: per budget the limit, the amount to add, and a TTL in seconds
-// (0 = none). Returns 0 on success, else the 1-based index of the first budget that does not fit.
+// KEYS: the marker, then one counter per budget. ARGV: per budget the limit, the amount to add, and
+// a TTL in seconds (0 = none). Returns 0 on success, -1 when the counters are not seeded, else the
+// 1-based index of the first budget that does not fit.
 const RESERVE = `
-for i = 1, #KEYS do
+if redis.call("EXISTS", KEYS[1]) == 0 then return -1 end
+for i = 2, #KEYS do
   local used = tonumber(redis.call("GET", KEYS[i]) or "0")
-  local limit = tonumber(ARGV[(i - 1) * 3 + 1])
-  local amount = tonumber(ARGV[(i - 1) * 3 + 2])
-  if used + amount > limit then return i end
+  local limit = tonumber(ARGV[(i - 2) * 3 + 1])
+  local amount = tonumber(ARGV[(i - 2) * 3 + 2])
+  if used + amount > limit then return i - 1 end
 end
-for i = 1, #KEYS do
-  redis.call("INCRBY", KEYS[i], ARGV[(i - 1) * 3 + 2])
-  local ttl = tonumber(ARGV[(i - 1) * 3 + 3])
+for i = 2, #KEYS do
+  redis.call("INCRBY", KEYS[i], ARGV[(i - 2) * 3 + 2])
+  local ttl = tonumber(ARGV[(i - 2) * 3 + 3])
   if ttl > 0 and redis.call("TTL", KEYS[i]) < 0 then redis.call("EXPIRE", KEYS[i], ttl) end
 end
 return 0
@@ -75,7 +88,8 @@ export function describeBudget(budget: BudgetEntry): string {
  * Reserves `max` (the most the request can cost) against every budget atomically. On success the
  * caller settles to the real cost when the response ends (the difference is given back, or charged
  * when the real cost was higher), or releases everything when the request failed. Budgets fail closed: if Redis cannot answer, the request is
- * refused rather than risk overspending (`reason: "unavailable"`).
+ * refused rather than risk overspending (`reason: "unavailable"`), and so do counters that are not
+ * seeded (`budgetMarkerKey`).
  */
 export async function reserveBudgets(redis: Redis, prefix: string, budgets: BudgetEntry[], max: Cost, now = new Date()): Promise<Reservation> {
   const applicable = budgets.filter((b) => amountOf(b, max) > 0);
@@ -84,10 +98,12 @@ export async function reserveBudgets(redis: Redis, prefix: string, budgets: Budg
   const args = applicable.flatMap((b, i) => [String(b.amount), String(amountOf(b, max)), String(counters[i]?.ttlSeconds ?? 0)]);
   let result: number;
   try {
-    result = Number(await redis.eval(RESERVE, counters.map((c) => c.key), args));
+    result = Number(await redis.eval(RESERVE, [budgetMarkerKey(prefix), ...counters.map((c) => c.key)], args));
   } catch {
     return { ok: false, budget: null, reason: "unavailable" };
   }
+  // Counters not seeded (Redis lost its data, or a new deployment before its first scheduled run).
+  if (result === -1) return { ok: false, budget: null, reason: "unavailable" };
   if (result !== 0) return { ok: false, budget: applicable[result - 1] ?? null, reason: "exhausted" };
 
   let done = false;
