@@ -1,13 +1,10 @@
-import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { nginxAvailable, startNginx, startNodeForwarder, startPortkey, type Peer } from "../../bench/lib/peers.ts";
 import { nodeSecret, signedHeaders } from "../../bench/lib/signed.ts";
 import { runWrk, wrkAvailable } from "../../bench/lib/wrk.ts";
 import { startSimEngine, type SimEngine } from "../../backplane/src/sim/index.ts";
-import { freePort, waitForHttp } from "../../dev/ports.ts";
-import { startChild } from "../../dev/processes.ts";
+import { startBenchBackplane } from "../support/bench-backplane.ts";
 
-const ROOT = join(import.meta.dirname, "../..");
 const PATH = "/v1/chat/completions";
 const MASTER_SECRET = "m".repeat(64);
 const NODE_ID = "bench-node-1";
@@ -131,24 +128,10 @@ describe("benchmark peers", () => {
 
   it("a backplane serves a request signed with signedHeaders and refuses an unsigned or stale one", async () => {
     const { fast } = await engines();
-    const port = await freePort();
-    const url = `http://127.0.0.1:${port}`;
     // Started as the local stack starts a node (dev/nodes.ts), without a gateway: no heartbeats.
-    const backplane = startChild("backplane", ["backplane/src/main.ts", "start"], {
-      cwd: ROOT,
-      echo: false,
-      env: {
-        BACKPLANE_NODE_ID: NODE_ID,
-        BACKPLANE_REGION: "bench",
-        BACKPLANE_SECRET: await nodeSecret(MASTER_SECRET, NODE_ID),
-        BACKPLANE_HOST: "127.0.0.1",
-        BACKPLANE_PORT: String(port),
-        BACKPLANE_ENGINES: `kind=sim,id=sim-0,url=${fast.url}`,
-        BACKPLANE_LOG_LEVEL: "error",
-      },
-    });
+    const backplane = await startBenchBackplane({ masterSecret: MASTER_SECRET, nodeId: NODE_ID, engineUrl: fast.url });
     closers.push(() => backplane.stop());
-    await waitForHttp(`${url}/health`, 15_000, () => backplane.alive());
+    const url = backplane.url;
 
     const body = chatBody(false);
     const direct = await post(fast.url, body);

@@ -1,16 +1,13 @@
-import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { nodeSecret, signedHeaders, signedPool } from "../../bench/lib/signed.ts";
+import { signedHeaders, signedPool } from "../../bench/lib/signed.ts";
 import { runWrk, wrkAvailable } from "../../bench/lib/wrk.ts";
 import { startSimEngine, type SimEngine } from "../../backplane/src/sim/index.ts";
-import { freePort, waitForHttp } from "../../dev/ports.ts";
-import { startChild } from "../../dev/processes.ts";
+import { startBenchBackplane } from "../support/bench-backplane.ts";
 import { NODE_HEADER } from "../../schema/contracts/signing.ts";
 
 // The benchmark's backplane-alone target under wrk: the backplane accepts each signature once
 // (replay protection), so wrk sends a pool of requests signed just before the run, each once.
 
-const ROOT = join(import.meta.dirname, "../..");
 const PATH = "/v1/chat/completions";
 const MASTER_SECRET = "m".repeat(64);
 const NODE_ID = "bench-pool-1";
@@ -22,23 +19,9 @@ let backplaneUrl = "";
 
 beforeEach(async () => {
   sim = await startSimEngine({ ttftMs: 0, interTokenMs: 0, outputTokens: 16 });
-  const port = await freePort();
-  backplaneUrl = `http://127.0.0.1:${port}`;
-  const backplane = startChild("backplane", ["backplane/src/main.ts", "start"], {
-    cwd: ROOT,
-    echo: false,
-    env: {
-      BACKPLANE_NODE_ID: NODE_ID,
-      BACKPLANE_REGION: "bench",
-      BACKPLANE_SECRET: await nodeSecret(MASTER_SECRET, NODE_ID),
-      BACKPLANE_HOST: "127.0.0.1",
-      BACKPLANE_PORT: String(port),
-      BACKPLANE_ENGINES: `kind=sim,id=sim-0,url=${sim.url}`,
-      BACKPLANE_LOG_LEVEL: "error",
-    },
-  });
+  const backplane = await startBenchBackplane({ masterSecret: MASTER_SECRET, nodeId: NODE_ID, engineUrl: sim.url });
+  backplaneUrl = backplane.url;
   stopBackplane = () => backplane.stop();
-  await waitForHttp(`${backplaneUrl}/health`, 15_000, () => backplane.alive());
 }, 30_000);
 
 afterEach(async () => {

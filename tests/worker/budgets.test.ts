@@ -21,6 +21,17 @@ async function keyWith(opts: { budgets?: Omit<BudgetEntry, "id" | "scope" | "sco
   });
 }
 
+/** The tokens recorded in usage_records for the key, once all `requests` of them are there (flushing meanwhile). */
+function recordedTokens(keyId: string, requests: number): Promise<number> {
+  return eventually(async () => {
+    await flushNow();
+    const [row] = await query((db) =>
+      db.select({ n: sql<number>`count(*)::int`, tokens: sql<number>`coalesce(sum(prompt_tokens + completion_tokens), 0)::int` }).from(usageRecords).where(eq(usageRecords.apiKeyId, keyId)),
+    );
+    return row && row.n === requests ? row.tokens : undefined;
+  });
+}
+
 async function counter(budget: BudgetEntry): Promise<number> {
   return Number((await redis().get<number>(budgetCounter(env.REDIS_PREFIX, budget, new Date()).key)) ?? 0);
 }
@@ -110,13 +121,7 @@ describe("budgets at the gateway", () => {
     await Promise.all(responses.map((r) => r.arrayBuffer()));
     expect(ok).toBeGreaterThan(0);
     expect(ok).toBeLessThan(50);
-    const total = await eventually(async () => {
-      await flushNow();
-      const [row] = await query((db) =>
-        db.select({ n: sql<number>`count(*)::int`, tokens: sql<number>`coalesce(sum(prompt_tokens + completion_tokens), 0)::int` }).from(usageRecords).where(eq(usageRecords.apiKeyId, keyId)),
-      );
-      return row && row.n === 50 ? row.tokens : undefined;
-    });
+    const total = await recordedTokens(keyId, 50);
     expect(total).toBeLessThanOrEqual(1_500);
     // Settled: the counter equals what was really used.
     await eventually(async () => ((await counter(budget)) === total ? true : undefined));
@@ -155,13 +160,7 @@ describe("budgets after Redis lost its data", () => {
       expect(res.status).toBe(200);
       await res.arrayBuffer();
     }
-    const used = await eventually(async () => {
-      await flushNow();
-      const [row] = await query((db) =>
-        db.select({ n: sql<number>`count(*)::int`, tokens: sql<number>`coalesce(sum(prompt_tokens + completion_tokens), 0)::int` }).from(usageRecords).where(eq(usageRecords.apiKeyId, keyId)),
-      );
-      return row && row.n === 2 ? row.tokens : undefined;
-    });
+    const used = await recordedTokens(keyId, 2);
     expect(used).toBeGreaterThan(200);
 
     // Redis comes back empty: the counter and the marker are gone.
