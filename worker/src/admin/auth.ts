@@ -45,7 +45,8 @@ async function isOperatorToken(token: string, adminToken: string | undefined): P
 /**
  * Authenticates the admin API: 401 without credentials or with wrong ones, 403 for a valid key
  * without the admin scope (or of a suspended tenant). Keys are resolved like on /v1 (isolate,
- * Redis, then Postgres), so a revoked admin key stops working within KEY_CACHE_ISOLATE_SECONDS.
+ * Redis and the active-key set, then Postgres), so a revoked admin key stops working within
+ * KEY_CACHE_ISOLATE_SECONDS and a bad one never reaches Postgres.
  */
 export const requireAdmin = createMiddleware<AdminEnv>(async (c, next) => {
   const token = bearerToken(c.req.header("authorization"));

@@ -13,7 +13,8 @@ const INVALID_KEY_MESSAGE =
 
 /**
  * Authenticates `Authorization: Bearer <key>` and loads the routing snapshot with it, from the
- * isolate or in one Redis round trip (platform/hot-state.ts). Sets `identity` and `routing`.
+ * isolate or in one Redis round trip (platform/hot-state.ts); malformed and unknown keys never reach
+ * Postgres. Sets `identity` and `routing`.
  */
 export const requireApiKey = createMiddleware<AppEnv>(async (c, next) => {
   const token = bearerToken(c.req.header("authorization"));
