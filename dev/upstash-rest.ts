@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { once } from "node:events";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
 import { checkRedis, redactUrl } from "./redis.ts";
 
@@ -35,13 +36,51 @@ const BLOCKING = new Set([
   "BLMOVE", "BLMPOP", "BLPOP", "BRPOP", "BRPOPLPUSH", "BZMPOP", "BZPOPMAX", "BZPOPMIN", "WAIT", "WAITAOF",
 ]);
 
-/** Starts the REST adapter over one ioredis connection; resolves once it listens. */
-export async function startUpstashRestAdapter(opts: {
+/**
+ * Commands that only read. Upstash Global answers a request made of these alone from the nearest
+ * read replica; a request with any other command in it (EVAL, EVALSHA and SCRIPT LOAD included:
+ * a script may write) goes to the primary region. Keep it explicit: a command missing here counts
+ * as a write, the costlier guess.
+ */
+const READ_ONLY = new Set([
+  "BITCOUNT", "BITPOS", "DBSIZE", "ECHO", "EVAL_RO", "EVALSHA_RO", "EXISTS", "EXPIRETIME", "FCALL_RO", "GEODIST",
+  "GEOHASH", "GEOPOS", "GEOSEARCH", "GET", "GETBIT", "GETRANGE", "HEXISTS", "HGET", "HGETALL", "HKEYS", "HLEN",
+  "HMGET", "HRANDFIELD", "HSCAN", "HSTRLEN", "HVALS", "JSON.ARRLEN", "JSON.GET", "JSON.MGET", "JSON.OBJKEYS",
+  "JSON.OBJLEN", "JSON.STRLEN", "JSON.TYPE", "KEYS", "LCS", "LINDEX", "LLEN", "LPOS", "LRANGE", "MGET",
+  "PEXPIRETIME", "PFCOUNT", "PING", "PTTL", "RANDOMKEY", "SCAN", "SCARD", "SDIFF", "SINTER", "SINTERCARD",
+  "SISMEMBER", "SMEMBERS", "SMISMEMBER", "SORT_RO", "SRANDMEMBER", "SSCAN", "STRLEN", "SUBSTR", "SUNION", "TIME",
+  "TTL", "TYPE", "XLEN", "XRANGE", "XREVRANGE", "ZCARD", "ZCOUNT", "ZDIFF", "ZINTER", "ZINTERCARD", "ZLEXCOUNT",
+  "ZMSCORE", "ZRANDMEMBER", "ZRANGE", "ZRANGEBYLEX", "ZRANGEBYSCORE", "ZRANK", "ZREVRANGE", "ZREVRANGEBYLEX",
+  "ZREVRANGEBYSCORE", "ZREVRANK", "ZSCAN", "ZSCORE", "ZUNION",
+]);
+
+/** Whether a request of these commands only reads (`SCRIPT EXISTS` reads; every other SCRIPT subcommand writes). */
+export function isReadOnlyRequest(commands: string[][]): boolean {
+  return commands.every(([name = "", sub = ""]) => {
+    const upper = name.toUpperCase();
+    return READ_ONLY.has(upper) || (upper === "SCRIPT" && sub.toUpperCase() === "EXISTS");
+  });
+}
+
+/** Options of `startUpstashRestAdapter`. */
+export interface UpstashRestOptions {
   redisUrl: string;
   token: string;
   host?: string;
   port?: number;
-}): Promise<UpstashRestAdapter> {
+  /**
+   * Round trip (ms) to Upstash's primary region, added to every HTTP request that writes (default 0):
+   * half before its commands run, half before the answer goes out.
+   */
+  writeRttMs?: number;
+  /** Round trip (ms) to the nearest read replica, added the same way to read-only requests (default 0). */
+  readRttMs?: number;
+}
+
+/** Starts the REST adapter over one ioredis connection; resolves once it listens. */
+export async function startUpstashRestAdapter(opts: UpstashRestOptions): Promise<UpstashRestAdapter> {
+  const writeRttMs = rttOption("writeRttMs", opts.writeRttMs);
+  const readRttMs = rttOption("readRttMs", opts.readRttMs);
   await checkRedis(opts.redisUrl);
   const host = opts.host ?? "127.0.0.1";
   const tokenDigest = sha256(opts.token);
@@ -86,6 +125,19 @@ export async function startUpstashRestAdapter(opts: {
     }
   };
 
+  // The request travels to Redis, runs, and its answer travels back; timers, so other requests go on meanwhile.
+  const overDistance = async (commands: string[][], mode: "single" | "pipeline" | "multi-exec"): Promise<Outcome[]> => {
+    const rtt = isReadOnlyRequest(commands) ? readRttMs : writeRttMs;
+    if (rtt === 0) return run(commands, mode);
+    const there = Math.floor(rtt / 2);
+    if (there > 0) await sleep(there);
+    try {
+      return await run(commands, mode);
+    } finally {
+      await sleep(rtt - there);
+    }
+  };
+
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? "/", "http://adapter");
     if (!authorized(req, url, tokenDigest)) throw new RestError(401, "Unauthorized");
@@ -96,11 +148,11 @@ export async function startUpstashRestAdapter(opts: {
     if (req.method === "POST" && (path === "/pipeline" || path === "/multi-exec")) {
       const commands = parseJson(body);
       if (!Array.isArray(commands) || commands.length === 0) throw new RestError(400, "ERR expected a non-empty array of commands");
-      const outcomes = await run(commands.map(parseCommand), path === "/pipeline" ? "pipeline" : "multi-exec");
+      const outcomes = await overDistance(commands.map(parseCommand), path === "/pipeline" ? "pipeline" : "multi-exec");
       return send(res, 200, outcomes.map((o) => encodeOutcome(o, base64)));
     }
     const command = path === "" ? parseCommand(parseJson(body)) : pathCommand(path, req.method === "POST" ? body : undefined);
-    const [single] = await run([command], "single");
+    const [single] = await overDistance([command], "single");
     if (single === undefined) throw new RestError(500, "ERR no reply");
     if ("error" in single) throw new RestError(400, single.error);
     send(res, 200, encodeOutcome(single, base64));
@@ -139,6 +191,12 @@ export async function startUpstashRestAdapter(opts: {
       return closing;
     },
   };
+}
+
+function rttOption(name: string, value: number | undefined): number {
+  if (value === undefined) return 0;
+  if (!Number.isFinite(value) || value < 0) throw new Error(`startUpstashRestAdapter: ${name} must be a number of milliseconds ≥ 0, got ${value}`);
+  return value;
 }
 
 /** Remembers which rewritten script stands for which original, so EVALSHA with the client's hash works. */

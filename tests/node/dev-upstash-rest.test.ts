@@ -182,3 +182,102 @@ describe("@upstash/ratelimit through the adapter", () => {
     });
   }
 });
+
+describe("distance to the primary region (writeRttMs, readRttMs)", () => {
+  const WRITE_RTT = 300;
+  const READ_RTT = 60;
+  let far: UpstashRestAdapter;
+  const k = (name: string) => `${prefix}far:${name}`;
+
+  beforeAll(async () => {
+    far = await startUpstashRestAdapter({ redisUrl: REDIS_URL, token: TOKEN, writeRttMs: WRITE_RTT, readRttMs: READ_RTT });
+  });
+  afterAll(async () => {
+    await far.close();
+  });
+
+  /** POSTs to the far adapter; resolves with the status, the body and how long the answer took (ms). */
+  async function timed(path: string, body: unknown): Promise<{ status: number; body: unknown; ms: number }> {
+    const started = performance.now();
+    const res = await fetch(far.url + path, {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const parsed: unknown = await res.json();
+    return { status: res.status, body: parsed, ms: performance.now() - started };
+  }
+
+  it("delays a write by the write RTT and a read-only request by the read RTT only", async () => {
+    const write = await timed("/", ["SET", k("n"), "1"]);
+    expect(write).toMatchObject({ status: 200, body: { result: "OK" } });
+    expect(write.ms).toBeGreaterThanOrEqual(WRITE_RTT - 5);
+    const read = await timed("/pipeline", [["GET", k("n")], ["MGET", k("n")], ["HGETALL", k("h")], ["ZRANGE", k("z"), "0", "-1"], ["TTL", k("n")]]);
+    expect(read.body).toEqual([{ result: "1" }, { result: ["1"] }, { result: [] }, { result: [] }, { result: -1 }]);
+    expect(read.ms).toBeGreaterThanOrEqual(READ_RTT - 5);
+    expect(read.ms).toBeLessThan(WRITE_RTT);
+  });
+
+  it("counts a pipeline or transaction with one write among reads as a write", async () => {
+    await direct.set(k("mixed"), "1");
+    const pipeline = await timed("/pipeline", [["GET", k("mixed")], ["INCR", k("mixed")]]);
+    expect(pipeline.body).toEqual([{ result: "1" }, { result: 2 }]);
+    expect(pipeline.ms).toBeGreaterThanOrEqual(WRITE_RTT - 5);
+    const multi = await timed("/multi-exec", [["GET", k("mixed")], ["EXPIRE", k("mixed"), "100"]]);
+    expect(multi.body).toEqual([{ result: "2" }, { result: 1 }]);
+    expect(multi.ms).toBeGreaterThanOrEqual(WRITE_RTT - 5);
+  });
+
+  it("counts EVAL, EVALSHA and SCRIPT LOAD as writes, EVAL_RO, EVALSHA_RO and SCRIPT EXISTS as reads", async () => {
+    const lua = "return redis.call('GET', KEYS[1])";
+    const sha = createHash("sha1").update(lua).digest("hex");
+    await direct.set(k("script"), "2");
+    const writes = await Promise.all([
+      timed("/", ["EVAL", lua, "1", k("script")]),
+      timed("/", ["SCRIPT", "LOAD", lua]),
+    ]);
+    expect(writes.map((w) => w.body)).toEqual([{ result: "2" }, { result: sha }]);
+    const evalsha = await timed("/", ["EVALSHA", sha, "1", k("script")]);
+    for (const w of [...writes, evalsha]) expect(w.ms).toBeGreaterThanOrEqual(WRITE_RTT - 5);
+    const reads = await Promise.all([
+      timed("/", ["EVAL_RO", lua, "1", k("script")]),
+      timed("/", ["EVALSHA_RO", sha, "1", k("script")]),
+      timed("/", ["SCRIPT", "EXISTS", sha]),
+    ]);
+    expect(reads.map((r) => r.body)).toEqual([{ result: "2" }, { result: "2" }, { result: [1] }]);
+    for (const r of reads) expect(r.ms).toBeLessThan(WRITE_RTT);
+  });
+
+  it("runs the commands half-way through the round trip: the write lands before its answer leaves", async () => {
+    const key = k("halfway");
+    const started = performance.now();
+    const write = timed("/", ["SET", key, "v"]);
+    await new Promise((resolve) => setTimeout(resolve, WRITE_RTT / 4));
+    expect(await direct.get(key)).toBeNull(); // still on its way to the primary
+    while ((await direct.get(key)) === null) await new Promise((resolve) => setTimeout(resolve, 5));
+    const landedAt = performance.now() - started;
+    expect(landedAt).toBeGreaterThanOrEqual(WRITE_RTT / 2 - 5);
+    const answered = await write;
+    expect(answered.ms).toBeGreaterThanOrEqual(landedAt + WRITE_RTT / 2 - 20);
+  });
+
+  it("does not hold up other requests while one is in flight", async () => {
+    const started = performance.now();
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => timed("/", ["SET", k(`many:${i}`), String(i)])));
+    expect(results.every((r) => r.status === 200)).toBe(true);
+    // One after another they would take ten round trips.
+    expect(performance.now() - started).toBeLessThan(WRITE_RTT * 5);
+  });
+
+  it("delays an answer that is an error as well", async () => {
+    await direct.hset(k("hash"), "field", "1");
+    const failed = await timed("/", ["INCR", k("hash")]);
+    expect(failed.status).toBe(400);
+    expect(failed.body).toEqual({ error: expect.stringMatching(/^WRONGTYPE/) as unknown });
+    expect(failed.ms).toBeGreaterThanOrEqual(WRITE_RTT - 5);
+  });
+
+  it("refuses a negative round trip at start", async () => {
+    await expect(startUpstashRestAdapter({ redisUrl: REDIS_URL, token: TOKEN, writeRttMs: -1 })).rejects.toThrow(/writeRttMs must be a number of milliseconds ≥ 0/);
+  });
+});
