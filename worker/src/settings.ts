@@ -24,6 +24,10 @@ export interface Settings {
   /** Default limits per layer (null = unlimited); overrides from the database take precedence. */
   limitDefaults: Record<Layer, LayerLimits>;
   limitsTimeoutMs: number;
+  /** How long an isolate may admit from a capacity lease after its last grant (ms; 0: no leases, every request asks Redis). */
+  leaseMs: number;
+  /** A lease its isolate has not used for this long goes back to Redis (ms). */
+  leaseIdleMs: number;
   /** Routing (docs/routing.md): least-load weights, prefix-affinity slack, failover bounds, breaker. */
   routing: {
     weights: { waiting: number; running: number; kvCache: number };
@@ -106,6 +110,9 @@ export function settingsFrom(env: Env): Settings {
       trustLocationHeader: env.TRUST_LOCATION_HEADER === "true",
     },
     limitsTimeoutMs: positiveInt(env, "LIMITS_TIMEOUT_MS", 1000),
+    // At most 20 s: a lease goes back from a request's waitUntil, which the runtime bounds at 30 s.
+    leaseMs: Math.min(20, positiveInt(env, "LEASE_SECONDS", 5)) * 1000,
+    leaseIdleMs: Math.max(10, positiveInt(env, "LEASE_IDLE_MS", 1_000)),
     reconcileDriftThreshold: nonNegativeNumber(env, "RECONCILE_DRIFT_THRESHOLD", 0.01),
     reconcileMinDriftTokens: positiveInt(env, "RECONCILE_MIN_DRIFT_TOKENS", 100),
   };

@@ -47,6 +47,9 @@ export async function reseedBudgetCounters(db: Db, redis: Redis, prefix: string,
     const counter = budgetCounter(prefix, budget, now);
     if (counter.ttlSeconds > 0) pipe.set(counter.key, value, { ex: counter.ttlSeconds });
     else pipe.set(counter.key, value);
+    // The counter now holds only recorded usage, so no lease may still count in it: an isolate whose
+    // lease record is gone counts its requests in flight again when it returns it (lease-scripts.ts).
+    pipe.del(`${counter.key}:lease`);
   }
   pipe.set(budgetMarkerKey(prefix), now.getTime());
   await pipe.exec();

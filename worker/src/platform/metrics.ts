@@ -11,6 +11,7 @@ const pending = new Map<string, number>();
 
 /** HELP texts of the counters the gateway keeps. */
 export const COUNTERS = {
+  switchyard_admissions_total: "Requests admitted, by path: local (from the isolate's capacity leases, no Redis round trip) or redis (waited on one).",
   switchyard_limits_fail_open_total: "Requests admitted without a rate-limit or concurrency check because Redis did not answer in time (label check).",
   switchyard_budgets_fail_closed_total: "Requests refused because budgets could not be checked (Redis unavailable).",
   switchyard_reconciliation_alerts_total: "Reconciliation windows whose drift between engine-counted and metered tokens was above the threshold (label node).",
@@ -50,6 +51,20 @@ export async function flushCounters(redis: Redis, prefix: string): Promise<void>
   } catch {
     for (const [key, n] of batch) pending.set(key, (pending.get(key) ?? 0) + n);
   }
+}
+
+/**
+ * Moves this isolate's pending counts into `batch` (a request's end writes, so they cost no round
+ * trip of their own); returns a function that puts them back if the batch fails.
+ */
+export function appendCounters(batch: ReturnType<Redis["pipeline"]>, prefix: string): () => void {
+  if (pending.size === 0) return () => {};
+  const taken = [...pending];
+  pending.clear();
+  for (const [key, n] of taken) batch.hincrby(metricsKey(prefix), key, n);
+  return () => {
+    for (const [key, n] of taken) pending.set(key, (pending.get(key) ?? 0) + n);
+  };
 }
 
 /** The totals in Prometheus text format (every known counter, 0 when it never happened). */

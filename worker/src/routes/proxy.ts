@@ -94,7 +94,6 @@ export function proxyHandler(endpoint: Endpoint) {
       }
       throw err;
     });
-    deps.waitUntil(admission.pending);
     const authAudit = takeAuthAudit(c);
     // Aborted when the client goes away (request.signal, where the runtime reports it) or cancels a
     // stream committed early (proxy/keepalive.ts): the backplane then aborts the engine's work.
