@@ -5,6 +5,7 @@ import { limitOverrides } from "../../schema/tables/index.ts";
 import { keyCacheKey } from "../../worker/src/auth/identity.ts";
 import { hashApiKey } from "../../worker/src/auth/keys.ts";
 import { budgetCounter, type BudgetEntry } from "../../worker/src/limits/budgets.ts";
+import type { CountersJson } from "../../worker/src/admin/wire.ts";
 import { routingCacheKey } from "../../worker/src/routing/snapshot.ts";
 import { admin, expectStatus, modelsStatusBecomes, sandbox, type ErrorBody, type List } from "./admin-helpers.ts";
 import { eventually, query, redis } from "./helpers.ts";
@@ -26,11 +27,7 @@ interface Budget extends Omit<BudgetEntry, "scopeId"> {
   object: string;
   scope_id: string;
 }
-interface Counters {
-  object: string;
-  budgets: { budget: Budget; used: number; remaining: number }[];
-  limits: Limits;
-}
+type Counters = CountersJson;
 
 function entry(b: Budget): BudgetEntry {
   return { id: b.id, scope: b.scope, scopeId: b.scope_id, kind: b.kind, period: b.period, amount: b.amount };
@@ -131,24 +128,34 @@ describe("budgets and counters", () => {
     const requests = expectStatus(await admin<Budget>("POST", "/budgets", { scope: "key", scope_id: s.keyId, kind: "requests", period: "total", amount: 100 }), 201);
     expectStatus(await admin("PUT", `/limits/key/${s.keyId}`, { rpm: 7 }), 200);
 
-    // What the gateway's budget reservation writes (limits/budgets.ts), simulated directly.
-    await redis().set(budgetCounter(env.REDIS_PREFIX, entry(tokens), new Date()).key, 1234);
+    // What admission writes (limits/lease-scripts.ts), simulated directly: the tokens counter holds
+    // 1,234, of which 200 are an isolate's lease (its record lives a minute more) and 50 a lease
+    // Redis may take back (expired record, not counted as leased); the key's request bucket has 4 of
+    // 7 left, 2 of them granted to a lease.
+    const tokensKey = budgetCounter(env.REDIS_PREFIX, entry(tokens), new Date()).key;
+    await redis().set(tokensKey, 1234);
+    await redis().hset(`${tokensKey}:lease`, { "iso1.1": 200, "iso1.1:e": Date.now() + 60_000, "iso2.1": 50, "iso2.1:e": Date.now() - 1_000 });
     await redis().incrby(budgetCounter(env.REDIS_PREFIX, entry(requests), new Date()).key, 3);
+    await redis().hset(`${env.REDIS_PREFIX}rl:req:key:${s.keyId}`, { refilledAt: Date.now(), tokens: 4 });
+    await redis().hset(`${env.REDIS_PREFIX}rl:req:key:${s.keyId}:lease`, { "iso1.2": 2, "iso1.2:e": Date.now() + 60_000 });
 
     const counters = expectStatus(await admin<Counters>("GET", `/counters/key/${s.keyId}`), 200);
     expect(counters.object).toBe("counters");
     expect(counters.budgets).toEqual([
-      { budget: tokens, used: 1234, remaining: 10_000 - 1234 },
-      { budget: requests, used: 3, remaining: 97 },
+      { budget: tokens, used: 1034, leased: 200, free: 10_000 - 1234, remaining: 10_000 - 1234 },
+      { budget: requests, used: 3, leased: 0, free: 97, remaining: 97 },
     ].sort((a, b) => a.budget.id.localeCompare(b.budget.id)));
     expect(counters.limits).toMatchObject({ scope: "key", override: { rpm: 7 }, effective: { rpm: 7 } });
+    expect(counters.live.requests_per_minute).toEqual({ limit: 7, used: 1, leased: 2, free: 4 });
+    expect(counters.live.concurrency).toMatchObject({ limit: Number(env.LIMIT_KEY_CONCURRENCY), used: 0, leased: 0 });
 
     const tenantCounters = expectStatus(await admin<Counters>("GET", `/counters/tenant/${s.tenantId}`, undefined, s.adminKey), 200);
     expect(tenantCounters.budgets).toEqual([]);
     expect(tenantCounters.limits.override).toBeNull();
 
-    // Deleting a budget deletes its counter too.
-    expectStatus(await admin("DELETE", `/budgets/${requests.id}`), 200);
-    expect(await redis().get(budgetCounter(env.REDIS_PREFIX, entry(requests), new Date()).key)).toBeNull();
+    // Deleting a budget deletes its counter and its leases' records too.
+    expectStatus(await admin("DELETE", `/budgets/${tokens.id}`), 200);
+    expect(await redis().get(tokensKey)).toBeNull();
+    expect(await redis().exists(`${tokensKey}:lease`)).toBe(0);
   });
 });

@@ -102,5 +102,9 @@ export async function deleteScopedSettings(db: AdminDb, owner: { tenantId: strin
 
 /** The Redis counter of each budget in its current period (deleted with the budget). */
 export function budgetCounterKeys(prefix: string, rows: (typeof budgets.$inferSelect)[], now = new Date()): string[] {
-  return rows.map((b) => budgetCounter(prefix, { id: b.id, scope: b.scope, scopeId: b.scopeId, kind: b.kind, period: b.period, amount: b.amount }, now).key);
+  return rows.flatMap((b) => {
+    const key = budgetCounter(prefix, { id: b.id, scope: b.scope, scopeId: b.scopeId, kind: b.kind, period: b.period, amount: b.amount }, now).key;
+    // The counter and its capacity leases' records (limits/lease-scripts.ts).
+    return [key, `${key}:lease`];
+  });
 }

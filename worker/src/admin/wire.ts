@@ -142,8 +142,23 @@ export interface CountersJson {
   object: "counters";
   scope: "global" | "tenant" | "environment" | "key";
   scope_id: string;
-  budgets: { budget: BudgetJson; used: number; remaining: number }[];
+  /** Per budget, the current period: used (settled and in flight outside leases), leased (held by isolates), free; remaining = free. */
+  budgets: { budget: BudgetJson; used: number; leased: number; free: number; remaining: number }[];
   limits: LimitsJson;
+  /** The scope's live counters for its effective limits (null: unlimited, or no such counter at this layer). */
+  live: {
+    requests_per_minute: LiveCounterJson | null;
+    tokens_per_minute: LiveCounterJson | null;
+    concurrency: LiveCounterJson | null;
+  };
+}
+
+/** One limit's live counter across the deployment (limits/lease-view.ts). */
+export interface LiveCounterJson {
+  limit: number;
+  used: number;
+  leased: number;
+  free: number;
 }
 
 /** An audit log entry. */
