@@ -31,6 +31,10 @@ export interface StackOptions {
   databaseUrl?: string;
   redisUrl: string;
   redisPrefix: string;
+  /** Round trip (ms) the Upstash-REST adapter adds to every request that writes: the distance to Upstash's primary region (default 0). */
+  redisWriteRttMs?: number;
+  /** Round trip (ms) it adds to read-only requests: the distance to the nearest read replica (default 0). */
+  redisReadRttMs?: number;
   host: string;
   /** Gateway port; 0 picks a free one. */
   gatewayPort: number;
@@ -150,7 +154,13 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
 
     progress("Redis adapter (Upstash REST) and Neon WebSocket pipe");
     const redisToken = randomBytes(24).toString("hex");
-    const upstash = await startUpstashRestAdapter({ redisUrl: opts.redisUrl, token: redisToken, host: opts.host });
+    const upstash = await startUpstashRestAdapter({
+      redisUrl: opts.redisUrl,
+      token: redisToken,
+      host: opts.host,
+      writeRttMs: opts.redisWriteRttMs,
+      readRttMs: opts.redisReadRttMs,
+    });
     cleanups.push(() => upstash.close());
     const pipe = await startNeonWsPipe({ host: opts.host });
     cleanups.push(() => pipe.close());

@@ -1,18 +1,23 @@
 /**
  * `npm start`: the whole Switchyard stack on this machine. Settings come from the environment
  * (documented in docs/configuration.md); `--topology <file>` starts several nodes in several regions
- * (docs/topology.md). Everything started here stops on Ctrl-C or SIGTERM.
+ * (docs/topology.md), `--redis-write-rtt-ms` / `--redis-read-rtt-ms` put Redis at a distance.
+ * Everything started here stops on Ctrl-C or SIGTERM.
  */
 import { join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ROOT, startStack, type Stack } from "./stack.ts";
 import { loadTopology, type Topology } from "./topology.ts";
 
-const USAGE = `Usage: npm start [-- --topology <file>]
+const USAGE = `Usage: npm start [-- --topology <file>] [--redis-write-rtt-ms N] [--redis-read-rtt-ms N]
 
-  --topology <file>   start the nodes and regions of a topology file instead of one local node,
-                      e.g. dev/topologies/three-regions.json (format: docs/topology.md)
-  -h, --help          show this text
+  --topology <file>         start the nodes and regions of a topology file instead of one local node,
+                            e.g. dev/topologies/three-regions.json (format: docs/topology.md)
+  --redis-write-rtt-ms N    add N ms to every Redis request that writes, as the round trip to
+                            Upstash's primary region would (default 0; e.g. 80)
+  --redis-read-rtt-ms N     add N ms to every read-only Redis request, as the round trip to the
+                            nearest read replica would (default 0)
+  -h, --help                show this text
 
 Settings come from the environment: see docs/configuration.md.`;
 
@@ -21,9 +26,29 @@ function fail(message: string): never {
   process.exit(1);
 }
 
-let flags: { topology?: string; help?: boolean };
+/** A round-trip flag: whole milliseconds from 0 to 10 000 (0 when not given). */
+function rttFlag(name: string, raw: string | undefined): number {
+  if (raw === undefined) return 0;
+  const ms = Number(raw);
+  if (!/^\d+$/.test(raw) || ms > 10_000) throw new Error(`--${name} must be a whole number of milliseconds from 0 to 10000, got "${raw}".`);
+  return ms;
+}
+
+let flags: { topology?: string; "redis-write-rtt-ms"?: string; "redis-read-rtt-ms"?: string; help?: boolean };
+let redisRtt: { write: number; read: number };
 try {
-  flags = parseArgs({ options: { topology: { type: "string" }, help: { type: "boolean", short: "h" } } }).values;
+  flags = parseArgs({
+    options: {
+      topology: { type: "string" },
+      "redis-write-rtt-ms": { type: "string" },
+      "redis-read-rtt-ms": { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  }).values;
+  redisRtt = {
+    write: rttFlag("redis-write-rtt-ms", flags["redis-write-rtt-ms"]),
+    read: rttFlag("redis-read-rtt-ms", flags["redis-read-rtt-ms"]),
+  };
 } catch (err) {
   console.error(`${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`);
   process.exit(2);
@@ -55,6 +80,8 @@ const stack = await startStack({
   databaseUrl: process.env.DATABASE_URL || undefined,
   redisUrl: process.env.REDIS_URL || "redis://127.0.0.1:6379",
   redisPrefix: process.env.SWITCHYARD_REDIS_PREFIX || "sy:dev:",
+  redisWriteRttMs: redisRtt.write,
+  redisReadRttMs: redisRtt.read,
   host: "127.0.0.1",
   gatewayPort: Number(process.env.PORT || 8787),
   simArgs: (process.env.SIM_ARGS ?? "").split(" ").filter(Boolean),
@@ -90,6 +117,9 @@ console.log(`Gateway: ${stack.gatewayUrl}/v1`);
 console.log(`Demo API key: ${stack.apiKey}`);
 console.log(`Admin token: ${stack.adminToken}`);
 console.log(`Postgres: ${stack.databaseUrl}${stack.embeddedPostgres ? ` (embedded PGlite under ${shortPath(join(dataDir, "pglite"))})` : ""}`);
+if (redisRtt.write > 0 || redisRtt.read > 0) {
+  console.log(`Redis distance (modelled by the local Upstash adapter): writes +${redisRtt.write} ms, reads +${redisRtt.read} ms per request`);
+}
 if (topology) {
   console.log("");
   console.log(`Nodes (${stack.nodes.length} in ${topology.regions.length} regions):`);

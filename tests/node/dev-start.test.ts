@@ -18,10 +18,10 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-/** Runs `npm start`'s script with `env`, collecting its output; stopped (SIGTERM) after the test. */
-function start(env: Record<string, string>): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
+/** Runs `npm start`'s script with `env` and `args`, collecting its output; stopped (SIGTERM) after the test. */
+function start(env: Record<string, string>, args: string[] = []): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
   const dataDir = mkdtempSync(join(tmpdir(), "switchyard-start-"));
-  const child = spawn(process.execPath, ["dev/start.ts"], {
+  const child = spawn(process.execPath, ["dev/start.ts", ...args], {
     cwd: ROOT,
     env: { ...process.env, SWITCHYARD_DATA_DIR: dataDir, SWITCHYARD_QUIET: "1", REDIS_URL, ...env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -87,4 +87,29 @@ describe("npm start", () => {
     expect(await run.exited).toBe(0);
     expect(run.output()).toContain("Stopping Switchyard…");
   });
+
+  it("refuses a Redis round trip that is not a whole number of milliseconds, with the usage", async () => {
+    const run = start({}, ["--redis-write-rtt-ms", "20000"]);
+    expect(await run.exited).toBe(2);
+    expect(run.output()).toContain('--redis-write-rtt-ms must be a whole number of milliseconds from 0 to 10000, got "20000"');
+    expect(run.output()).toContain("Usage: npm start");
+    const read = start({}, ["--redis-read-rtt-ms", "1.5"]);
+    expect(await read.exited).toBe(2);
+    expect(read.output()).toContain('--redis-read-rtt-ms must be a whole number of milliseconds from 0 to 10000, got "1.5"');
+  });
+
+  it("puts Redis at the given distance and says so in the banner", async () => {
+    const suffix = uniqueSuffix();
+    const dbName = `sy_start_${suffix}`;
+    const redisPrefix = `sy:start:${suffix}:`;
+    const databaseUrl = await createDatabase(PG_ADMIN_URL, dbName);
+    cleanups.push(async () => {
+      await dropDatabase(PG_ADMIN_URL, dbName);
+      await deleteRedisPrefix(redisPrefix);
+    });
+    const run = start({ PORT: String(await freePort()), DATABASE_URL: databaseUrl, SWITCHYARD_REDIS_PREFIX: redisPrefix }, ["--redis-write-rtt-ms", "80", "--redis-read-rtt-ms", "0"]);
+    await expect.poll(() => run.output().includes("Press Ctrl-C to stop.") || run.child.exitCode !== null, { timeout: 90_000, interval: 200 }).toBe(true);
+    expect(run.output()).toContain("Press Ctrl-C to stop.");
+    expect(run.output()).toContain("Redis distance (modelled by the local Upstash adapter): writes +80 ms, reads +0 ms per request");
+  }, 120_000);
 });
