@@ -4,7 +4,7 @@ let client: { url: string; token: string; timeoutMs: number; redis: Redis } | nu
 
 /**
  * The isolate's Upstash client (module scope: it holds no connection, only config, and keeping it
- * lets `@upstash/ratelimit` caches live across requests). One retry only: the hot path would rather
+ * lets the scripts' SHA caches live across requests). One retry only: the hot path would rather
  * fail fast than wait out five backoffs when Redis is down. Every call, pipelines and scripts
  * included, has a deadline of `timeoutMs` (REDIS_TIMEOUT_MS) covering its retry: past it the call
  * rejects, and each caller's degraded mode applies (docs/limits.md).
