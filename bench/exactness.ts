@@ -32,7 +32,7 @@ export interface ExactnessOptions {
   spendRequests?: number;
   /** max_tokens of every request (default 128): the engine always produces that many, so the reservation stays within about 2× the real cost. */
   maxTokens?: number;
-  /** Pause for settlements (given-back reservations, returned capacity) before each retry round and before metering is read (default 500 ms). */
+  /** Pause for settlements (given-back reservations, capacity leases going back once idle: LEASE_IDLE_MS, 1 s) before each retry round and before metering is read (default 1 500 ms). */
   settleMs?: number;
   /** Give up on a scenario whose limit is not exhausted within this long (default 30 s). */
   scenarioTimeoutMs?: number;
@@ -115,7 +115,7 @@ export async function runExactness(opts: ExactnessOptions): Promise<ExactnessRes
   const workerds = opts.workerds ?? 3;
   const concurrency = opts.concurrency ?? 50;
   const maxTokens = opts.maxTokens ?? 128;
-  const settleMs = opts.settleMs ?? 500;
+  const settleMs = opts.settleMs ?? 1_500;
   if (workerds < 1 || concurrency < workerds) throw new Error(`runExactness: needs at least one workerd and one client per workerd (got ${workerds} and ${concurrency})`);
   try {
     const started = Date.now();

@@ -203,8 +203,10 @@ function wantFor(lease: Lease, need: number, ctx: LeaseContext): number {
   return need + Math.max(3 * Math.max(need, lease.lastNeed), target);
 }
 
-function applyGrant(lease: Lease, grant: number, existed: boolean, seen: number, now: number, ctx: LeaseContext): void {
-  if (lease.hasRecord && !existed) {
+/** Adds a grant to a lease; returns false when Redis had taken the lease's record back (its free capacity is gone). */
+function applyGrant(lease: Lease, grant: number, existed: boolean, seen: number, now: number, ctx: LeaseContext): boolean {
+  const kept = !(lease.hasRecord && !existed);
+  if (!kept) {
     // Redis took the record back while this isolate was away: its free capacity is gone, and its
     // requests in flight are now direct (the script counted their budget reservations again; their
     // slots were freed, as when Redis is down).
@@ -229,12 +231,17 @@ function applyGrant(lease: Lease, grant: number, existed: boolean, seen: number,
   lease.expiresAt = now + ctx.leaseMs;
   lease.seen = seen;
   lease.seenAt = now;
+  return kept;
 }
 
 interface Call {
   lease: Lease;
+  /** What the call asks Redis for at least, and at most. */
   need: number;
   want: number;
+  /** Synchronous calls: what the lease already held towards the request, and the request's whole need. */
+  partial: number;
+  amount: number;
 }
 
 type CallResult =
@@ -369,10 +376,19 @@ async function takeOnce(ctx: LeaseContext, needs: Need[]): Promise<Taken> {
 
   // While a call for a lease is on its way, others ask for their need alone: a burst of requests
   // that all miss the lease at once must not each take a lease's worth.
+  // What a live lease still holds counts towards the need (set aside while the call is out): capacity
+  // split between a lease and Redis, neither of which covers the need alone, is still usable.
   const calls: Call[] = missing.map((n) => {
     const lease = leaseFor(n.resource);
-    return { lease, need: n.amount, want: lease.calls > 0 || lease.refilling ? n.amount : wantFor(lease, n.amount, ctx) };
+    const partial = lease.expiresAt > now ? Math.max(0, Math.min(n.amount - 1, Math.floor(lease.free))) : 0;
+    lease.free -= partial;
+    const need = n.amount - partial;
+    const want = lease.calls > 0 || lease.refilling ? need : Math.max(need, wantFor(lease, n.amount, ctx) - partial);
+    return { lease, need, want, partial, amount: n.amount };
   });
+  const restorePartials = () => {
+    for (const call of calls) call.lease.free += call.partial;
+  };
   // A lease with a call on its way is not returned meanwhile (the grant must land on a lease that lives).
   for (const call of calls) call.lease.calls++;
   const result = await callAcquire(ctx, calls, now, ctx.timeoutMs);
@@ -380,15 +396,18 @@ async function takeOnce(ctx: LeaseContext, needs: Need[]): Promise<Taken> {
   const after = Date.now();
   switch (result.kind) {
     case "failed":
+      restorePartials();
       backoffUntil = after + BACKOFF_MS;
       return failOpen();
     case "unseeded": {
+      restorePartials();
       undoAll();
       const call = calls[result.index];
       if (!call) throw new Error("lease script returned an index out of range");
       return { ok: false, reason: "unavailable", resource: call.lease.resource };
     }
     case "refused": {
+      restorePartials();
       undoAll();
       const call = calls[result.index];
       if (!call) throw new Error("lease script returned an index out of range");
@@ -399,13 +418,23 @@ async function takeOnce(ctx: LeaseContext, needs: Need[]): Promise<Taken> {
       return { ok: false, reason: "exhausted", resource: r, retryAfterMs: result.retryAfterMs };
     }
     case "granted": {
+      let short: Lease | null = null;
       calls.forEach((call, i) => {
         const res = result.results[i];
         if (!res) return;
-        applyGrant(call.lease, res.grant, res.existed, res.seen, after, ctx);
-        const hold = admitLocally(call.lease, call.need, after);
-        if (hold) holds.push(hold);
+        // A lease Redis had taken back lost the part set aside with it.
+        if (applyGrant(call.lease, res.grant, res.existed, res.seen, after, ctx)) call.lease.free += call.partial;
+        if (call.lease.free < call.amount) short = call.lease;
       });
+      if (short !== null) {
+        // Only after a lease was taken back: what was granted stays in the leases for later requests.
+        undoAll();
+        return { ok: false, reason: "exhausted", resource: (short as Lease).resource, retryAfterMs: 1_000 };
+      }
+      for (const call of calls) {
+        const hold = admitLocally(call.lease, call.amount, after);
+        if (hold) holds.push(hold);
+      }
       afterAdmission(ctx, [...local.map((l) => l.lease), ...calls.map((c) => c.lease)], after);
       return { ok: true, path: "redis", holds, degraded };
     }
@@ -438,7 +467,7 @@ async function runRefills(ctx: LeaseContext): Promise<void> {
     refillQueue = new Set();
     if (batch.length === 0) return;
     const now = Date.now();
-    const calls = batch.map((lease) => ({ lease, need: 0, want: Math.max(0, wantFor(lease, lease.lastNeed, ctx) - Math.max(0, lease.free)) }));
+    const calls: Call[] = batch.map((lease) => ({ lease, need: 0, want: Math.max(0, wantFor(lease, lease.lastNeed, ctx) - Math.max(0, lease.free)), partial: 0, amount: 0 }));
     const result = await callAcquire(ctx, calls, now, ctx.timeoutMs * 2);
     const after = Date.now();
     if (result.kind === "granted") {
