@@ -153,8 +153,16 @@ let refillRunning = false;
 /** Round-trip time of lease calls (EWMA, ms): refills start early enough to land before a lease runs dry. */
 let rttMs = 5;
 
+// Resources are memoised with the identity they belong to (admission.ts), so their ids are too.
+const ids = new WeakMap<Resource, string>();
+
 function leaseId(r: Resource): string {
-  return `${r.key}|${r.limit}|${r.extra}`;
+  let id = ids.get(r);
+  if (id === undefined) {
+    id = `${r.key}|${r.limit}|${r.extra}`;
+    ids.set(r, id);
+  }
+  return id;
 }
 
 function liveLease(r: Resource): Lease | undefined {
