@@ -182,13 +182,16 @@ function holdsSlots(r: Resource): boolean {
   return r.kind !== "rate";
 }
 
-function admitLocally(lease: Lease, amount: number, now: number): Hold | null {
+// `resource` is the caller's object for the lease's resource: holds and refusals name the caller's
+// objects (admission.ts looks its labels up by them), while a lease keeps the object of whichever
+// plan created it (another identity object of the same key, or another key sharing a layer).
+function admitLocally(lease: Lease, amount: number, now: number, resource: Resource): Hold | null {
   lease.free -= amount;
   lease.usedSinceGrant += amount;
   lease.lastUsedAt = now;
   lease.lastNeed = Math.max(1, amount);
   if (!holdsSlots(lease.resource)) return null;
-  const hold: Hold = { resource: lease.resource, amount, lease, member: null };
+  const hold: Hold = { resource, amount, lease, member: null };
   lease.holds.add(hold);
   lease.held += amount;
   return hold;
@@ -244,6 +247,8 @@ function applyGrant(lease: Lease, grant: number, existed: boolean, seen: number,
 
 interface Call {
   lease: Lease;
+  /** The caller's object for the lease's resource (refills: the lease's own). */
+  resource: Resource;
   /** What the call asks Redis for at least, and at most. */
   need: number;
   want: number;
@@ -354,7 +359,7 @@ async function takeOnce(ctx: LeaseContext, needs: Need[]): Promise<Taken> {
   for (const need of needs) {
     const lease = liveLease(need.resource);
     if (lease && lease.expiresAt > now && lease.free >= need.amount) {
-      const hold = admitLocally(lease, need.amount, now);
+      const hold = admitLocally(lease, need.amount, now, need.resource);
       local.push({ lease, amount: need.amount, hold });
       if (hold) holds.push(hold);
     } else {
@@ -392,7 +397,7 @@ async function takeOnce(ctx: LeaseContext, needs: Need[]): Promise<Taken> {
     lease.free -= partial;
     const need = n.amount - partial;
     const want = lease.calls > 0 || lease.refilling ? need : Math.max(need, wantFor(lease, n.amount, ctx) - partial);
-    return { lease, need, want, partial, amount: n.amount };
+    return { lease, resource: n.resource, need, want, partial, amount: n.amount };
   });
   const restorePartials = () => {
     for (const call of calls) call.lease.free += call.partial;
@@ -412,35 +417,35 @@ async function takeOnce(ctx: LeaseContext, needs: Need[]): Promise<Taken> {
       undoAll();
       const call = calls[result.index];
       if (!call) throw new Error("lease script returned an index out of range");
-      return { ok: false, reason: "unavailable", resource: call.lease.resource };
+      return { ok: false, reason: "unavailable", resource: call.resource };
     }
     case "refused": {
       restorePartials();
       undoAll();
       const call = calls[result.index];
       if (!call) throw new Error("lease script returned an index out of range");
-      const r = call.lease.resource;
+      const r = call.resource;
       // Refused again from the isolate until the bucket's next refill (at most a second away), as
       // @upstash/ratelimit's blocked-identifier cache did.
       if (r.kind === "rate") blockedUntil.set(r.key, after + Math.min(result.retryAfterMs, 1_000));
       return { ok: false, reason: "exhausted", resource: r, retryAfterMs: result.retryAfterMs };
     }
     case "granted": {
-      let short: Lease | null = null;
+      let short: Call | null = null;
       calls.forEach((call, i) => {
         const res = result.results[i];
         if (!res) return;
         // A lease Redis had taken back lost the part set aside with it.
         if (applyGrant(call.lease, res.grant, res.existed, res.seen, after, ctx)) call.lease.free += call.partial;
-        if (call.lease.free < call.amount) short = call.lease;
+        if (call.lease.free < call.amount) short = call;
       });
       if (short !== null) {
         // Only after a lease was taken back: what was granted stays in the leases for later requests.
         undoAll();
-        return { ok: false, reason: "exhausted", resource: (short as Lease).resource, retryAfterMs: 1_000 };
+        return { ok: false, reason: "exhausted", resource: (short as Call).resource, retryAfterMs: 1_000 };
       }
       for (const call of calls) {
-        const hold = admitLocally(call.lease, call.amount, after);
+        const hold = admitLocally(call.lease, call.amount, after, call.resource);
         if (hold) holds.push(hold);
       }
       afterAdmission(ctx, [...local.map((l) => l.lease), ...calls.map((c) => c.lease)], after);
@@ -475,7 +480,7 @@ async function runRefills(ctx: LeaseContext): Promise<void> {
     refillQueue = new Set();
     if (batch.length === 0) return;
     const now = Date.now();
-    const calls: Call[] = batch.map((lease) => ({ lease, need: 0, want: Math.max(0, wantFor(lease, lease.lastNeed, ctx) - Math.max(0, lease.free)), partial: 0, amount: 0 }));
+    const calls: Call[] = batch.map((lease) => ({ lease, resource: lease.resource, need: 0, want: Math.max(0, wantFor(lease, lease.lastNeed, ctx) - Math.max(0, lease.free)), partial: 0, amount: 0 }));
     const result = await callAcquire(ctx, calls, now, ctx.timeoutMs * 2);
     const after = Date.now();
     if (result.kind === "granted") {
