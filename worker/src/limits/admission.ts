@@ -228,7 +228,6 @@ export async function admit(deps: AdmissionDeps, identity: KeyIdentity, snapshot
       if (finished) return;
       finished = true;
       const pipe = batch ?? redis.pipeline();
-      let commands = 0;
       const settleKeys: string[] = [];
       const settleArgs: (string | number)[] = [];
       for (const hold of holds) {
@@ -242,7 +241,6 @@ export async function admit(deps: AdmissionDeps, identity: KeyIdentity, snapshot
       }
       if (settleKeys.length > 0) {
         pipe.eval(SETTLE, settleKeys, settleArgs);
-        commands++;
       }
       // Usage beyond the estimate taken at admission is charged now, off the request path: the
       // buckets go below zero and the next request waits until the overrun has refilled.
@@ -255,11 +253,11 @@ export async function admit(deps: AdmissionDeps, identity: KeyIdentity, snapshot
           const rest = overrun - chargeLease(resource, overrun);
           if (rest > 0) {
             chargeBucket(pipe, resource, rest);
-            commands++;
           }
         }
       }
-      if (!batch && commands > 0) await pipe.exec().catch(() => null);
+      // releaseHold adds writes of its own (a direct slot's ZREM), so the pipeline is asked, not counted.
+      if (!batch && pipe.length() > 0) await pipe.exec().catch(() => null);
     },
   };
 }
