@@ -10,6 +10,8 @@ export interface BenchArgs {
   throughputRounds: number;
   routing: boolean;
   routingRequests: number;
+  /** Redis write round trips (ms) the full path is measured at, ascending, 0 (the `switchyard` target) always first. */
+  redisWriteRtts: number[];
 }
 
 /** A bad flag: printed with the help hint, exit code 2. */
@@ -20,7 +22,8 @@ export const HELP = `Usage: npm run bench -- [options]
 
 Compares, on this machine and in one run, the same simulated vLLM engine (fast mode) reached
 directly, through the backplane alone, through the full Switchyard path on plain workerd (every
-policy on), through nginx and the Portkey gateway, and through bare Hono forwarders on workerd and
+policy on; with Redis next door and again with every Redis write at each --redis-write-rtts
+distance), through nginx and the Portkey gateway, and through bare Hono forwarders on workerd and
 on Node; then the routing benchmark (round-robin vs least-load vs prefix-affinity).
 
 Options:
@@ -31,6 +34,8 @@ Options:
   --throughput-rounds R  wrk runs per target and mode, interleaved (default 2; quick 1)
   --routing-requests N streamed requests per strategy in the routing benchmark (default 400)
   --no-routing         skip the routing benchmark
+  --redis-write-rtts L Redis write round trips in ms to run the full path at, comma-separated; each
+                       above 0 is its own edge (default 0,20,80; quick 0,80; 0 is always included)
   --help               show this text
 
 Environment (fallbacks):
@@ -65,6 +70,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs | null {
         "throughput-rounds": { type: "string" },
         "routing-requests": { type: "string" },
         "no-routing": { type: "boolean" },
+        "redis-write-rtts": { type: "string" },
         help: { type: "boolean" },
       },
     }));
@@ -82,5 +88,15 @@ export function parseBenchArgs(argv: string[]): BenchArgs | null {
     throughputRounds: integer("throughput-rounds", values["throughput-rounds"], quick ? 1 : 2, 1, 100),
     routing: !quick && values["no-routing"] !== true,
     routingRequests: integer("routing-requests", values["routing-requests"], 400, 20, 100_000),
+    redisWriteRtts: rttList(values["redis-write-rtts"], quick ? [0, 80] : [0, 20, 80]),
   };
+}
+
+/** `--redis-write-rtts`: whole milliseconds from 0 to 1000, comma-separated; sorted, without repeats, with 0. */
+function rttList(raw: string | undefined, fallback: number[]): number[] {
+  if (raw === undefined) return fallback;
+  const items = raw.split(",").map((x) => x.trim());
+  const bad = items.find((x) => !/^\d+$/.test(x) || Number(x) > 1000);
+  if (bad !== undefined) throw new UsageError(`--redis-write-rtts takes whole milliseconds from 0 to 1000, comma-separated (e.g. 0,20,80), got "${raw}".`);
+  return [...new Set([0, ...items.map(Number)])].sort((a, b) => a - b);
 }

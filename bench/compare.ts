@@ -1,30 +1,24 @@
 /**
  * The side-by-side comparison: the same simulated engine (fast mode) reached directly, through the
  * backplane alone, through the full Switchyard path on plain workerd (auth, four rate-limit layers,
- * concurrency, budgets, metering), and through the peers (nginx, Portkey) and the bare Hono
- * forwarders (on workerd and on Node) that are the CPU baselines. Latency at concurrency 1 is
- * probed with every target interleaved; throughput at a fixed concurrency with wrk, in rounds
- * interleaved across targets, with each hop's CPU time from /proc. See bench/README.md.
+ * concurrency, budgets, metering; with Redis next door and at the distances of `redisWriteRtts`),
+ * and through the peers (nginx, Portkey) and the bare Hono forwarders (on workerd and on Node) that
+ * are the CPU baselines (targets.ts). Latency at concurrency 1 is probed with every target
+ * interleaved; throughput at a fixed concurrency with wrk, in rounds interleaved across targets,
+ * with each hop's CPU time from /proc. See bench/README.md.
  */
-import { Redis } from "ioredis";
-import { openDb } from "../dev/db.ts";
-import { LocalNode } from "../dev/nodes.ts";
-import { processTree, sampleCpu, cpuDelta, type CpuSnapshot } from "./cpu.ts";
-import { startEdge, waitForNodes, type Edge } from "./lib/edge.ts";
-import { nginxAvailable, startNginx, startNodeForwarder, startPortkey } from "./lib/peers.ts";
-import { probeInThread, shuffled, type ProbeSample, type ProbeTarget } from "./lib/probe.ts";
-import { nodeSecret, signedPool } from "./lib/signed.ts";
-import { startHonoForwarder } from "./lib/workerd.ts";
+import { sampleCpu, cpuDelta, type CpuSnapshot } from "./cpu.ts";
+import { admissionsBetween, parseAdmissions, readAdmissions, sumAdmissions, type AdmissionCount } from "./lib/distance.ts";
+import { probeInThread, shuffled, type Checkpoint, type ProbeSample, type ProbeTarget } from "./lib/probe.ts";
+import { signedPool } from "./lib/signed.ts";
 import { runWrk, wrkAvailable, type WrkResult } from "./lib/wrk.ts";
-import { NODE_HEADER } from "../schema/contracts/signing.ts";
 import { percentile } from "./stats.ts";
-import type { Teardown } from "./teardown.ts";
+import { BENCH_NODE, chatBody, MODES, PATH, startTargets, type Mode, type Target, type TargetOptions } from "./targets.ts";
+
+export { MODES, OUTPUT_TOKENS, type Mode } from "./targets.ts";
 
 /** How hard to measure. */
-export interface CompareOptions {
-  pgAdminUrl: string;
-  redisUrl: string;
-  host: string;
+export interface CompareOptions extends TargetOptions {
   /** Probe rounds at concurrency 1 (each sends one request per target and mode). */
   rounds: number;
   /** wrk connections for the throughput runs. */
@@ -32,35 +26,6 @@ export interface CompareOptions {
   /** Seconds per wrk run; each target and mode runs `throughputRounds` times, interleaved. */
   durationSec: number;
   throughputRounds: number;
-  /** Only the project's own targets (engine, backplane, Switchyard, the two forwarders). */
-  ownOnly: boolean;
-  teardown: Teardown;
-  log: (line: string) => void;
-}
-
-export type Mode = "nonstream" | "stream";
-export const MODES: readonly Mode[] = ["nonstream", "stream"];
-const PATH = "/v1/chat/completions";
-/** The node id of the benchmark's backplane. */
-const BENCH_NODE = "bench-1";
-export const MODEL = "sim-llama-8b";
-/** Output tokens of every answer (fixed: the engine runs with --output-tokens and ignore_eos). */
-export const OUTPUT_TOKENS = 16;
-
-export function chatBody(mode: Mode): string {
-  return JSON.stringify({ model: MODEL, messages: [{ role: "user", content: "Say something about switchyards." }], max_tokens: OUTPUT_TOKENS, stream: mode === "stream" });
-}
-
-/** One target: where requests go, the headers they need, and the processes that are its hop. */
-interface Target {
-  name: string;
-  description: string;
-  url: string;
-  headers: () => Record<string, string>;
-  /** A backplane's node secret: every request must carry its own signature (each is accepted once). */
-  signWith?: string;
-  /** Processes whose CPU is this hop's (the engine's is counted separately). */
-  pids: () => number[];
 }
 
 /** Timings of one target and mode at concurrency 1 (ms). */
@@ -80,12 +45,27 @@ export interface ThroughputRow {
   cpuMsPerRequest: Record<string, number>;
 }
 
+/**
+ * The full path at one Redis write RTT: its target, and the admissions its edge counted during the
+ * measured probe rounds and during the wrk runs (null: not counted, or not measured).
+ */
+export interface DistanceRun {
+  writeRttMs: number;
+  target: string;
+  admissions: {
+    probe: Record<Mode, AdmissionCount | null>;
+    load: Record<Mode, AdmissionCount | null> | null;
+  };
+}
+
 export interface CompareResult {
   targets: { name: string; description: string }[];
   skipped: string[];
   latency: Record<Mode, Record<string, LatencyRow>>;
   throughput: Record<Mode, Record<string, ThroughputRow>> | null;
   correctness: Record<Mode, Record<string, string>>;
+  /** The full path at each Redis write RTT, nearest first. */
+  distance: DistanceRun[];
   errors: string[];
 }
 
@@ -105,88 +85,6 @@ export function normalizeBody(mode: Mode, body: string): string {
     .filter((e) => e.startsWith("data: "))
     .map((e) => (e === "data: [DONE]" ? e : `data: ${JSON.stringify(strip(JSON.parse(e.slice(6))))}`))
     .join("\n");
-}
-
-// ---------------------------------------------------------------- setup
-
-async function startTargets(opts: CompareOptions): Promise<{ edge: Edge; targets: Target[]; skipped: string[]; enginePid: () => number[]; extraPids: () => Record<string, number[]> }> {
-  const { teardown, log, host } = opts;
-  log("Starting the edge (worker on plain workerd, Postgres, Upstash-REST and Neon adapters)…");
-  const edge = await startEdge({ pgAdminUrl: opts.pgAdminUrl, redisUrl: opts.redisUrl, host });
-  teardown.add("edge", () => edge.close());
-
-  const db = openDb(edge.databaseUrl);
-  teardown.add("database client", () => db.close());
-  const redis = new Redis(opts.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  teardown.add("redis client", () => Promise.resolve(redis.disconnect()));
-  log("Starting the simulated engine (fast mode) and the backplane…");
-  const node = new LocalNode(
-    {
-      id: BENCH_NODE,
-      region: edge.regionId,
-      simArgs: ["--ttft-ms", "0", "--inter-token-ms", "0", "--output-tokens", String(OUTPUT_TOKENS), "--max-concurrency", "1024"],
-      backplaneEnv: { BACKPLANE_HEARTBEAT_INTERVAL_MS: "1000" },
-      simName: "engine",
-      backplaneName: "backplane",
-    },
-    { root: process.cwd(), host, gatewayUrl: edge.url, masterSecret: edge.nodeSigningSecret, echo: false, db, redis, redisPrefix: edge.redisPrefix },
-  );
-  teardown.add("node", () => node.close());
-  await node.start();
-  await waitForNodes(edge, [BENCH_NODE]);
-
-  const engineUrl = node.simUrl;
-  const honoWorkerd = await startHonoForwarder({ upstream: engineUrl, host });
-  teardown.add("hono forwarder (workerd)", () => honoWorkerd.close());
-  const honoNode = await startNodeForwarder({ upstream: engineUrl, host });
-  teardown.add("hono forwarder (node)", () => honoNode.close());
-
-  const none = () => ({});
-  const targets: Target[] = [
-    { name: "engine", description: "the simulated vLLM engine, directly", url: `${engineUrl}${PATH}`, headers: none, pids: () => [] },
-    {
-      name: "backplane",
-      description: "backplane → engine (signed request)",
-      url: `${node.backplaneUrl}${PATH}`,
-      // The probe signs each request itself; wrk sends a pool signed just before its run (poolSize).
-      headers: () => ({ [NODE_HEADER]: BENCH_NODE }),
-      signWith: await nodeSecret(edge.nodeSigningSecret, BENCH_NODE),
-      pids: () => [node.backplane.process.pid ?? 0],
-    },
-    {
-      name: "switchyard",
-      description: "worker on workerd → backplane → engine (auth, 4 rate-limit layers, concurrency, budget, metering)",
-      url: `${edge.url}${PATH}`,
-      headers: () => ({ authorization: `Bearer ${edge.apiKey}` }),
-      pids: () => [edge.workerdPid, node.backplane.process.pid ?? 0],
-    },
-    { name: "hono-workerd", description: "bare Hono forwarder on workerd → engine", url: `${honoWorkerd.url}${PATH}`, headers: none, pids: () => [honoWorkerd.pid] },
-    { name: "hono-node", description: "bare Hono forwarder on Node (@hono/node-server) → engine", url: `${honoNode.url}${PATH}`, headers: none, pids: () => [honoNode.pid] },
-  ];
-  const skipped: string[] = [];
-  if (!opts.ownOnly) {
-    if (nginxAvailable()) {
-      const nginx = await startNginx({ upstream: engineUrl, host });
-      teardown.add("nginx", () => nginx.close());
-      targets.push({ name: "nginx", description: "nginx reverse proxy → engine (1 worker, keep-alive, no buffering)", url: `${nginx.url}${PATH}`, headers: none, pids: () => processTree(nginx.pid).map((p) => p.pid) });
-    } else skipped.push("nginx (not installed: apt-get install nginx-light)");
-    const portkey = await startPortkey({ host });
-    teardown.add("portkey", () => portkey.close());
-    targets.push({
-      name: "portkey",
-      description: "Portkey gateway (Node) → engine",
-      url: `${portkey.url}${PATH}`,
-      headers: () => portkey.headersFor(engineUrl),
-      pids: () => processTree(portkey.pid).map((p) => p.pid),
-    });
-  }
-  return {
-    edge,
-    targets,
-    skipped,
-    enginePid: () => [node.sim.process.pid ?? 0],
-    extraPids: () => ({ workerd: [edge.workerdPid], backplane: [node.backplane.process.pid ?? 0] }),
-  };
 }
 
 /** The most pre-signed requests one wrk run gets: the backplane keeps at most 100 000 nonces (replay.ts). */
@@ -233,13 +131,23 @@ export async function runCompare(opts: CompareOptions): Promise<CompareResult> {
   const errors: string[] = [];
   const latency = {} as CompareResult["latency"];
   const correctness = {} as CompareResult["correctness"];
+  const distant = targets.filter((t): t is Target & Required<Pick<Target, "distance">> => t.distance !== undefined);
+  const probeAdmissions = new Map<string, Record<Mode, AdmissionCount | null>>(distant.map((t) => [t.name, { nonstream: null, stream: null }]));
+  // The gateway's counters, read right after the probe's warm-up and after its last round.
+  const checkpoints: Checkpoint[] = distant.map((t) => ({ name: t.name, url: `${t.distance.edge.url}/admin/metrics`, headers: { authorization: `Bearer ${t.distance.edge.adminToken}` } }));
+  const admissionsIn = (text: string | null | undefined) => (text === null || text === undefined ? null : parseAdmissions(text));
 
   for (const mode of MODES) {
     const body = chatBody(mode);
     log(`Latency at concurrency 1, ${mode}: ${opts.rounds} rounds over ${targets.length} targets, interleaved…`);
     const probeTargets: ProbeTarget[] = [];
     for (const t of targets) probeTargets.push({ name: t.name, url: t.url, headers: t.headers(), body, ...(t.signWith === undefined ? {} : { signWith: t.signWith }) });
-    const samples = await probeInThread({ targets: probeTargets, rounds: opts.rounds, warmup: 5, timeoutMs: 30_000 });
+    const probe = await probeInThread({ targets: probeTargets, rounds: opts.rounds, warmup: 5, timeoutMs: 30_000, checkpoints });
+    const samples = probe.samples;
+    for (const t of distant) {
+      const counted = probeAdmissions.get(t.name);
+      if (counted) counted[mode] = admissionsBetween(admissionsIn(probe.checkpoints.before[t.name]), admissionsIn(probe.checkpoints.after[t.name]));
+    }
     for (const s of samples.filter((x) => x.error !== null).slice(0, 5)) errors.push(`${s.target} ${mode}: ${s.error}`);
     const failed = samples.filter((x) => x.error !== null).length;
     if (failed > 5) errors.push(`… ${failed} failed ${mode} probe requests in all`);
@@ -264,13 +172,15 @@ export async function runCompare(opts: CompareOptions): Promise<CompareResult> {
   }
 
   let throughput: CompareResult["throughput"] = null;
+  // Admissions counted during each wrk run of a full-path target, by `mode|target`.
+  const loadAdmissions = new Map<string, (AdmissionCount | null)[]>();
   if (!wrkAvailable()) setup.skipped.push("throughput (wrk not installed: apt-get install wrk)");
   else {
     throughput = { nonstream: {}, stream: {} };
     const totals = new Map<string, { requests: number; seconds: number; p50: number[]; p99: number[]; cpu: CpuSnapshot }>();
     const bestRps = new Map<string, number>();
     const components = (t: Target) => ({
-      pids: { hop: t.pids(), engine: setup.enginePid(), ...setup.extraPids(), adapters: [process.pid] },
+      pids: { hop: t.pids(), engine: setup.enginePid(), ...(t.components?.() ?? setup.extraPids()), adapters: [process.pid] },
       byName: { redis: "redis-server", postgres: "postgres" },
     });
     for (let round = 0; round < opts.throughputRounds; round++) {
@@ -283,9 +193,12 @@ export async function runCompare(opts: CompareOptions): Promise<CompareResult> {
           // Signed just before the run (valid 60 s, each once), before the CPU sample starts.
           const size = poolSize({ connections: opts.concurrency, durationSec: opts.durationSec, p50Ms: latency[mode][t.name]?.lastByte.p50 ?? NaN, measuredRps: bestRps.get(key) });
           const pool = t.signWith === undefined ? undefined : await signedPool({ secret: t.signWith, nodeId: BENCH_NODE, path: PATH, body, count: size });
+          // Counters are read outside the CPU samples: reading them costs the worker CPU too.
+          const admittedBefore = t.distance ? await readAdmissions(t.distance.edge) : null;
           const before = sampleCpu(components(t));
           const result: WrkResult = await runWrk({ url: t.url, method: "POST", headers, body, connections: opts.concurrency, durationSec: opts.durationSec, timeoutSec: 10, ...(pool === undefined ? {} : { pool }) });
           const after = sampleCpu(components(t));
+          if (t.distance) loadAdmissions.set(key, [...(loadAdmissions.get(key) ?? []), admissionsBetween(admittedBefore, await readAdmissions(t.distance.edge))]);
           if (result.non2xx > 0 || result.socketErrors > 0) {
             errors.push(`${t.name} ${mode} throughput: ${result.non2xx} non-2xx (${JSON.stringify(result.statuses)}), ${result.socketErrors} socket errors`);
           }
@@ -312,5 +225,15 @@ export async function runCompare(opts: CompareOptions): Promise<CompareResult> {
       throughput[mode][name] = { requests: acc.requests, rps: acc.requests / acc.seconds, p50Ms: median(acc.p50), p99Ms: median(acc.p99), cpuMsPerRequest: perRequest };
     }
   }
-  return { targets: targets.map((t) => ({ name: t.name, description: t.description })), skipped: setup.skipped, latency, throughput, correctness, errors };
+  const distance: DistanceRun[] = distant
+    .map((t) => ({
+      writeRttMs: t.distance.writeRttMs,
+      target: t.name,
+      admissions: {
+        probe: probeAdmissions.get(t.name) ?? { nonstream: null, stream: null },
+        load: throughput === null ? null : { nonstream: sumAdmissions(loadAdmissions.get(`nonstream|${t.name}`) ?? [null]), stream: sumAdmissions(loadAdmissions.get(`stream|${t.name}`) ?? [null]) },
+      },
+    }))
+    .sort((a, b) => a.writeRttMs - b.writeRttMs);
+  return { targets: targets.map((t) => ({ name: t.name, description: t.description })), skipped: setup.skipped, latency, throughput, correctness, distance, errors };
 }

@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { HELP, parseBenchArgs, UsageError, type BenchArgs } from "./args.ts";
 import { runCompare } from "./compare.ts";
-import { checkTargets, formatReport, machineInfo, OUTPUT_TOKENS, writeReport, type BenchReport } from "./report.ts";
+import { checkTargets, distanceRows, formatReport, machineInfo, OUTPUT_TOKENS, writeReport, type BenchReport } from "./report.ts";
 import { runRouting } from "./routing.ts";
 import { Teardown } from "./teardown.ts";
 
@@ -46,7 +46,7 @@ const env = {
 };
 const log = (line: string) => console.error(line);
 try {
-  const compare = await runCompare({ ...env, rounds: args.rounds, concurrency: args.concurrency, durationSec: args.durationSec, throughputRounds: args.throughputRounds, ownOnly: args.quick, teardown, log });
+  const compare = await runCompare({ ...env, rounds: args.rounds, concurrency: args.concurrency, durationSec: args.durationSec, throughputRounds: args.throughputRounds, ownOnly: args.quick, redisWriteRtts: args.redisWriteRtts, teardown, log });
   // The comparison's processes stop before the routing benchmark starts its own.
   await teardown.close();
   const routingTeardown = new Teardown();
@@ -61,6 +61,7 @@ try {
     machine: machineInfo(),
     settings: { ...args, outputTokens: OUTPUT_TOKENS },
     compare,
+    distance: distanceRows(compare),
     routing,
     targets: checkTargets(compare, routing),
   };

@@ -58,6 +58,10 @@ export interface EdgeOptions {
   port?: number;
   /** Region of the demo environment; backplanes register in it (`BACKPLANE_REGION`). */
   regionId?: string;
+  /** Round trip (ms) the Upstash-REST adapter adds to every Redis request that writes (default 0: Redis next door). */
+  redisWriteRttMs?: number;
+  /** Round trip (ms) it adds to read-only Redis requests (default 0). */
+  redisReadRttMs?: number;
   /** Extra or changed worker vars, over wrangler.toml's and `BENCH_LIMITS`. */
   vars?: Record<string, string>;
   /** A bundle from `bundleWorker` to reuse (bundling takes about 2 s). */
@@ -89,6 +93,9 @@ export interface Edge {
   workerd: Workerd;
   /** The worker's vars as bound (no secrets). */
   vars: Record<string, string>;
+  /** The bundle it serves and its wrangler config, for starting another edge without bundling again. */
+  bundle: WorkerBundle;
+  config: WorkerConfig;
   /** Runs the worker's Cron Trigger job now (moves queued usage from Redis to Postgres) and waits for it. */
   runScheduled(cron?: string): Promise<void>;
   /** Stops workerd and the adapters, drops the database and deletes the Redis keys. Stop the backplanes first, so their last heartbeat still reaches the worker. Safe to call twice. */
@@ -132,7 +139,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     if (!opts.keepData) cleanups.push(() => deleteRedisPrefix(opts.redisUrl, redisPrefix));
 
     const redisToken = randomBytes(24).toString("hex");
-    const upstash = await startUpstashRestAdapter({ redisUrl: opts.redisUrl, token: redisToken, host });
+    const upstash = await startUpstashRestAdapter({ redisUrl: opts.redisUrl, token: redisToken, host, writeRttMs: opts.redisWriteRttMs, readRttMs: opts.redisReadRttMs });
     cleanups.push(() => upstash.close());
     const pipe = await startNeonWsPipe({ host });
     cleanups.push(() => pipe.close());
@@ -208,6 +215,8 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
       workerdPid: workerd.pid,
       workerd,
       vars,
+      bundle,
+      config,
       runScheduled: (cron) => workerd.runScheduled(cron),
       close,
     };

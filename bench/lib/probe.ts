@@ -37,6 +37,30 @@ export interface ProbeSpec {
   /** Rounds before measuring (connections, JIT, caches). */
   warmup: number;
   timeoutMs: number;
+  /**
+   * Pages fetched (GET, as text) right after the warm-up and after the last round, such as a
+   * gateway's counters: what happened during the measured rounds alone is the difference.
+   */
+  checkpoints?: Checkpoint[];
+}
+
+/** A page read at the edges of the measured rounds. */
+export interface Checkpoint {
+  name: string;
+  url: string;
+  headers: Record<string, string>;
+}
+
+/** The checkpoints' texts by name (null: not readable) before and after the measured rounds. */
+export interface CheckpointTexts {
+  before: Record<string, string | null>;
+  after: Record<string, string | null>;
+}
+
+/** What a probe run returns. */
+export interface ProbeResult {
+  samples: ProbeSample[];
+  checkpoints: CheckpointTexts;
 }
 
 const agents = new Map<string, Agent>();
@@ -119,30 +143,47 @@ export function shuffled<T>(items: readonly T[]): T[] {
   return out;
 }
 
+async function readCheckpoints(list: Checkpoint[], timeoutMs: number): Promise<Record<string, string | null>> {
+  const texts = await Promise.all(
+    list.map(async (c) => {
+      try {
+        const res = await fetch(c.url, { headers: c.headers, signal: AbortSignal.timeout(timeoutMs) });
+        const text = await res.text();
+        return res.ok ? text : null;
+      } catch {
+        return null;
+      }
+    }),
+  );
+  return Object.fromEntries(list.map((c, i) => [c.name, texts[i] ?? null]));
+}
+
 /** Runs the spec: warm-up rounds, then measured rounds, targets interleaved in a new order each round. */
-export async function runProbe(spec: ProbeSpec): Promise<ProbeSample[]> {
+export async function runProbe(spec: ProbeSpec): Promise<ProbeResult> {
   for (let r = 0; r < spec.warmup; r++) for (const t of spec.targets) await probeOnce(t, false, spec.timeoutMs);
+  const before = await readCheckpoints(spec.checkpoints ?? [], spec.timeoutMs);
   const samples: ProbeSample[] = [];
   for (let r = 0; r < spec.rounds; r++) {
     for (const t of shuffled(spec.targets)) samples.push(await probeOnce(t, r === 0, spec.timeoutMs));
   }
+  const after = await readCheckpoints(spec.checkpoints ?? [], spec.timeoutMs);
   for (const agent of agents.values()) agent.destroy();
   agents.clear();
-  return samples;
+  return { samples, checkpoints: { before, after } };
 }
 
-/** Runs `spec` in a fresh worker thread and returns its samples. */
-export async function probeInThread(spec: ProbeSpec): Promise<ProbeSample[]> {
+/** Runs `spec` in a fresh worker thread and returns its samples and checkpoints. */
+export async function probeInThread(spec: ProbeSpec): Promise<ProbeResult> {
   const { Worker } = await import("node:worker_threads");
   const worker = new Worker(new URL("./probe-thread.ts", import.meta.url), { workerData: spec });
   try {
-    const reply = await new Promise<{ samples?: ProbeSample[]; error?: string }>((resolve, reject) => {
+    const reply = await new Promise<{ result?: ProbeResult; error?: string }>((resolve, reject) => {
       worker.once("message", resolve);
       worker.once("error", reject);
       worker.once("exit", (code) => reject(new Error(`probe thread exited (code ${code})`)));
     });
-    if (reply.error !== undefined || !reply.samples) throw new Error(`probe thread failed: ${reply.error ?? "no samples"}`);
-    return reply.samples;
+    if (reply.error !== undefined || !reply.result) throw new Error(`probe thread failed: ${reply.error ?? "no samples"}`);
+    return reply.result;
   } finally {
     await worker.terminate();
   }
