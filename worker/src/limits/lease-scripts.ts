@@ -218,10 +218,12 @@ return 0
 /**
  * Settles the budgets of one finished request (its end batch).
  *
- * KEYS: per budget its counter and lease hash. ARGV: per budget: mode, holder, actual, reserved.
+ * KEYS: per budget its counter and lease hash. ARGV: per budget: mode, holder, actual, and reserved
+ * (mode 2) or beyond (mode 1).
  * - mode 1 (admitted from a lease that is still held): the usage leaves the record (the counter
- *   already counts it through the record); if the record was taken back meanwhile, the usage is
- *   counted on the counter instead.
+ *   already counts it through the record), except `beyond`, the part of it the lease could not
+ *   absorb (usage above the reservation and the lease's free capacity), which is added to the
+ *   counter; if the record was taken back meanwhile, the usage is counted on the counter instead.
  * - mode 2 (the lease was returned while the request ran, so its reservation became direct): the
  *   counter moves from the reservation to the usage.
  */
@@ -231,7 +233,8 @@ for i = 1, #KEYS / 2 do
   local mode, holder, actual, reserved = tonumber(ARGV[4 * i - 3]), ARGV[4 * i - 2], tonumber(ARGV[4 * i - 1]), tonumber(ARGV[4 * i])
   if mode == 1 then
     if redis.call("HEXISTS", meta, holder) == 1 then
-      redis.call("HINCRBY", meta, holder, -actual)
+      redis.call("HINCRBY", meta, holder, reserved - actual)
+      if reserved > 0 then redis.call("INCRBY", key, reserved) end
     else
       redis.call("INCRBY", key, actual)
     end

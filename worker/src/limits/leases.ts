@@ -108,7 +108,7 @@ function nextHolder(): string {
 /** One resource's capacity held by this isolate. */
 export class Lease {
   readonly holder = nextHolder();
-  /** Units this isolate may still admit (may go below zero when usage passed a reservation). */
+  /** Units this isolate may still admit (never below zero: usage beyond it goes to the counter, releaseHold). */
   free = 0;
   /** Requests in flight that hold part of this lease (slots and budgets). */
   readonly holds = new Set<Hold>();
@@ -611,8 +611,12 @@ export function releaseHold(hold: Hold, actual: number, batch: RedisBatch): { ke
       return null;
     }
     lease.free += hold.amount - actual;
+    // Usage beyond the reservation and the lease's free capacity is not the lease's to absorb: it is
+    // charged to the counter, so Redis (and every other isolate) sees the budget as spent at once.
+    const beyond = Math.max(0, -lease.free);
+    lease.free += beyond;
     if (actual === 0) return null;
-    return { key: r.key, meta: `${r.key}:lease`, args: [1, lease.holder, actual, hold.amount] };
+    return { key: r.key, meta: `${r.key}:lease`, args: [1, lease.holder, actual, beyond] };
   }
   if (r.kind === "slots") {
     const member = hold.member;
