@@ -193,6 +193,10 @@ export async function runCompare(opts: CompareOptions): Promise<CompareResult> {
           // Signed just before the run (valid 60 s, each once), before the CPU sample starts.
           const size = poolSize({ connections: opts.concurrency, durationSec: opts.durationSec, p50Ms: latency[mode][t.name]?.lastByte.p50 ?? NaN, measuredRps: bestRps.get(key) });
           const pool = t.signWith === undefined ? undefined : await signedPool({ secret: t.signWith, nodeId: BENCH_NODE, path: PATH, body, count: size });
+          // The targets measured against "steady load" warm up first: an edge idle while the other
+          // targets ran has given its capacity leases back (LEASE_IDLE_MS), and the first second of
+          // a cold edge is not the steady state the distance targets are about.
+          if (t.distance) await runWrk({ url: t.url, method: "POST", headers, body, connections: opts.concurrency, durationSec: 1, timeoutSec: 10 });
           // Counters are read outside the CPU samples: reading them costs the worker CPU too.
           const admittedBefore = t.distance ? await readAdmissions(t.distance.edge) : null;
           const before = sampleCpu(components(t));
