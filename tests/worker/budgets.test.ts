@@ -1,10 +1,11 @@
 import { env } from "cloudflare:test";
 import { eq, sql } from "drizzle-orm";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { budgets, limitOverrides, usageRecords } from "../../schema/tables/index.ts";
 import { createEnvironment, createTenant, newId } from "../../worker/src/admin/store.ts";
-import { budgetCounter, budgetMarkerKey, reserveBudgets, type BudgetEntry } from "../../worker/src/limits/budgets.ts";
+import { budgetCounter, budgetMarkerKey, type BudgetEntry } from "../../worker/src/limits/budgets.ts";
 import { createApiKey, eventually, flushNow, post, query, redis } from "./helpers.ts";
+import { caller, counterValue, deadRedis, leased, limitsHarness, outcomes, quiesceLimits, type TestBudget } from "./limits-helpers.ts";
 
 const messages = [{ role: "user", content: "count to three" }];
 
@@ -36,54 +37,80 @@ async function counter(budget: BudgetEntry): Promise<number> {
   return Number((await redis().get<number>(budgetCounter(env.REDIS_PREFIX, budget, new Date()).key)) ?? 0);
 }
 
-// Counters under the unit tests' own prefix count only once seeded, as the scheduled job does at the gateway's.
-beforeAll(async () => {
-  await redis().set(budgetMarkerKey(`${env.REDIS_PREFIX}unit:`), Date.now());
-});
+// The admission of budgets (admit(), limits/admission.ts), each test under its own prefix with the
+// budget marker set; the gateway tests below go through the whole worker.
+afterEach(quiesceLimits);
 
+// Per-request admission (leases off: each request takes exactly its need in one round trip) is exact
+// under any concurrency; admission from leases is tested in limits-leases.test.ts.
 describe("budget reservations", () => {
-  it("let exactly as many of 50 concurrent reservations through as fit", async () => {
-    const budget: BudgetEntry = { id: `unit-${crypto.randomUUID()}`, scope: "key", scopeId: "k", kind: "tokens", period: "day", amount: 100 };
-    const prefix = `${env.REDIS_PREFIX}unit:`;
-    const results = await Promise.all(
-      Array.from({ length: 50 }, () => reserveBudgets(redis(), prefix, [budget], { tokens: 10, spend: 0, requests: 1 })),
-    );
-    expect(results.filter((r) => r.ok)).toHaveLength(10);
-    const refused = results.find((r) => !r.ok);
-    expect(refused).toMatchObject({ ok: false, reason: "exhausted", budget: { id: budget.id } });
-    const key = budgetCounter(prefix, budget, new Date()).key;
-    expect(Number(await redis().get(key))).toBe(100);
-    const [first, second] = results.filter((r) => r.ok);
-    if (!first?.ok || !second?.ok) throw new Error("expected reservations");
-    await first.settle({ tokens: 4, spend: 0, requests: 1 });
-    await second.release();
-    expect(Number(await redis().get(key))).toBe(100 - 6 - 10);
-    await first.settle({ tokens: 1, spend: 0, requests: 1 }); // settling twice changes nothing
-    expect(Number(await redis().get(key))).toBe(84);
+  it("admit exactly 10 of 50 concurrent requests against a request quota of 10, refusing the rest as insufficient_quota", async () => {
+    const h = await limitsHarness({ LEASE_SECONDS: "0" });
+    const quota: TestBudget = { id: `unit-${crypto.randomUUID()}`, kind: "requests", period: "total", amount: 10 };
+    const { admitted, refused } = await outcomes(Array.from({ length: 50 }, () => h.admit(caller({}, { budgets: [quota] }))));
+    expect(admitted).toHaveLength(10);
+    expect(refused).toHaveLength(40);
+    expect(refused[0]).toMatchObject({ status: 429, code: "insufficient_quota", type: "insufficient_quota" });
+    expect(refused[0]?.message).toContain("the key request quota (10 requests in total)");
+    await Promise.all(admitted.map((a) => a.finish({ tokens: 5, spend: 0, requests: 1 })));
+    await h.background();
+    expect(await counterValue(h.budgetKey(quota))).toBe(10);
+  });
+
+  it("let exactly as many of 50 concurrent token reservations through as fit, and keep only what settled requests used", async () => {
+    const h = await limitsHarness({ LEASE_SECONDS: "0" });
+    const budget: TestBudget = { id: `unit-${crypto.randomUUID()}`, kind: "tokens", period: "day", amount: 100 };
+    const { admitted, refused } = await outcomes(Array.from({ length: 50 }, () => h.admit(caller({}, { budgets: [budget] }), { tokens: 10 })));
+    expect(admitted).toHaveLength(10);
+    expect(refused.every((r) => r.code === "insufficient_quota")).toBe(true);
+    const key = h.budgetKey(budget);
+    expect(await counterValue(key)).toBe(100);
+
+    const [first, second] = admitted;
+    if (!first || !second) throw new Error("expected admissions");
+    await first.finish({ tokens: 4, spend: 0, requests: 1 });
+    await second.finish(null);
+    await first.finish({ tokens: 1, spend: 0, requests: 1 }); // finishing twice changes nothing
+    // 4 used, the 8 requests still running reserve 80 (direct reservations once their leases went back).
+    await h.background();
+    expect(await leased(key)).toBe(0);
+    expect(await counterValue(key)).toBe(100 - 6 - 10);
   });
 });
 
 describe("settling above the reservation", () => {
   it("charges the real usage in full, so the counter passes the budget and the next request is refused", async () => {
-    const budget: BudgetEntry = { id: `unit-${crypto.randomUUID()}`, scope: "key", scopeId: "k", kind: "tokens", period: "day", amount: 100 };
-    const prefix = `${env.REDIS_PREFIX}unit:`;
-    const reservation = await reserveBudgets(redis(), prefix, [budget], { tokens: 60, spend: 0, requests: 1 });
-    if (!reservation.ok) throw new Error("expected a reservation");
+    const h = await limitsHarness();
+    const budget: TestBudget = { id: `unit-${crypto.randomUUID()}`, kind: "tokens", period: "day", amount: 100 };
+    const who = caller({}, { budgets: [budget] });
+    const admission = await h.admit(who, { tokens: 60 });
     // The engine produced more than was reserved (say, a field the gateway did not know about).
-    await reservation.settle({ tokens: 130, spend: 0, requests: 1 });
-    const key = budgetCounter(prefix, budget, new Date()).key;
-    expect(Number(await redis().get(key))).toBe(130);
-    expect(await reserveBudgets(redis(), prefix, [budget], { tokens: 1, spend: 0, requests: 1 })).toMatchObject({ ok: false, reason: "exhausted", budget: { id: budget.id } });
+    await admission.finish({ tokens: 130, spend: 0, requests: 1 });
+    expect(await counterValue(h.budgetKey(budget))).toBe(130);
+    const next = await h.refusal(who, { tokens: 1 });
+    expect(next).toMatchObject({ status: 429, code: "insufficient_quota" });
+    await h.background();
+    expect(await counterValue(h.budgetKey(budget))).toBe(130);
   });
 });
 
 describe("budgets when Redis is down", () => {
-  it("fail closed: the reservation is refused as unavailable rather than risk overspending", async () => {
-    // A client for a Redis REST endpoint that does not exist (nothing listens on port 9 here).
-    const { Redis } = await import("@upstash/redis/cloudflare");
-    const dead = new Redis({ url: "http://127.0.0.1:9", token: "x", retry: { retries: 0, backoff: () => 0 }, enableTelemetry: false });
-    const budget: BudgetEntry = { id: "dead", scope: "key", scopeId: "k", kind: "requests", period: "total", amount: 10 };
-    expect(await reserveBudgets(dead, "p:", [budget], { tokens: 1, spend: 0, requests: 1 })).toMatchObject({ ok: false, reason: "unavailable", budget: null });
+  it("fail closed: the request is refused with a 503 rather than risk overspending", async () => {
+    const h = await limitsHarness();
+    const budget: TestBudget = { id: "dead", kind: "requests", period: "total", amount: 10 };
+    const refused = await h.refusal(caller({ key: { rpm: 100 } }, { budgets: [budget] }), {}, { redis: deadRedis() });
+    expect(refused).toMatchObject({ status: 503, code: "dependency_unavailable", type: "api_error" });
+    expect(refused.message).toContain("Budgets cannot be checked right now");
+    expect(refused.headers["retry-after"]).toBe("2");
+    expect(h.logs.map((l) => l.event)).toContain("budgets_fail_closed");
+  });
+
+  it("fail closed while the counters are not seeded (the marker is missing)", async () => {
+    const h = await limitsHarness({}, { seeded: false });
+    const budget: TestBudget = { id: `unit-${crypto.randomUUID()}`, kind: "tokens", period: "month", amount: 1000 };
+    const refused = await h.refusal(caller({}, { budgets: [budget] }), { tokens: 10 });
+    expect(refused).toMatchObject({ status: 503, code: "dependency_unavailable" });
+    expect(await counterValue(h.budgetKey(budget))).toBe(0);
   });
 });
 

@@ -1,7 +1,7 @@
 import { env } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { Redis } from "@upstash/redis/cloudflare";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import type { KeyIdentity } from "../../worker/src/auth/identity.ts";
 import { ApiError } from "../../worker/src/errors.ts";
 import { admit } from "../../worker/src/limits/admission.ts";
@@ -28,6 +28,13 @@ const identity: KeyIdentity = {
 };
 const snapshot: RoutingSnapshot = { builtAt: 0, models: {}, nodes: [], globalLimits: null };
 const costs = { max: { tokens: 100, spend: 10, requests: 1 }, rateTokens: 50 };
+// What admit() hands to waitUntil (lease refills and returns), awaited at the end of each test.
+const background: Promise<unknown>[] = [];
+const waitUntil = (p: Promise<unknown>) => void background.push(p.catch(() => null));
+
+afterEach(async () => {
+  await Promise.all(background.splice(0));
+});
 
 async function metricsText(): Promise<string> {
   const res = await exports.default.fetch(new Request("http://gateway.test/admin/metrics", { headers: { authorization: `Bearer ${env.ADMIN_TOKEN}` } }));
@@ -45,7 +52,7 @@ describe("limits when Redis is down", () => {
   it("admit the request (fail open), log it, and count it in the metrics", async () => {
     const before = await metricsText();
     const logs: string[] = [];
-    const admission = await admit({ redis: deadRedis, settings: settingsFrom(env), log: (event) => logs.push(event), requestId: "req_metrics" }, identity, snapshot, costs);
+    const admission = await admit({ redis: deadRedis, settings: settingsFrom(env), log: (event) => logs.push(event), requestId: "req_metrics", waitUntil }, identity, snapshot, costs);
     await admission.finish(null);
     expect(logs).toContain("limits_fail_open");
     const after = await metricsText();
@@ -56,7 +63,7 @@ describe("limits when Redis is down", () => {
   it("refuse a request with a budget (fail closed) with a 503 naming the cause, and count it", async () => {
     const before = await metricsText();
     const withBudget: KeyIdentity = { ...identity, budgets: [{ id: "bud_m", scope: "key", scopeId: "key_metrics", kind: "tokens", period: "day", amount: 1000 }] };
-    const refused = await admit({ redis: deadRedis, settings: settingsFrom(env), log: () => {}, requestId: "req_m2" }, withBudget, snapshot, costs).catch((err: unknown) => err);
+    const refused = await admit({ redis: deadRedis, settings: settingsFrom(env), log: () => {}, requestId: "req_m2", waitUntil }, withBudget, snapshot, costs).catch((err: unknown) => err);
     expect(refused).toBeInstanceOf(ApiError);
     expect((refused as ApiError).status).toBe(503);
     expect((refused as ApiError).code).toBe("dependency_unavailable");
