@@ -129,6 +129,8 @@ export class Lease {
   usedSinceGrant = 0;
   grantedAt = 0;
   lastNeed = 1;
+  /** Grants received so far (a refusal is retried when one arrived meanwhile). */
+  grants = 0;
   /** Rate: tokens left in the bucket when last seen; slots and budgets: units used. And when. */
   seen = 0;
   seenAt = 0;
@@ -217,6 +219,7 @@ function wantFor(lease: Lease, need: number, ctx: LeaseContext): number {
 /** Adds a grant to a lease; returns false when Redis had taken the lease's record back (its free capacity is gone). */
 function applyGrant(lease: Lease, grant: number, existed: boolean, seen: number, now: number, ctx: LeaseContext): boolean {
   const kept = !(lease.hasRecord && !existed);
+  lease.grants++;
   if (!kept) {
     // Redis took the record back while this isolate was away: its free capacity is gone, and its
     // requests in flight are now direct (the script counted their budget reservations again; their
@@ -335,19 +338,27 @@ export async function take(ctx: LeaseContext, needs: Need[]): Promise<Taken> {
     if (r.kind === "rate") {
       const until = blockedUntil.get(r.key);
       if (until !== undefined) {
-        if (until > now) return { ok: false, reason: "exhausted", resource: r, retryAfterMs: until - now };
-        blockedUntil.delete(r.key);
+        const lease = liveLease(r);
+        const covered = lease !== undefined && lease.expiresAt > now && lease.free >= need.amount;
+        if (until > now && !covered) return { ok: false, reason: "exhausted", resource: r, retryAfterMs: until - now };
+        if (until <= now) blockedUntil.delete(r.key);
       }
     }
   }
   for (let attempt = 1; ; attempt++) {
+    const grantsBefore = needs.map((n) => liveLease(n.resource)?.grants ?? 0);
     const taken = await takeOnce(ctx, needs);
     if (taken.ok || taken.reason !== "exhausted" || attempt === 3) return taken;
     // Refused while a call of this isolate's own was bringing the capacity in (a burst of requests
     // that all missed the lease at once): try again when that lease now covers the need.
+    // Or while a refill of that lease was on its way: the capacity it brings may make the need fit.
+    const index = needs.findIndex((n) => n.resource === taken.resource);
     const lease = liveLease(taken.resource);
-    const need = needs.find((n) => n.resource === taken.resource);
-    if (!lease || !need || lease.expiresAt <= Date.now() || lease.free < need.amount) return taken;
+    if (!lease || index < 0) return taken;
+    for (let waited = 0; lease.refilling && waited < 2 * ctx.timeoutMs; waited += 5) await new Promise((resolve) => setTimeout(resolve, 5));
+    const need = needs[index]?.amount ?? Infinity;
+    const covered = lease.expiresAt > Date.now() && lease.free >= need;
+    if (!covered && lease.grants === grantsBefore[index]) return taken;
   }
 }
 
