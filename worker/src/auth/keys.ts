@@ -34,6 +34,25 @@ export async function hashApiKey(key: string): Promise<string> {
   return out;
 }
 
+// The hashes of keys this isolate saw lately: hashing is a visible share of a request's CPU, and a
+// client sends the same key again and again. Held in the isolate's memory only, like the request
+// itself; bounded, oldest first out.
+const MAX_RECENT_HASHES = 10_000;
+const recentHashes = new Map<string, string>();
+
+/** `hashApiKey`, remembered for the keys this isolate saw lately (the request path's lookup). */
+export async function hashApiKeyCached(key: string): Promise<string> {
+  const known = recentHashes.get(key);
+  if (known !== undefined) return known;
+  const hash = await hashApiKey(key);
+  if (recentHashes.size >= MAX_RECENT_HASHES) {
+    const oldest = recentHashes.keys().next();
+    if (oldest.done !== true) recentHashes.delete(oldest.value);
+  }
+  recentHashes.set(key, hash);
+  return hash;
+}
+
 /** The part of a key that may be displayed. */
 export function visiblePrefix(key: string): string {
   return key.slice(0, VISIBLE_PREFIX_LENGTH);

@@ -5,7 +5,7 @@ import { ApiError } from "../errors.ts";
 import { loadHotState } from "../platform/hot-state.ts";
 import { auditEvent, auditOutboxKey, type AuditEvent } from "../audit/outbox.ts";
 import { enqueue } from "../platform/outbox.ts";
-import { bearerToken, hashApiKey, looksLikeApiKey, visiblePrefix } from "./keys.ts";
+import { bearerToken, hashApiKeyCached, looksLikeApiKey, visiblePrefix } from "./keys.ts";
 
 // One message for unknown, malformed, revoked and expired keys, so a caller cannot tell which keys exist.
 const INVALID_KEY_MESSAGE =
@@ -52,7 +52,7 @@ export const requireApiKey = createMiddleware<AppEnv>(async (c, next) => {
   }
   // The lookup is by hash, so no key is ever compared as a string; an unknown key costs one Redis
   // read (the active-key set), never a database query (platform/hot-state.ts).
-  const state = await loadHotState(c.get("deps"), await hashApiKey(token));
+  const state = await loadHotState(c.get("deps"), await hashApiKeyCached(token));
   if (!state.key.found) {
     audit("unknown_key", null, null);
     throw new ApiError("invalid_api_key", INVALID_KEY_MESSAGE);

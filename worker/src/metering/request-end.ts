@@ -1,24 +1,43 @@
 import type { AuditEvent } from "../audit/outbox.ts";
 import { auditOutboxKey } from "../audit/outbox.ts";
 import type { Admission } from "../limits/admission.ts";
-import type { RequestDeps } from "../platform/deps.ts";
+import type { RedisBatch } from "../limits/types.ts";
+import type { Deps, RequestDeps } from "../platform/deps.ts";
 import { appendCounters } from "../platform/metrics.ts";
 import { ensureUsageDelivered } from "./deliver.ts";
 import { usageOutboxKey } from "./flush.ts";
 import type { UsageRow } from "./record.ts";
 
+/** Requests' end writes waiting to go out together, and the usage rows among them. */
+interface EndBatch {
+  pipe: RedisBatch;
+  rows: UsageRow[];
+}
+
+/** Requests that end within this long of each other share one round trip… */
+export const COALESCE_MS = 5;
+/** …of at most this many requests. */
+const MAX_REQUESTS_PER_BATCH = 64;
+
+let open: EndBatch | null = null;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
 /**
- * Everything a served request's end writes, in one Redis round trip (waitUntil): the budget
- * settlement (a request that produced nothing gives its whole reservation back), the concurrency
- * release, the gateway's counters (platform/metrics.ts), the usage event (the durable buffer the scheduled job writes to Postgres, flush.ts) and
- * the authentication's audit event. If Redis fails it, the usage event still reaches Postgres
- * (deliver.ts); the budget then keeps the whole reservation and the slot waits for its lease expiry
- * (docs/limits.md, "When Redis or Postgres fails").
+ * Everything a served request's end writes (waitUntil): the budget settlement (a request that
+ * produced nothing gives its whole reservation back), the slot release, the usage event (the
+ * durable buffer the scheduled job writes to Postgres, flush.ts), the authentication's audit event
+ * and the gateway's counters (platform/metrics.ts). The requests of an isolate that end within
+ * COALESCE_MS of each other share one Redis round trip: each adds its writes to the open batch and,
+ * after COALESCE_MS, sends it unless another request already did (so every write goes out from a
+ * request that is still running, and one subrequest serves many requests under load). If Redis
+ * fails the batch, every usage event in it still reaches Postgres (deliver.ts); the budget
+ * settlements are lost (a lease's record or a direct reservation keeps the whole amount) and a
+ * direct slot waits for its expiry (docs/limits.md, "When Redis or Postgres fails").
  */
 export async function settleRequest(deps: RequestDeps, admission: Admission, row: UsageRow, authAudit: AuditEvent | null): Promise<void> {
-  const { redis, log } = deps;
   const prefix = deps.settings.redisPrefix;
-  log("request_done", {
+  deps.log("request_done", {
     requestId: row.id,
     tenantId: row.tenantId,
     model: row.model,
@@ -30,16 +49,25 @@ export async function settleRequest(deps: RequestDeps, admission: Admission, row
     latencyMs: row.latencyMs,
   });
   const used = (row.promptTokens ?? 0) + (row.completionTokens ?? 0);
-  const batch = redis.pipeline();
-  await admission.finish(used > 0 ? { tokens: used, spend: row.costMicros ?? 0, requests: 1 } : null, batch);
-  batch.lpush(usageOutboxKey(prefix), JSON.stringify(row));
-  if (authAudit) batch.lpush(auditOutboxKey(prefix), JSON.stringify(authAudit));
-  const restoreCounters = appendCounters(batch, prefix);
+  // No await from here to the last push: a batch being sent takes no more writes.
+  const batch = (open ??= { pipe: deps.redis.pipeline(), rows: [] });
+  const finished = admission.finish(used > 0 ? { tokens: used, spend: row.costMicros ?? 0, requests: 1 } : null, batch.pipe);
+  batch.pipe.lpush(usageOutboxKey(prefix), JSON.stringify(row));
+  if (authAudit) batch.pipe.lpush(auditOutboxKey(prefix), JSON.stringify(authAudit));
+  batch.rows.push(row);
+  await finished;
+  if (batch.rows.length < MAX_REQUESTS_PER_BATCH) await sleep(COALESCE_MS);
+  if (open === batch) await sendEndBatch(deps, batch);
+}
+
+async function sendEndBatch(deps: Deps, batch: EndBatch): Promise<void> {
+  open = null;
+  const restoreCounters = appendCounters(batch.pipe, deps.settings.redisPrefix);
   try {
-    await batch.exec();
+    await batch.pipe.exec();
   } catch (err) {
     restoreCounters();
-    log("request_end_writes_failed", { requestId: row.id, error: String(err) });
-    await ensureUsageDelivered(deps, row);
+    deps.log("request_end_writes_failed", { requests: batch.rows.map((r) => r.id), error: String(err) });
+    await Promise.all(batch.rows.map((row) => ensureUsageDelivered(deps, row)));
   }
 }
