@@ -87,6 +87,8 @@ const SHARE = 0.5;
 const TARGET_SECONDS = 2;
 /** …and is refilled when what is left would last less than this many round trips (at least 0.5 s). */
 const REFILL_ROUND_TRIPS = 4;
+/** Demand is measured over windows of at least this long. */
+const DEMAND_WINDOW_MS = 100;
 /** After a failed round trip, leases are not refilled and uncovered needs do not ask Redis for this long. */
 const BACKOFF_MS = 1_000;
 /** Redis takes back the lease of an isolate that died this long after its lease's end. */
@@ -124,10 +126,10 @@ export class Lease {
   refilling = false;
   /** Synchronous calls on their way for this lease. */
   calls = 0;
-  /** Demand estimate (units per second) and what was used since the last grant. */
+  /** Demand estimate (units per second), from what was used in windows of at least DEMAND_WINDOW_MS. */
   demand = 0;
-  usedSinceGrant = 0;
-  grantedAt = 0;
+  windowUsed = 0;
+  windowStart = 0;
   lastNeed = 1;
   /** Grants received so far (a refusal is retried when one arrived meanwhile). */
   grants = 0;
@@ -189,7 +191,7 @@ function holdsSlots(r: Resource): boolean {
 // plan created it (another identity object of the same key, or another key sharing a layer).
 function admitLocally(lease: Lease, amount: number, now: number, resource: Resource): Hold | null {
   lease.free -= amount;
-  lease.usedSinceGrant += amount;
+  noteDemand(lease, amount, now);
   lease.lastUsedAt = now;
   lease.lastNeed = Math.max(1, amount);
   if (!holdsSlots(lease.resource)) return null;
@@ -202,17 +204,39 @@ function admitLocally(lease: Lease, amount: number, now: number, resource: Resou
 /** Gives back what `admitLocally` took, when another need of the same request was refused. */
 function undoLocal(lease: Lease, amount: number, hold: Hold | null): void {
   lease.free += amount;
-  lease.usedSinceGrant -= amount;
+  lease.windowUsed -= amount;
   if (hold) {
     lease.holds.delete(hold);
     lease.held -= amount;
   }
 }
 
+/**
+ * Counts what a lease admitted, and updates its demand estimate once a window has passed. (Measured
+ * by time, not between grants: under a burst, grants come milliseconds apart and would make the
+ * demand look small, so leases would stay small and the burst would keep waiting on Redis.)
+ */
+function noteDemand(lease: Lease, amount: number, now: number): void {
+  if (lease.windowStart === 0) lease.windowStart = now;
+  lease.windowUsed += amount;
+  const elapsed = now - lease.windowStart;
+  if (elapsed < DEMAND_WINDOW_MS) return;
+  const rate = (lease.windowUsed * 1000) / elapsed;
+  lease.demand = lease.demand === 0 ? rate : 0.5 * lease.demand + 0.5 * rate;
+  lease.windowStart = now;
+  lease.windowUsed = 0;
+}
+
+/** The demand estimate, or what the current window already shows when that is more (a lease ramping up). */
+function demandOf(lease: Lease, now: number): number {
+  if (lease.windowStart === 0) return lease.demand;
+  return Math.max(lease.demand, (lease.windowUsed * 1000) / Math.max(50, now - lease.windowStart));
+}
+
 /** How much to ask for: the need, plus about TARGET_SECONDS of this isolate's demand. */
 function wantFor(lease: Lease, need: number, ctx: LeaseContext): number {
   if (ctx.leaseMs <= 0) return need;
-  const target = Math.ceil(lease.demand * Math.min(TARGET_SECONDS, ctx.leaseMs / 1000));
+  const target = Math.ceil(demandOf(lease, Date.now()) * Math.min(TARGET_SECONDS, ctx.leaseMs / 1000));
   return need + Math.max(3 * Math.max(need, lease.lastNeed), target);
 }
 
@@ -233,13 +257,6 @@ function applyGrant(lease: Lease, grant: number, existed: boolean, seen: number,
     lease.held = 0;
     ctx.log("lease_reclaimed", { resource: lease.resource.key });
   }
-  if (lease.grantedAt > 0) {
-    const seconds = Math.max(0.05, (now - lease.grantedAt) / 1000);
-    const rate = lease.usedSinceGrant / seconds;
-    lease.demand = lease.demand === 0 ? rate : 0.5 * lease.demand + 0.5 * rate;
-  }
-  lease.usedSinceGrant = 0;
-  lease.grantedAt = now;
   lease.free += grant;
   lease.hasRecord = true;
   lease.expiresAt = now + ctx.leaseMs;
@@ -471,7 +488,7 @@ function afterAdmission(ctx: LeaseContext, used: Lease[], now: number): void {
     const lowSeconds = Math.max(0.5, (REFILL_ROUND_TRIPS * rttMs) / 1000);
     for (const lease of used) {
       if (lease.refilling || lease.returned) continue;
-      const low = Math.max(2 * lease.lastNeed, lease.demand * lowSeconds);
+      const low = Math.max(2 * lease.lastNeed, demandOf(lease, now) * lowSeconds);
       if (lease.free < low || lease.expiresAt - now < ctx.leaseMs / 2) {
         lease.refilling = true;
         refillQueue.add(lease);
