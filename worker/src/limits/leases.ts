@@ -229,8 +229,9 @@ function noteDemand(lease: Lease, amount: number, now: number): void {
 
 /** The demand estimate, or what the current window already shows when that is more (a lease ramping up). */
 function demandOf(lease: Lease, now: number): number {
-  if (lease.windowStart === 0) return lease.demand;
-  return Math.max(lease.demand, (lease.windowUsed * 1000) / Math.max(50, now - lease.windowStart));
+  const elapsed = now - lease.windowStart;
+  if (lease.windowStart === 0 || elapsed < 20) return lease.demand;
+  return Math.max(lease.demand, (lease.windowUsed * 1000) / Math.max(50, elapsed));
 }
 
 /** How much to ask for: the need, plus about TARGET_SECONDS of this isolate's demand. */
