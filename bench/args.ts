@@ -10,6 +10,8 @@ export interface BenchArgs {
   throughputRounds: number;
   routing: boolean;
   routingRequests: number;
+  /** The multi-isolate exactness run (exactness.ts). */
+  exactness: boolean;
   /** Redis write round trips (ms) the full path is measured at, ascending, 0 (the `switchyard` target) always first. */
   redisWriteRtts: number[];
 }
@@ -34,6 +36,7 @@ Options:
   --throughput-rounds R  wrk runs per target and mode, interleaved (default 2; quick 1)
   --routing-requests N streamed requests per strategy in the routing benchmark (default 400)
   --no-routing         skip the routing benchmark
+  --no-exactness       skip the exactness run across three workerd processes (quick skips it; npm test runs it)
   --redis-write-rtts L Redis write round trips in ms to run the full path at, comma-separated; each
                        above 0 is its own edge (default 0,20,80; quick 0,80; 0 is always included)
   --help               show this text
@@ -70,6 +73,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs | null {
         "throughput-rounds": { type: "string" },
         "routing-requests": { type: "string" },
         "no-routing": { type: "boolean" },
+        "no-exactness": { type: "boolean" },
         "redis-write-rtts": { type: "string" },
         help: { type: "boolean" },
       },
@@ -87,6 +91,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs | null {
     durationSec: integer("duration", values.duration, quick ? 1 : 4, 1, 45),
     throughputRounds: integer("throughput-rounds", values["throughput-rounds"], quick ? 1 : 2, 1, 100),
     routing: !quick && values["no-routing"] !== true,
+    exactness: !quick && values["no-exactness"] !== true,
     routingRequests: integer("routing-requests", values["routing-requests"], 400, 20, 100_000),
     redisWriteRtts: rttList(values["redis-write-rtts"], quick ? [0, 80] : [0, 20, 80]),
   };

@@ -5,6 +5,7 @@ import type { BenchArgs } from "./args.ts";
 import { MODES, OUTPUT_TOKENS, type CompareResult, type Mode } from "./compare.ts";
 import { redisShare, sumAdmissions } from "./lib/distance.ts";
 import type { RoutingResult } from "./routing.ts";
+import { formatExactness, type ExactnessResult } from "./exactness.ts";
 
 /** One of the issue's targets, checked against this run. */
 export interface TargetCheck {
@@ -22,6 +23,8 @@ export interface BenchReport {
   /** The full path at each Redis write RTT ("Distance to the Redis primary"). */
   distance: DistanceRow[];
   routing: RoutingResult | null;
+  /** The multi-isolate exactness run, when it ran. */
+  exactness: ExactnessResult | null;
   targets: TargetCheck[];
 }
 
@@ -89,7 +92,7 @@ export function distanceRows(compare: CompareResult): DistanceRow[] {
 }
 
 /** The issue's targets, evaluated on this run's numbers (null: not measured in this run). */
-export function checkTargets(compare: CompareResult, routing: RoutingResult | null): TargetCheck[] {
+export function checkTargets(compare: CompareResult, routing: RoutingResult | null, exactness: ExactnessResult | null = null): TargetCheck[] {
   const added = (mode: Mode, edge: "firstByte" | "lastByte", p: "p50" | "p99") => addedLatency(compare, "switchyard", mode, edge, p);
   const check = (goal: string, value: number | undefined, limit: number, unit = "ms"): TargetCheck => ({
     goal,
@@ -118,6 +121,11 @@ export function checkTargets(compare: CompareResult, routing: RoutingResult | nu
   checks.push(...distanceChecks(compare), ...policyChecks(compare));
   const rr = routing?.unequal.find((r) => r.strategy === "round-robin")?.ttftP90Ms;
   const ll = routing?.unequal.find((r) => r.strategy === "least-load")?.ttftP90Ms;
+  checks.push({
+    goal: "exactness across isolates: zero overshoot, at least 95 % of each limit used",
+    measured: exactness === null ? "not measured" : exactness.passed ? `held (${exactness.workerds} workerd, ${exactness.concurrency} clients)` : exactness.failures.join("; "),
+    met: exactness === null ? null : exactness.passed,
+  });
   checks.push({
     goal: "routing: least-load p90 TTFT ≥ 5 × better than round-robin (unequal queues)",
     measured: rr === undefined || ll === undefined ? "not measured" : `${f(rr / ll, 1)} × (${f(rr, 0)} vs ${f(ll, 0)} ms)`,
@@ -245,6 +253,7 @@ export function formatReport(r: BenchReport): string {
     );
   }
   out.push("## Correctness", "", mdTable(["target", ...MODES], names.map((n) => [n, ...MODES.map((m) => r.compare.correctness[m]?.[n] ?? "-")])), "");
+  if (r.exactness) out.push(formatExactness(r.exactness), "");
   if (r.routing) {
     out.push("## Routing (time to first token seen by the client, ms)", "");
     out.push(`Engines: ${r.routing.nodes.map((n) => `${n.id} (${n.engine})`).join(", ")}.`, "");

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { HELP, parseBenchArgs, UsageError, type BenchArgs } from "./args.ts";
 import { runCompare } from "./compare.ts";
 import { checkTargets, distanceRows, formatReport, machineInfo, OUTPUT_TOKENS, writeReport, type BenchReport } from "./report.ts";
+import { runExactness } from "./exactness.ts";
 import { runRouting } from "./routing.ts";
 import { Teardown } from "./teardown.ts";
 
@@ -49,6 +50,14 @@ try {
   const compare = await runCompare({ ...env, rounds: args.rounds, concurrency: args.concurrency, durationSec: args.durationSec, throughputRounds: args.throughputRounds, ownOnly: args.quick, redisWriteRtts: args.redisWriteRtts, teardown, log });
   // The comparison's processes stop before the routing benchmark starts its own.
   await teardown.close();
+  // The exactness run (three workerd processes of one deployment) gets the machine to itself too.
+  const exactnessTeardown = new Teardown();
+  let exactness = null;
+  try {
+    if (args.exactness) exactness = await runExactness({ ...env, teardown: exactnessTeardown, log, signal: controller.signal });
+  } finally {
+    await exactnessTeardown.close();
+  }
   const routingTeardown = new Teardown();
   let routing = null;
   try {
@@ -63,13 +72,18 @@ try {
     compare,
     distance: distanceRows(compare),
     routing,
-    targets: checkTargets(compare, routing),
+    exactness,
+    targets: checkTargets(compare, routing, exactness),
   };
   const file = await writeReport(report, join(import.meta.dirname, "results"));
   console.log(`\n${formatReport(report)}\n\nReport: ${file} (and latest.json)`);
   const routingErrors = routing ? [...routing.unequal, ...routing.prefixes].reduce((n, r) => n + r.errors, 0) : 0;
   if (compare.errors.length > 0 || routingErrors > 0) {
     console.error(`\nBenchmark FAILED: ${compare.errors.length + routingErrors} errors (see the report).`);
+    process.exitCode = 1;
+  }
+  if (exactness && !exactness.passed) {
+    console.error(`\nBenchmark FAILED: a limit did not hold across isolates: ${exactness.failures.join("; ")}`);
     process.exitCode = 1;
   }
 } catch (err) {

@@ -90,6 +90,7 @@ describe("the distance targets", () => {
       compare,
       distance: distanceRows(compare),
       routing: null,
+      exactness: null,
       targets: checkTargets(compare, null),
     };
     const md = formatReport(report);
