@@ -1,5 +1,5 @@
 /**
- * `npx node bench/profile-worker.ts [--seconds 10] [--stream] [--connections 16]`: a CPU profile of the
+ * `npx node bench/profile-worker.ts [--seconds 10] [--stream [--usage]] [--connections 16]`: a CPU profile of the
  * worker on plain workerd under wrk load (full path: edge → backplane → simulated engine), summarised
  * as self time per function, heaviest first. The raw profile (open it in Chrome DevTools) is written
  * to bench/results/worker.cpuprofile. Needs wrk, Postgres and Redis, like `npm run bench`.
@@ -27,7 +27,13 @@ interface Profile {
 }
 
 const { values } = parseArgs({
-  options: { seconds: { type: "string", default: "10" }, stream: { type: "boolean", default: false }, connections: { type: "string", default: "16" } },
+  options: {
+    seconds: { type: "string", default: "10" },
+    stream: { type: "boolean", default: false },
+    // Streams: ask for the usage chunk (stream_options.include_usage), so the tap passes every chunk as it is.
+    usage: { type: "boolean", default: false },
+    connections: { type: "string", default: "16" },
+  },
 });
 if (!wrkAvailable()) {
   console.error("wrk is not installed (Debian: apt-get install wrk).");
@@ -51,7 +57,7 @@ try {
   await node.startSim();
   await node.startBackplane();
   await waitForNodes(edge, [node.id]);
-  const body = JSON.stringify({ model: "sim-llama-8b", messages: [{ role: "user", content: "Say something." }], max_tokens: 16, stream: values.stream });
+  const body = JSON.stringify({ model: "sim-llama-8b", messages: [{ role: "user", content: "Say something." }], max_tokens: 16, stream: values.stream, ...(values.stream && values.usage ? { stream_options: { include_usage: true } } : {}) });
   const load = (durationSec: number) =>
     runWrk({ url: `${edge.url}/v1/chat/completions`, method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${edge.apiKey}` }, body, connections: Number(values.connections), durationSec });
   await load(2);

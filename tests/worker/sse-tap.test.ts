@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { tapSse } from "../../worker/src/proxy/sse-tap.ts";
-import { tapJson, usageFromTail } from "../../worker/src/proxy/json-tap.ts";
+import { readJson, usageFromTail } from "../../worker/src/proxy/json-tap.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -225,11 +225,23 @@ describe("SSE framing in the usage tap", () => {
 });
 
 describe("JSON usage tap", () => {
-  it("passes the body through and reads usage from its tail", async () => {
+  it("reads the body whole, unchanged, and its usage from its tail", async () => {
     const body = '{"id":"x","choices":[{"message":{"content":"a \\"usage\\": {} b"}}],"usage":{"prompt_tokens":12,"total_tokens":40,"completion_tokens":28,"prompt_tokens_details":null}}';
-    const tapped = tapJson(sourceOf([body.slice(0, 30), body.slice(30)]));
-    expect((await readAll(tapped.body)).join("")).toBe(body);
-    expect((await tapped.done).usage).toEqual({ promptTokens: 12, completionTokens: 28, cachedPromptTokens: 0 });
+    const read = await readJson(sourceOf([body.slice(0, 30), body.slice(30)]), 1234);
+    expect(new TextDecoder().decode(read.bytes ?? new Uint8Array())).toBe(body);
+    expect(read.outcome).toMatchObject({ status: "ok", firstByteAt: 1234, usage: { promptTokens: 12, completionTokens: 28, cachedPromptTokens: 0 } });
+  });
+
+  it("answers a body that breaks off as an error, with no bytes to send on", async () => {
+    const broken = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        controller.enqueue(new TextEncoder().encode('{"id":"x","choi'));
+        controller.error(new Error("connection reset"));
+      },
+    });
+    const read = await readJson(broken, 1);
+    expect(read.bytes).toBeNull();
+    expect(read.outcome).toMatchObject({ status: "error", usage: null, errorCode: "upstream_stream_error" });
   });
 
   it("reads nested usage details", () => {

@@ -1,4 +1,4 @@
-import { outcomeOnce, parseUsage, type StreamOutcome } from "./usage.ts";
+import { parseUsage, type StreamOutcome } from "./usage.ts";
 
 const TAIL_BYTES = 16 * 1024;
 const decoder = new TextDecoder();
@@ -19,57 +19,18 @@ export function usageFromTail(tail: string): ReturnType<typeof parseUsage> {
 }
 
 /**
- * Passes a non-streamed JSON body through unchanged, keeping only its last 16 KB to read the
- * usage from when it ends. Pull-based like the SSE tap (sse-tap.ts): one read and one enqueue per
- * chunk, nothing read ahead of the client.
+ * Reads a non-streamed JSON body whole (the runtime buffers it natively: no JS per chunk) and its
+ * usage from the last 16 KB. An engine writes a non-streamed answer in one piece at the end, so
+ * buffering it delays nothing, and a body that breaks off is answered as an error rather than sent
+ * on as a truncated 200. `firstByteAt` is when the answer's headers came (`answeredAt`).
  */
-export function tapJson(
-  source: ReadableStream<Uint8Array>,
-  opts: { now?: () => number } = {},
-): { body: ReadableStream<Uint8Array>; done: Promise<StreamOutcome> } {
-  const now = opts.now ?? Date.now;
-  let tail = new Uint8Array(0);
-  let firstByteAt: number | null = null;
-  const reader = source.getReader();
-  const reported = outcomeOnce();
-  const keepTail = (chunk: Uint8Array) => {
-    if (chunk.length >= TAIL_BYTES) tail = chunk.slice(chunk.length - TAIL_BYTES);
-    else {
-      const joined = new Uint8Array(Math.min(TAIL_BYTES, tail.length + chunk.length));
-      const keep = joined.length - chunk.length;
-      joined.set(tail.subarray(tail.length - keep));
-      joined.set(chunk, keep);
-      tail = joined;
-    }
-  };
-  const body = new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        let read: ReadableStreamReadResult<Uint8Array>;
-        try {
-          read = await reader.read();
-        } catch (err) {
-          // The upstream broke: the client sees the error (a truncated JSON body is never a 200 success).
-          reported.finish({ status: "error", usage: null, firstByteAt, deliveredChunks: 0, errorCode: "upstream_stream_error" });
-          controller.error(err);
-          return;
-        }
-        if (reported.finished) return;
-        if (read.done) {
-          controller.close();
-          reported.finish({ status: "ok", usage: usageFromTail(decoder.decode(tail)), firstByteAt, deliveredChunks: 0, errorCode: null });
-          return;
-        }
-        firstByteAt ??= now();
-        keepTail(read.value);
-        controller.enqueue(read.value);
-      },
-      async cancel(reason) {
-        reported.finish({ status: "cancelled", usage: null, firstByteAt, deliveredChunks: 0, errorCode: "client_cancelled" });
-        await reader.cancel(reason).catch(() => {});
-      },
-    },
-    { highWaterMark: 0 },
-  );
-  return { body, done: reported.done };
+export async function readJson(source: ReadableStream<Uint8Array>, answeredAt: number): Promise<{ bytes: Uint8Array | null; outcome: StreamOutcome }> {
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(await new Response(source).arrayBuffer());
+  } catch {
+    return { bytes: null, outcome: { status: "error", usage: null, firstByteAt: answeredAt, deliveredChunks: 0, errorCode: "upstream_stream_error" } };
+  }
+  const tail = bytes.length > TAIL_BYTES ? bytes.subarray(bytes.length - TAIL_BYTES) : bytes;
+  return { bytes, outcome: { status: "ok", usage: usageFromTail(decoder.decode(tail)), firstByteAt: answeredAt, deliveredChunks: 0, errorCode: null } };
 }

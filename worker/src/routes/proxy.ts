@@ -9,7 +9,7 @@ import { auditOutboxKey } from "../audit/outbox.ts";
 import { takeAuthAudit } from "../auth/middleware.ts";
 import { forwardToBackplane, type Forwarded } from "../proxy/forward.ts";
 import { admit, maxCost, rateTokens } from "../limits/admission.ts";
-import { tapJson } from "../proxy/json-tap.ts";
+import { readJson } from "../proxy/json-tap.ts";
 import type { StreamOutcome } from "../proxy/usage.ts";
 import { keepAliveStream } from "../proxy/keepalive.ts";
 import { tapSse } from "../proxy/sse-tap.ts";
@@ -117,14 +117,27 @@ export function proxyHandler(endpoint: Endpoint) {
       },
       candidates,
     )
-      .then((forwarded: Forwarded) => {
+      .then(async (forwarded: Forwarded): Promise<{ forwarded: Forwarded; body: ReadableStream<Uint8Array> | Uint8Array }> => {
+        const answeredAt = Date.now();
         // workers-types leave a body's chunk type as `any`; a fetch() body yields bytes.
         const upstreamBody = forwarded.response.body as ReadableStream<Uint8Array> | null;
         if (!upstreamBody) {
           forwarded.release();
           throw new ApiError("upstream_error", "The GPU node sent an empty response. Retry the request.");
         }
-        const tapped = req.stream ? tapSse(upstreamBody, { stripUsage: !req.clientWantsUsage }) : tapJson(upstreamBody);
+        if (!req.stream) {
+          const { bytes, outcome } = await readJson(upstreamBody, answeredAt);
+          forwarded.release();
+          const row = rowOf(forwarded.node, bytes ? forwarded.response.status : 502, outcome);
+          if (!bytes) {
+            // Metered (what was served is nothing) here; the catch below gives the reservation back and audits.
+            deps.waitUntil(settleRequest(deps, admission, row, null));
+            throw new ApiError("upstream_error", "The GPU node's answer broke off before it was complete. Retry the request.");
+          }
+          deps.waitUntil(settleRequest(deps, admission, row, authAudit));
+          return { forwarded, body: bytes };
+        }
+        const tapped = tapSse(upstreamBody, { stripUsage: !req.clientWantsUsage });
         deps.waitUntil(
           tapped.done.then((outcome) => {
             forwarded.release();
@@ -156,7 +169,8 @@ export function proxyHandler(endpoint: Endpoint) {
       if (keepAliveMs > 0 && (await settlesWithin(answer, keepAliveMs)) === false) {
         // The node is slow to start (a long prefill): commit to the stream now (proxy/keepalive.ts).
         const body = keepAliveStream({
-          answer: answer.then((a) => a.body),
+          // Only streams get here, and a stream's body is always the tap's stream.
+          answer: answer.then((a) => (a.body instanceof Uint8Array ? new Response(a.body).body ?? new ReadableStream<Uint8Array>() : a.body)),
           intervalMs: keepAliveMs,
           failure: (err) => (err instanceof ApiError ? sseErrorEvent(err.message, err.code) : sseErrorEvent("The gateway could not reach a GPU node. Retry the request.", "upstream_error")) + "data: [DONE]\n\n",
           onCancel: () => upstreamAbort.abort(),
