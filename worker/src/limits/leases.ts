@@ -146,7 +146,8 @@ export class Lease {
 
 /** Leases of this isolate by resource (a changed limit is a different lease). */
 const leases = new Map<string, Lease>();
-/** Rate resources Redis refused lately: refused again locally until the time (unix ms). */
+/** Rate resources Redis refused lately: refused again locally until the time (unix ms); at most MAX_BLOCKED. */
+const MAX_BLOCKED = 10_000;
 const blockedUntil = new Map<string, number>();
 /** Returned leases whose RETURN has not landed yet, with the writes that must follow it. */
 const pendingReturns = new Map<Lease, { inflight: number; after: ((batch: RedisBatch) => void)[] }>();
@@ -456,7 +457,11 @@ async function takeOnce(ctx: LeaseContext, needs: Need[]): Promise<Taken> {
       const r = call.resource;
       // Refused again from the isolate until the bucket's next refill (at most a second away), as
       // @upstash/ratelimit's blocked-identifier cache did.
-      if (r.kind === "rate") blockedUntil.set(r.key, after + Math.min(result.retryAfterMs, 1_000));
+      if (r.kind === "rate") {
+        // Entries are dropped when read after their time; a flood of distinct refused keys must not grow it for ever.
+        if (blockedUntil.size >= MAX_BLOCKED) blockedUntil.clear();
+        blockedUntil.set(r.key, after + Math.min(result.retryAfterMs, 1_000));
+      }
       return { ok: false, reason: "exhausted", resource: r, retryAfterMs: result.retryAfterMs };
     }
     case "granted": {
