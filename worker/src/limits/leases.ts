@@ -365,19 +365,19 @@ export async function take(ctx: LeaseContext, needs: Need[]): Promise<Taken> {
     }
   }
   for (let attempt = 1; ; attempt++) {
-    const grantsBefore = needs.map((n) => liveLease(n.resource)?.grants ?? 0);
     const taken = await takeOnce(ctx, needs);
     if (taken.ok || taken.reason !== "exhausted" || attempt === 3) return taken;
     // Refused while a call of this isolate's own was bringing the capacity in (a burst of requests
     // that all missed the lease at once): try again when that lease now covers the need.
     // Or while a refill of that lease was on its way: the capacity it brings may make the need fit.
-    const index = needs.findIndex((n) => n.resource === taken.resource);
+    const need = needs.find((n) => n.resource === taken.resource)?.amount;
     const lease = liveLease(taken.resource);
-    if (!lease || index < 0) return taken;
+    if (!lease || need === undefined) return taken;
+    const grants = lease.grants;
+    const refilling = lease.refilling;
     for (let waited = 0; lease.refilling && waited < 2 * ctx.timeoutMs; waited += 5) await new Promise((resolve) => setTimeout(resolve, 5));
-    const need = needs[index]?.amount ?? Infinity;
     const covered = lease.expiresAt > Date.now() && lease.free >= need;
-    if (!covered && lease.grants === grantsBefore[index]) return taken;
+    if (!covered && !(refilling && lease.grants > grants)) return taken;
   }
 }
 
