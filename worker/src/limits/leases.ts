@@ -83,6 +83,8 @@ export type Taken =
 // Of what is left after a need, a grant takes at most this share, divided among the isolates that
 // asked lately: leases are large while much remains and shrink to the need alone near the limit.
 const SHARE = 0.5;
+/** What a lease takes for its isolate's demand (beyond three needs' worth) is at most this share of the limit. */
+const MAX_SURPLUS_OF_LIMIT = 0.1;
 /** A lease aims to cover this much of its isolate's demand… */
 const TARGET_SECONDS = 2;
 /** …and is refilled when what is left would last less than this many round trips (at least 0.5 s). */
@@ -239,7 +241,10 @@ function demandOf(lease: Lease, now: number): number {
 function wantFor(lease: Lease, need: number, ctx: LeaseContext): number {
   if (ctx.leaseMs <= 0) return need;
   const target = Math.ceil(demandOf(lease, Date.now()) * Math.min(TARGET_SECONDS, ctx.leaseMs / 1000));
-  return need + Math.max(3 * Math.max(need, lease.lastNeed), target);
+  // Demand beyond three needs' worth takes at most a tenth of the limit: with many isolates bursting
+  // on one small limit, what one of them holds would otherwise refuse the others until it goes idle.
+  const base = 3 * Math.max(need, lease.lastNeed);
+  return need + Math.max(base, Math.min(target, Math.floor(lease.resource.limit * MAX_SURPLUS_OF_LIMIT)));
 }
 
 /** Adds a grant to a lease; returns false when Redis had taken the lease's record back (its free capacity is gone). */
