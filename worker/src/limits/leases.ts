@@ -689,16 +689,6 @@ export function rateView(r: Resource, now: number): { remaining: number; fullInM
   return { remaining, fullInMs };
 }
 
-/** Returns every lease of this isolate now (tests; an operator's drain). */
-export async function returnAllLeases(ctx: LeaseContext): Promise<void> {
-  await returnLeases(ctx, [...leases.values()]);
-}
-
-/** What this isolate holds, for tests and diagnostics. */
-export function leaseSnapshot(): { key: string; free: number; held: number; expiresAt: number }[] {
-  return [...leases.values()].map((l) => ({ key: l.resource.key, free: l.free, held: l.held, expiresAt: l.expiresAt }));
-}
-
 /** Forgets every lease and cache of this isolate without returning anything (tests). */
 export function resetLeases(): void {
   leases.clear();

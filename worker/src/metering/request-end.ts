@@ -15,7 +15,7 @@ interface EndBatch {
 }
 
 /** Requests that end within this long of each other share one round trip… */
-export const COALESCE_MS = 5;
+const COALESCE_MS = 5;
 /** …of at most this many requests. */
 const MAX_REQUESTS_PER_BATCH = 64;
 
