@@ -234,6 +234,9 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         // the env file only carries keys that wrangler.toml declares (secrets.required or [vars]).
         "--var",
         "TRUST_LOCATION_HEADER:true",
+        // Locally every request gets its request_done line (README, "Logs"); in production only failed ones do.
+        "--var",
+        "LOG_REQUESTS:all",
         ...Object.entries(opts.workerVars ?? {}).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
         "--persist-to",
         join(opts.dataDir, "wrangler"),

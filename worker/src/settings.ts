@@ -28,6 +28,8 @@ export interface Settings {
   leaseMs: number;
   /** A lease its isolate has not used for this long goes back to Redis (ms). */
   leaseIdleMs: number;
+  /** Which served requests get a `request_done` log line: every one, or only those that did not end well. */
+  logRequests: "all" | "failed";
   /** Routing (docs/routing.md): least-load weights, prefix-affinity slack, failover bounds, breaker. */
   routing: {
     weights: { waiting: number; running: number; kvCache: number };
@@ -69,6 +71,16 @@ function optionalInt(env: Env, name: keyof Env): number | null {
   const raw = env[name];
   if (raw === undefined || raw === "") return null;
   return positiveInt(env, name, 0);
+}
+
+function oneOf<T extends string>(env: Env, name: keyof Env, allowed: readonly T[], fallback: T): T {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = allowed.find((v) => v === raw);
+  if (value === undefined) {
+    throw new Error(`Setting ${String(name)} must be one of ${allowed.map((v) => `"${v}"`).join(", ")}, got "${String(raw)}". Fix it in wrangler.toml [vars].`);
+  }
+  return value;
 }
 
 let cached: { env: Env; settings: Settings } | null = null;
@@ -113,6 +125,7 @@ export function settingsFrom(env: Env): Settings {
     // At most 20 s: a lease goes back from a request's waitUntil, which the runtime bounds at 30 s.
     leaseMs: Math.min(20, positiveInt(env, "LEASE_SECONDS", 5)) * 1000,
     leaseIdleMs: Math.max(10, positiveInt(env, "LEASE_IDLE_MS", 1_000)),
+    logRequests: oneOf(env, "LOG_REQUESTS", ["failed", "all"], "failed"),
     reconcileDriftThreshold: nonNegativeNumber(env, "RECONCILE_DRIFT_THRESHOLD", 0.01),
     reconcileMinDriftTokens: positiveInt(env, "RECONCILE_MIN_DRIFT_TOKENS", 100),
   };
