@@ -10,9 +10,10 @@
  * over. Options: --streams N per batch (default 200), --rounds R interleaved rounds (default 7).
  */
 import { parseArgs } from "node:util";
-import { SseParser, type SseEvent } from "../worker/src/proxy/sse-parser.ts";
+import { SseParser, type SseEvent } from "../schema/contracts/sse-parser.ts";
 import { tapSse } from "../worker/src/proxy/sse-tap.ts";
-import { parseUsage, type StreamOutcome } from "../worker/src/proxy/usage.ts";
+import { parseUsage } from "../schema/contracts/usage-tap.ts";
+import type { StreamOutcome } from "../worker/src/proxy/usage.ts";
 import { tapSse as tapSseLfOnly } from "./baselines/sse-tap-lf-only.ts";
 
 const { values } = parseArgs({ options: { streams: { type: "string", default: "200" }, rounds: { type: "string", default: "7" } } });

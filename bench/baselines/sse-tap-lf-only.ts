@@ -1,7 +1,8 @@
 // The SSE tap as it was before it understood all SSE framing (LF only; it held events until a blank line), kept
 // verbatim as the "before" row of bench/sse-tap.ts.
 import { sseErrorEvent } from "../../worker/src/errors.ts";
-import { outcomeOnce, parseUsage, type StreamOutcome, type Usage } from "../../worker/src/proxy/usage.ts";
+import { parseUsage, type Usage } from "../../schema/contracts/usage-tap.ts";
+import { outcomeOnce, type StreamOutcome } from "../../worker/src/proxy/usage.ts";
 
 const LF = 10;
 const decoder = new TextDecoder();

@@ -1,4 +1,5 @@
-import { parseUsage, type StreamOutcome } from "./usage.ts";
+import { parseUsage } from "../../../schema/contracts/usage-tap.ts";
+import type { StreamOutcome } from "./usage.ts";
 
 const TAIL_BYTES = 16 * 1024;
 const decoder = new TextDecoder();

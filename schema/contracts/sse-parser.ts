@@ -105,7 +105,7 @@ export class SseParser {
     }
   }
 
-  /** The stream ended: an unterminated last line and block are taken as complete (see sse-tap.ts). */
+  /** The stream ended: an unterminated last line and block are taken as complete (see usage-tap.ts). */
   finish(sink: SseSink): void {
     this.pendingLF = false;
     if (this.lineLength > 0 || this.lineOversized) this.endLine(this.line, 0, this.lineLength, 0, sink);

@@ -1,0 +1,212 @@
+// The SSE usage tap, shared by the gateway (worker/src/proxy/sse-tap.ts, for backplanes that do
+// not report streams) and the backplane (backplane/src/proxy/report-tap.ts): it learns a stream's
+// usage, errors and `[DONE]` from its events and can cut the usage-only chunk out exactly, without
+// re-encoding anything. Any SSE framing is understood (sse-parser.ts).
+import { MAX_LINE_BYTES, SseParser, type SseEvent, type SseSink } from "./sse-parser.ts";
+
+/** Token usage as reported by the engine. */
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+  cachedPromptTokens: number;
+}
+
+function count(value: unknown): number {
+  return typeof value === "number" && Number.isFinite(value) && value >= 0 ? Math.floor(value) : 0;
+}
+
+/** Reads an OpenAI/vLLM `usage` object; null when absent or not an object. */
+export function parseUsage(raw: unknown): Usage | null {
+  if (typeof raw !== "object" || raw === null) return null;
+  const u = raw as Record<string, unknown>;
+  const details = u.prompt_tokens_details;
+  const cached =
+    typeof details === "object" && details !== null ? count((details as Record<string, unknown>).cached_tokens) : 0;
+  return { promptTokens: count(u.prompt_tokens), completionTokens: count(u.completion_tokens), cachedPromptTokens: cached };
+}
+
+const LF = 10;
+const EMPTY: Uint8Array = new Uint8Array(0);
+/** The most bytes of one block held back while it may still be the usage chunk to remove. */
+const MAX_HELD_BYTES = MAX_LINE_BYTES;
+
+/** An engine's in-band error event, `{"error": …}`: looks at the first characters only (this runs per event). */
+function isEngineError(data: string): boolean {
+  let i = 0;
+  while (i < data.length && data.charCodeAt(i) <= 32) i++;
+  if (data.charCodeAt(i) !== 123) return false; // {
+  i++;
+  while (i < data.length && data.charCodeAt(i) <= 32) i++;
+  return data.startsWith('"error"', i);
+}
+// A chunk whose `choices` has an element is not the usage-only chunk. OpenAI and vLLM write
+// `choices` before the content, so a content event split across reads is released after ~100 bytes.
+const HAS_CHOICE = /"choices"\s*:\s*\[\s*[^\s\]]/;
+
+/**
+ * The per-stream state of the tap: learns usage, errors and `[DONE]` from the parser's events and,
+ * when it must remove the usage chunk, decides which bytes of each chunk go to the client.
+ */
+export class UsageTap implements SseSink {
+  usage: Usage | null = null;
+  sawDone = false;
+  sawError = false;
+  deliveredChunks = 0;
+  private readonly parser = new SseParser();
+  /** The current block's bytes are held back: it may be the usage chunk to remove. */
+  private holding: boolean;
+  private held: Uint8Array[] = [];
+  private heldBytes = 0;
+  /** The last block ended was removed (so is the LF of its CRLF when it starts the next chunk). */
+  private lastRemoved = false;
+  /** The last chunk ended with the CR of the blank line that ended a block. */
+  private crEndedBlock = false;
+  // Output of the chunk being pushed: whole pieces, then a run [runStart, runEnd) of the chunk.
+  private chunk = EMPTY;
+  private cursor = 0;
+  private pieces: Uint8Array[] = [];
+  private runStart = 0;
+  private runEnd = 0;
+
+  private readonly stripUsage: boolean;
+
+  constructor(stripUsage: boolean) {
+    this.stripUsage = stripUsage;
+    this.holding = stripUsage;
+  }
+
+  /** The bytes to pass on for a chunk: all of it, unless it carries (part of) the usage chunk to remove. */
+  push(chunk: Uint8Array): Uint8Array | null {
+    if (!this.stripUsage) {
+      this.parser.push(chunk, this);
+      return chunk;
+    }
+    this.chunk = chunk;
+    this.cursor = 0;
+    this.pieces = [];
+    this.runStart = this.runEnd = 0;
+    if (this.crEndedBlock && chunk[0] === LF) {
+      // The LF of a CRLF that ended the previous block goes where that block went.
+      this.cursor = 1;
+      if (!this.lastRemoved) this.emit(0, 1);
+    }
+    if (chunk.length > 0) this.crEndedBlock = false;
+    this.parser.push(chunk, this);
+    const n = chunk.length;
+    if (this.cursor < n) {
+      if (this.holding && (this.heldBytes + n - this.cursor > MAX_HELD_BYTES || !this.mayBeUsageChunk())) this.release();
+      if (this.holding) {
+        this.held.push(chunk.slice(this.cursor));
+        this.heldBytes += n - this.cursor;
+      } else this.emit(this.cursor, n);
+    }
+    return this.output();
+  }
+
+  /** The stream ended: the bytes of an unterminated last block, if they are to be passed on. */
+  finish(): { rest: Uint8Array | null; midEvent: boolean } {
+    const midEvent = this.parser.inBlock;
+    this.chunk = EMPTY;
+    this.cursor = 0;
+    this.pieces = [];
+    this.runStart = this.runEnd = 0;
+    this.parser.finish(this);
+    return { rest: this.output(), midEvent: midEvent && !this.lastRemoved };
+  }
+
+  blockEnd(end: number, event: SseEvent | null): void {
+    const usageOnly = event !== null && this.inspect(event);
+    if (!this.stripUsage) return;
+    const remove = usageOnly && this.holding;
+    if (remove) this.held = [];
+    else {
+      this.release();
+      this.emit(this.cursor, end);
+    }
+    this.heldBytes = 0;
+    this.cursor = end;
+    this.holding = true;
+    this.lastRemoved = remove;
+    this.crEndedBlock = this.parser.awaitingLF;
+  }
+
+  /** Learns from one event; true when it is the usage-only chunk (`choices: []` with `usage`). */
+  private inspect(event: SseEvent): boolean {
+    if (event.oversized) {
+      this.deliveredChunks++; // too big to read; a content chunk is all an engine sends that big
+      return false;
+    }
+    const data = event.data;
+    if (data === "[DONE]") {
+      this.sawDone = true;
+      return false;
+    }
+    if (data.length === 0) return false;
+    if (isEngineError(data)) {
+      this.sawError = true;
+      return false;
+    }
+    if (!data.includes('"usage"')) {
+      this.deliveredChunks++;
+      return false;
+    }
+    let chunk: { choices?: unknown[]; usage?: unknown };
+    try {
+      chunk = JSON.parse(data) as { choices?: unknown[]; usage?: unknown };
+    } catch {
+      this.deliveredChunks++;
+      return false;
+    }
+    const usage = parseUsage(chunk.usage);
+    if (usage) this.usage = usage;
+    const usageOnly = Array.isArray(chunk.choices) && chunk.choices.length === 0;
+    if (!usageOnly) this.deliveredChunks++;
+    return usageOnly;
+  }
+
+  /** Whether the block held so far can still turn out to be the usage-only chunk. */
+  private mayBeUsageChunk(): boolean {
+    const data = this.parser.peekData();
+    if (data === null) return true;
+    const start = data.trimStart();
+    if (start.length === 0) return true;
+    return start[0] === "{" && !HAS_CHOICE.test(start);
+  }
+
+  /** Stops holding the current block: what was held goes out, the rest of the block passes as it comes. */
+  private release(): void {
+    this.holding = false;
+    if (this.held.length === 0) return;
+    this.flushRun();
+    this.pieces.push(...this.held);
+    this.held = [];
+  }
+
+  private emit(from: number, to: number): void {
+    if (from === to) return;
+    if (from !== this.runEnd || this.runStart === this.runEnd) {
+      this.flushRun();
+      this.runStart = from;
+    }
+    this.runEnd = to;
+  }
+
+  private flushRun(): void {
+    if (this.runEnd > this.runStart) this.pieces.push(this.chunk.subarray(this.runStart, this.runEnd));
+    this.runStart = this.runEnd = 0;
+  }
+
+  private output(): Uint8Array | null {
+    if (this.pieces.length === 0 && this.runStart === 0 && this.runEnd === this.chunk.length) return this.chunk.length > 0 ? this.chunk : null;
+    this.flushRun();
+    if (this.pieces.length === 0) return null;
+    if (this.pieces.length === 1) return this.pieces[0] ?? null;
+    const out = new Uint8Array(this.pieces.reduce((sum, piece) => sum + piece.length, 0));
+    let at = 0;
+    for (const piece of this.pieces) {
+      out.set(piece, at);
+      at += piece.length;
+    }
+    return out;
+  }
+}
