@@ -17,6 +17,25 @@ describe("answers that tell the caller what to do", () => {
     expect(models.headers.get("allow")).toBe("GET");
   });
 
+  it("answers 413 to a body over 10 MB, whether or not it declared its length", async () => {
+    const big = JSON.stringify({ model: "sim-llama-8b", messages: [{ role: "user", content: "x".repeat(10 * 1024 * 1024) }] });
+    const declared = await post("/v1/chat/completions", JSON.parse(big));
+    expect(declared.status).toBe(413);
+    // A chunked body (no content-length) is measured as it is read.
+    const bytes = new TextEncoder().encode(big);
+    const chunked = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let i = 0; i < bytes.length; i += 1 << 20) controller.enqueue(bytes.subarray(i, i + (1 << 20)));
+        controller.close();
+      },
+    });
+    const res = await gateway("/v1/chat/completions", { method: "POST", body: chunked, headers: { "content-type": "application/json" } });
+    expect(res.status).toBe(413);
+    const body = await res.json<ErrorBody>();
+    expect(body.error).toMatchObject({ code: "request_too_large" });
+    expect(body.error.message).toContain("10 MB");
+  });
+
   it("says that no node serves a catalogue model, without asking to retry", async () => {
     const id = `unserved-${crypto.randomUUID().slice(0, 8)}`;
     const created = await admin("PUT", `/models/${id}`, { family: "llama", context_length: 8192, input_price_per_m_tokens: 0.1, output_price_per_m_tokens: 0.2 });

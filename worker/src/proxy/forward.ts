@@ -1,4 +1,5 @@
 import { NODE_HEADER, REQUEST_ID_HEADER, signRequest } from "../../../schema/contracts/signing.ts";
+import { STREAM_REPORT_HEADER, type StreamReportMode } from "../../../schema/contracts/stream-report.ts";
 import { nodeSigningKey } from "../nodes/keys.ts";
 import { ApiError } from "../errors.ts";
 import type { NodeEntry } from "../routing/snapshot.ts";
@@ -36,6 +37,8 @@ export interface ForwardRequest {
   onNodeResult?: (node: NodeEntry, ok: boolean) => void;
   /** Marks a request as in flight to a node; returns the function that ends it (routing/sent.ts). */
   track?: (node: NodeEntry) => () => void;
+  /** Streams: ask the node to tap the stream itself and report how it ended (schema/contracts/stream-report.ts). */
+  streamReport?: StreamReportMode;
 }
 
 /**
@@ -67,6 +70,7 @@ export async function forwardToBackplane(req: ForwardRequest, candidates: NodeEn
           accept: "application/json, text/event-stream",
           [NODE_HEADER]: node.id,
           [REQUEST_ID_HEADER]: req.requestId,
+          ...(req.streamReport ? { [STREAM_REPORT_HEADER]: req.streamReport } : {}),
           ...signed,
         },
         body: req.body,

@@ -13,6 +13,8 @@ import { readJson } from "../proxy/json-tap.ts";
 import type { StreamOutcome } from "../proxy/usage.ts";
 import { keepAliveStream } from "../proxy/keepalive.ts";
 import { tapSse } from "../proxy/sse-tap.ts";
+import { pipeReported, reportFetcher } from "../proxy/reported-stream.ts";
+import { STREAM_REPORT_HEADER } from "../../../schema/contracts/stream-report.ts";
 import { validateRequest, type Endpoint } from "../proxy/validate.ts";
 import { claimTrial, recordFailure, recordSuccess } from "../routing/breaker.ts";
 import { callerLocation, REGION_HEADER } from "../routing/geo.ts";
@@ -28,6 +30,7 @@ const PATHS: Record<Endpoint, string> = {
 };
 const SCOPE: Record<Endpoint, string> = { chat: "chat", completions: "chat", embeddings: "embeddings" };
 const MAX_BODY_BYTES = 10 * 1024 * 1024;
+const utf8 = new TextDecoder();
 
 /**
  * Handles one OpenAI inference request: validate, check the key may use the model, forward signed
@@ -43,7 +46,11 @@ export function proxyHandler(endpoint: Endpoint) {
     }
     const declared = Number(c.req.header("content-length") ?? "0");
     if (declared > MAX_BODY_BYTES) throw new ApiError("request_too_large", "Request bodies are limited to 10 MB.");
-    const raw = await c.req.text();
+    // Read as bytes once: their count prices the request (limits/pricing.ts) without encoding the text again.
+    const bytes = await c.req.raw.arrayBuffer();
+    const bodyBytes = bytes.byteLength;
+    if (bodyBytes > MAX_BODY_BYTES) throw new ApiError("request_too_large", "Request bodies are limited to 10 MB.");
+    const raw = utf8.decode(bytes);
     const req = validateRequest(endpoint, raw);
 
     const model = c.get("routing").snapshot.models[req.model];
@@ -61,7 +68,6 @@ export function proxyHandler(endpoint: Endpoint) {
     }
     const candidates = await routeRequest(c, req.model, req.prefixHash);
 
-    const bodyBytes = new TextEncoder().encode(raw).length;
     // Region price multipliers: the reservation assumes the dearest region among the candidates.
     const multipliers = c.get("routing").snapshot.regionMultipliers ?? {};
     const maxMultiplier = Math.max(1, ...candidates.map((n: NodeEntry) => multipliers[n.regionId] ?? 1));
@@ -114,6 +120,7 @@ export function proxyHandler(endpoint: Endpoint) {
         deadlineMs: deps.settings.routing.deadlineMs,
         onNodeResult: (node, ok) => reportNodeResult(c, node, ok),
         track: (node) => trackSend(node.id),
+        streamReport: req.stream ? (req.clientWantsUsage ? "keep-usage" : "strip-usage") : undefined,
       },
       candidates,
     )
@@ -137,7 +144,17 @@ export function proxyHandler(endpoint: Endpoint) {
           deps.waitUntil(settleRequest(deps, admission, row, authAudit));
           return { forwarded, body: bytes };
         }
-        const tapped = tapSse(upstreamBody, { stripUsage: !req.clientWantsUsage });
+        // A node that taps the stream itself (and reports how it ended) gets its bytes piped
+        // natively; one that does not (an older backplane) is tapped here.
+        const token = forwarded.response.headers.get(STREAM_REPORT_HEADER);
+        const fetchReport = token === null ? null : reportFetcher(forwarded.node.url, token);
+        const tapped = fetchReport
+          ? pipeReported(upstreamBody, fetchReport, {
+              answeredAt,
+              clientGone: upstreamAbort.signal,
+              onMissing: (why) => deps.log("stream_report_missing", { requestId: deps.requestId, node: forwarded.node.id, why }),
+            })
+          : tapSse(upstreamBody, { stripUsage: !req.clientWantsUsage });
         deps.waitUntil(
           tapped.done.then((outcome) => {
             forwarded.release();

@@ -1,0 +1,138 @@
+import { describe, expect, it } from "vitest";
+import type { StreamReport } from "../../schema/contracts/stream-report.ts";
+import { pipeReported, reportFetcher, type ReportFetcher } from "../../worker/src/proxy/reported-stream.ts";
+import { sseData } from "./helpers.ts";
+
+// Reported streams (schema/contracts/stream-report.ts) as the gateway passes them on: bytes piped
+// natively, the outcome taken from the node's report, and the gateway's own ending when the node's
+// connection breaks. The end-to-end path (a real backplane) is in proxy.test.ts.
+
+const encoder = new TextEncoder();
+const EVENTS = ['data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n', 'data: {"choices":[{"index":0,"delta":{"content":" there"}}]}\n\n', "data: [DONE]\n\n"];
+
+const OK_REPORT: StreamReport = { status: "ok", usage: { prompt_tokens: 7, completion_tokens: 2, cached_tokens: 1 }, delivered_chunks: 2, error_code: null };
+
+/** A node's body: the given chunks, then an end (or an error); records a cancel. */
+function nodeBody(chunks: string[], opts: { failAfter?: boolean; hold?: boolean } = {}) {
+  const state = { cancelled: false };
+  let i = 0;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const chunk = chunks[i++];
+      if (chunk !== undefined) return controller.enqueue(encoder.encode(chunk));
+      if (opts.hold) return new Promise<void>(() => {}); // a node that keeps the stream open
+      if (opts.failAfter) controller.error(new Error("connection reset"));
+      else controller.close();
+    },
+    cancel() {
+      state.cancelled = true;
+    },
+  });
+  return { body, state };
+}
+
+/** A report fetcher that answers `reports` in turn (an Error rejects; "never" waits until aborted). */
+function fetcher(...reports: (StreamReport | null | Error | "never")[]): { fetch: ReportFetcher; calls: AbortSignal[] } {
+  const calls: AbortSignal[] = [];
+  const fetch: ReportFetcher = (signal) => {
+    calls.push(signal);
+    const next = reports.shift() ?? null;
+    if (next instanceof Error) return Promise.reject(next);
+    if (next === "never") return new Promise((_, reject) => signal.addEventListener("abort", () => reject(new Error("aborted"))));
+    return Promise.resolve(next);
+  };
+  return { fetch, calls };
+}
+
+describe("a reported stream", () => {
+  it("reaches the client byte for byte and is metered from the node's report", async () => {
+    const node = nodeBody(EVENTS);
+    const report = fetcher(OK_REPORT);
+    const missing: string[] = [];
+    const piped = pipeReported(node.body, report.fetch, { answeredAt: 1234, onMissing: (why) => missing.push(why) });
+    expect(await new Response(piped.body).text()).toBe(EVENTS.join(""));
+    expect(await piped.done).toEqual({ status: "ok", usage: { promptTokens: 7, completionTokens: 2, cachedPromptTokens: 1 }, firstByteAt: 1234, deliveredChunks: 2, errorCode: null });
+    expect(missing).toEqual([]);
+    expect(report.calls).toHaveLength(1);
+  });
+
+  it("ends with an error event and [DONE] when the node's connection breaks, and is metered as an error", async () => {
+    const node = nodeBody(EVENTS.slice(0, 1), { failAfter: true });
+    const report = fetcher(new Error("node gone"));
+    const missing: string[] = [];
+    const piped = pipeReported(node.body, report.fetch, { answeredAt: 1, onMissing: (why) => missing.push(why) });
+    const events = sseData(await new Response(piped.body).text());
+    expect(events[0]).toContain('"Hi"');
+    expect(JSON.parse(events[1] ?? "")).toMatchObject({ error: { code: "upstream_error" } });
+    expect(events.at(-1)).toBe("[DONE]");
+    expect(await piped.done).toMatchObject({ status: "error", usage: null, errorCode: "upstream_stream_error", firstByteAt: 1 });
+    expect(missing).toEqual(["the node's connection broke mid-stream"]);
+  });
+
+  it("keeps the node's error status when the gateway had to end the stream but the report came", async () => {
+    const node = nodeBody(EVENTS.slice(0, 1), { failAfter: true });
+    const piped = pipeReported(node.body, fetcher(OK_REPORT).fetch, { answeredAt: 1 });
+    await new Response(piped.body).text();
+    expect(await piped.done).toMatchObject({ status: "error", errorCode: "upstream_stream_error", usage: { completionTokens: 2 } });
+  });
+
+  it("does not wait past the grace for a report that does not come, and stops asking", async () => {
+    const report = fetcher("never");
+    const missing: string[] = [];
+    const piped = pipeReported(nodeBody(EVENTS).body, report.fetch, { answeredAt: 1, graceMs: 50, onMissing: (why) => missing.push(why) });
+    expect(await new Response(piped.body).text()).toBe(EVENTS.join(""));
+    expect(await piped.done).toMatchObject({ status: "ok", usage: null, deliveredChunks: 0 });
+    expect(missing).toEqual(["no report within 50 ms of the stream's end"]);
+    expect(report.calls[0]?.aborted).toBe(true);
+  });
+
+  it("asks once more when the first report request failed before the stream ended", async () => {
+    const report = fetcher(new Error("connection refused"), OK_REPORT);
+    const piped = pipeReported(nodeBody(EVENTS).body, report.fetch, { answeredAt: 1 });
+    await new Response(piped.body).text();
+    expect(await piped.done).toMatchObject({ status: "ok", usage: { promptTokens: 7 } });
+    expect(report.calls).toHaveLength(2);
+  });
+
+  it("stops the node's stream at once when the client goes away, and is metered as cancelled from the report", async () => {
+    const node = nodeBody(EVENTS.slice(0, 1), { hold: true });
+    const cancelled: StreamReport = { status: "cancelled", usage: null, delivered_chunks: 1, error_code: "client_cancelled" };
+    const clientGone = new AbortController();
+    const piped = pipeReported(node.body, fetcher(cancelled).fetch, { answeredAt: 1, clientGone: clientGone.signal });
+    const reader = piped.body.getReader();
+    const first = await reader.read();
+    expect(new TextDecoder().decode(first.value)).toContain('"Hi"');
+    clientGone.abort();
+    expect(await piped.done).toMatchObject({ status: "cancelled", deliveredChunks: 1, errorCode: "client_cancelled" });
+    expect(node.state.cancelled).toBe(true);
+  });
+
+  it("stops the node's stream at its next chunk when the client cancelled the body", async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const state = { cancelled: false };
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (sent++ > 0) await gate;
+        controller.enqueue(encoder.encode(EVENTS[0] ?? ""));
+      },
+      cancel() {
+        state.cancelled = true;
+      },
+    });
+    const piped = pipeReported(body, fetcher(null).fetch, { answeredAt: 1 });
+    const reader = piped.body.getReader();
+    await reader.read();
+    await reader.cancel();
+    release();
+    expect(await piped.done).toMatchObject({ status: "cancelled", usage: null, errorCode: "client_cancelled" });
+    expect(state.cancelled).toBe(true);
+  });
+
+  it("is not asked of a node whose token is not one the backplane issues (no path of the node's choosing)", () => {
+    expect(reportFetcher("http://node.test", "../admin")).toBeNull();
+    expect(reportFetcher("http://node.test", "ABCDEF0123456789abcdef0123456789")).toBeNull();
+    expect(reportFetcher("http://node.test", "abcdef0123456789abcdef0123456789")).not.toBeNull();
+  });
+});
