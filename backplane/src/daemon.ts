@@ -6,6 +6,7 @@ import { createGatewayClient, type GatewayClient } from "./heartbeat/gateway-cli
 import { HeartbeatSender } from "./heartbeat/sender.ts";
 import { createLog, type Log } from "./log.ts";
 import { createBackplaneMetrics } from "./metrics/backplane.ts";
+import { StreamReports } from "./proxy/reports.ts";
 import { BackplaneServer } from "./server.ts";
 import { startSpotWatchers, type SpotWatcherHandle } from "./spot/index.ts";
 
@@ -39,6 +40,7 @@ export async function startDaemon(config: BackplaneConfig, opts: { log?: Log } =
   await pool.start();
   const drainer = new Drainer({ pool, graceMs: config.drainGraceMs, log, onStart: () => void sender?.sendNow() });
   const metrics = createBackplaneMetrics(pool, () => drainer.draining);
+  const reports = new StreamReports({ onEvent: (event) => metrics.streamReports.inc({ event }) });
   const status = () => (drainer.draining ? "draining" : pool.status());
   const heartbeat = (): Heartbeat => ({
     nodeId: config.nodeId,
@@ -54,7 +56,7 @@ export async function startDaemon(config: BackplaneConfig, opts: { log?: Log } =
   const server = new BackplaneServer({
     config,
     log,
-    proxy: { pool, config, metrics, log, isDraining: () => drainer.draining },
+    proxy: { pool, config, metrics, log, isDraining: () => drainer.draining, reports },
     management: {
       pool,
       nvidiaSmiPath: config.nvidiaSmiPath,
@@ -101,7 +103,9 @@ export async function startDaemon(config: BackplaneConfig, opts: { log?: Log } =
     (closing ??= (async () => {
       await spot.close();
       sender?.close();
+      // After the server: a report a gateway still waits for is given when its stream ends.
       await server.close();
+      reports.close();
       await pool.close();
     })());
   return {

@@ -3,6 +3,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { importSigningKey, type SigningKey } from "../../schema/contracts/signing.ts";
+import { isReportToken, STREAM_REPORT_PATH } from "../../schema/contracts/stream-report.ts";
 import type { BackplaneConfig } from "./config.ts";
 import { sendError } from "./errors.ts";
 import type { Log } from "./log.ts";
@@ -47,9 +48,27 @@ function readBody(req: IncomingMessage): Promise<Uint8Array<ArrayBuffer> | null>
 }
 
 /**
- * The backplane's HTTP(S) server. `/health` and `/metrics` are open (probes and scrapers); every
- * other route — inference under `/v1/`, `/management/…` — must carry the gateway's signature, which
- * is checked before anything else happens.
+ * Answers `GET /stream-reports/<token>` once the token's stream has ended, with its report; 404 for
+ * a malformed or unknown token alike, so the answer tells nothing about which tokens exist. A
+ * gateway that hangs up while waiting drops its wait (the report stays until its TTL).
+ */
+async function serveStreamReport(reports: ProxyDeps["reports"], req: IncomingMessage, res: ServerResponse, token: string): Promise<void> {
+  if (req.method !== "GET") return sendError(res, "method_not_allowed", `Use GET for ${STREAM_REPORT_PATH}<token>.`);
+  const gone = new AbortController();
+  res.once("close", () => gone.abort());
+  const report = isReportToken(token) ? await reports.take(token, gone.signal) : null;
+  if (res.destroyed) return;
+  if (!report) return sendError(res, "not_found", "No such stream report.");
+  const body = JSON.stringify(report);
+  res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body), "cache-control": "no-store" });
+  res.end(body);
+}
+
+/**
+ * The backplane's HTTP(S) server. `/health` and `/metrics` are open (probes and scrapers), and so
+ * is `/stream-reports/<token>` (its token is the capability); every other route — inference under
+ * `/v1/`, `/management/…` — must carry the gateway's signature, which is checked before anything
+ * else happens.
  */
 export class BackplaneServer {
   private readonly deps: ServerDeps;
@@ -106,6 +125,12 @@ export class BackplaneServer {
     if (req.method === "GET" && path === "/metrics") {
       res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
       return void res.end(this.deps.metrics());
+    }
+    if (path.startsWith(STREAM_REPORT_PATH)) {
+      // Not signed: the token is 128 random bits sent only to the gateway, in the answer to a signed
+      // request, and a report is given once (schema/contracts/stream-report.ts). Whoever could read
+      // the token could read the stream itself; a signature would add a signing and a nonce per stream.
+      return serveStreamReport(this.deps.proxy.reports, req, res, path.slice(STREAM_REPORT_PATH.length));
     }
     const isInference = path.startsWith("/v1/");
     if (!isInference && !path.startsWith("/management/")) return sendError(res, "not_found", `No route for ${req.method} ${path} on the backplane.`);

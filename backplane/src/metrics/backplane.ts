@@ -11,6 +11,7 @@ export interface BackplaneMetrics {
   latency: Histogram;
   firstByte: Histogram;
   heartbeats: Counter;
+  streamReports: Counter;
 }
 
 const CIRCUIT = { closed: 0, half_open: 1, open: 2 } as const;
@@ -32,6 +33,7 @@ export function createBackplaneMetrics(pool: EnginePool, isDraining: () => boole
     latency: registry.add(new Histogram("switchyard_backplane_request_duration_seconds", "Time from accepting a request to the end of its answer.", LATENCY_BUCKETS)),
     firstByte: registry.add(new Histogram("switchyard_backplane_first_byte_seconds", "Time from accepting a request to the engine's first byte.", LATENCY_BUCKETS)),
     heartbeats: registry.add(new Counter("switchyard_backplane_heartbeats_total", "Heartbeats sent to the gateway, by result (ok, failed).")),
+    streamReports: registry.add(new Counter("switchyard_backplane_stream_reports_total", "Stream reports by event (issued, refused when the store is full, taken by the gateway, expired untaken).")),
   };
   registry.add(new Gauge("switchyard_backplane_in_flight", "Requests running on each engine through the backplane.", perEngine((r) => r.inFlight)));
   registry.add(new Gauge("switchyard_backplane_queued", "Requests waiting for a slot on each engine.", perEngine((r) => r.queued)));

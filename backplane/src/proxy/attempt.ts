@@ -1,7 +1,10 @@
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { REQUEST_ID_HEADER } from "../../../schema/contracts/signing.ts";
+import { STREAM_REPORT_HEADER, type StreamReportMode } from "../../../schema/contracts/stream-report.ts";
 import { sseEngineFailure } from "../errors.ts";
+import { pipeReported } from "./report-tap.ts";
+import type { StreamReports } from "./reports.ts";
 
 /** How one try on one engine ended. */
 export type AttemptOutcome =
@@ -29,13 +32,17 @@ export interface AttemptRequest {
   stream: boolean;
   /** Streams: time for the first event. Non-streamed: time for the whole answer's headers. */
   firstByteTimeoutMs: number;
+  /** The gateway asked for a reported stream (stream-report.ts): the mode, and where reports are kept. */
+  report: { mode: StreamReportMode; store: StreamReports } | null;
 }
 
 /**
  * Sends the request to one engine. Headers go to the gateway only once the engine has answered
  * with a non-5xx status (and, for a stream, sent its first event), so every failure before that
  * point can be retried on another engine without the gateway seeing anything. After that the body
- * is piped byte for byte; an engine that dies mid-stream gets an in-band error and `[DONE]`.
+ * is piped byte for byte; an engine that dies mid-stream gets an in-band error and `[DONE]`. A
+ * reported stream (the gateway asked, the engine answered 2xx SSE, the store had room) gets its
+ * token in the headers and goes through the usage tap instead of the pipe (report-tap.ts).
  * When `gatewayGone` fires (before or after the headers) the engine request is destroyed at once,
  * which vLLM takes as an abort and frees the sequence's slot and KV blocks.
  */
@@ -85,7 +92,17 @@ export function attemptEngine(req: AttemptRequest, res: ServerResponse, gatewayG
       const start = (first: Buffer | null) => {
         clearTimeout(deadline);
         const firstByteMs = performance.now() - started;
-        res.writeHead(status, { "content-type": contentType, "cache-control": "no-cache", "x-switchyard-engine": req.engineId });
+        const headers: Record<string, string> = { "content-type": contentType, "cache-control": "no-cache", "x-switchyard-engine": req.engineId };
+        const report = first && req.report && status < 300 ? req.report.store.open() : null;
+        if (report) headers[STREAM_REPORT_HEADER] = report.token;
+        res.writeHead(status, headers);
+        if (first && report && req.report) {
+          return pipeReported(engineRes, res, first, { stripUsage: req.report.mode === "strip-usage", report }, (end) => {
+            if (end === "complete") finish({ kind: "done", status, firstByteMs });
+            else if (end === "engine_broke") finish({ kind: "failed_after_first_byte", reason: "engine connection broke mid-response", firstByteMs });
+            else finish({ kind: "client_gone" });
+          });
+        }
         if (first) res.write(first);
         engineRes.pipe(res, { end: false });
         engineRes.on("error", () => {});

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { parseReportMode, STREAM_REPORT_HEADER } from "../../../schema/contracts/stream-report.ts";
 import type { BackplaneConfig } from "../config.ts";
 import type { EnginePool } from "../engines/pool.ts";
 import type { EngineRuntime } from "../engines/runtime.ts";
@@ -6,6 +7,7 @@ import { sendError } from "../errors.ts";
 import type { Log } from "../log.ts";
 import type { BackplaneMetrics } from "../metrics/backplane.ts";
 import { attemptEngine, type AttemptOutcome } from "./attempt.ts";
+import type { StreamReports } from "./reports.ts";
 
 /** What the inference handler needs from the daemon. */
 export interface ProxyDeps {
@@ -14,6 +16,8 @@ export interface ProxyDeps {
   metrics: BackplaneMetrics;
   log: Log;
   isDraining: () => boolean;
+  /** Reports of reported streams, served at GET /stream-reports/<token>. */
+  reports: StreamReports;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -55,6 +59,7 @@ export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res
   const parsed = parseRequest(body);
   if (!parsed) return sendError(res, "bad_request", "The body must be a JSON object with a 'model' string.");
   const { model, stream } = parsed;
+  const reportMode = stream ? parseReportMode(req.headers[STREAM_REPORT_HEADER]) : null;
 
   const triedAndFailed = new Set<string>();
   const backoff = deps.config.retryBackoffMs;
@@ -107,6 +112,7 @@ export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res
           requestId: typeof req.headers["x-request-id"] === "string" ? req.headers["x-request-id"] : undefined,
           stream,
           firstByteTimeoutMs: stream ? deps.config.firstByteTimeoutMs : deps.config.requestTimeoutMs,
+          report: reportMode ? { mode: reportMode, store: deps.reports } : null,
         },
         res,
         gatewayGone,
