@@ -26,6 +26,7 @@ export async function seedTestTenants(
   await upsertRegion(db, actor, { id: "local", name: "Local", latitude: 0, longitude: 0 });
   for (const m of DEMO_MODELS) await upsertModel(db, actor, m);
   await upsertModel(db, actor, { id: "hb-model", kind: "chat", contextLength: 4096 });
+  await upsertModel(db, actor, { id: "legacy-model", kind: "chat", contextLength: 4096 });
   for (const n of nodes) await upsertNode(db, actor, { regionId: "local", ...n });
 
   const tenant = await createTenant(db, actor, { name: "Acme" });

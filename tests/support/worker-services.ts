@@ -62,6 +62,9 @@ async function main(): Promise<void> {
     }),
   );
   const deadUrl = `http://127.0.0.1:${await freePort()}`;
+  // A node without reported streams (an older backplane's answers): an engine the gateway reaches
+  // directly, so the gateway taps its streams itself. It serves `legacy-model` only.
+  const legacySim = await startSimEngine({ host: "127.0.0.1", port: 0, ttftMs: 1, interTokenMs: 1, models: [{ name: "legacy-model", kind: "generate", maxModelLen: 4096 }] });
 
   // Lets the workerd tests read how many database sessions the worker has opened.
   const stats = createServer((_req, res) => {
@@ -79,6 +82,7 @@ async function main(): Promise<void> {
   const seeded = await seedTestTenants(db.db, [
     { id: liveNodeId, url: backplaneUrl, models: ["sim-llama-8b", "sim-embed"] },
     { id: "wtest-dead", url: deadUrl, models: ["sim-llama-8b", "sim-embed"] },
+    { id: "wtest-legacy", url: legacySim.url, models: ["legacy-model"] },
   ]);
   await db.close();
 
@@ -122,6 +126,7 @@ async function main(): Promise<void> {
     await hbBackplane.close();
     await sim.close();
     await hbSim.close();
+    await legacySim.close();
     await pipe.close();
     await upstash.close();
     await dropDatabase(PG_ADMIN_URL, dbName);

@@ -23,10 +23,10 @@ describe("models", () => {
     expect(res.status).toBe(200);
     const body = await res.json<{ object: string; data: { id: string; object: string; owned_by: string; available: boolean }[] }>();
     expect(body.object).toBe("list");
-    expect(body.data.map((m) => m.id)).toEqual(["hb-model", "sim-embed", "sim-llama-8b"]);
+    expect(body.data.map((m) => m.id)).toEqual(["hb-model", "legacy-model", "sim-embed", "sim-llama-8b"]);
     expect(body.data.every((m) => m.object === "model" && m.owned_by === "switchyard")).toBe(true);
     // No node serves hb-model until a test registers one.
-    expect(body.data.map((m) => m.available)).toEqual([false, true, true]);
+    expect(body.data.map((m) => m.available)).toEqual([false, true, true, true]);
 
     const limited = await (await gateway("/v1/models", { key: inject("keys").chatOnlyModel })).json<{ data: { id: string }[] }>();
     expect(limited.data.map((m) => m.id)).toEqual(["sim-llama-8b"]);
@@ -129,6 +129,34 @@ describe("streamed requests", () => {
     expect(error.error?.message).toMatch(/failed|stopped/);
     const row = await usageRow(res.headers.get("x-request-id") ?? "");
     expect(row.status).toBe("error");
+    expect(row.completionTokens).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe("streams of a node that does not report them (an older backplane)", () => {
+  // wtest-legacy is an engine the gateway reaches directly (tests/support/worker-services.ts): its
+  // answers carry no x-switchyard-stream-report token, so the gateway taps the stream itself.
+  it("strips the usage chunk and records the engine's usage, as with a reporting node", async () => {
+    const request = { model: "legacy-model", messages, max_tokens: 6, seed: 3 };
+    const reference = await (await post("/v1/chat/completions", request)).json<{ usage: { prompt_tokens: number } }>();
+    const res = await post("/v1/chat/completions", { ...request, stream: true });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-switchyard-node")).toBe("wtest-legacy");
+    const events = sseData(await res.text());
+    expect(events.at(-1)).toBe("[DONE]");
+    const chunks = events.slice(0, -1).map((e) => JSON.parse(e) as { choices: unknown[]; usage?: unknown });
+    expect(chunks.every((c) => c.choices.length > 0 && c.usage === undefined)).toBe(true);
+    const row = await usageRow(res.headers.get("x-request-id") ?? "");
+    expect(row).toMatchObject({ streamed: true, status: "ok", nodeId: "wtest-legacy", promptTokens: reference.usage.prompt_tokens, completionTokens: 6 });
+  });
+
+  it("ends a stream its engine drops with the gateway's error event and counts the chunks delivered", async () => {
+    const res = await post("/v1/chat/completions", { model: "legacy-model", messages, stream: true, sim_fault: "drop_mid_stream", sim_fault_after: 3 });
+    const events = sseData(await res.text());
+    expect(events.at(-1)).toBe("[DONE]");
+    expect(JSON.parse(events.at(-2) ?? "{}")).toMatchObject({ error: { code: "upstream_error" } });
+    const row = await usageRow(res.headers.get("x-request-id") ?? "");
+    expect(row).toMatchObject({ status: "error", errorCode: "upstream_stream_error" });
     expect(row.completionTokens).toBeGreaterThanOrEqual(3);
   });
 });
