@@ -1,5 +1,3 @@
-import { z } from "zod";
-
 /**
  * Reported streams: the backplane taps a stream's SSE events itself (usage-tap.ts) and tells the
  * gateway how the stream ended out of band, so the gateway can pass the bytes through natively
@@ -41,17 +39,38 @@ export function parseReportMode(value: string | string[] | undefined | null): St
   return value === "strip-usage" || value === "keep-usage" ? value : null;
 }
 
-const count = z.number().int().min(0);
-
 /** How a reported stream ended, as the backplane saw it leave for the gateway. */
-export const streamReportSchema = z.object({
+export interface StreamReport {
   /** ok: ended with `[DONE]`; error: the engine failed or sent an error event (the client got an error event); cancelled: the gateway went away. */
-  status: z.enum(["ok", "error", "cancelled"]),
+  status: "ok" | "error" | "cancelled";
   /** The engine's usage (the usage chunk), null when the stream ended before it. */
-  usage: z.object({ prompt_tokens: count, completion_tokens: count, cached_tokens: count }).nullable(),
+  usage: { prompt_tokens: number; completion_tokens: number; cached_tokens: number } | null;
   /** Content-bearing events sent to the gateway (a lower bound on completion tokens without usage). */
-  delivered_chunks: count,
-  error_code: z.string().max(100).nullable(),
-});
-/** How a reported stream ended. */
-export type StreamReport = z.infer<typeof streamReportSchema>;
+  delivered_chunks: number;
+  error_code: string | null;
+}
+
+const STATUSES = new Set(["ok", "error", "cancelled"]);
+
+function isCount(value: unknown): value is number {
+  return typeof value === "number" && Number.isInteger(value) && value >= 0;
+}
+
+/**
+ * Reads a report's JSON; null when it is not one. Hand-written rather than a schema: the gateway
+ * reads one per streamed request.
+ */
+export function parseStreamReport(json: unknown): StreamReport | null {
+  if (typeof json !== "object" || json === null) return null;
+  const r = json as Record<string, unknown>;
+  if (typeof r.status !== "string" || !STATUSES.has(r.status) || !isCount(r.delivered_chunks)) return null;
+  if (r.error_code !== null && (typeof r.error_code !== "string" || r.error_code.length > 100)) return null;
+  let usage: StreamReport["usage"] = null;
+  if (r.usage !== null) {
+    if (typeof r.usage !== "object") return null;
+    const u = r.usage as Record<string, unknown>;
+    if (!isCount(u.prompt_tokens) || !isCount(u.completion_tokens) || !isCount(u.cached_tokens)) return null;
+    usage = { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, cached_tokens: u.cached_tokens };
+  }
+  return { status: r.status as StreamReport["status"], usage, delivered_chunks: r.delivered_chunks, error_code: r.error_code };
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { StreamReport } from "../../schema/contracts/stream-report.ts";
+import { parseStreamReport, type StreamReport } from "../../schema/contracts/stream-report.ts";
 import { pipeReported, reportFetcher, type ReportFetcher } from "../../worker/src/proxy/reported-stream.ts";
 import { sseData } from "./helpers.ts";
 
@@ -134,5 +134,23 @@ describe("a reported stream", () => {
     expect(reportFetcher("http://node.test", "../admin")).toBeNull();
     expect(reportFetcher("http://node.test", "ABCDEF0123456789abcdef0123456789")).toBeNull();
     expect(reportFetcher("http://node.test", "abcdef0123456789abcdef0123456789")).not.toBeNull();
+  });
+
+  it("takes only a well-formed report from the node (anything else is metered as a missing report)", () => {
+    expect(parseStreamReport(OK_REPORT)).toEqual(OK_REPORT);
+    expect(parseStreamReport({ ...OK_REPORT, usage: null, status: "cancelled", error_code: "client_cancelled" })).not.toBeNull();
+    for (const bad of [
+      null,
+      "ok",
+      { ...OK_REPORT, status: "fine" },
+      { ...OK_REPORT, delivered_chunks: -1 },
+      { ...OK_REPORT, delivered_chunks: 1.5 },
+      { ...OK_REPORT, usage: { prompt_tokens: 1, completion_tokens: "2", cached_tokens: 0 } },
+      { ...OK_REPORT, usage: { prompt_tokens: 1, completion_tokens: 2 } },
+      { ...OK_REPORT, error_code: "x".repeat(101) },
+      { ...OK_REPORT, error_code: 5 },
+    ]) {
+      expect(parseStreamReport(bad)).toBeNull();
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { STREAM_REPORT_PATH, isReportToken, streamReportSchema, type StreamReport } from "../../../schema/contracts/stream-report.ts";
+import { STREAM_REPORT_PATH, isReportToken, parseStreamReport, type StreamReport } from "../../../schema/contracts/stream-report.ts";
 import { sseErrorEvent } from "../errors.ts";
 import type { StreamOutcome } from "./usage.ts";
 
@@ -23,8 +23,7 @@ export function reportFetcher(nodeUrl: string, token: string): ReportFetcher | n
       await response.body?.cancel();
       return null;
     }
-    const parsed = streamReportSchema.safeParse(await response.json());
-    return parsed.success ? parsed.data : null;
+    return parseStreamReport(await response.json());
   };
 }
 
@@ -53,9 +52,10 @@ export function pipeReported(
   const { readable, writable } = new IdentityTransformStream();
   const reportAbort = new AbortController();
   // Started now, so the node answers it the moment the stream ends.
+  let arrived: { report: StreamReport | null; failed: boolean } | null = null;
   const first = fetchReport(reportAbort.signal).then(
-    (report) => ({ report, failed: false }),
-    () => ({ report: null, failed: true }),
+    (report) => (arrived = { report, failed: false }),
+    () => (arrived = { report: null, failed: true }),
   );
 
   // A client that goes away without the runtime saying so is noticed at the next chunk's write.
@@ -81,12 +81,19 @@ export function pipeReported(
 
   const done = ended.then(async (how): Promise<StreamOutcome> => {
     const grace = opts.graceMs ?? REPORT_GRACE_MS;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), grace)));
-    const fetched = first.then(async ({ report, failed }) => (report === null && failed && how !== "broken" ? fetchReport(reportAbort.signal).catch(() => null) : report));
-    const report = await Promise.race([fetched, late]);
-    clearTimeout(timer);
-    reportAbort.abort();
+    const retry = ({ report, failed }: { report: StreamReport | null; failed: boolean }) =>
+      report === null && failed && how !== "broken" ? fetchReport(reportAbort.signal).catch(() => null) : report;
+    let report: StreamReport | null;
+    // The node answers the report as the stream ends, so it is usually here already: no timer then.
+    const known: { report: StreamReport | null; failed: boolean } | null = arrived;
+    if (known !== null && !known.failed) report = known.report;
+    else {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), grace)));
+      report = await Promise.race([first.then(retry), late]);
+      clearTimeout(timer);
+      reportAbort.abort();
+    }
     if (report === null) {
       opts.onMissing?.(how === "broken" ? "the node's connection broke mid-stream" : `no report within ${grace} ms of the stream's end`);
       const status = how === "ended" ? "ok" : how === "broken" ? "error" : "cancelled";
