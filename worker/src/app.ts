@@ -40,7 +40,9 @@ export function createApp(): Hono<AppEnv> {
     const deps = depsFrom(c.env, (p) => c.executionCtx.waitUntil(p), log);
     c.set("deps", { ...deps, requestId: newRequestId(), startedAt: Date.now() });
     await next();
-    c.header("x-request-id", c.get("deps").requestId);
+    // Setting a header on a finished response makes Hono copy the Response: only when it lacks one
+    // (the inference and error paths set it themselves).
+    if (!c.res.headers.has("x-request-id")) c.header("x-request-id", c.get("deps").requestId);
   });
 
   app.get("/health", health);

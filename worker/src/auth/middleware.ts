@@ -24,7 +24,7 @@ export const requireApiKey = createMiddleware<AppEnv>(async (c, next) => {
         actor: keyId ? `key:${keyId}` : "anonymous",
         action: outcome === "ok" ? "auth.success" : "auth.failure",
         targetType: "route",
-        targetId: `${c.req.method} ${new URL(c.req.url).pathname}`,
+        targetId: `${c.req.method} ${c.req.path}`,
         tenantId,
         success: outcome === "ok",
         details: {

@@ -28,9 +28,9 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
  * produced nothing gives its whole reservation back), the slot release, the usage event (the
  * durable buffer the scheduled job writes to Postgres, flush.ts), the authentication's audit event
  * and the gateway's counters (platform/metrics.ts). The requests of an isolate that end within
- * COALESCE_MS of each other share one Redis round trip: each adds its writes to the open batch and,
- * after COALESCE_MS, sends it unless another request already did (so every write goes out from a
- * request that is still running, and one subrequest serves many requests under load). If Redis
+ * COALESCE_MS of each other share one Redis round trip: each adds its writes to the open batch, and
+ * the request that opened it sends it COALESCE_MS later (so every write goes out from a request
+ * that is still running, and one subrequest serves many requests under load). If Redis
  * fails the batch, every usage event in it still reaches Postgres (deliver.ts); the budget
  * settlements are lost (a lease's record or a direct reservation keeps the whole amount) and a
  * direct slot waits for its expiry (docs/limits.md, "When Redis or Postgres fails").
@@ -54,13 +54,21 @@ export async function settleRequest(deps: RequestDeps, admission: Admission, row
   });
   const used = (row.promptTokens ?? 0) + (row.completionTokens ?? 0);
   // No await from here to the last push: a batch being sent takes no more writes.
+  const opener = open === null;
   const batch = (open ??= { pipe: deps.redis.pipeline(), rows: [] });
   const finished = admission.finish(used > 0 ? { tokens: used, spend: row.costMicros ?? 0, requests: 1 } : null, batch.pipe);
   batch.pipe.lpush(usageOutboxKey(prefix), JSON.stringify(row));
   if (authAudit) batch.pipe.lpush(auditOutboxKey(prefix), JSON.stringify(authAudit));
   batch.rows.push(row);
   await finished;
-  if (batch.rows.length < MAX_REQUESTS_PER_BATCH) await sleep(COALESCE_MS);
+  // The request that opened the batch sends it after COALESCE_MS (one timer per batch, not per
+  // request); a full batch goes at once, from the request that filled it.
+  if (batch.rows.length >= MAX_REQUESTS_PER_BATCH) {
+    if (open === batch) await sendEndBatch(deps, batch);
+    return;
+  }
+  if (!opener) return;
+  await sleep(COALESCE_MS);
   if (open === batch) await sendEndBatch(deps, batch);
 }
 
