@@ -3,7 +3,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { importSigningKey, type SigningKey } from "../../schema/contracts/signing.ts";
-import { isReportToken, STREAM_REPORT_PATH } from "../../schema/contracts/stream-report.ts";
+import { MAX_REPORTS_PER_ASK, parseReportAsk, REPORT_WAIT_MS, STREAM_REPORT_PATH, type StreamReport } from "../../schema/contracts/stream-report.ts";
 import type { BackplaneConfig } from "./config.ts";
 import { sendError } from "./errors.ts";
 import type { Log } from "./log.ts";
@@ -26,13 +26,16 @@ export interface ServerDeps {
   metrics: () => string;
 }
 
-function readBody(req: IncomingMessage): Promise<Uint8Array<ArrayBuffer> | null> {
+/** An ask names at most MAX_REPORTS_PER_ASK tokens of 32 characters: a few KB. */
+const MAX_ASK_BYTES = 64 * 1024;
+
+function readBody(req: IncomingMessage, maxBytes = MAX_BODY_BYTES): Promise<Uint8Array<ArrayBuffer> | null> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     req.on("data", (chunk: Buffer) => {
       size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
+      if (size > maxBytes) {
         resolve(null);
         req.destroy();
         return;
@@ -48,25 +51,40 @@ function readBody(req: IncomingMessage): Promise<Uint8Array<ArrayBuffer> | null>
 }
 
 /**
- * Answers `GET /stream-reports/<token>` once the token's stream has ended, with its report; 404 for
- * a malformed or unknown token alike, so the answer tells nothing about which tokens exist. A
- * gateway that hangs up while waiting drops its wait (the report stays until its TTL).
+ * Answers `POST /stream-reports` `{"tokens": [...]}` once every named stream has ended (or
+ * REPORT_WAIT_MS after the ask) with `{"reports": {token: report | null}}`: null for a token it does
+ * not know, already gave, or whose stream still runs, so the answer tells nothing about which tokens
+ * exist. A gateway that hangs up while waiting drops its wait (the reports stay until their TTL).
  */
-async function serveStreamReport(reports: ProxyDeps["reports"], req: IncomingMessage, res: ServerResponse, token: string): Promise<void> {
-  if (req.method !== "GET") return sendError(res, "method_not_allowed", `Use GET for ${STREAM_REPORT_PATH}<token>.`);
+async function serveStreamReports(reports: ProxyDeps["reports"], req: IncomingMessage, res: ServerResponse): Promise<void> {
+  if (req.method !== "POST") return sendError(res, "method_not_allowed", `Use POST for ${STREAM_REPORT_PATH}.`);
   const gone = new AbortController();
-  res.once("close", () => gone.abort());
-  const report = isReportToken(token) ? await reports.take(token, gone.signal) : null;
+  res.once("close", () => {
+    if (!res.writableFinished) gone.abort();
+  });
+  const body = await readBody(req, MAX_ASK_BYTES);
+  let tokens: string[] | null;
+  try {
+    tokens = body === null ? null : parseReportAsk(JSON.parse(Buffer.from(body).toString("utf8")));
+  } catch {
+    tokens = null;
+  }
+  if (tokens === null) {
+    return sendError(res, "bad_request", `The body must be {"tokens": [...]}: 1 to ${MAX_REPORTS_PER_ASK} report tokens of 32 hex characters.`);
+  }
+  const deadline = AbortSignal.any([gone.signal, AbortSignal.timeout(REPORT_WAIT_MS)]);
+  const taken = await Promise.all(tokens.map((token) => reports.take(token, deadline)));
   if (res.destroyed) return;
-  if (!report) return sendError(res, "not_found", "No such stream report.");
-  const body = JSON.stringify(report);
-  res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body), "cache-control": "no-store" });
-  res.end(body);
+  const answer: Record<string, StreamReport | null> = {};
+  tokens.forEach((token, i) => (answer[token] = taken[i] ?? null));
+  const text = JSON.stringify({ reports: answer });
+  res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(text), "cache-control": "no-store" });
+  res.end(text);
 }
 
 /**
  * The backplane's HTTP(S) server. `/health` and `/metrics` are open (probes and scrapers), and so
- * is `/stream-reports/<token>` (its token is the capability); every other route — inference under
+ * is `/stream-reports` (its tokens are the capability); every other route — inference under
  * `/v1/`, `/management/…` — must carry the gateway's signature, which is checked before anything
  * else happens.
  */
@@ -126,11 +144,11 @@ export class BackplaneServer {
       res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
       return void res.end(this.deps.metrics());
     }
-    if (path.startsWith(STREAM_REPORT_PATH)) {
+    if (path === STREAM_REPORT_PATH) {
       // Not signed: the token is 128 random bits sent only to the gateway, in the answer to a signed
       // request, and a report is given once (schema/contracts/stream-report.ts). Whoever could read
       // the token could read the stream itself; a signature would add a signing and a nonce per stream.
-      return serveStreamReport(this.deps.proxy.reports, req, res, path.slice(STREAM_REPORT_PATH.length));
+      return serveStreamReports(this.deps.proxy.reports, req, res);
     }
     const isInference = path.startsWith("/v1/");
     if (!isInference && !path.startsWith("/management/")) return sendError(res, "not_found", `No route for ${req.method} ${path} on the backplane.`);

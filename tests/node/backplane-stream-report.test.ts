@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { sseEngineFailure } from "../../backplane/src/errors.ts";
 import { StreamReports } from "../../backplane/src/proxy/reports.ts";
 import { NODE_HEADER } from "../../schema/contracts/signing.ts";
-import { STREAM_REPORT_HEADER, STREAM_REPORT_PATH, parseStreamReport, type StreamReport } from "../../schema/contracts/stream-report.ts";
+import { STREAM_REPORT_HEADER, STREAM_REPORT_PATH, parseReportAnswer, type StreamReport } from "../../schema/contracts/stream-report.ts";
 import { gatewayHeaders, TEST_NODE, useBackplane, waitUntil } from "../support/backplane-harness.ts";
 
 const bp = useBackplane();
@@ -56,16 +56,23 @@ function usageOf(text: string): StreamReport["usage"] {
   return { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens, cached_tokens: 0 };
 }
 
-async function getReport(baseUrl: string, token: string, signal?: AbortSignal): Promise<Response> {
-  return fetch(`${baseUrl}${STREAM_REPORT_PATH}${token}`, { signal });
+/** Asks the backplane for the reports of `tokens`, as the gateway does. */
+function askReports(baseUrl: string, tokens: string[], signal?: AbortSignal): Promise<Response> {
+  return fetch(`${baseUrl}${STREAM_REPORT_PATH}`, { method: "POST", body: JSON.stringify({ tokens }), headers: { "content-type": "application/json" }, signal });
+}
+
+/** The answer's report per token asked for (null: none). */
+async function answerOf(res: Response, tokens: string[]): Promise<Map<string, StreamReport | null>> {
+  expect(res.status).toBe(200);
+  expect(res.headers.get("content-type")).toBe("application/json");
+  const answer = parseReportAnswer(await res.json(), tokens);
+  if (answer === null) throw new Error("not a report answer");
+  return answer;
 }
 
 async function reportOf(baseUrl: string, token: string): Promise<StreamReport> {
-  const res = await getReport(baseUrl, token);
-  expect(res.status).toBe(200);
-  expect(res.headers.get("content-type")).toBe("application/json");
-  const report = parseStreamReport(await res.json());
-  if (report === null) throw new Error("not a stream report");
+  const report = (await answerOf(await askReports(baseUrl, [token]), [token])).get(token);
+  if (!report) throw new Error("no report");
   return report;
 }
 
@@ -172,7 +179,8 @@ describe("a reported stream", () => {
     const res = await gatewayPost(daemon.url, chat, "strip-usage");
     const headersAt = performance.now();
     let answeredAt = 0;
-    const pending = getReport(daemon.url, tokenOf(res)).then((r) => {
+    const token = tokenOf(res);
+    const pending = askReports(daemon.url, [token]).then((r) => {
       answeredAt = performance.now();
       return r;
     });
@@ -183,33 +191,35 @@ describe("a reported stream", () => {
     let text = "";
     const decoder = new TextDecoder();
     for (let r = await reader.read(); !r.done; r = await reader.read()) text += decoder.decode(r.value, { stream: true });
-    const reportRes = await pending;
-    expect(reportRes.status).toBe(200);
+    const report = (await answerOf(await pending, [token])).get(token);
     // Six tokens 20 ms apart: the answer came at the end of the stream, not at once.
     expect(answeredAt - headersAt).toBeGreaterThan(80);
-    const report = parseStreamReport(await reportRes.json());
-    if (report === null) throw new Error("not a stream report");
     expect(report).toMatchObject({ status: "ok", delivered_chunks: 7, error_code: null, usage: { completion_tokens: 6 } });
     expect(text).not.toContain('"choices":[]');
   });
 
-  it("gives a report once, and answers 404 alike for a used, an unknown and a malformed token", async () => {
+  it("gives a report once, answers null alike for a used and an unknown token, and refuses a malformed ask", async () => {
     const sim = await bp.sim();
     const daemon = await bp.daemon([{ kind: "sim", url: sim.url }]);
-    const res = await gatewayPost(daemon.url, chat, "keep-usage");
-    const token = tokenOf(res);
-    await res.text();
-    expect((await getReport(daemon.url, token)).status).toBe(200);
-    const notFound = { error: { message: "No such stream report.", type: "invalid_request_error", param: null, code: "not_found" } };
-    for (const t of [token, "0".repeat(32), "ABCDEF".repeat(5) + "AB", "abc", `${token}0`, encodeURIComponent("../health")]) {
-      const again = await getReport(daemon.url, t);
-      expect(again.status, t).toBe(404);
-      expect(again.headers.get("content-type")).toBe("application/json");
-      expect(await again.json()).toEqual(notFound);
+    const first = await gatewayPost(daemon.url, chat, "keep-usage");
+    const second = await gatewayPost(daemon.url, chat, "strip-usage");
+    const [a, b] = [tokenOf(first), tokenOf(second)];
+    await Promise.all([first.text(), second.text()]);
+    // One ask for several streams, as the gateway batches them.
+    const both = await answerOf(await askReports(daemon.url, [a, b]), [a, b]);
+    expect(both.get(a)).toMatchObject({ status: "ok" });
+    expect(both.get(b)).toMatchObject({ status: "ok" });
+    const unknown = "0".repeat(32);
+    const again = await answerOf(await askReports(daemon.url, [a, unknown]), [a, unknown]);
+    expect([...again.values()]).toEqual([null, null]);
+    for (const body of [{ tokens: ["ABCDEF".repeat(5) + "AB"] }, { tokens: ["../health"] }, { tokens: [] }, { tokens: Array.from({ length: 257 }, () => unknown) }, { token: a }, "junk"]) {
+      const res = await fetch(`${daemon.url}${STREAM_REPORT_PATH}`, { method: "POST", body: JSON.stringify(body) });
+      expect(res.status, JSON.stringify(body).slice(0, 40)).toBe(400);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("bad_request");
     }
-    const post = await fetch(`${daemon.url}${STREAM_REPORT_PATH}${"0".repeat(32)}`, { method: "POST" });
-    expect(post.status).toBe(405);
-    expect(((await post.json()) as { error: { code: string } }).error.code).toBe("method_not_allowed");
+    const get = await fetch(`${daemon.url}${STREAM_REPORT_PATH}`);
+    expect(get.status).toBe(405);
+    expect(((await get.json()) as { error: { code: string } }).error.code).toBe("method_not_allowed");
   });
 
   it("ends the stream with an error event and [DONE] and reports an error when the engine dies mid-stream", async () => {

@@ -16,7 +16,7 @@ export interface ProxyDeps {
   metrics: BackplaneMetrics;
   log: Log;
   isDraining: () => boolean;
-  /** Reports of reported streams, served at GET /stream-reports/<token>. */
+  /** Reports of reported streams, served at POST /stream-reports. */
   reports: StreamReports;
 }
 

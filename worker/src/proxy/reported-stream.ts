@@ -1,31 +1,14 @@
-import { STREAM_REPORT_PATH, isReportToken, parseStreamReport, type StreamReport } from "../../../schema/contracts/stream-report.ts";
+import type { StreamReport } from "../../../schema/contracts/stream-report.ts";
 import { sseErrorEvent } from "../errors.ts";
 import type { StreamOutcome } from "./usage.ts";
-
-/** How long after its stream ended a node's report may take to arrive before the request is metered without it. */
-export const REPORT_GRACE_MS = 5_000;
 
 const encoder = new TextEncoder();
 const BROKEN = encoder.encode(
   "\n\n" + sseErrorEvent("The GPU node stopped responding in the middle of the stream. Retry the request.", "upstream_error"),
 );
 
-/** The report fetch: one request to the node, retried once if it failed before the stream ended. */
-export type ReportFetcher = (signal: AbortSignal) => Promise<StreamReport | null>;
-
-/** Fetches a stream's report from the node that served it (schema/contracts/stream-report.ts); null if it has none. */
-export function reportFetcher(nodeUrl: string, token: string): ReportFetcher | null {
-  if (!isReportToken(token)) return null;
-  const url = new URL(STREAM_REPORT_PATH + token, nodeUrl);
-  return async (signal) => {
-    const response = await fetch(url, { signal });
-    if (!response.ok) {
-      await response.body?.cancel();
-      return null;
-    }
-    return parseStreamReport(await response.json());
-  };
-}
+/** Gets a stream's report from its node once the stream has ended (report-asks.ts `askReport`). */
+export type ReportFetcher = () => Promise<StreamReport | null>;
 
 /**
  * Passes a reported stream (one the node taps itself, schema/contracts/stream-report.ts) to the
@@ -33,10 +16,10 @@ export function reportFetcher(nodeUrl: string, token: string): ReportFetcher | n
  * (sse-tap.ts) costs on every chunk. The node cut the usage chunk out if the client did not ask for
  * it and ends the stream itself with an error event and `[DONE]` when its engine fails; only when
  * the node's own connection breaks does the gateway add that ending. How the stream ended (usage,
- * content events delivered, status) comes from the node's report, fetched alongside the stream;
- * without it (the node died, or the report is late by more than REPORT_GRACE_MS) the request is
- * metered from what the gateway knows: the prompt estimate, as for any stream cut before its usage
- * (metering/record.ts), and a `stream_report_missing` log line.
+ * content events delivered, status) comes from the node's report, asked for once the stream has
+ * ended; without it (the node died, or did not answer in time) the request is metered from what
+ * the gateway knows: the prompt estimate, as for any stream cut before its usage (metering/record.ts),
+ * and a `stream_report_missing` log line.
  */
 export function pipeReported(
   source: ReadableStream<Uint8Array>,
@@ -45,19 +28,10 @@ export function pipeReported(
     answeredAt: number;
     /** Fires when the client went away (request.signal): the node's stream is cancelled at once. */
     clientGone?: AbortSignal;
-    graceMs?: number;
     onMissing?: (why: string) => void;
   },
 ): { body: ReadableStream<Uint8Array>; done: Promise<StreamOutcome> } {
   const { readable, writable } = new IdentityTransformStream();
-  const reportAbort = new AbortController();
-  // Started now, so the node answers it the moment the stream ends.
-  let arrived: { report: StreamReport | null; failed: boolean } | null = null;
-  const first = fetchReport(reportAbort.signal).then(
-    (report) => (arrived = { report, failed: false }),
-    () => (arrived = { report: null, failed: true }),
-  );
-
   // A client that goes away without the runtime saying so is noticed at the next chunk's write.
   const signal = opts.clientGone;
   const ended = source.pipeTo(writable, { preventClose: true, preventAbort: true, ...(signal ? { signal } : {}) }).then(
@@ -80,22 +54,9 @@ export function pipeReported(
   );
 
   const done = ended.then(async (how): Promise<StreamOutcome> => {
-    const grace = opts.graceMs ?? REPORT_GRACE_MS;
-    const retry = ({ report, failed }: { report: StreamReport | null; failed: boolean }) =>
-      report === null && failed && how !== "broken" ? fetchReport(reportAbort.signal).catch(() => null) : report;
-    let report: StreamReport | null;
-    // The node answers the report as the stream ends, so it is usually here already: no timer then.
-    const known: { report: StreamReport | null; failed: boolean } | null = arrived;
-    if (known !== null && !known.failed) report = known.report;
-    else {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), grace)));
-      report = await Promise.race([first.then(retry), late]);
-      clearTimeout(timer);
-      reportAbort.abort();
-    }
+    const report = await fetchReport().catch(() => null);
     if (report === null) {
-      opts.onMissing?.(how === "broken" ? "the node's connection broke mid-stream" : `no report within ${grace} ms of the stream's end`);
+      opts.onMissing?.(how === "broken" ? "the node's connection broke mid-stream" : "the node gave no report");
       const status = how === "ended" ? "ok" : how === "broken" ? "error" : "cancelled";
       return {
         status,

@@ -13,8 +13,9 @@ import { readJson } from "../proxy/json-tap.ts";
 import type { StreamOutcome } from "../proxy/usage.ts";
 import { keepAliveStream } from "../proxy/keepalive.ts";
 import { tapSse } from "../proxy/sse-tap.ts";
-import { pipeReported, reportFetcher } from "../proxy/reported-stream.ts";
-import { STREAM_REPORT_HEADER } from "../../../schema/contracts/stream-report.ts";
+import { pipeReported } from "../proxy/reported-stream.ts";
+import { askReport } from "../proxy/report-asks.ts";
+import { isReportToken, STREAM_REPORT_HEADER } from "../../../schema/contracts/stream-report.ts";
 import { validateRequest, type Endpoint } from "../proxy/validate.ts";
 import { claimTrial, recordFailure, recordSuccess } from "../routing/breaker.ts";
 import { callerLocation, REGION_HEADER } from "../routing/geo.ts";
@@ -147,7 +148,7 @@ export function proxyHandler(endpoint: Endpoint) {
         // A node that taps the stream itself (and reports how it ended) gets its bytes piped
         // natively; one that does not (an older backplane) is tapped here.
         const token = forwarded.response.headers.get(STREAM_REPORT_HEADER);
-        const fetchReport = token === null ? null : reportFetcher(forwarded.node.url, token);
+        const fetchReport = token !== null && isReportToken(token) ? () => askReport(forwarded.node.url, token) : null;
         const tapped = fetchReport
           ? pipeReported(upstreamBody, fetchReport, {
               answeredAt,
