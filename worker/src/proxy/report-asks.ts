@@ -9,46 +9,62 @@ import {
 
 /** Streams of one node that end within this long of each other share one ask for their reports. */
 const COALESCE_MS = 5;
+/** How often a stream's request looks for its answer while the ask is out: every 2 ms at first, backing off to… */
+const POLL_MS = 2;
+/** …at most every 100 ms (a sender whose request was cut leaves its waiters until their deadline). */
+const MAX_POLL_MS = 100;
 /** The ask's deadline: the node waits up to REPORT_WAIT_MS for streams still running, plus the trip. */
 export const ASK_TIMEOUT_MS = REPORT_WAIT_MS + 1_000;
 
-/** The reports one node is about to be asked for, and who waits for each. */
+/** The reports one node is about to be asked for. */
 interface Ask {
   url: string;
-  waiters: Map<string, (report: StreamReport | null) => void>;
+  tokens: string[];
 }
 
 /** This isolate's open asks, one per node. */
 const open = new Map<string, Ask>();
+/** Answers not yet taken by their stream's request, with when they came (for clean-up). */
+const answers = new Map<string, { report: StreamReport | null; at: number }>();
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
- * The report of a stream that ended (schema/contracts/stream-report.ts): streams of the node that
- * end within COALESCE_MS of each other are asked for in one request, sent by the first of them (so
- * the request is made while a request that waits for it is still running, as for the end batch in
- * metering/request-end.ts). Null when the node has none, did not answer within ASK_TIMEOUT_MS, or
- * could not be reached twice.
+ * The report of a stream that ended (schema/contracts/stream-report.ts). Streams of a node that end
+ * within COALESCE_MS of each other are asked for in one request, sent by the first of them. The
+ * others wait on timers of their own and pick their answer up from the isolate: the runtime drops a
+ * request's background work that waits only on a promise another request resolves (its context has
+ * nothing pending), so waiting for the sender's promise would lose their metering. Null when the node
+ * has none, did not answer within ASK_TIMEOUT_MS, or could not be reached twice.
  */
-export function askReport(nodeUrl: string, token: string): Promise<StreamReport | null> {
-  if (!isReportToken(token)) return Promise.resolve(null);
+export async function askReport(nodeUrl: string, token: string): Promise<StreamReport | null> {
+  if (!isReportToken(token)) return null;
   let ask = open.get(nodeUrl);
-  const opener = ask === undefined;
   if (ask === undefined) {
-    ask = { url: new URL(STREAM_REPORT_PATH, nodeUrl).href, waiters: new Map() };
+    ask = { url: new URL(STREAM_REPORT_PATH, nodeUrl).href, tokens: [] };
     open.set(nodeUrl, ask);
+    ask.tokens.push(token);
+    await sleep(COALESCE_MS);
+    if (open.get(nodeUrl) === ask) await send(nodeUrl, ask);
+  } else {
+    ask.tokens.push(token);
+    if (ask.tokens.length >= MAX_REPORTS_PER_ASK) await send(nodeUrl, ask);
   }
-  const current = ask;
-  const report = new Promise<StreamReport | null>((resolve) => current.waiters.set(token, resolve));
-  if (current.waiters.size >= MAX_REPORTS_PER_ASK) void send(nodeUrl, current);
-  else if (opener) void sleep(COALESCE_MS).then(() => send(nodeUrl, current));
-  return report;
+  const deadline = Date.now() + COALESCE_MS + 2 * ASK_TIMEOUT_MS;
+  for (let poll = POLL_MS; ; poll = Math.min(2 * poll, MAX_POLL_MS)) {
+    const answer = answers.get(token);
+    if (answer !== undefined) {
+      answers.delete(token);
+      return answer.report;
+    }
+    if (Date.now() > deadline) return null;
+    await sleep(poll);
+  }
 }
 
 async function send(nodeUrl: string, ask: Ask): Promise<void> {
-  if (open.get(nodeUrl) !== ask) return; // sent already (it filled up)
   open.delete(nodeUrl);
-  const tokens = [...ask.waiters.keys()];
+  const tokens = ask.tokens;
   let answer: Map<string, StreamReport | null> | null = null;
   for (let attempt = 0; attempt < 2 && answer === null; attempt++) {
     try {
@@ -69,11 +85,14 @@ async function send(nodeUrl: string, ask: Ask): Promise<void> {
       if (err instanceof Error && err.name === "TimeoutError") break;
     }
   }
-  for (const [token, resolve] of ask.waiters) resolve(answer?.get(token) ?? null);
+  const now = Date.now();
+  // Answers whose request stopped waiting (it gave up, or its isolate's work was cut) go after a while.
+  for (const [t, a] of answers) if (now - a.at > 2 * ASK_TIMEOUT_MS) answers.delete(t);
+  for (const token of tokens) answers.set(token, { report: answer?.get(token) ?? null, at: now });
 }
 
-/** Forgets the open asks without sending them (tests). */
+/** Forgets the open asks and untaken answers (tests). */
 export function resetReportAsks(): void {
-  for (const ask of open.values()) for (const resolve of ask.waiters.values()) resolve(null);
   open.clear();
+  answers.clear();
 }
