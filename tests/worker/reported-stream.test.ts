@@ -55,6 +55,15 @@ describe("a reported stream", () => {
     expect(report.calls).toBe(1);
   });
 
+  it("tells the node's load is over when the bytes end, before the report is in (least-load routing)", async () => {
+    const order: string[] = [];
+    const slowReport = () => new Promise<StreamReport | null>((resolve) => setTimeout(() => resolve(OK_REPORT), 20)).finally(() => order.push("report"));
+    const piped = pipeReported(nodeBody(EVENTS).body, slowReport, { answeredAt: 1, onEnded: () => order.push("ended") });
+    await new Response(piped.body).text();
+    await piped.done;
+    expect(order).toEqual(["ended", "report"]);
+  });
+
   it("ends with an error event and [DONE] when the node's connection breaks, and is metered as an error", async () => {
     const node = nodeBody(EVENTS.slice(0, 1), { failAfter: true });
     const report = fetcher(new Error("node gone"));

@@ -29,6 +29,8 @@ export function pipeReported(
     /** Fires when the client went away (request.signal): the node's stream is cancelled at once. */
     clientGone?: AbortSignal;
     onMissing?: (why: string) => void;
+    /** The stream's bytes have ended (before its report is in): the node is done with the request. */
+    onEnded?: () => void;
   },
 ): { body: ReadableStream<Uint8Array>; done: Promise<StreamOutcome> } {
   const { readable, writable } = new IdentityTransformStream();
@@ -54,6 +56,7 @@ export function pipeReported(
   );
 
   const done = ended.then(async (how): Promise<StreamOutcome> => {
+    opts.onEnded?.();
     const report = await fetchReport().catch(() => null);
     if (report === null) {
       opts.onMissing?.(how === "broken" ? "the node's connection broke mid-stream" : "the node gave no report");

@@ -153,6 +153,8 @@ export function proxyHandler(endpoint: Endpoint) {
           ? pipeReported(upstreamBody, fetchReport, {
               answeredAt,
               clientGone: upstreamAbort.signal,
+              // Least-load routing counts the request as the node's load until its bytes end, not until its report is in.
+              onEnded: forwarded.release,
               onMissing: (why) => deps.log("stream_report_missing", { requestId: deps.requestId, node: forwarded.node.id, why }),
             })
           : tapSse(upstreamBody, { stripUsage: !req.clientWantsUsage });
