@@ -5,6 +5,7 @@ import { ApiError } from "../../worker/src/errors.ts";
 import type { Admission } from "../../worker/src/limits/admission.ts";
 import { budgetMarkerKey, type Cost } from "../../worker/src/limits/budgets.ts";
 import { ACQUIRE, KIND } from "../../worker/src/limits/lease-scripts.ts";
+import { WriteBatch } from "../../worker/src/limits/write-batch.ts";
 import { eventually, redis } from "./helpers.ts";
 import {
   bucket,
@@ -111,9 +112,9 @@ describe("admission from a lease", () => {
     expect(refused).toMatchObject({ status: 503, code: "dependency_unavailable" });
 
     // The three requests settle once Redis is back: the counter is exactly what they used.
-    const batch = redis().pipeline();
+    const batch = new WriteBatch(redis().pipeline());
     for (const a of [first, second, third]) await a.finish({ tokens: 1, spend: 0, requests: 1 }, batch);
-    if (batch.length() > 0) await batch.exec();
+    await batch.exec(redis());
     await h.background();
     expect(await counterValue(h.budgetKey(quota))).toBe(3);
   });
@@ -203,9 +204,9 @@ describe("exactness in one isolate", () => {
       const first = await h.admit(who, { tokens: 60 }, { redis: held });
       holding = true;
       await eventually(async () => ((await counterValue(key)) === 90 ? true : undefined));
-      const batch = redis().pipeline();
+      const batch = new WriteBatch(redis().pipeline());
       await first.finish({ tokens: 10, spend: 0, requests: 1 }, batch);
-      await batch.exec();
+      await batch.exec(redis());
       // 90 of 100 are left: 70 in the lease, 10 in the refill on its way, 10 in Redis. The refill's
       // answer arrives while the request is being refused.
       setTimeout(release, 100);

@@ -5,10 +5,10 @@ import type { RoutingSnapshot } from "../routing/snapshot.ts";
 import { countEvent } from "../platform/metrics.ts";
 import type { Settings } from "../settings.ts";
 import { budgetCounter, budgetMarkerKey, describeBudget, type BudgetEntry, type Cost } from "./budgets.ts";
-import { SETTLE } from "./lease-scripts.ts";
 import { chargeLease, rateView, releaseHold, take, type LeaseContext, type Need, type Resource, type Taken } from "./leases.ts";
 import { chargeBucket, formatDuration, type RateKind } from "./rate.ts";
-import { LAYERS, layerId, type AdmissionSubject, type Layer, type LayerLimits, type RedisBatch } from "./types.ts";
+import { LAYERS, layerId, type AdmissionSubject, type Layer, type LayerLimits } from "./types.ts";
+import { WriteBatch } from "./write-batch.ts";
 
 /** The effective limits of each layer: database overrides over configured defaults. */
 export function effectiveLimits(settings: Settings, identity: KeyIdentity, snapshot: RoutingSnapshot): Record<Layer, LayerLimits> {
@@ -41,7 +41,7 @@ export interface Admission {
    * tokens per minute for usage beyond the admission estimate, and frees the slots; with a batch,
    * only adds the Redis writes this needs to it (the caller executes it).
    */
-  finish(actual: Cost | null, batch?: RedisBatch): Promise<void>;
+  finish(actual: Cost | null, batch?: WriteBatch): Promise<void>;
 }
 
 /**
@@ -227,20 +227,13 @@ export async function admit(deps: AdmissionDeps, identity: KeyIdentity, snapshot
     async finish(actual, batch) {
       if (finished) return;
       finished = true;
-      const pipe = batch ?? redis.pipeline();
-      const settleKeys: string[] = [];
-      const settleArgs: (string | number)[] = [];
+      const writes = batch ?? new WriteBatch(redis.pipeline());
+      const pipe = writes.pipe;
       for (const hold of holds) {
         const label = labels.get(hold.resource);
         const used = actual && label?.type === "budget" ? budgetAmount(label.budget, actual) : 0;
-        const settle = releaseHold(hold, used, pipe);
-        if (settle) {
-          settleKeys.push(settle.key, settle.meta);
-          settleArgs.push(...settle.args);
-        }
-      }
-      if (settleKeys.length > 0) {
-        pipe.eval(SETTLE, settleKeys, settleArgs);
+        const settlement = releaseHold(hold, used, pipe);
+        if (settlement) writes.settle(settlement);
       }
       // Usage beyond the estimate taken at admission is charged now, off the request path: the
       // buckets go below zero and the next request waits until the overrun has refilled.
@@ -256,8 +249,7 @@ export async function admit(deps: AdmissionDeps, identity: KeyIdentity, snapshot
           }
         }
       }
-      // releaseHold adds writes of its own (a direct slot's ZREM), so the pipeline is asked, not counted.
-      if (!batch && pipe.length() > 0) await pipe.exec().catch(() => null);
+      if (!batch && !writes.empty) await writes.exec(redis).catch(() => null);
     },
   };
 }

@@ -244,6 +244,11 @@ for i = 1, #KEYS / 2 do
 end
 return 0
 `;
+/**
+ * SETTLE's SHA-1, for EVALSHA (write-batch.ts). A constant, so sending needs no await (Workers can
+ * only hash asynchronously); tests/worker/limits-write-batch.test.ts checks it against the text.
+ */
+export const SETTLE_SHA = "405875348f97aeb8275211734d9a0d673f6b37f2";
 
 /**
  * Takes `amount` from a token bucket unconditionally, letting it go below zero: usage the engine

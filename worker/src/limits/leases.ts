@@ -1,6 +1,7 @@
 import type { Redis } from "@upstash/redis/cloudflare";
 import { ACQUIRE, ACQUIRE_RESULTS_PER_RESOURCE, KIND, RETURN, type ResourceKind } from "./lease-scripts.ts";
 import type { RedisBatch } from "./types.ts";
+import type { Settlement } from "./write-batch.ts";
 
 /**
  * Capacity leases, the isolate side (docs/limits.md, "Capacity leases"; the Redis side is
@@ -638,7 +639,7 @@ async function returnLeases(ctx: LeaseContext, due: Lease[]): Promise<void> {
  * slot). Adds the Redis writes this needs to `batch`, or returns the SETTLE arguments of a budget
  * hold (the caller runs one SETTLE for all of a request's budgets).
  */
-export function releaseHold(hold: Hold, actual: number, batch: RedisBatch): { key: string; meta: string; args: (string | number)[] } | null {
+export function releaseHold(hold: Hold, actual: number, batch: RedisBatch): Settlement | null {
   const r = hold.resource;
   const lease = hold.lease;
   if (lease) {
@@ -655,7 +656,7 @@ export function releaseHold(hold: Hold, actual: number, batch: RedisBatch): { ke
     const beyond = Math.max(0, -lease.free);
     lease.free += beyond;
     if (actual === 0) return null;
-    return { key: r.key, meta: `${r.key}:lease`, args: [1, lease.holder, actual, beyond] };
+    return { key: r.key, meta: `${r.key}:lease`, mode: 1, holder: lease.holder, actual, reserved: beyond };
   }
   if (r.kind === "slots") {
     const member = hold.member;
@@ -667,7 +668,7 @@ export function releaseHold(hold: Hold, actual: number, batch: RedisBatch): { ke
     return null;
   }
   if (actual === hold.amount) return null;
-  return { key: r.key, meta: `${r.key}:lease`, args: [2, "-", actual, hold.amount] };
+  return { key: r.key, meta: `${r.key}:lease`, mode: 2, holder: "-", actual, reserved: hold.amount };
 }
 
 /** Takes up to `amount` from this isolate's live lease of `r` (usage beyond an estimate); returns how much it took. */

@@ -1,7 +1,7 @@
 import type { AuditEvent } from "../audit/outbox.ts";
 import { auditOutboxKey } from "../audit/outbox.ts";
 import type { Admission } from "../limits/admission.ts";
-import type { RedisBatch } from "../limits/types.ts";
+import { WriteBatch } from "../limits/write-batch.ts";
 import type { Deps, RequestDeps } from "../platform/deps.ts";
 import { appendCounters } from "../platform/metrics.ts";
 import { ensureUsageDelivered } from "./deliver.ts";
@@ -10,7 +10,7 @@ import type { UsageRow } from "./record.ts";
 
 /** Requests' end writes waiting to go out together, and the usage rows among them. */
 interface EndBatch {
-  pipe: RedisBatch;
+  writes: WriteBatch;
   rows: UsageRow[];
 }
 
@@ -55,10 +55,10 @@ export async function settleRequest(deps: RequestDeps, admission: Admission, row
   const used = (row.promptTokens ?? 0) + (row.completionTokens ?? 0);
   // No await from here to the last push: a batch being sent takes no more writes.
   const opener = open === null;
-  const batch = (open ??= { pipe: deps.redis.pipeline(), rows: [] });
-  const finished = admission.finish(used > 0 ? { tokens: used, spend: row.costMicros ?? 0, requests: 1 } : null, batch.pipe);
-  batch.pipe.lpush(usageOutboxKey(prefix), JSON.stringify(row));
-  if (authAudit) batch.pipe.lpush(auditOutboxKey(prefix), JSON.stringify(authAudit));
+  const batch = (open ??= { writes: new WriteBatch(deps.redis.pipeline()), rows: [] });
+  const finished = admission.finish(used > 0 ? { tokens: used, spend: row.costMicros ?? 0, requests: 1 } : null, batch.writes);
+  batch.writes.pipe.lpush(usageOutboxKey(prefix), JSON.stringify(row));
+  if (authAudit) batch.writes.pipe.lpush(auditOutboxKey(prefix), JSON.stringify(authAudit));
   batch.rows.push(row);
   await finished;
   // The request that opened the batch sends it after COALESCE_MS (one timer per batch, not per
@@ -74,9 +74,9 @@ export async function settleRequest(deps: RequestDeps, admission: Admission, row
 
 async function sendEndBatch(deps: Deps, batch: EndBatch): Promise<void> {
   open = null;
-  const restoreCounters = appendCounters(batch.pipe, deps.settings.redisPrefix);
+  const restoreCounters = appendCounters(batch.writes.pipe, deps.settings.redisPrefix);
   try {
-    await batch.pipe.exec();
+    await batch.writes.exec(deps.redis);
   } catch (err) {
     restoreCounters();
     deps.log("request_end_writes_failed", { requests: batch.rows.map((r) => r.id), error: String(err) });
