@@ -192,6 +192,12 @@ function policyChecks(compare: CompareResult): TargetCheck[] {
     const hono = compare.throughput?.[mode]?.["hono-workerd"]?.cpuMsPerRequest.hop;
     checks.push(measure(`${mode}, 0 ms write RTT: worker CPU per request ≤ 2 × bare Hono forwarder on workerd`, worker === undefined || hono === undefined || hono === 0 ? undefined : worker / hono, 2, "×"));
   }
+  // The same for streams with STREAM_TAP=node (the backplane taps them; the worker pipes natively).
+  const nodeTap = compare.throughput?.stream?.["switchyard-node-tap"]?.cpuMsPerRequest.workerd;
+  const honoStream = compare.throughput?.stream?.["hono-workerd"]?.cpuMsPerRequest.hop;
+  if (nodeTap !== undefined) {
+    checks.push(measure("stream, STREAM_TAP=node: worker CPU per request ≤ 2 × bare Hono forwarder on workerd", honoStream === undefined || honoStream === 0 ? undefined : nodeTap / honoStream, 2, "×"));
+  }
   return checks;
 }
 

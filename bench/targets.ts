@@ -118,6 +118,9 @@ export async function startTargets(opts: TargetOptions): Promise<Setup> {
   const honoNode = await startNodeForwarder({ upstream: engineUrl, host });
   teardown.add("hono forwarder (node)", () => honoNode.close());
   const distant = await startDistantEdges(opts, edge, engineUrl);
+  log("Starting the full path again with streams tapped by the backplane (STREAM_TAP=node)…");
+  const nodeTap = await startDistantEdge({ like: edge, pgAdminUrl: opts.pgAdminUrl, host, writeRttMs: 0, engineUrl, vars: { STREAM_TAP: "node" }, name: "node-tap" });
+  teardown.add("edge with STREAM_TAP=node", () => nodeTap.close());
 
   const none = () => ({});
   const targets: Target[] = [
@@ -150,6 +153,14 @@ export async function startTargets(opts: TargetOptions): Promise<Setup> {
         distance: { writeRttMs: d.writeRttMs, edge: d.edge },
       }),
     ),
+    {
+      name: "switchyard-node-tap",
+      description: "the same full path with STREAM_TAP=node: streams tapped by the backplane and piped natively by the worker (its own workerd, Upstash-REST adapter, database, Redis prefix and backplane)",
+      url: `${nodeTap.edge.url}${PATH}`,
+      headers: () => ({ authorization: `Bearer ${nodeTap.edge.apiKey}` }),
+      pids: () => [nodeTap.edge.workerdPid, nodeTap.backplane.process.pid ?? 0],
+      components: () => ({ workerd: [nodeTap.edge.workerdPid], backplane: [nodeTap.backplane.process.pid ?? 0] }),
+    },
     { name: "hono-workerd", description: "bare Hono forwarder on workerd → engine", url: `${honoWorkerd.url}${PATH}`, headers: none, pids: () => [honoWorkerd.pid] },
     { name: "hono-node", description: "bare Hono forwarder on Node (@hono/node-server) → engine", url: `${honoNode.url}${PATH}`, headers: none, pids: () => [honoNode.pid] },
   ];

@@ -30,7 +30,16 @@ export interface DistantEdge {
  * Starts an edge (reusing `like`'s bundle) whose Redis writes take `writeRttMs` longer, and a
  * backplane for it in front of `engineUrl`; resolves once the edge routes to that backplane.
  */
-export async function startDistantEdge(opts: { like: Edge; pgAdminUrl: string; host: string; writeRttMs: number; engineUrl: string }): Promise<DistantEdge> {
+export async function startDistantEdge(opts: {
+  like: Edge;
+  pgAdminUrl: string;
+  host: string;
+  writeRttMs: number;
+  engineUrl: string;
+  /** Worker vars over the bench's (another configuration of the same full path), and a name for its node. */
+  vars?: Record<string, string>;
+  name?: string;
+}): Promise<DistantEdge> {
   const edge = await startEdge({
     pgAdminUrl: opts.pgAdminUrl,
     redisUrl: opts.like.redisUrl,
@@ -39,8 +48,9 @@ export async function startDistantEdge(opts: { like: Edge; pgAdminUrl: string; h
     redisWriteRttMs: opts.writeRttMs,
     bundle: opts.like.bundle,
     config: opts.like.config,
+    ...(opts.vars ? { vars: opts.vars } : {}),
   });
-  const nodeId = `bench-rtt${opts.writeRttMs}`;
+  const nodeId = `bench-${opts.name ?? `rtt${opts.writeRttMs}`}`;
   let backplane: Child | null = null;
   let closing: Promise<void> | null = null;
   const close = () =>
@@ -52,7 +62,7 @@ export async function startDistantEdge(opts: { like: Edge; pgAdminUrl: string; h
   try {
     const port = await freePort(opts.host);
     const url = `http://${opts.host}:${port}`;
-    const started = startChild(`backplane-rtt${opts.writeRttMs}`, ["backplane/src/main.ts", "start"], {
+    const started = startChild(`backplane-${opts.name ?? `rtt${opts.writeRttMs}`}`, ["backplane/src/main.ts", "start"], {
       cwd: ROOT,
       echo: false,
       env: {

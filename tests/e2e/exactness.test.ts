@@ -64,3 +64,22 @@ describe("admission across three workerd processes sharing one Redis", () => {
     expect(result.passed).toBe(true);
   });
 });
+
+describe("the same with streams tapped by the nodes (STREAM_TAP=node)", () => {
+  // Every usage row of a streamed request then waits on its node's report, asked for together with
+  // the other streams that ended within 5 ms (worker/src/proxy/report-asks.ts): none may be lost.
+  let nodeTapped: ExactnessResult;
+  beforeAll(async () => {
+    nodeTapped = await runExactness({ pgAdminUrl: PG_ADMIN_URL, redisUrl: REDIS_URL, workerds: 3, concurrency: 50, vars: { STREAM_TAP: "node" } });
+    console.log(formatExactness(nodeTapped));
+  }, 180_000);
+
+  it("meters every admitted request and holds every limit", () => {
+    for (const s of nodeTapped.scenarios) {
+      expect(s.errorSamples, s.name).toEqual([]);
+      expect(s.metered, s.name).toBe(s.admitted);
+      expect(s.failures, s.name).toEqual([]);
+    }
+    expect(nodeTapped.passed).toBe(true);
+  });
+});

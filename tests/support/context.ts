@@ -21,6 +21,8 @@ export interface WorkerTestContext {
   tenantId: string;
   otherTenantId: string;
   liveNodeId: string;
+  /** The live node's backplane (its /metrics show the stream reports it gave). */
+  liveBackplaneUrl: string;
   /** GET → {"connections": n}: database sessions opened through the Neon pipe so far. */
   statsUrl: string;
   /** An HTTP server that takes requests and never answers (a Redis or database that hangs). */

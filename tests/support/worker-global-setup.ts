@@ -29,6 +29,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide("tenantId", context.tenantId);
   project.provide("otherTenantId", context.otherTenantId);
   project.provide("liveNodeId", context.liveNodeId);
+  project.provide("liveBackplaneUrl", context.liveBackplaneUrl);
   project.provide("statsUrl", context.statsUrl);
   project.provide("hbNode", context.hbNode);
   return async () => {

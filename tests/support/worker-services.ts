@@ -106,6 +106,7 @@ async function main(): Promise<void> {
     tenantId: seeded.tenantId,
     otherTenantId: seeded.otherTenantId,
     liveNodeId,
+    liveBackplaneUrl: backplaneUrl,
     statsUrl,
     blackholeUrl,
     hbNode: { id: hbNodeId, url: hbBackplane.url },

@@ -5,7 +5,8 @@ import { apiKeys, usageRecords } from "../../schema/tables/index.ts";
 import { hashApiKey } from "../../worker/src/auth/keys.ts";
 import { createEnvironment, createTenant } from "../../worker/src/admin/store.ts";
 import { keyCacheKey } from "../../worker/src/auth/identity.ts";
-import { env } from "cloudflare:test";
+import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
+import worker from "../../worker/src/index.ts";
 import { createApiKey, eventually, flushNow, gateway, post, query, redis, sseData } from "./helpers.ts";
 
 const messages = [{ role: "user", content: "Tell me about switchyards" }];
@@ -133,16 +134,65 @@ describe("streamed requests", () => {
   });
 });
 
-describe("streams of a node that does not report them (an older backplane)", () => {
+/** A streamed chat request (sim-llama-8b unless `body` says otherwise) through the worker with STREAM_TAP=node; waits for its background work. */
+async function nodeTapped(body: Record<string, unknown>): Promise<{ res: Response; text: string }> {
+  const ctx = createExecutionContext();
+  const request = new Request("http://gateway.test/v1/chat/completions", {
+    method: "POST",
+    headers: { authorization: `Bearer ${inject("keys").valid}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "sim-llama-8b", messages, stream: true, ...body }),
+  });
+  const res = await worker.fetch(request, { ...env, STREAM_TAP: "node" }, ctx);
+  const text = await res.text();
+  await waitOnExecutionContext(ctx);
+  return { res, text };
+}
+
+describe("streams tapped by the node (STREAM_TAP=node)", () => {
+  it("strips the usage chunk on the node and meters the node's report", async () => {
+    const taken = async () => Number(/switchyard_backplane_stream_reports_total\{event="taken"\} (\d+)/.exec(await (await fetch(`${inject("liveBackplaneUrl")}/metrics`)).text())?.[1] ?? 0);
+    const before = await taken();
+    const reference = await (await post("/v1/chat/completions", { model: "sim-llama-8b", messages, max_tokens: 7, seed: 5 })).json<{ usage: { prompt_tokens: number } }>();
+    const { res, text } = await nodeTapped({ max_tokens: 7, seed: 5 });
+    expect(res.status).toBe(200);
+    const events = sseData(text);
+    expect(events.at(-1)).toBe("[DONE]");
+    const chunks = events.slice(0, -1).map((e) => JSON.parse(e) as { choices: unknown[]; usage?: unknown });
+    expect(chunks.every((c) => c.choices.length > 0 && c.usage === undefined)).toBe(true);
+    const row = await usageRow(res.headers.get("x-request-id") ?? "");
+    expect(row).toMatchObject({ streamed: true, status: "ok", promptTokens: reference.usage.prompt_tokens, completionTokens: 7 });
+    // The node tapped it and gave its report.
+    expect(await taken()).toBeGreaterThan(before);
+  });
+
+  it("passes the usage chunk on when the client asked for it", async () => {
+    const { text } = await nodeTapped({ max_tokens: 4, stream_options: { include_usage: true } });
+    const usageChunk = JSON.parse(sseData(text).at(-2) ?? "{}") as { choices: unknown[]; usage: { completion_tokens: number } };
+    expect(usageChunk.choices).toEqual([]);
+    expect(usageChunk.usage.completion_tokens).toBe(4);
+  });
+
+  it("ends a stream whose engine dies with the node's error event, metering the chunks the node delivered", async () => {
+    const { res, text } = await nodeTapped({ sim_fault: "drop_mid_stream", sim_fault_after: 3 });
+    const events = sseData(text);
+    expect(events.at(-1)).toBe("[DONE]");
+    expect(JSON.parse(events.at(-2) ?? "{}")).toMatchObject({ error: { code: "engine_stream_failed" } });
+    const row = await usageRow(res.headers.get("x-request-id") ?? "");
+    expect(row).toMatchObject({ status: "error", errorCode: "upstream_stream_error" });
+    expect(row.completionTokens).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe("streams of a node that does not report them (STREAM_TAP=node, an older backplane)", () => {
   // wtest-legacy is an engine the gateway reaches directly (tests/support/worker-services.ts): its
   // answers carry no x-switchyard-stream-report token, so the gateway taps the stream itself.
   it("strips the usage chunk and records the engine's usage, as with a reporting node", async () => {
     const request = { model: "legacy-model", messages, max_tokens: 6, seed: 3 };
     const reference = await (await post("/v1/chat/completions", request)).json<{ usage: { prompt_tokens: number } }>();
-    const res = await post("/v1/chat/completions", { ...request, stream: true });
+    const { res, text } = await nodeTapped({ model: "legacy-model", max_tokens: 6, seed: 3 });
     expect(res.status).toBe(200);
     expect(res.headers.get("x-switchyard-node")).toBe("wtest-legacy");
-    const events = sseData(await res.text());
+    const events = sseData(text);
     expect(events.at(-1)).toBe("[DONE]");
     const chunks = events.slice(0, -1).map((e) => JSON.parse(e) as { choices: unknown[]; usage?: unknown });
     expect(chunks.every((c) => c.choices.length > 0 && c.usage === undefined)).toBe(true);
@@ -151,8 +201,8 @@ describe("streams of a node that does not report them (an older backplane)", () 
   });
 
   it("ends a stream its engine drops with the gateway's error event and counts the chunks delivered", async () => {
-    const res = await post("/v1/chat/completions", { model: "legacy-model", messages, stream: true, sim_fault: "drop_mid_stream", sim_fault_after: 3 });
-    const events = sseData(await res.text());
+    const { res, text } = await nodeTapped({ model: "legacy-model", sim_fault: "drop_mid_stream", sim_fault_after: 3 });
+    const events = sseData(text);
     expect(events.at(-1)).toBe("[DONE]");
     expect(JSON.parse(events.at(-2) ?? "{}")).toMatchObject({ error: { code: "upstream_error" } });
     const row = await usageRow(res.headers.get("x-request-id") ?? "");

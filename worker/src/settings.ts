@@ -28,6 +28,8 @@ export interface Settings {
   leaseMs: number;
   /** A lease its isolate has not used for this long goes back to Redis (ms). */
   leaseIdleMs: number;
+  /** Where streams are tapped for usage: by the gateway (every chunk read here) or by the node (piped natively here, docs/architecture.md step 8). */
+  streamTap: "gateway" | "node";
   /** Which served requests get a `request_done` log line: every one, or only those that did not end well. */
   logRequests: "all" | "failed";
   /** Routing (docs/routing.md): least-load weights, prefix-affinity slack, failover bounds, breaker. */
@@ -126,6 +128,7 @@ export function settingsFrom(env: Env): Settings {
     leaseMs: Math.min(20, positiveInt(env, "LEASE_SECONDS", 5)) * 1000,
     leaseIdleMs: Math.max(10, positiveInt(env, "LEASE_IDLE_MS", 1_000)),
     logRequests: oneOf(env, "LOG_REQUESTS", ["failed", "all"], "failed"),
+    streamTap: oneOf(env, "STREAM_TAP", ["gateway", "node"], "gateway"),
     reconcileDriftThreshold: nonNegativeNumber(env, "RECONCILE_DRIFT_THRESHOLD", 0.01),
     reconcileMinDriftTokens: positiveInt(env, "RECONCILE_MIN_DRIFT_TOKENS", 100),
   };

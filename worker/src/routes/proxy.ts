@@ -121,7 +121,7 @@ export function proxyHandler(endpoint: Endpoint) {
         deadlineMs: deps.settings.routing.deadlineMs,
         onNodeResult: (node, ok) => reportNodeResult(c, node, ok),
         track: (node) => trackSend(node.id),
-        streamReport: req.stream ? (req.clientWantsUsage ? "keep-usage" : "strip-usage") : undefined,
+        streamReport: req.stream && deps.settings.streamTap === "node" ? (req.clientWantsUsage ? "keep-usage" : "strip-usage") : undefined,
       },
       candidates,
     )
@@ -145,9 +145,9 @@ export function proxyHandler(endpoint: Endpoint) {
           deps.waitUntil(settleRequest(deps, admission, row, authAudit));
           return { forwarded, body: bytes };
         }
-        // A node that taps the stream itself (and reports how it ended) gets its bytes piped
-        // natively; one that does not (an older backplane) is tapped here.
-        const token = forwarded.response.headers.get(STREAM_REPORT_HEADER);
+        // STREAM_TAP=node: a node that taps the stream itself (and reports how it ended) gets its
+        // bytes piped natively; otherwise (the default, or an older backplane) it is tapped here.
+        const token = deps.settings.streamTap === "node" ? forwarded.response.headers.get(STREAM_REPORT_HEADER) : null;
         const fetchReport = token !== null && isReportToken(token) ? () => askReport(forwarded.node.url, token) : null;
         const tapped = fetchReport
           ? pipeReported(upstreamBody, fetchReport, {
