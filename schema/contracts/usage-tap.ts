@@ -26,6 +26,7 @@ export function parseUsage(raw: unknown): Usage | null {
 }
 
 const LF = 10;
+const encoder = new TextEncoder();
 const EMPTY: Uint8Array = new Uint8Array(0);
 /** The most bytes of one block held back while it may still be the usage chunk to remove. */
 const MAX_HELD_BYTES = MAX_LINE_BYTES;
@@ -112,6 +113,23 @@ export class UsageTap implements SseSink {
     this.runStart = this.runEnd = 0;
     this.parser.finish(this);
     return { rest: this.output(), midEvent: midEvent && !this.lastRemoved };
+  }
+
+  /**
+   * Everything the stream's reader gets after the last chunk: the bytes of an unterminated last
+   * block, then, unless the stream ended with `[DONE]` and did not fail, `failureEvent` (an error
+   * event and `[DONE]`), or only `[DONE]` when the engine already sent its own error event; after a
+   * blank line when the cut was inside an event, so the error event parses on its own. Ends the tap.
+   */
+  ending(failed: boolean, failureEvent: string): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    const { rest, midEvent } = this.finish();
+    if (rest) out.push(rest);
+    if (this.sawDone && !failed) return out;
+    const close = midEvent ? "\n\n" : "";
+    out.push(encoder.encode(close + (this.sawError ? "data: [DONE]\n\n" : failureEvent)));
+    this.sawError = true;
+    return out;
   }
 
   blockEnd(end: number, event: SseEvent | null): void {

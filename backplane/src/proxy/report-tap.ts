@@ -9,23 +9,6 @@ const FAILURE = "The inference engine failed in the middle of the stream.";
 /** How a reported stream's engine side ended: the engine's answer completed, it broke, or the gateway went away. */
 export type ReportedEnd = "complete" | "engine_broke" | "gateway_gone";
 
-/**
- * What the gateway gets after the engine's last chunk: the bytes of an unterminated last block, then,
- * unless the stream ended with `[DONE]` and the engine did not fail, an error event and `[DONE]`
- * (only `[DONE]` when the engine sent its own error event), after a blank line when the cut was
- * inside an event so the error event parses on its own. The same ending as the gateway's own tap
- * (worker/src/proxy/sse-tap.ts), so a reported stream reaches the client as an unreported one would.
- */
-function ending(tap: UsageTap, engineFailed: boolean): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  const { rest, midEvent } = tap.finish();
-  if (rest) out.push(rest);
-  if (tap.sawDone && !engineFailed) return out;
-  const close = midEvent ? "\n\n" : "";
-  out.push(Buffer.from(close + (tap.sawError ? "data: [DONE]\n\n" : sseEngineFailure(FAILURE))));
-  return out;
-}
-
 function report(tap: UsageTap, status: StreamReport["status"], errorCode: string | null): StreamReport {
   const usage = tap.usage && { prompt_tokens: tap.usage.promptTokens, completion_tokens: tap.usage.completionTokens, cached_tokens: tap.usage.cachedPromptTokens };
   return { status, usage, delivered_chunks: tap.deliveredChunks, error_code: errorCode };
@@ -58,7 +41,8 @@ export function pipeReported(
       opts.report.finish(report(tap, "cancelled", "client_cancelled"));
       engineRes.destroy();
     } else {
-      for (const bytes of ending(tap, how === "engine_broke")) res.write(bytes);
+      // The same ending as the gateway's own tap (worker/src/proxy/sse-tap.ts).
+      for (const bytes of tap.ending(how === "engine_broke", sseEngineFailure(FAILURE))) res.write(bytes);
       res.end();
       const failed = how === "engine_broke" || tap.sawError || !tap.sawDone;
       opts.report.finish(report(tap, failed ? "error" : "ok", failed ? "upstream_stream_error" : null));

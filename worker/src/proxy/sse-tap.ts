@@ -2,7 +2,6 @@ import { sseErrorEvent } from "../errors.ts";
 import { UsageTap } from "../../../schema/contracts/usage-tap.ts";
 import { outcomeOnce, type StreamOutcome } from "./usage.ts";
 
-const encoder = new TextEncoder();
 
 /**
  * Passes an SSE body through as it arrives, without re-encoding: each chunk goes to the client as
@@ -34,21 +33,7 @@ export function tapSse(
     errorCode,
   });
 
-  /** What the client gets after the last chunk: the rest, and an error event unless the stream ended well. */
-  const ending = (upstreamFailed: boolean): Uint8Array[] => {
-    const out: Uint8Array[] = [];
-    const { rest, midEvent } = tap.finish();
-    if (rest) out.push(rest);
-    if (tap.sawDone && !upstreamFailed) return out;
-    // A stream cut inside an event: end that event so the error event parses on its own.
-    const close = midEvent ? "\n\n" : "";
-    if (tap.sawError) out.push(encoder.encode(`${close}data: [DONE]\n\n`));
-    else {
-      tap.sawError = true;
-      out.push(encoder.encode(close + sseErrorEvent("The GPU node stopped responding in the middle of the stream. Retry the request.", "upstream_error")));
-    }
-    return out;
-  };
+  const broken = sseErrorEvent("The GPU node stopped responding in the middle of the stream. Retry the request.", "upstream_error");
 
   const body = new ReadableStream<Uint8Array>(
     {
@@ -64,7 +49,7 @@ export function tapSse(
           }
           if (reported.finished) return; // the client went away meanwhile
           if (read.done) {
-            for (const bytes of ending(upstreamFailed)) controller.enqueue(bytes);
+            for (const bytes of tap.ending(upstreamFailed, broken)) controller.enqueue(bytes);
             controller.close();
             const failed = tap.sawError || upstreamFailed || !tap.sawDone;
             reported.finish(outcome(failed ? "error" : "ok", failed ? "upstream_stream_error" : null));
