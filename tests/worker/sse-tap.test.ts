@@ -227,7 +227,7 @@ describe("SSE framing in the usage tap", () => {
 describe("JSON usage tap", () => {
   it("reads the body whole, unchanged, and its usage from its tail", async () => {
     const body = '{"id":"x","choices":[{"message":{"content":"a \\"usage\\": {} b"}}],"usage":{"prompt_tokens":12,"total_tokens":40,"completion_tokens":28,"prompt_tokens_details":null}}';
-    const read = await readJson(sourceOf([body.slice(0, 30), body.slice(30)]), 1234);
+    const read = await readJson(new Response(sourceOf([body.slice(0, 30), body.slice(30)])), 1234);
     expect(new TextDecoder().decode(read.bytes ?? new Uint8Array())).toBe(body);
     expect(read.outcome).toMatchObject({ status: "ok", firstByteAt: 1234, usage: { promptTokens: 12, completionTokens: 28, cachedPromptTokens: 0 } });
   });
@@ -239,7 +239,7 @@ describe("JSON usage tap", () => {
         controller.error(new Error("connection reset"));
       },
     });
-    const read = await readJson(broken, 1);
+    const read = await readJson(new Response(broken), 1);
     expect(read.bytes).toBeNull();
     expect(read.outcome).toMatchObject({ status: "error", usage: null, errorCode: "upstream_stream_error" });
   });

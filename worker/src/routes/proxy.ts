@@ -134,7 +134,7 @@ export function proxyHandler(endpoint: Endpoint) {
           throw new ApiError("upstream_error", "The GPU node sent an empty response. Retry the request.");
         }
         if (!req.stream) {
-          const { bytes, outcome } = await readJson(upstreamBody, answeredAt);
+          const { bytes, outcome } = await readJson(forwarded.response, answeredAt);
           forwarded.release();
           const row = rowOf(forwarded.node, bytes ? forwarded.response.status : 502, outcome);
           if (!bytes) {
