@@ -15,15 +15,36 @@ function count(value: unknown): number {
   return typeof value === "number" && Number.isFinite(value) && value >= 0 ? Math.floor(value) : 0;
 }
 
-/** Reads an OpenAI/vLLM `usage` object; null when absent or not an object. */
+function cachedOf(details: unknown): number {
+  return typeof details === "object" && details !== null ? count((details as Record<string, unknown>).cached_tokens) : 0;
+}
+
+/**
+ * Reads a `usage` object; null when absent or not an object. Three shapes: OpenAI/vLLM chat and
+ * completions (`prompt_tokens`, `completion_tokens`, cached tokens a subset of the prompt's), the
+ * Responses API (`input_tokens`, `output_tokens`, `input_tokens_details.cached_tokens` a subset) and
+ * Anthropic Messages (`input_tokens` is the uncached input only: the whole prompt adds
+ * `cache_creation_input_tokens` and `cache_read_input_tokens`, the latter being the cached part;
+ * vLLM counts every prompt token in `input_tokens` and sends no cache fields).
+ */
 export function parseUsage(raw: unknown): Usage | null {
   if (typeof raw !== "object" || raw === null) return null;
   const u = raw as Record<string, unknown>;
-  const details = u.prompt_tokens_details;
-  const cached =
-    typeof details === "object" && details !== null ? count((details as Record<string, unknown>).cached_tokens) : 0;
-  return { promptTokens: count(u.prompt_tokens), completionTokens: count(u.completion_tokens), cachedPromptTokens: cached };
+  if (u.prompt_tokens === undefined && (u.input_tokens !== undefined || u.output_tokens !== undefined)) {
+    const cacheRead = count(u.cache_read_input_tokens);
+    const input = count(u.input_tokens) + count(u.cache_creation_input_tokens) + cacheRead;
+    return { promptTokens: input, completionTokens: count(u.output_tokens), cachedPromptTokens: cacheRead || cachedOf(u.input_tokens_details) };
+  }
+  return { promptTokens: count(u.prompt_tokens), completionTokens: count(u.completion_tokens), cachedPromptTokens: cachedOf(u.prompt_tokens_details) };
 }
+
+/**
+ * The SSE dialect of a stream. `openai`: chat and completions, `data:` events ending with `[DONE]`,
+ * usage in the last chunk. `anthropic`: Messages, named events (`event: message_start` …) ending
+ * with `message_stop`, input tokens in `message_start` and the cumulative output in the last
+ * `message_delta`; errors are `event: error`.
+ */
+export type SseDialect = "openai" | "anthropic";
 
 const LF = 10;
 const encoder = new TextEncoder();
@@ -70,10 +91,13 @@ export class UsageTap implements SseSink {
   private runEnd = 0;
 
   private readonly stripUsage: boolean;
+  private readonly dialect: SseDialect;
 
-  constructor(stripUsage: boolean) {
-    this.stripUsage = stripUsage;
-    this.holding = stripUsage;
+  /** `stripUsage` (OpenAI dialect only: Anthropic streams carry usage in events the client needs). */
+  constructor(stripUsage: boolean, dialect: SseDialect = "openai") {
+    this.dialect = dialect;
+    this.stripUsage = stripUsage && dialect === "openai";
+    this.holding = this.stripUsage;
   }
 
   /** The bytes to pass on for a chunk: all of it, unless it carries (part of) the usage chunk to remove. */
@@ -117,9 +141,10 @@ export class UsageTap implements SseSink {
 
   /**
    * Everything the stream's reader gets after the last chunk: the bytes of an unterminated last
-   * block, then, unless the stream ended with `[DONE]` and did not fail, `failureEvent` (an error
-   * event and `[DONE]`), or only `[DONE]` when the engine already sent its own error event; after a
-   * blank line when the cut was inside an event, so the error event parses on its own. Ends the tap.
+   * block, then, unless the stream ended (`[DONE]`, or Anthropic's `message_stop`) and did not fail,
+   * `failureEvent` (an error event, and `[DONE]` in the OpenAI dialect), or only what ends the
+   * stream when the engine already sent its own error event (`[DONE]`; nothing for Anthropic); after
+   * a blank line when the cut was inside an event, so the error event parses on its own. Ends the tap.
    */
   ending(failed: boolean, failureEvent: string): Uint8Array[] {
     const out: Uint8Array[] = [];
@@ -127,7 +152,8 @@ export class UsageTap implements SseSink {
     if (rest) out.push(rest);
     if (this.sawDone && !failed) return out;
     const close = midEvent ? "\n\n" : "";
-    out.push(encoder.encode(close + (this.sawError ? "data: [DONE]\n\n" : failureEvent)));
+    const tail = this.sawError ? (this.dialect === "openai" ? "data: [DONE]\n\n" : "") : failureEvent;
+    if (close + tail !== "") out.push(encoder.encode(close + tail));
     this.sawError = true;
     return out;
   }
@@ -150,6 +176,10 @@ export class UsageTap implements SseSink {
 
   /** Learns from one event; true when it is the usage-only chunk (`choices: []` with `usage`). */
   private inspect(event: SseEvent): boolean {
+    if (this.dialect === "anthropic") {
+      this.inspectAnthropic(event);
+      return false;
+    }
     if (event.oversized) {
       this.deliveredChunks++; // too big to read; a content chunk is all an engine sends that big
       return false;
@@ -180,6 +210,49 @@ export class UsageTap implements SseSink {
     const usageOnly = Array.isArray(chunk.choices) && chunk.choices.length === 0;
     if (!usageOnly) this.deliveredChunks++;
     return usageOnly;
+  }
+
+  /**
+   * Anthropic Messages events: `message_start` carries the input tokens, each `message_delta` the
+   * cumulative usage (overwrite, never add: the SDK's MessageStream does the same), `message_stop`
+   * ends the stream, `event: error` is the engine's error; content deltas are what was delivered.
+   */
+  private inspectAnthropic(event: SseEvent): void {
+    switch (event.type) {
+      case "content_block_delta":
+        this.deliveredChunks++;
+        return;
+      case "message_stop":
+        this.sawDone = true;
+        return;
+      case "error":
+        this.sawError = true;
+        return;
+      case "message_start":
+      case "message_delta":
+        break;
+      default:
+        return;
+    }
+    if (event.oversized) return;
+    let parsed: { message?: { usage?: unknown }; usage?: unknown };
+    try {
+      parsed = JSON.parse(event.data) as typeof parsed;
+    } catch {
+      return;
+    }
+    const raw = event.type === "message_start" ? parsed.message?.usage : parsed.usage;
+    if (typeof raw !== "object" || raw === null) return;
+    const fields = raw as Record<string, unknown>;
+    const next = parseUsage(raw);
+    if (!next) return;
+    // A message_delta may omit the input counts: keep the ones message_start gave.
+    const hasInput = fields.input_tokens !== undefined || fields.cache_read_input_tokens !== undefined || fields.cache_creation_input_tokens !== undefined;
+    this.usage = {
+      promptTokens: hasInput || !this.usage ? next.promptTokens : this.usage.promptTokens,
+      completionTokens: fields.output_tokens !== undefined || !this.usage ? next.completionTokens : this.usage.completionTokens,
+      cachedPromptTokens: hasInput || !this.usage ? next.cachedPromptTokens : this.usage.cachedPromptTokens,
+    };
   }
 
   /** Whether the block held so far can still turn out to be the usage-only chunk. */

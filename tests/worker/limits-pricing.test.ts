@@ -55,7 +55,7 @@ async function counter(budget: BudgetEntry | undefined): Promise<number> {
 }
 
 // vLLM-only sampling fields the openai types do not declare; the client sends extra keys as they are.
-type VllmExtras = { min_tokens?: number; ignore_eos?: boolean; best_of?: number };
+type VllmExtras = { min_tokens?: number; ignore_eos?: boolean; best_of?: number; n_predict?: number; n_cmpl?: number };
 
 describe("pricing what the engine will generate against budgets", () => {
   it("refuses /v1/completions with max_tokens null against a 1,000-token budget, because vLLM then generates up to the context", async () => {
@@ -107,6 +107,26 @@ describe("pricing what the engine will generate against budgets", () => {
     expect(await counter(budget)).toBe(0);
 
     const { response } = await openai.completions.create({ model: MODEL, prompt: "hi", max_tokens: 300 }).withResponse();
+    expect(response.status).toBe(200);
+  });
+});
+
+describe("pricing llama.cpp's own limit fields", () => {
+  it("prices n_predict (which llama-server reads over max_tokens; -1 is no limit) and n_cmpl (its n)", async () => {
+    const { key, budget } = await keyWith({ tokenBudget: 1_000 });
+    const openai = client(key);
+    const chat = (extra: VllmExtras): OpenAI.ChatCompletionCreateParamsNonStreaming & VllmExtras => ({ model: MODEL, messages: [{ role: "user", content: "hi" }], max_tokens: 4, ...extra });
+    for (const extra of [{ n_predict: 2_000 }, { n_predict: -1 }, { n_predict: 300, n_cmpl: 4 }] satisfies VllmExtras[]) {
+      const err = await refusal(openai.chat.completions.create(chat(extra)));
+      expect(err.status).toBe(429);
+      expect(err.error).toMatchObject({ code: "insufficient_quota" });
+    }
+    const invalid = await refusal(openai.chat.completions.create(chat({ n_predict: -2 })));
+    expect(invalid.status).toBe(400);
+    expect(invalid.error).toMatchObject({ code: "invalid_value", param: "n_predict" });
+    expect(await counter(budget)).toBe(0);
+    // A smaller n_predict than max_tokens cannot lower the price (vLLM ignores it and runs to max_tokens).
+    const { response } = await openai.chat.completions.create(chat({ n_predict: 2 })).withResponse();
     expect(response.status).toBe(200);
   });
 });

@@ -1,4 +1,5 @@
-import { Hono } from "hono";
+import { Hono, type Context } from "hono";
+import { anthropicErrorResponse, isAnthropicPath } from "./anthropic/errors.ts";
 import { HEARTBEAT_PATH, PROBE_PATH, SPOT_PATH } from "../../schema/contracts/heartbeat.ts";
 import { HTTPException } from "hono/http-exception";
 import { adminApp } from "./admin/index.ts";
@@ -27,6 +28,8 @@ const ROUTE_METHODS: Record<string, string> = {
   "/v1/chat/completions": "POST",
   "/v1/completions": "POST",
   "/v1/embeddings": "POST",
+  "/v1/messages": "POST",
+  "/v1/messages/count_tokens": "POST",
   "/v1/models": "GET",
   "/v1/usage": "GET",
 };
@@ -62,25 +65,27 @@ export function createApp(): Hono<AppEnv> {
   app.post("/v1/chat/completions", proxyHandler("chat"));
   app.post("/v1/completions", proxyHandler("completions"));
   app.post("/v1/embeddings", proxyHandler("embeddings"));
+  app.post("/v1/messages", proxyHandler("messages"));
+  app.post("/v1/messages/count_tokens", proxyHandler("count_tokens"));
   app.get("/v1/usage", usageHandler);
   app.route("/admin", adminApp());
 
-  app.notFound((c) =>
-    errorResponse(new ApiError("not_found", `No route for ${c.req.method} ${new URL(c.req.url).pathname}. See GET /v1/models and the README for the API.`)),
-  );
-  app.onError((err, c) => {
+  // Errors in the caller's dialect: Anthropic's shape on the Messages routes, OpenAI's elsewhere.
+  const render = (c: Context<AppEnv>, err: ApiError): Response => {
     // The deps are unset only when building them failed (an invalid setting).
     const requestId = (c.get("deps") as AppEnv["Variables"]["deps"] | undefined)?.requestId ?? "unknown";
-    if (err instanceof ApiError) return errorResponse(err, { "x-request-id": requestId });
+    return isAnthropicPath(c.req.path) ? anthropicErrorResponse(err, requestId) : errorResponse(err, { "x-request-id": requestId });
+  };
+  app.notFound((c) => render(c, new ApiError("not_found", `No route for ${c.req.method} ${c.req.path}. See GET /v1/models and the README for the API.`)));
+  app.onError((err, c) => {
+    if (err instanceof ApiError) return render(c, err);
     if (err instanceof HTTPException) {
       const code = err.status === 405 ? "method_not_allowed" : "invalid_value";
-      return errorResponse(new ApiError(code, err.message || "Bad request.", { status: err.status }), { "x-request-id": requestId });
+      return render(c, new ApiError(code, err.message || "Bad request.", { status: err.status }));
     }
+    const requestId = (c.get("deps") as AppEnv["Variables"]["deps"] | undefined)?.requestId ?? "unknown";
     log("unhandled_error", { requestId, error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
-    return errorResponse(
-      new ApiError("internal_error", `The gateway hit an unexpected error. Retry the request; if it persists, report request id ${requestId}.`),
-      { "x-request-id": requestId },
-    );
+    return render(c, new ApiError("internal_error", `The gateway hit an unexpected error. Retry the request; if it persists, report request id ${requestId}.`));
   });
   return app;
 }

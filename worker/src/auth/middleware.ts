@@ -12,12 +12,20 @@ const INVALID_KEY_MESSAGE =
   "Incorrect API key provided. Check the key you are sending in the Authorization header (Bearer sk-sy-…); keys are shown once, at creation, and may have been revoked or expired.";
 
 /**
- * Authenticates `Authorization: Bearer <key>` and loads the routing snapshot with it, from the
+ * The key a request presents: `Authorization: Bearer <key>`, else `x-api-key: <key>` (what Anthropic
+ * clients and curl examples send; Claude Code may send both, and then the Authorization header wins).
+ */
+function presentedKey(authorization: string | undefined, xApiKey: string | undefined): string | null {
+  return bearerToken(authorization) ?? (xApiKey?.trim() || null);
+}
+
+/**
+ * Authenticates `Authorization: Bearer <key>` (or `x-api-key: <key>`) and loads the routing snapshot with it, from the
  * isolate or in one Redis round trip (platform/hot-state.ts); malformed and unknown keys never reach
  * Postgres. Sets `identity` and `routing`.
  */
 export const requireApiKey = createMiddleware<AppEnv>(async (c, next) => {
-  const token = bearerToken(c.req.header("authorization"));
+  const token = presentedKey(c.req.header("authorization"), c.req.header("x-api-key"));
   // Every attempt is audited off the response path: key prefix (never more of the key), tenant, route, client IP, outcome.
   const event = (outcome: string, tenantId: string | null, keyId: string | null): AuditEvent =>
     auditEvent({
@@ -41,7 +49,7 @@ export const requireApiKey = createMiddleware<AppEnv>(async (c, next) => {
     audit("missing_key", null, null);
     throw new ApiError(
       "missing_api_key",
-      "You didn't provide an API key. Send it in the Authorization header as 'Bearer sk-sy-…'.",
+      "You didn't provide an API key. Send it in the Authorization header as 'Bearer sk-sy-…' (or in an x-api-key header).",
     );
   }
   // A token that cannot be a key is refused before any lookup: the key format is public, so its

@@ -16,7 +16,7 @@ export function sequences(plan: OutputPlan): number {
  * reservation and a round trip to the node).
  */
 export function checkFitsContext(req: ProxyRequest, model: ModelEntry): void {
-  if (req.endpoint === "embeddings") return;
+  if (req.endpoint === "embeddings" || req.endpoint === "count_tokens") return;
   const { maxTokens, minTokens } = req.output;
   const context = model.contextLength;
   if (maxTokens !== null && maxTokens > context) {
@@ -48,6 +48,8 @@ export function maxCost(req: ProxyRequest, bodyBytes: number, model: ModelEntry,
   checkFitsContext(req, model);
   let tokens: number;
   if (req.endpoint === "embeddings") tokens = bodyBytes;
+  // Counting a message's tokens generates nothing and is not usage (anthropic/validate.ts).
+  else if (req.endpoint === "count_tokens") tokens = 0;
   else {
     const seqs = sequences(req.output);
     const context = model.contextLength;
@@ -72,6 +74,7 @@ const UNLIMITED_ESTIMATE = 4096;
 export function rateTokens(req: ProxyRequest, bodyBytes: number, model: ModelEntry): number {
   const prompt = Math.ceil(bodyBytes / 4);
   if (req.endpoint === "embeddings") return prompt;
+  if (req.endpoint === "count_tokens") return 0;
   const { maxTokens, minTokens, ignoreEos, prompts } = req.output;
   const context = model.contextLength;
   let perSequence: number;

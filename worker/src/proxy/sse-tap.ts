@@ -1,7 +1,9 @@
 import { sseErrorEvent } from "../errors.ts";
-import { UsageTap } from "../../../schema/contracts/usage-tap.ts";
+import { UsageTap, type SseDialect } from "../../../schema/contracts/usage-tap.ts";
 import { outcomeOnce, type StreamOutcome } from "./usage.ts";
 
+/** What a client is told when its node's stream broke off. */
+export const BROKEN_MESSAGE = "The GPU node stopped responding in the middle of the stream. Retry the request.";
 
 /**
  * Passes an SSE body through as it arrives, without re-encoding: each chunk goes to the client as
@@ -18,10 +20,10 @@ import { outcomeOnce, type StreamOutcome } from "./usage.ts";
  */
 export function tapSse(
   source: ReadableStream<Uint8Array>,
-  opts: { stripUsage: boolean; now?: () => number },
+  opts: { stripUsage: boolean; now?: () => number; dialect?: SseDialect; broken?: string },
 ): { body: ReadableStream<Uint8Array>; done: Promise<StreamOutcome> } {
   const now = opts.now ?? Date.now;
-  const tap = new UsageTap(opts.stripUsage);
+  const tap = new UsageTap(opts.stripUsage, opts.dialect);
   let firstByteAt: number | null = null;
   const reader = source.getReader();
   const reported = outcomeOnce();
@@ -33,7 +35,8 @@ export function tapSse(
     errorCode,
   });
 
-  const broken = sseErrorEvent("The GPU node stopped responding in the middle of the stream. Retry the request.", "upstream_error");
+  // The in-band event that ends a stream the node broke off (the OpenAI dialect's unless given).
+  const broken = opts.broken ?? sseErrorEvent(BROKEN_MESSAGE, "upstream_error");
 
   const body = new ReadableStream<Uint8Array>(
     {

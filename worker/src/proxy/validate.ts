@@ -1,8 +1,11 @@
 import { ApiError } from "../errors.ts";
 import { fnv1a } from "../routing/strategies.ts";
 
-/** The OpenAI endpoints the gateway proxies. */
-export type Endpoint = "chat" | "completions" | "embeddings";
+/** The inference endpoints the gateway proxies: OpenAI's, and Anthropic's Messages (anthropic/validate.ts). */
+export type Endpoint = "chat" | "completions" | "embeddings" | "messages" | "count_tokens";
+
+/** The OpenAI endpoints, validated here. */
+export type OpenAIEndpoint = Exclude<Endpoint, "messages" | "count_tokens">;
 
 /** A validated request, ready to forward. */
 export interface ProxyRequest {
@@ -125,7 +128,7 @@ function estimateTokens(value: unknown): number {
 /** Characters of the prompt's start that identify its prefix (a system prompt and the first turn fit). */
 const PREFIX_CHARS = 2048;
 
-function prefixHash(endpoint: Endpoint, model: string, body: Json): number | null {
+function prefixHash(endpoint: OpenAIEndpoint, model: string, body: Json): number | null {
   if (endpoint === "embeddings") return null;
   let prefix: string;
   if (endpoint === "completions") prefix = typeof body.prompt === "string" ? body.prompt : JSON.stringify(body.prompt);
@@ -137,7 +140,7 @@ function prefixHash(endpoint: Endpoint, model: string, body: Json): number | nul
   return fnv1a(`${model}\u0000${prefix.slice(0, PREFIX_CHARS)}`);
 }
 
-function promptTokensEstimate(endpoint: Endpoint, body: Json): number {
+function promptTokensEstimate(endpoint: OpenAIEndpoint, body: Json): number {
   if (endpoint === "completions") return estimateTokens(body.prompt);
   if (endpoint === "embeddings") return estimateTokens(body.input);
   return (body.messages as Json[]).reduce((sum, m) => sum + estimateTokens(m.content), 0);
@@ -147,7 +150,7 @@ function promptTokensEstimate(endpoint: Endpoint, body: Json): number {
  * Parses and validates an OpenAI request body for `endpoint`; throws a 400 naming the field.
  * Fields the gateway does not know are passed through untouched (engines accept extras).
  */
-export function validateRequest(endpoint: Endpoint, raw: string): ProxyRequest {
+export function validateRequest(endpoint: OpenAIEndpoint, raw: string): ProxyRequest {
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw);
@@ -186,6 +189,9 @@ export function validateRequest(endpoint: Endpoint, raw: string): ProxyRequest {
   optionalInteger(body, "max_tokens", 1);
   optionalInteger(body, "max_completion_tokens", 1);
   optionalInteger(body, "n", 1, 128);
+  // llama.cpp's names for the output limit (it wins over max_tokens there; -1 is no limit) and for n.
+  optionalInteger(body, "n_predict", -1);
+  optionalInteger(body, "n_cmpl", 1, 128);
   optionalInteger(body, "best_of", 1, 128);
   optionalInteger(body, "min_tokens", 0);
   if (body.ignore_eos !== undefined && body.ignore_eos !== null && typeof body.ignore_eos !== "boolean") {
@@ -221,12 +227,16 @@ function promptCount(prompt: unknown): number {
   return Array.isArray(prompt) ? prompt.length : 1;
 }
 
-function outputPlan(endpoint: Endpoint, body: Json): OutputPlan {
+function outputPlan(endpoint: OpenAIEndpoint, body: Json): OutputPlan {
   if (endpoint === "embeddings") return { maxTokens: 0, limitField: "input", minTokens: 0, ignoreEos: false, prompts: 1, perPrompt: 1 };
   // serving_engine.py: `max_completion_tokens or max_tokens` (0 cannot reach here: both are >= 1).
   const completionLimit = endpoint === "chat" && typeof body.max_completion_tokens === "number";
-  const requested = completionLimit ? body.max_completion_tokens : endpoint === "chat" || "max_tokens" in body ? body.max_tokens : 16;
-  const n = typeof body.n === "number" ? body.n : 1;
+  let requested = completionLimit ? body.max_completion_tokens : endpoint === "chat" || "max_tokens" in body ? body.max_tokens : 16;
+  // llama-server reads `n_predict` over max_tokens (server-common.cpp), -1 meaning no limit: an
+  // engine that honours it generates that much, so it prices the request.
+  // Engines that ignore it (vLLM) use max_tokens, so the larger of the two is what may run.
+  if (typeof body.n_predict === "number" && typeof requested === "number") requested = body.n_predict < 0 ? null : Math.max(body.n_predict, requested);
+  const n = Math.max(typeof body.n === "number" ? body.n : 1, typeof body.n_cmpl === "number" ? body.n_cmpl : 1);
   return {
     maxTokens: typeof requested === "number" ? requested : null,
     limitField: completionLimit ? "max_completion_tokens" : "max_tokens",

@@ -1,6 +1,6 @@
 import type { Context } from "hono";
 import type { AppEnv } from "../env.ts";
-import { ApiError, sseErrorEvent } from "../errors.ts";
+import { ApiError, sseErrorEvent, type ErrorCode } from "../errors.ts";
 import { usageOutboxKey } from "../metering/flush.ts";
 import { settleRequest } from "../metering/request-end.ts";
 import { usageRow } from "../metering/record.ts";
@@ -12,7 +12,9 @@ import { admit, maxCost, rateTokens } from "../limits/admission.ts";
 import { readJson } from "../proxy/json-tap.ts";
 import type { StreamOutcome } from "../proxy/usage.ts";
 import { keepAliveStream } from "../proxy/keepalive.ts";
-import { tapSse } from "../proxy/sse-tap.ts";
+import { BROKEN_MESSAGE, tapSse } from "../proxy/sse-tap.ts";
+import { anthropicSseError } from "../anthropic/errors.ts";
+import { validateMessages } from "../anthropic/validate.ts";
 import { pipeReported } from "../proxy/reported-stream.ts";
 import { askReport } from "../proxy/report-asks.ts";
 import { isReportToken, STREAM_REPORT_HEADER } from "../../../schema/contracts/stream-report.ts";
@@ -28,13 +30,15 @@ const PATHS: Record<Endpoint, string> = {
   chat: "/v1/chat/completions",
   completions: "/v1/completions",
   embeddings: "/v1/embeddings",
+  messages: "/v1/messages",
+  count_tokens: "/v1/messages/count_tokens",
 };
-const SCOPE: Record<Endpoint, string> = { chat: "chat", completions: "chat", embeddings: "embeddings" };
+const SCOPE: Record<Endpoint, string> = { chat: "chat", completions: "chat", embeddings: "embeddings", messages: "chat", count_tokens: "chat" };
 const MAX_BODY_BYTES = 10 * 1024 * 1024;
 const utf8 = new TextDecoder();
 
 /**
- * Handles one OpenAI inference request: validate, check the key may use the model, forward signed
+ * Handles one inference request (OpenAI's routes, and Anthropic's Messages): validate, check the key may use the model, forward signed
  * to a backplane, pass the response through while learning its usage, and record that usage in
  * `waitUntil`. Nothing here queries Postgres.
  */
@@ -52,7 +56,11 @@ export function proxyHandler(endpoint: Endpoint) {
     const bodyBytes = bytes.byteLength;
     if (bodyBytes > MAX_BODY_BYTES) throw new ApiError("request_too_large", "Request bodies are limited to 10 MB.");
     const raw = utf8.decode(bytes);
-    const req = validateRequest(endpoint, raw);
+    const req = endpoint === "messages" || endpoint === "count_tokens" ? validateMessages(endpoint, raw) : validateRequest(endpoint, raw);
+    const anthropic = endpoint === "messages";
+    /** The in-band event that ends a stream which failed after its headers went out, in the client's dialect. */
+    const failureEvent = (message: string, code: ErrorCode) =>
+      anthropic ? anthropicSseError(message, code, deps.requestId) : sseErrorEvent(message, code);
 
     const model = c.get("routing").snapshot.models[req.model];
     const allowed = identity.allowedModels === null || identity.allowedModels.includes(req.model);
@@ -121,7 +129,8 @@ export function proxyHandler(endpoint: Endpoint) {
         deadlineMs: deps.settings.routing.deadlineMs,
         onNodeResult: (node, ok) => reportNodeResult(c, node, ok),
         track: (node) => trackSend(node.id),
-        streamReport: req.stream && deps.settings.streamTap === "node" ? (req.clientWantsUsage ? "keep-usage" : "strip-usage") : undefined,
+        // Anthropic streams are tapped here (the backplane's report tap speaks the OpenAI dialect).
+        streamReport: req.stream && !anthropic && deps.settings.streamTap === "node" ? (req.clientWantsUsage ? "keep-usage" : "strip-usage") : undefined,
       },
       candidates,
     )
@@ -136,6 +145,8 @@ export function proxyHandler(endpoint: Endpoint) {
         if (!req.stream) {
           const { bytes, outcome } = await readJson(forwarded.response, answeredAt);
           forwarded.release();
+          // A token count is not usage: the row records the request, with no tokens and no cost.
+          if (endpoint === "count_tokens" && bytes) outcome.usage = { promptTokens: 0, completionTokens: 0, cachedPromptTokens: 0 };
           const row = rowOf(forwarded.node, bytes ? forwarded.response.status : 502, outcome);
           if (!bytes) {
             // Metered (what was served is nothing) here; the catch below gives the reservation back and audits.
@@ -147,7 +158,7 @@ export function proxyHandler(endpoint: Endpoint) {
         }
         // STREAM_TAP=node: a node that taps the stream itself (and reports how it ended) gets its
         // bytes piped natively; otherwise (the default, or an older backplane) it is tapped here.
-        const token = deps.settings.streamTap === "node" ? forwarded.response.headers.get(STREAM_REPORT_HEADER) : null;
+        const token = deps.settings.streamTap === "node" && !anthropic ? forwarded.response.headers.get(STREAM_REPORT_HEADER) : null;
         const fetchReport = token !== null && isReportToken(token) ? () => askReport(forwarded.node.url, token) : null;
         const tapped = fetchReport
           ? pipeReported(upstreamBody, fetchReport, {
@@ -157,7 +168,10 @@ export function proxyHandler(endpoint: Endpoint) {
               onEnded: forwarded.release,
               onMissing: (why) => deps.log("stream_report_missing", { requestId: deps.requestId, node: forwarded.node.id, why }),
             })
-          : tapSse(upstreamBody, { stripUsage: !req.clientWantsUsage });
+          : tapSse(upstreamBody, {
+              stripUsage: !req.clientWantsUsage,
+              ...(anthropic ? { dialect: "anthropic", broken: failureEvent(BROKEN_MESSAGE, "upstream_error") } : {}),
+            });
         deps.waitUntil(
           tapped.done.then((outcome) => {
             forwarded.release();
@@ -181,6 +195,8 @@ export function proxyHandler(endpoint: Endpoint) {
       "content-type": req.stream ? "text/event-stream; charset=utf-8" : "application/json",
       "x-request-id": deps.requestId,
     });
+    // The Anthropic SDK reads the request id from `request-id`.
+    if (anthropic || endpoint === "count_tokens") headers.set("request-id", deps.requestId);
     for (const [k, v] of Object.entries(admission.headers)) headers.set(k, v);
     if (req.stream) {
       headers.set("cache-control", "no-cache");
@@ -192,7 +208,7 @@ export function proxyHandler(endpoint: Endpoint) {
           // Only streams get here, and a stream's body is always the tap's stream.
           answer: answer.then((a) => (a.body instanceof Uint8Array ? new Response(a.body).body ?? new ReadableStream<Uint8Array>() : a.body)),
           intervalMs: keepAliveMs,
-          failure: (err) => (err instanceof ApiError ? sseErrorEvent(err.message, err.code) : sseErrorEvent("The gateway could not reach a GPU node. Retry the request.", "upstream_error")) + "data: [DONE]\n\n",
+          failure: (err) => (err instanceof ApiError ? failureEvent(err.message, err.code) : failureEvent("The gateway could not reach a GPU node. Retry the request.", "upstream_error")),
           onCancel: () => upstreamAbort.abort(),
         });
         return new Response(body, { status: 200, headers });
