@@ -3,6 +3,7 @@ import { handleEmbeddings } from "./embeddings.ts";
 import type { EngineState } from "./engine.ts";
 import { SimHttpError, sendError, sendJson, validationError } from "./errors.ts";
 import { handleGeneration, randomHex } from "./generate.ts";
+import { handleCountTokens, handleMessages, sendMessagesError } from "./messages.ts";
 import { renderMetrics } from "./metrics.ts";
 
 /** The vLLM version the simulator answers /version with. */
@@ -14,7 +15,12 @@ const POST_ROUTES: Record<string, PostHandler> = {
   "/v1/chat/completions": (state, body, res, id, arrival) => handleGeneration(state, "chat", body, res, id, arrival),
   "/v1/completions": (state, body, res, id, arrival) => handleGeneration(state, "completion", body, res, id, arrival),
   "/v1/embeddings": handleEmbeddings,
+  "/v1/messages": handleMessages,
+  "/v1/messages/count_tokens": handleCountTokens,
 };
+
+/** Routes whose errors are rendered the Anthropic way (vllm/entrypoints/anthropic/api_router.py). */
+const MESSAGES_PATHS = new Set(["/v1/messages", "/v1/messages/count_tokens"]);
 
 const GET_PATHS = new Set(["/health", "/ping", "/version", "/metrics", "/v1/models"]);
 
@@ -103,7 +109,8 @@ export function route(state: EngineState, req: IncomingMessage, res: ServerRespo
         const header = req.headers["x-request-id"];
         post(state, decodeBody(req, Buffer.concat(chunks)), res, typeof header === "string" ? header : undefined, arrival);
       } catch (error) {
-        fail(res, error);
+        if (MESSAGES_PATHS.has(path)) sendMessagesError(res, error);
+        else fail(res, error);
       }
     });
     return;
