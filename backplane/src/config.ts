@@ -1,7 +1,7 @@
 import { z } from "zod";
 
-/** Engine kinds the backplane knows how to probe. `sim` is the simulated vLLM (same wire format as `vllm`). */
-export type EngineKind = "vllm" | "openai" | "ollama" | "sim";
+/** Engine kinds the backplane knows how to probe. `sim` is the simulated vLLM (same wire format as `vllm`); `llamacpp` is llama.cpp's llama-server. */
+export type EngineKind = "vllm" | "openai" | "ollama" | "sim" | "llamacpp";
 
 /** One inference engine on this host. */
 export interface EngineConfig {
@@ -16,7 +16,7 @@ export interface EngineConfig {
   maxConcurrency: number;
   /** Requests allowed to wait for a slot; beyond it the backplane sheds load with 503. */
   maxQueue: number;
-  /** Bearer token for the engine (vLLM's --api-key). */
+  /** Bearer token for the engine (vLLM's or llama-server's --api-key). */
   apiKey: string | null;
 }
 
@@ -81,7 +81,7 @@ export const SETTINGS = {
   publicUrl: { flag: "--public-url", env: "BACKPLANE_PUBLIC_URL", help: "URL the gateway uses to reach this node (default http(s)://host:port)" },
   gatewayUrl: { flag: "--gateway-url", env: "BACKPLANE_GATEWAY_URL", help: "gateway base URL for heartbeats and spot notices" },
   secret: { flag: "--secret", env: "BACKPLANE_SECRET", help: "node signing secret (required)" },
-  engines: { flag: "--engine", env: "BACKPLANE_ENGINES", help: "kind=vllm,url=http://127.0.0.1:8000[,model=m]…[,max-concurrency=64][,max-queue=256][,id=x][,api-key=k] (repeatable; env: ';'-separated)" },
+  engines: { flag: "--engine", env: "BACKPLANE_ENGINES", help: "kind=vllm|llamacpp|openai|ollama|sim,url=http://127.0.0.1:8000[,model=m]…[,max-concurrency=64][,max-queue=256][,id=x][,api-key=k] (repeatable; env: ';'-separated)" },
   host: { flag: "--host", env: "BACKPLANE_HOST", help: "listen address (default 127.0.0.1)" },
   port: { flag: "--port", env: "BACKPLANE_PORT", help: "listen port (default 8443)" },
   allowInsecureHttp: { flag: "--allow-insecure-http", env: "BACKPLANE_ALLOW_INSECURE_HTTP", help: "allow plain HTTP on a non-loopback address" },
@@ -122,7 +122,7 @@ const bool = z.union([z.boolean(), z.enum(["true", "false", "1", "0", "yes", "no
 
 const engineSchema = z.object({
   id: z.string().regex(ID, "must be lowercase letters, digits, '.', '_' or '-'"),
-  kind: z.enum(["vllm", "openai", "ollama", "sim"]),
+  kind: z.enum(["vllm", "openai", "ollama", "sim", "llamacpp"]),
   url: httpUrl,
   models: z.array(z.string().min(1)),
   maxConcurrency: z.coerce.number().int().min(1),

@@ -22,7 +22,7 @@ const count = z.number().int().min(0);
 /** Load of one engine as the backplane sees it. Engine-reported values are null when the engine does not expose them. */
 export const engineReportSchema = z.object({
   id: z.string().min(1).max(64),
-  kind: z.enum(["vllm", "openai", "ollama", "sim"]),
+  kind: z.enum(["vllm", "openai", "ollama", "sim", "llamacpp"]),
   models: z.array(z.string().min(1).max(256)).max(256),
   healthy: z.boolean(),
   circuit: z.enum(["closed", "open", "half_open"]),

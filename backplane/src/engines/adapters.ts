@@ -1,5 +1,6 @@
 import type { EngineConfig } from "../config.ts";
 import { DEFAULT_ENGINE_TIMEOUT_MS, describeError, EngineHttpError, engineGet, engineGetJson, modelIdsFromList } from "./http.ts";
+import { createLlamacppAdapter } from "./llamacpp.ts";
 import type { EngineAdapter, EngineLoad, ProbeResult } from "./types.ts";
 import { createVllmAdapter } from "./vllm.ts";
 
@@ -76,9 +77,9 @@ function createOllamaAdapter(config: EngineConfig, timeoutMs: number): EngineAda
   };
 }
 
-/** Whether the pool should scrape this kind's load (only vLLM-style engines expose metrics). */
+/** Whether the pool should scrape this kind's load (vLLM-style engines and llama-server expose it). */
 export function hasLoadMetrics(config: EngineConfig): boolean {
-  return config.kind === "vllm" || config.kind === "sim";
+  return config.kind === "vllm" || config.kind === "sim" || config.kind === "llamacpp";
 }
 
 /** The adapter for an engine's kind. */
@@ -88,6 +89,8 @@ export function createAdapter(config: EngineConfig, opts: AdapterOptions = {}): 
     case "vllm":
     case "sim":
       return createVllmAdapter(config, timeoutMs);
+    case "llamacpp":
+      return createLlamacppAdapter(config, timeoutMs);
     case "openai":
       return createOpenAIAdapter(config, timeoutMs);
     case "ollama":

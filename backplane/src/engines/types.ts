@@ -13,7 +13,7 @@ export interface ProbeResult {
 export interface EngineLoad {
   running: number | null;
   waiting: number | null;
-  /** 0–1. vllm:kv_cache_usage_perc, falling back to vllm:gpu_cache_usage_perc. */
+  /** 0–1. vllm:kv_cache_usage_perc, falling back to vllm:gpu_cache_usage_perc; llama-server: its fullest busy slot (llamacpp.ts). */
   kvCacheUsage: number | null;
   /** Mean TTFT (ms) over the requests finished since the previous scrape (from the histogram's _sum/_count deltas). */
   recentTtftMs: number | null;
@@ -24,7 +24,7 @@ export interface EngineLoad {
 /** How the backplane talks to one kind of engine. */
 export interface EngineAdapter {
   readonly config: EngineConfig;
-  /** Health probe: vLLM/sim `GET /health`; openai `GET /v1/models`; ollama `GET /api/version`. */
+  /** Health probe: vLLM/sim/llamacpp `GET /health`; openai `GET /v1/models`; ollama `GET /api/version`. */
   probe(signal: AbortSignal): Promise<ProbeResult>;
   /** Load scrape; engines without metrics return all nulls. */
   scrapeLoad(signal: AbortSignal): Promise<EngineLoad>;

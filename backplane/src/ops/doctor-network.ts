@@ -15,6 +15,7 @@ const SKEW_FAIL_MS = 30_000;
 const PROBE_PATH: Record<EngineKind, string> = {
   vllm: "/health",
   sim: "/health",
+  llamacpp: "/health",
   openai: "/v1/models",
   ollama: "/api/version",
 };
