@@ -10,13 +10,13 @@ export interface Child {
   stop(): Promise<void>;
 }
 
-/** Starts `node <args>` with Node 24 (the binary running this script) and prefixes its output. */
+/** Starts `node <args>` with Node 24 (the binary running this script), or `command <args>`, and prefixes its output. */
 export function startChild(
   name: string,
   args: string[],
-  opts: { env?: NodeJS.ProcessEnv; cwd: string; echo: boolean },
+  opts: { env?: NodeJS.ProcessEnv; cwd: string; echo: boolean; command?: string },
 ): Child {
-  const child = spawn(process.execPath, args, {
+  const child = spawn(opts.command ?? process.execPath, args, {
     cwd: opts.cwd,
     env: { ...process.env, ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
