@@ -49,10 +49,10 @@ export async function startLlamaServer(opts: {
   const child = startChild(opts.alias, args, { cwd: opts.cwd, echo: opts.echo ?? false, command: opts.binary });
   const url = `http://127.0.0.1:${port}`;
   try {
-    await waitForHttp(`${url}/health`, 60_000, child.alive);
+    await waitForHttp(`${url}/health`, 60_000, () => child.alive());
   } catch (err) {
     await child.stop();
-    throw new Error(`${String(err)}\n${child.recentOutput()}`);
+    throw new Error(`${String(err)}\n${child.recentOutput()}`, { cause: err });
   }
   return { url, alias: opts.alias, child };
 }
