@@ -28,8 +28,16 @@ export function sendError(res: ServerResponse, code: BackplaneErrorCode, message
   res.end(body);
 }
 
-/** The in-band SSE error the backplane appends when the engine dies mid-stream, then `[DONE]`. */
-export function sseEngineFailure(message: string): string {
+/**
+ * The in-band SSE error the backplane appends when the engine dies mid-stream, in the stream's own
+ * dialect: OpenAI's `data: {"error":…}` then `[DONE]`, or on Anthropic's Messages route (`path`
+ * `/v1/messages`) `event: error` with Anthropic's error body and no `[DONE]` (Anthropic clients only
+ * read events that have an `event:` line, and end on `message_stop` or an error).
+ */
+export function sseEngineFailure(message: string, path = ""): string {
+  if (path === "/v1/messages" || path.startsWith("/v1/messages?")) {
+    return `event: error\ndata: ${JSON.stringify({ type: "error", error: { type: "api_error", message } })}\n\n`;
+  }
   const body = { error: { message, type: "api_error", param: null, code: "engine_stream_failed" } };
   return `data: ${JSON.stringify(body)}\n\ndata: [DONE]\n\n`;
 }

@@ -92,6 +92,8 @@ export class UsageTap implements SseSink {
 
   private readonly stripUsage: boolean;
   private readonly dialect: SseDialect;
+  /** Anthropic: a message_delta reported the output tokens (before that, delivered deltas bound them). */
+  private outputReported = false;
 
   /** `stripUsage` (OpenAI dialect only: Anthropic streams carry usage in events the client needs). */
   constructor(stripUsage: boolean, dialect: SseDialect = "openai") {
@@ -221,6 +223,9 @@ export class UsageTap implements SseSink {
     switch (event.type) {
       case "content_block_delta":
         this.deliveredChunks++;
+        // Until a message_delta reports the output, each delivered delta is at least one token:
+        // a stream cut after message_start is metered for what it delivered, not for zero.
+        if (this.usage && !this.outputReported && this.usage.completionTokens < this.deliveredChunks) this.usage.completionTokens = this.deliveredChunks;
         return;
       case "message_stop":
         this.sawDone = true;
@@ -244,6 +249,7 @@ export class UsageTap implements SseSink {
     const raw = event.type === "message_start" ? parsed.message?.usage : parsed.usage;
     if (typeof raw !== "object" || raw === null) return;
     const fields = raw as Record<string, unknown>;
+    if (event.type === "message_delta" && fields.output_tokens !== undefined) this.outputReported = true;
     const next = parseUsage(raw);
     if (!next) return;
     // A message_delta may omit the input counts: keep the ones message_start gave.

@@ -112,7 +112,7 @@ export function attemptEngine(req: AttemptRequest, res: ServerResponse, gatewayG
             finish(status >= 400 ? { kind: "client_error", status, firstByteMs } : { kind: "done", status, firstByteMs });
             return;
           }
-          if (isSse && !res.destroyed) res.end(sseEngineFailure("The inference engine failed in the middle of the stream."));
+          if (isSse && !res.destroyed) res.end(sseEngineFailure("The inference engine failed in the middle of the stream.", req.path));
           else res.destroy();
           finish({ kind: "failed_after_first_byte", reason: "engine connection broke mid-response", firstByteMs });
         });
