@@ -1,3 +1,4 @@
+import { ResponseEngines } from "./proxy/stored-responses.ts";
 import { SPOT_PATH, type Heartbeat, type SpotNotice } from "../../schema/contracts/heartbeat.ts";
 import type { BackplaneConfig } from "./config.ts";
 import { Drainer, type DrainResult } from "./drain/drainer.ts";
@@ -56,7 +57,7 @@ export async function startDaemon(config: BackplaneConfig, opts: { log?: Log } =
   const server = new BackplaneServer({
     config,
     log,
-    proxy: { pool, config, metrics, log, isDraining: () => drainer.draining, reports },
+    proxy: { pool, config, metrics, log, isDraining: () => drainer.draining, reports, responses: new ResponseEngines() },
     management: {
       pool,
       nvidiaSmiPath: config.nvidiaSmiPath,

@@ -30,14 +30,18 @@ export function sendError(res: ServerResponse, code: BackplaneErrorCode, message
 
 /**
  * The in-band SSE error the backplane appends when the engine dies mid-stream, in the stream's own
- * dialect: OpenAI's `data: {"error":…}` then `[DONE]`, or on Anthropic's Messages route (`path`
+ * dialect: OpenAI's `data: {"error":…}` then `[DONE]`; on Anthropic's Messages route (`path`
  * `/v1/messages`) `event: error` with Anthropic's error body and no `[DONE]` (Anthropic clients only
- * read events that have an `event:` line, and end on `message_stop` or an error).
+ * read events that have an `event:` line, and end on `message_stop` or an error); on the Responses
+ * route `event: error` with the Responses error fields.
  */
 export function sseEngineFailure(message: string, path = ""): string {
-  if (path === "/v1/messages" || path.startsWith("/v1/messages?")) {
+  const route = path.split("?")[0];
+  if (route === "/v1/messages") {
     return `event: error\ndata: ${JSON.stringify({ type: "error", error: { type: "api_error", message } })}\n\n`;
   }
+  // The Responses API's error event: its fields at the top level, no `[DONE]` (api-surfaces §1.4).
+  if (route === "/v1/responses") return `event: error\ndata: ${JSON.stringify({ type: "error", code: "engine_stream_failed", message, param: null })}\n\n`;
   const body = { error: { message, type: "api_error", param: null, code: "engine_stream_failed" } };
   return `data: ${JSON.stringify(body)}\n\ndata: [DONE]\n\n`;
 }

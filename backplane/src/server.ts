@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
+import { storedResponseCall, storedResponseMethodAllowed } from "../../schema/contracts/responses.ts";
 import { importSigningKey, type SigningKey } from "../../schema/contracts/signing.ts";
 import { MAX_REPORTS_PER_ASK, parseReportAsk, REPORT_WAIT_MS, STREAM_REPORT_PATH, type StreamReport } from "../../schema/contracts/stream-report.ts";
 import type { BackplaneConfig } from "./config.ts";
@@ -171,7 +172,10 @@ export class BackplaneServer {
       return sendError(res, "unauthorized", `Request rejected: signature ${outcome}. Only the Switchyard gateway may call this node.`);
     }
     if (isInference) {
-      if (req.method !== "POST") return sendError(res, "method_not_allowed", `Use POST for ${path}.`);
+      const stored = storedResponseCall(path);
+      if (stored ? !storedResponseMethodAllowed(stored.op, req.method ?? "") : req.method !== "POST") {
+        return sendError(res, "method_not_allowed", `${req.method ?? "This method"} is not allowed on ${path}.`);
+      }
       return handleInference(this.deps.proxy, req, res, body, gatewayGone.signal);
     }
     return handleManagement(this.deps.management, req, res, body);

@@ -42,9 +42,11 @@ export function parseUsage(raw: unknown): Usage | null {
  * The SSE dialect of a stream. `openai`: chat and completions, `data:` events ending with `[DONE]`,
  * usage in the last chunk. `anthropic`: Messages, named events (`event: message_start` …) ending
  * with `message_stop`, input tokens in `message_start` and the cumulative output in the last
- * `message_delta`; errors are `event: error`.
+ * `message_delta`; errors are `event: error`. `responses`: OpenAI's Responses API, typed events
+ * (`event: response.output_text.delta` …) ending with `response.completed` (or `.incomplete`,
+ * `.failed`), whose `response.usage` is the usage; errors are `event: error`.
  */
-export type SseDialect = "openai" | "anthropic";
+export type SseDialect = "openai" | "anthropic" | "responses";
 
 const LF = 10;
 const encoder = new TextEncoder();
@@ -154,6 +156,7 @@ export class UsageTap implements SseSink {
     if (rest) out.push(rest);
     if (this.sawDone && !failed) return out;
     const close = midEvent ? "\n\n" : "";
+    // Only the OpenAI dialect ends with `[DONE]`; the others end on their error event.
     const tail = this.sawError ? (this.dialect === "openai" ? "data: [DONE]\n\n" : "") : failureEvent;
     if (close + tail !== "") out.push(encoder.encode(close + tail));
     this.sawError = true;
@@ -180,6 +183,10 @@ export class UsageTap implements SseSink {
   private inspect(event: SseEvent): boolean {
     if (this.dialect === "anthropic") {
       this.inspectAnthropic(event);
+      return false;
+    }
+    if (this.dialect === "responses") {
+      this.inspectResponses(event);
       return false;
     }
     if (event.oversized) {
@@ -259,6 +266,38 @@ export class UsageTap implements SseSink {
       completionTokens: fields.output_tokens !== undefined || !this.usage ? next.completionTokens : this.usage.completionTokens,
       cachedPromptTokens: hasInput || !this.usage ? next.cachedPromptTokens : this.usage.cachedPromptTokens,
     };
+  }
+
+  /**
+   * Responses API events: every `*.delta` is delivered output; the terminal `response.completed`,
+   * `response.incomplete` or `response.failed` carries the response with its usage (a failed one
+   * also marks the stream failed); `error` is the engine's error. The type is the `event:` field, as
+   * vLLM and OpenAI send it, else the payload's `type`.
+   */
+  private inspectResponses(event: SseEvent): void {
+    let type = event.type;
+    if (type === "message") {
+      const found = /"type"\s*:\s*"([^"]+)"/.exec(event.data);
+      type = found?.[1] ?? "";
+    }
+    if (type.endsWith(".delta")) {
+      this.deliveredChunks++;
+      return;
+    }
+    if (type === "error") {
+      this.sawError = true;
+      return;
+    }
+    if (type !== "response.completed" && type !== "response.incomplete" && type !== "response.failed") return;
+    this.sawDone = true;
+    if (type === "response.failed") this.sawError = true;
+    if (event.oversized) return;
+    try {
+      const usage = parseUsage((JSON.parse(event.data) as { response?: { usage?: unknown } }).response?.usage);
+      if (usage) this.usage = usage;
+    } catch {
+      // Not JSON: the stream is metered by what it delivered.
+    }
   }
 
   /** Whether the block held so far can still turn out to be the usage-only chunk. */

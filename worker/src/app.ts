@@ -12,6 +12,7 @@ import { heartbeat, nodeProbe, spotNotice } from "./nodes/routes.ts";
 import { health } from "./routes/health.ts";
 import { listModels } from "./routes/models.ts";
 import { proxyHandler } from "./routes/proxy.ts";
+import { storedResponseHandler } from "./responses/routes.ts";
 import { usageHandler } from "./usage/routes.ts";
 
 /** Structured log line on stdout. */
@@ -30,6 +31,7 @@ const ROUTE_METHODS: Record<string, string> = {
   "/v1/embeddings": "POST",
   "/v1/messages": "POST",
   "/v1/messages/count_tokens": "POST",
+  "/v1/responses": "POST",
   "/v1/models": "GET",
   "/v1/usage": "GET",
 };
@@ -67,6 +69,10 @@ export function createApp(): Hono<AppEnv> {
   app.post("/v1/embeddings", proxyHandler("embeddings"));
   app.post("/v1/messages", proxyHandler("messages"));
   app.post("/v1/messages/count_tokens", proxyHandler("count_tokens"));
+  app.post("/v1/responses", proxyHandler("responses"));
+  app.on(["GET", "DELETE"], "/v1/responses/:id", storedResponseHandler);
+  app.post("/v1/responses/:id/cancel", storedResponseHandler);
+  app.get("/v1/responses/:id/input_items", storedResponseHandler);
   app.get("/v1/usage", usageHandler);
   app.route("/admin", adminApp());
 

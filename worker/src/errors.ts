@@ -10,6 +10,7 @@ const ERRORS = {
   not_found: { status: 404, type: "invalid_request_error" },
   method_not_allowed: { status: 405, type: "invalid_request_error" },
   conflict: { status: 409, type: "invalid_request_error" },
+  response_gone: { status: 410, type: "invalid_request_error" },
   invalid_json: { status: 400, type: "invalid_request_error" },
   invalid_value: { status: 400, type: "invalid_request_error" },
   invalid_signature: { status: 400, type: "invalid_request_error" },

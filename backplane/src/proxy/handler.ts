@@ -8,6 +8,8 @@ import type { Log } from "../log.ts";
 import type { BackplaneMetrics } from "../metrics/backplane.ts";
 import { attemptEngine, type AttemptOutcome } from "./attempt.ts";
 import type { StreamReports } from "./reports.ts";
+import { responseIdsOf, serveStoredResponseCall, type ResponseEngines } from "./stored-responses.ts";
+import { storedResponseCall } from "../../../schema/contracts/responses.ts";
 
 /** What the inference handler needs from the daemon. */
 export interface ProxyDeps {
@@ -18,6 +20,8 @@ export interface ProxyDeps {
   isDraining: () => boolean;
   /** Reports of reported streams, served at POST /stream-reports. */
   reports: StreamReports;
+  /** Which engine made each stored response (Responses API). */
+  responses: ResponseEngines;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -32,10 +36,10 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-function parseRequest(body: Uint8Array): { model: string; stream: boolean } | null {
+function parseRequest(body: Uint8Array): { model: string; stream: boolean; fields: Record<string, unknown> } | null {
   try {
-    const parsed = JSON.parse(Buffer.from(body).toString("utf8")) as { model?: unknown; stream?: unknown };
-    return typeof parsed.model === "string" && parsed.model !== "" ? { model: parsed.model, stream: parsed.stream === true } : null;
+    const parsed = JSON.parse(Buffer.from(body).toString("utf8")) as Record<string, unknown>;
+    return typeof parsed.model === "string" && parsed.model !== "" ? { model: parsed.model, stream: parsed.stream === true, fields: parsed } : null;
   } catch {
     return null;
   }
@@ -52,6 +56,10 @@ function parseRequest(body: Uint8Array): { model: string; stream: boolean } | nu
  */
 export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, body: Uint8Array, gatewayGone: AbortSignal): Promise<void> {
   const { pool, metrics, log } = deps;
+  // Calls on a stored response run no generation: a draining node still answers them.
+  const path = (req.url ?? "/").split("?")[0] ?? "/";
+  const stored = storedResponseCall(path);
+  if (stored) return serveStoredResponseCall({ pool, engines: deps.responses }, req, res, stored.id, gatewayGone);
   if (deps.isDraining()) {
     metrics.shed.inc({ reason: "draining" });
     return sendError(res, "draining", "This node is draining and takes no new requests. Retry on another node.", { "retry-after": "1" });
@@ -59,6 +67,9 @@ export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res
   const parsed = parseRequest(body);
   if (!parsed) return sendError(res, "bad_request", "The body must be a JSON object with a 'model' string.");
   const { model, stream } = parsed;
+  // A new response continuing a stored one goes to the engine that holds it (when remembered).
+  const ids = path === "/v1/responses" ? responseIdsOf(parsed.fields) : null;
+  const holder = ids?.previous ? deps.responses.engineOf(ids.previous) : undefined;
   const reportMode = stream ? parseReportMode(req.headers[STREAM_REPORT_HEADER]) : null;
 
   const triedAndFailed = new Set<string>();
@@ -67,7 +78,7 @@ export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res
   let waits = 0;
   for (let attempt = 0; ; attempt++) {
     if (gatewayGone.aborted) return;
-    const candidates = pool.candidates(model);
+    const candidates = holder === undefined ? pool.candidates(model) : pool.candidates(model).filter((e) => e.id === holder);
     if (candidates.length === 0) {
       if (!pool.serves(model) && attempt === 0) {
         return sendError(res, "model_not_found", `The model \`${model}\` is not served by this node.`);
@@ -122,6 +133,7 @@ export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res
     }
     const engineId = slot.engine.id;
     const fields = { requestId: req.headers["x-request-id"], engine: engineId, model, attempt };
+    if (ids?.id && outcome.kind === "done") deps.responses.remember(ids.id, engineId);
     switch (outcome.kind) {
       case "done":
       case "client_error":

@@ -99,5 +99,7 @@ export function validateMessages(endpoint: MessagesEndpoint, raw: string): Proxy
     output: { maxTokens, limitField: "max_tokens", minTokens: 0, ignoreEos: false, prompts: 1, perPrompt: 1 },
     promptTokensEstimate: Math.ceil(chars / 4),
     prefixHash: fnv1a(`${body.model}\u0000${prefix.slice(0, 2048)}`),
+    // An image or document block's tokens are not bounded by its bytes (a URL source especially).
+    unboundedPrompt: messages.some((m) => Array.isArray(m.content) && m.content.some((b: unknown) => isObject(b) && (b.type === "image" || b.type === "document"))),
   };
 }

@@ -16,7 +16,8 @@ export function sequences(plan: OutputPlan): number {
  * reservation and a round trip to the node).
  */
 export function checkFitsContext(req: ProxyRequest, model: ModelEntry): void {
-  if (req.endpoint === "embeddings" || req.endpoint === "count_tokens") return;
+  // vLLM clamps a Responses max_output_tokens to the context instead of refusing it.
+  if (req.endpoint === "embeddings" || req.endpoint === "count_tokens" || req.endpoint === "responses") return;
   const { maxTokens, minTokens } = req.output;
   const context = model.contextLength;
   if (maxTokens !== null && maxTokens > context) {
@@ -39,7 +40,8 @@ export function checkFitsContext(req: ProxyRequest, model: ModelEntry): void {
 /**
  * The most a request can cost, reserved against budgets before it runs. Throws a 400 when the
  * request can never fit the model's context. Prompt tokens are bounded by the body's bytes (a token
- * is at least one byte of the JSON it came in); output by the per-sequence limit × sequences, where
+ * is at least one byte of the JSON it came in), except for media and stored conversations
+ * (`unboundedPrompt`: the whole context per sequence); output by the per-sequence limit × sequences, where
  * a missing limit (chat without one, completions with `max_tokens: null`) is the whole context;
  * every prompt with its outputs is bounded by the context per sequence. Spend uses the higher of the
  * two prices and the dearest candidate region's multiplier.
@@ -55,7 +57,8 @@ export function maxCost(req: ProxyRequest, bodyBytes: number, model: ModelEntry,
     const context = model.contextLength;
     // min_tokens cannot raise the limit (vLLM refuses min_tokens > max_tokens); it is kept for safety.
     const perSequence = Math.min(context, Math.max(req.output.maxTokens ?? context, req.output.minTokens));
-    tokens = Math.min(bodyBytes + perSequence * seqs, context * seqs);
+    // Media and stored conversations can fill the context whatever the body's size.
+    tokens = req.unboundedPrompt ? context * seqs : Math.min(bodyBytes + perSequence * seqs, context * seqs);
   }
   const price = Math.max(model.inputPrice, model.outputPrice);
   return { tokens, spend: Math.ceil(tokens * price * priceMultiplier), requests: 1 };

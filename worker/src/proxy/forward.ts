@@ -22,8 +22,12 @@ export interface Forwarded {
 
 /** What forwarding needs. */
 export interface ForwardRequest {
+  /** POST unless given (calls on a stored response also GET and DELETE). */
+  method?: "POST" | "GET" | "DELETE";
   path: string;
   body: string;
+  /** The body for a given node, when it differs per node (a Responses id names its node); else `body`. */
+  bodyFor?: (node: NodeEntry) => Promise<string>;
   requestId: string;
   masterSecret: string;
   connectTimeoutMs: number;
@@ -39,6 +43,8 @@ export interface ForwardRequest {
   track?: (node: NodeEntry) => () => void;
   /** Streams: ask the node to tap the stream itself and report how it ended (schema/contracts/stream-report.ts). */
   streamReport?: StreamReportMode;
+  /** Return the engine's 4xx answers (except 401 and 429) as they are instead of throwing them. */
+  relayClientErrors?: boolean;
 }
 
 const urls = new Map<string, string>();
@@ -69,7 +75,9 @@ export async function forwardToBackplane(req: ForwardRequest, candidates: NodeEn
     const remaining = deadline - Date.now();
     if (remaining <= 0 || req.clientSignal?.aborted) break;
     const key = await nodeSigningKey(req.masterSecret, node.id, node.secretVersion);
-    const signed = await signRequest(key, "POST", req.path, req.body);
+    const method = req.method ?? "POST";
+    const body = req.bodyFor ? await req.bodyFor(node) : req.body;
+    const signed = await signRequest(key, method, req.path, body);
     const controller = new AbortController();
     const onClientAbort = () => controller.abort();
     req.clientSignal?.addEventListener("abort", onClientAbort);
@@ -78,16 +86,16 @@ export async function forwardToBackplane(req: ForwardRequest, candidates: NodeEn
     let response: Response;
     try {
       response = await fetch(nodeUrl(node.url, req.path), {
-        method: "POST",
+        method,
         headers: {
-          "content-type": "application/json",
+          ...(body === "" ? {} : { "content-type": "application/json" }),
           accept: "application/json, text/event-stream",
           [NODE_HEADER]: node.id,
           [REQUEST_ID_HEADER]: req.requestId,
           ...(req.streamReport ? { [STREAM_REPORT_HEADER]: req.streamReport } : {}),
           ...signed,
         },
-        body: req.body,
+        body: body === "" ? undefined : body,
         signal: controller.signal,
       });
     } catch (err) {
@@ -102,7 +110,8 @@ export async function forwardToBackplane(req: ForwardRequest, candidates: NodeEn
       continue;
     }
     clearTimeout(timer);
-    if (response.ok) {
+    const relayed = req.relayClientErrors === true && response.status >= 400 && response.status < 500 && response.status !== 401 && response.status !== 429;
+    if (response.ok || relayed) {
       attempts.push({ nodeId: node.id, outcome: String(response.status) });
       req.onNodeResult?.(node, true);
       return { response, node, attempts, release };

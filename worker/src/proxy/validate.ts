@@ -2,10 +2,10 @@ import { ApiError } from "../errors.ts";
 import { fnv1a } from "../routing/strategies.ts";
 
 /** The inference endpoints the gateway proxies: OpenAI's, and Anthropic's Messages (anthropic/validate.ts). */
-export type Endpoint = "chat" | "completions" | "embeddings" | "messages" | "count_tokens";
+export type Endpoint = "chat" | "completions" | "embeddings" | "messages" | "count_tokens" | "responses";
 
 /** The OpenAI endpoints, validated here. */
-export type OpenAIEndpoint = Exclude<Endpoint, "messages" | "count_tokens">;
+export type OpenAIEndpoint = Exclude<Endpoint, "messages" | "count_tokens" | "responses">;
 
 /** A validated request, ready to forward. */
 export interface ProxyRequest {
@@ -25,6 +25,12 @@ export interface ProxyRequest {
   promptTokensEstimate: number;
   /** Hash of the prompt's start (system prompt and first user turn), for prefix-affinity routing; null for embeddings. */
   prefixHash: number | null;
+  /**
+   * The prompt may hold more tokens than the body has bytes: an image, audio or video part (by URL,
+   * or any media the engine turns into many tokens), or a stored conversation the engine prepends
+   * (Responses' previous_response_id). Budgets then reserve the whole context per sequence.
+   */
+  unboundedPrompt?: boolean;
 }
 
 /**
@@ -40,7 +46,7 @@ export interface OutputPlan {
    */
   maxTokens: number | null;
   /** The field to name in errors about the request's size: the one that set the limit (embeddings: `input`). */
-  limitField: "max_tokens" | "max_completion_tokens" | "input";
+  limitField: "max_tokens" | "max_completion_tokens" | "max_output_tokens" | "input";
   /** `min_tokens`: EOS and stop strings are suppressed until each sequence has this many. */
   minTokens: number;
   /** `ignore_eos`: every sequence runs to its limit. */
@@ -218,7 +224,16 @@ export function validateRequest(endpoint: OpenAIEndpoint, raw: string): ProxyReq
     output: outputPlan(endpoint, body),
     promptTokensEstimate: promptTokensEstimate(endpoint, body),
     prefixHash: prefixHash(endpoint, body.model, body),
+    unboundedPrompt: endpoint === "chat" && hasMedia(body.messages as Json[]),
   };
+}
+
+// Chat content parts whose tokens the engine computes from the media itself (vLLM's multimodal inputs).
+const MEDIA_PARTS = new Set(["image_url", "input_audio", "audio_url", "video_url", "image_embeds"]);
+
+/** Whether any message carries a media part. */
+function hasMedia(messages: Json[]): boolean {
+  return messages.some((m) => Array.isArray(m.content) && m.content.some((p: unknown) => typeof p === "object" && p !== null && MEDIA_PARTS.has((p as Json).type as string)));
 }
 
 function promptCount(prompt: unknown): number {

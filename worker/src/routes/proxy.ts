@@ -15,10 +15,14 @@ import { keepAliveStream } from "../proxy/keepalive.ts";
 import { BROKEN_MESSAGE, tapSse } from "../proxy/sse-tap.ts";
 import { anthropicSseError } from "../anthropic/errors.ts";
 import { validateMessages } from "../anthropic/validate.ts";
+import { newResponseId } from "../responses/ids.ts";
+import { responsesSseError, storedResponseNode } from "../responses/routes.ts";
+import { validateResponses, type ResponsesRequest } from "../responses/validate.ts";
+import type { SseDialect } from "../../../schema/contracts/usage-tap.ts";
 import { pipeReported } from "../proxy/reported-stream.ts";
 import { askReport } from "../proxy/report-asks.ts";
 import { isReportToken, STREAM_REPORT_HEADER } from "../../../schema/contracts/stream-report.ts";
-import { validateRequest, type Endpoint } from "../proxy/validate.ts";
+import { validateRequest, type Endpoint, type ProxyRequest } from "../proxy/validate.ts";
 import { claimTrial, recordFailure, recordSuccess } from "../routing/breaker.ts";
 import { callerLocation, REGION_HEADER } from "../routing/geo.ts";
 import { planRoute, type RoutePlan } from "../routing/pick.ts";
@@ -32,8 +36,11 @@ const PATHS: Record<Endpoint, string> = {
   embeddings: "/v1/embeddings",
   messages: "/v1/messages",
   count_tokens: "/v1/messages/count_tokens",
+  responses: "/v1/responses",
 };
-const SCOPE: Record<Endpoint, string> = { chat: "chat", completions: "chat", embeddings: "embeddings", messages: "chat", count_tokens: "chat" };
+const SCOPE: Record<Endpoint, string> = { chat: "chat", completions: "chat", embeddings: "embeddings", messages: "chat", count_tokens: "chat", responses: "chat" };
+/** The SSE dialect of each endpoint's streams (schema/contracts/usage-tap.ts). */
+const DIALECT: Record<Endpoint, SseDialect> = { chat: "openai", completions: "openai", embeddings: "openai", messages: "anthropic", count_tokens: "anthropic", responses: "responses" };
 const MAX_BODY_BYTES = 10 * 1024 * 1024;
 const utf8 = new TextDecoder();
 
@@ -56,11 +63,13 @@ export function proxyHandler(endpoint: Endpoint) {
     const bodyBytes = bytes.byteLength;
     if (bodyBytes > MAX_BODY_BYTES) throw new ApiError("request_too_large", "Request bodies are limited to 10 MB.");
     const raw = utf8.decode(bytes);
-    const req = endpoint === "messages" || endpoint === "count_tokens" ? validateMessages(endpoint, raw) : validateRequest(endpoint, raw);
-    const anthropic = endpoint === "messages";
+    const stored: ResponsesRequest | null = endpoint === "responses" ? validateResponses(raw) : null;
+    const req: ProxyRequest = stored ?? validateBody(endpoint, raw);
+    const dialect = DIALECT[endpoint];
+    const anthropic = dialect === "anthropic";
     /** The in-band event that ends a stream which failed after its headers went out, in the client's dialect. */
     const failureEvent = (message: string, code: ErrorCode) =>
-      anthropic ? anthropicSseError(message, code, deps.requestId) : sseErrorEvent(message, code);
+      dialect === "anthropic" ? anthropicSseError(message, code, deps.requestId) : dialect === "responses" ? responsesSseError(message, code) : sseErrorEvent(message, code);
 
     const model = c.get("routing").snapshot.models[req.model];
     const allowed = identity.allowedModels === null || identity.allowedModels.includes(req.model);
@@ -75,7 +84,8 @@ export function proxyHandler(endpoint: Endpoint) {
         param: "model",
       });
     }
-    const candidates = await routeRequest(c, req.model, req.prefixHash);
+    // A response that continues a stored one must be made where that one is stored (responses/ids.ts).
+    const candidates = stored?.previousResponseId ? [await storedResponseNode(c, stored.previousResponseId, req.model)] : await routeRequest(c, req.model, req.prefixHash);
 
     // Region price multipliers: the reservation assumes the dearest region among the candidates.
     const multipliers = c.get("routing").snapshot.regionMultipliers ?? {};
@@ -129,8 +139,10 @@ export function proxyHandler(endpoint: Endpoint) {
         deadlineMs: deps.settings.routing.deadlineMs,
         onNodeResult: (node, ok) => reportNodeResult(c, node, ok),
         track: (node) => trackSend(node.id),
-        // Anthropic streams are tapped here (the backplane's report tap speaks the OpenAI dialect).
-        streamReport: req.stream && !anthropic && deps.settings.streamTap === "node" ? (req.clientWantsUsage ? "keep-usage" : "strip-usage") : undefined,
+        // Anthropic and Responses streams are tapped here (the backplane's report tap speaks the OpenAI dialect).
+        streamReport: req.stream && dialect === "openai" && deps.settings.streamTap === "node" ? (req.clientWantsUsage ? "keep-usage" : "strip-usage") : undefined,
+        // Responses: the id is made per node (it names the node that will store it).
+        bodyFor: stored ? async (node) => JSON.stringify({ ...stored.body, request_id: await newResponseId(deps.secrets.nodeSigning, identity.tenantId, node.id) }) : undefined,
       },
       candidates,
     )
@@ -158,7 +170,7 @@ export function proxyHandler(endpoint: Endpoint) {
         }
         // STREAM_TAP=node: a node that taps the stream itself (and reports how it ended) gets its
         // bytes piped natively; otherwise (the default, or an older backplane) it is tapped here.
-        const token = deps.settings.streamTap === "node" && !anthropic ? forwarded.response.headers.get(STREAM_REPORT_HEADER) : null;
+        const token = deps.settings.streamTap === "node" && dialect === "openai" ? forwarded.response.headers.get(STREAM_REPORT_HEADER) : null;
         const fetchReport = token !== null && isReportToken(token) ? () => askReport(forwarded.node.url, token) : null;
         const tapped = fetchReport
           ? pipeReported(upstreamBody, fetchReport, {
@@ -170,7 +182,7 @@ export function proxyHandler(endpoint: Endpoint) {
             })
           : tapSse(upstreamBody, {
               stripUsage: !req.clientWantsUsage,
-              ...(anthropic ? { dialect: "anthropic", broken: failureEvent(BROKEN_MESSAGE, "upstream_error") } : {}),
+              ...(dialect === "openai" ? {} : { dialect, broken: failureEvent(BROKEN_MESSAGE, "upstream_error") }),
             });
         deps.waitUntil(
           tapped.done.then((outcome) => {
@@ -219,6 +231,13 @@ export function proxyHandler(endpoint: Endpoint) {
     headers.set("x-switchyard-region", forwarded.node.regionId);
     return new Response(body, { status: forwarded.response.status, headers });
   };
+}
+
+/** Validates a body in its endpoint's dialect (proxy/validate.ts, anthropic/, responses/). */
+function validateBody(endpoint: Endpoint, raw: string): ProxyRequest {
+  if (endpoint === "messages" || endpoint === "count_tokens") return validateMessages(endpoint, raw);
+  if (endpoint === "responses") return validateResponses(raw);
+  return validateRequest(endpoint, raw);
 }
 
 /** True when `promise` settles (either way) within `ms`; false when it is still pending then. */
