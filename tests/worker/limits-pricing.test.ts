@@ -111,6 +111,20 @@ describe("pricing what the engine will generate against budgets", () => {
   });
 });
 
+describe("pricing prompts the body's size does not bound", () => {
+  it("reserves the whole context for an image by URL (its tokens are not bounded by its bytes), where a text prompt of the same size is served", async () => {
+    const { key, budget } = await keyWith({ tokenBudget: 2_000 });
+    const openai = client(key);
+    const image: OpenAI.ChatCompletionContentPart[] = [{ type: "text", text: "What is this?" }, { type: "image_url", image_url: { url: "https://example.com/huge.png" } }];
+    const refused = await refusal(openai.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: image }], max_tokens: 4 }));
+    expect(refused.status).toBe(429);
+    expect(refused.error).toMatchObject({ code: "insufficient_quota" });
+    expect(await counter(budget)).toBe(0);
+    const { response } = await openai.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "What is this? https://example.com/huge.png" }], max_tokens: 4 }).withResponse();
+    expect(response.status).toBe(200);
+  });
+});
+
 describe("pricing llama.cpp's own limit fields", () => {
   it("prices n_predict (which llama-server reads over max_tokens; -1 is no limit) and n_cmpl (its n)", async () => {
     const { key, budget } = await keyWith({ tokenBudget: 1_000 });
