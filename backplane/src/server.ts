@@ -83,10 +83,13 @@ async function serveStreamReports(reports: ProxyDeps["reports"], req: IncomingMe
   res.end(text);
 }
 
+/** vLLM's routes outside /v1 that the gateway forwards (rerank, score, tokenize, detokenize). */
+const ENGINE_ROOT_PATHS = new Set(["/rerank", "/score", "/tokenize", "/detokenize"]);
+
 /**
  * The backplane's HTTP(S) server. `/health` and `/metrics` are open (probes and scrapers), and so
  * is `/stream-reports` (its tokens are the capability); every other route — inference under
- * `/v1/`, `/management/…` — must carry the gateway's signature, which is checked before anything
+ * `/v1/` and vLLM's `/rerank`, `/score`, `/tokenize`, `/detokenize`, and `/management/…` — must carry the gateway's signature, which is checked before anything
  * else happens.
  */
 export class BackplaneServer {
@@ -151,7 +154,7 @@ export class BackplaneServer {
       // the token could read the stream itself; a signature would add a signing and a nonce per stream.
       return serveStreamReports(this.deps.proxy.reports, req, res);
     }
-    const isInference = path.startsWith("/v1/");
+    const isInference = path.startsWith("/v1/") || ENGINE_ROOT_PATHS.has(path);
     if (!isInference && !path.startsWith("/management/")) return sendError(res, "not_found", `No route for ${req.method} ${path} on the backplane.`);
     // Listen before the first await: a gateway that gives up while the body is read or the
     // signature checked has already closed the connection by the time the engine would be called,

@@ -35,7 +35,9 @@ export function parseUsage(raw: unknown): Usage | null {
     const input = count(u.input_tokens) + count(u.cache_creation_input_tokens) + cacheRead;
     return { promptTokens: input, completionTokens: count(u.output_tokens), cachedPromptTokens: cacheRead || cachedOf(u.input_tokens_details) };
   }
-  return { promptTokens: count(u.prompt_tokens), completionTokens: count(u.completion_tokens), cachedPromptTokens: cachedOf(u.prompt_tokens_details) };
+  // Rerank reports only `total_tokens`: all of them input.
+  const prompt = u.prompt_tokens === undefined && u.completion_tokens === undefined ? count(u.total_tokens) : count(u.prompt_tokens);
+  return { promptTokens: prompt, completionTokens: count(u.completion_tokens), cachedPromptTokens: cachedOf(u.prompt_tokens_details) };
 }
 
 /**

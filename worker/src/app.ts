@@ -32,6 +32,12 @@ const ROUTE_METHODS: Record<string, string> = {
   "/v1/messages": "POST",
   "/v1/messages/count_tokens": "POST",
   "/v1/responses": "POST",
+  "/v1/rerank": "POST",
+  "/v1/score": "POST",
+  "/rerank": "POST",
+  "/score": "POST",
+  "/tokenize": "POST",
+  "/detokenize": "POST",
   "/v1/models": "GET",
   "/v1/usage": "GET",
 };
@@ -63,6 +69,8 @@ export function createApp(): Hono<AppEnv> {
     });
   }
   app.use("/v1/*", requireApiKey);
+  // vLLM's routes outside /v1, as its clients call them.
+  for (const path of ["/rerank", "/v2/rerank", "/score", "/tokenize", "/detokenize"]) app.use(path, requireApiKey);
   app.get("/v1/models", listModels);
   app.post("/v1/chat/completions", proxyHandler("chat"));
   app.post("/v1/completions", proxyHandler("completions"));
@@ -73,6 +81,10 @@ export function createApp(): Hono<AppEnv> {
   app.on(["GET", "DELETE"], "/v1/responses/:id", storedResponseHandler);
   app.post("/v1/responses/:id/cancel", storedResponseHandler);
   app.get("/v1/responses/:id/input_items", storedResponseHandler);
+  for (const path of ["/rerank", "/v1/rerank", "/v2/rerank"]) app.post(path, proxyHandler("rerank"));
+  for (const path of ["/score", "/v1/score"]) app.post(path, proxyHandler("score"));
+  app.post("/tokenize", proxyHandler("tokenize"));
+  app.post("/detokenize", proxyHandler("detokenize"));
   app.get("/v1/usage", usageHandler);
   app.route("/admin", adminApp());
 

@@ -1,5 +1,5 @@
 import { ApiError } from "../errors.ts";
-import type { OutputPlan, ProxyRequest } from "../proxy/validate.ts";
+import { costClass, type OutputPlan, type ProxyRequest } from "../proxy/validate.ts";
 import type { ModelEntry } from "../routing/snapshot.ts";
 import type { Cost } from "./budgets.ts";
 
@@ -17,7 +17,7 @@ export function sequences(plan: OutputPlan): number {
  */
 export function checkFitsContext(req: ProxyRequest, model: ModelEntry): void {
   // vLLM clamps a Responses max_output_tokens to the context instead of refusing it.
-  if (req.endpoint === "embeddings" || req.endpoint === "count_tokens" || req.endpoint === "responses") return;
+  if (costClass(req.endpoint) !== "generate" || req.endpoint === "responses") return;
   const { maxTokens, minTokens } = req.output;
   const context = model.contextLength;
   if (maxTokens !== null && maxTokens > context) {
@@ -49,9 +49,10 @@ export function checkFitsContext(req: ProxyRequest, model: ModelEntry): void {
 export function maxCost(req: ProxyRequest, bodyBytes: number, model: ModelEntry, priceMultiplier = 1): Cost {
   checkFitsContext(req, model);
   let tokens: number;
-  if (req.endpoint === "embeddings") tokens = bodyBytes;
-  // Counting a message's tokens generates nothing and is not usage (anthropic/validate.ts).
-  else if (req.endpoint === "count_tokens") tokens = 0;
+  const cost = costClass(req.endpoint);
+  if (cost === "pool") tokens = bodyBytes;
+  // Counting or converting tokens generates nothing and is not usage.
+  else if (cost === "free") tokens = 0;
   else {
     const seqs = sequences(req.output);
     const context = model.contextLength;
@@ -76,8 +77,8 @@ const UNLIMITED_ESTIMATE = 4096;
  */
 export function rateTokens(req: ProxyRequest, bodyBytes: number, model: ModelEntry): number {
   const prompt = Math.ceil(bodyBytes / 4);
-  if (req.endpoint === "embeddings") return prompt;
-  if (req.endpoint === "count_tokens") return 0;
+  if (costClass(req.endpoint) === "pool") return prompt;
+  if (costClass(req.endpoint) === "free") return 0;
   const { maxTokens, minTokens, ignoreEos, prompts } = req.output;
   const context = model.contextLength;
   let perSequence: number;

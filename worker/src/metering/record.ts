@@ -1,7 +1,7 @@
 import { usageRecords } from "../../../schema/tables/index.ts";
 import type { KeyIdentity } from "../auth/identity.ts";
 import type { StreamOutcome } from "../proxy/usage.ts";
-import type { Endpoint } from "../proxy/validate.ts";
+import { costClass, type Endpoint } from "../proxy/validate.ts";
 import type { ModelEntry, NodeEntry } from "../routing/snapshot.ts";
 
 /** One request's usage, as written to `usage_records`. */
@@ -40,7 +40,7 @@ export function usageRow(args: {
   // count the estimate. One that never produced a byte counts nothing.
   const promptTokens = outcome.usage?.promptTokens ?? (outcome.firstByteAt === null ? 0 : (args.promptTokensEstimate ?? 0));
   // Without usage (a cut stream), delivered content chunks are the best lower bound: one token each.
-  const completionTokens = outcome.usage?.completionTokens ?? (args.endpoint === "embeddings" ? 0 : outcome.deliveredChunks);
+  const completionTokens = outcome.usage?.completionTokens ?? (costClass(args.endpoint) === "generate" ? outcome.deliveredChunks : 0);
   const cachedPromptTokens = outcome.usage?.cachedPromptTokens ?? 0;
   return {
     id: args.requestId,

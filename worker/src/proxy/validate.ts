@@ -2,10 +2,21 @@ import { ApiError } from "../errors.ts";
 import { fnv1a } from "../routing/strategies.ts";
 
 /** The inference endpoints the gateway proxies: OpenAI's, and Anthropic's Messages (anthropic/validate.ts). */
-export type Endpoint = "chat" | "completions" | "embeddings" | "messages" | "count_tokens" | "responses";
+export type Endpoint = "chat" | "completions" | "embeddings" | "messages" | "count_tokens" | "responses" | "rerank" | "score" | "tokenize" | "detokenize";
+
+/**
+ * What an endpoint costs the GPU: `generate` runs up to its output limit per sequence; `pool` reads
+ * its input once (embeddings, rerank, score: bounded by the body's bytes); `free` only tokenizes
+ * (counting, tokenize, detokenize: no tokens, no spend).
+ */
+export function costClass(endpoint: Endpoint): "generate" | "pool" | "free" {
+  if (endpoint === "embeddings" || endpoint === "rerank" || endpoint === "score") return "pool";
+  if (endpoint === "count_tokens" || endpoint === "tokenize" || endpoint === "detokenize") return "free";
+  return "generate";
+}
 
 /** The OpenAI endpoints, validated here. */
-export type OpenAIEndpoint = Exclude<Endpoint, "messages" | "count_tokens" | "responses">;
+export type OpenAIEndpoint = "chat" | "completions" | "embeddings";
 
 /** A validated request, ready to forward. */
 export interface ProxyRequest {
@@ -61,6 +72,17 @@ export interface OutputPlan {
 }
 
 type Json = Record<string, unknown>;
+
+/**
+ * vLLM's `priority` field (lower runs earlier under `--scheduling-policy priority`) would let one
+ * caller jump every other tenant's queue on a shared engine: the gateway does not pass it from
+ * clients. 0 (vLLM's default) and null are accepted as they change nothing.
+ */
+export function refuseEnginePriority(body: Json): void {
+  const priority = body.priority;
+  if (priority === undefined || priority === null || priority === 0) return;
+  throw new ApiError("invalid_value", "'priority' cannot be set by clients: it would reorder other customers' requests on a shared GPU. Remove it.", { param: "priority" });
+}
 
 function invalid(param: string, message: string): ApiError {
   return new ApiError("invalid_value", message, { param });
@@ -204,6 +226,7 @@ export function validateRequest(endpoint: OpenAIEndpoint, raw: string): ProxyReq
     throw invalid("ignore_eos", "'ignore_eos' must be a boolean.");
   }
   optionalNumber(body, "temperature", 0, 2);
+  refuseEnginePriority(body);
   optionalNumber(body, "top_p", 0, 1);
 
   const clientOptions = (options ?? {}) as Json;

@@ -1,5 +1,5 @@
 import { ApiError } from "../errors.ts";
-import type { ProxyRequest } from "../proxy/validate.ts";
+import { refuseEnginePriority, type ProxyRequest } from "../proxy/validate.ts";
 import { fnv1a } from "../routing/strategies.ts";
 
 type Json = Record<string, unknown>;
@@ -73,6 +73,7 @@ export function validateResponses(raw: string): ResponsesRequest {
   if (body.background === true) {
     throw invalid("background", "Background responses are not supported through this gateway: their usage is only in the stored response, so they could not be metered. Send the request without 'background' (stream it to get output as it is generated).");
   }
+  refuseEnginePriority(body);
   const previous = body.previous_response_id;
   if (previous !== undefined && previous !== null && (typeof previous !== "string" || previous === "")) {
     throw invalid("previous_response_id", "'previous_response_id' must be the id of an earlier response.");

@@ -22,7 +22,8 @@ import type { SseDialect } from "../../../schema/contracts/usage-tap.ts";
 import { pipeReported } from "../proxy/reported-stream.ts";
 import { askReport } from "../proxy/report-asks.ts";
 import { isReportToken, STREAM_REPORT_HEADER } from "../../../schema/contracts/stream-report.ts";
-import { validateRequest, type Endpoint, type ProxyRequest } from "../proxy/validate.ts";
+import { costClass, validateRequest, type Endpoint, type ProxyRequest } from "../proxy/validate.ts";
+import { validateExtra } from "../extras/validate.ts";
 import { claimTrial, recordFailure, recordSuccess } from "../routing/breaker.ts";
 import { callerLocation, REGION_HEADER } from "../routing/geo.ts";
 import { planRoute, type RoutePlan } from "../routing/pick.ts";
@@ -37,10 +38,38 @@ const PATHS: Record<Endpoint, string> = {
   messages: "/v1/messages",
   count_tokens: "/v1/messages/count_tokens",
   responses: "/v1/responses",
+  // vLLM's own paths (no /v1 for these; its /v1/rerank only warns and points to /rerank).
+  rerank: "/rerank",
+  score: "/score",
+  tokenize: "/tokenize",
+  detokenize: "/detokenize",
 };
-const SCOPE: Record<Endpoint, string> = { chat: "chat", completions: "chat", embeddings: "embeddings", messages: "chat", count_tokens: "chat", responses: "chat" };
+/** The key scope an endpoint needs; tokenizing serves both kinds of model, so either scope will do. */
+const SCOPE: Record<Endpoint, "chat" | "embeddings" | "either"> = {
+  chat: "chat",
+  completions: "chat",
+  embeddings: "embeddings",
+  messages: "chat",
+  count_tokens: "chat",
+  responses: "chat",
+  rerank: "embeddings",
+  score: "embeddings",
+  tokenize: "either",
+  detokenize: "either",
+};
 /** The SSE dialect of each endpoint's streams (schema/contracts/usage-tap.ts). */
-const DIALECT: Record<Endpoint, SseDialect> = { chat: "openai", completions: "openai", embeddings: "openai", messages: "anthropic", count_tokens: "anthropic", responses: "responses" };
+const DIALECT: Record<Endpoint, SseDialect> = {
+  chat: "openai",
+  completions: "openai",
+  embeddings: "openai",
+  messages: "anthropic",
+  count_tokens: "anthropic",
+  responses: "responses",
+  rerank: "openai",
+  score: "openai",
+  tokenize: "openai",
+  detokenize: "openai",
+};
 const MAX_BODY_BYTES = 10 * 1024 * 1024;
 const utf8 = new TextDecoder();
 
@@ -53,8 +82,9 @@ export function proxyHandler(endpoint: Endpoint) {
   return async (c: Context<AppEnv>): Promise<Response> => {
     const deps = c.get("deps");
     const identity = c.get("identity");
-    if (!identity.scopes.includes(SCOPE[endpoint])) {
-      throw new ApiError("permission_denied", `This API key lacks the '${SCOPE[endpoint]}' scope needed for ${PATHS[endpoint]}.`);
+    const scope = SCOPE[endpoint];
+    if (scope === "either" ? !identity.scopes.includes("chat") && !identity.scopes.includes("embeddings") : !identity.scopes.includes(scope)) {
+      throw new ApiError("permission_denied", `This API key lacks the '${scope === "either" ? "chat' or 'embeddings" : scope}' scope needed for ${PATHS[endpoint]}.`);
     }
     const declared = Number(c.req.header("content-length") ?? "0");
     if (declared > MAX_BODY_BYTES) throw new ApiError("request_too_large", "Request bodies are limited to 10 MB.");
@@ -78,7 +108,8 @@ export function proxyHandler(endpoint: Endpoint) {
         param: "model",
       });
     }
-    const wantKind = endpoint === "embeddings" ? "embedding" : "chat";
+    // Pooling routes (embeddings, rerank, score) need a pooling model; tokenizing takes either kind.
+    const wantKind = costClass(endpoint) === "pool" ? "embedding" : costClass(endpoint) === "free" && endpoint !== "count_tokens" ? model.kind : "chat";
     if (model.kind !== wantKind) {
       throw new ApiError("invalid_value", `The model '${req.model}' is an ${model.kind} model and cannot serve ${PATHS[endpoint]}.`, {
         param: "model",
@@ -157,8 +188,8 @@ export function proxyHandler(endpoint: Endpoint) {
         if (!req.stream) {
           const { bytes, outcome } = await readJson(forwarded.response, answeredAt);
           forwarded.release();
-          // A token count is not usage: the row records the request, with no tokens and no cost.
-          if (endpoint === "count_tokens" && bytes) outcome.usage = { promptTokens: 0, completionTokens: 0, cachedPromptTokens: 0 };
+          // Counting or converting tokens is not usage: the row records the request, with no tokens and no cost.
+          if (costClass(endpoint) === "free" && bytes) outcome.usage = { promptTokens: 0, completionTokens: 0, cachedPromptTokens: 0 };
           const row = rowOf(forwarded.node, bytes ? forwarded.response.status : 502, outcome);
           if (!bytes) {
             // Metered (what was served is nothing) here; the catch below gives the reservation back and audits.
@@ -237,6 +268,7 @@ export function proxyHandler(endpoint: Endpoint) {
 function validateBody(endpoint: Endpoint, raw: string): ProxyRequest {
   if (endpoint === "messages" || endpoint === "count_tokens") return validateMessages(endpoint, raw);
   if (endpoint === "responses") return validateResponses(raw);
+  if (endpoint === "rerank" || endpoint === "score" || endpoint === "tokenize" || endpoint === "detokenize") return validateExtra(endpoint, raw);
   return validateRequest(endpoint, raw);
 }
 
