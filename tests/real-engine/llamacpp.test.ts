@@ -215,6 +215,21 @@ describe("chat, completions and embeddings through the gateway to llama-server",
   });
 });
 
+describe("llama-server's /tokenize and /detokenize through the gateway", () => {
+  it("round-trips text through the engine's own tokenizer, with the key checked and nothing billed", async () => {
+    const call = (path: string, body: unknown, key = stack.apiKey) =>
+      fetch(`${stack.gatewayUrl}${path}`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+    const tokenized = await call("/tokenize", { model: CHAT, content: "Hello, switchyard!" });
+    expect(tokenized.status).toBe(200);
+    const { tokens } = (await tokenized.json()) as { tokens: number[] };
+    expect(tokens.length).toBeGreaterThan(2);
+    const detokenized = await call("/detokenize", { model: CHAT, tokens });
+    expect(((await detokenized.json()) as { content: string }).content.trim()).toBe("Hello, switchyard!");
+    expect(await usageFor(tokenized.headers.get("x-request-id"))).toMatchObject({ endpoint: "tokenize", promptTokens: 0, completionTokens: 0, costMicros: 0 });
+    expect((await call("/tokenize", { model: CHAT, content: "x" }, `sk-sy-${"Q".repeat(43)}`)).status).toBe(401);
+  });
+});
+
 describe("Anthropic Messages through the gateway to llama-server's own /v1/messages", () => {
   it("answers messages.create and meters input (with the engine's cache reads) and output tokens", async () => {
     const message = await anthropic.messages.create({ model: CHAT, max_tokens: 6, messages: [{ role: "user", content: "Say hello." }] });

@@ -58,8 +58,10 @@ export function validateExtra(endpoint: ExtraEndpoint, raw: string): ProxyReques
       chars = JSON.stringify(body.text_1).length + JSON.stringify(body.text_2).length;
       break;
     case "tokenize":
-      if (body.prompt === undefined && body.messages === undefined) throw missing("prompt");
+      // vLLM takes `prompt` or `messages`; llama.cpp's llama-server takes `content`.
+      if (body.prompt === undefined && body.messages === undefined && body.content === undefined) throw missing("prompt");
       if (body.prompt !== undefined && !isText(body.prompt)) throw invalid("prompt", "'prompt' must be a string.");
+      if (body.content !== undefined && !isText(body.content)) throw invalid("content", "'content' must be a string.");
       if (body.messages !== undefined && (!Array.isArray(body.messages) || body.messages.length === 0)) throw invalid("messages", "'messages' must be a non-empty list.");
       break;
     case "detokenize":
