@@ -5,6 +5,7 @@ import { SimHttpError, sendError, sendJson, validationError } from "./errors.ts"
 import { handleGeneration, randomHex } from "./generate.ts";
 import { handleCountTokens, handleMessages, sendMessagesError } from "./messages.ts";
 import { renderMetrics } from "./metrics.ts";
+import { handleResponses, routeResponseById } from "./responses.ts";
 
 /** The vLLM version the simulator answers /version with. */
 export const SIM_VLLM_VERSION = "0.11.0";
@@ -17,6 +18,7 @@ const POST_ROUTES: Record<string, PostHandler> = {
   "/v1/embeddings": handleEmbeddings,
   "/v1/messages": handleMessages,
   "/v1/messages/count_tokens": handleCountTokens,
+  "/v1/responses": handleResponses,
 };
 
 /** Routes whose errors are rendered the Anthropic way (vllm/entrypoints/anthropic/api_router.py). */
@@ -115,6 +117,7 @@ export function route(state: EngineState, req: IncomingMessage, res: ServerRespo
     });
     return;
   }
+  if (routeResponseById(state, req, res, path)) return;
   if (post || GET_PATHS.has(path)) return sendJson(res, 405, JSON.stringify({ detail: "Method Not Allowed" }));
   sendJson(res, 404, JSON.stringify({ detail: "Not Found" }));
 }
