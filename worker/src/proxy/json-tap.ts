@@ -5,12 +5,19 @@ const TAIL_BYTES = 16 * 1024;
 const decoder = new TextDecoder();
 // The `usage` object of an OpenAI/vLLM response, allowing one level of nested objects
 // (prompt_tokens_details, completion_tokens_details). vLLM serialises it last.
-const USAGE_PATTERN = /"usage"\s*:\s*(\{(?:[^{}]|\{[^{}]*\})*\})/g;
+const USAGE_AT = /"usage"\s*:\s*(\{(?:[^{}]|\{[^{}]*\})*\})/y;
 
-/** Finds the last `usage` object in the tail of a JSON body. */
+/**
+ * Finds the last `usage` object in the tail of a JSON body. The search starts at the last `"usage"`
+ * key that parses as one (a `"usage"` inside a string value is escaped as `\"usage\"`, so it never
+ * matches), instead of running the pattern over the whole tail.
+ */
 export function usageFromTail(tail: string): ReturnType<typeof parseUsage> {
   let last: string | undefined;
-  for (const match of tail.matchAll(USAGE_PATTERN)) last = match[1];
+  for (let at = tail.lastIndexOf('"usage"'); at !== -1 && last === undefined; at = at === 0 ? -1 : tail.lastIndexOf('"usage"', at - 1)) {
+    USAGE_AT.lastIndex = at;
+    last = USAGE_AT.exec(tail)?.[1];
+  }
   if (last === undefined) return null;
   try {
     return parseUsage(JSON.parse(last));
