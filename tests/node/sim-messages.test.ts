@@ -96,7 +96,8 @@ describe("simulated vLLM: Anthropic Messages through the official client", () =>
   });
 
   it("counts tokens exactly as the Messages call meters input_tokens (system blocks, images, tool_use, tool_result)", async () => {
-    const sim = await start();
+    // Images need a multimodal model (a text-only one refuses them, as vLLM does).
+    const sim = await start({ models: [{ name: MODEL, kind: "generate", maxModelLen: 8192, vision: true }] });
     const client = anthropic(sim);
     const system: Anthropic.TextBlockParam[] = [
       { type: "text", text: "x-anthropic-billing-header: cch=1234;" },

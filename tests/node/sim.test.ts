@@ -51,16 +51,22 @@ describe("simulated vLLM: models and chat", () => {
     const raw = await simPost(sim, "/v1/chat/completions", { messages: MESSAGES, max_tokens: 4 });
     expect(raw.status).toBe(200);
     const body = (await raw.json()) as Record<string, unknown>;
-    expect(Object.keys(body)).toEqual(["id", "object", "created", "model", "choices", "usage"]);
-    expect(body).not.toHaveProperty("system_fingerprint");
+    // model_dump() of vLLM 0.11: every field, nulls included.
+    expect(Object.keys(body)).toEqual([
+      "id", "object", "created", "model", "choices", "service_tier", "system_fingerprint", "usage", "prompt_logprobs", "prompt_token_ids", "kv_transfer_params",
+    ]);
+    expect(body).toMatchObject({ service_tier: null, system_fingerprint: null, prompt_logprobs: null, prompt_token_ids: null, kv_transfer_params: null });
     expect(body.model).toBe("sim-llama-8b");
     expect(body.choices).toEqual([
       {
         index: 0,
-        message: { role: "assistant", content: expect.any(String) as unknown, tool_calls: [], reasoning_content: null },
+        message: {
+          role: "assistant", content: expect.any(String) as unknown, refusal: null, annotations: null, audio: null, function_call: null, tool_calls: [], reasoning_content: null,
+        },
         logprobs: null,
         finish_reason: "length",
         stop_reason: null,
+        token_ids: null,
       },
     ]);
     expect(P).toBe(countPromptTokens(MESSAGES));
@@ -80,12 +86,12 @@ describe("simulated vLLM: models and chat", () => {
     expect(id).toMatch(/^chatcmpl-[0-9a-f]{32}$/);
     const head = `{"id":"${id}","object":"chat.completion.chunk","created":`;
     expect(events[0]).toMatch(
-      new RegExp(`^${escape(head)}\\d+,"model":"sim-llama-8b","choices":\\[\\{"index":0,"delta":\\{"role":"assistant","content":""\\},"logprobs":null,"finish_reason":null\\}\\]\\}$`),
+      new RegExp(`^${escape(head)}\\d+,"model":"sim-llama-8b","choices":\\[\\{"index":0,"delta":\\{"role":"assistant","content":""\\},"logprobs":null,"finish_reason":null\\}\\],"prompt_token_ids":null\\}$`),
     );
-    expect(events[1]).toMatch(/"choices":\[\{"index":0,"delta":\{"content":"[A-Z][a-z]+"\},"logprobs":null,"finish_reason":null\}\]\}$/);
-    expect(events[2]).toMatch(/"choices":\[\{"index":0,"delta":\{"content":" [a-z]+"\},"logprobs":null,"finish_reason":null\}\]\}$/);
+    expect(events[1]).toMatch(/"choices":\[\{"index":0,"delta":\{"content":"[A-Z][a-z]+"\},"logprobs":null,"finish_reason":null,"token_ids":null\}\]\}$/);
+    expect(events[2]).toMatch(/"choices":\[\{"index":0,"delta":\{"content":" [a-z]+"\},"logprobs":null,"finish_reason":null,"token_ids":null\}\]\}$/);
     // The last token rides on the finish chunk, as in vLLM.
-    expect(events[3]).toMatch(/"choices":\[\{"index":0,"delta":\{"content":" [a-z]+"\},"logprobs":null,"finish_reason":"length","stop_reason":null\}\]\}$/);
+    expect(events[3]).toMatch(/"choices":\[\{"index":0,"delta":\{"content":" [a-z]+"\},"logprobs":null,"finish_reason":"length","stop_reason":null,"token_ids":null\}\]\}$/);
     expect(events.join("")).not.toContain("usage");
   });
 
@@ -96,7 +102,7 @@ describe("simulated vLLM: models and chat", () => {
     expect(events).toHaveLength(1 + 5 + 1 + 1);
     const finish = JSON.parse(events[5] ?? "") as { choices: { delta: unknown; finish_reason: string; stop_reason: null }[] };
     // Natural end: EOS is the fifth token, an empty delta with finish_reason "stop".
-    expect(finish.choices[0]).toEqual({ index: 0, delta: { content: "" }, logprobs: null, finish_reason: "stop", stop_reason: null });
+    expect(finish.choices[0]).toEqual({ index: 0, delta: { content: "" }, logprobs: null, finish_reason: "stop", stop_reason: null, token_ids: null });
     expect(events[6]).toMatch(new RegExp(`"choices":\\[\\],"usage":\\{"prompt_tokens":${P},"total_tokens":${P + 5},"completion_tokens":5\\}\\}$`));
     expect(events[7]).toBe("[DONE]");
 

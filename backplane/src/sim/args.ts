@@ -8,9 +8,10 @@ Usage: backplane sim [flags]
 Flags (environment fallback in brackets):
   --host <addr>                 listen address (default 127.0.0.1) [SIM_HOST]
   --port <n>                    listen port, 0 = any free port (default 0) [SIM_PORT]
-  --model <name[:generate|:embed][:maxlen]>
+  --model <name[:generate|:embed][:maxlen][:vision][:reasoning]>
                                 served model, repeatable; replaces the defaults
-                                (default sim-llama-8b:generate:8192 and sim-embed:embed:512)
+                                (default sim-llama-8b:generate:8192 and sim-embed:embed:512);
+                                :vision accepts images, :reasoning answers with reasoning_content
                                 [SIM_MODELS, comma-separated]
   --ttft-ms <ms>                time to first token (default 20) [SIM_TTFT_MS]
   --prefill-ms-per-token <ms>   added to the time to first token per prompt token missing from the
@@ -54,9 +55,22 @@ function parseNumber(flag: string, raw: string, integer: boolean): number {
   return Number(raw);
 }
 
-/** Parses `name[:generate|:embed][:maxlen]`, read from the right so names may contain ':'. */
+/** Model capability flags a spec may end with. */
+const MODEL_FLAGS = ["vision", "reasoning"] as const;
+
+/**
+ * Parses `name[:generate|:embed][:maxlen][:vision][:reasoning]`, read from the right so names may
+ * contain ':'. The flags come last, in any order.
+ */
 export function parseModelSpec(spec: string, flag = "--model"): SimModel {
   const parts = spec.split(":");
+  const flags = new Set<string>();
+  for (let last = parts.at(-1); parts.length > 1 && last !== undefined; last = parts.at(-1)) {
+    const known = MODEL_FLAGS.find((f) => f === last);
+    if (known === undefined || flags.has(known)) break;
+    flags.add(known);
+    parts.pop();
+  }
   let maxModelLen: number | undefined;
   let kind: SimModel["kind"] = "generate";
   const last = parts.at(-1);
@@ -70,8 +84,12 @@ export function parseModelSpec(spec: string, flag = "--model"): SimModel {
     parts.pop();
   }
   const name = parts.join(":");
-  if (!/^\S+$/.test(name)) throw new SimOptionsError(`${flag}: expected name[:generate|:embed][:maxlen], got "${spec}"`);
-  return { name, kind, maxModelLen: maxModelLen ?? DEFAULT_MAX_MODEL_LEN[kind] };
+  if (!/^\S+$/.test(name)) throw new SimOptionsError(`${flag}: expected name[:generate|:embed][:maxlen][:vision][:reasoning], got "${spec}"`);
+  if (kind === "embed" && flags.size > 0) throw new SimOptionsError(`${flag}: vision and reasoning apply to generate models only, got "${spec}"`);
+  const model: SimModel = { name, kind, maxModelLen: maxModelLen ?? DEFAULT_MAX_MODEL_LEN[kind] };
+  if (flags.has("vision")) model.vision = true;
+  if (flags.has("reasoning")) model.reasoning = true;
+  return model;
 }
 
 /** Parses `backplane sim` flags; flags win over env, env over defaults. Throws an Error naming the bad flag. */

@@ -1,9 +1,11 @@
 import { randomUUID } from "node:crypto";
 import type { ServerResponse } from "node:http";
 import { type EngineState, resolveModel } from "./engine.ts";
-import { badRequest } from "./errors.ts";
+import { logprobsLimitError } from "./answer.ts";
+import { badRequest, sseErrorEvent } from "./errors.ts";
 import { runGeneration } from "./job.ts";
 import { pyFloat } from "./metrics.ts";
+import { type OutputSpec, reasoningTokens } from "./output.ts";
 import { type GenerationRequest, parseChatRequest, parseCompletionRequest } from "./requests.ts";
 
 /** vLLM's random_uuid(): uuid4 as 32 hex characters. */
@@ -59,8 +61,9 @@ function checkSampling(request: GenerationRequest): void {
 }
 
 /**
- * POST /v1/chat/completions and /v1/completions. Checks run in vLLM's order (model, tool
- * choice, context length, sampling parameters); any failure is thrown as a SimHttpError.
+ * POST /v1/chat/completions and /v1/completions. Checks run in vLLM's order (request validators,
+ * model, images, context length, sampling parameters, logprobs); any failure is thrown as a
+ * SimHttpError.
  */
 export function handleGeneration(
   state: EngineState,
@@ -72,15 +75,25 @@ export function handleGeneration(
 ): void {
   const request = endpoint === "chat" ? parseChatRequest(body) : parseCompletionRequest(body);
   const metrics = resolveModel(state, request.model, endpoint);
-  if (request.toolChoiceAuto) {
-    throw badRequest('"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set');
-  }
-  const limits = checkContext(request, metrics.model.maxModelLen);
+  const { model } = metrics;
+  // chat_utils.py: the multimodal registry refuses a text-only model; serving_chat.py reports it
+  // as f"{e} {e.__cause__}", hence the " None".
+  if (request.images > 0 && model.vision !== true) throw badRequest(`${model.name} is not a multimodal model None`);
+  const limits = checkContext(request, model.maxModelLen);
   checkSampling(request);
   if (request.fault === "engine_error") {
     // launcher.py: EngineDeadError / EngineGenerateError become a bare 500 with an empty body.
     res.writeHead(500, { "content-length": 0 });
     res.end();
+    return;
+  }
+  // processor.py refuses too many logprobs when the engine takes the request: a 400 before a
+  // non-stream answer, but inside a stream whose 200 is already out (no role chunk, then [DONE]).
+  const tooMany = request.logprobs === null ? null : logprobsLimitError(request.logprobs);
+  if (tooMany !== null) {
+    if (!request.stream) throw badRequest(tooMany);
+    res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8" });
+    res.end(sseErrorEvent(tooMany, "BadRequestError", 400));
     return;
   }
   // serving_engine.py _base_request_id: the X-Request-Id header, else the body's request_id, else random.
@@ -91,5 +104,12 @@ export function handleGeneration(
     created: Math.floor(Date.now() / 1000),
     model: metrics.model.name,
   };
-  runGeneration(state, { request, metrics, head, limits, res, arrival });
+  const { options } = state;
+  const output: OutputSpec = {
+    answer: request.answer,
+    reasoningTokens: endpoint === "chat" && model.reasoning === true ? reasoningTokens(options.outputTokens) : 0,
+    includeReasoning: request.includeReasoning,
+    textEosAt: request.ignoreEos ? Infinity : Math.max(options.outputTokens, request.minTokens + 1),
+  };
+  runGeneration(state, { request, metrics, head, limits, output, res, arrival });
 }

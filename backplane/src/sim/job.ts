@@ -2,24 +2,41 @@ import type { ServerResponse } from "node:http";
 import type { EngineState, LiveJob } from "./engine.ts";
 import { SimHttpError, sendError, sendJson, sseErrorEvent } from "./errors.ts";
 import { type FinishedReason, KV_BLOCK_TOKENS, type ModelMetrics, observe, queryPrefixCache } from "./metrics.ts";
+import { chatLogprobsJson, completionLogprobsJson, EOS_TOKEN, type TokenLogprob, tokenLogprob } from "./logprobs.ts";
+import { type ChoiceOutput, choiceOutput, type OutputSpec, type TokenDelta } from "./output.ts";
 import type { GenerationRequest } from "./requests.ts";
-import { mixSeed, tokenSource } from "./textgen.ts";
+import { mixSeed } from "./textgen.ts";
 import * as wire from "./wire.ts";
 
 /** One choice being generated. */
 interface Sequence {
   index: number;
   promptTokens: number;
-  next: () => string;
-  /** Output limit, and the token position at which the model emits EOS (Infinity with ignore_eos). */
+  /** PRNG state of the choice (prompt hash, seed, index): its tokens and their logprobs. */
+  seedState: number;
+  out: ChoiceOutput;
+  /** Output limit; the model emits EOS at out.eosAt (Infinity with ignore_eos). */
   limit: number;
-  eosAt: number;
   generated: number;
+  /** The generated text (non-stream), reasoning and `</think>` included. */
   text: string;
   /** End of the emitted text, kept to find stop strings that span tokens. */
   tail: string;
   finish: "stop" | "length" | null;
   stopReason: string | null;
+  /** A tool-call delta went out: the stream finishes with "tool_calls". */
+  toolStreamed: boolean;
+  /** Non-stream: every token's logprobs. */
+  logprobs: TokenLogprob[];
+  /** Stream (completions): characters sent, the next text_offset. */
+  sent: number;
+}
+
+/** A generated token: the text that goes out (a stop string may cut it), what it was, and its delta (null: EOS). */
+interface Generated {
+  piece: string;
+  token: string;
+  delta: TokenDelta | null;
 }
 
 /** Everything a generation needs once validated. */
@@ -29,6 +46,8 @@ export interface GenerationSpec {
   head: wire.ResponseHead;
   /** Per prompt: the effective output limit (request limit, else the rest of the context). */
   limits: number[];
+  /** What the choices generate (answer shape, reasoning). */
+  output: OutputSpec;
   res: ServerResponse;
   /** performance.now() when the request arrived. */
   arrival: number;
@@ -40,26 +59,28 @@ const SYNC_STEPS = 256;
 /**
  * Runs one chat/completions request through the scheduler: queue, prefill (ttft), then one
  * token per step for every choice, writing each SSE chunk as soon as its token exists.
- * Every generated token is one chunk; the last one carries finish_reason, as in vLLM where the
- * final engine output holds the last token (EOS shows up as empty content).
+ * Every generated token is one chunk (unless a parser holds it back); the last one carries
+ * finish_reason, as in vLLM where the final engine output holds the last token (EOS shows up as
+ * empty content, or the mode's own empty delta).
  */
 export function runGeneration(state: EngineState, spec: GenerationSpec): void {
   const { options, scheduler } = state;
   const { request, metrics: m, head, res } = spec;
   const stream = request.stream;
   const seed = request.seed ?? options.seed;
-  const eosAt = request.ignoreEos ? Infinity : Math.max(options.outputTokens, request.minTokens + 1);
   const stopMax = request.stop.reduce((max, s) => Math.max(max, s.length), 0);
   const promptTotal = request.prompts.reduce((sum, p) => sum + p.tokens, 0);
   const seqs: Sequence[] = [];
   request.prompts.forEach((prompt, p) => {
     for (let j = 0; j < request.n; j++) {
-      const next = tokenSource(mixSeed(prompt.hash, seed, j));
+      const index = p * request.n + j;
+      const seedState = mixSeed(prompt.hash, seed, j);
+      const out = choiceOutput(spec.output, seedState, index);
       const limit = spec.limits[p] ?? 1;
-      seqs.push({ index: p * request.n + j, promptTokens: prompt.tokens, next, limit, eosAt, generated: 0, text: "", tail: "", finish: null, stopReason: null });
+      seqs.push({ index, promptTokens: prompt.tokens, seedState, out, limit, generated: 0, text: "", tail: "", finish: null, stopReason: null, toolStreamed: false, logprobs: [], sent: 0 });
     }
   });
-  const planned = seqs.reduce((max, s) => Math.max(max, Math.min(s.limit, s.eosAt)), 1);
+  const planned = seqs.reduce((max, s) => Math.max(max, Math.min(s.limit, s.out.eosAt)), 1);
   const streamFault = request.fault === "error_mid_stream" || request.fault === "drop_mid_stream";
   const faultAt = streamFault ? Math.min(request.faultAfter, planned - 1) : -1;
   const ttftMs = request.ttftMs ?? options.ttftMs;
@@ -139,13 +160,20 @@ export function runGeneration(state: EngineState, spec: GenerationSpec): void {
     let open = 0;
     for (const seq of seqs) {
       if (seq.finish !== null) continue;
-      const piece = nextPiece(seq);
+      const token = nextToken(seq);
       produced++;
       if (seq.finish === null) open++;
-      if (!stream) continue;
+      const lp = request.logprobs === null ? null : tokenLogprob(seq.seedState, seq.generated, token.token, request.logprobs);
+      if (!stream) {
+        if (lp) seq.logprobs.push(lp);
+        continue;
+      }
       const usage = request.continuousUsage ? { prompt: seq.promptTokens, completion: seq.generated } : null;
-      const build = head.endpoint === "chat" ? wire.chatTokenChunk : wire.completionTokenChunk;
-      res.write(build(prefix, seq.index, piece, seq.finish, seq.stopReason, usage));
+      if (head.endpoint === "chat") writeChatChunk(seq, token, lp, usage);
+      else {
+        res.write(wire.completionTokenChunk(prefix, seq.index, token.piece, lp && completionLogprobsJson([lp], seq.sent), seq.finish, seq.stopReason, usage));
+        seq.sent += token.piece.length;
+      }
     }
     steps++;
     m.generationTokens += produced;
@@ -153,15 +181,30 @@ export function runGeneration(state: EngineState, spec: GenerationSpec): void {
     if (open === 0) finish();
   }
 
+  /**
+   * A chat chunk for a token, unless its parser holds it back (tool-call markup, `</think>`): then
+   * only a choice's last token is sent, with an empty delta, as vLLM does.
+   */
+  function writeChatChunk(seq: Sequence, token: Generated, lp: TokenLogprob | null, usage: wire.ChunkUsage | null): void {
+    let delta = token.delta === null ? seq.out.eosDelta : wire.deltaJson(token.delta, token.piece, token.token.length - token.piece.length);
+    if (delta === null && seq.finish === null) return;
+    if (token.delta?.kind === "tool") seq.toolStreamed = true;
+    delta ??= "{}";
+    // serving_chat.py: "tool_calls" once any tool delta was streamed (v0.10-0.11), else the engine's reason.
+    const finish = seq.finish === null ? null : seq.out.tool && seq.toolStreamed ? "tool_calls" : seq.finish;
+    res.write(wire.chatChunk(prefix, seq.index, delta, lp && chatLogprobsJson([lp]), finish, seq.stopReason, usage));
+  }
+
   /** Draws the next token of a choice and decides whether it ends the choice. */
-  function nextPiece(seq: Sequence): string {
+  function nextToken(seq: Sequence): Generated {
     const position = seq.generated + 1;
     seq.generated = position;
-    if (position >= seq.eosAt) {
+    if (position >= seq.out.eosAt) {
       seq.finish = "stop";
-      return "";
+      return { piece: "", token: EOS_TOKEN, delta: null };
     }
-    let piece = seq.next();
+    const planned = seq.out.next();
+    let piece = planned.text;
     if (position >= seq.limit) seq.finish = "length";
     if (stopMax > 0) {
       const search = seq.tail + piece;
@@ -184,7 +227,7 @@ export function runGeneration(state: EngineState, spec: GenerationSpec): void {
       }
     }
     if (!stream) seq.text += piece;
-    return piece;
+    return { piece, token: planned.text, delta: planned.delta };
   }
 
   function updateKv(tokensAdded: number): void {
@@ -203,8 +246,21 @@ export function runGeneration(state: EngineState, spec: GenerationSpec): void {
       res.end(wire.DONE_EVENT);
       return;
     }
-    const choices = seqs.map((s) => ({ index: s.index, text: s.text, finishReason: s.finish ?? "stop", stopReason: s.stopReason }));
-    sendJson(res, 200, wire.completionBody(head, choices, promptTotal, completion));
+    const logprobs = (s: Sequence) => (request.logprobs === null ? null : head.endpoint === "chat" ? chatLogprobsJson(s.logprobs) : completionLogprobsJson(s.logprobs, 0));
+    if (head.endpoint === "completion") {
+      const choices = seqs.map((s) => ({ index: s.index, text: s.text, logprobs: logprobs(s), finishReason: s.finish ?? "stop", stopReason: s.stopReason }));
+      sendJson(res, 200, wire.completionBody(head, choices, promptTotal, completion));
+      return;
+    }
+    let choices: wire.FinishedChatChoice[];
+    try {
+      choices = seqs.map((s) => ({ index: s.index, message: s.out.message(s.text, s.finish ?? "stop"), logprobs: logprobs(s), stopReason: s.stopReason }));
+    } catch (error) {
+      // A "required" tool choice whose JSON array was cut: vLLM's pydantic validation fails (400).
+      if (error instanceof SimHttpError) return sendError(res, error);
+      throw error;
+    }
+    sendJson(res, 200, wire.chatBody(head, choices, promptTotal, completion));
   }
 
   /** The injected failure: an in-band error event, a cut connection, or a 500. */

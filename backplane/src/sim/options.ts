@@ -5,6 +5,10 @@ export interface SimModel {
   name: string;
   kind: "generate" | "embed";
   maxModelLen: number;
+  /** Accepts image inputs (a multimodal model); a text-only model answers images with vLLM's 400. */
+  vision?: boolean;
+  /** A reasoning model: chat answers start with reasoning, served as `reasoning_content`. */
+  reasoning?: boolean;
 }
 
 /** Settings of the simulated vLLM engine; see docs/simulator.md. */
@@ -52,7 +56,9 @@ const modelSchema = z.object({
   name: z.string().regex(/^\S+$/, "must be a non-empty name without spaces"),
   kind: z.enum(["generate", "embed"]),
   maxModelLen: z.number().int().min(2).max(10_000_000),
-});
+  vision: z.boolean().optional(),
+  reasoning: z.boolean().optional(),
+}).refine((m) => m.kind === "generate" || (m.vision !== true && m.reasoning !== true), "vision and reasoning apply to generate models only");
 
 const schema = z.object({
   host: z.string().min(1),

@@ -1,3 +1,4 @@
+import { type AnswerSpec, checkChatLogprobs, checkToolUsage, decideAnswer } from "./answer.ts";
 import { badRequest } from "./errors.ts";
 import { chatSchema, completionSchema, modelValidatorError, truthy, validateBody } from "./schemas.ts";
 import { CHAT_TEMPLATE_TOKENS, countTextTokens, fnv1a, hashTokenIds, renderChat } from "./tokenizer.ts";
@@ -32,8 +33,14 @@ export interface GenerationRequest {
   topP: number | null;
   stop: string[];
   requestId: string | null;
-  /** tool_choice resolved to "auto" (explicitly, or implied by `tools`). */
-  toolChoiceAuto: boolean;
+  /** The shape of the answer: text, guided JSON, or tool calls (chat; completions are text). */
+  answer: AnswerSpec;
+  /** Top-k logprobs asked for (chat top_logprobs with logprobs:true, completions logprobs); null: none. */
+  logprobs: number | null;
+  /** Chat include_reasoning (default true). */
+  includeReasoning: boolean;
+  /** Image parts in the conversation (a text-only model refuses them). */
+  images: number;
   /** Chat: one prompt. Completions: one per prompt in a batch. */
   prompts: PromptInfo[];
   fault: SimFault | null;
@@ -49,21 +56,6 @@ function checkStreamOptions(raw: Record<string, unknown>): void {
   if (truthy(raw.stream_options) && !truthy(raw.stream)) {
     throw modelValidatorError("Stream options can only be defined when `stream=True`.");
   }
-}
-
-/** protocol.py check_tool_usage (a "before" validator); returns whether tool_choice ends up "auto". */
-function checkToolUsage(raw: Record<string, unknown>): boolean {
-  const tools = raw.tools;
-  const choice = "tool_choice" in raw ? raw.tool_choice : truthy(tools) ? "auto" : "none";
-  if (choice === "none" || choice === null || choice === undefined) return false;
-  if (tools === undefined || tools === null) throw modelValidatorError("When using `tool_choice`, `tools` must be set.");
-  if (choice !== "auto" && choice !== "required" && (typeof choice !== "object" || Array.isArray(choice))) {
-    throw modelValidatorError(
-      // eslint-disable-next-line @typescript-eslint/no-base-to-string -- a primitive or an array here: other objects were excluded above
-      `Invalid value for \`tool_choice\`: ${String(choice)}! Only named tools, "none", "auto" or "required" are supported.`,
-    );
-  }
-  return choice === "auto";
 }
 
 function usageFlags(stream: boolean, options: { include_usage?: boolean | null; continuous_usage_stats?: boolean | null } | null | undefined) {
@@ -92,11 +84,14 @@ function tokenPrompt(ids: readonly number[]): PromptInfo {
 /** Validates a /v1/chat/completions body. */
 export function parseChatRequest(raw: unknown): GenerationRequest {
   const object = raw !== null && typeof raw === "object" && !Array.isArray(raw) ? (raw as Record<string, unknown>) : null;
+  // The "before" model validators, in protocol.py's order.
   if (object) checkStreamOptions(object);
-  const toolChoiceAuto = object ? checkToolUsage(object) : false;
+  if (object) checkChatLogprobs(object);
+  const toolChoice = object ? checkToolUsage(object) : "none";
   const body = validateBody(chatSchema, raw);
   const stream = body.stream === true;
-  const rendered = renderChat(body.messages);
+  // The template renders the tools as sent (vLLM passes them even with tool_choice "none").
+  const rendered = renderChat(body.messages, object && Array.isArray(object.tools) ? object.tools : null);
   return {
     endpoint: "chat",
     model: body.model ?? null,
@@ -113,7 +108,11 @@ export function parseChatRequest(raw: unknown): GenerationRequest {
     topP: body.top_p ?? null,
     stop: stopList(body.stop),
     requestId: body.request_id ?? null,
-    toolChoiceAuto,
+    answer: decideAnswer(body, toolChoice),
+    // serving_chat.py: logprobs only when `request.logprobs and request.top_logprobs is not None` (default 0).
+    logprobs: body.logprobs === true && object?.top_logprobs !== null ? (body.top_logprobs ?? 0) : null,
+    includeReasoning: body.include_reasoning !== false,
+    images: rendered.images,
     prompts: [rendered],
     fault: body.sim_fault ?? null,
     faultAfter: body.sim_fault_after ?? DEFAULT_FAULT_AFTER,
@@ -126,6 +125,8 @@ export function parseCompletionRequest(raw: unknown): GenerationRequest {
   const object = raw !== null && typeof raw === "object" && !Array.isArray(raw) ? (raw as Record<string, unknown>) : null;
   if (object) {
     checkStreamOptions(object);
+    // protocol.py CompletionRequest.check_logprobs.
+    if (typeof object.logprobs === "number" && object.logprobs < 0) throw modelValidatorError("`logprobs` must be a positive value.");
     if (object.prompt === undefined || object.prompt === null) {
       if (object.prompt_embeds === undefined || object.prompt_embeds === null) {
         throw modelValidatorError("At least one of `prompt` or `prompt_embeds` must be set.");
@@ -159,7 +160,10 @@ export function parseCompletionRequest(raw: unknown): GenerationRequest {
     topP: body.top_p ?? null,
     stop: stopList(body.stop),
     requestId: body.request_id ?? null,
-    toolChoiceAuto: false,
+    answer: { kind: "text" },
+    logprobs: body.logprobs ?? null,
+    includeReasoning: true,
+    images: 0,
     prompts,
     fault: body.sim_fault ?? null,
     faultAfter: body.sim_fault_after ?? DEFAULT_FAULT_AFTER,

@@ -42,19 +42,42 @@ const sampling = {
   ...faults,
 };
 
+const dict = z.record(z.string(), z.unknown());
+
+/** ChatCompletionToolsParam: a function tool. */
+const tool = z.object({
+  type: z.literal("function").optional(),
+  function: z.object({ name: z.string(), description: z.string().nullish(), parameters: dict.nullish() }),
+});
+
+/** ResponseFormat | StructuralTagResponseFormat. */
+const responseFormat = z.union([
+  z.object({
+    type: z.enum(["text", "json_object", "json_schema"]),
+    json_schema: z.object({ name: z.string(), description: z.string().nullish(), schema: dict.nullish(), strict: z.boolean().nullish() }).nullish(),
+  }),
+  z.object({ type: z.literal("structural_tag"), structures: z.array(z.unknown()), triggers: z.array(z.string()) }),
+]);
+
 export const chatSchema = z.object({
   ...sampling,
   messages: z.array(message),
   max_completion_tokens: int.nullish(),
-  tools: z.array(z.unknown()).nullish(),
+  tools: z.array(tool).nullish(),
   tool_choice: z
-    .union([z.enum(["none", "auto", "required"]), z.object({ type: z.string().optional(), function: z.object({ name: z.string() }) })])
+    .union([z.enum(["none", "auto", "required"]), z.object({ type: z.literal("function").optional(), function: z.object({ name: z.string() }) })])
     .nullish(),
+  parallel_tool_calls: z.boolean().nullish(),
+  response_format: responseFormat.nullish(),
+  logprobs: z.boolean().nullish(),
+  top_logprobs: int.nullish(),
+  include_reasoning: z.boolean().nullish(),
 });
 
 export const completionSchema = z.object({
   ...sampling,
   prompt: z.union([z.string(), z.array(z.string()), z.array(int), z.array(z.array(int))]).nullish(),
+  logprobs: int.nullish(),
 });
 
 export const embeddingSchema = z.object({

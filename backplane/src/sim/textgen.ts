@@ -57,9 +57,13 @@ export function mulberry32(seedState: number): () => number {
   };
 }
 
-/** A deterministic token stream for one choice: each call returns the next token's text. */
-export function tokenSource(seedState: number): () => string {
-  const random = mulberry32(seedState);
+/** The vocabulary word a PRNG draw picks (lower case, no space). */
+export function pickWord(draw: number): string {
+  return WORDS[draw % WORDS.length] ?? "the";
+}
+
+/** Tokens of generated text over a PRNG: the first capitalised without a space, then " word". */
+export function wordTokens(random: () => number): () => string {
   let count = 0;
   return () => {
     const index = random() % WORDS.length;
@@ -67,4 +71,9 @@ export function tokenSource(seedState: number): () => string {
     count++;
     return words[index] ?? " the";
   };
+}
+
+/** A deterministic token stream for one choice: each call returns the next token's text. */
+export function tokenSource(seedState: number): () => string {
+  return wordTokens(mulberry32(seedState));
 }
