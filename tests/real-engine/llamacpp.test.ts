@@ -215,6 +215,26 @@ describe("chat, completions and embeddings through the gateway to llama-server",
   });
 });
 
+describe("the Responses API through the gateway to llama-server's own /v1/responses", () => {
+  it("answers responses.create, streamed and not, metered from the engine's usage", async () => {
+    const { data, response } = await openai.responses.create({ model: CHAT, input: "Say something.", max_output_tokens: 6 }).withResponse();
+    expect(data.usage?.output_tokens).toBeGreaterThan(0);
+    expect(await usageFor(response.headers.get("x-request-id"))).toMatchObject({ endpoint: "responses", status: "ok", promptTokens: data.usage?.input_tokens, completionTokens: data.usage?.output_tokens });
+    // This llama.cpp's stream has no output_index, content_index or sequence_number, which the SDK's
+    // responses.stream() helper requires; iterating the raw events works (docs/testing.md).
+    const { data: stream, response: streamed } = await openai.responses.create({ model: CHAT, input: "Say something else.", max_output_tokens: 6, stream: true }).withResponse();
+    let usage: OpenAI.Responses.ResponseUsage | undefined;
+    const types = new Set<string>();
+    for await (const event of stream) {
+      types.add(event.type);
+      if (event.type === "response.completed") usage = event.response.usage;
+    }
+    expect(types).toContain("response.output_text.delta");
+    expect(usage?.output_tokens).toBeGreaterThan(0);
+    expect(await usageFor(streamed.headers.get("x-request-id"))).toMatchObject({ endpoint: "responses", streamed: true, status: "ok", promptTokens: usage?.input_tokens, completionTokens: usage?.output_tokens });
+  });
+});
+
 describe("llama-server's /tokenize and /detokenize through the gateway", () => {
   it("round-trips text through the engine's own tokenizer, with the key checked and nothing billed", async () => {
     const call = (path: string, body: unknown, key = stack.apiKey) =>
