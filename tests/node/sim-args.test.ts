@@ -23,6 +23,8 @@ describe("simulator options and flags", () => {
       maxConcurrency: 16,
       seed: 0,
       embeddingDimensions: 384,
+      loras: [],
+      runtimeLora: false,
     });
   });
 
@@ -57,6 +59,8 @@ describe("simulator options and flags", () => {
       seed: -3,
       embeddingDimensions: 16,
       apiKey: "k",
+      loras: [],
+      runtimeLora: false,
     });
   });
 

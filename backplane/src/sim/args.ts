@@ -1,3 +1,4 @@
+import { parseLoraSpec, runtimeLoraFromEnv, type SimLora } from "./lora.ts";
 import { DEFAULT_MAX_MODEL_LEN, type SimModel, type SimOptions, SimOptionsError, simOptions } from "./options.ts";
 
 /** `--help` text of `backplane sim` / `node backplane/src/sim/cli.ts`. */
@@ -22,6 +23,10 @@ Flags (environment fallback in brackets):
   --seed <n>                    default sampling seed (default 0) [SIM_SEED]
   --embedding-dimensions <n>    embedding vector size (default 384) [SIM_EMBEDDING_DIMENSIONS]
   --api-key <key>               require Authorization: Bearer <key> on /v1/* [SIM_API_KEY, VLLM_API_KEY]
+  --lora <name>=<base>          serve LoRA adapter <name> of the generate model <base>, repeatable
+                                (like vLLM's --lora-modules; listed in /v1/models with parent <base>)
+  --runtime-lora                register POST /v1/load_lora_adapter and /v1/unload_lora_adapter
+                                [VLLM_ALLOW_RUNTIME_LORA_UPDATING=True or 1, as vLLM reads it]
   -h, --help                    show this text
 
 Endpoints: POST /v1/chat/completions, /v1/completions, /v1/embeddings; GET /v1/models,
@@ -92,11 +97,16 @@ export function parseModelSpec(spec: string, flag = "--model"): SimModel {
   return model;
 }
 
+function badLora(spec: string): never {
+  throw new SimOptionsError(`--lora: expected <name>=<base model>, got "${spec}"`);
+}
+
 /** Parses `backplane sim` flags; flags win over env, env over defaults. Throws an Error naming the bad flag. */
 export function parseSimArgs(argv: readonly string[], env: Env = process.env): SimOptions {
   const partial: Partial<SimOptions> = {};
   const numeric: Partial<Record<NumericKey, number>> = {};
   const models: SimModel[] = [];
+  const loras: SimLora[] = [];
 
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? "";
@@ -105,6 +115,10 @@ export function parseSimArgs(argv: readonly string[], env: Env = process.env): S
     const flag = eq === -1 ? arg : arg.slice(0, eq);
     let value: string | undefined = eq === -1 ? undefined : arg.slice(eq + 1);
     if (flag === "--help" || flag === "-h") continue;
+    if (flag === "--runtime-lora" && value === undefined) {
+      partial.runtimeLora = true;
+      continue;
+    }
     if (value === undefined) {
       value = argv[i + 1];
       if (value === undefined || (value.startsWith("--") && value.length > 2)) throw new SimOptionsError(`${flag}: missing value`);
@@ -115,6 +129,7 @@ export function parseSimArgs(argv: readonly string[], env: Env = process.env): S
     else if (flag === "--model") models.push(parseModelSpec(value));
     else if (flag === "--host") partial.host = value;
     else if (flag === "--api-key") partial.apiKey = value;
+    else if (flag === "--lora") loras.push(parseLoraSpec(value) ?? badLora(value));
     else throw new SimOptionsError(`Unknown flag ${flag} (see --help)`);
   }
 
@@ -131,6 +146,8 @@ export function parseSimArgs(argv: readonly string[], env: Env = process.env): S
     for (const spec of env.SIM_MODELS.split(",")) if (spec.trim()) models.push(parseModelSpec(spec.trim(), "SIM_MODELS"));
   }
   if (models.length > 0) partial.models = models;
+  if (loras.length > 0) partial.loras = loras;
+  partial.runtimeLora ??= runtimeLoraFromEnv(env.VLLM_ALLOW_RUNTIME_LORA_UPDATING);
 
   try {
     return simOptions({ ...partial, ...numeric });
@@ -142,6 +159,7 @@ export function parseSimArgs(argv: readonly string[], env: Env = process.env): S
     if (error.message.includes("option models")) throw new SimOptionsError(error.message.replace(/option models[.\d\w]*:/, "value for --model:"));
     if (error.message.includes("option host:")) throw new SimOptionsError(error.message.replace("option host:", "value for --host:"));
     if (error.message.includes("option apiKey:")) throw new SimOptionsError(error.message.replace("option apiKey:", "value for --api-key:"));
+    if (error.message.includes("option loras")) throw new SimOptionsError(error.message.replace(/option loras[.\d\w]*:/, "value for --lora:"));
     throw error;
   }
 }

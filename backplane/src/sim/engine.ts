@@ -1,4 +1,5 @@
 import { badRequest, modelNotFound, type SimHttpError } from "./errors.ts";
+import { loraBase, type SimLora } from "./lora.ts";
 import type { ModelMetrics } from "./metrics.ts";
 import type { SimOptions } from "./options.ts";
 import type { Scheduler } from "./scheduler.ts";
@@ -15,6 +16,8 @@ export interface EngineState {
   scheduler: Scheduler;
   metrics: Map<string, ModelMetrics>;
   live: Set<LiveJob>;
+  /** LoRA adapters served now, by name (lora.ts). */
+  loras: Map<string, SimLora>;
 }
 
 /** Which API a request is for, to tell a generator from a pooling model. */
@@ -29,7 +32,8 @@ const API_NAMES: Record<ApiKind, string> = {
 /**
  * Finds the served model a request names. One vLLM serves one model and `model` may be
  * omitted; since the simulator serves several, an omitted name means the first model of the
- * kind the endpoint needs (else the first model, which then fails like vLLM does).
+ * kind the endpoint needs (else the first model, which then fails like vLLM does). A LoRA adapter's
+ * name finds its base model.
  */
 export function resolveModel(state: EngineState, name: string | null, api: ApiKind): ModelMetrics {
   const wanted = api === "embedding" ? "embed" : "generate";
@@ -38,7 +42,7 @@ export function resolveModel(state: EngineState, name: string | null, api: ApiKi
     const all = [...state.metrics.values()];
     found = all.find((m) => m.model.kind === wanted) ?? all[0];
   } else {
-    found = state.metrics.get(name);
+    found = state.metrics.get(name) ?? loraBase(state, name);
   }
   if (!found) throw modelNotFound(name ?? "");
   if (found.model.kind !== wanted) throw unsupported(api);

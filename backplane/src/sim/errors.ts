@@ -6,7 +6,7 @@ import type { ServerResponse } from "node:http";
  * - "Bad Request": FastAPI request-validation failures, which vLLM turns from 422 into 400
  *   with the HTTP reason phrase as the type (api_server.py `validation_exception_handler`).
  */
-export type SimErrorType = "BadRequestError" | "NotFoundError" | "InternalServerError" | "Bad Request";
+export type SimErrorType = "BadRequestError" | "NotFoundError" | "InternalServerError" | "Bad Request" | "InvalidUserInput";
 
 /** The simulator's one error type, rendered by `sendError` in vLLM's 0.10.1+ shape. */
 export class SimHttpError extends Error {

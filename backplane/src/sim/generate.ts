@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { ServerResponse } from "node:http";
 import { type EngineState, resolveModel } from "./engine.ts";
 import { logprobsLimitError } from "./answer.ts";
+import { servedName } from "./lora.ts";
 import { badRequest, sseErrorEvent } from "./errors.ts";
 import { runGeneration } from "./job.ts";
 import { pyFloat } from "./metrics.ts";
@@ -102,7 +103,7 @@ export function handleGeneration(
     endpoint,
     id: `${endpoint === "chat" ? "chatcmpl" : "cmpl"}-${base}`,
     created: Math.floor(Date.now() / 1000),
-    model: metrics.model.name,
+    model: servedName(state, request.model, metrics),
   };
   const { options } = state;
   const output: OutputSpec = {

@@ -2,6 +2,7 @@ import { type OutgoingHttpHeader, type OutgoingHttpHeaders, ServerResponse } fro
 import type { EngineState } from "./engine.ts";
 import { badRequest, modelNotFound, SimHttpError, sendError, sendJson } from "./errors.ts";
 import { handleGeneration } from "./generate.ts";
+import { lookupModel } from "./lora.ts";
 import { countTokensSchema, messagesSchema, toChatBody, toChatMessages } from "./messages-request.ts";
 import { type ChatCompletion, countTokensBody, createStreamConverter, errorBody, messagesBody, type StreamConverter } from "./messages-wire.ts";
 import { validateBody } from "./schemas.ts";
@@ -15,7 +16,7 @@ import { renderChat } from "./tokenizer.ts";
 
 /** The model must be one this engine serves, and a generator (a pooling vLLM has no Messages handler). */
 function checkModel(state: EngineState, name: string): void {
-  const metrics = state.metrics.get(name);
+  const metrics = lookupModel(state, name);
   if (!metrics) throw modelNotFound(name);
   if (metrics.model.kind !== "generate") throw badRequest("The model does not support Messages API");
 }

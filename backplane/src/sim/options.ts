@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { loraProblem, type SimLora } from "./lora.ts";
 
 /** A model the simulated engine serves: a generator (chat/completions) or an embedding (pooling) model. */
 export interface SimModel {
@@ -31,6 +32,10 @@ export interface SimOptions {
   embeddingDimensions: number;
   /** Like vLLM's --api-key: /v1/* then needs `Authorization: Bearer <key>`. */
   apiKey?: string;
+  /** LoRA adapters served from the start (vLLM's --lora-modules; lora.ts). */
+  loras: SimLora[];
+  /** Registers the runtime load/unload routes (vLLM's VLLM_ALLOW_RUNTIME_LORA_UPDATING=True). */
+  runtimeLora: boolean;
 }
 
 /** Default max_model_len of a model given without one. */
@@ -50,6 +55,8 @@ const DEFAULTS: SimOptions = {
   maxConcurrency: 16,
   seed: 0,
   embeddingDimensions: 384,
+  loras: [],
+  runtimeLora: false,
 };
 
 const modelSchema = z.object({
@@ -75,6 +82,8 @@ const schema = z.object({
   seed: z.number().int(),
   embeddingDimensions: z.number().int().min(1).max(65_536),
   apiKey: z.string().min(1).optional(),
+  loras: z.array(z.object({ name: z.string().regex(/^\S+$/, "must be a non-empty name without spaces"), base: z.string().min(1), path: z.string().min(1) })),
+  runtimeLora: z.boolean(),
 });
 
 /** Thrown for an invalid option; the message names the option. */
@@ -88,6 +97,8 @@ export function simOptions(partial: Partial<SimOptions> = {}): SimOptions {
   for (const [key, value] of Object.entries(partial)) if (value !== undefined) merged[key] = value;
   const parsed = schema.safeParse(merged);
   if (parsed.success) {
+    const problem = loraProblem(parsed.data);
+    if (problem !== null) throw new SimOptionsError(`Invalid simulator option loras: ${problem}`);
     const { apiKey, ...rest } = parsed.data;
     return apiKey === undefined ? rest : { ...rest, apiKey };
   }

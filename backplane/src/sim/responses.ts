@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { EngineState } from "./engine.ts";
 import { badRequest, modelNotFound, SimHttpError, sendError, sendJson, validationError } from "./errors.ts";
 import { handleGeneration, randomHex } from "./generate.ts";
+import { lookupModel, servedName } from "./lora.ts";
 import type { ModelMetrics } from "./metrics.ts";
 import { type ChatMessage, parseResponsesRequest, type ResponsesBody, toChatBody, toChatMessages } from "./responses-request.ts";
 import { backgroundHooks, clientHooks, ResponsesRun, type RunEnd, SSE_HEADERS } from "./responses-run.ts";
@@ -41,7 +42,7 @@ function storeOf(state: EngineState): ResponsesStore {
 /** An omitted model is the first generator; a pooling model has no Responses handler in vLLM. */
 function responsesModel(state: EngineState, name: string | null): ModelMetrics {
   const all = [...state.metrics.values()];
-  const found = name === null ? (all.find((m) => m.model.kind === "generate") ?? all[0]) : state.metrics.get(name);
+  const found = name === null ? (all.find((m) => m.model.kind === "generate") ?? all[0]) : lookupModel(state, name);
   if (!found) throw modelNotFound(name ?? "");
   if (found.model.kind !== "generate") throw badRequest("The model does not support Responses API");
   return found;
@@ -109,7 +110,8 @@ export function handleResponses(state: EngineState, raw: unknown, res: ServerRes
   if (previousId !== null && !previous) return sendJson(res, 404, notFoundBody(previousId));
 
   const messages = toChatMessages(body, previous ?? null);
-  const { maxModelLen, name } = metrics.model;
+  const { maxModelLen } = metrics.model;
+  const name = servedName(state, body.model ?? null, metrics);
   const prompt = renderChat(messages).tokens;
   if (prompt >= maxModelLen) {
     return sendJson(res, 400, invalidRequestBody(`The engine prompt length ${prompt} exceeds the max_model_len ${maxModelLen}. Please reduce prompt.`, 400));

@@ -3,6 +3,7 @@ import { handleEmbeddings } from "./embeddings.ts";
 import type { EngineState } from "./engine.ts";
 import { SimHttpError, sendError, sendJson, validationError } from "./errors.ts";
 import { handleGeneration, randomHex } from "./generate.ts";
+import { loraCards, loraRoute } from "./lora.ts";
 import { handleCountTokens, handleMessages, sendMessagesError } from "./messages.ts";
 import { renderMetrics } from "./metrics.ts";
 import { handleResponses, routeResponseById } from "./responses.ts";
@@ -31,17 +32,24 @@ function sendEmpty(res: ServerResponse, status: number): void {
   res.end();
 }
 
-/** GET /v1/models, shaped like serving_models.py show_available_models (model_dump of ModelList). */
+/**
+ * GET /v1/models, shaped like serving_models.py show_available_models (model_dump of ModelList):
+ * the base models, then one card per LoRA adapter (lora.ts).
+ */
 function modelList(state: EngineState): string {
   const created = Math.floor(Date.now() / 1000);
-  const data = [...state.metrics.values()].map(({ model }) => ({
-    id: model.name,
+  const cards = [
+    ...[...state.metrics.values()].map(({ model }) => ({ id: model.name, root: model.name, parent: null, maxModelLen: model.maxModelLen })),
+    ...loraCards(state).map((lora) => ({ ...lora, maxModelLen: null })),
+  ];
+  const data = cards.map((card) => ({
+    id: card.id,
     object: "model",
     created,
     owned_by: "vllm",
-    root: model.name,
-    parent: null,
-    max_model_len: model.maxModelLen,
+    root: card.root,
+    parent: card.parent,
+    max_model_len: card.maxModelLen,
     permission: [
       {
         id: `modelperm-${randomHex()}`,
@@ -98,7 +106,7 @@ function fail(res: ServerResponse, error: unknown): void {
 /** Routes one request (auth already checked). Unknown paths answer like FastAPI. */
 export function route(state: EngineState, req: IncomingMessage, res: ServerResponse, path: string, arrival: number): void {
   const method = req.method ?? "GET";
-  const post = POST_ROUTES[path];
+  const post = POST_ROUTES[path] ?? loraRoute(state, path);
   if (method === "GET" && GET_PATHS.has(path)) return handleGet(state, path, res);
   if (method === "POST" && path === "/ping") return sendEmpty(res, 200);
   if (method === "POST" && post) {

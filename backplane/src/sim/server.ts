@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import type { EngineState } from "./engine.ts";
 import { sendJson } from "./errors.ts";
+import { initialLoras } from "./lora.ts";
 import { createModelMetrics } from "./metrics.ts";
 import { type SimOptions, simOptions } from "./options.ts";
 import { route } from "./routes.ts";
@@ -73,6 +74,7 @@ export class SimServer implements SimEngine {
       scheduler: createScheduler(options.maxConcurrency),
       metrics: new Map(options.models.map((model) => [model.name, createModelMetrics(model, options.maxConcurrency)])),
       live: new Set(),
+      loras: initialLoras(options),
     };
     const stats: SimStats = { requests: 0 };
     const keyDigest = options.apiKey === undefined ? null : sha256(options.apiKey);
