@@ -6,6 +6,7 @@ import { EnginePool } from "./engines/pool.ts";
 import { createGatewayClient, type GatewayClient } from "./heartbeat/gateway-client.ts";
 import { HeartbeatSender } from "./heartbeat/sender.ts";
 import { createLog, type Log } from "./log.ts";
+import { LoraAdapterRoutes } from "./management/adapters.ts";
 import { createBackplaneMetrics } from "./metrics/backplane.ts";
 import { StreamReports } from "./proxy/reports.ts";
 import { BackplaneServer } from "./server.ts";
@@ -62,6 +63,7 @@ export async function startDaemon(config: BackplaneConfig, opts: { log?: Log } =
       pool,
       nvidiaSmiPath: config.nvidiaSmiPath,
       onModelsChanged: (engineId) => void pool.probeNow(engineId).then(() => sender?.sendNow()),
+      adapters: new LoraAdapterRoutes(pool, log),
     },
     health: () => {
       const s = status();

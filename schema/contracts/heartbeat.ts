@@ -19,6 +19,14 @@ export type NodeStatus = z.infer<typeof nodeStatusSchema>;
 
 const count = z.number().int().min(0);
 
+/** A LoRA adapter an engine serves: its name (what requests put in `model`) and its base model. */
+export const loraAdapterSchema = z.object({
+  name: z.string().min(1).max(256),
+  base: z.string().min(1).max(256),
+});
+/** A LoRA adapter an engine serves. */
+export type LoraAdapterReport = z.infer<typeof loraAdapterSchema>;
+
 /** Load of one engine as the backplane sees it. Engine-reported values are null when the engine does not expose them. */
 export const engineReportSchema = z.object({
   id: z.string().min(1).max(64),
@@ -40,6 +48,12 @@ export const engineReportSchema = z.object({
   /** vllm:prompt_tokens_total / generation_tokens_total (engine lifetime counters). */
   promptTokensTotal: z.number().min(0).nullable(),
   generationTokensTotal: z.number().min(0).nullable(),
+  /**
+   * LoRA adapters the engine serves (vLLM and the simulator; their names are also in `models`).
+   * Optional both ways: older backplanes leave it out, and older gateways drop it (a plain
+   * z.object ignores keys it does not know).
+   */
+  adapters: z.array(loraAdapterSchema).max(256).optional(),
 });
 /** Load of one engine. */
 export type EngineReport = z.infer<typeof engineReportSchema>;

@@ -70,7 +70,7 @@ describe("engine pool", () => {
     for (const report of reports) engineReportSchema.parse(report);
     expect(reports[0]).toEqual({
       id: "a", kind: "sim", models: ["llama-70b"], healthy: true, circuit: "closed", inFlight: 0, queued: 0, maxConcurrency: 4,
-      running: 0, waiting: 0, kvCacheUsage: 0, recentTtftMs: null, promptTokensTotal: 0, generationTokensTotal: 0,
+      running: 0, waiting: 0, kvCacheUsage: 0, recentTtftMs: null, promptTokensTotal: 0, generationTokensTotal: 0, adapters: [],
     });
   });
 

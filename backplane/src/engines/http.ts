@@ -51,7 +51,11 @@ export function describeError(err: unknown, timeoutMs: number): string {
   return err instanceof EngineHttpError ? err.message : describeAny(err, timeoutMs);
 }
 
-/** `data[].id` of an OpenAI-style `/v1/models` list, or an error when the shape is wrong. */
+/**
+ * `data[].id` of an OpenAI-style `/v1/models` list, or an error when the shape is wrong. vLLM lists
+ * its LoRA adapters there too (cards with a `parent`): their ids stay in this list, since requests
+ * name an adapter as their model; `loraAdaptersFromList` tells them apart.
+ */
 export function modelIdsFromList(body: unknown): string[] {
   const data = typeof body === "object" && body !== null ? (body as { data?: unknown }).data : undefined;
   if (!Array.isArray(data)) throw new EngineHttpError("GET /v1/models did not return a `data` list");
@@ -61,4 +65,30 @@ export function modelIdsFromList(body: unknown): string[] {
     if (typeof id === "string" && id !== "") ids.push(id);
   }
   return ids;
+}
+
+/** A LoRA adapter an engine serves: its name (the model id requests use) and its base model. */
+export interface LoraAdapter {
+  name: string;
+  base: string;
+  /** Where the engine loaded it from (vLLM's card `root`: the `lora_path`), when it says. */
+  source: string | null;
+}
+
+/**
+ * The LoRA adapters of a vLLM `/v1/models` list: the cards whose `parent` names a base model
+ * (vLLM's serving_models.py `show_available_models`: base models have `parent: null`, adapters
+ * the base they apply to and `root` = the adapter's path).
+ */
+export function loraAdaptersFromList(body: unknown): LoraAdapter[] {
+  const data = typeof body === "object" && body !== null ? (body as { data?: unknown }).data : undefined;
+  if (!Array.isArray(data)) return [];
+  const adapters: LoraAdapter[] = [];
+  for (const entry of data as unknown[]) {
+    if (typeof entry !== "object" || entry === null) continue;
+    const { id, parent, root } = entry as { id?: unknown; parent?: unknown; root?: unknown };
+    if (typeof id !== "string" || id === "" || typeof parent !== "string" || parent === "" || parent === id) continue;
+    adapters.push({ name: id, base: parent, source: typeof root === "string" && root !== "" ? root : null });
+  }
+  return adapters;
 }

@@ -4,6 +4,7 @@ import { createAdapter, hasLoadMetrics, NO_LOAD } from "./adapters.ts";
 import { CircuitBreaker, type CircuitState } from "./breaker.ts";
 import { ConcurrencyLimiter } from "./limiter.ts";
 import { canTakeRequests, compareLoad, type EngineRuntime, engineReport } from "./runtime.ts";
+import type { LoraAdapter } from "./http.ts";
 import type { EngineAdapter, EngineLoad, ProbeResult } from "./types.ts";
 
 /** Pool timing and breaker settings (the same names as BackplaneConfig, so the config can be passed as is). */
@@ -33,6 +34,9 @@ interface Runtime extends EngineRuntime {
   load: EngineLoad;
   models: readonly string[];
   discovered: string[];
+  adapters: readonly LoraAdapter[];
+  /** Bumped by every adapter load or unload made here, so a probe that began before one does not undo it. */
+  adapterEpoch: number;
   probing: Promise<ProbeResult> | null;
   scraping: Promise<void> | null;
   loadError: string | null;
@@ -74,6 +78,8 @@ export class EnginePool {
         load: { ...NO_LOAD },
         models: config.models,
         discovered: [],
+        adapters: [],
+        adapterEpoch: 0,
         probing: null,
         scraping: null,
         loadError: null,
@@ -152,6 +158,30 @@ export class EnginePool {
     this.#announce(rt);
   }
 
+  /**
+   * Records an adapter the engine has just loaded (management/adapters.ts): it is routable at once,
+   * before the next probe lists it, and the change is announced (a heartbeat goes out now).
+   */
+  addAdapter(engineId: string, adapter: LoraAdapter): void {
+    const rt = this.#runtimes.find((r) => r.id === engineId);
+    if (rt === undefined) return;
+    rt.adapters = [...rt.adapters.filter((a) => a.name !== adapter.name), adapter];
+    rt.adapterEpoch++;
+    rt.models = modelsOf(rt);
+    this.#announce(rt);
+  }
+
+  /** Forgets an adapter the engine has just unloaded: no request goes there for it any more. */
+  removeAdapter(engineId: string, name: string): void {
+    const rt = this.#runtimes.find((r) => r.id === engineId);
+    if (rt === undefined) return;
+    rt.adapters = rt.adapters.filter((a) => a.name !== name);
+    rt.discovered = rt.discovered.filter((m) => m !== name);
+    rt.adapterEpoch++;
+    rt.models = modelsOf(rt);
+    this.#announce(rt);
+  }
+
   /** Probes one engine now (after any probe in flight) and returns the result; null for an unknown id. */
   async probeNow(engineId: string): Promise<ProbeResult | null> {
     const rt = this.#runtimes.find((r) => r.id === engineId);
@@ -170,12 +200,17 @@ export class EnginePool {
   async #runProbe(rt: Runtime): Promise<ProbeResult> {
     // Only a probe started while half_open may decide: one sent before the circuit opened says nothing new.
     const deciding = rt.breaker.state() === "half_open";
+    const epoch = rt.adapterEpoch;
     const result = await rt.adapter.probe(this.#abort.signal);
     if (this.#closing !== null) return result;
     rt.lastProbe = result;
     rt.lastProbeAt = Date.now();
-    if (result.models !== null) rt.discovered = result.models;
-    rt.models = rt.config.models.length > 0 ? rt.config.models : rt.discovered;
+    // A list read before an adapter was loaded or unloaded here is out of date: the next probe reconciles.
+    if (result.models !== null && epoch === rt.adapterEpoch) {
+      rt.discovered = result.models;
+      rt.adapters = result.adapters ?? [];
+    }
+    rt.models = modelsOf(rt);
     if (!result.healthy) rt.load = { ...NO_LOAD };
     if (deciding && rt.breaker.state() === "half_open") {
       rt.breaker.recordProbe(result.healthy);
@@ -263,4 +298,14 @@ export class EnginePool {
     this.#timers.add(timer);
     return timer;
   }
+}
+
+/**
+ * The models an engine serves: the configured names, else the ones it listed; plus its LoRA adapters
+ * (already among the listed ones; added for configured engines and for adapters loaded since the last probe).
+ */
+function modelsOf(rt: Runtime): readonly string[] {
+  const base = rt.config.models.length > 0 ? rt.config.models : rt.discovered;
+  const extra = rt.adapters.map((a) => a.name).filter((name) => !base.includes(name));
+  return extra.length === 0 ? base : [...base, ...extra];
 }

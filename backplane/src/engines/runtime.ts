@@ -1,6 +1,7 @@
 import type { EngineReport } from "../../../schema/contracts/heartbeat.ts";
 import type { EngineConfig } from "../config.ts";
 import type { CircuitBreaker } from "./breaker.ts";
+import type { LoraAdapter } from "./http.ts";
 import type { ConcurrencyLimiter } from "./limiter.ts";
 import type { EngineAdapter, EngineLoad, ProbeResult } from "./types.ts";
 
@@ -17,8 +18,15 @@ export interface EngineRuntime {
   readonly lastProbeAt: number | null;
   /** Last load scrape (all null for engines without metrics, or when the scrape failed). */
   readonly load: EngineLoad;
-  /** Models served: the configured ones, else the last list the engine reported. */
+  /** Models served: the configured ones, else the last list the engine reported; plus its LoRA adapters. */
   readonly models: readonly string[];
+  /** LoRA adapters the engine serves (their names are in `models` too); empty for kinds without them. */
+  readonly adapters: readonly LoraAdapter[];
+}
+
+/** Whether the engine's kind serves LoRA adapters and loads them at runtime (vLLM's routes; the simulator mirrors them). */
+export function supportsLora(config: EngineConfig): boolean {
+  return config.kind === "vllm" || config.kind === "sim";
 }
 
 /** Whether requests may go to the engine now: the last probe was healthy and its circuit is closed. */
@@ -64,5 +72,8 @@ export function engineReport(rt: EngineRuntime): EngineReport {
     recentTtftMs: nonNegative(rt.load.recentTtftMs),
     promptTokensTotal: nonNegative(rt.load.promptTokensTotal),
     generationTokensTotal: nonNegative(rt.load.generationTokensTotal),
+    ...(supportsLora(rt.config)
+      ? { adapters: rt.adapters.filter((a) => a.name.length <= 256 && a.base.length <= 256).slice(0, 256).map(({ name, base }) => ({ name, base })) }
+      : {}),
   };
 }

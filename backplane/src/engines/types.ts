@@ -1,4 +1,5 @@
 import type { EngineConfig } from "../config.ts";
+import type { LoraAdapter } from "./http.ts";
 
 /** What one health probe learned. */
 export interface ProbeResult {
@@ -7,6 +8,8 @@ export interface ProbeResult {
   error: string | null;
   /** Models the engine reports serving (null when the probe does not list them). */
   models: string[] | null;
+  /** LoRA adapters among `models` (vLLM and the simulator; absent for engines without them). */
+  adapters?: LoraAdapter[];
 }
 
 /** Load signals scraped from the engine; null where the engine does not expose them. */

@@ -1,5 +1,5 @@
 import type { EngineConfig } from "../config.ts";
-import { describeError, EngineHttpError, engineGet, engineGetJson, modelIdsFromList } from "./http.ts";
+import { describeError, EngineHttpError, engineGet, engineGetJson, loraAdaptersFromList, modelIdsFromList } from "./http.ts";
 import { type LabelMatch, maxMetric, type PromSample, parsePrometheus, sumMetric } from "./prometheus.ts";
 import type { EngineAdapter, EngineLoad, ProbeResult } from "./types.ts";
 
@@ -61,9 +61,10 @@ export function createVllmAdapter(config: EngineConfig, timeoutMs: number): Engi
       await health.body?.cancel();
       if (!health.ok) throw new EngineHttpError(`GET /health answered ${health.status}`, health.status);
       // /v1/models needs the api key, so a wrong key shows up here rather than on every request.
-      const models = modelIdsFromList(await engineGetJson(config, "/v1/models", signal, timeoutMs));
+      const list = await engineGetJson(config, "/v1/models", signal, timeoutMs);
+      const models = modelIdsFromList(list);
       discovered = models;
-      return { healthy: true, latencyMs: elapsed(), error: null, models };
+      return { healthy: true, latencyMs: elapsed(), error: null, models, adapters: loraAdaptersFromList(list) };
     } catch (err) {
       return { healthy: false, latencyMs: elapsed(), error: describeError(err, timeoutMs), models: null };
     }

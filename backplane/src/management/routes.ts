@@ -4,6 +4,7 @@ import { createOllamaClient, OllamaError } from "../engines/ollama-management.ts
 import type { EngineRuntime } from "../engines/runtime.ts";
 import { sendError } from "../errors.ts";
 import { readSystemResources } from "../system/resources.ts";
+import { ADAPTERS_PATH, type LoraAdapterRoutes } from "./adapters.ts";
 
 /** What the management routes need. */
 export interface ManagementDeps {
@@ -11,6 +12,8 @@ export interface ManagementDeps {
   nvidiaSmiPath: string;
   /** Called after a model was pulled or deleted (refresh the registry). */
   onModelsChanged: (engineId: string) => void;
+  /** LoRA adapters of the vLLM engines (adapters.ts). */
+  adapters: LoraAdapterRoutes;
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {
@@ -45,8 +48,9 @@ async function forOllama(res: ServerResponse, fn: () => Promise<void>): Promise<
 }
 
 /**
- * `/management/…` (signed like every gateway request): host resources, and model management
- * through Ollama engines — list, show, pull with NDJSON progress, delete.
+ * `/management/…` (signed like every gateway request): host resources, model management
+ * through Ollama engines — list, show, pull with NDJSON progress, delete — and the LoRA adapters
+ * of vLLM engines (adapters.ts).
  */
 export async function handleManagement(deps: ManagementDeps, req: IncomingMessage, res: ServerResponse, body: Uint8Array): Promise<void> {
   const url = new URL(req.url ?? "/", "http://backplane");
@@ -54,6 +58,7 @@ export async function handleManagement(deps: ManagementDeps, req: IncomingMessag
   if (method === "GET" && url.pathname === "/management/system/resources") {
     return json(res, 200, await readSystemResources({ nvidiaSmiPath: deps.nvidiaSmiPath }));
   }
+  if (url.pathname === ADAPTERS_PATH || url.pathname.startsWith(`${ADAPTERS_PATH}/`)) return deps.adapters.handle(method, url, body, res);
   if (method === "GET" && url.pathname === "/management/models") {
     const engines = deps.pool.reports().map((r) => ({ id: r.id, kind: r.kind, healthy: r.healthy, models: r.models }));
     const ollama = await Promise.all(
