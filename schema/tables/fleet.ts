@@ -1,4 +1,4 @@
-import { boolean, doublePrecision, index, integer, jsonb, numeric, pgTable, text, timestamp } from "drizzle-orm/pg-core";
+import { type AnyPgColumn, boolean, doublePrecision, index, integer, jsonb, numeric, pgTable, text, timestamp } from "drizzle-orm/pg-core";
 
 /** The model catalogue: what the gateway offers and what it costs. */
 export const models = pgTable("models", {
@@ -12,6 +12,10 @@ export const models = pgTable("models", {
   active: boolean("active").notNull().default(true),
   /** Node-choice strategy for this model (null: least-load); an environment's own strategy wins. */
   routingStrategy: text("routing_strategy", { enum: ["least-load", "prefix-affinity", "round-robin", "latency", "random"] }),
+  /** For a LoRA adapter: the catalogue model it applies to (a chat model that is not itself an adapter); null otherwise. */
+  baseModel: text("base_model").references((): AnyPgColumn => models.id),
+  /** For a LoRA adapter: where an engine loads it from at runtime (vLLM's `lora_path`: a folder or a hub id); null when not loadable on demand. */
+  adapterSource: text("adapter_source"),
   createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
 });
 

@@ -13,6 +13,8 @@ interface CatalogueModel {
   cached_input_price_per_m_tokens: number | null;
   active: boolean;
   routing_strategy: string | null;
+  base_model: string | null;
+  adapter_source: string | null;
 }
 
 interface UsageReport {
@@ -30,6 +32,12 @@ function price(ctx: CommandContext, name: string): number | undefined {
   return value;
 }
 
+/** A flag whose value "none" clears the field (null); left out keeps it (undefined). */
+function noneFlag(ctx: CommandContext, name: string): string | null | undefined {
+  const value = flag(ctx, name);
+  return value === "none" ? null : value;
+}
+
 /** Catalogue and usage commands. */
 export const catalogueCommands: Record<string, Command> = {
   "model list": async (ctx) => {
@@ -37,7 +45,7 @@ export const catalogueCommands: Record<string, Command> = {
     output(ctx, body, () =>
       ctx.print(
         table(
-          ["ID", "KIND", "CONTEXT", "IN $/M", "OUT $/M", "CACHED $/M", "ACTIVE", "STRATEGY"],
+          ["ID", "KIND", "CONTEXT", "IN $/M", "OUT $/M", "CACHED $/M", "ACTIVE", "STRATEGY", "BASE"],
           body.data.map((m) => [
             m.id,
             m.kind,
@@ -47,6 +55,7 @@ export const catalogueCommands: Record<string, Command> = {
             m.cached_input_price_per_m_tokens ?? "-",
             m.active ? "yes" : "no",
             m.routing_strategy,
+            m.base_model,
           ]),
         ),
       ),
@@ -56,8 +65,10 @@ export const catalogueCommands: Record<string, Command> = {
     const id = arg(ctx, 0, "the model id");
     const active = flag(ctx, "active");
     if (active !== undefined && active !== "true" && active !== "false") throw new AdminUsageError(`--active must be true or false, got "${active}".`);
+    const context = flag(ctx, "context");
     const body = {
-      context_length: Number(need(ctx, "context")),
+      // An adapter (--base-model) takes its base's context length when created without one.
+      context_length: context === undefined ? (flag(ctx, "base-model") === undefined ? Number(need(ctx, "context")) : undefined) : Number(context),
       kind: flag(ctx, "kind"),
       family: flag(ctx, "family"),
       input_price_per_m_tokens: price(ctx, "input-price"),
@@ -65,6 +76,8 @@ export const catalogueCommands: Record<string, Command> = {
       cached_input_price_per_m_tokens: price(ctx, "cached-price"),
       active: active === undefined ? undefined : active === "true",
       routing_strategy: strategyFlag(ctx),
+      base_model: noneFlag(ctx, "base-model"),
+      adapter_source: noneFlag(ctx, "adapter-source"),
     };
     show(ctx, await ctx.api().request<CatalogueModel>("PUT", `/models/${encodeURIComponent(id)}`, body));
   },

@@ -41,6 +41,8 @@ export interface NodeJson {
   ttft_ewma_ms: number | null;
   /** Each engine's load from the last heartbeat (empty when unknown). */
   engines: { id: string; kind: string; healthy: boolean; circuit: string; in_flight: number; max_concurrency: number; running: number | null; waiting: number | null; kv_cache_usage: number | null; recent_ttft_ms: number | null }[];
+  /** LoRA adapters the node's engines serve (name and base model), from the last heartbeat (empty when unknown). */
+  adapters: { name: string; base: string }[];
   circuit: CircuitPhase;
   circuit_failures: number;
   circuit_open_until: string | null;
@@ -149,6 +151,7 @@ export function nodeJson(row: NodeRow, fleet: FleetLive, now: number): NodeJson 
       kv_cache_usage: e.kvCacheUsage,
       recent_ttft_ms: e.recentTtftMs,
     })),
+    adapters: live?.adapters ?? [],
     circuit: circuitPhase(circuit, now),
     circuit_failures: circuit?.failures ?? 0,
     circuit_open_until: openUntil,

@@ -1,4 +1,4 @@
-import type { Heartbeat, NodeStatus } from "../../../schema/contracts/heartbeat.ts";
+import type { Heartbeat, LoraAdapterReport, NodeStatus } from "../../../schema/contracts/heartbeat.ts";
 import type { EngineTokenCounters } from "../../../schema/tables/index.ts";
 
 /** One engine's load, as the node's last heartbeat reported it. */
@@ -42,6 +42,11 @@ export interface LiveNode {
    * before this field existed have none: read them with `liveCounters`.
    */
   counters?: Record<string, EngineTokenCounters>;
+  /**
+   * LoRA adapters the node's engines serve (name → base), one entry per name. Absent when no engine
+   * reported any (older backplanes, engines without LoRA); their names are in `models` as well.
+   */
+  adapters?: LoraAdapterReport[];
 }
 
 /** Heartbeats a node may miss before it is stale and gets no traffic. */
@@ -96,7 +101,16 @@ export function liveFromHeartbeat(hb: Heartbeat, now: number, previous?: LiveNod
     waiting: maxOrNull(hb.engines.map((e) => e.waiting)),
     kvCacheUsage: maxOrNull(hb.engines.map((e) => e.kvCacheUsage)),
     counters: engineCounters(hb),
+    ...adaptersOf(hb),
   };
+}
+
+/** The adapters the heartbeat's engines report, one per name (`{}` when none reported the field). */
+function adaptersOf(hb: Heartbeat): { adapters?: LoraAdapterReport[] } {
+  if (!hb.engines.some((e) => e.adapters !== undefined)) return {};
+  const byName = new Map<string, LoraAdapterReport>();
+  for (const e of hb.engines) for (const a of e.adapters ?? []) if (!byName.has(a.name)) byName.set(a.name, { name: a.name, base: a.base });
+  return { adapters: [...byName.values()] };
 }
 
 /** The token counters of the engines that report both of them. */

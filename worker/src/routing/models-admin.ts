@@ -3,28 +3,38 @@
  * what it costs (USD per million tokens, cached input price where the engine reports cached tokens).
  * The catalogue travels in the routing snapshot, so a change drops its Redis entry and reaches every
  * isolate within ROUTING_CACHE_ISOLATE_SECONDS. Removing a model deactivates it (usage keeps its name).
+ *
+ * A LoRA adapter is a catalogue model with a `base_model` (an existing chat model that is not itself
+ * an adapter) and, to be loaded on demand, an `adapter_source` (routing/adapters.ts). It is priced by
+ * its own row; created without prices (or without context_length or family), it takes its base's.
  */
 import { asc, eq } from "drizzle-orm";
+import { ApiError } from "../errors.ts";
 import { Hono } from "hono";
 import { z } from "zod";
 import { models } from "../../../schema/tables/index.ts";
 import { ROUTING_STRATEGIES } from "./snapshot.ts";
 import { actorName, type AdminEnv } from "../admin/auth.ts";
-import { inTransaction, notFound, readJson, reading, requireOperator } from "../admin/http.ts";
+import { inTransaction, notFound, readJson, reading, requireOperator, unique } from "../admin/http.ts";
 import { cacheKeysOf, dropCaches } from "../admin/invalidate.ts";
-import { recordAudit } from "../admin/store.ts";
+import { recordAudit, type AdminDb } from "../admin/store.ts";
 
 const price = z.number().min(0).max(1_000_000);
 const putBody = z.strictObject({
   family: z.string().max(100).optional(),
   kind: z.enum(["chat", "embedding"]).optional(),
-  context_length: z.number().int().min(1).max(10_000_000),
+  /** Required when creating a model, except an adapter (which takes its base's). */
+  context_length: z.number().int().min(1).max(10_000_000).optional(),
   input_price_per_m_tokens: price.optional(),
   output_price_per_m_tokens: price.optional(),
   cached_input_price_per_m_tokens: price.nullable().optional(),
   active: z.boolean().optional(),
   /** Node-choice strategy (null: least-load); an environment's own strategy wins. */
   routing_strategy: z.enum(ROUTING_STRATEGIES).nullable().optional(),
+  /** Makes the model a LoRA adapter of this catalogue model (null: not an adapter). */
+  base_model: z.string().min(1).max(200).nullable().optional(),
+  /** Where engines load the adapter from at runtime (vLLM's lora_path); null: never loaded on demand. */
+  adapter_source: z.string().min(1).max(4096).nullable().optional(),
 });
 const MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$/;
 
@@ -42,6 +52,8 @@ function modelJson(row: ModelRow) {
     cached_input_price_per_m_tokens: row.cachedInputPricePerMTokens === null ? null : Number(row.cachedInputPricePerMTokens),
     active: row.active,
     routing_strategy: row.routingStrategy,
+    base_model: row.baseModel,
+    adapter_source: row.adapterSource,
     created_at: row.createdAt.toISOString(),
   };
 }
@@ -50,6 +62,47 @@ function modelId(raw: string): string {
   const id = decodeURIComponent(raw);
   if (!MODEL_ID.test(id)) throw notFound("model", id);
   return id;
+}
+
+type PutBody = z.infer<typeof putBody>;
+
+/**
+ * Checks a PUT that makes or keeps the model a LoRA adapter: its base must be an existing chat model
+ * that is not itself an adapter, the adapter a chat model, and `adapter_source` belongs to adapters
+ * only; a model that is the base of adapters may not become an adapter or an embedding model. For a
+ * new adapter, returns what it takes from its base where the body leaves it out: context length,
+ * family and each price (the catalogue may still price the adapter differently, by giving prices).
+ */
+async function checkAdapter(db: AdminDb, id: string, body: PutBody, before: ModelRow | undefined): Promise<Partial<typeof models.$inferInsert> | null> {
+  const base = body.base_model === undefined ? (before?.baseModel ?? null) : body.base_model;
+  const source = body.adapter_source === undefined ? (before?.adapterSource ?? null) : body.adapter_source;
+  const kind = body.kind ?? before?.kind ?? "chat";
+  if (base === null) {
+    if (source !== null) throw new ApiError("invalid_value", "Invalid adapter_source: only a LoRA adapter (a model with base_model) has one.", { param: "adapter_source" });
+  } else if (kind !== "chat") {
+    throw new ApiError("invalid_value", "Invalid kind: a LoRA adapter is a chat model, like its base.", { param: "kind" });
+  }
+  if ((base !== null || kind !== "chat") && before) {
+    const adapters = await db.select({ id: models.id }).from(models).where(eq(models.baseModel, id));
+    if (adapters.length > 0) {
+      const param = base !== null ? "base_model" : "kind";
+      throw new ApiError("invalid_value", `Invalid ${param}: '${id}' is the base model of the adapters ${adapters.map((a) => a.id).join(", ")}, so it stays a chat model that is not an adapter.`, { param });
+    }
+  }
+  if (base === null || (body.base_model === undefined && before)) return null;
+  if (base === id) throw new ApiError("invalid_value", "Invalid base_model: a model cannot be its own base.", { param: "base_model" });
+  const [baseRow] = await db.select().from(models).where(eq(models.id, base));
+  if (!baseRow) throw new ApiError("invalid_value", `Invalid base_model: '${base}' is not in the catalogue.`, { param: "base_model" });
+  if (baseRow.kind !== "chat") throw new ApiError("invalid_value", `Invalid base_model: '${base}' is an ${baseRow.kind} model; LoRA adapters apply to chat models.`, { param: "base_model" });
+  if (baseRow.baseModel !== null) throw new ApiError("invalid_value", `Invalid base_model: '${base}' is itself an adapter (of '${baseRow.baseModel}').`, { param: "base_model" });
+  if (before) return null;
+  return {
+    contextLength: baseRow.contextLength,
+    family: baseRow.family,
+    inputPricePerMTokens: baseRow.inputPricePerMTokens,
+    outputPricePerMTokens: baseRow.outputPricePerMTokens,
+    cachedInputPricePerMTokens: baseRow.cachedInputPricePerMTokens,
+  };
 }
 
 /** The catalogue routes. */
@@ -71,7 +124,7 @@ export const modelRoutes = new Hono<AdminEnv>()
     const id = modelId(c.req.param("id"));
     const body = await readJson(c, putBody);
     const set = {
-      contextLength: body.context_length,
+      ...(body.context_length === undefined ? {} : { contextLength: body.context_length }),
       ...(body.family === undefined ? {} : { family: body.family }),
       ...(body.kind === undefined ? {} : { kind: body.kind }),
       ...(body.input_price_per_m_tokens === undefined ? {} : { inputPricePerMTokens: String(body.input_price_per_m_tokens) }),
@@ -81,11 +134,23 @@ export const modelRoutes = new Hono<AdminEnv>()
         : { cachedInputPricePerMTokens: body.cached_input_price_per_m_tokens === null ? null : String(body.cached_input_price_per_m_tokens) }),
       ...(body.active === undefined ? {} : { active: body.active }),
       ...(body.routing_strategy === undefined ? {} : { routingStrategy: body.routing_strategy }),
+      ...(body.base_model === undefined ? {} : { baseModel: body.base_model }),
+      ...(body.adapter_source === undefined ? {} : { adapterSource: body.adapter_source }),
     };
-    const values = { id, ...set };
     const { row, keys, created } = await inTransaction(c, async (db) => {
       const [before] = await db.select().from(models).where(eq(models.id, id));
-      const [after] = await db.insert(models).values(values).onConflictDoUpdate({ target: models.id, set }).returning();
+      const inherited = await checkAdapter(db, id, body, before);
+      let after: ModelRow | undefined = before;
+      if (before && Object.keys(set).length > 0) [after] = await db.update(models).set(set).where(eq(models.id, id)).returning();
+      if (!before) {
+        const contextLength = set.contextLength ?? inherited?.contextLength;
+        if (contextLength === undefined) {
+          throw new ApiError("invalid_value", "Invalid context_length: required when creating a model (an adapter takes its base model's).", { param: "context_length" });
+        }
+        [after] = await unique(`Model ${id} was created at the same time by another request; retry.`, null, () =>
+          db.insert(models).values({ id, ...inherited, ...set, contextLength }).returning(),
+        );
+      }
       if (!after) throw notFound("model", id);
       await recordAudit(db, actorName(c.get("actor")), before ? "model.update" : "model.create", "model", id, null, {
         before: before ? modelJson(before) : null,

@@ -19,6 +19,10 @@ export interface ModelEntry {
   createdAt: number;
   /** The model's node-choice strategy (null or absent: least-load). */
   routingStrategy?: RoutingStrategy | null;
+  /** A LoRA adapter's base model (null or absent: not an adapter). */
+  baseModel?: string | null;
+  /** Where an engine loads the adapter from at runtime (vLLM's `lora_path`); null or absent: not loaded on demand. */
+  adapterSource?: string | null;
 }
 
 /** A region as routing needs it: where it is (null until an admin sets it) and its price multiplier. */
@@ -103,6 +107,8 @@ export async function loadRoutingSnapshot(db: Db): Promise<RoutingSnapshot> {
       cachedInputPrice: m.cachedInputPricePerMTokens === null ? null : Number(m.cachedInputPricePerMTokens),
       createdAt: Math.floor(m.createdAt.getTime() / 1000),
       routingStrategy: m.routingStrategy,
+      baseModel: m.baseModel,
+      adapterSource: m.adapterSource,
     };
   }
   return {
