@@ -29,4 +29,6 @@ export interface WorkerTestContext {
   blackholeUrl: string;
   /** A backplane that is not registered: tests register it with signed heartbeats (it serves `hb-model`). */
   hbNode: { id: string; url: string };
+  /** Two backplanes for the LoRA tests, not registered: both serve `lora-base` with runtime adapter loading; the first also `lora-static`. */
+  loraNodes: { id: string; url: string; engineUrl: string }[];
 }

@@ -32,6 +32,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide("liveBackplaneUrl", context.liveBackplaneUrl);
   project.provide("statsUrl", context.statsUrl);
   project.provide("hbNode", context.hbNode);
+  project.provide("loraNodes", context.loraNodes);
   return async () => {
     child.kill("SIGTERM");
     await exited;

@@ -61,6 +61,27 @@ async function main(): Promise<void> {
       logLevel: "error",
     }),
   );
+  // Two nodes for the LoRA tests, not registered (the tests register them with signed heartbeats):
+  // both serve `lora-base` and load adapters at runtime; the first also serves `lora-static` from the start.
+  const loraSims = await Promise.all([
+    startSimEngine({ host: "127.0.0.1", port: 0, ttftMs: 1, interTokenMs: 1, runtimeLora: true, models: [{ name: "lora-base", kind: "generate", maxModelLen: 4096 }], loras: [{ name: "lora-static", base: "lora-base", path: "/adapters/lora-static" }] }),
+    startSimEngine({ host: "127.0.0.1", port: 0, ttftMs: 1, interTokenMs: 1, runtimeLora: true, models: [{ name: "lora-base", kind: "generate", maxModelLen: 4096 }] }),
+  ]);
+  const loraIds = ["wtest-lora-a", "wtest-lora-b"];
+  const loraBackplanes = await Promise.all(
+    loraSims.map(async (loraSim, i) =>
+      startDaemon(
+        parseConfig({
+          nodeId: loraIds[i],
+          region: "lora-region",
+          secret: await deriveNodeSecret(masterSecret, loraIds[i] ?? "", 1),
+          port: 0,
+          engines: [{ kind: "sim", id: "sim-0", url: loraSim.url }],
+          logLevel: "error",
+        }),
+      ),
+    ),
+  );
   const deadUrl = `http://127.0.0.1:${await freePort()}`;
   // A node without reported streams (an older backplane's answers): an engine the gateway reaches
   // directly, so the gateway taps its streams itself. It serves `legacy-model` only.
@@ -110,6 +131,7 @@ async function main(): Promise<void> {
     statsUrl,
     blackholeUrl,
     hbNode: { id: hbNodeId, url: hbBackplane.url },
+    loraNodes: loraBackplanes.map((b, i) => ({ id: loraIds[i] ?? "", url: b.url, engineUrl: loraSims[i]?.url ?? "" })),
   };
   // A deployment's first scheduled run seeds the budget counters (worker/src/limits/budget-seed.ts);
   // the tests start from seeded counters, except the one that takes the marker away.
@@ -125,6 +147,8 @@ async function main(): Promise<void> {
     blackhole.close();
     await backplane.close();
     await hbBackplane.close();
+    for (const b of loraBackplanes) await b.close();
+    for (const s of loraSims) await s.close();
     await sim.close();
     await hbSim.close();
     await legacySim.close();

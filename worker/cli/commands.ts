@@ -46,12 +46,19 @@ Tenancy, limits and budgets go through the gateway's admin API (--url, --token):
   model set ID   --context N [--kind chat|embedding] [--family F] [--input-price USD/M] [--output-price USD/M]
                  [--cached-price USD/M] [--active true|false] [--strategy S|none]   (node choice for the model;
                                                            an environment's strategy wins)
+                 [--base-model B|none] [--adapter-source PATH|none]   (a LoRA adapter of the chat model B,
+                                                           loaded on demand from PATH; created without --context
+                                                           or prices, it takes B's)
 
 The fleet, through the admin API (operator only; docs/fleet.md):
   node list                                                (admin status, reported status, staleness, load, circuit)
   node show ID                                             (with its last 50 health changes)
   node drain ID | undrain ID                               (draining: no new requests, in-flight ones finish)
   node remove ID                                           (stop its backplane first: a running one registers again)
+  node adapters ID                                         (the LoRA adapters its engines serve, per engine)
+  node adapter-load ID NAME [--source PATH]                (loads a catalogue adapter there; the source defaults to
+                                                           its adapter_source)
+  node adapter-unload ID NAME
   region list                                              (coordinates, price multiplier, healthy/total nodes)
   reservation add --tenant T --model M --tps N --nodes n1,n2   (reserved tokens per second, served first from the
                                                            nodes; prints the id)

@@ -89,6 +89,21 @@ export const fleetCommands: Record<string, Command> = {
     });
   },
 
+  "node adapters": async (ctx) => {
+    const body = await ctx.api().request<{ data: { name: string; base: string; source: string | null; engine: string }[] }>("GET", nodePath(ctx, "/adapters"));
+    output(ctx, body, () => ctx.print(body.data.length === 0 ? "(none)" : table(["ENGINE", "ADAPTER", "BASE", "SOURCE"], body.data.map((a) => [a.engine, a.name, a.base, a.source]))));
+  },
+  "node adapter-load": async (ctx) => {
+    const name = arg(ctx, 1, "the adapter (a catalogue model with a base model)");
+    const body = await ctx.api().request<{ name: string; engine: string; status: string }>("POST", nodePath(ctx, "/adapters"), { name, source: flag(ctx, "source") });
+    output(ctx, body, () => ctx.print(`${body.status === "already_loaded" ? "Already loaded" : "Loaded"} ${body.name} on engine ${body.engine} of node ${arg(ctx, 0, "the node id")}.`));
+  },
+  "node adapter-unload": async (ctx) => {
+    const name = arg(ctx, 1, "the adapter name");
+    const body = await ctx.api().request<{ engines: string[] }>("DELETE", nodePath(ctx, `/adapters/${enc(name)}`));
+    output(ctx, body, () => ctx.print(`Unloaded ${name} from ${body.engines.join(", ")} on node ${arg(ctx, 0, "the node id")}.`));
+  },
+
   "region list": async (ctx) => {
     const body = await ctx.api().request<{ data: RegionJson[] }>("GET", "/regions");
     output(ctx, body, () =>

@@ -18,6 +18,7 @@ import { billingRoutes } from "../billing/export.ts";
 import { metricsRoutes, outboxRoutes } from "../platform/metrics-admin.ts";
 import { modelRoutes } from "../routing/models-admin.ts";
 import { nodeRoutes } from "../nodes/admin.ts";
+import { nodeAdapterRoutes } from "../nodes/adapters-admin.ts";
 import { reconciliationRoutes } from "../metering/reconcile-admin.ts";
 import { regionRoutes } from "../routing/regions-admin.ts";
 import { reservationRoutes } from "../routing/reservations-admin.ts";
@@ -42,6 +43,7 @@ export function adminApp(): Hono<AdminEnv> {
     .route("/reconciliation", reconciliationRoutes)
     .route("/models", modelRoutes)
     .route("/nodes", nodeRoutes)
+    .route("/nodes", nodeAdapterRoutes)
     .route("/regions", regionRoutes)
     .route("/reservations", reservationRoutes)
     .route("/billing", billingRoutes);

@@ -26,7 +26,8 @@ import { costClass, validateRequest, type Endpoint, type ProxyRequest } from "..
 import { validateExtra } from "../extras/validate.ts";
 import { claimTrial, recordFailure, recordSuccess } from "../routing/breaker.ts";
 import { callerLocation, REGION_HEADER } from "../routing/geo.ts";
-import { planRoute, type RoutePlan } from "../routing/pick.ts";
+import { planRoute, type RouteInput, type RoutePlan } from "../routing/pick.ts";
+import { routeToLoadedAdapter } from "../routing/adapters.ts";
 import { sentSince, trackSend } from "../routing/sent.ts";
 import { rememberCircuit } from "../platform/hot-state.ts";
 import type { NodeEntry } from "../routing/snapshot.ts";
@@ -299,7 +300,7 @@ async function routeRequest(c: Context<AppEnv>, model: string, prefixHash: numbe
     }
   }
   const now = Date.now();
-  const plan: RoutePlan = planRoute({
+  const input: RouteInput = {
     snapshot: routing.snapshot,
     live: routing.live,
     circuits: routing.circuits,
@@ -316,7 +317,13 @@ async function routeRequest(c: Context<AppEnv>, model: string, prefixHash: numbe
     // Liveness is judged as of when the live state was read: while Redis is unreachable the
     // isolate routes on its last view, and its nodes must not all look stale (hot-state.ts).
     now: Math.min(now, routing.liveAt),
-  });
+  };
+  const plan: RoutePlan = planRoute(input);
+  // A LoRA adapter no eligible node has loaded: loaded on a node serving its base (routing/adapters.ts).
+  if (plan.nodes.length === 0 && plan.emptyReason !== "shed") {
+    const loaded = await routeToLoadedAdapter(c, input);
+    if (loaded) return loaded;
+  }
   let nodes = plan.nodes;
   const trial = nodes.find((n) => plan.halfOpen.has(n.id));
   if (trial) {
