@@ -5,6 +5,8 @@
  * is loaded on first use through the gateway and then served; admin unload and load go through the
  * gateway's API to the node.
  */
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { and, eq, sql } from "drizzle-orm";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -33,6 +35,14 @@ async function admin<T = Record<string, unknown>>(method: string, path: string, 
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   return { status: res.status, body: (await res.json()) as T };
+}
+
+/** Runs the admin CLI against the stack as `npm run admin` does; resolves with its output, or rejects on a non-zero exit. */
+async function cli(args: string[]): Promise<string> {
+  const { stdout } = await promisify(execFile)(process.execPath, ["worker/cli/admin.ts", ...args, "--url", stack.gatewayUrl, "--token", stack.adminToken], {
+    env: { ...process.env, SWITCHYARD_ADMIN_TOKEN: "", SWITCHYARD_URL: "" },
+  });
+  return stdout.trim();
 }
 
 async function engineModels(): Promise<string[]> {
@@ -156,5 +166,16 @@ describe("LoRA adapters through the local stack", () => {
     expect(answer.model).toBe(SQL);
     const audit = await db.db.select().from(auditLogs).where(and(eq(auditLogs.targetId, stack.nodeId), sql`${auditLogs.details}->>'adapter' = ${SQL}`));
     expect(audit.map((a) => a.action).sort()).toEqual(["node.adapter_load", "node.adapter_unload"]);
+  });
+
+  it("manages adapters with the admin CLI: catalogue entry, list, load and unload on a node", async () => {
+    const created = JSON.parse(await cli(["model", "set", "sql-v3", "--base-model", BASE, "--adapter-source", "/data/adapters/sql-v3", "--json"])) as Record<string, unknown>;
+    expect(created).toMatchObject({ id: "sql-v3", base_model: BASE, adapter_source: "/data/adapters/sql-v3", context_length: 8192, input_price_per_m_tokens: 0.1 });
+    expect(await cli(["node", "adapter-load", stack.nodeId, "sql-v3"])).toBe(`Loaded sql-v3 on engine sim-0 of node ${stack.nodeId}.`);
+    const table = (await cli(["node", "adapters", stack.nodeId])).split("\n").map((line) => line.trim().split(/\s{2,}/));
+    expect(table[0]).toEqual(["ENGINE", "ADAPTER", "BASE", "SOURCE"]);
+    expect(table).toContainEqual(["sim-0", "sql-v3", BASE, "/data/adapters/sql-v3"]);
+    expect(await cli(["node", "adapter-unload", stack.nodeId, "sql-v3"])).toBe(`Unloaded sql-v3 from sim-0 on node ${stack.nodeId}.`);
+    expect(await engineModels()).not.toContain("sql-v3");
   });
 });
