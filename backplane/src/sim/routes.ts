@@ -6,7 +6,9 @@ import { handleGeneration, randomHex } from "./generate.ts";
 import { loraCards, loraRoute } from "./lora.ts";
 import { handleCountTokens, handleMessages, sendMessagesError } from "./messages.ts";
 import { renderMetrics } from "./metrics.ts";
+import { POOLING_ROUTES } from "./pooling.ts";
 import { handleResponses, routeResponseById } from "./responses.ts";
+import { TOKENIZE_ROUTES } from "./tokenize.ts";
 
 /** The vLLM version the simulator answers /version with. */
 export const SIM_VLLM_VERSION = "0.11.0";
@@ -20,6 +22,8 @@ const POST_ROUTES: Record<string, PostHandler> = {
   "/v1/messages": handleMessages,
   "/v1/messages/count_tokens": handleCountTokens,
   "/v1/responses": handleResponses,
+  ...POOLING_ROUTES,
+  ...TOKENIZE_ROUTES,
 };
 
 /** Routes whose errors are rendered the Anthropic way (vllm/entrypoints/anthropic/api_router.py). */
