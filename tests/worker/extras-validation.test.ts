@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { inject } from "vitest";
 import { parseUsage } from "../../schema/contracts/usage-tap.ts";
+import { readJson } from "../../worker/src/proxy/json-tap.ts";
 import { gateway, post } from "./helpers.ts";
 
 async function errorOf(res: Response) {
@@ -47,6 +48,14 @@ describe("vLLM's extra routes at the edge", () => {
       const { status, body: err } = await errorOf(await post(path, body));
       expect({ path, status, param: err.error.param }).toEqual({ path, status: 400, param: "priority" });
     }
+  });
+
+  it("find the usage of a large rerank answer, which vLLM writes before its results", async () => {
+    const results = Array.from({ length: 400 }, (_, index) => ({ index, document: { text: `document number ${index} `.repeat(4), multi_modal: null }, relevance_score: 1 / (index + 1) }));
+    const body = JSON.stringify({ id: "rerank-1", model: "sim-embed", usage: { total_tokens: 3384 }, results });
+    expect(body.length).toBeGreaterThan(32 * 1024);
+    const read = await readJson(new Response(body), 1);
+    expect(read.outcome.usage).toEqual({ promptTokens: 3384, completionTokens: 0, cachedPromptTokens: 0 });
   });
 
   it("meter rerank's usage, which has only total_tokens, as input tokens", () => {

@@ -28,7 +28,7 @@ export function usageFromTail(tail: string): ReturnType<typeof parseUsage> {
 
 /**
  * Reads a non-streamed JSON body whole (the runtime buffers it natively: no JS per chunk) and its
- * usage from the last 16 KB. An engine writes a non-streamed answer in one piece at the end, so
+ * usage from the last 16 KB (or, when it is not there, the first: rerank answers put it first). An engine writes a non-streamed answer in one piece at the end, so
  * buffering it delays nothing, and a body that breaks off is answered as an error rather than sent
  * on as a truncated 200. `firstByteAt` is when the answer's headers came (`answeredAt`).
  */
@@ -41,5 +41,7 @@ export async function readJson(body: Pick<Body, "arrayBuffer">, answeredAt: numb
     return { bytes: null, outcome: { status: "error", usage: null, firstByteAt: answeredAt, deliveredChunks: 0, errorCode: "upstream_stream_error" } };
   }
   const tail = bytes.length > TAIL_BYTES ? bytes.subarray(bytes.length - TAIL_BYTES) : bytes;
-  return { bytes, outcome: { status: "ok", usage: usageFromTail(decoder.decode(tail)), firstByteAt: answeredAt, deliveredChunks: 0, errorCode: null } };
+  // vLLM writes usage last, except in rerank answers, where it comes before the results: look at the head too.
+  const usage = usageFromTail(decoder.decode(tail)) ?? (bytes.length > TAIL_BYTES ? usageFromTail(decoder.decode(bytes.subarray(0, TAIL_BYTES))) : null);
+  return { bytes, outcome: { status: "ok", usage, firstByteAt: answeredAt, deliveredChunks: 0, errorCode: null } };
 }

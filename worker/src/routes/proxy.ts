@@ -112,7 +112,7 @@ export function proxyHandler(endpoint: Endpoint) {
     // Pooling routes (embeddings, rerank, score) need a pooling model; tokenizing takes either kind.
     const wantKind = costClass(endpoint) === "pool" ? "embedding" : costClass(endpoint) === "free" && endpoint !== "count_tokens" ? model.kind : "chat";
     if (model.kind !== wantKind) {
-      throw new ApiError("invalid_value", `The model '${req.model}' is an ${model.kind} model and cannot serve ${PATHS[endpoint]}.`, {
+      throw new ApiError("invalid_value", `The model '${req.model}' is ${model.kind === "embedding" ? "an embedding" : "a chat"} model and cannot serve ${c.req.path}.`, {
         param: "model",
       });
     }
