@@ -4,18 +4,21 @@
  * counts, metering to the token, broken streams, and the SDK's typed errors for what the gateway refuses.
  */
 import Anthropic from "@anthropic-ai/sdk";
-import { eq } from "drizzle-orm";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openDb, type NodeDb } from "../../dev/db.ts";
 import type { Stack } from "../../dev/stack.ts";
-import { usageRecords } from "../../schema/tables/index.ts";
 import { startTestStack, type TestStack } from "../support/e2e-stack.ts";
+import { adminJson, newTenantKey, usageRowOf } from "../support/e2e-calls.ts";
 
 let started: TestStack;
 let stack: Stack;
 let db: NodeDb;
 let anthropic: Anthropic;
+
+const usageFor = (requestId: string | null | undefined) => usageRowOf(stack, db, requestId);
+const admin = <T = unknown>(method: string, path: string, body?: unknown) => adminJson<T>(stack, method, path, body);
+const freshKey = () => newTenantKey(stack, "anthropic");
 
 beforeAll(async () => {
   started = await startTestStack("anthropic", { simArgs: ["--ttft-ms", "5", "--inter-token-ms", "5"] });
@@ -28,37 +31,6 @@ afterAll(async () => {
   await db?.close();
   await started?.close();
 });
-
-async function usageFor(requestId: string | null | undefined) {
-  if (!requestId) throw new Error("no request id");
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    await stack.runScheduled();
-    const [row] = await db.db.select().from(usageRecords).where(eq(usageRecords.id, requestId));
-    if (row) return row;
-    if (Date.now() > deadline) throw new Error(`no usage record for ${requestId}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function admin<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const res = await fetch(`${stack.gatewayUrl}/admin${path}`, {
-    method,
-    headers: { authorization: `Bearer ${stack.adminToken}`, "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const json = (await res.json()) as T;
-  if (!res.ok) throw new Error(`${method} /admin${path}: ${res.status} ${JSON.stringify(json)}`);
-  return json;
-}
-
-/** A key of a fresh tenant, for tests that exhaust its limits. */
-async function freshKey(): Promise<{ key: string; keyId: string }> {
-  const tenant = await admin<{ id: string }>("POST", "/tenants", { name: `anthropic-${Math.random().toString(16).slice(2, 8)}` });
-  const env = await admin<{ id: string }>("POST", "/environments", { tenant_id: tenant.id, name: "prod" });
-  const key = await admin<{ id: string; key: string }>("POST", "/keys", { environment_id: env.id, name: "k" });
-  return { key: key.key, keyId: key.id };
-}
 
 const MODEL = "sim-llama-8b";
 const question = [{ role: "user" as const, content: "What is a switchyard?" }];

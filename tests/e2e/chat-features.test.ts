@@ -4,15 +4,14 @@
  * n and reasoning reach the client exactly as the engine sent them, and the usage rows equal the
  * engine's usage (image tokens in the prompt, tool-call tokens in the completion).
  */
-import { eq } from "drizzle-orm";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { countPromptTokens, countTextTokens } from "../../backplane/src/sim/index.ts";
 import { hermesText } from "../../backplane/src/sim/tools.ts";
 import { openDb, type NodeDb } from "../../dev/db.ts";
 import type { Stack } from "../../dev/stack.ts";
-import { usageRecords } from "../../schema/tables/index.ts";
 import { startTestStack, type TestStack } from "../support/e2e-stack.ts";
+import { adminJson, usageRowOf } from "../support/e2e-calls.ts";
 
 let started: TestStack;
 let stack: Stack;
@@ -24,16 +23,8 @@ const TEXT = "sim-llama-8b";
 const VISION = "sim-vl";
 const REASONER = "sim-r1";
 
-async function admin(method: string, path: string, body?: unknown): Promise<unknown> {
-  const res = await fetch(`${stack.gatewayUrl}/admin${path}`, {
-    method,
-    headers: { authorization: `Bearer ${stack.adminToken}`, "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const json: unknown = await res.json();
-  if (!res.ok) throw new Error(`${method} /admin${path}: ${res.status} ${JSON.stringify(json)}`);
-  return json;
-}
+const usageFor = (requestId: string | null | undefined) => usageRowOf(stack, db, requestId);
+const admin = <T = unknown>(method: string, path: string, body?: unknown) => adminJson<T>(stack, method, path, body);
 
 beforeAll(async () => {
   // The default models plus a multimodal and a reasoning one, which the catalogue learns from the admin API.
@@ -63,18 +54,6 @@ afterAll(async () => {
   await db?.close();
   await started?.close();
 });
-
-async function usageFor(requestId: string | null) {
-  if (!requestId) throw new Error("no request id");
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    await stack.runScheduled();
-    const [row] = await db.db.select().from(usageRecords).where(eq(usageRecords.id, requestId));
-    if (row) return row;
-    if (Date.now() > deadline) throw new Error(`no usage record for ${requestId}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** Masks what differs between two runs of the same request: response and tool-call ids, timestamps. */
 function mask(text: string): string {

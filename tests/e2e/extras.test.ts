@@ -4,17 +4,18 @@
  * rerank and score are metered from the engine's usage, tokenizing is recorded at no cost, and the
  * gateway refuses a missing key and a chat model.
  */
-import { eq } from "drizzle-orm";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openDb, type NodeDb } from "../../dev/db.ts";
 import type { Stack } from "../../dev/stack.ts";
-import { usageRecords } from "../../schema/tables/index.ts";
 import { startTestStack, type TestStack } from "../support/e2e-stack.ts";
+import { usageRowOf } from "../support/e2e-calls.ts";
 
 let started: TestStack;
 let stack: Stack;
 let db: NodeDb;
+
+const usageFor = (requestId: string | null | undefined) => usageRowOf(stack, db, requestId);
 
 beforeAll(async () => {
   started = await startTestStack("extras", { simArgs: ["--ttft-ms", "5", "--inter-token-ms", "2"] });
@@ -33,18 +34,6 @@ const QUERY = "capital of France";
 /** sim-embed's seeded input price: $0.02 per million tokens, so micro-dollars are tokens × 0.02, rounded. */
 const EMBED_PRICE = 0.02;
 const DOCUMENTS = ["Berlin is the capital of Germany.", "Paris is the capital of France.", "Cats sleep all day."];
-
-async function usageFor(requestId: string | null) {
-  if (!requestId) throw new Error("no request id");
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    await stack.runScheduled();
-    const [row] = await db.db.select().from(usageRecords).where(eq(usageRecords.id, requestId));
-    if (row) return row;
-    if (Date.now() > deadline) throw new Error(`no usage record for ${requestId}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** POSTs JSON to the gateway with the stack's key (or the headers given). */
 function gateway(path: string, body: unknown, headers: Record<string, string> = { authorization: `Bearer ${stack.apiKey}` }): Promise<Response> {

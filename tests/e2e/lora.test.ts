@@ -12,8 +12,9 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openDb, type NodeDb } from "../../dev/db.ts";
 import type { Stack } from "../../dev/stack.ts";
-import { auditLogs, usageRecords } from "../../schema/tables/index.ts";
+import { auditLogs } from "../../schema/tables/index.ts";
 import { startTestStack, type TestStack } from "../support/e2e-stack.ts";
+import { usageRowOf } from "../support/e2e-calls.ts";
 
 let started: TestStack;
 let stack: Stack;
@@ -49,18 +50,6 @@ async function engineModels(): Promise<string[]> {
   return ((await (await fetch(`${stack.simUrl}/v1/models`)).json()) as { data: { id: string }[] }).data.map((m) => m.id);
 }
 
-async function usageFor(requestId: string | null) {
-  if (!requestId) throw new Error("no request id");
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    await stack.runScheduled();
-    const [row] = await db.db.select().from(usageRecords).where(eq(usageRecords.id, requestId));
-    if (row) return row;
-    if (Date.now() > deadline) throw new Error(`no usage record for ${requestId}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 async function until<T>(what: string, fn: () => Promise<T | undefined>, withinMs = 30_000): Promise<T> {
   const deadline = Date.now() + withinMs;
   for (;;) {
@@ -70,6 +59,8 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, withinMs
     await new Promise((r) => setTimeout(r, 250));
   }
 }
+
+const usageFor = (requestId: string | null | undefined) => usageRowOf(stack, db, requestId);
 
 beforeAll(async () => {
   started = await startTestStack("lora", { simArgs: ["--ttft-ms", "5", "--inter-token-ms", "2", "--lora", `${SQL}=${BASE}`, "--runtime-lora"] });

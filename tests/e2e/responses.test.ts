@@ -4,18 +4,20 @@
  * answers, typed-event streams, metering, stored responses on the node that made them, and that
  * another organisation cannot use a response id.
  */
-import { eq } from "drizzle-orm";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openDb, type NodeDb } from "../../dev/db.ts";
 import type { Stack } from "../../dev/stack.ts";
-import { usageRecords } from "../../schema/tables/index.ts";
 import { startTestStack, type TestStack } from "../support/e2e-stack.ts";
+import { adminJson, usageRowOf } from "../support/e2e-calls.ts";
 
 let started: TestStack;
 let stack: Stack;
 let db: NodeDb;
 let openai: OpenAI;
+
+const usageFor = (requestId: string | null | undefined) => usageRowOf(stack, db, requestId);
+const admin = <T = unknown>(method: string, path: string, body?: unknown) => adminJson<T>(stack, method, path, body);
 
 beforeAll(async () => {
   // vLLM keeps responses only with its store on; the simulator reads the same variable.
@@ -31,29 +33,6 @@ afterAll(async () => {
   await db?.close();
   await started?.close();
 });
-
-async function usageFor(requestId: string | null | undefined) {
-  if (!requestId) throw new Error("no request id");
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    await stack.runScheduled();
-    const [row] = await db.db.select().from(usageRecords).where(eq(usageRecords.id, requestId));
-    if (row) return row;
-    if (Date.now() > deadline) throw new Error(`no usage record for ${requestId}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function admin<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const res = await fetch(`${stack.gatewayUrl}/admin${path}`, {
-    method,
-    headers: { authorization: `Bearer ${stack.adminToken}`, "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const json = (await res.json()) as T;
-  if (!res.ok) throw new Error(`${method} /admin${path}: ${res.status} ${JSON.stringify(json)}`);
-  return json;
-}
 
 const MODEL = "sim-llama-8b";
 

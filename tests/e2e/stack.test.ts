@@ -8,15 +8,18 @@ import type { ChatCompletionCreateParamsStreaming } from "openai/resources/chat/
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openDb, type NodeDb } from "../../dev/db.ts";
 import type { Stack } from "../../dev/stack.ts";
-import { nodes, spotEvents, usageRecords } from "../../schema/tables/index.ts";
+import { nodes, spotEvents } from "../../schema/tables/index.ts";
 import { startFakeAws, type FakeAws } from "../support/fake-metadata.ts";
 import { startTestStack, type TestStack } from "../support/e2e-stack.ts";
+import { usageRowOf } from "../support/e2e-calls.ts";
 
 let stack: Stack;
 let started: TestStack;
 let client: OpenAI;
 let db: NodeDb;
 let aws: FakeAws;
+
+const usageFor = (requestId: string | null | undefined) => usageRowOf(stack, db, requestId);
 
 beforeAll(async () => {
   aws = await startFakeAws();
@@ -34,17 +37,6 @@ afterAll(async () => {
   await started?.close();
   await aws?.close();
 });
-
-async function usageFor(requestId: string) {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    await stack.runScheduled();
-    const [row] = await db.db.select().from(usageRecords).where(eq(usageRecords.id, requestId));
-    if (row) return row;
-    if (Date.now() > deadline) throw new Error(`no usage record for ${requestId}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 const messages = [{ role: "user" as const, content: "What is a switchyard?" }];
 

@@ -7,7 +7,6 @@
  * `npm run test:real-engine` (docs/testing.md); not part of `npm test`.
  */
 import Anthropic from "@anthropic-ai/sdk";
-import { eq } from "drizzle-orm";
 import { Redis } from "ioredis";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -15,9 +14,9 @@ import { parsePrometheus, sumMetric } from "../../backplane/src/engines/promethe
 import { openDb, type NodeDb } from "../../dev/db.ts";
 import { startLlamaServer, type LlamaServer } from "../../dev/real-engine/server.ts";
 import type { Stack } from "../../dev/stack.ts";
-import { usageRecords } from "../../schema/tables/index.ts";
 import type { ReconcileRunJson } from "../../worker/src/admin/wire.ts";
 import { startTestStack, type TestStack } from "../support/e2e-stack.ts";
+import { adminJson, usageRowOf } from "../support/e2e-calls.ts";
 import { REDIS_URL } from "../support/fixtures.ts";
 
 declare module "vitest" {
@@ -46,16 +45,8 @@ async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<
   }
 }
 
-async function admin(method: string, path: string, body?: unknown): Promise<unknown> {
-  const res = await fetch(`${stack.gatewayUrl}/admin${path}`, {
-    method,
-    headers: { authorization: `Bearer ${stack.adminToken}`, "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const json: unknown = await res.json();
-  if (!res.ok) throw new Error(`${method} /admin${path}: ${res.status} ${JSON.stringify(json)}`);
-  return json;
-}
+const usageFor = (requestId: string | null | undefined) => usageRowOf(stack, db, requestId, 15_000);
+const admin = <T = unknown>(method: string, path: string, body?: unknown) => adminJson<T>(stack, method, path, body);
 
 beforeAll(async () => {
   const { binary, src, model } = inject("llama");
@@ -97,19 +88,6 @@ afterAll(async () => {
   await started?.close();
   await Promise.all([chatEngine?.child.stop(), embedEngine?.child.stop()]);
 });
-
-/** The usage row of a request, once the scheduled job moved it to Postgres. */
-async function usageFor(requestId: string | null) {
-  if (!requestId) throw new Error("no request id");
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    await stack.runScheduled();
-    const [row] = await db.db.select().from(usageRecords).where(eq(usageRecords.id, requestId));
-    if (row) return row;
-    if (Date.now() > deadline) throw new Error(`no usage record for ${requestId}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** One engine's lifetime token counters: llama.cpp counts processed and cache-reused prompt tokens apart. */
 async function engineCounters(engine: LlamaServer): Promise<{ prompt: number; generation: number; processing: number }> {
@@ -295,7 +273,7 @@ describe("cancellation and reconciliation on the real engine", () => {
   });
 
   it("finds zero drift between what the gateway metered and the engines' own counters", { timeout: 120_000 }, async () => {
-    const reconcile = () => admin("POST", "/reconciliation/run", { node_id: stack.nodeId }) as Promise<ReconcileRunJson>;
+    const reconcile = () => admin<ReconcileRunJson>("POST", "/reconciliation/run", { node_id: stack.nodeId });
     /** Waits for a heartbeat carrying both engines' current counters. */
     const heartbeat = async (after: number) => {
       const [chat, embed] = await Promise.all([engineCounters(chatEngine), engineCounters(embedEngine)]);
