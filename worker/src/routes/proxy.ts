@@ -75,7 +75,8 @@ const MAX_BODY_BYTES = 10 * 1024 * 1024;
 const utf8 = new TextDecoder();
 
 /**
- * Handles one inference request (OpenAI's routes, and Anthropic's Messages): validate, check the key may use the model, forward signed
+ * Handles one inference request (OpenAI's routes, Responses, Anthropic's Messages and vLLM's rerank,
+ * score and tokenize routes; docs/api.md): validate, check the key may use the model, forward signed
  * to a backplane, pass the response through while learning its usage, and record that usage in
  * `waitUntil`. Nothing here queries Postgres.
  */
