@@ -2,32 +2,8 @@ import { describe, expect, it } from "vitest";
 import { parseUsage } from "../../schema/contracts/usage-tap.ts";
 import { usageFromTail } from "../../worker/src/proxy/json-tap.ts";
 import { tapSse } from "../../worker/src/proxy/sse-tap.ts";
+import { sourceOf, textOf as text } from "./sse-streams.ts";
 import { anthropicSseError } from "../../worker/src/anthropic/errors.ts";
-
-const enc = new TextEncoder();
-const dec = new TextDecoder();
-
-function sourceOf(parts: string[], opts: { failAtEnd?: boolean } = {}): ReadableStream<Uint8Array> {
-  let i = 0;
-  return new ReadableStream<Uint8Array>({
-    pull(controller) {
-      const part = parts[i++];
-      if (part !== undefined) controller.enqueue(enc.encode(part));
-      else if (opts.failAtEnd) controller.error(new Error("connection reset"));
-      else controller.close();
-    },
-  });
-}
-
-async function text(stream: ReadableStream<Uint8Array>): Promise<string> {
-  let out = "";
-  const reader = stream.getReader();
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return out;
-    out += dec.decode(value);
-  }
-}
 
 const ev = (type: string, data: unknown) => `event: ${type}\ndata: ${JSON.stringify(data)}\n\n`;
 

@@ -1,31 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { tapSse } from "../../worker/src/proxy/sse-tap.ts";
+import { sourceOf, textOf as text } from "./sse-streams.ts";
 import { responsesSseError } from "../../worker/src/responses/routes.ts";
-
-const enc = new TextEncoder();
-const dec = new TextDecoder();
-
-function sourceOf(parts: string[], opts: { failAtEnd?: boolean } = {}): ReadableStream<Uint8Array> {
-  let i = 0;
-  return new ReadableStream<Uint8Array>({
-    pull(controller) {
-      const part = parts[i++];
-      if (part !== undefined) controller.enqueue(enc.encode(part));
-      else if (opts.failAtEnd) controller.error(new Error("connection reset"));
-      else controller.close();
-    },
-  });
-}
-
-async function text(stream: ReadableStream<Uint8Array>): Promise<string> {
-  let out = "";
-  const reader = stream.getReader();
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return out;
-    out += dec.decode(value);
-  }
-}
 
 let seq = 0;
 const ev = (type: string, data: Record<string, unknown>) => `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: seq++, ...data })}\n\n`;

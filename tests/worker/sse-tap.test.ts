@@ -1,21 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { tapSse } from "../../worker/src/proxy/sse-tap.ts";
 import { readJson, usageFromTail } from "../../worker/src/proxy/json-tap.ts";
+import { sourceOf } from "./sse-streams.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-
-function sourceOf(parts: (string | Uint8Array)[], opts: { failAtEnd?: boolean } = {}): ReadableStream<Uint8Array> {
-  let i = 0;
-  return new ReadableStream<Uint8Array>({
-    pull(controller) {
-      const part = parts[i++];
-      if (part !== undefined) controller.enqueue(typeof part === "string" ? enc.encode(part) : part);
-      else if (opts.failAtEnd) controller.error(new Error("connection reset"));
-      else controller.close();
-    },
-  });
-}
 
 async function readBytes(stream: ReadableStream<Uint8Array>): Promise<Uint8Array[]> {
   const out: Uint8Array[] = [];
