@@ -9,9 +9,11 @@ Usage: backplane sim [flags]
 Flags (environment fallback in brackets):
   --host <addr>                 listen address (default 127.0.0.1) [SIM_HOST]
   --port <n>                    listen port, 0 = any free port (default 0) [SIM_PORT]
-  --model <name[:generate|:embed][:maxlen][:vision][:reasoning]>
+  --model <name[:generate|:embed|:transcribe][:maxlen][:vision][:reasoning]>
                                 served model, repeatable; replaces the defaults
                                 (default sim-llama-8b:generate:8192 and sim-embed:embed:512);
+                                :transcribe is a Whisper-like speech-to-text model (default
+                                maxlen 448) serving only /v1/audio/transcriptions and /translations;
                                 :vision accepts images, :reasoning answers with reasoning_content
                                 [SIM_MODELS, comma-separated]
   --ttft-ms <ms>                time to first token (default 20) [SIM_TTFT_MS]
@@ -29,8 +31,9 @@ Flags (environment fallback in brackets):
                                 [VLLM_ALLOW_RUNTIME_LORA_UPDATING=True or 1, as vLLM reads it]
   -h, --help                    show this text
 
-Endpoints: POST /v1/chat/completions, /v1/completions, /v1/embeddings; GET /v1/models,
-/health, /ping, /version, /metrics. Fault injection and details: docs/simulator.md.
+Endpoints: POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/audio/transcriptions,
+/v1/audio/translations; GET /v1/models, /health, /ping, /version, /metrics. Fault injection and
+details: docs/simulator.md.
 `;
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -64,7 +67,7 @@ function parseNumber(flag: string, raw: string, integer: boolean): number {
 const MODEL_FLAGS = ["vision", "reasoning"] as const;
 
 /**
- * Parses `name[:generate|:embed][:maxlen][:vision][:reasoning]`, read from the right so names may
+ * Parses `name[:generate|:embed|:transcribe][:maxlen][:vision][:reasoning]`, read from the right so names may
  * contain ':'. The flags come last, in any order.
  */
 export function parseModelSpec(spec: string, flag = "--model"): SimModel {
@@ -84,13 +87,13 @@ export function parseModelSpec(spec: string, flag = "--model"): SimModel {
     parts.pop();
   }
   const kindPart = parts.at(-1);
-  if (parts.length > 1 && (kindPart === "generate" || kindPart === "embed")) {
+  if (parts.length > 1 && (kindPart === "generate" || kindPart === "embed" || kindPart === "transcribe")) {
     kind = kindPart;
     parts.pop();
   }
   const name = parts.join(":");
-  if (!/^\S+$/.test(name)) throw new SimOptionsError(`${flag}: expected name[:generate|:embed][:maxlen][:vision][:reasoning], got "${spec}"`);
-  if (kind === "embed" && flags.size > 0) throw new SimOptionsError(`${flag}: vision and reasoning apply to generate models only, got "${spec}"`);
+  if (!/^\S+$/.test(name)) throw new SimOptionsError(`${flag}: expected name[:generate|:embed|:transcribe][:maxlen][:vision][:reasoning], got "${spec}"`);
+  if (kind !== "generate" && flags.size > 0) throw new SimOptionsError(`${flag}: vision and reasoning apply to generate models only, got "${spec}"`);
   const model: SimModel = { name, kind, maxModelLen: maxModelLen ?? DEFAULT_MAX_MODEL_LEN[kind] };
   if (flags.has("vision")) model.vision = true;
   if (flags.has("reasoning")) model.reasoning = true;

@@ -1,7 +1,7 @@
 import { badRequest, modelNotFound, type SimHttpError } from "./errors.ts";
 import { loraBase, type SimLora } from "./lora.ts";
 import type { ModelMetrics } from "./metrics.ts";
-import type { SimOptions } from "./options.ts";
+import type { SimModel, SimOptions } from "./options.ts";
 import type { Scheduler } from "./scheduler.ts";
 
 /** A request the engine is working on or holding in its queue; close() aborts it. */
@@ -20,13 +20,24 @@ export interface EngineState {
   loras: Map<string, SimLora>;
 }
 
-/** Which API a request is for, to tell a generator from a pooling model. */
-export type ApiKind = "chat" | "completion" | "embedding";
+/** Which API a request is for, to tell a generator from a pooling or a speech-to-text model. */
+export type ApiKind = "chat" | "completion" | "embedding" | "transcription" | "translation";
 
 const API_NAMES: Record<ApiKind, string> = {
   chat: "Chat Completions API",
   completion: "Completions API",
   embedding: "Embeddings API",
+  transcription: "Transcriptions API",
+  translation: "Translations API",
+};
+
+/** The model kind that serves each API. */
+const API_KINDS: Record<ApiKind, SimModel["kind"]> = {
+  chat: "generate",
+  completion: "generate",
+  embedding: "embed",
+  transcription: "transcribe",
+  translation: "transcribe",
 };
 
 /**
@@ -36,7 +47,7 @@ const API_NAMES: Record<ApiKind, string> = {
  * name finds its base model.
  */
 export function resolveModel(state: EngineState, name: string | null, api: ApiKind): ModelMetrics {
-  const wanted = api === "embedding" ? "embed" : "generate";
+  const wanted = API_KINDS[api];
   let found: ModelMetrics | undefined;
   if (name === null) {
     const all = [...state.metrics.values()];

@@ -5,8 +5,10 @@ import type { ServerResponse } from "node:http";
  * - "BadRequestError" / "NotFoundError" / "InternalServerError": raised by the serving code.
  * - "Bad Request": FastAPI request-validation failures, which vLLM turns from 422 into 400
  *   with the HTTP reason phrase as the type (api_server.py `validation_exception_handler`).
+ * - "Bad Request" / "Unprocessable Entity": a FastAPI HTTPException, which vLLM's
+ *   `http_exception_handler` renders with the status's reason phrase as the type.
  */
-export type SimErrorType = "BadRequestError" | "NotFoundError" | "InternalServerError" | "Bad Request" | "InvalidUserInput";
+export type SimErrorType = "BadRequestError" | "NotFoundError" | "InternalServerError" | "Bad Request" | "Unprocessable Entity" | "InvalidUserInput";
 
 /** The simulator's one error type, rendered by `sendError` in vLLM's 0.10.1+ shape. */
 export class SimHttpError extends Error {
@@ -24,6 +26,11 @@ export class SimHttpError extends Error {
 /** A 400 BadRequestError, as `create_error_response` makes by default. */
 export function badRequest(message: string): SimHttpError {
   return new SimHttpError(400, "BadRequestError", message);
+}
+
+/** A FastAPI `HTTPException(status, detail)` as vLLM's handler renders it (type = reason phrase). */
+export function httpException(status: 400 | 422, detail: string): SimHttpError {
+  return new SimHttpError(status, status === 400 ? "Bad Request" : "Unprocessable Entity", detail);
 }
 
 /** vLLM's 404 for a model name it does not serve. */

@@ -1,10 +1,13 @@
 import { z } from "zod";
 import { loraProblem, type SimLora } from "./lora.ts";
 
-/** A model the simulated engine serves: a generator (chat/completions) or an embedding (pooling) model. */
+/**
+ * A model the simulated engine serves: a generator (chat/completions), an embedding (pooling) model,
+ * or a Whisper-like speech-to-text model (`/v1/audio/transcriptions` and `/translations` only).
+ */
 export interface SimModel {
   name: string;
-  kind: "generate" | "embed";
+  kind: "generate" | "embed" | "transcribe";
   maxModelLen: number;
   /** Accepts image inputs (a multimodal model); a text-only model answers images with vLLM's 400. */
   vision?: boolean;
@@ -38,8 +41,8 @@ export interface SimOptions {
   runtimeLora: boolean;
 }
 
-/** Default max_model_len of a model given without one. */
-export const DEFAULT_MAX_MODEL_LEN = { generate: 8192, embed: 512 } as const;
+/** Default max_model_len of a model given without one (448 is openai/whisper's decoder length). */
+export const DEFAULT_MAX_MODEL_LEN = { generate: 8192, embed: 512, transcribe: 448 } as const;
 
 const DEFAULTS: SimOptions = {
   host: "127.0.0.1",
@@ -61,7 +64,7 @@ const DEFAULTS: SimOptions = {
 
 const modelSchema = z.object({
   name: z.string().regex(/^\S+$/, "must be a non-empty name without spaces"),
-  kind: z.enum(["generate", "embed"]),
+  kind: z.enum(["generate", "embed", "transcribe"]),
   maxModelLen: z.number().int().min(2).max(10_000_000),
   vision: z.boolean().optional(),
   reasoning: z.boolean().optional(),

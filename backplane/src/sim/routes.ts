@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { AUDIO_ROUTES } from "./audio.ts";
 import { handleEmbeddings } from "./embeddings.ts";
 import type { EngineState } from "./engine.ts";
 import { SimHttpError, sendError, sendJson, validationError } from "./errors.ts";
@@ -111,17 +112,21 @@ function fail(res: ServerResponse, error: unknown): void {
 export function route(state: EngineState, req: IncomingMessage, res: ServerResponse, path: string, arrival: number): void {
   const method = req.method ?? "GET";
   const post = POST_ROUTES[path] ?? loraRoute(state, path);
+  const audio = AUDIO_ROUTES[path];
   if (method === "GET" && GET_PATHS.has(path)) return handleGet(state, path, res);
   if (method === "POST" && path === "/ping") return sendEmpty(res, 200);
-  if (method === "POST" && post) {
+  if (method === "POST" && (post || audio)) {
     const chunks: Buffer[] = [];
     // A client that resets the connection mid-upload must not crash the engine.
     req.on("error", () => res.destroy());
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
     req.on("end", () => {
+      const header = req.headers["x-request-id"];
+      const requestId = typeof header === "string" ? header : undefined;
+      // The speech-to-text routes take a multipart form, not JSON (FastAPI's Form()).
+      if (audio) return void audio(state, req, Buffer.concat(chunks), res, requestId, arrival).catch((error: unknown) => fail(res, error));
       try {
-        const header = req.headers["x-request-id"];
-        post(state, decodeBody(req, Buffer.concat(chunks)), res, typeof header === "string" ? header : undefined, arrival);
+        post?.(state, decodeBody(req, Buffer.concat(chunks)), res, requestId, arrival);
       } catch (error) {
         if (MESSAGES_PATHS.has(path)) sendMessagesError(res, error);
         else fail(res, error);
@@ -130,6 +135,6 @@ export function route(state: EngineState, req: IncomingMessage, res: ServerRespo
     return;
   }
   if (routeResponseById(state, req, res, path)) return;
-  if (post || GET_PATHS.has(path)) return sendJson(res, 405, JSON.stringify({ detail: "Method Not Allowed" }));
+  if (post || audio || GET_PATHS.has(path)) return sendJson(res, 405, JSON.stringify({ detail: "Method Not Allowed" }));
   sendJson(res, 404, JSON.stringify({ detail: "Not Found" }));
 }
