@@ -13,9 +13,9 @@ import { ensurePortFree, freePort, waitForHttp } from "./ports.ts";
 import { startPostgres } from "./postgres.ts";
 import { startChild, type Child } from "./processes.ts";
 import { checkRedis } from "./redis.ts";
-import { seedDemo } from "./seed.ts";
+import { DEMO_MODELS, seedDemo } from "./seed.ts";
 import { writeStackRecord } from "./stack-record.ts";
-import { simArgsFor, type Topology } from "./topology.ts";
+import { simArgsFor, simModelSpec, type Topology } from "./topology.ts";
 import { startUpstashRestAdapter } from "./upstash-rest.ts";
 
 export type { NodeState, StackNode } from "./nodes.ts";
@@ -97,7 +97,9 @@ const TOPOLOGY_HEARTBEAT_INTERVAL_MS = "1000";
 /** The nodes to start: the topology's, or the single `local-1` in region `local`. */
 function nodeSpecs(opts: StackOptions): LocalNodeSpec[] {
   if (!opts.topology) {
-    return [{ id: "local-1", region: "local", simArgs: opts.simArgs, backplaneEnv: { ...opts.backplaneEnv }, simName: "sim", backplaneName: "backplane" }];
+    // The engine serves the local catalogue (dev/seed.ts), unless the caller names its own models.
+    const simArgs = opts.simArgs.includes("--model") ? opts.simArgs : [...DEMO_MODELS.flatMap((m) => ["--model", simModelSpec(m)]), ...opts.simArgs];
+    return [{ id: "local-1", region: "local", simArgs, backplaneEnv: { ...opts.backplaneEnv }, simName: "sim", backplaneName: "backplane" }];
   }
   return opts.topology.nodes.map((node) => ({
     id: node.id,

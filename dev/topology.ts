@@ -147,12 +147,18 @@ export function loadTopology(file: string): Topology {
   return parseTopology(value, file);
 }
 
+/** The simulated engine's `--model` spec of a catalogue model: `id:kind:context`. */
+export function simModelSpec(model: (typeof DEMO_MODELS)[number]): string {
+  const kind = model.kind === "embedding" ? "embed" : model.kind === "transcription" ? "transcribe" : "generate";
+  return `${model.id}:${kind}:${model.contextLength}`;
+}
+
 /** The simulated engine's flags for a node: its models (when the node lists them) and its `sim` settings. */
 export function simArgsFor(node: TopologyNode): string[] {
   const args: string[] = [];
   for (const modelId of node.models ?? []) {
     const model = DEMO_MODELS.find((m) => m.id === modelId);
-    if (model) args.push("--model", `${model.id}:${model.kind === "embedding" ? "embed" : "generate"}:${model.contextLength}`);
+    if (model) args.push("--model", simModelSpec(model));
   }
   for (const [key, value] of Object.entries(node.sim ?? {})) {
     if (value !== undefined) args.push(SIM_FLAGS[key as keyof typeof SIM_FLAGS], String(value));

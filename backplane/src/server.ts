@@ -11,6 +11,7 @@ import type { Log } from "./log.ts";
 import { handleManagement, type ManagementDeps } from "./management/routes.ts";
 import { handleInference, type ProxyDeps } from "./proxy/handler.ts";
 import { NonceStore } from "./proxy/replay.ts";
+import { AUDIO_PATHS, MAX_AUDIO_BODY_BYTES } from "./proxy/audio-form.ts";
 import { verifyGatewayRequest } from "./proxy/verify.ts";
 
 const MAX_BODY_BYTES = 10 * 1024 * 1024;
@@ -163,8 +164,9 @@ export class BackplaneServer {
     res.once("close", () => {
       if (!res.writableFinished) gatewayGone.abort();
     });
-    const body = await readBody(req);
-    if (body === null) return sendError(res, "request_too_large", "Request bodies are limited to 10 MB.");
+    const audio = AUDIO_PATHS.has(path);
+    const body = await readBody(req, audio ? MAX_AUDIO_BODY_BYTES : MAX_BODY_BYTES);
+    if (body === null) return sendError(res, "request_too_large", audio ? "Audio uploads are limited to 25 MB." : "Request bodies are limited to 10 MB.");
     const outcome = await verifyGatewayRequest(await this.key, this.deps.config.nodeId, this.nonces, req, body);
     if (outcome === "nonces_full") {
       this.deps.log("nonce_store_full", { path }, "error");

@@ -4,11 +4,14 @@ import { type AnyPgColumn, boolean, doublePrecision, index, integer, jsonb, nume
 export const models = pgTable("models", {
   id: text("id").primaryKey(),
   family: text("family").notNull().default(""),
-  kind: text("kind", { enum: ["chat", "embedding"] }).notNull().default("chat"),
+  /** chat (generates text), embedding (pooling: embeddings, rerank, score) or transcription (speech to text: /v1/audio/transcriptions and translations). */
+  kind: text("kind", { enum: ["chat", "embedding", "transcription"] }).notNull().default("chat"),
   contextLength: integer("context_length").notNull(),
   inputPricePerMTokens: numeric("input_price_per_m_tokens", { precision: 12, scale: 6 }).notNull().default("0"),
   outputPricePerMTokens: numeric("output_price_per_m_tokens", { precision: 12, scale: 6 }).notNull().default("0"),
   cachedInputPricePerMTokens: numeric("cached_input_price_per_m_tokens", { precision: 12, scale: 6 }),
+  /** USD per minute of audio (transcription models), on top of any token prices; null: audio is not priced by duration. */
+  audioPricePerMinute: numeric("audio_price_per_minute", { precision: 12, scale: 6 }),
   active: boolean("active").notNull().default(true),
   /** Node-choice strategy for this model (null: least-load); an environment's own strategy wins. */
   routingStrategy: text("routing_strategy", { enum: ["least-load", "prefix-affinity", "round-robin", "latency", "random"] }),

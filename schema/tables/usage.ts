@@ -21,6 +21,8 @@ export const usageRecords = pgTable(
     promptTokens: integer("prompt_tokens").notNull().default(0),
     completionTokens: integer("completion_tokens").notNull().default(0),
     cachedPromptTokens: integer("cached_prompt_tokens").notNull().default(0),
+    /** Milliseconds of audio a transcription or translation read (measured by the gateway from the upload); 0 otherwise. */
+    audioMs: integer("audio_ms").notNull().default(0),
     ttftMs: integer("ttft_ms"),
     latencyMs: integer("latency_ms").notNull(),
     costMicros: bigint("cost_micros", { mode: "number" }).notNull().default(0),
@@ -52,6 +54,7 @@ export const usageHourly = pgTable(
     promptTokens: bigint("prompt_tokens", { mode: "number" }).notNull().default(0),
     completionTokens: bigint("completion_tokens", { mode: "number" }).notNull().default(0),
     cachedPromptTokens: bigint("cached_prompt_tokens", { mode: "number" }).notNull().default(0),
+    audioMs: bigint("audio_ms", { mode: "number" }).notNull().default(0),
     costMicros: bigint("cost_micros", { mode: "number" }).notNull().default(0),
     creditMicros: bigint("credit_micros", { mode: "number" }).notNull().default(0),
   },

@@ -43,7 +43,7 @@ const messages = [{ role: "user" as const, content: "What is a switchyard?" }];
 describe("the local stack through the openai client", () => {
   it("lists the models", async () => {
     const models = await client.models.list();
-    expect(models.data.map((m) => m.id).sort()).toEqual(["sim-embed", "sim-llama-8b"]);
+    expect(models.data.map((m) => m.id).sort()).toEqual(["sim-embed", "sim-llama-8b", "sim-whisper"]);
   });
 
   it("answers a chat completion and records the engine's usage", async () => {
@@ -153,7 +153,7 @@ describe("the local stack through the openai client", () => {
 
   it("registered its node from the backplane's heartbeats, without manual steps", async () => {
     const [row] = await db.db.select().from(nodes).where(eq(nodes.id, stack.nodeId));
-    expect(row).toMatchObject({ regionId: "local", url: stack.backplaneUrl, models: ["sim-embed", "sim-llama-8b"], reportedStatus: "ready" });
+    expect(row).toMatchObject({ regionId: "local", url: stack.backplaneUrl, models: ["sim-embed", "sim-llama-8b", "sim-whisper"], reportedStatus: "ready" });
   });
 
   // Last: it drains the only node.

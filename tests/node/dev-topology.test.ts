@@ -82,7 +82,7 @@ describe("loading a topology file", () => {
   it("refuses models outside the local catalogue and a price multiplier that is not positive", () => {
     const message = errorFor({ regions: [region("r1", { priceMultiplier: 0 })], nodes: [{ id: "n1", region: "r1", models: ["sim-llama-8b", "gpt-4"] }] });
     expect(message).toContain("regions[0].priceMultiplier:");
-    expect(message).toContain("nodes[0].models[1]: must be a model of the local catalogue (sim-llama-8b, sim-embed)");
+    expect(message).toContain("nodes[0].models[1]: must be a model of the local catalogue (sim-llama-8b, sim-embed, sim-whisper)");
   });
 
   it("refuses duplicate ids, ids the backplane would refuse, and empty lists", () => {

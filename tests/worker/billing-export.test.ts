@@ -38,7 +38,7 @@ describe("billable usage export", () => {
     const csv = await gateway(`/admin/billing/export?period=${period}&tenant_id=${box.tenantId}&format=csv`, { key: null, headers: { authorization: `Bearer ${inject("adminToken")}` } });
     expect(csv.headers.get("content-type")).toContain("text/csv");
     const lines = (await csv.text()).trim().split("\n");
-    expect(lines[0]).toBe("tenant_id,stripe_customer_id,billed,model,requests,prompt_tokens,completion_tokens,amount_micros,amount_usd,credit_micros,billable_micros,billable_usd,description");
+    expect(lines[0]).toBe("tenant_id,stripe_customer_id,billed,model,requests,prompt_tokens,completion_tokens,audio_seconds,amount_micros,amount_usd,credit_micros,billable_micros,billable_usd,description");
     expect(lines).toHaveLength(3);
   });
 

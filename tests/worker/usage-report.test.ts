@@ -101,7 +101,7 @@ describe("GET /v1/usage", () => {
     expect(res.headers.get("content-disposition")).toBe(`attachment; filename="usage-${tenant.tenantId}-${day(-1)}T00Z-${day(2)}T00Z.csv"`);
     const [header, ...lines] = (await res.text()).trim().split("\r\n");
     const columns = (header ?? "").split(",");
-    expect(columns).toEqual(["period_start", "model", "api_key_id", "requests", "prompt_tokens", "completion_tokens", "cached_prompt_tokens", "total_tokens", "cost_usd", "cost_micros", "credit_micros", "billable_micros"]);
+    expect(columns).toEqual(["period_start", "model", "api_key_id", "requests", "prompt_tokens", "completion_tokens", "cached_prompt_tokens", "total_tokens", "audio_seconds", "cost_usd", "cost_micros", "credit_micros", "billable_micros"]);
     const sum = (col: string) => lines.reduce((n, l) => n + Number(l.split(",")[columns.indexOf(col)]), 0);
     const truth = await recorded(tenant.tenantId);
     expect({ requests: sum("requests"), total_tokens: sum("total_tokens"), cost_micros: sum("cost_micros") }).toEqual({

@@ -11,6 +11,7 @@ interface CatalogueModel {
   input_price_per_m_tokens: number;
   output_price_per_m_tokens: number;
   cached_input_price_per_m_tokens: number | null;
+  audio_price_per_minute: number | null;
   active: boolean;
   routing_strategy: string | null;
   base_model: string | null;
@@ -24,11 +25,11 @@ interface UsageReport {
   totals: { requests: number; prompt_tokens: number; completion_tokens: number; total_tokens: number; cost_usd: number };
 }
 
-function price(ctx: CommandContext, name: string): number | undefined {
+function price(ctx: CommandContext, name: string, unit = "per million tokens"): number | undefined {
   const raw = flag(ctx, name);
   if (raw === undefined) return undefined;
   const value = Number(raw);
-  if (!Number.isFinite(value) || value < 0) throw new AdminUsageError(`--${name} must be a price in USD per million tokens, got "${raw}".`);
+  if (!Number.isFinite(value) || value < 0) throw new AdminUsageError(`--${name} must be a price in USD ${unit}, got "${raw}".`);
   return value;
 }
 
@@ -45,7 +46,7 @@ export const catalogueCommands: Record<string, Command> = {
     output(ctx, body, () =>
       ctx.print(
         table(
-          ["ID", "KIND", "CONTEXT", "IN $/M", "OUT $/M", "CACHED $/M", "ACTIVE", "STRATEGY", "BASE"],
+          ["ID", "KIND", "CONTEXT", "IN $/M", "OUT $/M", "CACHED $/M", "AUDIO $/MIN", "ACTIVE", "STRATEGY", "BASE"],
           body.data.map((m) => [
             m.id,
             m.kind,
@@ -53,6 +54,7 @@ export const catalogueCommands: Record<string, Command> = {
             m.input_price_per_m_tokens,
             m.output_price_per_m_tokens,
             m.cached_input_price_per_m_tokens ?? "-",
+            m.audio_price_per_minute ?? "-",
             m.active ? "yes" : "no",
             m.routing_strategy,
             m.base_model,
@@ -74,6 +76,7 @@ export const catalogueCommands: Record<string, Command> = {
       input_price_per_m_tokens: price(ctx, "input-price"),
       output_price_per_m_tokens: price(ctx, "output-price"),
       cached_input_price_per_m_tokens: price(ctx, "cached-price"),
+      audio_price_per_minute: flag(ctx, "audio-price") === "none" ? null : price(ctx, "audio-price", "per minute of audio"),
       active: active === undefined ? undefined : active === "true",
       routing_strategy: strategyFlag(ctx),
       base_model: noneFlag(ctx, "base-model"),

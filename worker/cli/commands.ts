@@ -43,8 +43,9 @@ Tenancy, limits and budgets go through the gateway's admin API (--url, --token):
                                                            newest first; operator only)
   reconciliation --run [--node N]                          (flushes usage and reconciles now; prints what it wrote)
   model list | remove ID                                   (the catalogue; remove deactivates)
-  model set ID   --context N [--kind chat|embedding] [--family F] [--input-price USD/M] [--output-price USD/M]
-                 [--cached-price USD/M] [--active true|false] [--strategy S|none]   (node choice for the model;
+  model set ID   --context N [--kind chat|embedding|transcription] [--family F] [--input-price USD/M] [--output-price USD/M]
+                 [--cached-price USD/M] [--audio-price USD/min|none]   (transcription models: per minute of audio)
+                 [--active true|false] [--strategy S|none]   (node choice for the model;
                                                            an environment's strategy wins)
                  [--base-model B|none] [--adapter-source PATH|none]   (a LoRA adapter of the chat model B,
                                                            loaded on demand from PATH; created without --context
@@ -68,7 +69,8 @@ The fleet, through the admin API (operator only; docs/fleet.md):
 
 Infrastructure, straight in Postgres (DATABASE_URL; UPSTASH_REDIS_REST_URL/TOKEN and REDIS_PREFIX to refresh caches):
   region upsert  --id R --name N --lat 50.1 --lon 8.7 [--multiplier 1.2]   (price multiplier of usage served there)
-  model upsert   --id M --context N [--kind chat|embedding] [--family F] [--input-price USD/M] [--output-price USD/M]
+  model upsert   --id M --context N [--kind chat|embedding|transcription] [--family F] [--input-price USD/M] [--output-price USD/M]
+                 [--audio-price USD/min]
   node add       --id N --region R --url https://gpu1.example.com --models m1,m2   (prints the node's secret;
                                                            NODE_SIGNING_SECRET)
   node secret    --id N                                    (prints the node's secret; for a new node, the one it

@@ -56,7 +56,8 @@ export const infraCommands: Record<string, Command> = {
   },
   "model upsert": async (ctx) => {
     const kind = flag(ctx, "kind") ?? "chat";
-    if (kind !== "chat" && kind !== "embedding") throw new AdminUsageError(`--kind must be chat or embedding, got "${kind}".`);
+    if (kind !== "chat" && kind !== "embedding" && kind !== "transcription") throw new AdminUsageError(`--kind must be chat, embedding or transcription, got "${kind}".`);
+    const audioPrice = flag(ctx, "audio-price");
     const input = {
       id: need(ctx, "id"),
       kind,
@@ -64,6 +65,7 @@ export const infraCommands: Record<string, Command> = {
       contextLength: number(ctx, "context"),
       inputPricePerMTokens: String(number(ctx, "input-price", 0)),
       outputPricePerMTokens: String(number(ctx, "output-price", 0)),
+      ...(audioPrice === undefined ? {} : { audioPricePerMinute: String(number(ctx, "audio-price")) }),
     } as const;
     const infra = ctx.infra();
     await upsertModel(infra.db, infra.actor, input);

@@ -38,6 +38,8 @@ const ROUTE_METHODS: Record<string, string> = {
   "/score": "POST",
   "/tokenize": "POST",
   "/detokenize": "POST",
+  "/v1/audio/transcriptions": "POST",
+  "/v1/audio/translations": "POST",
   "/v1/models": "GET",
   "/v1/usage": "GET",
 };
@@ -85,6 +87,8 @@ export function createApp(): Hono<AppEnv> {
   for (const path of ["/score", "/v1/score"]) app.post(path, proxyHandler("score"));
   app.post("/tokenize", proxyHandler("tokenize"));
   app.post("/detokenize", proxyHandler("detokenize"));
+  app.post("/v1/audio/transcriptions", proxyHandler("transcriptions"));
+  app.post("/v1/audio/translations", proxyHandler("translations"));
   app.get("/v1/usage", usageHandler);
   app.route("/admin", adminApp());
 

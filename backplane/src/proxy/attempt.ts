@@ -27,6 +27,8 @@ export interface AttemptRequest {
   method: string;
   path: string;
   body: Uint8Array;
+  /** The body's content type when it is not JSON (an audio upload's multipart boundary). */
+  contentType?: string;
   accept: string | undefined;
   requestId: string | undefined;
   stream: boolean;
@@ -59,7 +61,7 @@ export function attemptEngine(req: AttemptRequest, res: ServerResponse, gatewayG
       resolve(outcome);
     };
     const url = new URL(req.path, req.engineUrl);
-    const headers: Record<string, string | number> = { "content-type": "application/json", "content-length": req.body.length };
+    const headers: Record<string, string | number> = { "content-type": req.contentType ?? "application/json", "content-length": req.body.length };
     if (req.accept) headers.accept = req.accept;
     if (req.requestId) headers[REQUEST_ID_HEADER] = req.requestId;
     if (req.apiKey) headers.authorization = `Bearer ${req.apiKey}`;

@@ -10,6 +10,7 @@ import { attemptEngine, type AttemptOutcome } from "./attempt.ts";
 import type { StreamReports } from "./reports.ts";
 import { responseIdsOf, serveStoredResponseCall, type ResponseEngines } from "./stored-responses.ts";
 import { storedResponseCall } from "../../../schema/contracts/responses.ts";
+import { AUDIO_PATHS, readAudioForm } from "./audio-form.ts";
 
 /** What the inference handler needs from the daemon. */
 export interface ProxyDeps {
@@ -64,8 +65,12 @@ export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res
     metrics.shed.inc({ reason: "draining" });
     return sendError(res, "draining", "This node is draining and takes no new requests. Retry on another node.", { "retry-after": "1" });
   }
-  const parsed = parseRequest(body);
-  if (!parsed) return sendError(res, "bad_request", "The body must be a JSON object with a 'model' string.");
+  // Audio uploads are multipart forms (audio-form.ts); everything else is a JSON body.
+  const form = AUDIO_PATHS.has(path) ? await readAudioForm(body) : null;
+  const parsed = form ? { ...form, fields: {} } : AUDIO_PATHS.has(path) ? null : parseRequest(body);
+  if (!parsed) {
+    return sendError(res, "bad_request", AUDIO_PATHS.has(path) ? "The body must be a multipart/form-data upload with a 'model' field." : "The body must be a JSON object with a 'model' string.");
+  }
   const { model, stream } = parsed;
   // A new response continuing a stored one goes to the engine that holds it (when remembered).
   const ids = path === "/v1/responses" ? responseIdsOf(parsed.fields) : null;
@@ -119,6 +124,7 @@ export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res
           method: req.method ?? "POST",
           path: req.url ?? "/",
           body,
+          contentType: form?.contentType,
           accept: req.headers.accept,
           requestId: typeof req.headers["x-request-id"] === "string" ? req.headers["x-request-id"] : undefined,
           stream,

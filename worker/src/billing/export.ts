@@ -23,6 +23,8 @@ export interface InvoiceLine {
   requests: number;
   prompt_tokens: number;
   completion_tokens: number;
+  /** Seconds of audio transcribed or translated (ms precision). */
+  audio_seconds: number;
   /** Cost of the usage. */
   amount_micros: number;
   amount_usd: number;
@@ -71,6 +73,7 @@ export const billingRoutes = new Hono<AdminEnv>().get("/export", async (c) => {
         requests: sql<number>`sum(${usageHourly.requests})::bigint`.mapWith(Number),
         prompt: sql<number>`sum(${usageHourly.promptTokens})::bigint`.mapWith(Number),
         completion: sql<number>`sum(${usageHourly.completionTokens})::bigint`.mapWith(Number),
+        audioMs: sql<number>`sum(${usageHourly.audioMs})::bigint`.mapWith(Number),
         cost: sql<number>`sum(${usageHourly.costMicros})::bigint`.mapWith(Number),
         credit: sql<number>`sum(${usageHourly.creditMicros})::bigint`.mapWith(Number),
       })
@@ -99,12 +102,13 @@ export const billingRoutes = new Hono<AdminEnv>().get("/export", async (c) => {
       requests: r.requests,
       prompt_tokens: r.prompt,
       completion_tokens: r.completion,
+      audio_seconds: r.audioMs / 1000,
       amount_micros: r.cost,
       amount_usd: r.cost / 1_000_000,
       credit_micros: r.credit,
       billable_micros: r.cost - r.credit,
       billable_usd: (r.cost - r.credit) / 1_000_000,
-      description: `${r.model}: ${r.prompt} prompt + ${r.completion} completion tokens, ${r.requests} requests (${q.period})`,
+      description: `${r.model}: ${r.prompt} prompt + ${r.completion} completion tokens${r.audioMs > 0 ? `, ${r.audioMs / 1000} s of audio` : ""}, ${r.requests} requests (${q.period})`,
     });
     bill.total_micros += r.cost;
     bill.total_usd = bill.total_micros / 1_000_000;
@@ -114,10 +118,10 @@ export const billingRoutes = new Hono<AdminEnv>().get("/export", async (c) => {
     bills.set(r.tenantId, bill);
   }
   if (q.format === "csv") {
-    const header = "tenant_id,stripe_customer_id,billed,model,requests,prompt_tokens,completion_tokens,amount_micros,amount_usd,credit_micros,billable_micros,billable_usd,description";
+    const header = "tenant_id,stripe_customer_id,billed,model,requests,prompt_tokens,completion_tokens,audio_seconds,amount_micros,amount_usd,credit_micros,billable_micros,billable_usd,description";
     const lines = [...bills.values()].flatMap((b) =>
       b.lines.map((l) =>
-        [b.tenant_id, b.stripe_customer_id, b.billed, l.model, l.requests, l.prompt_tokens, l.completion_tokens, l.amount_micros, l.amount_usd, l.credit_micros, l.billable_micros, l.billable_usd, l.description].map(csvCell).join(","),
+        [b.tenant_id, b.stripe_customer_id, b.billed, l.model, l.requests, l.prompt_tokens, l.completion_tokens, l.audio_seconds, l.amount_micros, l.amount_usd, l.credit_micros, l.billable_micros, l.billable_usd, l.description].map(csvCell).join(","),
       ),
     );
     return c.body(`${[header, ...lines].join("\n")}\n`, 200, {

@@ -55,7 +55,7 @@ function checkFitsTokenLimits(subject: AdmissionSubject, rateTokens: number, lim
     if (tpm === null || tpm <= 0 || rateTokens <= tpm) continue;
     throw new ApiError(
       "invalid_value",
-      `This request counts as ${rateTokens} tokens (an estimate of its input plus the most output it allows), more than the ${layer}'s limit of ${tpm} tokens per minute, so it can never be admitted. ${limitField === "input" ? "Send less input per request." : `Lower '${limitField}' or n, or shorten the prompt.`}`,
+      `This request counts as ${rateTokens} tokens (an estimate of its input plus the most output it allows), more than the ${layer}'s limit of ${tpm} tokens per minute, so it can never be admitted. ${limitField === "input" ? "Send less input per request." : limitField === "file" ? "Send shorter audio per request (split the file)." : `Lower '${limitField}' or n, or shorten the prompt.`}`,
       { param: limitField },
     );
   }

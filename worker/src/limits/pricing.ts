@@ -44,13 +44,16 @@ export function checkFitsContext(req: ProxyRequest, model: ModelEntry): void {
  * (`unboundedPrompt`: the whole context per sequence); output by the per-sequence limit × sequences, where
  * a missing limit (chat without one, completions with `max_tokens: null`) is the whole context;
  * every prompt with its outputs is bounded by the context per sequence. Spend uses the higher of the
- * two prices and the dearest candidate region's multiplier.
+ * two prices and the dearest candidate region's multiplier. Audio (transcriptions, translations) is
+ * the context per 30-second chunk, plus its duration at the catalogue's price per minute.
  */
 export function maxCost(req: ProxyRequest, bodyBytes: number, model: ModelEntry, priceMultiplier = 1): Cost {
   checkFitsContext(req, model);
   let tokens: number;
   const cost = costClass(req.endpoint);
-  if (cost === "pool") tokens = bodyBytes;
+  // Audio: every 30-second chunk is an engine request that may fill the context, plus the audio's own price.
+  if (cost === "audio") tokens = model.contextLength * req.output.prompts;
+  else if (cost === "pool") tokens = bodyBytes;
   // Counting or converting tokens generates nothing and is not usage.
   else if (cost === "free") tokens = 0;
   else {
@@ -62,7 +65,12 @@ export function maxCost(req: ProxyRequest, bodyBytes: number, model: ModelEntry,
     tokens = req.unboundedPrompt ? context * seqs : Math.min(bodyBytes + perSequence * seqs, context * seqs);
   }
   const price = Math.max(model.inputPrice, model.outputPrice);
-  return { tokens, spend: Math.ceil(tokens * price * priceMultiplier), requests: 1 };
+  return { tokens, spend: Math.ceil((tokens * price + audioMicros(model, req.audioMs ?? 0)) * priceMultiplier), requests: 1 };
+}
+
+/** The price of `ms` of audio in micro-USD (before the region's multiplier): the catalogue's USD per minute. */
+export function audioMicros(model: ModelEntry, ms: number): number {
+  return ms === 0 || !model.audioPrice ? 0 : (ms * model.audioPrice * 1_000_000) / 60_000;
 }
 
 /** Output tokens per sequence assumed for tokens-per-minute when the client set no limit (OpenAI's estimate caps it too). */
@@ -76,6 +84,8 @@ const UNLIMITED_ESTIMATE = 4096;
  * response (admission.ts `finish`).
  */
 export function rateTokens(req: ProxyRequest, bodyBytes: number, model: ModelEntry): number {
+  // Audio bytes are not text: each 30-second chunk counts as the output it may generate (as without a limit).
+  if (costClass(req.endpoint) === "audio") return req.output.prompts * Math.min(model.contextLength, UNLIMITED_ESTIMATE);
   const prompt = Math.ceil(bodyBytes / 4);
   if (costClass(req.endpoint) === "pool") return prompt;
   if (costClass(req.endpoint) === "free") return 0;

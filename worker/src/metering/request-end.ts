@@ -56,7 +56,9 @@ export async function settleRequest(deps: RequestDeps, admission: Admission, row
   // No await from here to the last push: a batch being sent takes no more writes.
   const opener = open === null;
   const batch = (open ??= { writes: new WriteBatch(deps.redis.pipeline()), rows: [] });
-  const finished = admission.finish(used > 0 ? { tokens: used, spend: row.costMicros ?? 0, requests: 1 } : null, batch.writes);
+  // Audio is billed by its duration: a transcription may cost money with no tokens reported.
+  const charged = used > 0 || (row.costMicros ?? 0) > 0;
+  const finished = admission.finish(charged ? { tokens: used, spend: row.costMicros ?? 0, requests: 1 } : null, batch.writes);
   batch.writes.pipe.lpush(usageOutboxKey(prefix), JSON.stringify(row));
   if (authAudit) batch.writes.pipe.lpush(auditOutboxKey(prefix), JSON.stringify(authAudit));
   batch.rows.push(row);

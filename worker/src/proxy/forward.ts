@@ -25,7 +25,9 @@ export interface ForwardRequest {
   /** POST unless given (calls on a stored response also GET and DELETE). */
   method?: "POST" | "GET" | "DELETE";
   path: string;
-  body: string;
+  body: string | Uint8Array<ArrayBuffer>;
+  /** The body's content type when it is not JSON (a multipart upload). */
+  contentType?: string;
   /** The body for a given node, when it differs per node (a Responses id names its node); else `body`. */
   bodyFor?: (node: NodeEntry) => Promise<string>;
   requestId: string;
@@ -88,7 +90,7 @@ export async function forwardToBackplane(req: ForwardRequest, candidates: NodeEn
       response = await fetch(nodeUrl(node.url, req.path), {
         method,
         headers: {
-          ...(body === "" ? {} : { "content-type": "application/json" }),
+          ...(body === "" ? {} : { "content-type": req.contentType ?? "application/json" }),
           accept: "application/json, text/event-stream",
           [NODE_HEADER]: node.id,
           [REQUEST_ID_HEADER]: req.requestId,

@@ -2,15 +2,29 @@ import { ApiError } from "../errors.ts";
 import { fnv1a } from "../routing/strategies.ts";
 
 /** The inference endpoints the gateway proxies: OpenAI's, and Anthropic's Messages (anthropic/validate.ts). */
-export type Endpoint = "chat" | "completions" | "embeddings" | "messages" | "count_tokens" | "responses" | "rerank" | "score" | "tokenize" | "detokenize";
+export type Endpoint =
+  | "chat"
+  | "completions"
+  | "embeddings"
+  | "messages"
+  | "count_tokens"
+  | "responses"
+  | "rerank"
+  | "score"
+  | "tokenize"
+  | "detokenize"
+  | "transcriptions"
+  | "translations";
 
 /**
  * What an endpoint costs the GPU: `generate` runs up to its output limit per sequence; `pool` reads
  * its input once (embeddings, rerank, score: bounded by the body's bytes); `free` only tokenizes
- * (counting, tokenize, detokenize: no tokens, no spend).
+ * (counting, tokenize, detokenize: no tokens, no spend); `audio` hears its upload in 30-second chunks,
+ * each generating up to the context (transcriptions, translations: priced by audio duration too).
  */
-export function costClass(endpoint: Endpoint): "generate" | "pool" | "free" {
+export function costClass(endpoint: Endpoint): "generate" | "pool" | "free" | "audio" {
   if (endpoint === "embeddings" || endpoint === "rerank" || endpoint === "score") return "pool";
+  if (endpoint === "transcriptions" || endpoint === "translations") return "audio";
   if (endpoint === "count_tokens" || endpoint === "tokenize" || endpoint === "detokenize") return "free";
   return "generate";
 }
@@ -26,7 +40,11 @@ export interface ProxyRequest {
   /** Whether the client itself asked for the usage chunk (`stream_options.include_usage: true`). */
   clientWantsUsage: boolean;
   /** The body to send upstream (the client's, with `stream_options.include_usage` forced on for streams). */
-  upstreamBody: string;
+  upstreamBody: string | Uint8Array<ArrayBuffer>;
+  /** The upstream body's content type when it is not JSON (an audio upload's multipart boundary). */
+  upstreamContentType?: string;
+  /** Milliseconds of audio in an upload (audio/validate.ts), priced and billed by duration. */
+  audioMs?: number;
   /** How much the engine may generate, as vLLM will run the request; limits/pricing.ts prices it. */
   output: OutputPlan;
   /**
@@ -57,7 +75,7 @@ export interface OutputPlan {
    */
   maxTokens: number | null;
   /** The field to name in errors about the request's size: the one that set the limit (embeddings: `input`). */
-  limitField: "max_tokens" | "max_completion_tokens" | "max_output_tokens" | "input";
+  limitField: "max_tokens" | "max_completion_tokens" | "max_output_tokens" | "input" | "file";
   /** `min_tokens`: EOS and stop strings are suppressed until each sequence has this many. */
   minTokens: number;
   /** `ignore_eos`: every sequence runs to its limit. */

@@ -27,7 +27,7 @@ export function listModels(c: Context<AppEnv>): Response {
       kind: m.kind,
       family: m.family,
       context_length: m.contextLength,
-      pricing: { input_per_million: m.inputPrice, output_per_million: m.outputPrice, cached_input_per_million: m.cachedInputPrice },
+      pricing: { input_per_million: m.inputPrice, output_per_million: m.outputPrice, cached_input_per_million: m.cachedInputPrice, audio_per_minute: m.audioPrice ?? null },
       available: available(m),
     }));
   return c.json({ object: "list", data });

@@ -24,6 +24,7 @@ import { askReport } from "../proxy/report-asks.ts";
 import { isReportToken, STREAM_REPORT_HEADER } from "../../../schema/contracts/stream-report.ts";
 import { costClass, validateRequest, type Endpoint, type ProxyRequest } from "../proxy/validate.ts";
 import { validateExtra } from "../extras/validate.ts";
+import { isAudioEndpoint, MAX_AUDIO_BYTES, validateAudio, type AudioEndpoint } from "../audio/validate.ts";
 import { claimTrial, recordFailure, recordSuccess } from "../routing/breaker.ts";
 import { callerLocation, REGION_HEADER } from "../routing/geo.ts";
 import { planRoute, type RouteInput, type RoutePlan } from "../routing/pick.ts";
@@ -44,6 +45,8 @@ const PATHS: Record<Endpoint, string> = {
   score: "/score",
   tokenize: "/tokenize",
   detokenize: "/detokenize",
+  transcriptions: "/v1/audio/transcriptions",
+  translations: "/v1/audio/translations",
 };
 /** The key scope an endpoint needs; tokenizing serves both kinds of model, so either scope will do. */
 const SCOPE: Record<Endpoint, "chat" | "embeddings" | "either"> = {
@@ -57,6 +60,9 @@ const SCOPE: Record<Endpoint, "chat" | "embeddings" | "either"> = {
   score: "embeddings",
   tokenize: "either",
   detokenize: "either",
+  // Speech to text is generation (a decoder writes the text): the chat scope.
+  transcriptions: "chat",
+  translations: "chat",
 };
 /** The SSE dialect of each endpoint's streams (schema/contracts/usage-tap.ts). */
 const DIALECT: Record<Endpoint, SseDialect> = {
@@ -70,8 +76,13 @@ const DIALECT: Record<Endpoint, SseDialect> = {
   score: "openai",
   tokenize: "openai",
   detokenize: "openai",
+  // vLLM's transcription chunks are chat-shaped (`choices[].delta.content`, a usage chunk with empty choices).
+  transcriptions: "openai",
+  translations: "openai",
 };
 const MAX_BODY_BYTES = 10 * 1024 * 1024;
+/** Audio uploads: the file's 25 MB and the form around it. */
+const MAX_AUDIO_BODY_BYTES = MAX_AUDIO_BYTES + 64 * 1024;
 const utf8 = new TextDecoder();
 
 /**
@@ -88,15 +99,18 @@ export function proxyHandler(endpoint: Endpoint) {
     if (scope === "either" ? !identity.scopes.includes("chat") && !identity.scopes.includes("embeddings") : !identity.scopes.includes(scope)) {
       throw new ApiError("permission_denied", `This API key lacks the '${scope === "either" ? "chat' or 'embeddings" : scope}' scope needed for ${PATHS[endpoint]}.`);
     }
+    const audio = isAudioEndpoint(endpoint);
+    const maxBytes = audio ? MAX_AUDIO_BODY_BYTES : MAX_BODY_BYTES;
+    const tooLarge = () => new ApiError("request_too_large", audio ? "Audio uploads are limited to 25 MB: split the audio, or send it compressed (FLAC, MP3, Opus)." : "Request bodies are limited to 10 MB.");
     const declared = Number(c.req.header("content-length") ?? "0");
-    if (declared > MAX_BODY_BYTES) throw new ApiError("request_too_large", "Request bodies are limited to 10 MB.");
+    if (declared > maxBytes) throw tooLarge();
     // Read as bytes once: their count prices the request (limits/pricing.ts) without encoding the text again.
     const bytes = await c.req.raw.arrayBuffer();
     const bodyBytes = bytes.byteLength;
-    if (bodyBytes > MAX_BODY_BYTES) throw new ApiError("request_too_large", "Request bodies are limited to 10 MB.");
-    const raw = utf8.decode(bytes);
-    const stored: ResponsesRequest | null = endpoint === "responses" ? validateResponses(raw) : null;
-    const req: ProxyRequest = stored ?? validateBody(endpoint, raw);
+    if (bodyBytes > maxBytes) throw tooLarge();
+    const stored: ResponsesRequest | null = endpoint === "responses" ? validateResponses(utf8.decode(bytes)) : null;
+    const req: ProxyRequest =
+      stored ?? (audio ? await validateAudio(endpoint, bytes, c.req.header("content-type")) : validateBody(endpoint, utf8.decode(bytes)));
     const dialect = DIALECT[endpoint];
     const anthropic = dialect === "anthropic";
     /** The in-band event that ends a stream which failed after its headers went out, in the client's dialect. */
@@ -110,10 +124,10 @@ export function proxyHandler(endpoint: Endpoint) {
         param: "model",
       });
     }
-    // Pooling routes (embeddings, rerank, score) need a pooling model; tokenizing takes either kind.
-    const wantKind = costClass(endpoint) === "pool" ? "embedding" : costClass(endpoint) === "free" && endpoint !== "count_tokens" ? model.kind : "chat";
+    // Pooling routes (embeddings, rerank, score) need a pooling model, audio a transcription model; tokenizing takes either kind.
+    const wantKind = costClass(endpoint) === "pool" ? "embedding" : audio ? "transcription" : costClass(endpoint) === "free" && endpoint !== "count_tokens" ? model.kind : "chat";
     if (model.kind !== wantKind) {
-      throw new ApiError("invalid_value", `The model '${req.model}' is ${model.kind === "embedding" ? "an embedding" : "a chat"} model and cannot serve ${c.req.path}.`, {
+      throw new ApiError("invalid_value", `The model '${req.model}' is ${model.kind === "chat" ? "a chat" : `an ${model.kind}`} model and cannot serve ${c.req.path}.`, {
         param: "model",
       });
     }
@@ -138,6 +152,7 @@ export function proxyHandler(endpoint: Endpoint) {
         outcome,
         priceMultiplier: node ? (multipliers[node.regionId] ?? 1) : 1,
         promptTokensEstimate: req.promptTokensEstimate,
+        audioMs: req.audioMs,
       });
     const admission = await admit(
       deps,
@@ -164,6 +179,7 @@ export function proxyHandler(endpoint: Endpoint) {
       {
         path: PATHS[endpoint],
         body: req.upstreamBody,
+        contentType: req.upstreamContentType,
         requestId: deps.requestId,
         masterSecret: deps.secrets.nodeSigning,
         connectTimeoutMs: deps.settings.upstreamConnectTimeoutMs,
@@ -190,6 +206,8 @@ export function proxyHandler(endpoint: Endpoint) {
         if (!req.stream) {
           const { bytes, outcome } = await readJson(forwarded.response, answeredAt);
           forwarded.release();
+          // Audio answers may be plain text (response_format text, srt, vtt): their words are not usage.
+          if (audio && !(forwarded.response.headers.get("content-type") ?? "").includes("json")) outcome.usage = null;
           // Counting or converting tokens is not usage: the row records the request, with no tokens and no cost.
           if (costClass(endpoint) === "free" && bytes) outcome.usage = { promptTokens: 0, completionTokens: 0, cachedPromptTokens: 0 };
           const row = rowOf(forwarded.node, bytes ? forwarded.response.status : 502, outcome);
@@ -240,6 +258,8 @@ export function proxyHandler(endpoint: Endpoint) {
       "content-type": req.stream ? "text/event-stream; charset=utf-8" : "application/json",
       "x-request-id": deps.requestId,
     });
+    // A transcription's text, srt or vtt answer keeps the engine's content type.
+    const contentTypeOf = (response: Response) => (audio && !req.stream ? response.headers.get("content-type") : null);
     // The Anthropic SDK reads the request id from `request-id`.
     if (anthropic || endpoint === "count_tokens") headers.set("request-id", deps.requestId);
     for (const [k, v] of Object.entries(admission.headers)) headers.set(k, v);
@@ -260,14 +280,16 @@ export function proxyHandler(endpoint: Endpoint) {
       }
     }
     const { forwarded, body } = await answer;
+    const upstreamType = contentTypeOf(forwarded.response);
+    if (upstreamType) headers.set("content-type", upstreamType);
     headers.set("x-switchyard-node", forwarded.node.id);
     headers.set("x-switchyard-region", forwarded.node.regionId);
     return new Response(body, { status: forwarded.response.status, headers });
   };
 }
 
-/** Validates a body in its endpoint's dialect (proxy/validate.ts, anthropic/, responses/). */
-function validateBody(endpoint: Endpoint, raw: string): ProxyRequest {
+/** Validates a JSON body in its endpoint's dialect (proxy/validate.ts, anthropic/, responses/, extras/). */
+function validateBody(endpoint: Exclude<Endpoint, AudioEndpoint>, raw: string): ProxyRequest {
   if (endpoint === "messages" || endpoint === "count_tokens") return validateMessages(endpoint, raw);
   if (endpoint === "responses") return validateResponses(raw);
   if (endpoint === "rerank" || endpoint === "score" || endpoint === "tokenize" || endpoint === "detokenize") return validateExtra(endpoint, raw);

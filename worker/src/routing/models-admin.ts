@@ -1,6 +1,7 @@
 /**
  * `/admin/models` (operator only): the model catalogue — what the gateway offers (`/v1/models`) and
- * what it costs (USD per million tokens, cached input price where the engine reports cached tokens).
+ * what it costs (USD per million tokens, cached input price where the engine reports cached tokens,
+ * and for transcription models USD per minute of audio).
  * The catalogue travels in the routing snapshot, so a change drops its Redis entry and reaches every
  * isolate within ROUTING_CACHE_ISOLATE_SECONDS. Removing a model deactivates it (usage keeps its name).
  *
@@ -22,12 +23,14 @@ import { recordAudit, type AdminDb } from "../admin/store.ts";
 const price = z.number().min(0).max(1_000_000);
 const putBody = z.strictObject({
   family: z.string().max(100).optional(),
-  kind: z.enum(["chat", "embedding"]).optional(),
+  kind: z.enum(["chat", "embedding", "transcription"]).optional(),
   /** Required when creating a model, except an adapter (which takes its base's). */
   context_length: z.number().int().min(1).max(10_000_000).optional(),
   input_price_per_m_tokens: price.optional(),
   output_price_per_m_tokens: price.optional(),
   cached_input_price_per_m_tokens: price.nullable().optional(),
+  /** USD per minute of audio, for transcription models (null: audio not priced by duration). */
+  audio_price_per_minute: price.nullable().optional(),
   active: z.boolean().optional(),
   /** Node-choice strategy (null: least-load); an environment's own strategy wins. */
   routing_strategy: z.enum(ROUTING_STRATEGIES).nullable().optional(),
@@ -50,6 +53,7 @@ function modelJson(row: ModelRow) {
     input_price_per_m_tokens: Number(row.inputPricePerMTokens),
     output_price_per_m_tokens: Number(row.outputPricePerMTokens),
     cached_input_price_per_m_tokens: row.cachedInputPricePerMTokens === null ? null : Number(row.cachedInputPricePerMTokens),
+    audio_price_per_minute: row.audioPricePerMinute === null ? null : Number(row.audioPricePerMinute),
     active: row.active,
     routing_strategy: row.routingStrategy,
     base_model: row.baseModel,
@@ -93,7 +97,7 @@ async function checkAdapter(db: AdminDb, id: string, body: PutBody, before: Mode
   if (base === id) throw new ApiError("invalid_value", "Invalid base_model: a model cannot be its own base.", { param: "base_model" });
   const [baseRow] = await db.select().from(models).where(eq(models.id, base));
   if (!baseRow) throw new ApiError("invalid_value", `Invalid base_model: '${base}' is not in the catalogue.`, { param: "base_model" });
-  if (baseRow.kind !== "chat") throw new ApiError("invalid_value", `Invalid base_model: '${base}' is an ${baseRow.kind} model; LoRA adapters apply to chat models.`, { param: "base_model" });
+  if (baseRow.kind !== "chat") throw new ApiError("invalid_value", `Invalid base_model: '${base}' is a ${baseRow.kind} model; LoRA adapters apply to chat models.`, { param: "base_model" });
   if (baseRow.baseModel !== null) throw new ApiError("invalid_value", `Invalid base_model: '${base}' is itself an adapter (of '${baseRow.baseModel}').`, { param: "base_model" });
   if (before) return null;
   return {
@@ -132,6 +136,9 @@ export const modelRoutes = new Hono<AdminEnv>()
       ...(body.cached_input_price_per_m_tokens === undefined
         ? {}
         : { cachedInputPricePerMTokens: body.cached_input_price_per_m_tokens === null ? null : String(body.cached_input_price_per_m_tokens) }),
+      ...(body.audio_price_per_minute === undefined
+        ? {}
+        : { audioPricePerMinute: body.audio_price_per_minute === null ? null : String(body.audio_price_per_minute) }),
       ...(body.active === undefined ? {} : { active: body.active }),
       ...(body.routing_strategy === undefined ? {} : { routingStrategy: body.routing_strategy }),
       ...(body.base_model === undefined ? {} : { baseModel: body.base_model }),

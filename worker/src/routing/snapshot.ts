@@ -11,11 +11,13 @@ export type RoutingStrategy = (typeof ROUTING_STRATEGIES)[number];
 export interface ModelEntry {
   id: string;
   family: string;
-  kind: "chat" | "embedding";
+  kind: "chat" | "embedding" | "transcription";
   contextLength: number;
   inputPrice: number;
   outputPrice: number;
   cachedInputPrice: number | null;
+  /** USD per minute of audio (transcription models); null or absent: audio is not priced by duration. */
+  audioPrice?: number | null;
   createdAt: number;
   /** The model's node-choice strategy (null or absent: least-load). */
   routingStrategy?: RoutingStrategy | null;
@@ -105,6 +107,7 @@ export async function loadRoutingSnapshot(db: Db): Promise<RoutingSnapshot> {
       inputPrice: Number(m.inputPricePerMTokens),
       outputPrice: Number(m.outputPricePerMTokens),
       cachedInputPrice: m.cachedInputPricePerMTokens === null ? null : Number(m.cachedInputPricePerMTokens),
+      audioPrice: m.audioPricePerMinute === null ? null : Number(m.audioPricePerMinute),
       createdAt: Math.floor(m.createdAt.getTime() / 1000),
       routingStrategy: m.routingStrategy,
       baseModel: m.baseModel,

@@ -2,7 +2,7 @@
 import { reportTotals, type ReportFilter, type ReportRow } from "./report.ts";
 
 const DIMENSIONS = ["tenant_id", "model", "environment_id", "api_key_id"] as const;
-const MEASURES = ["requests", "prompt_tokens", "completion_tokens", "cached_prompt_tokens", "total_tokens", "cost_usd", "cost_micros", "credit_micros", "billable_micros"] as const;
+const MEASURES = ["requests", "prompt_tokens", "completion_tokens", "cached_prompt_tokens", "total_tokens", "audio_seconds", "cost_usd", "cost_micros", "credit_micros", "billable_micros"] as const;
 const GROUP_FIELD = { tenant: "tenant_id", model: "model", environment: "environment_id", key: "api_key_id" } as const;
 
 // RFC 4180: quote a field holding a comma, quote or line break, doubling its quotes.

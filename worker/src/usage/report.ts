@@ -43,6 +43,8 @@ export interface ReportRow {
   completion_tokens: number;
   cached_prompt_tokens: number;
   total_tokens: number;
+  /** Seconds of audio transcribed or translated (ms precision). */
+  audio_seconds: number;
   cost_usd: number;
   cost_micros: number;
   /** Part of the cost paid from credits (free tier, promotions). */
@@ -54,7 +56,7 @@ export interface ReportRow {
 /** The sums of a report. */
 export type ReportTotals = Pick<
   ReportRow,
-  "requests" | "prompt_tokens" | "completion_tokens" | "cached_prompt_tokens" | "total_tokens" | "cost_usd" | "cost_micros" | "credit_micros" | "billable_micros"
+  "requests" | "prompt_tokens" | "completion_tokens" | "cached_prompt_tokens" | "total_tokens" | "audio_seconds" | "cost_usd" | "cost_micros" | "credit_micros" | "billable_micros"
 >;
 
 // A date (UTC midnight) or a date-time with `Z` or an offset; a local time would be ambiguous.
@@ -124,6 +126,7 @@ export async function usageReport(db: Db, filter: ReportFilter): Promise<ReportR
       prompt_tokens: total(usageHourly.promptTokens),
       completion_tokens: total(usageHourly.completionTokens),
       cached_prompt_tokens: total(usageHourly.cachedPromptTokens),
+      audio_ms: total(usageHourly.audioMs),
       cost_micros: total(usageHourly.costMicros),
       credit_micros: total(usageHourly.creditMicros),
     })
@@ -138,8 +141,8 @@ export async function usageReport(db: Db, filter: ReportFilter): Promise<ReportR
     .groupBy(sql`1`, ...groups.map((g) => g.column))
     .orderBy(asc(sql`1`), ...groups.map((g) => asc(g.column)));
   return rows.map((r) => {
-    const row = r as Omit<ReportRow, "total_tokens" | "cost_usd" | "billable_micros">;
-    return { ...row, total_tokens: row.prompt_tokens + row.completion_tokens, cost_usd: row.cost_micros / 1e6, billable_micros: row.cost_micros - row.credit_micros };
+    const { audio_ms, ...row } = r as Omit<ReportRow, "total_tokens" | "audio_seconds" | "cost_usd" | "billable_micros"> & { audio_ms: number };
+    return { ...row, total_tokens: row.prompt_tokens + row.completion_tokens, audio_seconds: audio_ms / 1000, cost_usd: row.cost_micros / 1e6, billable_micros: row.cost_micros - row.credit_micros };
   });
 }
 
@@ -153,6 +156,7 @@ export function reportTotals(rows: readonly ReportRow[]): ReportTotals {
     completion_tokens: sum((r) => r.completion_tokens),
     cached_prompt_tokens: sum((r) => r.cached_prompt_tokens),
     total_tokens: sum((r) => r.total_tokens),
+    audio_seconds: sum((r) => Math.round(r.audio_seconds * 1000)) / 1000,
     cost_usd: cost_micros / 1e6,
     cost_micros,
     credit_micros: sum((r) => r.credit_micros),

@@ -1,0 +1,112 @@
+import { audioDuration } from "../../../schema/contracts/audio-duration.ts";
+import { ApiError } from "../errors.ts";
+import type { Endpoint, ProxyRequest } from "../proxy/validate.ts";
+
+/** The speech-to-text routes (OpenAI's; vLLM serves both: api-surfaces.md §4.4). */
+export type AudioEndpoint = "transcriptions" | "translations";
+
+/** Whether an endpoint takes an audio upload. */
+export function isAudioEndpoint(endpoint: Endpoint): endpoint is AudioEndpoint {
+  return endpoint === "transcriptions" || endpoint === "translations";
+}
+
+/** Uploads are limited to 25 MB, as OpenAI's and vLLM's (VLLM_MAX_AUDIO_CLIP_FILESIZE_MB) are. */
+export const MAX_AUDIO_BYTES = 25 * 1024 * 1024;
+
+/**
+ * Audio an engine hears in one go: vLLM splits longer audio into 30-second chunks (Whisper's
+ * window), each an engine request that can use the whole context. Admission prices every chunk.
+ */
+export const AUDIO_CHUNK_MS = 30_000;
+
+/** The response formats OpenAI documents; the engine says which of them it serves. */
+const FORMATS = new Set(["json", "text", "verbose_json", "srt", "vtt"]);
+/** The formats that can stream (OpenAI and vLLM refuse to stream the others). */
+const STREAMABLE = new Set(["json", "text"]);
+
+function invalid(param: string, message: string): ApiError {
+  return new ApiError("invalid_value", message, { param });
+}
+
+/** A form boolean as pydantic reads one ("true"/"false", "1"/"0", any case); absent is false. */
+function formBoolean(form: FormData, field: string): boolean {
+  const value = form.get(field);
+  if (value === null) return false;
+  if (typeof value !== "string") throw invalid(field, `'${field}' must be true or false, not a file.`);
+  const v = value.trim().toLowerCase();
+  if (v === "true" || v === "1") return true;
+  if (v === "false" || v === "0") return false;
+  throw invalid(field, `'${field}' must be true or false, got '${value.slice(0, 40)}'.`);
+}
+
+function optionalNumber(form: FormData, field: string, min: number, max: number): void {
+  const value = form.get(field);
+  if (value === null) return;
+  const n = typeof value === "string" && value.trim() !== "" ? Number(value) : Number.NaN;
+  if (!Number.isFinite(n) || n < min || n > max) throw invalid(field, `'${field}' must be a number between ${min} and ${max}.`);
+}
+
+/**
+ * Validates a transcription or translation upload (`multipart/form-data`, as the OpenAI clients send
+ * it) and prepares what is forwarded. The audio's duration is read from its container
+ * (schema/contracts/audio-duration.ts): it prices the request before it runs and is what the usage
+ * row bills, so audio whose duration cannot be read is refused rather than served unmetered.
+ * Streams always ask the engine for its usage chunk (vLLM's `stream_include_usage`), stripped again
+ * unless the client asked for it. The form is encoded again for the node (same fields and file).
+ */
+export async function validateAudio(endpoint: AudioEndpoint, bytes: ArrayBuffer, contentType: string | undefined): Promise<ProxyRequest> {
+  if (!/^multipart\/form-data\s*;/i.test(contentType ?? "")) {
+    throw new ApiError("unsupported_media_type", `/v1/audio/${endpoint} takes a multipart/form-data upload (fields 'file' and 'model'), as the OpenAI clients send it.`);
+  }
+  let form: FormData;
+  try {
+    form = await new Response(bytes, { headers: { "content-type": contentType ?? "" } }).formData();
+  } catch {
+    throw new ApiError("invalid_value", "We could not parse the multipart/form-data body of your request. Send the audio as the 'file' field and the model as 'model'.");
+  }
+  const model = form.get("model");
+  if (model === null) throw new ApiError("missing_field", "Missing required parameter: 'model'.", { param: "model" });
+  if (typeof model !== "string" || model.trim() === "") throw invalid("model", "'model' must be a non-empty string.");
+  const file = form.get("file");
+  if (file === null) throw new ApiError("missing_field", "Missing required parameter: 'file' (the audio to transcribe, as a file upload).", { param: "file" });
+  if (typeof file === "string") throw invalid("file", "'file' must be an uploaded file (a multipart part with a filename), not a text field.");
+  const audio = new Uint8Array(await file.arrayBuffer());
+  if (audio.byteLength === 0) throw invalid("file", "'file' is empty.");
+  const duration = audioDuration(audio);
+  if (!duration || duration.ms === 0) {
+    throw invalid("file", "We could not read how long the audio in 'file' is, so it cannot be priced. Send WAV (PCM), FLAC, MP3, Ogg (Vorbis or Opus), M4A/MP4 or WebM audio.");
+  }
+
+  const format = form.get("response_format") ?? "json";
+  if (typeof format !== "string" || !FORMATS.has(format)) {
+    throw invalid("response_format", `'response_format' must be one of json, text, verbose_json, srt or vtt.`);
+  }
+  const stream = formBoolean(form, "stream");
+  if (stream && !STREAMABLE.has(format)) throw invalid("stream", `Streaming is available for response_format json or text, not ${format}.`);
+  const clientWantsUsage = formBoolean(form, "stream_include_usage");
+  if (!stream && (clientWantsUsage || formBoolean(form, "stream_continuous_usage_stats"))) {
+    throw invalid("stream_include_usage", "The stream options ('stream_include_usage', 'stream_continuous_usage_stats') are only allowed when 'stream' is true.");
+  }
+  optionalNumber(form, "temperature", 0, 1);
+  const priority = form.get("priority");
+  if (priority !== null && priority !== "0") {
+    throw invalid("priority", "'priority' cannot be set by clients: it would reorder other customers' requests on a shared GPU. Remove it.");
+  }
+  // The gateway always learns a stream's usage: the engine sends its usage chunk (stripped unless asked for).
+  if (stream) form.set("stream_include_usage", "true");
+  const encoded = new Response(form);
+  const upstreamBody = new Uint8Array(await encoded.arrayBuffer());
+  return {
+    endpoint,
+    model,
+    stream,
+    clientWantsUsage: stream && clientWantsUsage,
+    upstreamBody,
+    upstreamContentType: encoded.headers.get("content-type") ?? undefined,
+    // Each 30-second chunk is one engine request, bounded by the context (pricing.ts).
+    output: { maxTokens: null, limitField: "file", minTokens: 0, ignoreEos: false, prompts: Math.ceil(duration.ms / AUDIO_CHUNK_MS), perPrompt: 1 },
+    promptTokensEstimate: 0,
+    prefixHash: null,
+    audioMs: duration.ms,
+  };
+}
