@@ -137,6 +137,25 @@ describe("speech to text through the gateway", () => {
     // The two served were charged their audio, and nothing was left over for a third.
     const counters = await adminJson<{ budgets: { used: number; leased: number; free: number }[] }>(stack, "GET", `/counters/key/${poor.keyId}`);
     expect(counters.budgets[0]?.free).toBeLessThan(500);
+    // Reports and the billing export carry the audio, from the hourly rollups.
+    type Report = { data: { model: string; requests: number; audio_seconds: number; cost_micros: number }[] };
+    const rows = async () => {
+      await stack.runScheduled();
+      const report = (await (await fetch(`${stack.gatewayUrl}/v1/usage?group_by=model`, { headers: { authorization: `Bearer ${poor.key}` } })).json()) as Report;
+      return report.data.filter((r) => r.model === MODEL).map(({ requests, audio_seconds, cost_micros }) => ({ requests, audio_seconds, cost_micros }));
+    };
+    // The refused request is counted with no audio and no cost (its row is written in the background).
+    const expected = [{ requests: 3, audio_seconds: 10, cost_micros: 1000 }];
+    for (let i = 0; i < 50 && JSON.stringify(await rows()) !== JSON.stringify(expected); i++) await new Promise((r) => setTimeout(r, 200));
+    expect(await rows()).toEqual(expected);
+    const month = new Date().toISOString().slice(0, 7);
+    const bill = await adminJson<{ tenants: { lines: { model: string; audio_seconds: number; amount_micros: number; description: string }[] }[] }>(
+      stack,
+      "GET",
+      `/billing/export?period=${month}&tenant_id=${poor.tenantId}`,
+    );
+    expect(bill.tenants[0]?.lines).toEqual([expect.objectContaining({ model: MODEL, audio_seconds: 10, amount_micros: 1000 })]);
+    expect(bill.tenants[0]?.lines[0]?.description).toContain("10 s of audio");
   });
 
   it("meters a stream cancelled midway (the whole upload, the tokens delivered) and frees the engine's slot", async () => {

@@ -38,6 +38,7 @@ async function recorded(tenantId: string) {
         prompt_tokens: sql<number>`coalesce(sum(prompt_tokens), 0)::int`,
         completion_tokens: sql<number>`coalesce(sum(completion_tokens), 0)::int`,
         cached_prompt_tokens: sql<number>`coalesce(sum(cached_prompt_tokens), 0)::int`,
+        audio_ms: sql<number>`coalesce(sum(audio_ms), 0)::int`,
         cost_micros: sql<number>`coalesce(sum(cost_micros), 0)::int`,
         credit_micros: sql<number>`coalesce(sum(credit_micros), 0)::int`,
       })
@@ -45,7 +46,8 @@ async function recorded(tenantId: string) {
       .where(eq(usageRecords.tenantId, tenantId)),
   );
   if (!row) throw new Error("no totals");
-  return { ...row, total_tokens: row.prompt_tokens + row.completion_tokens, cost_usd: row.cost_micros / 1e6, billable_micros: row.cost_micros - row.credit_micros };
+  const { audio_ms, ...sums } = row;
+  return { ...sums, audio_seconds: audio_ms / 1000, total_tokens: row.prompt_tokens + row.completion_tokens, cost_usd: row.cost_micros / 1e6, billable_micros: row.cost_micros - row.credit_micros };
 }
 
 async function usage(path: string, key: string): Promise<{ status: number; body: Report }> {
