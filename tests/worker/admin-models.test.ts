@@ -36,6 +36,21 @@ describe("model catalogue through the admin API", () => {
     expect(await listedModels()).not.toContain(id);
   });
 
+  it("prices transcription models per minute of audio, shown in /v1/models", async () => {
+    const id = `stt-${crypto.randomUUID().slice(0, 8)}`;
+    const created = await admin<{ kind: string; audio_price_per_minute: number | null }>("PUT", `/models/${id}`, { kind: "transcription", context_length: 448, audio_price_per_minute: 0.006 });
+    expect(created.body).toMatchObject({ kind: "transcription", audio_price_per_minute: 0.006 });
+    await new Promise((r) => setTimeout(r, 1_100));
+    const listed = (await (await gateway("/v1/models")).json<{ data: { id: string; kind: string; pricing: { audio_per_minute: number | null } }[] }>()).data;
+    expect(listed.find((m) => m.id === id)).toMatchObject({ kind: "transcription", pricing: { audio_per_minute: 0.006 } });
+    expect(listed.find((m) => m.id === "sim-llama-8b")?.pricing.audio_per_minute).toBeNull();
+    const cleared = await admin<{ audio_price_per_minute: number | null }>("PUT", `/models/${id}`, { audio_price_per_minute: null });
+    expect(cleared.body.audio_price_per_minute).toBeNull();
+    const negative = await admin<{ error: { param: string } }>("PUT", `/models/${id}`, { audio_price_per_minute: -1 });
+    expect(negative).toMatchObject({ status: 400, body: { error: { param: "audio_price_per_minute" } } });
+    await admin("DELETE", `/models/${id}`);
+  });
+
   it("refuses invalid bodies naming the field, and anyone but the operator", async () => {
     const bad = await admin<{ error: { param: string } }>("PUT", "/models/x-model", { context_length: -1 });
     expect(bad.status).toBe(400);
