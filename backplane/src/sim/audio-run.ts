@@ -1,4 +1,5 @@
-import { type IncomingMessage, type OutgoingHttpHeader, type OutgoingHttpHeaders, ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { CapturedResponse } from "./captured-response.ts";
 import type { EngineState } from "./engine.ts";
 import { runGeneration } from "./job.ts";
 import type { ModelMetrics } from "./metrics.ts";
@@ -91,11 +92,6 @@ function engineRequest(piece: AudioPiece, spec: AudioRunSpec): GenerationRequest
   };
 }
 
-function bodyText(chunk: unknown): string {
-  if (typeof chunk === "string") return chunk;
-  return Buffer.isBuffer(chunk) ? chunk.toString("utf8") : "";
-}
-
 interface OutputHooks {
   token(text: string, finish: "stop" | "length" | null): void;
   done(): void;
@@ -108,34 +104,13 @@ interface OutputHooks {
  * event by event (`data: {…}` per token, `data: [DONE]`, or the in-band error event). It is tied to
  * no socket; emitting `close` on it aborts the job, as a client disconnect would.
  */
-class EngineOutput extends ServerResponse {
+class EngineOutput extends CapturedResponse {
   readonly #hooks: OutputHooks;
   #settled = false;
 
   constructor(req: IncomingMessage, hooks: OutputHooks) {
     super(req);
     this.#hooks = hooks;
-  }
-
-  override writeHead(
-    statusCode: number,
-    message?: string | OutgoingHttpHeaders | OutgoingHttpHeader[],
-    headers?: OutgoingHttpHeaders | OutgoingHttpHeader[],
-  ): this {
-    // Keeps headersSent truthful; nothing is written, this response has no socket.
-    return super.writeHead(statusCode, typeof message === "string" ? headers : message);
-  }
-
-  override flushHeaders(): void {}
-
-  override write(chunk: unknown): boolean {
-    this.#read(bodyText(chunk));
-    return true;
-  }
-
-  override end(chunk?: unknown): this {
-    this.#read(typeof chunk === "function" ? "" : bodyText(chunk));
-    return this;
   }
 
   override destroy(): this {
@@ -149,7 +124,7 @@ class EngineOutput extends ServerResponse {
     report();
   }
 
-  #read(text: string): void {
+  protected override received(text: string): void {
     for (const event of text.split("\n\n")) {
       if (!event.startsWith("data: ") || this.#settled) continue;
       const data = event.slice("data: ".length);

@@ -1,4 +1,5 @@
-import { type OutgoingHttpHeader, type OutgoingHttpHeaders, ServerResponse } from "node:http";
+import type { ServerResponse } from "node:http";
+import { CapturedResponse, type HeadHeaders, isEventStream } from "./captured-response.ts";
 import type { EngineState } from "./engine.ts";
 import { badRequest, modelNotFound, SimHttpError, sendError, sendJson } from "./errors.ts";
 import { handleGeneration } from "./generate.ts";
@@ -21,11 +22,6 @@ function checkModel(state: EngineState, name: string): void {
   if (metrics.model.kind !== "generate") throw badRequest("The model does not support Messages API");
 }
 
-function bodyText(chunk: unknown): string {
-  if (typeof chunk === "string") return chunk;
-  return Buffer.isBuffer(chunk) ? chunk.toString("utf8") : "";
-}
-
 /**
  * The response the chat generation writes to. The job renders the chat wire onto a
  * ServerResponse; like vLLM's `create_messages`, which converts what `create_chat_completion`
@@ -33,7 +29,7 @@ function bodyText(chunk: unknown): string {
  * converted event by event as the tokens come; a JSON answer when it ends. The client closing
  * its connection closes this response too, which aborts the generation.
  */
-class MessagesResponse extends ServerResponse {
+class MessagesResponse extends CapturedResponse {
   readonly #client: ServerResponse;
   #status = 200;
   #stream: StreamConverter | null = null;
@@ -44,39 +40,24 @@ class MessagesResponse extends ServerResponse {
     client.on("close", () => this.emit("close"));
   }
 
-  override writeHead(
-    statusCode: number,
-    message?: string | OutgoingHttpHeaders | OutgoingHttpHeader[],
-    headers?: OutgoingHttpHeaders | OutgoingHttpHeader[],
-  ): this {
-    const given = typeof message === "string" ? headers : message;
-    this.#status = statusCode;
-    const type = given !== undefined && !Array.isArray(given) ? given["content-type"] : undefined;
-    if (typeof type === "string" && type.startsWith("text/event-stream")) {
+  protected override onHead(status: number, headers: HeadHeaders): void {
+    this.#status = status;
+    if (isEventStream(headers)) {
       this.#stream = createStreamConverter();
-      this.#client.writeHead(statusCode, given);
+      this.#client.writeHead(status, headers);
     }
-    // Keeps headersSent truthful; nothing is written, this response has no socket.
-    return super.writeHead(statusCode, given);
   }
 
   override flushHeaders(): void {
     if (this.#stream) this.#client.flushHeaders();
   }
 
-  override write(chunk: unknown): boolean {
-    this.#forward(bodyText(chunk));
-    return true;
-  }
-
-  override end(chunk?: unknown): this {
-    const text = typeof chunk === "function" ? "" : bodyText(chunk);
+  protected override received(text: string, ended: boolean): void {
+    if (!ended) return this.#forward(text);
     if (this.#stream) {
       this.#forward(text);
       if (!this.#client.writableEnded) this.#client.end();
-      return this;
-    }
-    if (text === "") {
+    } else if (text === "") {
       // launcher.py's bare 500 (EngineDeadError): passed through as is.
       this.#client.writeHead(this.#status, { "content-length": 0 });
       this.#client.end();
@@ -87,7 +68,6 @@ class MessagesResponse extends ServerResponse {
       const { error } = JSON.parse(text) as { error: { type: string; message: string } };
       sendJson(this.#client, this.#status, errorBody(error.type, error.message));
     }
-    return this;
   }
 
   override destroy(error?: Error): this {

@@ -1,4 +1,5 @@
-import { type IncomingMessage, type OutgoingHttpHeader, type OutgoingHttpHeaders, ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { CapturedResponse, type HeadHeaders, isEventStream } from "./captured-response.ts";
 import { sendJson } from "./errors.ts";
 import type { StoredResponse } from "./responses-store.ts";
 import type { ChatError, EventConverter, ResponseObject } from "./responses-wire.ts";
@@ -25,11 +26,6 @@ export interface RunHooks {
 /** SSE, as Starlette's StreamingResponse(media_type="text/event-stream") sends it. */
 export const SSE_HEADERS = { "content-type": "text/event-stream; charset=utf-8" } as const;
 
-function bodyText(chunk: unknown): string {
-  if (typeof chunk === "string") return chunk;
-  return Buffer.isBuffer(chunk) ? chunk.toString("utf8") : "";
-}
-
 function errorBody(error: ChatError): string {
   return JSON.stringify({ error: { message: error.message, type: error.type, param: null, code: error.code } });
 }
@@ -41,7 +37,7 @@ function errorBody(error: ChatError): string {
  * with no client at all. `abort()` closes it, which aborts the generation (the job stops on
  * `close`, as on a client disconnect): slot freed, counted as finished_reason="abort".
  */
-export class ResponsesRun extends ServerResponse {
+export class ResponsesRun extends CapturedResponse {
   readonly #converter: EventConverter;
   readonly #hooks: RunHooks;
   #status = 200;
@@ -54,40 +50,23 @@ export class ResponsesRun extends ServerResponse {
     this.#hooks = hooks;
   }
 
-  override writeHead(
-    statusCode: number,
-    message?: string | OutgoingHttpHeaders | OutgoingHttpHeader[],
-    headers?: OutgoingHttpHeaders | OutgoingHttpHeader[],
-  ): this {
-    const given = typeof message === "string" ? headers : message;
-    this.#status = statusCode;
-    const type = given !== undefined && !Array.isArray(given) ? given["content-type"] : undefined;
-    if (!this.#ended && typeof type === "string" && type.startsWith("text/event-stream")) {
+  protected override onHead(status: number, headers: HeadHeaders): void {
+    this.#status = status;
+    if (!this.#ended && isEventStream(headers)) {
       this.#streaming = true;
       this.#hooks.start(this.#converter.open());
     }
-    // Keeps headersSent truthful; nothing is written, this response has no socket.
-    return super.writeHead(statusCode, given);
   }
 
-  override flushHeaders(): void {}
-
-  override write(chunk: unknown): boolean {
-    this.#push(bodyText(chunk));
-    return true;
-  }
-
-  override end(chunk?: unknown): this {
-    const text = typeof chunk === "function" ? "" : bodyText(chunk);
+  protected override received(text: string, ended: boolean): void {
+    if (!ended) return this.#push(text);
     if (!this.#streaming) {
       // An answer instead of a stream: launcher.py's bare 500, or an error before the stream.
-      this.#finish({ kind: "error", status: this.#status, body: text });
-      return this;
+      return this.#finish({ kind: "error", status: this.#status, body: text });
     }
     this.#push(text);
     // A chat stream always ends in [DONE] or an error event; anything else is a broken stream.
     this.#finish({ kind: "dropped" });
-    return this;
   }
 
   override destroy(): this {
