@@ -103,6 +103,26 @@ describe("audio uploads at the edge", () => {
     expect(req.upstreamContentType).toBe(`multipart/form-data; boundary=${firstLine?.slice(2)}`);
   });
 
+  it("forward one value per field, the one priced: a second file or model cannot reach the engine", async () => {
+    const data = form({ model: "whisper", file: audio, response_format: "json" });
+    data.append("file", new File([wavFile({ seconds: 600 })], "long.wav"));
+    data.append("model", "dearer-model");
+    data.append("stream", "false");
+    data.append("stream", "true");
+    data.append("timestamp_granularities[]", "word");
+    data.append("timestamp_granularities[]", "segment");
+    const sent = new Response(data);
+    const req = await validateAudio("transcriptions", await sent.arrayBuffer(), sent.headers.get("content-type") ?? "");
+    expect(req).toMatchObject({ model: "whisper", stream: false, audioMs: 2000 });
+    const upstream = await new Response(req.upstreamBody, { headers: { "content-type": req.upstreamContentType ?? "" } }).formData();
+    expect(upstream.getAll("model")).toEqual(["whisper"]);
+    expect(upstream.getAll("stream")).toEqual(["false"]);
+    const files = upstream.getAll("file");
+    expect(files).toHaveLength(1);
+    expect(new Uint8Array(await (files[0] as File).arrayBuffer())).toEqual(audio);
+    expect(upstream.getAll("timestamp_granularities[]")).toEqual(["word", "segment"]);
+  });
+
   it("price audio by its duration and by the context of every 30-second chunk the engine hears", async () => {
     const sent = new Response(form({ model: "whisper", file: wavFile({ seconds: 95 }) }));
     const req = await validateAudio("transcriptions", await sent.arrayBuffer(), sent.headers.get("content-type") ?? "");

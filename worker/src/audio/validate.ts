@@ -92,6 +92,13 @@ export async function validateAudio(endpoint: AudioEndpoint, bytes: ArrayBuffer,
   if (priority !== null && priority !== "0") {
     throw invalid("priority", "'priority' cannot be set by clients: it would reorder other customers' requests on a shared GPU. Remove it.");
   }
+  // One value per field, the one validated here: the web's FormData reads a repeated field's first
+  // value, but the engine's (Starlette's) reads its last, so a second 'file' or 'model' would be
+  // transcribed but not priced. Only array fields (`timestamp_granularities[]`) repeat.
+  for (const name of new Set(form.keys())) {
+    const first = form.get(name);
+    if (!name.endsWith("[]") && first !== null && form.getAll(name).length > 1) form.set(name, first);
+  }
   // The gateway always learns a stream's usage: the engine sends its usage chunk (stripped unless asked for).
   if (stream) form.set("stream_include_usage", "true");
   const encoded = new Response(form);
