@@ -5,6 +5,7 @@
  */
 import { inject } from "vitest";
 import { describe, expect, it } from "vitest";
+import { boundaryOf, encodeMultipart, parseMultipart } from "../../worker/src/audio/multipart.ts";
 import { validateAudio } from "../../worker/src/audio/validate.ts";
 import { maxCost, rateTokens } from "../../worker/src/limits/pricing.ts";
 import { costMicros } from "../../worker/src/metering/record.ts";
@@ -90,7 +91,7 @@ describe("audio uploads at the edge", () => {
   it("encode the form again for the node, asking a stream's usage chunk of the engine whatever the client said", async () => {
     const data = form({ model: "whisper", file: audio, stream: "true", stream_include_usage: "false", language: "en" });
     const sent = new Response(data);
-    const req = await validateAudio("transcriptions", await sent.arrayBuffer(), sent.headers.get("content-type") ?? "");
+    const req = validateAudio("transcriptions", await sent.arrayBuffer(), sent.headers.get("content-type") ?? "");
     expect(req).toMatchObject({ endpoint: "transcriptions", model: "whisper", stream: true, clientWantsUsage: false, audioMs: 2000 });
     const upstream = await new Response(req.upstreamBody, { headers: { "content-type": req.upstreamContentType ?? "" } }).formData();
     expect(upstream.getAll("stream_include_usage")).toEqual(["true"]);
@@ -112,7 +113,7 @@ describe("audio uploads at the edge", () => {
     data.append("timestamp_granularities[]", "word");
     data.append("timestamp_granularities[]", "segment");
     const sent = new Response(data);
-    const req = await validateAudio("transcriptions", await sent.arrayBuffer(), sent.headers.get("content-type") ?? "");
+    const req = validateAudio("transcriptions", await sent.arrayBuffer(), sent.headers.get("content-type") ?? "");
     expect(req).toMatchObject({ model: "whisper", stream: false, audioMs: 2000 });
     const upstream = await new Response(req.upstreamBody, { headers: { "content-type": req.upstreamContentType ?? "" } }).formData();
     expect(upstream.getAll("model")).toEqual(["whisper"]);
@@ -123,9 +124,44 @@ describe("audio uploads at the edge", () => {
     expect(upstream.getAll("timestamp_granularities[]")).toEqual(["word", "segment"]);
   });
 
+  it("parse forms as the clients write them, refuse broken ones with a 400, and write forms any parser reads back", async () => {
+    const enc = new TextEncoder();
+    expect(boundaryOf("multipart/form-data; boundary=abc")).toBe("abc");
+    expect(boundaryOf('Multipart/Form-Data; charset=utf-8; boundary="a b:c"')).toBe("a b:c");
+    expect(boundaryOf("application/json")).toBeNull();
+    const body = enc.encode(
+      'preamble\r\n--b1\r\nContent-Disposition: form-data; filename="x.wav"; name="file"\r\nContent-Type: audio/wav\r\n\r\nRIFF\r\n--b\r\n--b1\r\ncontent-disposition: form-data; name="model"\r\n\r\nwhisper\r\n--b1--\r\nepilogue',
+    );
+    const parts = parseMultipart(body, "b1");
+    expect(parts.map((p) => ("value" in p ? [p.name, p.value] : [p.name, p.filename, p.contentType, new TextDecoder().decode(p.bytes)]))).toEqual([
+      ["file", "x.wav", "audio/wav", "RIFF\r\n--b"],
+      ["model", "whisper"],
+    ]);
+    for (const broken of [
+      "--b1\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper", // never closed
+      "--b1\r\nContent-Type: text/plain\r\n\r\nx\r\n--b1--", // no disposition
+      "--b1\r\nContent-Disposition: form-data; filename=\"a\"\r\n\r\nx\r\n--b1--", // no name
+      "--b1\nContent-Disposition: form-data; name=\"a\"\n\nx\n--b1--", // LF line ends
+      "no boundary at all",
+    ]) {
+      expect(() => parseMultipart(enc.encode(broken), "b1"), broken).toThrow(/could not parse the multipart/);
+    }
+    const many = Array.from({ length: 70 }, (_, i) => `--b1\r\nContent-Disposition: form-data; name="f${i}"\r\n\r\nv\r\n`).join("") + "--b1--";
+    expect(() => parseMultipart(enc.encode(many), "b1")).toThrow(/more than 64 parts/);
+    // The form the node gets, read back by the runtime's own parser: the same fields and bytes.
+    const written = encodeMultipart([
+      { name: "model", value: "whisper" },
+      { name: "file", filename: 'a "quoted"\r\nname.wav', contentType: "audio/wav", bytes: audio },
+    ]);
+    const read = await new Response(written.body, { headers: { "content-type": written.contentType } }).formData();
+    expect(read.get("model")).toBe("whisper");
+    expect(new Uint8Array(await (read.get("file") as File).arrayBuffer())).toEqual(audio);
+    expect(parseMultipart(written.body, boundaryOf(written.contentType) ?? "")).toHaveLength(2);
+  });
+
   it("price audio by its duration and by the context of every 30-second chunk the engine hears", async () => {
     const sent = new Response(form({ model: "whisper", file: wavFile({ seconds: 95 }) }));
-    const req = await validateAudio("transcriptions", await sent.arrayBuffer(), sent.headers.get("content-type") ?? "");
+    const req = validateAudio("transcriptions", await sent.arrayBuffer(), sent.headers.get("content-type") ?? "");
     expect(req.audioMs).toBe(95_000);
     // 95 s are 4 chunks of at most 30 s, each up to the 448-token context.
     const cost = maxCost(req, 3_040_000, WHISPER);

@@ -1,5 +1,6 @@
 import { audioDuration } from "../../../schema/contracts/audio-duration.ts";
 import { ApiError } from "../errors.ts";
+import { boundaryOf, encodeMultipart, parseMultipart, type FormPart } from "./multipart.ts";
 import type { Endpoint, ProxyRequest } from "../proxy/validate.ts";
 
 /** The speech-to-text routes (OpenAI's; vLLM serves both: api-surfaces.md §4.4). */
@@ -28,8 +29,23 @@ function invalid(param: string, message: string): ApiError {
   return new ApiError("invalid_value", message, { param });
 }
 
+/** The text fields of a form by name (the first value of each), and its parts in order. */
+class Fields {
+  readonly parts: FormPart[];
+
+  constructor(parts: FormPart[]) {
+    this.parts = parts;
+  }
+
+  get(name: string): string | FormPart | null {
+    const part = this.parts.find((p) => p.name === name);
+    if (!part) return null;
+    return "value" in part ? part.value : part;
+  }
+}
+
 /** A form boolean as pydantic reads one ("true"/"false", "1"/"0", any case); absent is false. */
-function formBoolean(form: FormData, field: string): boolean {
+function formBoolean(form: Fields, field: string): boolean {
   const value = form.get(field);
   if (value === null) return false;
   if (typeof value !== "string") throw invalid(field, `'${field}' must be true or false, not a file.`);
@@ -39,7 +55,7 @@ function formBoolean(form: FormData, field: string): boolean {
   throw invalid(field, `'${field}' must be true or false, got '${value.slice(0, 40)}'.`);
 }
 
-function optionalNumber(form: FormData, field: string, min: number, max: number): void {
+function optionalNumber(form: Fields, field: string, min: number, max: number): void {
   const value = form.get(field);
   if (value === null) return;
   const n = typeof value === "string" && value.trim() !== "" ? Number(value) : Number.NaN;
@@ -47,30 +63,46 @@ function optionalNumber(form: FormData, field: string, min: number, max: number)
 }
 
 /**
+ * One value per field, the one validated here (the first): the engine's form parser (Starlette's)
+ * reads a repeated field's last value, so a second 'file' or 'model' would be transcribed but not
+ * priced. Only array fields (`timestamp_granularities[]`) repeat. `stream_include_usage` is forced
+ * on for streams.
+ */
+function upstreamParts(parts: FormPart[], stream: boolean): FormPart[] {
+  const seen = new Set<string>();
+  const kept = parts.filter((p) => {
+    if (stream && p.name === "stream_include_usage") return false;
+    if (p.name.endsWith("[]")) return true;
+    if (seen.has(p.name)) return false;
+    seen.add(p.name);
+    return true;
+  });
+  // The gateway always learns a stream's usage: the engine sends its usage chunk (stripped unless asked for).
+  if (stream) kept.push({ name: "stream_include_usage", value: "true" });
+  return kept;
+}
+
+/**
  * Validates a transcription or translation upload (`multipart/form-data`, as the OpenAI clients send
  * it) and prepares what is forwarded. The audio's duration is read from its container
  * (schema/contracts/audio-duration.ts): it prices the request before it runs and is what the usage
  * row bills, so audio whose duration cannot be read is refused rather than served unmetered.
- * Streams always ask the engine for its usage chunk (vLLM's `stream_include_usage`), stripped again
- * unless the client asked for it. The form is encoded again for the node (same fields and file).
+ * The form is encoded again for the node (multipart.ts): exactly the fields validated and priced,
+ * in a framing the gateway wrote, so the engine cannot read the upload differently.
  */
-export async function validateAudio(endpoint: AudioEndpoint, bytes: ArrayBuffer, contentType: string | undefined): Promise<ProxyRequest> {
-  if (!/^multipart\/form-data\s*;/i.test(contentType ?? "")) {
+export function validateAudio(endpoint: AudioEndpoint, bytes: ArrayBuffer, contentType: string | undefined): ProxyRequest {
+  const boundary = boundaryOf(contentType ?? "");
+  if (boundary === null) {
     throw new ApiError("unsupported_media_type", `/v1/audio/${endpoint} takes a multipart/form-data upload (fields 'file' and 'model'), as the OpenAI clients send it.`);
   }
-  let form: FormData;
-  try {
-    form = await new Response(bytes, { headers: { "content-type": contentType ?? "" } }).formData();
-  } catch {
-    throw new ApiError("invalid_value", "We could not parse the multipart/form-data body of your request. Send the audio as the 'file' field and the model as 'model'.");
-  }
+  const form = new Fields(parseMultipart(new Uint8Array(bytes), boundary));
   const model = form.get("model");
   if (model === null) throw new ApiError("missing_field", "Missing required parameter: 'model'.", { param: "model" });
   if (typeof model !== "string" || model.trim() === "") throw invalid("model", "'model' must be a non-empty string.");
   const file = form.get("file");
   if (file === null) throw new ApiError("missing_field", "Missing required parameter: 'file' (the audio to transcribe, as a file upload).", { param: "file" });
-  if (typeof file === "string") throw invalid("file", "'file' must be an uploaded file (a multipart part with a filename), not a text field.");
-  const audio = new Uint8Array(await file.arrayBuffer());
+  if (typeof file === "string" || "value" in file) throw invalid("file", "'file' must be an uploaded file (a multipart part with a filename), not a text field.");
+  const audio = file.bytes;
   if (audio.byteLength === 0) throw invalid("file", "'file' is empty.");
   const duration = audioDuration(audio);
   if (!duration || duration.ms === 0) {
@@ -92,24 +124,14 @@ export async function validateAudio(endpoint: AudioEndpoint, bytes: ArrayBuffer,
   if (priority !== null && priority !== "0") {
     throw invalid("priority", "'priority' cannot be set by clients: it would reorder other customers' requests on a shared GPU. Remove it.");
   }
-  // One value per field, the one validated here: the web's FormData reads a repeated field's first
-  // value, but the engine's (Starlette's) reads its last, so a second 'file' or 'model' would be
-  // transcribed but not priced. Only array fields (`timestamp_granularities[]`) repeat.
-  for (const name of new Set(form.keys())) {
-    const first = form.get(name);
-    if (!name.endsWith("[]") && first !== null && form.getAll(name).length > 1) form.set(name, first);
-  }
-  // The gateway always learns a stream's usage: the engine sends its usage chunk (stripped unless asked for).
-  if (stream) form.set("stream_include_usage", "true");
-  const encoded = new Response(form);
-  const upstreamBody = new Uint8Array(await encoded.arrayBuffer());
+  const upstream = encodeMultipart(upstreamParts(form.parts, stream));
   return {
     endpoint,
     model,
     stream,
     clientWantsUsage: stream && clientWantsUsage,
-    upstreamBody,
-    upstreamContentType: encoded.headers.get("content-type") ?? undefined,
+    upstreamBody: upstream.body,
+    upstreamContentType: upstream.contentType,
     // Each 30-second chunk is one engine request, bounded by the context (pricing.ts).
     output: { maxTokens: null, limitField: "file", minTokens: 0, ignoreEos: false, prompts: Math.ceil(duration.ms / AUDIO_CHUNK_MS), perPrompt: 1 },
     promptTokensEstimate: 0,

@@ -110,7 +110,7 @@ export function proxyHandler(endpoint: Endpoint) {
     if (bodyBytes > maxBytes) throw tooLarge();
     const stored: ResponsesRequest | null = endpoint === "responses" ? validateResponses(utf8.decode(bytes)) : null;
     const req: ProxyRequest =
-      stored ?? (audio ? await validateAudio(endpoint, bytes, c.req.header("content-type")) : validateBody(endpoint, utf8.decode(bytes)));
+      stored ?? (audio ? validateAudio(endpoint, bytes, c.req.header("content-type")) : validateBody(endpoint, utf8.decode(bytes)));
     const dialect = DIALECT[endpoint];
     const anthropic = dialect === "anthropic";
     /** The in-band event that ends a stream which failed after its headers went out, in the client's dialect. */
