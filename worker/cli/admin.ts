@@ -20,7 +20,7 @@ const STRING_FLAGS = [
   "url", "token", "name", "plan", "status", "tenant", "env", "region", "scopes", "models", "expires", "overlap", "rpm", "tpm", "concurrency",
   "kind", "period", "amount", "target", "limit", "cursor", "id", "lat", "lon", "context", "family", "input-price", "output-price", "node", "since",
   "cached-price", "active", "start", "end", "bucket", "group-by", "multiplier", "usd", "note",
-  "model", "tps", "nodes", "strategy", "region-overrides", "base-model", "adapter-source", "source", "audio-price",
+  "model", "tps", "nodes", "strategy", "region-overrides", "base-model", "adapter-source", "source", "audio-price", "engine",
 ];
 const BOOLEAN_FLAGS = ["json", "all", "help", "alerts", "run"];
 const DEFAULT_URL = "http://127.0.0.1:8787";
@@ -99,6 +99,7 @@ try {
       flags,
       print: (line) => console.log(line),
       warn: (line) => console.error(line),
+      rewrite: process.stderr.isTTY === true ? (line) => void process.stderr.write(line === "" ? "\n" : `\r\x1b[2K${line}`) : undefined,
     },
     positionals,
   );

@@ -17,6 +17,21 @@ export class ApiFailure extends Error {
 export interface AdminApi {
   readonly baseUrl: string;
   request<T>(method: string, path: string, body?: unknown): Promise<T>;
+  /** Sends the request and returns the gateway's 2xx response unread (a stream); an error answer throws ApiFailure. */
+  open(method: string, path: string, body?: unknown, accept?: string): Promise<Response>;
+}
+
+/** The ApiFailure of an error answer: its OpenAI-shaped message, or the status and the start of the body. */
+function failure(status: number, text: string): ApiFailure {
+  let json: unknown = null;
+  try {
+    json = text === "" ? null : JSON.parse(text);
+  } catch {
+    // Not JSON: reported with the status.
+  }
+  const error = (json as { error?: { message?: unknown; code?: unknown } } | null)?.error;
+  const message = typeof error?.message === "string" ? error.message : `HTTP ${status} ${text.slice(0, 200)}`;
+  return new ApiFailure(message, status, typeof error?.code === "string" ? error.code : null);
 }
 
 /**
@@ -25,31 +40,32 @@ export interface AdminApi {
  */
 export function adminApi(baseUrl: string, token: () => string): AdminApi {
   const base = baseUrl.replace(/\/+$/, "");
+  async function send(method: string, path: string, body: unknown, accept: string): Promise<Response> {
+    const headers: Record<string, string> = { authorization: `Bearer ${token()}`, accept };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    try {
+      return await fetch(`${base}/admin${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    } catch (err) {
+      const reason = err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err);
+      throw new ApiFailure(`Cannot reach the gateway at ${base} (${reason}). Is it running (npm start)? Point --url or SWITCHYARD_URL at it.`, 0, null);
+    }
+  }
   return {
     baseUrl: base,
+    async open(method: string, path: string, body?: unknown, accept = "text/event-stream"): Promise<Response> {
+      const res = await send(method, path, body, accept);
+      if (!res.ok) throw failure(res.status, await res.text());
+      return res;
+    },
     async request<T>(method: string, path: string, body?: unknown): Promise<T> {
-      const headers: Record<string, string> = { authorization: `Bearer ${token()}`, accept: "application/json" };
-      if (body !== undefined) headers["content-type"] = "application/json";
-      let res: Response;
-      try {
-        res = await fetch(`${base}/admin${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-      } catch (err) {
-        const reason = err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err);
-        throw new ApiFailure(`Cannot reach the gateway at ${base} (${reason}). Is it running (npm start)? Point --url or SWITCHYARD_URL at it.`, 0, null);
-      }
+      const res = await send(method, path, body, "application/json");
       const text = await res.text();
-      let json: unknown = null;
+      if (!res.ok) throw failure(res.status, text);
       try {
-        json = text === "" ? null : JSON.parse(text);
+        return (text === "" ? null : JSON.parse(text)) as T;
       } catch {
-        // Not JSON: reported below with the status.
+        return null as T;
       }
-      if (!res.ok) {
-        const error = (json as { error?: { message?: unknown; code?: unknown } } | null)?.error;
-        const message = typeof error?.message === "string" ? error.message : `HTTP ${res.status} ${text.slice(0, 200)}`;
-        throw new ApiFailure(message, res.status, typeof error?.code === "string" ? error.code : null);
-      }
-      return json as T;
     },
   };
 }

@@ -60,6 +60,12 @@ The fleet, through the admin API (operator only; docs/fleet.md):
   node adapter-load ID NAME [--source PATH]                (loads a catalogue adapter there; the source defaults to
                                                            its adapter_source)
   node adapter-unload ID NAME
+  node models ID                                           (what its engines serve, and Ollama engines keep on disk)
+  node model ID MODEL [--engine E]                         (an Ollama model's details: family, size, context, capabilities)
+  node model-delete ID MODEL [--engine E]                  (deletes it from the node's Ollama engine)
+  node pull ID MODEL [--engine E]                          (pulls it onto the node's Ollama engine, with progress on
+                                                           stderr; E picks one of several Ollama engines)
+  node system ID                                           (CPU, memory, GPUs, disk and model storage of the host)
   region list                                              (coordinates, price multiplier, healthy/total nodes)
   reservation add --tenant T --model M --tps N --nodes n1,n2   (reserved tokens per second, served first from the
                                                            nodes; prints the id)

@@ -23,6 +23,8 @@ export interface CommandContext {
   flags: Flags;
   print: (line: string) => void;
   warn: (line: string) => void;
+  /** Replaces the current stderr line with `line` (no newline), an empty `line` ending it with one; set only when stderr is a terminal. */
+  rewrite?: (line: string) => void;
 }
 
 /** A command handler. */

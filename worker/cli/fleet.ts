@@ -2,6 +2,7 @@
 import type { HealthCheckJson, NodeDetailJson, NodeJson, RegionJson, ReservationJson } from "../src/nodes/admin-wire.ts";
 import { ROUTING_STRATEGIES, type RoutingStrategy } from "../src/routing/snapshot.ts";
 import { fields, table } from "./format.ts";
+import { hostCommands } from "./host.ts";
 import { AdminUsageError, arg, flag, intFlag, list, listFlag, need, output, show, type Command, type CommandContext } from "./context.ts";
 
 const enc = encodeURIComponent;
@@ -63,8 +64,10 @@ function nodePath(ctx: CommandContext, suffix = ""): string {
   return `/nodes/${enc(arg(ctx, 0, "the node id"))}${suffix}`;
 }
 
+
 /** Fleet commands. */
 export const fleetCommands: Record<string, Command> = {
+  ...hostCommands,
   "node list": async (ctx) => {
     const body = await ctx.api().request<{ data: NodeJson[] }>("GET", "/nodes");
     output(ctx, body, () => ctx.print(body.data.length === 0 ? "(none)" : table(NODE_HEADERS, body.data.map(nodeRow))));

@@ -19,6 +19,7 @@ import { metricsRoutes, outboxRoutes } from "../platform/metrics-admin.ts";
 import { modelRoutes } from "../routing/models-admin.ts";
 import { nodeRoutes } from "../nodes/admin.ts";
 import { nodeAdapterRoutes } from "../nodes/adapters-admin.ts";
+import { nodeHostRoutes } from "../nodes/host-admin.ts";
 import { reconciliationRoutes } from "../metering/reconcile-admin.ts";
 import { regionRoutes } from "../routing/regions-admin.ts";
 import { reservationRoutes } from "../routing/reservations-admin.ts";
@@ -44,6 +45,7 @@ export function adminApp(): Hono<AdminEnv> {
     .route("/models", modelRoutes)
     .route("/nodes", nodeRoutes)
     .route("/nodes", nodeAdapterRoutes)
+    .route("/nodes", nodeHostRoutes)
     .route("/regions", regionRoutes)
     .route("/reservations", reservationRoutes)
     .route("/billing", billingRoutes);

@@ -16,17 +16,14 @@
 import { eq } from "drizzle-orm";
 import { Hono } from "hono";
 import { z } from "zod";
-import { models, nodes } from "../../../schema/tables/index.ts";
-import { actorName, type AdminEnv } from "../admin/auth.ts";
-import { inTransaction, notFound, readJson, reading, requireOperator, type AdminContext } from "../admin/http.ts";
-import { recordAudit } from "../admin/store.ts";
-import { ApiError, type ErrorCode } from "../errors.ts";
+import { models } from "../../../schema/tables/index.ts";
+import type { AdminEnv } from "../admin/auth.ts";
+import { readJson, reading } from "../admin/http.ts";
+import { ApiError } from "../errors.ts";
 import { ADAPTER_LOAD_TIMEOUT_MS, ADAPTERS_MANAGEMENT_PATH } from "../routing/adapters.ts";
-import type { NodeEntry } from "../routing/snapshot.ts";
-import { callNodeManagement, managementError, type ManagementAnswer } from "./management.ts";
+import { auditNode, nodeOf, refused } from "./admin-target.ts";
+import { callNodeManagement } from "./management.ts";
 
-const NODE_ID = /^[a-z0-9][a-z0-9._-]{0,62}$/;
-const WHAT = "manage GPU nodes";
 /** A listing or an unload answers quickly; a load waits for the engine. */
 const LIST_TIMEOUT_MS = 10_000;
 
@@ -42,27 +39,6 @@ interface EngineAdapters {
   healthy: boolean;
   base_models: string[];
   adapters: { name: string; base: string; source: string | null }[];
-}
-
-/** The registry entry of node `:id`, as forwarding needs it (404 when unknown). */
-async function nodeOf(c: AdminContext): Promise<NodeEntry> {
-  requireOperator(c.get("actor"), WHAT);
-  const id = c.req.param("id") ?? "";
-  if (!NODE_ID.test(id)) throw notFound("node", id);
-  const [row] = await reading(c, (db) => db.select().from(nodes).where(eq(nodes.id, id)));
-  if (!row) throw notFound("node", id);
-  return { id: row.id, regionId: row.regionId, url: row.url, models: row.models, status: row.status, secretVersion: row.secretVersion, heartbeats: row.lastHeartbeatAt !== null };
-}
-
-/** Relays a node's refusal as the gateway's error, with the node's message. */
-function refused(node: NodeEntry, answer: ManagementAnswer): ApiError {
-  const code: ErrorCode = answer.status === 404 ? "not_found" : answer.status === 409 ? "conflict" : answer.status === 400 ? "invalid_value" : "upstream_error";
-  return new ApiError(code, `Node ${node.id}: ${managementError(answer)}`);
-}
-
-/** Writes the audit row of a load or unload that happened. */
-async function audit(c: AdminContext, action: string, node: NodeEntry, details: Record<string, unknown>): Promise<void> {
-  await inTransaction(c, (db) => recordAudit(db, actorName(c.get("actor")), action, "node", node.id, null, details));
 }
 
 /** The adapter routes, mounted at `/admin/nodes` beside nodes/admin.ts. */
@@ -90,7 +66,7 @@ export const nodeAdapterRoutes = new Hono<AdminEnv>()
     const answer = await callNodeManagement(c.get("deps"), node, "POST", ADAPTERS_MANAGEMENT_PATH, request, ADAPTER_LOAD_TIMEOUT_MS);
     if (answer.status !== 200) throw refused(node, answer);
     const result = answer.body as { status?: string; engine?: string } | null;
-    await audit(c, "node.adapter_load", node, { adapter: model.id, base: model.baseModel, source, engine: result?.engine ?? null, status: result?.status ?? null });
+    await auditNode(c, "node.adapter_load", node, { adapter: model.id, base: model.baseModel, source, engine: result?.engine ?? null, status: result?.status ?? null });
     return c.json({ ...(answer.body as object), node_id: node.id });
   })
   .delete("/:id/adapters/:name", async (c) => {
@@ -99,6 +75,6 @@ export const nodeAdapterRoutes = new Hono<AdminEnv>()
     const answer = await callNodeManagement(c.get("deps"), node, "DELETE", `${ADAPTERS_MANAGEMENT_PATH}/${encodeURIComponent(name)}`, undefined, LIST_TIMEOUT_MS);
     if (answer.status !== 200) throw refused(node, answer);
     const result = answer.body as { engines?: string[] } | null;
-    await audit(c, "node.adapter_unload", node, { adapter: name, engines: result?.engines ?? [] });
+    await auditNode(c, "node.adapter_unload", node, { adapter: name, engines: result?.engines ?? [] });
     return c.json({ ...(answer.body as object), node_id: node.id });
   });

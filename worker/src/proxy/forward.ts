@@ -49,6 +49,9 @@ export interface ForwardRequest {
   relayClientErrors?: boolean;
 }
 
+/** The message of a node that could not be reached at all (callers that name the node tell it apart by this). */
+export const UNREACHABLE_MESSAGE = "The GPU node serving this model could not be reached. Retry the request.";
+
 const urls = new Map<string, string>();
 
 /** `path` on the node at `base`, resolved once per isolate (a URL parse per request showed in profiles). */
@@ -108,7 +111,7 @@ export async function forwardToBackplane(req: ForwardRequest, candidates: NodeEn
       if (!req.clientSignal?.aborted) req.onNodeResult?.(node, false);
       lastError = timedOut
         ? new ApiError("upstream_timeout", "The GPU node did not start answering in time. Retry the request.")
-        : new ApiError("upstream_error", "The GPU node serving this model could not be reached. Retry the request.");
+        : new ApiError("upstream_error", UNREACHABLE_MESSAGE);
       continue;
     }
     clearTimeout(timer);
