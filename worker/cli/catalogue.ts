@@ -1,4 +1,7 @@
-/** `model list|set|remove` (the catalogue through the admin API) and `usage` (usage reports). */
+/** `model list|set|remove|export|apply` (the catalogue through the admin API) and `usage` (usage reports). */
+import { readFileSync } from "node:fs";
+import { parse as parseYaml } from "yaml";
+import { catalogueYaml, type CataloguePlan } from "../src/routing/catalogue-wire.ts";
 import { table } from "./format.ts";
 import { AdminUsageError, arg, flag, need, output, show, type Command, type CommandContext } from "./context.ts";
 import { strategyFlag } from "./fleet.ts";
@@ -37,6 +40,20 @@ function price(ctx: CommandContext, name: string, unit = "per million tokens"): 
 function noneFlag(ctx: CommandContext, name: string): string | null | undefined {
   const value = flag(ctx, name);
   return value === "none" ? null : value;
+}
+
+/** The plan of a catalogue document, one line per kind of change. */
+function printPlan(ctx: CommandContext, plan: CataloguePlan): void {
+  ctx.print(plan.dry_run ? "Dry run: nothing was written (add --apply to apply this plan)." : "Applied:");
+  const ids = (list: string[]) => (list.length === 0 ? "-" : list.join(", "));
+  ctx.print(`  create      ${ids(plan.create)}`);
+  if (plan.update.length === 0) ctx.print("  update      -");
+  for (const u of plan.update) {
+    const changes = Object.entries(u.changes).map(([field, c]) => `${field} ${JSON.stringify(c.from)} -> ${JSON.stringify(c.to)}`);
+    ctx.print(`  update      ${u.id}: ${changes.join(", ")}`);
+  }
+  ctx.print(`  deactivate  ${ids(plan.deactivate)}`);
+  ctx.print(`  unchanged   ${plan.unchanged.length} model${plan.unchanged.length === 1 ? "" : "s"}`);
 }
 
 /** Catalogue and usage commands. */
@@ -83,6 +100,30 @@ export const catalogueCommands: Record<string, Command> = {
       adapter_source: noneFlag(ctx, "adapter-source"),
     };
     show(ctx, await ctx.api().request<CatalogueModel>("PUT", `/models/${encodeURIComponent(id)}`, body));
+  },
+  // The same document as GET /admin/models/configured, rendered from the JSON list (the API client speaks JSON).
+  "model export": async (ctx) => {
+    const body = await ctx.api().request<{ data: CatalogueModel[] }>("GET", "/models");
+    ctx.print(catalogueYaml(body.data).trimEnd());
+  },
+  // The document goes as JSON (a YAML subset), so the file's YAML syntax is checked here, with line numbers.
+  "model apply": async (ctx) => {
+    const file = arg(ctx, 0, "the catalogue file (as `model export` prints it)");
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (err) {
+      throw new AdminUsageError(`Cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    let document: unknown;
+    try {
+      document = parseYaml(text, { maxAliasCount: 100 }) as unknown;
+    } catch (err) {
+      throw new AdminUsageError(`${file} is not valid YAML: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    const path = ctx.flags.apply === true ? "/models/configured?apply=true" : "/models/configured";
+    const plan = await ctx.api().request<CataloguePlan>("PUT", path, document ?? {});
+    output(ctx, plan, () => printPlan(ctx, plan));
   },
   "model remove": async (ctx) => show(ctx, await ctx.api().request<CatalogueModel>("DELETE", `/models/${encodeURIComponent(arg(ctx, 0, "the model id"))}`)),
 

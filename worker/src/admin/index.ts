@@ -8,6 +8,7 @@
 import { Hono } from "hono";
 import { auditRoutes } from "../audit/admin.ts";
 import { requireAdmin, type AdminEnv } from "./auth.ts";
+import { catalogueDocumentRoutes } from "../routing/catalogue-document.ts";
 import { budgetRoutes } from "../limits/budgets-admin.ts";
 import { counterRoutes } from "../limits/counters-admin.ts";
 import { creditRoutes } from "../metering/credits-admin.ts";
@@ -42,6 +43,8 @@ export function adminApp(): Hono<AdminEnv> {
     .route("/metrics", metricsRoutes)
     .route("/outbox", outboxRoutes)
     .route("/reconciliation", reconciliationRoutes)
+    // Before /models: its /:id would take "configured" for a model id.
+    .route("/models/configured", catalogueDocumentRoutes)
     .route("/models", modelRoutes)
     .route("/nodes", nodeRoutes)
     .route("/nodes", nodeAdapterRoutes)

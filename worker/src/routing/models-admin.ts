@@ -21,7 +21,8 @@ import { cacheKeysOf, dropCaches } from "../admin/invalidate.ts";
 import { recordAudit, type AdminDb } from "../admin/store.ts";
 
 const price = z.number().min(0).max(1_000_000);
-const putBody = z.strictObject({
+/** The fields of PUT /admin/models/:id (and of each entry of the catalogue document, with its id). */
+export const modelFields = z.strictObject({
   family: z.string().max(100).optional(),
   kind: z.enum(["chat", "embedding", "transcription"]).optional(),
   /** Required when creating a model, except an adapter (which takes its base's). */
@@ -39,11 +40,14 @@ const putBody = z.strictObject({
   /** Where engines load the adapter from at runtime (vLLM's lora_path); null: never loaded on demand. */
   adapter_source: z.string().min(1).max(4096).nullable().optional(),
 });
-const MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$/;
+/** What a model id may look like. */
+export const MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$/;
 
-type ModelRow = typeof models.$inferSelect;
+/** A catalogue row. */
+export type ModelRow = typeof models.$inferSelect;
 
-function modelJson(row: ModelRow) {
+/** A catalogue row as the admin API shows it. */
+export function modelJson(row: ModelRow) {
   return {
     object: "catalogue_model" as const,
     id: row.id,
@@ -68,7 +72,8 @@ function modelId(raw: string): string {
   return id;
 }
 
-type PutBody = z.infer<typeof putBody>;
+/** A validated change of one model (left-out fields keep their value). */
+export type ModelChange = z.infer<typeof modelFields>;
 
 /**
  * Checks a PUT that makes or keeps the model a LoRA adapter: its base must be an existing chat model
@@ -77,7 +82,7 @@ type PutBody = z.infer<typeof putBody>;
  * new adapter, returns what it takes from its base where the body leaves it out: context length,
  * family and each price (the catalogue may still price the adapter differently, by giving prices).
  */
-async function checkAdapter(db: AdminDb, id: string, body: PutBody, before: ModelRow | undefined): Promise<Partial<typeof models.$inferInsert> | null> {
+async function checkAdapter(db: AdminDb, id: string, body: ModelChange, before: ModelRow | undefined): Promise<Partial<typeof models.$inferInsert> | null> {
   const base = body.base_model === undefined ? (before?.baseModel ?? null) : body.base_model;
   const source = body.adapter_source === undefined ? (before?.adapterSource ?? null) : body.adapter_source;
   const kind = body.kind ?? before?.kind ?? "chat";
@@ -109,6 +114,46 @@ async function checkAdapter(db: AdminDb, id: string, body: PutBody, before: Mode
   };
 }
 
+/**
+ * Creates model `id` (`before` undefined) or changes it (`before`: its current row) with the fields
+ * `body` gives, after checkAdapter; shared by PUT /:id and the catalogue document. Writes no audit row.
+ */
+export async function upsertModel(db: AdminDb, id: string, body: ModelChange, before: ModelRow | undefined): Promise<ModelRow> {
+  const set = {
+    ...(body.context_length === undefined ? {} : { contextLength: body.context_length }),
+    ...(body.family === undefined ? {} : { family: body.family }),
+    ...(body.kind === undefined ? {} : { kind: body.kind }),
+    ...(body.input_price_per_m_tokens === undefined ? {} : { inputPricePerMTokens: String(body.input_price_per_m_tokens) }),
+    ...(body.output_price_per_m_tokens === undefined ? {} : { outputPricePerMTokens: String(body.output_price_per_m_tokens) }),
+    ...(body.cached_input_price_per_m_tokens === undefined
+      ? {}
+      : { cachedInputPricePerMTokens: body.cached_input_price_per_m_tokens === null ? null : String(body.cached_input_price_per_m_tokens) }),
+    ...(body.audio_price_per_minute === undefined
+      ? {}
+      : { audioPricePerMinute: body.audio_price_per_minute === null ? null : String(body.audio_price_per_minute) }),
+    ...(body.active === undefined ? {} : { active: body.active }),
+    ...(body.routing_strategy === undefined ? {} : { routingStrategy: body.routing_strategy }),
+    ...(body.base_model === undefined ? {} : { baseModel: body.base_model }),
+    ...(body.adapter_source === undefined ? {} : { adapterSource: body.adapter_source }),
+  };
+  const inherited = await checkAdapter(db, id, body, before);
+  if (before) {
+    if (Object.keys(set).length === 0) return before;
+    const [after] = await db.update(models).set(set).where(eq(models.id, id)).returning();
+    if (!after) throw notFound("model", id);
+    return after;
+  }
+  const contextLength = set.contextLength ?? inherited?.contextLength;
+  if (contextLength === undefined) {
+    throw new ApiError("invalid_value", "Invalid context_length: required when creating a model (an adapter takes its base model's).", { param: "context_length" });
+  }
+  const [after] = await unique(`Model ${id} was created at the same time by another request; retry.`, null, () =>
+    db.insert(models).values({ id, ...inherited, ...set, contextLength }).returning(),
+  );
+  if (!after) throw notFound("model", id);
+  return after;
+}
+
 /** The catalogue routes. */
 export const modelRoutes = new Hono<AdminEnv>()
   .get("/", async (c) => {
@@ -126,39 +171,10 @@ export const modelRoutes = new Hono<AdminEnv>()
   .put("/:id", async (c) => {
     requireOperator(c.get("actor"), "manage the model catalogue");
     const id = modelId(c.req.param("id"));
-    const body = await readJson(c, putBody);
-    const set = {
-      ...(body.context_length === undefined ? {} : { contextLength: body.context_length }),
-      ...(body.family === undefined ? {} : { family: body.family }),
-      ...(body.kind === undefined ? {} : { kind: body.kind }),
-      ...(body.input_price_per_m_tokens === undefined ? {} : { inputPricePerMTokens: String(body.input_price_per_m_tokens) }),
-      ...(body.output_price_per_m_tokens === undefined ? {} : { outputPricePerMTokens: String(body.output_price_per_m_tokens) }),
-      ...(body.cached_input_price_per_m_tokens === undefined
-        ? {}
-        : { cachedInputPricePerMTokens: body.cached_input_price_per_m_tokens === null ? null : String(body.cached_input_price_per_m_tokens) }),
-      ...(body.audio_price_per_minute === undefined
-        ? {}
-        : { audioPricePerMinute: body.audio_price_per_minute === null ? null : String(body.audio_price_per_minute) }),
-      ...(body.active === undefined ? {} : { active: body.active }),
-      ...(body.routing_strategy === undefined ? {} : { routingStrategy: body.routing_strategy }),
-      ...(body.base_model === undefined ? {} : { baseModel: body.base_model }),
-      ...(body.adapter_source === undefined ? {} : { adapterSource: body.adapter_source }),
-    };
+    const body = await readJson(c, modelFields);
     const { row, keys, created } = await inTransaction(c, async (db) => {
       const [before] = await db.select().from(models).where(eq(models.id, id));
-      const inherited = await checkAdapter(db, id, body, before);
-      let after: ModelRow | undefined = before;
-      if (before && Object.keys(set).length > 0) [after] = await db.update(models).set(set).where(eq(models.id, id)).returning();
-      if (!before) {
-        const contextLength = set.contextLength ?? inherited?.contextLength;
-        if (contextLength === undefined) {
-          throw new ApiError("invalid_value", "Invalid context_length: required when creating a model (an adapter takes its base model's).", { param: "context_length" });
-        }
-        [after] = await unique(`Model ${id} was created at the same time by another request; retry.`, null, () =>
-          db.insert(models).values({ id, ...inherited, ...set, contextLength }).returning(),
-        );
-      }
-      if (!after) throw notFound("model", id);
+      const after = await upsertModel(db, id, body, before);
       await recordAudit(db, actorName(c.get("actor")), before ? "model.update" : "model.create", "model", id, null, {
         before: before ? modelJson(before) : null,
         after: modelJson(after),
