@@ -5,13 +5,14 @@
  * here) and a fake nvidia-smi, `gpu-plain` only a simulated vLLM engine, and `gpu-down` is killed.
  */
 import { execFile } from "node:child_process";
+import { createServer, type Server, type Socket } from "node:net";
 import { promisify } from "node:util";
 import { and, eq, inArray } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openDb, type NodeDb } from "../../dev/db.ts";
 import type { Stack } from "../../dev/stack.ts";
 import { parseTopology } from "../../dev/topology.ts";
-import { auditLogs } from "../../schema/tables/index.ts";
+import { auditLogs, nodes } from "../../schema/tables/index.ts";
 import { startTestStack, type TestStack } from "../support/e2e-stack.ts";
 import { createFakeNvidiaSmi, type FakeNvidiaSmi } from "../support/fake-nvidia-smi.ts";
 import { startFakeOllama, type FakeOllama } from "../support/fake-ollama.ts";
@@ -19,6 +20,8 @@ import { startFakeOllama, type FakeOllama } from "../support/fake-ollama.ts";
 const OLLAMA_NODE = "gpu-ollama";
 const PLAIN_NODE = "gpu-plain";
 const DOWN_NODE = "gpu-down";
+/** A registered node whose host accepts connections and never answers. */
+const STALLED_NODE = "gpu-stalled";
 const ENGINE = "ollama-0";
 /** A Hugging Face model through Ollama: its name has both `/` and `:`. */
 const HF_MODEL = "hf.co/bartowski/Qwen3-0.6B-GGUF:Q4_K_M";
@@ -31,6 +34,8 @@ let stack: Stack;
 let db: NodeDb;
 let ollama: FakeOllama;
 let nvidiaSmi: FakeNvidiaSmi;
+let stalled: Server;
+const stalledSockets = new Set<Socket>();
 
 interface Answer<T> {
   status: number;
@@ -135,9 +140,16 @@ beforeAll(async () => {
   stack = started.stack;
   db = openDb(started.databaseUrl);
   await stack.killNode(DOWN_NODE);
+  stalled = createServer((socket) => void stalledSockets.add(socket));
+  await new Promise<void>((resolve) => stalled.listen(0, "127.0.0.1", resolve));
+  const { port } = stalled.address() as { port: number };
+  // Disabled and serving nothing, so routing never picks it; the admin routes still reach it.
+  await db.db.insert(nodes).values({ id: STALLED_NODE, regionId: "local", url: `http://127.0.0.1:${port}`, models: [], status: "disabled" });
 }, 120_000);
 
 afterAll(async () => {
+  for (const socket of stalledSockets) socket.destroy();
+  await new Promise<void>((resolve) => (stalled ? stalled.close(() => resolve()) : resolve()));
   await db?.close();
   await started?.close();
   await ollama?.close();
@@ -272,6 +284,14 @@ describe("host management through the gateway", () => {
     const unknown = await admin<ErrorBody>("GET", "/nodes/nowhere-9/models");
     expect(unknown.status).toBe(404);
     expect(unknown.body.error).toMatchObject({ code: "not_found", message: "No node with id nowhere-9." });
+  });
+
+  it("answers 504 naming a node that does not answer in time", { timeout: 60_000 }, async () => {
+    const started = Date.now();
+    const slow = await admin<ErrorBody>("GET", `/nodes/${STALLED_NODE}/system`);
+    expect(slow.status).toBe(504);
+    expect(slow.body.error).toMatchObject({ code: "upstream_timeout", type: "api_error", message: `Node ${STALLED_NODE} did not answer within 15 s.` });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(15_000);
   });
 
   it("relays the node's 409 when it has no Ollama engine", async () => {
