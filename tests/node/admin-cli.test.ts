@@ -167,6 +167,27 @@ describe("admin CLI errors", () => {
     }
   });
 
+  it("applies a catalogue document only with --apply", async () => {
+    const seen: string[] = [];
+    const gateway = createServer((req, res) => {
+      seen.push(`${req.method} ${req.url}`);
+      const plan = { object: "catalogue.plan", dry_run: !(req.url ?? "").includes("apply=true"), create: ["m1"], update: [], deactivate: [], unchanged: [] };
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(plan));
+    });
+    gateway.listen(0, "127.0.0.1");
+    await once(gateway, "listening");
+    const url = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`;
+    const file = join(emptyDataDir, "catalogue.yaml");
+    writeFileSync(file, "models:\n  - id: m1\n    context_length: 4096\n");
+    try {
+      expect((await admin(["model", "apply", file, "--url", url, "--token", "t"])).code).toBe(0);
+      expect((await admin(["model", "apply", file, "--apply", "--url", url, "--token", "t"])).code).toBe(0);
+      expect(seen).toEqual(["PUT /admin/models/configured", "PUT /admin/models/configured?apply=true"]);
+    } finally {
+      gateway.close();
+    }
+  });
+
   it("exits 1 with a clear message when the gateway cannot be reached", async () => {
     const url = `http://127.0.0.1:${await freePort()}`;
     const result = await admin(["tenant", "list", "--url", url, "--token", "t"]);

@@ -22,7 +22,7 @@ const STRING_FLAGS = [
   "cached-price", "active", "start", "end", "bucket", "group-by", "multiplier", "usd", "note",
   "model", "tps", "nodes", "strategy", "region-overrides", "base-model", "adapter-source", "source", "audio-price", "engine",
 ];
-const BOOLEAN_FLAGS = ["json", "all", "help", "alerts", "run"];
+const BOOLEAN_FLAGS = ["json", "all", "help", "alerts", "run", "apply"];
 const DEFAULT_URL = "http://127.0.0.1:8787";
 const ROOT = resolve(import.meta.dirname, "../..");
 

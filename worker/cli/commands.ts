@@ -50,6 +50,9 @@ Tenancy, limits and budgets go through the gateway's admin API (--url, --token):
                  [--base-model B|none] [--adapter-source PATH|none]   (a LoRA adapter of the chat model B,
                                                            loaded on demand from PATH; created without --context
                                                            or prices, it takes B's)
+  model export                                             (the whole catalogue as YAML, ordered by id: the document model apply takes)
+  model apply FILE [--apply]                               (prints the plan of the YAML document: create, update, deactivate;
+                                                           writes only with --apply; models left out are deactivated)
 
 The fleet, through the admin API (operator only; docs/fleet.md):
   node list                                                (admin status, reported status, staleness, load, circuit)
