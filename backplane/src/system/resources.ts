@@ -1,29 +1,7 @@
 import { execFile } from "node:child_process";
 import { readFile, statfs } from "node:fs/promises";
 import { availableParallelism, cpus, freemem, loadavg, totalmem } from "node:os";
-
-/** One GPU as nvidia-smi reports it; null where it prints `[N/A]` or `[Not Supported]`. */
-export interface GpuInfo {
-  index: number;
-  name: string;
-  uuid: string;
-  /** Percent, 0–100. */
-  utilizationPct: number | null;
-  memoryUsedBytes: number | null;
-  memoryTotalBytes: number | null;
-  temperatureC: number | null;
-  powerDrawW: number | null;
-}
-
-/** Facts about the host for status pages and heartbeats. */
-export interface SystemResources {
-  cpu: { cores: number; model: string; loadAverage: [number, number, number] };
-  memory: { totalBytes: number; availableBytes: number; usedBytes: number };
-  disk: { path: string; totalBytes: number; freeBytes: number };
-  gpus: GpuInfo[];
-  /** Why `gpus` is empty or incomplete (no nvidia-smi, driver error…); null when nvidia-smi answered. */
-  gpuError: string | null;
-}
+import type { GpuInfo, SystemResources } from "../../../schema/contracts/system-resources.ts";
 
 /** The query the GPU facts come from; the column order is what `parseNvidiaSmiCsv` expects. */
 export const NVIDIA_SMI_ARGS = [

@@ -24,6 +24,7 @@ import { auditNode, nodeOf, refused } from "./admin-target.ts";
 import type { NodeModelJson, NodeSystemJson } from "./host-wire.ts";
 import { callNodeManagement, openNodeManagement, readManagementAnswer } from "./management.ts";
 import { pullEvents } from "./pull-events.ts";
+import type { SystemResources } from "../../../schema/contracts/system-resources.ts";
 
 /** The node answers listings and resources itself within 10 s (its own Ollama and nvidia-smi deadlines). */
 const READ_TIMEOUT_MS = 15_000;
@@ -45,26 +46,8 @@ interface NodeModels {
   ollama: { engine: string; models: { name: string; size?: number; digest?: string; modified_at?: string; details?: Record<string, unknown> }[] | null }[];
 }
 
-/** `GET /management/system/resources` of the node (backplane/src/system/resources.ts). */
-interface NodeResources {
-  cpu: { cores: number; model: string; loadAverage: number[] };
-  memory: { totalBytes: number; availableBytes: number; usedBytes: number };
-  disk: { path: string; totalBytes: number; freeBytes: number };
-  gpus: {
-    index: number;
-    name: string;
-    uuid: string;
-    utilizationPct: number | null;
-    memoryUsedBytes: number | null;
-    memoryTotalBytes: number | null;
-    temperatureC: number | null;
-    powerDrawW: number | null;
-  }[];
-  gpuError: string | null;
-}
-
 /** The node's resources and model listing as NodeSystemJson. */
-function systemJson(nodeId: string, r: NodeResources, listing: NodeModels): NodeSystemJson {
+function systemJson(nodeId: string, r: SystemResources, listing: NodeModels): NodeSystemJson {
   return {
     object: "node_system",
     node_id: nodeId,
@@ -184,5 +167,5 @@ export const nodeHostRoutes = new Hono<AdminEnv>()
     ]);
     if (resources.status !== 200) throw refused(node, resources);
     if (models.status !== 200) throw refused(node, models);
-    return c.json(systemJson(node.id, resources.body as NodeResources, models.body as NodeModels));
+    return c.json(systemJson(node.id, resources.body as SystemResources, models.body as NodeModels));
   });
