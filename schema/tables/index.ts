@@ -2,3 +2,4 @@
 export * from "./tenancy.ts";
 export * from "./fleet.ts";
 export * from "./usage.ts";
+export * from "./conversations.ts";

@@ -15,6 +15,10 @@ export const tenants = pgTable("tenants", {
   subscriptionEventAt: timestamp("subscription_event_at", { withTimezone: true }),
   /** Usage up to this instant is billed (end of the period of the last paid invoice). */
   billedThrough: timestamp("billed_through", { withTimezone: true }),
+  /** Conversation audit: regexes whose matches are replaced with [REDACTED] before a conversation is stored (null: none). */
+  auditRedactions: text("audit_redactions").array(),
+  /** Conversation audit: days a conversation is kept before the scheduled job deletes it (null: kept). */
+  auditRetentionDays: integer("audit_retention_days"),
   createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
 });
 
@@ -43,6 +47,8 @@ export const environments = pgTable(
     routingStrategy: text("routing_strategy", { enum: ["least-load", "prefix-affinity", "round-robin", "latency", "random"] }),
     /** Regions a request may ask for with the x-switchyard-region header (null: none; pinned environments never leave their region). */
     regionOverrides: text("region_overrides").array(),
+    /** Conversation audit of this environment's inference requests: off, metadata (one row per request, no bodies) or full (with bodies). */
+    auditMode: text("audit_mode", { enum: ["off", "metadata", "full"] }).notNull().default("off"),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [uniqueIndex("environments_tenant_name_idx").on(t.tenantId, t.name)],

@@ -20,7 +20,7 @@ const STRING_FLAGS = [
   "url", "token", "name", "plan", "status", "tenant", "env", "region", "scopes", "models", "expires", "overlap", "rpm", "tpm", "concurrency",
   "kind", "period", "amount", "target", "limit", "cursor", "id", "lat", "lon", "context", "family", "input-price", "output-price", "node", "since",
   "cached-price", "active", "start", "end", "bucket", "group-by", "multiplier", "usd", "note",
-  "model", "tps", "nodes", "strategy", "region-overrides", "base-model", "adapter-source", "source", "audio-price", "engine",
+  "model", "tps", "nodes", "strategy", "region-overrides", "base-model", "adapter-source", "source", "audio-price", "engine", "audit",
 ];
 const BOOLEAN_FLAGS = ["json", "all", "help", "alerts", "run", "apply"];
 const DEFAULT_URL = "http://127.0.0.1:8787";

@@ -21,7 +21,8 @@ Tenancy, limits and budgets go through the gateway's admin API (--url, --token):
                                                            overrides: regions its requests may ask for with the
                                                            x-switchyard-region header)
   env list [--tenant T] | show ID | update ID [--name N] [--region R|none] [--strategy S|none]
-                 [--region-overrides r1,r2|none] | delete ID
+                 [--region-overrides r1,r2|none] [--audit off|metadata|full] | delete ID
+                                                           (--audit, also on create: conversation audit, docs/audit.md)
   key create     --env E --name N [--scopes chat,embeddings,admin] [--models m1,m2] [--expires 2027-01-01T00:00:00Z]
                                                            (prints the key, the only time it is shown)
   key list [--env E | --tenant T] | show ID | revoke ID

@@ -38,6 +38,14 @@ function region(ctx: CommandContext): string | null | undefined {
   return value === "none" ? null : value;
 }
 
+/** `--audit off|metadata|full` of env commands: the environment's conversation audit (docs/audit.md). */
+function auditFlag(ctx: CommandContext): EnvironmentJson["audit_mode"] | undefined {
+  const value = flag(ctx, "audit");
+  if (value === undefined) return undefined;
+  if (value === "off" || value === "metadata" || value === "full") return value;
+  throw new AdminUsageError(`--audit must be off, metadata or full, got "${value}".`);
+}
+
 /** Tenancy commands. */
 export const tenancyCommands: Record<string, Command> = {
   "tenant create": async (ctx) => {
@@ -66,6 +74,7 @@ export const tenancyCommands: Record<string, Command> = {
       pinned_region: region(ctx),
       routing_strategy: strategyFlag(ctx),
       region_overrides: regionOverridesFlag(ctx),
+      audit_mode: auditFlag(ctx),
     };
     created(ctx, "environment", await ctx.api().request<EnvironmentJson>("POST", "/environments", input));
   },
@@ -76,9 +85,9 @@ export const tenancyCommands: Record<string, Command> = {
   "env show": async (ctx) => show(ctx, await ctx.api().request<EnvironmentJson>("GET", `/environments/${enc(arg(ctx, 0, "the environment id"))}`)),
   "env update": async (ctx) => {
     const id = arg(ctx, 0, "the environment id");
-    const change = { name: flag(ctx, "name"), pinned_region: region(ctx), routing_strategy: strategyFlag(ctx), region_overrides: regionOverridesFlag(ctx) };
+    const change = { name: flag(ctx, "name"), pinned_region: region(ctx), routing_strategy: strategyFlag(ctx), region_overrides: regionOverridesFlag(ctx), audit_mode: auditFlag(ctx) };
     if (Object.values(change).every((v) => v === undefined)) {
-      throw new AdminUsageError("Nothing to update: give --name, --region (none to unpin), --strategy or --region-overrides (none to clear).");
+      throw new AdminUsageError("Nothing to update: give --name, --region (none to unpin), --strategy, --region-overrides (none to clear) or --audit.");
     }
     show(ctx, await ctx.api().request<EnvironmentJson>("PATCH", `/environments/${enc(id)}`, change));
   },

@@ -7,6 +7,7 @@
  */
 import { Hono } from "hono";
 import { auditRoutes } from "../audit/admin.ts";
+import { conversationRoutes } from "../conversations/admin.ts";
 import { requireAdmin, type AdminEnv } from "./auth.ts";
 import { catalogueDocumentRoutes } from "../routing/catalogue-document.ts";
 import { budgetRoutes } from "../limits/budgets-admin.ts";
@@ -39,6 +40,7 @@ export function adminApp(): Hono<AdminEnv> {
     .route("/credits", creditRoutes)
     .route("/counters", counterRoutes)
     .route("/audit", auditRoutes)
+    .route("/conversations", conversationRoutes)
     .route("/usage", usageRoutes)
     .route("/metrics", metricsRoutes)
     .route("/outbox", outboxRoutes)

@@ -36,11 +36,18 @@ export async function recordAudit(
 export async function createTenant(
   db: AdminDb,
   actor: string,
-  input: { id?: string; name: string; plan?: string; stripeCustomerId?: string | null },
+  input: { id?: string; name: string; plan?: string; stripeCustomerId?: string | null; auditRedactions?: string[] | null; auditRetentionDays?: number | null },
 ): Promise<typeof tenants.$inferSelect> {
   const [row] = await db
     .insert(tenants)
-    .values({ id: input.id ?? newId("ten"), name: input.name, plan: input.plan ?? "free", stripeCustomerId: input.stripeCustomerId ?? null })
+    .values({
+      id: input.id ?? newId("ten"),
+      name: input.name,
+      plan: input.plan ?? "free",
+      stripeCustomerId: input.stripeCustomerId ?? null,
+      auditRedactions: input.auditRedactions ?? null,
+      auditRetentionDays: input.auditRetentionDays ?? null,
+    })
     .returning();
   if (!row) throw new Error("tenant insert returned no row");
   await recordAudit(db, actor, "tenant.create", "tenant", row.id, row.id, { after: tenantJson(row) });
@@ -58,6 +65,7 @@ export async function createEnvironment(
     pinnedRegion?: string | null;
     routingStrategy?: (typeof environments.$inferInsert)["routingStrategy"];
     regionOverrides?: string[] | null;
+    auditMode?: (typeof environments.$inferInsert)["auditMode"];
   },
 ): Promise<typeof environments.$inferSelect> {
   const [row] = await db
@@ -69,6 +77,7 @@ export async function createEnvironment(
       pinnedRegion: input.pinnedRegion ?? null,
       routingStrategy: input.routingStrategy ?? null,
       regionOverrides: input.regionOverrides ?? null,
+      auditMode: input.auditMode ?? "off",
     })
     .returning();
   if (!row) throw new Error("environment insert returned no row");

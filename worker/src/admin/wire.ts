@@ -17,6 +17,10 @@ export interface TenantJson {
   stripe_customer_id: string | null;
   /** End of the period of the last paid invoice. */
   billed_through: string | null;
+  /** Conversation audit: regexes replaced with [REDACTED] before a conversation is stored (docs/audit.md). */
+  audit_redactions: string[] | null;
+  /** Conversation audit: days conversations are kept (null: kept). */
+  audit_retention_days: number | null;
   created_at: string;
 }
 
@@ -30,6 +34,8 @@ export function tenantJson(row: typeof tenants.$inferSelect): TenantJson {
     status: row.status,
     stripe_customer_id: row.stripeCustomerId,
     billed_through: iso(row.billedThrough),
+    audit_redactions: row.auditRedactions,
+    audit_retention_days: row.auditRetentionDays,
     created_at: row.createdAt.toISOString(),
   };
 }
@@ -45,6 +51,8 @@ export interface EnvironmentJson {
   routing_strategy: RoutingStrategy | null;
   /** Regions its requests may ask for with the x-switchyard-region header (null: none). */
   region_overrides: string[] | null;
+  /** Conversation audit of its inference requests: off, metadata or full (docs/audit.md). */
+  audit_mode: "off" | "metadata" | "full";
   created_at: string;
 }
 
@@ -58,6 +66,7 @@ export function environmentJson(row: typeof environments.$inferSelect): Environm
     pinned_region: row.pinnedRegion,
     routing_strategy: row.routingStrategy,
     region_overrides: row.regionOverrides,
+    audit_mode: row.auditMode,
     created_at: row.createdAt.toISOString(),
   };
 }

@@ -22,6 +22,8 @@ export interface KeyIdentity {
   routingStrategy?: RoutingStrategy | null;
   /** Regions the environment's requests may ask for with x-switchyard-region (null: none). */
   regionOverrides?: string[] | null;
+  /** The environment's conversation audit (docs/audit.md). Optional: entries cached before it existed are off. */
+  auditMode?: "off" | "metadata" | "full";
   /** Limit overrides of the tenant, environment and key (null fields keep the configured default). */
   overrides: Partial<Record<"tenant" | "environment" | "key", Partial<LayerLimits>>>;
   /** Budgets and quotas of the tenant, environment and key. */
@@ -47,6 +49,7 @@ export async function loadKeyIdentity(db: Db, hash: string): Promise<KeyCacheEnt
       pinnedRegion: environments.pinnedRegion,
       routingStrategy: environments.routingStrategy,
       regionOverrides: environments.regionOverrides,
+      auditMode: environments.auditMode,
     })
     .from(apiKeys)
     .innerJoin(tenants, eq(tenants.id, apiKeys.tenantId))
@@ -89,6 +92,7 @@ export async function loadKeyIdentity(db: Db, hash: string): Promise<KeyCacheEnt
       pinnedRegion: row.pinnedRegion,
       routingStrategy: row.routingStrategy,
       regionOverrides: row.regionOverrides,
+      auditMode: row.auditMode,
       overrides,
       budgets: budgetRows.map((b) => ({ id: b.id, scope: b.scope, scopeId: b.scopeId, kind: b.kind, period: b.period, amount: b.amount })),
     },

@@ -1,4 +1,5 @@
 import { flushAuditOutbox } from "../audit/outbox.ts";
+import { deleteExpiredConversations, flushConversations } from "../conversations/flush.ts";
 import { flushUsage } from "../metering/flush.ts";
 import { driftThresholds, flushAndReconcile } from "../metering/reconcile.ts";
 import { sweepStaleNodes } from "../nodes/health.ts";
@@ -13,7 +14,7 @@ export const RECONCILE_CRON = "0 * * * *";
 /**
  * The Cron Triggers (wrangler.toml `[triggers]`). Every run flushes this isolate's pending counters,
  * then moves queued usage events (records and hourly rollups) and audit events from Redis to
- * Postgres in batches over one connection (a failure leaves the events for the next run), and records
+ * Postgres in batches over one connection, with queued conversations (and deletes those past retention) (a failure leaves the events for the next run), and records
  * nodes that went stale in their health history (nodes/health.ts). The hourly
  * cron (`RECONCILE_CRON`) then reconciles every node (metering/reconcile.ts), after the flush, so
  * the usage of the window is in Postgres.
@@ -24,6 +25,10 @@ export async function runScheduled(deps: Deps, cron = "* * * * *"): Promise<void
   await deps.db(async (db) => {
     const usage = await flushUsage(redis, settings.redisPrefix, db);
     const audit = await flushAuditOutbox(redis, settings.redisPrefix, db);
+    // Conversation audit (docs/audit.md): queued records in, records past their tenant's retention out.
+    const conversations = await flushConversations(redis, settings.redisPrefix, db);
+    const expired = await deleteExpiredConversations(db);
+    if (conversations > 0 || expired > 0) log("conversations_flushed", { written: conversations, expired });
     // After the flush, so the records hold everything Redis still had (limits/budget-seed.ts).
     const seeded = await reseedBudgetCounters(db, redis, settings.redisPrefix);
     if (seeded !== null) log("budget_counters_seeded", { budgets: seeded });

@@ -7,11 +7,14 @@ import { appendCounters } from "../platform/metrics.ts";
 import { ensureUsageDelivered } from "./deliver.ts";
 import { usageOutboxKey } from "./flush.ts";
 import type { UsageRow } from "./record.ts";
+import type { ConversationRecord } from "../conversations/capture.ts";
+import { conversationOutboxKey } from "../conversations/flush.ts";
 
 /** Requests' end writes waiting to go out together, and the usage rows among them. */
 interface EndBatch {
   writes: WriteBatch;
   rows: UsageRow[];
+  conversations: ConversationRecord[];
 }
 
 /** Requests that end within this long of each other share one round trip… */
@@ -34,8 +37,10 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
  * fails the batch, every usage event in it still reaches Postgres (deliver.ts); the budget
  * settlements are lost (a lease's record or a direct reservation keeps the whole amount) and a
  * direct slot waits for its expiry (docs/limits.md, "When Redis or Postgres fails").
+ * An audited environment's conversation record (conversations/, docs/audit.md) goes in the same
+ * batch; if Redis fails it, the record is queued once more and otherwise logged as lost.
  */
-export async function settleRequest(deps: RequestDeps, admission: Admission, row: UsageRow, authAudit: AuditEvent | null): Promise<void> {
+export async function settleRequest(deps: RequestDeps, admission: Admission, row: UsageRow, authAudit: AuditEvent | null, conversation: ConversationRecord | null = null): Promise<void> {
   const prefix = deps.settings.redisPrefix;
   // Every request has its usage record; the log line is for the ones an operator would look into
   // (a log line per request was about a tenth of the worker's CPU per request, bench/).
@@ -55,12 +60,16 @@ export async function settleRequest(deps: RequestDeps, admission: Admission, row
   const used = (row.promptTokens ?? 0) + (row.completionTokens ?? 0);
   // No await from here to the last push: a batch being sent takes no more writes.
   const opener = open === null;
-  const batch = (open ??= { writes: new WriteBatch(deps.redis.pipeline()), rows: [] });
+  const batch = (open ??= { writes: new WriteBatch(deps.redis.pipeline()), rows: [], conversations: [] });
   // Audio is billed by its duration: a transcription may cost money with no tokens reported.
   const charged = used > 0 || (row.costMicros ?? 0) > 0;
   const finished = admission.finish(charged ? { tokens: used, spend: row.costMicros ?? 0, requests: 1 } : null, batch.writes);
   batch.writes.pipe.lpush(usageOutboxKey(prefix), JSON.stringify(row));
   if (authAudit) batch.writes.pipe.lpush(auditOutboxKey(prefix), JSON.stringify(authAudit));
+  if (conversation) {
+    batch.writes.pipe.lpush(conversationOutboxKey(prefix), JSON.stringify(conversation));
+    batch.conversations.push(conversation);
+  }
   batch.rows.push(row);
   await finished;
   // The request that opened the batch sends it after COALESCE_MS (one timer per batch, not per
@@ -82,6 +91,15 @@ async function sendEndBatch(deps: Deps, batch: EndBatch): Promise<void> {
   } catch (err) {
     restoreCounters();
     deps.log("request_end_writes_failed", { requests: batch.rows.map((r) => r.id), error: String(err) });
-    await Promise.all(batch.rows.map((row) => ensureUsageDelivered(deps, row)));
+    await Promise.all([...batch.rows.map((row) => ensureUsageDelivered(deps, row)), ...batch.conversations.map((record) => requeueConversation(deps, record))]);
+  }
+}
+
+/** A conversation record whose end batch failed: queued once more, else logged (without its bodies) as lost. */
+async function requeueConversation(deps: Deps, record: ConversationRecord): Promise<void> {
+  try {
+    await deps.redis.lpush(conversationOutboxKey(deps.settings.redisPrefix), JSON.stringify(record));
+  } catch (err) {
+    deps.log("conversation_unrecorded", { requestId: record.id, tenantId: record.tenantId, error: String(err) });
   }
 }

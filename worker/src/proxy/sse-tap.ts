@@ -1,6 +1,7 @@
 import { sseErrorEvent } from "../errors.ts";
 import { UsageTap, type SseDialect } from "../../../schema/contracts/usage-tap.ts";
 import { outcomeOnce, type StreamOutcome } from "./usage.ts";
+import type { StreamCapture } from "../conversations/capture.ts";
 
 /** What a client is told when its node's stream broke off. */
 export const BROKEN_MESSAGE = "The GPU node stopped responding in the middle of the stream. Retry the request.";
@@ -20,12 +21,20 @@ export const BROKEN_MESSAGE = "The GPU node stopped responding in the middle of 
  */
 export function tapSse(
   source: ReadableStream<Uint8Array>,
-  opts: { stripUsage: boolean; now?: () => number; dialect?: SseDialect; broken?: string },
+  opts: {
+    stripUsage: boolean;
+    now?: () => number;
+    dialect?: SseDialect;
+    broken?: string;
+    /** Conversation audit in `full` mode: every chunk read is also kept here (bounded, conversations/capture.ts). */
+    capture?: StreamCapture;
+  },
 ): { body: ReadableStream<Uint8Array>; done: Promise<StreamOutcome> } {
   const now = opts.now ?? Date.now;
   const tap = new UsageTap(opts.stripUsage, opts.dialect);
   let firstByteAt: number | null = null;
   const reader = source.getReader();
+  const capture = opts.capture;
   const reported = outcomeOnce();
   const outcome = (status: StreamOutcome["status"], errorCode: string | null): StreamOutcome => ({
     status,
@@ -59,6 +68,7 @@ export function tapSse(
             return;
           }
           firstByteAt ??= now();
+          if (capture) capture.push(read.value);
           const out = tap.push(read.value);
           if (out) {
             controller.enqueue(out);

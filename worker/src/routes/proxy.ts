@@ -32,6 +32,8 @@ import { routeToLoadedAdapter } from "../routing/adapters.ts";
 import { sentSince, trackSend } from "../routing/sent.ts";
 import { rememberCircuit } from "../platform/hot-state.ts";
 import type { NodeEntry } from "../routing/snapshot.ts";
+import { captureBytes, conversationRecord, StreamCapture, type CapturedBody } from "../conversations/capture.ts";
+import type { UsageRow } from "../metering/record.ts";
 
 const PATHS: Record<Endpoint, string> = {
   chat: "/v1/chat/completions",
@@ -168,6 +170,12 @@ export function proxyHandler(endpoint: Endpoint) {
       throw err;
     });
     const authAudit = takeAuthAudit(c);
+    // Conversation audit (docs/audit.md): with the mode off (the default) nothing else happens for it.
+    const auditMode = identity.auditMode ?? "off";
+    const auditFull = auditMode === "full";
+    // The request body is already in memory as bytes; an audio upload is binary and is not kept.
+    const auditRequest: CapturedBody | null = auditFull && !audio ? captureBytes(new Uint8Array(bytes)) : null;
+    const conversationOf = (row: UsageRow, response: CapturedBody | null) => (auditMode === "off" ? null : conversationRecord(auditMode, row, auditRequest, response));
     // Aborted when the client goes away (request.signal, where the runtime reports it) or cancels a
     // stream committed early (proxy/keepalive.ts): the backplane then aborts the engine's work.
     const upstreamAbort = new AbortController();
@@ -189,7 +197,8 @@ export function proxyHandler(endpoint: Endpoint) {
         onNodeResult: (node, ok) => reportNodeResult(c, node, ok),
         track: (node) => trackSend(node.id),
         // Anthropic and Responses streams are tapped here (the backplane's report tap speaks the OpenAI dialect).
-        streamReport: req.stream && dialect === "openai" && deps.settings.streamTap === "node" ? (req.clientWantsUsage ? "keep-usage" : "strip-usage") : undefined,
+        // Full audit needs the stream's bytes here, so its environments are always tapped by the gateway.
+        streamReport: req.stream && dialect === "openai" && deps.settings.streamTap === "node" && !auditFull ? (req.clientWantsUsage ? "keep-usage" : "strip-usage") : undefined,
         // Responses: the id is made per node (it names the node that will store it).
         bodyFor: stored ? async (node) => JSON.stringify({ ...stored.body, request_id: await newResponseId(deps.secrets.nodeSigning, identity.tenantId, node.id) }) : undefined,
       },
@@ -213,16 +222,17 @@ export function proxyHandler(endpoint: Endpoint) {
           const row = rowOf(forwarded.node, bytes ? forwarded.response.status : 502, outcome);
           if (!bytes) {
             // Metered (what was served is nothing) here; the catch below gives the reservation back and audits.
-            deps.waitUntil(settleRequest(deps, admission, row, null));
+            deps.waitUntil(settleRequest(deps, admission, row, null, conversationOf(row, null)));
             throw new ApiError("upstream_error", "The GPU node's answer broke off before it was complete. Retry the request.");
           }
-          deps.waitUntil(settleRequest(deps, admission, row, authAudit));
+          deps.waitUntil(settleRequest(deps, admission, row, authAudit, conversationOf(row, auditFull ? captureBytes(bytes) : null)));
           return { forwarded, body: bytes };
         }
         // STREAM_TAP=node: a node that taps the stream itself (and reports how it ended) gets its
         // bytes piped natively; otherwise (the default, or an older backplane) it is tapped here.
-        const token = deps.settings.streamTap === "node" && dialect === "openai" ? forwarded.response.headers.get(STREAM_REPORT_HEADER) : null;
+        const token = deps.settings.streamTap === "node" && dialect === "openai" && !auditFull ? forwarded.response.headers.get(STREAM_REPORT_HEADER) : null;
         const fetchReport = token !== null && isReportToken(token) ? () => askReport(forwarded.node.url, token) : null;
+        const capture = auditFull ? new StreamCapture() : undefined;
         const tapped = fetchReport
           ? pipeReported(upstreamBody, fetchReport, {
               answeredAt,
@@ -233,12 +243,14 @@ export function proxyHandler(endpoint: Endpoint) {
             })
           : tapSse(upstreamBody, {
               stripUsage: !req.clientWantsUsage,
+              capture,
               ...(dialect === "openai" ? {} : { dialect, broken: failureEvent(BROKEN_MESSAGE, "upstream_error") }),
             });
         deps.waitUntil(
           tapped.done.then((outcome) => {
             forwarded.release();
-            return settleRequest(deps, admission, rowOf(forwarded.node, forwarded.response.status, outcome), authAudit);
+            const row = rowOf(forwarded.node, forwarded.response.status, outcome);
+            return settleRequest(deps, admission, row, authAudit, conversationOf(row, capture ? capture.payloads() : null));
           }),
         );
         return { forwarded, body: tapped.body };

@@ -23,8 +23,25 @@ const plan = z.string().trim().min(1).max(64);
 const status = z.enum(["active", "suspended"]);
 /** A Stripe customer id; null unlinks the tenant from Stripe. */
 const stripeCustomerId = z.string().regex(/^cus_[A-Za-z0-9]{1,250}$/, "must be a Stripe customer id (cus_…)").nullable();
-const createBody = z.strictObject({ name, plan: plan.optional(), stripe_customer_id: stripeCustomerId.optional() });
-const updateBody = z.strictObject({ name: name.optional(), plan: plan.optional(), status: status.optional(), stripe_customer_id: stripeCustomerId.optional() });
+/** Conversation audit redaction rules: regexes (JavaScript syntax, applied with the `g` flag); one that does not compile is a 400. */
+const auditRedactions = z
+  .array(z.string().min(1).max(1000))
+  .max(100)
+  .nullable()
+  .superRefine((rules, ctx) => {
+    for (const [i, rule] of (rules ?? []).entries()) {
+      try {
+        new RegExp(rule, "g");
+      } catch (err) {
+        ctx.addIssue({ code: "custom", path: [i], message: `is not a valid regular expression: ${err instanceof Error ? err.message : String(err)}` });
+      }
+    }
+  });
+/** Days conversations are kept before the scheduled job deletes them (null: kept). */
+const auditRetentionDays = z.number().int().min(1).max(3650).nullable();
+const audit = { audit_redactions: auditRedactions.optional(), audit_retention_days: auditRetentionDays.optional() };
+const createBody = z.strictObject({ name, plan: plan.optional(), stripe_customer_id: stripeCustomerId.optional(), ...audit });
+const updateBody = z.strictObject({ name: name.optional(), plan: plan.optional(), status: status.optional(), stripe_customer_id: stripeCustomerId.optional(), ...audit });
 const listQuery = z.object(pageQuery);
 
 type TenantRow = typeof tenants.$inferSelect;
@@ -43,7 +60,7 @@ async function updateTenant(
   c: AdminContext,
   id: string,
   action: string,
-  change: Partial<Pick<TenantRow, "name" | "plan" | "status" | "stripeCustomerId">>,
+  change: Partial<Pick<TenantRow, "name" | "plan" | "status" | "stripeCustomerId" | "auditRedactions" | "auditRetentionDays">>,
 ): Promise<Response> {
   const { after, cacheKeys } = await unique(CUSTOMER_TAKEN, "stripe_customer_id", () =>
     inTransaction(c, async (db) => {
@@ -65,9 +82,9 @@ async function updateTenant(
 export const tenantRoutes = new Hono<AdminEnv>()
   .post("/", async (c) => {
     requireOperator(c.get("actor"), "create tenants");
-    const { stripe_customer_id: stripeCustomerId, ...body } = await readJson(c, createBody);
+    const { stripe_customer_id: stripeCustomerId, audit_redactions: auditRedactions, audit_retention_days: auditRetentionDays, ...body } = await readJson(c, createBody);
     const row = await unique(CUSTOMER_TAKEN, "stripe_customer_id", () =>
-      inTransaction(c, (db) => createTenant(db, actorName(c.get("actor")), { ...body, stripeCustomerId })),
+      inTransaction(c, (db) => createTenant(db, actorName(c.get("actor")), { ...body, stripeCustomerId, auditRedactions, auditRetentionDays })),
     );
     return c.json(tenantJson(row), 201);
   })
@@ -86,12 +103,12 @@ export const tenantRoutes = new Hono<AdminEnv>()
     return c.json(tenantJson(row));
   })
   .patch("/:id", async (c) => {
-    const { stripe_customer_id: stripeCustomerId, ...body } = await readJson(c, updateBody);
+    const { stripe_customer_id: stripeCustomerId, audit_redactions: auditRedactions, audit_retention_days: auditRetentionDays, ...body } = await readJson(c, updateBody);
     // Plan, status and the Stripe link are billing decisions: a tenant admin may only rename its tenant.
     if (body.plan !== undefined || body.status !== undefined || stripeCustomerId !== undefined) {
       requireOperator(c.get("actor"), "change a tenant's plan, status or Stripe customer");
     }
-    return updateTenant(c, c.req.param("id"), "tenant.update", { ...body, stripeCustomerId });
+    return updateTenant(c, c.req.param("id"), "tenant.update", { ...body, stripeCustomerId, auditRedactions, auditRetentionDays });
   })
   .post("/:id/suspend", (c) => {
     requireOperator(c.get("actor"), "suspend tenants");
