@@ -188,6 +188,33 @@ describe("admin CLI errors", () => {
     }
   });
 
+  it("sets an environment's conversation audit with --audit, and refuses a mode that does not exist", async () => {
+    const seen: string[] = [];
+    const gateway = createServer((req, res) => {
+      let body = "";
+      req.on("data", (c: Buffer) => (body += c.toString("utf8")));
+      req.on("end", () => {
+        seen.push(`${req.method} ${req.url} ${body}`);
+        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ object: "environment", id: "env_1", audit_mode: "full" }));
+      });
+    });
+    gateway.listen(0, "127.0.0.1");
+    await once(gateway, "listening");
+    const url = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`;
+    try {
+      expect((await admin(["env", "update", "env_1", "--audit", "full", "--url", url, "--token", "t"])).code).toBe(0);
+      expect(seen).toHaveLength(1);
+      expect(seen[0]).toMatch(/^PATCH \/admin\/environments\/env_1 /);
+      expect(JSON.parse(seen[0]?.replace(/^PATCH \S+ /, "") ?? "{}")).toMatchObject({ audit_mode: "full" });
+      const wrong = await admin(["env", "update", "env_1", "--audit", "everything", "--url", url, "--token", "t"]);
+      expect(wrong.code).toBe(2);
+      expect(wrong.stderr).toContain("--audit must be off, metadata or full");
+      expect(seen).toHaveLength(1);
+    } finally {
+      gateway.close();
+    }
+  });
+
   it("exits 1 with a clear message when the gateway cannot be reached", async () => {
     const url = `http://127.0.0.1:${await freePort()}`;
     const result = await admin(["tenant", "list", "--url", url, "--token", "t"]);
