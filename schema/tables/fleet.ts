@@ -1,3 +1,4 @@
+import { sql } from "drizzle-orm";
 import { type AnyPgColumn, boolean, doublePrecision, index, integer, jsonb, numeric, pgTable, text, timestamp } from "drizzle-orm/pg-core";
 
 /** The model catalogue: what the gateway offers and what it costs. */
@@ -19,6 +20,10 @@ export const models = pgTable("models", {
   baseModel: text("base_model").references((): AnyPgColumn => models.id),
   /** For a LoRA adapter: where an engine loads it from at runtime (vLLM's `lora_path`: a folder or a hub id); null when not loadable on demand. */
   adapterSource: text("adapter_source"),
+  /** Other names this model answers to on every route (e.g. Ollama's `phi3` for `phi3:latest`); unique across the catalogue and never another model's id. */
+  aliases: text("aliases").array().notNull().default(sql`'{}'::text[]`),
+  /** A response or embedding served from the gateway's cache is priced at this share of what the GPU would have cost (0: free, 1: full price). */
+  cacheHitPriceFactor: numeric("cache_hit_price_factor", { precision: 6, scale: 4 }).notNull().default("0"),
   createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
 });
 

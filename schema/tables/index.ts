@@ -3,3 +3,4 @@ export * from "./tenancy.ts";
 export * from "./fleet.ts";
 export * from "./usage.ts";
 export * from "./conversations.ts";
+export * from "./streaming.ts";

@@ -49,6 +49,8 @@ export const environments = pgTable(
     regionOverrides: text("region_overrides").array(),
     /** Conversation audit of this environment's inference requests: off, metadata (one row per request, no bodies) or full (with bodies). */
     auditMode: text("audit_mode", { enum: ["off", "metadata", "full"] }).notNull().default("off"),
+    /** The response and embeddings caches (docs/caching.md) serve this environment's requests; false: every request goes to a GPU. */
+    cacheEnabled: boolean("cache_enabled").notNull().default(true),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [uniqueIndex("environments_tenant_name_idx").on(t.tenantId, t.name)],

@@ -29,6 +29,10 @@ export const usageRecords = pgTable(
     /** Part of cost_micros paid from credits (credit_grants) when the record was flushed; the rest is billable. */
     creditMicros: bigint("credit_micros", { mode: "number" }).notNull().default(0),
     errorCode: text("error_code"),
+    /** The agent streaming profile that cut the stream (voice, copilot, gui or an operator's); null on the ordinary routes. */
+    streamProfile: text("stream_profile"),
+    /** Served from the gateway's response or embeddings cache: no GPU work; tokens are the cached answer's, priced by the model's cache_hit_price_factor. */
+    cacheHit: boolean("cache_hit").notNull().default(false),
   },
   (t) => [
     index("usage_records_tenant_at_idx").on(t.tenantId, t.at),
@@ -55,6 +59,8 @@ export const usageHourly = pgTable(
     completionTokens: bigint("completion_tokens", { mode: "number" }).notNull().default(0),
     cachedPromptTokens: bigint("cached_prompt_tokens", { mode: "number" }).notNull().default(0),
     audioMs: bigint("audio_ms", { mode: "number" }).notNull().default(0),
+    /** Requests of the hour served from the gateway's cache. */
+    cacheHits: integer("cache_hits").notNull().default(0),
     costMicros: bigint("cost_micros", { mode: "number" }).notNull().default(0),
     creditMicros: bigint("credit_micros", { mode: "number" }).notNull().default(0),
   },
