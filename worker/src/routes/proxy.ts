@@ -34,6 +34,7 @@ import { rememberCircuit } from "../platform/hot-state.ts";
 import type { NodeEntry } from "../routing/snapshot.ts";
 import { captureBytes, conversationRecord, StreamCapture, type CapturedBody } from "../conversations/capture.ts";
 import type { UsageRow } from "../metering/record.ts";
+import type { StreamProfile } from "../profiles/types.ts";
 
 const PATHS: Record<Endpoint, string> = {
   chat: "/v1/chat/completions",
@@ -94,210 +95,228 @@ const utf8 = new TextDecoder();
  * `waitUntil`. Nothing here queries Postgres.
  */
 export function proxyHandler(endpoint: Endpoint) {
-  return async (c: Context<AppEnv>): Promise<Response> => {
-    const deps = c.get("deps");
-    const identity = c.get("identity");
-    const scope = SCOPE[endpoint];
-    if (scope === "either" ? !identity.scopes.includes("chat") && !identity.scopes.includes("embeddings") : !identity.scopes.includes(scope)) {
-      throw new ApiError("permission_denied", `This API key lacks the '${scope === "either" ? "chat' or 'embeddings" : scope}' scope needed for ${PATHS[endpoint]}.`);
-    }
-    const audio = isAudioEndpoint(endpoint);
-    const maxBytes = audio ? MAX_AUDIO_BODY_BYTES : MAX_BODY_BYTES;
-    const tooLarge = () => new ApiError("request_too_large", audio ? "Audio uploads are limited to 25 MB: split the audio, or send it compressed (FLAC, MP3, Opus)." : "Request bodies are limited to 10 MB.");
-    const declared = Number(c.req.header("content-length") ?? "0");
-    if (declared > maxBytes) throw tooLarge();
-    // Read as bytes once: their count prices the request (limits/pricing.ts) without encoding the text again.
-    const bytes = await c.req.raw.arrayBuffer();
-    const bodyBytes = bytes.byteLength;
-    if (bodyBytes > maxBytes) throw tooLarge();
-    const stored: ResponsesRequest | null = endpoint === "responses" ? validateResponses(utf8.decode(bytes)) : null;
-    const req: ProxyRequest =
-      stored ?? (audio ? validateAudio(endpoint, bytes, c.req.header("content-type")) : validateBody(endpoint, utf8.decode(bytes)));
-    const dialect = DIALECT[endpoint];
-    const anthropic = dialect === "anthropic";
-    /** The in-band event that ends a stream which failed after its headers went out, in the client's dialect. */
-    const failureEvent = (message: string, code: ErrorCode) =>
-      dialect === "anthropic" ? anthropicSseError(message, code, deps.requestId) : dialect === "responses" ? responsesSseError(message, code) : sseErrorEvent(message, code);
+  return async (c: Context<AppEnv>): Promise<Response> => serveProxy(c, endpoint, await readBody(c, endpoint));
+}
 
-    const model = c.get("routing").snapshot.models[req.model];
-    const allowed = identity.allowedModels === null || identity.allowedModels.includes(req.model);
-    if (!model || !allowed) {
-      throw new ApiError("model_not_found", `The model '${req.model}' does not exist or you do not have access to it. GET /v1/models lists the models this key may use.`, {
-        param: "model",
-      });
-    }
-    // Pooling routes (embeddings, rerank, score) need a pooling model, audio a transcription model; tokenizing takes either kind.
-    const wantKind = costClass(endpoint) === "pool" ? "embedding" : audio ? "transcription" : costClass(endpoint) === "free" && endpoint !== "count_tokens" ? model.kind : "chat";
-    if (model.kind !== wantKind) {
-      throw new ApiError("invalid_value", `The model '${req.model}' is ${model.kind === "chat" ? "a chat" : `an ${model.kind}`} model and cannot serve ${c.req.path}.`, {
-        param: "model",
-      });
-    }
-    // A response that continues a stored one must be made where that one is stored (responses/ids.ts).
-    const candidates = stored?.previousResponseId ? [await storedResponseNode(c, stored.previousResponseId, req.model)] : await routeRequest(c, req.model, req.prefixHash);
+/** The request's body as bytes, read once (their count prices the request, limits/pricing.ts); too large is a 413. */
+export async function readBody(c: Context<AppEnv>, endpoint: Endpoint): Promise<ArrayBuffer> {
+  const audio = isAudioEndpoint(endpoint);
+  const maxBytes = audio ? MAX_AUDIO_BODY_BYTES : MAX_BODY_BYTES;
+  const tooLarge = () => new ApiError("request_too_large", audio ? "Audio uploads are limited to 25 MB: split the audio, or send it compressed (FLAC, MP3, Opus)." : "Request bodies are limited to 10 MB.");
+  const declared = Number(c.req.header("content-length") ?? "0");
+  if (declared > maxBytes) throw tooLarge();
+  const bytes = await c.req.raw.arrayBuffer();
+  if (bytes.byteLength > maxBytes) throw tooLarge();
+  return bytes;
+}
 
-    // Region price multipliers: the reservation assumes the dearest region among the candidates.
-    const multipliers = c.get("routing").snapshot.regionMultipliers ?? {};
-    const maxMultiplier = Math.max(1, ...candidates.map((n: NodeEntry) => multipliers[n.regionId] ?? 1));
-    /** This request's usage row once it ended (served by `node`, or refused with no node). */
-    const rowOf = (node: NodeEntry | null, httpStatus: number, outcome: StreamOutcome) =>
-      usageRow({
-        requestId: deps.requestId,
-        startedAt: deps.startedAt,
-        endedAt: Date.now(),
-        identity,
-        endpoint,
-        model,
-        node,
-        httpStatus,
-        streamed: req.stream,
-        outcome,
-        priceMultiplier: node ? (multipliers[node.regionId] ?? 1) : 1,
-        promptTokensEstimate: req.promptTokensEstimate,
-        audioMs: req.audioMs,
-      });
-    const admission = await admit(
-      deps,
+/** What a route built on the inference path adds to it (other dialects' routes, streaming profiles). */
+export interface ProxyOptions {
+  /** An agent streaming profile cuts and paces the stream (profiles/). */
+  profile?: StreamProfile;
+}
+
+/**
+ * The inference path for a body already read (`bytes`, in `endpoint`'s dialect): routes that
+ * translate another API into one of the endpoints (Ollama's, the streaming profiles') call this
+ * with the translated body, so limits, budgets, routing, caches and metering apply unchanged.
+ */
+export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: ArrayBuffer, _opts: ProxyOptions = {}): Promise<Response> {
+  const deps = c.get("deps");
+  const identity = c.get("identity");
+  const scope = SCOPE[endpoint];
+  if (scope === "either" ? !identity.scopes.includes("chat") && !identity.scopes.includes("embeddings") : !identity.scopes.includes(scope)) {
+    throw new ApiError("permission_denied", `This API key lacks the '${scope === "either" ? "chat' or 'embeddings" : scope}' scope needed for ${PATHS[endpoint]}.`);
+  }
+  const audio = isAudioEndpoint(endpoint);
+  const bodyBytes = bytes.byteLength;
+  const stored: ResponsesRequest | null = endpoint === "responses" ? validateResponses(utf8.decode(bytes)) : null;
+  const req: ProxyRequest =
+    stored ?? (audio ? validateAudio(endpoint, bytes, c.req.header("content-type")) : validateBody(endpoint, utf8.decode(bytes)));
+  const dialect = DIALECT[endpoint];
+  const anthropic = dialect === "anthropic";
+  /** The in-band event that ends a stream which failed after its headers went out, in the client's dialect. */
+  const failureEvent = (message: string, code: ErrorCode) =>
+    dialect === "anthropic" ? anthropicSseError(message, code, deps.requestId) : dialect === "responses" ? responsesSseError(message, code) : sseErrorEvent(message, code);
+
+  const model = c.get("routing").snapshot.models[req.model];
+  const allowed = identity.allowedModels === null || identity.allowedModels.includes(req.model);
+  if (!model || !allowed) {
+    throw new ApiError("model_not_found", `The model '${req.model}' does not exist or you do not have access to it. GET /v1/models lists the models this key may use.`, {
+      param: "model",
+    });
+  }
+  // Pooling routes (embeddings, rerank, score) need a pooling model, audio a transcription model; tokenizing takes either kind.
+  const wantKind = costClass(endpoint) === "pool" ? "embedding" : audio ? "transcription" : costClass(endpoint) === "free" && endpoint !== "count_tokens" ? model.kind : "chat";
+  if (model.kind !== wantKind) {
+    throw new ApiError("invalid_value", `The model '${req.model}' is ${model.kind === "chat" ? "a chat" : `an ${model.kind}`} model and cannot serve ${c.req.path}.`, {
+      param: "model",
+    });
+  }
+  // A response that continues a stored one must be made where that one is stored (responses/ids.ts).
+  const candidates = stored?.previousResponseId ? [await storedResponseNode(c, stored.previousResponseId, req.model)] : await routeRequest(c, req.model, req.prefixHash);
+
+  // Region price multipliers: the reservation assumes the dearest region among the candidates.
+  const multipliers = c.get("routing").snapshot.regionMultipliers ?? {};
+  const maxMultiplier = Math.max(1, ...candidates.map((n: NodeEntry) => multipliers[n.regionId] ?? 1));
+  /** This request's usage row once it ended (served by `node`, or refused with no node). */
+  const rowOf = (node: NodeEntry | null, httpStatus: number, outcome: StreamOutcome) =>
+    usageRow({
+      requestId: deps.requestId,
+      startedAt: deps.startedAt,
+      endedAt: Date.now(),
       identity,
-      c.get("routing").snapshot,
-      { max: maxCost(req, bodyBytes, model, maxMultiplier), rateTokens: rateTokens(req, bodyBytes, model), limitField: req.output.limitField },
-    ).catch((err: unknown) => {
-      // Refused at admission (limited, over budget): recorded with zero tokens, for the audit trail.
-      if (err instanceof ApiError) {
-        const refused = rowOf(null, err.status, { status: "rejected", usage: null, firstByteAt: null, deliveredChunks: 0, errorCode: err.code });
-        deps.waitUntil(enqueue(deps.redis, usageOutboxKey(deps.settings.redisPrefix), refused).catch(() => null));
+      endpoint,
+      model,
+      node,
+      httpStatus,
+      streamed: req.stream,
+      outcome,
+      priceMultiplier: node ? (multipliers[node.regionId] ?? 1) : 1,
+      promptTokensEstimate: req.promptTokensEstimate,
+      audioMs: req.audioMs,
+    });
+  const admission = await admit(
+    deps,
+    identity,
+    c.get("routing").snapshot,
+    { max: maxCost(req, bodyBytes, model, maxMultiplier), rateTokens: rateTokens(req, bodyBytes, model), limitField: req.output.limitField },
+  ).catch((err: unknown) => {
+    // Refused at admission (limited, over budget): recorded with zero tokens, for the audit trail.
+    if (err instanceof ApiError) {
+      const refused = rowOf(null, err.status, { status: "rejected", usage: null, firstByteAt: null, deliveredChunks: 0, errorCode: err.code });
+      deps.waitUntil(enqueue(deps.redis, usageOutboxKey(deps.settings.redisPrefix), refused).catch(() => null));
+    }
+    throw err;
+  });
+  const authAudit = takeAuthAudit(c);
+  // Conversation audit (docs/audit.md): with the mode off (the default) nothing else happens for it.
+  const auditMode = identity.auditMode ?? "off";
+  const auditFull = auditMode === "full";
+  // The request body is already in memory as bytes; an audio upload is binary and is not kept.
+  const auditRequest: CapturedBody | null = auditFull && !audio ? captureBytes(new Uint8Array(bytes)) : null;
+  const conversationOf = (row: UsageRow, response: CapturedBody | null) => (auditMode === "off" ? null : conversationRecord(auditMode, row, auditRequest, response));
+  // Aborted when the client goes away (request.signal, where the runtime reports it) or cancels a
+  // stream committed early (proxy/keepalive.ts): the backplane then aborts the engine's work.
+  const upstreamAbort = new AbortController();
+  c.req.raw.signal.addEventListener("abort", () => upstreamAbort.abort(), { once: true });
+
+  // The node's answer, tapped for its usage, which is settled in waitUntil once the body ends.
+  // Anything failing before that gives back the reservation and the concurrency slot.
+  const answer = forwardToBackplane(
+    {
+      path: PATHS[endpoint],
+      body: req.upstreamBody,
+      contentType: req.upstreamContentType,
+      requestId: deps.requestId,
+      masterSecret: deps.secrets.nodeSigning,
+      connectTimeoutMs: deps.settings.upstreamConnectTimeoutMs,
+      clientSignal: upstreamAbort.signal,
+      maxAttempts: deps.settings.routing.maxAttempts,
+      deadlineMs: deps.settings.routing.deadlineMs,
+      onNodeResult: (node, ok) => reportNodeResult(c, node, ok),
+      track: (node) => trackSend(node.id),
+      // Anthropic and Responses streams are tapped here (the backplane's report tap speaks the OpenAI dialect).
+      // Full audit needs the stream's bytes here, so its environments are always tapped by the gateway.
+      streamReport: req.stream && dialect === "openai" && deps.settings.streamTap === "node" && !auditFull ? (req.clientWantsUsage ? "keep-usage" : "strip-usage") : undefined,
+      // Responses: the id is made per node (it names the node that will store it).
+      bodyFor: stored ? async (node) => JSON.stringify({ ...stored.body, request_id: await newResponseId(deps.secrets.nodeSigning, identity.tenantId, node.id) }) : undefined,
+    },
+    candidates,
+  )
+    .then(async (forwarded: Forwarded): Promise<{ forwarded: Forwarded; body: ReadableStream<Uint8Array> | Uint8Array }> => {
+      const answeredAt = Date.now();
+      // workers-types leave a body's chunk type as `any`; a fetch() body yields bytes.
+      const upstreamBody = forwarded.response.body as ReadableStream<Uint8Array> | null;
+      if (!upstreamBody) {
+        forwarded.release();
+        throw new ApiError("upstream_error", "The GPU node sent an empty response. Retry the request.");
       }
+      if (!req.stream) {
+        const { bytes, outcome } = await readJson(forwarded.response, answeredAt);
+        forwarded.release();
+        // Audio answers may be plain text (response_format text, srt, vtt): their words are not usage.
+        if (audio && !(forwarded.response.headers.get("content-type") ?? "").includes("json")) outcome.usage = null;
+        // Counting or converting tokens is not usage: the row records the request, with no tokens and no cost.
+        if (costClass(endpoint) === "free" && bytes) outcome.usage = { promptTokens: 0, completionTokens: 0, cachedPromptTokens: 0 };
+        const row = rowOf(forwarded.node, bytes ? forwarded.response.status : 502, outcome);
+        if (!bytes) {
+          // Metered (what was served is nothing) here; the catch below gives the reservation back and audits.
+          deps.waitUntil(settleRequest(deps, admission, row, null, conversationOf(row, null)));
+          throw new ApiError("upstream_error", "The GPU node's answer broke off before it was complete. Retry the request.");
+        }
+        deps.waitUntil(settleRequest(deps, admission, row, authAudit, conversationOf(row, auditFull ? captureBytes(bytes) : null)));
+        return { forwarded, body: bytes };
+      }
+      // STREAM_TAP=node: a node that taps the stream itself (and reports how it ended) gets its
+      // bytes piped natively; otherwise (the default, or an older backplane) it is tapped here.
+      const token = deps.settings.streamTap === "node" && dialect === "openai" && !auditFull ? forwarded.response.headers.get(STREAM_REPORT_HEADER) : null;
+      const fetchReport = token !== null && isReportToken(token) ? () => askReport(forwarded.node.url, token) : null;
+      const capture = auditFull ? new StreamCapture() : undefined;
+      const tapped = fetchReport
+        ? pipeReported(upstreamBody, fetchReport, {
+            answeredAt,
+            clientGone: upstreamAbort.signal,
+            // Least-load routing counts the request as the node's load until its bytes end, not until its report is in.
+            onEnded: forwarded.release,
+            onMissing: (why) => deps.log("stream_report_missing", { requestId: deps.requestId, node: forwarded.node.id, why }),
+          })
+        : tapSse(upstreamBody, {
+            stripUsage: !req.clientWantsUsage,
+            capture,
+            ...(dialect === "openai" ? {} : { dialect, broken: failureEvent(BROKEN_MESSAGE, "upstream_error") }),
+          });
+      deps.waitUntil(
+        tapped.done.then((outcome) => {
+          forwarded.release();
+          const row = rowOf(forwarded.node, forwarded.response.status, outcome);
+          return settleRequest(deps, admission, row, authAudit, conversationOf(row, capture ? capture.payloads() : null));
+        }),
+      );
+      return { forwarded, body: tapped.body };
+    })
+    .catch((err: unknown) => {
+      deps.waitUntil(admission.finish(null).catch(() => null));
+      if (authAudit) deps.waitUntil(enqueue(deps.redis, auditOutboxKey(deps.settings.redisPrefix), authAudit).catch(() => null));
+      if (err instanceof ApiError) for (const [k, v] of Object.entries(admission.headers)) err.headers[k] ??= v;
       throw err;
     });
-    const authAudit = takeAuthAudit(c);
-    // Conversation audit (docs/audit.md): with the mode off (the default) nothing else happens for it.
-    const auditMode = identity.auditMode ?? "off";
-    const auditFull = auditMode === "full";
-    // The request body is already in memory as bytes; an audio upload is binary and is not kept.
-    const auditRequest: CapturedBody | null = auditFull && !audio ? captureBytes(new Uint8Array(bytes)) : null;
-    const conversationOf = (row: UsageRow, response: CapturedBody | null) => (auditMode === "off" ? null : conversationRecord(auditMode, row, auditRequest, response));
-    // Aborted when the client goes away (request.signal, where the runtime reports it) or cancels a
-    // stream committed early (proxy/keepalive.ts): the backplane then aborts the engine's work.
-    const upstreamAbort = new AbortController();
-    c.req.raw.signal.addEventListener("abort", () => upstreamAbort.abort(), { once: true });
+  // Keeps the request alive until forwarding settles, whatever the client does: a stream cancelled
+  // before the node answered must still reach the release above (the runtime ends a request's work
+  // once its response is done and nothing is waited for).
+  deps.waitUntil(answer.catch(() => undefined));
 
-    // The node's answer, tapped for its usage, which is settled in waitUntil once the body ends.
-    // Anything failing before that gives back the reservation and the concurrency slot.
-    const answer = forwardToBackplane(
-      {
-        path: PATHS[endpoint],
-        body: req.upstreamBody,
-        contentType: req.upstreamContentType,
-        requestId: deps.requestId,
-        masterSecret: deps.secrets.nodeSigning,
-        connectTimeoutMs: deps.settings.upstreamConnectTimeoutMs,
-        clientSignal: upstreamAbort.signal,
-        maxAttempts: deps.settings.routing.maxAttempts,
-        deadlineMs: deps.settings.routing.deadlineMs,
-        onNodeResult: (node, ok) => reportNodeResult(c, node, ok),
-        track: (node) => trackSend(node.id),
-        // Anthropic and Responses streams are tapped here (the backplane's report tap speaks the OpenAI dialect).
-        // Full audit needs the stream's bytes here, so its environments are always tapped by the gateway.
-        streamReport: req.stream && dialect === "openai" && deps.settings.streamTap === "node" && !auditFull ? (req.clientWantsUsage ? "keep-usage" : "strip-usage") : undefined,
-        // Responses: the id is made per node (it names the node that will store it).
-        bodyFor: stored ? async (node) => JSON.stringify({ ...stored.body, request_id: await newResponseId(deps.secrets.nodeSigning, identity.tenantId, node.id) }) : undefined,
-      },
-      candidates,
-    )
-      .then(async (forwarded: Forwarded): Promise<{ forwarded: Forwarded; body: ReadableStream<Uint8Array> | Uint8Array }> => {
-        const answeredAt = Date.now();
-        // workers-types leave a body's chunk type as `any`; a fetch() body yields bytes.
-        const upstreamBody = forwarded.response.body as ReadableStream<Uint8Array> | null;
-        if (!upstreamBody) {
-          forwarded.release();
-          throw new ApiError("upstream_error", "The GPU node sent an empty response. Retry the request.");
-        }
-        if (!req.stream) {
-          const { bytes, outcome } = await readJson(forwarded.response, answeredAt);
-          forwarded.release();
-          // Audio answers may be plain text (response_format text, srt, vtt): their words are not usage.
-          if (audio && !(forwarded.response.headers.get("content-type") ?? "").includes("json")) outcome.usage = null;
-          // Counting or converting tokens is not usage: the row records the request, with no tokens and no cost.
-          if (costClass(endpoint) === "free" && bytes) outcome.usage = { promptTokens: 0, completionTokens: 0, cachedPromptTokens: 0 };
-          const row = rowOf(forwarded.node, bytes ? forwarded.response.status : 502, outcome);
-          if (!bytes) {
-            // Metered (what was served is nothing) here; the catch below gives the reservation back and audits.
-            deps.waitUntil(settleRequest(deps, admission, row, null, conversationOf(row, null)));
-            throw new ApiError("upstream_error", "The GPU node's answer broke off before it was complete. Retry the request.");
-          }
-          deps.waitUntil(settleRequest(deps, admission, row, authAudit, conversationOf(row, auditFull ? captureBytes(bytes) : null)));
-          return { forwarded, body: bytes };
-        }
-        // STREAM_TAP=node: a node that taps the stream itself (and reports how it ended) gets its
-        // bytes piped natively; otherwise (the default, or an older backplane) it is tapped here.
-        const token = deps.settings.streamTap === "node" && dialect === "openai" && !auditFull ? forwarded.response.headers.get(STREAM_REPORT_HEADER) : null;
-        const fetchReport = token !== null && isReportToken(token) ? () => askReport(forwarded.node.url, token) : null;
-        const capture = auditFull ? new StreamCapture() : undefined;
-        const tapped = fetchReport
-          ? pipeReported(upstreamBody, fetchReport, {
-              answeredAt,
-              clientGone: upstreamAbort.signal,
-              // Least-load routing counts the request as the node's load until its bytes end, not until its report is in.
-              onEnded: forwarded.release,
-              onMissing: (why) => deps.log("stream_report_missing", { requestId: deps.requestId, node: forwarded.node.id, why }),
-            })
-          : tapSse(upstreamBody, {
-              stripUsage: !req.clientWantsUsage,
-              capture,
-              ...(dialect === "openai" ? {} : { dialect, broken: failureEvent(BROKEN_MESSAGE, "upstream_error") }),
-            });
-        deps.waitUntil(
-          tapped.done.then((outcome) => {
-            forwarded.release();
-            const row = rowOf(forwarded.node, forwarded.response.status, outcome);
-            return settleRequest(deps, admission, row, authAudit, conversationOf(row, capture ? capture.payloads() : null));
-          }),
-        );
-        return { forwarded, body: tapped.body };
-      })
-      .catch((err: unknown) => {
-        deps.waitUntil(admission.finish(null).catch(() => null));
-        if (authAudit) deps.waitUntil(enqueue(deps.redis, auditOutboxKey(deps.settings.redisPrefix), authAudit).catch(() => null));
-        if (err instanceof ApiError) for (const [k, v] of Object.entries(admission.headers)) err.headers[k] ??= v;
-        throw err;
+  const headers = new Headers({
+    "content-type": req.stream ? "text/event-stream; charset=utf-8" : "application/json",
+    "x-request-id": deps.requestId,
+  });
+  // A transcription's text, srt or vtt answer keeps the engine's content type.
+  const contentTypeOf = (response: Response) => (audio && !req.stream ? response.headers.get("content-type") : null);
+  // The Anthropic SDK reads the request id from `request-id`.
+  if (anthropic || endpoint === "count_tokens") headers.set("request-id", deps.requestId);
+  for (const [k, v] of Object.entries(admission.headers)) headers.set(k, v);
+  if (req.stream) {
+    headers.set("cache-control", "no-cache");
+    headers.set("x-accel-buffering", "no");
+    const keepAliveMs = deps.settings.streamKeepAliveMs;
+    if (keepAliveMs > 0 && (await settlesWithin(answer, keepAliveMs)) === false) {
+      // The node is slow to start (a long prefill): commit to the stream now (proxy/keepalive.ts).
+      const body = keepAliveStream({
+        // Only streams get here, and a stream's body is always the tap's stream.
+        answer: answer.then((a) => (a.body instanceof Uint8Array ? new Response(a.body).body ?? new ReadableStream<Uint8Array>() : a.body)),
+        intervalMs: keepAliveMs,
+        failure: (err) => (err instanceof ApiError ? failureEvent(err.message, err.code) : failureEvent("The gateway could not reach a GPU node. Retry the request.", "upstream_error")),
+        onCancel: () => upstreamAbort.abort(),
       });
-    // Keeps the request alive until forwarding settles, whatever the client does: a stream cancelled
-    // before the node answered must still reach the release above (the runtime ends a request's work
-    // once its response is done and nothing is waited for).
-    deps.waitUntil(answer.catch(() => undefined));
-
-    const headers = new Headers({
-      "content-type": req.stream ? "text/event-stream; charset=utf-8" : "application/json",
-      "x-request-id": deps.requestId,
-    });
-    // A transcription's text, srt or vtt answer keeps the engine's content type.
-    const contentTypeOf = (response: Response) => (audio && !req.stream ? response.headers.get("content-type") : null);
-    // The Anthropic SDK reads the request id from `request-id`.
-    if (anthropic || endpoint === "count_tokens") headers.set("request-id", deps.requestId);
-    for (const [k, v] of Object.entries(admission.headers)) headers.set(k, v);
-    if (req.stream) {
-      headers.set("cache-control", "no-cache");
-      headers.set("x-accel-buffering", "no");
-      const keepAliveMs = deps.settings.streamKeepAliveMs;
-      if (keepAliveMs > 0 && (await settlesWithin(answer, keepAliveMs)) === false) {
-        // The node is slow to start (a long prefill): commit to the stream now (proxy/keepalive.ts).
-        const body = keepAliveStream({
-          // Only streams get here, and a stream's body is always the tap's stream.
-          answer: answer.then((a) => (a.body instanceof Uint8Array ? new Response(a.body).body ?? new ReadableStream<Uint8Array>() : a.body)),
-          intervalMs: keepAliveMs,
-          failure: (err) => (err instanceof ApiError ? failureEvent(err.message, err.code) : failureEvent("The gateway could not reach a GPU node. Retry the request.", "upstream_error")),
-          onCancel: () => upstreamAbort.abort(),
-        });
-        return new Response(body, { status: 200, headers });
-      }
+      return new Response(body, { status: 200, headers });
     }
-    const { forwarded, body } = await answer;
-    const upstreamType = contentTypeOf(forwarded.response);
-    if (upstreamType) headers.set("content-type", upstreamType);
-    headers.set("x-switchyard-node", forwarded.node.id);
-    headers.set("x-switchyard-region", forwarded.node.regionId);
-    return new Response(body, { status: forwarded.response.status, headers });
-  };
+  }
+  const { forwarded, body } = await answer;
+  const upstreamType = contentTypeOf(forwarded.response);
+  if (upstreamType) headers.set("content-type", upstreamType);
+  headers.set("x-switchyard-node", forwarded.node.id);
+  headers.set("x-switchyard-region", forwarded.node.regionId);
+  return new Response(body, { status: forwarded.response.status, headers });
 }
 
 /** Validates a JSON body in its endpoint's dialect (proxy/validate.ts, anthropic/, responses/, extras/). */
