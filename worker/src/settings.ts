@@ -43,6 +43,17 @@ export interface Settings {
     /** Read the caller's location from x-switchyard-client-location (local stacks and tests only). */
     trustLocationHeader: boolean;
   };
+  /** The response and embeddings caches (docs/caching.md). */
+  cache: {
+    /** How long a cached deterministic chat or completions answer is served (ms). */
+    responseTtlMs: number;
+    /** How long a cached embedding is served (ms). */
+    embeddingTtlMs: number;
+    /** Bytes a tenant's cached answers and embeddings may take in Redis; the entries closest to expiry go first. */
+    tenantMaxBytes: number;
+    /** Deadline of the cache read a cacheable request waits for (ms); past it the request is a miss. */
+    readTimeoutMs: number;
+  };
   /** Reconciliation: a window is an alert when |drift| / engine tokens exceeds this ratio… */
   reconcileDriftThreshold: number;
   /** …and |drift| is at least this many tokens (so a quiet hour's few tokens never alert). */
@@ -129,6 +140,12 @@ export function settingsFrom(env: Env): Settings {
     leaseIdleMs: Math.max(10, positiveInt(env, "LEASE_IDLE_MS", 1_000)),
     logRequests: oneOf(env, "LOG_REQUESTS", ["failed", "all"], "failed"),
     streamTap: oneOf(env, "STREAM_TAP", ["gateway", "node"], "gateway"),
+    cache: {
+      responseTtlMs: positiveInt(env, "CACHE_RESPONSE_TTL_SECONDS", 1_800) * 1000,
+      embeddingTtlMs: positiveInt(env, "CACHE_EMBEDDING_TTL_SECONDS", 3_600) * 1000,
+      tenantMaxBytes: positiveInt(env, "CACHE_TENANT_MAX_BYTES", 64 * 1024 * 1024),
+      readTimeoutMs: Math.max(1, positiveInt(env, "CACHE_READ_TIMEOUT_MS", 200)),
+    },
     reconcileDriftThreshold: nonNegativeNumber(env, "RECONCILE_DRIFT_THRESHOLD", 0.01),
     reconcileMinDriftTokens: positiveInt(env, "RECONCILE_MIN_DRIFT_TOKENS", 100),
   };
