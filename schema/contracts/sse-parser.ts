@@ -40,6 +40,8 @@ export interface SseSink {
    * (comments only, or no `data`). The event object is reused: read it during the call only.
    */
   blockEnd(end: number, event: SseEvent | null): void;
+  /** A comment line of the current block: its text is line[start, stop), after the colon. Optional. */
+  comment?(line: Uint8Array, start: number, stop: number): void;
 }
 
 function fieldIs(line: Uint8Array, start: number, end: number, name: number[]): boolean {
@@ -159,7 +161,10 @@ export class SseParser {
       return;
     }
     this.inBlock = true;
-    if (line[start] === COLON) return; // a comment
+    if (line[start] === COLON) {
+      if (sink.comment && !oversized) sink.comment(line, start + 1, stop);
+      return;
+    }
     // A loop, not indexOf: indexOf would scan past the line to the end of the chunk when it has no colon.
     let colon = start;
     while (colon < stop && line[colon] !== COLON) colon++;

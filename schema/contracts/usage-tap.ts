@@ -3,6 +3,7 @@
 // usage, errors and `[DONE]` from its events and can cut the usage-only chunk out exactly, without
 // re-encoding anything. Any SSE framing is understood (sse-parser.ts).
 import { MAX_LINE_BYTES, SseParser, type SseEvent, type SseSink } from "./sse-parser.ts";
+import { TOKENS_COMMENT } from "./stream-profile.ts";
 
 /** Token usage as reported by the engine. */
 export interface Usage {
@@ -52,6 +53,7 @@ export type SseDialect = "openai" | "anthropic" | "responses";
 
 const LF = 10;
 const encoder = new TextEncoder();
+const TOKENS_BYTES = encoder.encode(TOKENS_COMMENT);
 const EMPTY: Uint8Array = new Uint8Array(0);
 /** The most bytes of one block held back while it may still be the usage chunk to remove. */
 const MAX_HELD_BYTES = MAX_LINE_BYTES;
@@ -77,7 +79,12 @@ export class UsageTap implements SseSink {
   usage: Usage | null = null;
   sawDone = false;
   sawError = false;
+  /**
+   * Content events delivered, each counted as one token unless a `: tokens=N` comment in its block
+   * says N (re-chunked profile streams): a lower bound on completion tokens when usage is missing.
+   */
   deliveredChunks = 0;
+  private blockTokens = 1;
   private readonly parser = new SseParser();
   /** The current block's bytes are held back: it may be the usage chunk to remove. */
   private holding: boolean;
@@ -165,8 +172,29 @@ export class UsageTap implements SseSink {
     return out;
   }
 
+  /** `: tokens=N` (stream-profile.ts): the block's event carries N tokens, not one. */
+  comment(line: Uint8Array, start: number, stop: number): void {
+    if (stop - start <= TOKENS_BYTES.length || stop - start > TOKENS_BYTES.length + 6) return;
+    for (let i = 0; i < TOKENS_BYTES.length; i++) if (line[start + i] !== TOKENS_BYTES[i]) return;
+    let n = 0;
+    for (let i = start + TOKENS_BYTES.length; i < stop; i++) {
+      const d = (line[i] ?? 0) - 48;
+      if (d < 0 || d > 9) return;
+      n = n * 10 + d;
+    }
+    this.blockTokens = n;
+  }
+
+  /** Tokens the current block's content event delivers: one, unless a tokens comment said otherwise. */
+  private takeTokens(): number {
+    const n = this.blockTokens;
+    this.blockTokens = 1;
+    return n;
+  }
+
   blockEnd(end: number, event: SseEvent | null): void {
     const usageOnly = event !== null && this.inspect(event);
+    this.blockTokens = 1;
     if (!this.stripUsage) return;
     const remove = usageOnly && this.holding;
     if (remove) this.held = [];
@@ -192,7 +220,7 @@ export class UsageTap implements SseSink {
       return false;
     }
     if (event.oversized) {
-      this.deliveredChunks++; // too big to read; a content chunk is all an engine sends that big
+      this.deliveredChunks += this.takeTokens(); // too big to read; a content chunk is all an engine sends that big
       return false;
     }
     const data = event.data;
@@ -206,20 +234,20 @@ export class UsageTap implements SseSink {
       return false;
     }
     if (!data.includes('"usage"')) {
-      this.deliveredChunks++;
+      this.deliveredChunks += this.takeTokens();
       return false;
     }
     let chunk: { choices?: unknown[]; usage?: unknown };
     try {
       chunk = JSON.parse(data) as { choices?: unknown[]; usage?: unknown };
     } catch {
-      this.deliveredChunks++;
+      this.deliveredChunks += this.takeTokens();
       return false;
     }
     const usage = parseUsage(chunk.usage);
     if (usage) this.usage = usage;
     const usageOnly = Array.isArray(chunk.choices) && chunk.choices.length === 0;
-    if (!usageOnly) this.deliveredChunks++;
+    if (!usageOnly) this.deliveredChunks += this.takeTokens();
     return usageOnly;
   }
 

@@ -4,6 +4,8 @@ import { REQUEST_ID_HEADER } from "../../../schema/contracts/signing.ts";
 import { STREAM_REPORT_HEADER, type StreamReportMode } from "../../../schema/contracts/stream-report.ts";
 import { sseEngineFailure } from "../errors.ts";
 import { pipeReported } from "./report-tap.ts";
+import { pipeRechunked, type ProfilePipe } from "./rechunk.ts";
+import type { ProfileWire } from "../../../schema/contracts/stream-profile.ts";
 import type { StreamReports } from "./reports.ts";
 
 /** How one try on one engine ended. */
@@ -17,7 +19,9 @@ export type AttemptOutcome =
   /** The engine failed after the answer started: the stream was ended with an in-band error. */
   | { kind: "failed_after_first_byte"; reason: string; firstByteMs: number }
   /** The gateway went away; the engine request was aborted. */
-  | { kind: "client_gone" };
+  | { kind: "client_gone" }
+  /** A streaming profile's time limit ended the stream in band; the engine request was aborted. */
+  | { kind: "timed_out"; firstByteMs: number; deliveredTokens: number };
 
 /** What one try needs. */
 export interface AttemptRequest {
@@ -36,6 +40,8 @@ export interface AttemptRequest {
   firstByteTimeoutMs: number;
   /** The gateway asked for a reported stream (stream-report.ts): the mode, and where reports are kept. */
   report: { mode: StreamReportMode; store: StreamReports } | null;
+  /** An agent streaming profile re-chunks a 2xx stream (rechunk.ts), until `deadlineAt` (performance.now() time). */
+  profile?: { wire: ProfileWire; clientContinuous: boolean; deadlineAt: number } | null;
 }
 
 /**
@@ -72,6 +78,7 @@ export function attemptEngine(req: AttemptRequest, res: ServerResponse, gatewayG
       upstream.destroy();
       finish({ kind: "failed_before_first_byte", reason: `no first byte within ${req.firstByteTimeoutMs} ms` });
     }, req.firstByteTimeoutMs);
+    let rechunked: ProfilePipe | null = null;
     const onGatewayClose = () => {
       if (res.writableFinished) return;
       upstream.destroy();
@@ -95,9 +102,20 @@ export function attemptEngine(req: AttemptRequest, res: ServerResponse, gatewayG
         clearTimeout(deadline);
         const firstByteMs = performance.now() - started;
         const headers: Record<string, string> = { "content-type": contentType, "cache-control": "no-cache", "x-switchyard-engine": req.engineId };
-        const report = first && req.report && status < 300 ? req.report.store.open() : null;
+        const profile = first && status < 300 && isSse ? (req.profile ?? null) : null;
+        const report = first && req.report && status < 300 && !profile ? req.report.store.open() : null;
         if (report) headers[STREAM_REPORT_HEADER] = report.token;
+        if (profile) headers["x-switchyard-profile"] = profile.wire.name;
         res.writeHead(status, headers);
+        if (first && profile) {
+          rechunked = pipeRechunked(engineRes, res, first, { profile: profile.wire, clientContinuous: profile.clientContinuous, deadlineAt: profile.deadlineAt }, (end, deliveredTokens) => {
+            if (end === "complete") finish({ kind: "done", status, firstByteMs });
+            else if (end === "timed_out") finish({ kind: "timed_out", firstByteMs, deliveredTokens });
+            else if (end === "engine_broke") finish({ kind: "failed_after_first_byte", reason: "engine connection broke mid-response", firstByteMs });
+            else finish({ kind: "client_gone" });
+          });
+          return;
+        }
         if (first && report && req.report) {
           return pipeReported(engineRes, res, first, { stripUsage: req.report.mode === "strip-usage", report }, (end) => {
             if (end === "complete") finish({ kind: "done", status, firstByteMs });
@@ -124,7 +142,8 @@ export function attemptEngine(req: AttemptRequest, res: ServerResponse, gatewayG
       engineRes.once("data", (chunk: Buffer) => {
         engineRes.pause();
         start(chunk);
-        engineRes.resume();
+        // A re-chunked stream whose buffer the first chunk already filled stays paused.
+        if (!rechunked?.holdsEngine()) engineRes.resume();
       });
       engineRes.once("close", () => {
         if (!res.headersSent) finish({ kind: "failed_before_first_byte", reason: "engine closed the stream before its first event" });

@@ -11,6 +11,7 @@ import type { StreamReports } from "./reports.ts";
 import { responseIdsOf, serveStoredResponseCall, type ResponseEngines } from "./stored-responses.ts";
 import { storedResponseCall } from "../../../schema/contracts/responses.ts";
 import { AUDIO_PATHS, readAudioForm } from "./audio-form.ts";
+import { parseProfileWire, PROFILE_FIELD, PROFILE_TIMEOUT_CODE, type ProfileWire } from "../../../schema/contracts/stream-profile.ts";
 
 /** What the inference handler needs from the daemon. */
 export interface ProxyDeps {
@@ -55,7 +56,8 @@ function parseRequest(body: Uint8Array): { model: string; stream: boolean; field
  * is dropped silently. `gatewayGone` fires when the gateway's connection closes, at any point: the
  * engine request (or the wait for a slot) is then abandoned at once.
  */
-export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, body: Uint8Array, gatewayGone: AbortSignal): Promise<void> {
+export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, signedBody: Uint8Array, gatewayGone: AbortSignal): Promise<void> {
+  let body = signedBody;
   const { pool, metrics, log } = deps;
   // Calls on a stored response run no generation: a draining node still answers them.
   const path = (req.url ?? "/").split("?")[0] ?? "/";
@@ -72,6 +74,10 @@ export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res
     return sendError(res, "bad_request", AUDIO_PATHS.has(path) ? "The body must be a multipart/form-data upload with a 'model' field." : "The body must be a JSON object with a 'model' string.");
   }
   const { model, stream } = parsed;
+  // An agent streaming profile (stream-profile.ts): taken out of the body, which then asks the engine for running usage.
+  const profiled = stream && PROFILE_FIELD in parsed.fields ? profiledBody(parsed.fields) : null;
+  if (profiled) body = profiled.body;
+  const profile = profiled?.profile ?? null;
   // A new response continuing a stored one goes to the engine that holds it (when remembered).
   const ids = path === "/v1/responses" ? responseIdsOf(parsed.fields) : null;
   const holder = ids?.previous ? deps.responses.engineOf(ids.previous) : undefined;
@@ -80,90 +86,110 @@ export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res
   const triedAndFailed = new Set<string>();
   const backoff = deps.config.retryBackoffMs;
   const started = performance.now();
-  let waits = 0;
-  for (let attempt = 0; ; attempt++) {
-    if (gatewayGone.aborted) return;
-    const candidates = holder === undefined ? pool.candidates(model) : pool.candidates(model).filter((e) => e.id === holder);
-    if (candidates.length === 0) {
-      if (!pool.serves(model) && attempt === 0) {
-        return sendError(res, "model_not_found", `The model \`${model}\` is not served by this node.`);
-      }
-      metrics.requests.inc({ engine: "none", outcome: "unavailable" });
-      return sendError(res, "engine_unavailable", `No healthy engine serves '${model}' on this node right now.`, { "retry-after": "5" });
-    }
-    const fresh = candidates.filter((e) => !triedAndFailed.has(e.id));
-    let engine: EngineRuntime | undefined = fresh[0];
-    if (!engine) {
-      // Every engine serving the model failed this request once: wait, then retry the least loaded.
-      const wait = backoff[waits++];
-      if (wait === undefined) break;
-      metrics.retries.inc({ kind: "backoff" });
-      await sleep(wait, gatewayGone);
+  // A profile's time limit counts from here; before the engine's first byte it also ends waits for a slot.
+  const profileEndsAt = profile ? started + profile.wire.timeout_ms : Infinity;
+  const stop = profile ? deadlineSignal(gatewayGone, profile.wire.timeout_ms) : null;
+  try {
+    let waits = 0;
+    for (let attempt = 0; ; attempt++) {
       if (gatewayGone.aborted) return;
-      triedAndFailed.clear();
-      engine = pool.candidates(model)[0];
-      if (!engine) continue;
-    } else if (attempt > 0) {
-      metrics.retries.inc({ kind: "other_engine" });
-    }
-
-    const slot = acquireSlot(pool.candidates(model), engine, gatewayGone);
-    if (!slot) {
-      metrics.shed.inc({ reason: "queue_full" });
-      return sendError(res, "overloaded", `Every engine serving '${model}' on this node is at capacity. Retry on another node.`, { "retry-after": "1" });
-    }
-    const granted = await slot.outcome;
-    if (!granted.ok) return granted.reason === "aborted" ? undefined : sendError(res, "draining", "This node is draining. Retry on another node.", { "retry-after": "1" });
-    let outcome: AttemptOutcome;
-    try {
-      outcome = await attemptEngine(
-        {
-          engineUrl: slot.engine.config.url,
-          engineId: slot.engine.id,
-          apiKey: slot.engine.config.apiKey,
-          method: req.method ?? "POST",
-          path: req.url ?? "/",
-          body,
-          contentType: form?.contentType,
-          accept: req.headers.accept,
-          requestId: typeof req.headers["x-request-id"] === "string" ? req.headers["x-request-id"] : undefined,
-          stream,
-          firstByteTimeoutMs: stream ? deps.config.firstByteTimeoutMs : deps.config.requestTimeoutMs,
-          report: reportMode ? { mode: reportMode, store: deps.reports } : null,
-        },
-        res,
-        gatewayGone,
-      );
-    } finally {
-      granted.release();
-    }
-    const engineId = slot.engine.id;
-    const fields = { requestId: req.headers["x-request-id"], engine: engineId, model, attempt };
-    if (ids?.id && outcome.kind === "done") deps.responses.remember(ids.id, engineId);
-    switch (outcome.kind) {
-      case "done":
-      case "client_error":
-        pool.recordResult(engineId, true);
-        metrics.requests.inc({ engine: engineId, outcome: outcome.kind === "done" ? "ok" : "client_error" });
-        metrics.firstByte.observe({ engine: engineId }, outcome.firstByteMs / 1000);
-        metrics.latency.observe({ engine: engineId }, (performance.now() - started) / 1000);
-        log("request", { ...fields, status: outcome.status, firstByteMs: Math.round(outcome.firstByteMs), latencyMs: Math.round(performance.now() - started) }, "debug");
-        return;
-      case "failed_after_first_byte":
-        pool.recordResult(engineId, false);
-        metrics.requests.inc({ engine: engineId, outcome: "failed_mid_stream" });
-        log("request_failed_mid_stream", { ...fields, reason: outcome.reason }, "warn");
-        return;
-      case "client_gone":
-        metrics.requests.inc({ engine: engineId, outcome: "cancelled" });
-        return;
-      case "failed_before_first_byte":
-        pool.recordResult(engineId, false);
-        metrics.errors.inc({ engine: engineId, reason: "before_first_byte" });
-        log("engine_attempt_failed", { ...fields, reason: outcome.reason }, "warn");
-        triedAndFailed.add(engineId);
+      if (profile && performance.now() >= profileEndsAt) return sendProfileTimeout(res, profile.wire, model, req.headers["x-request-id"]);
+      const candidates = holder === undefined ? pool.candidates(model) : pool.candidates(model).filter((e) => e.id === holder);
+      if (candidates.length === 0) {
+        if (!pool.serves(model) && attempt === 0) {
+          return sendError(res, "model_not_found", `The model \`${model}\` is not served by this node.`);
+        }
+        metrics.requests.inc({ engine: "none", outcome: "unavailable" });
+        return sendError(res, "engine_unavailable", `No healthy engine serves '${model}' on this node right now.`, { "retry-after": "5" });
+      }
+      const fresh = candidates.filter((e) => !triedAndFailed.has(e.id));
+      let engine: EngineRuntime | undefined = fresh[0];
+      if (!engine) {
+        // Every engine serving the model failed this request once: wait, then retry the least loaded.
+        const wait = backoff[waits++];
+        if (wait === undefined) break;
+        metrics.retries.inc({ kind: "backoff" });
+        await sleep(Math.min(wait, profileEndsAt - performance.now()), stop?.signal ?? gatewayGone);
         if (gatewayGone.aborted) return;
+        if (performance.now() >= profileEndsAt) continue;
+        triedAndFailed.clear();
+        engine = pool.candidates(model)[0];
+        if (!engine) continue;
+      } else if (attempt > 0) {
+        metrics.retries.inc({ kind: "other_engine" });
+      }
+
+      const slot = acquireSlot(pool.candidates(model), engine, stop?.signal ?? gatewayGone);
+      if (!slot) {
+        metrics.shed.inc({ reason: "queue_full" });
+        return sendError(res, "overloaded", `Every engine serving '${model}' on this node is at capacity. Retry on another node.`, { "retry-after": "1" });
+      }
+      const granted = await slot.outcome;
+      if (!granted.ok) {
+        if (granted.reason !== "aborted") return sendError(res, "draining", "This node is draining. Retry on another node.", { "retry-after": "1" });
+        // Aborted: the gateway went away, or the profile's time ran out while waiting for a slot.
+        if (gatewayGone.aborted || !profile) return;
+        continue;
+      }
+      let outcome: AttemptOutcome;
+      try {
+        outcome = await attemptEngine(
+          {
+            engineUrl: slot.engine.config.url,
+            engineId: slot.engine.id,
+            apiKey: slot.engine.config.apiKey,
+            method: req.method ?? "POST",
+            path: req.url ?? "/",
+            body,
+            contentType: form?.contentType,
+            accept: req.headers.accept,
+            requestId: typeof req.headers["x-request-id"] === "string" ? req.headers["x-request-id"] : undefined,
+            stream,
+            firstByteTimeoutMs: Math.max(1, Math.min(stream ? deps.config.firstByteTimeoutMs : deps.config.requestTimeoutMs, profileEndsAt - performance.now())),
+            report: reportMode ? { mode: reportMode, store: deps.reports } : null,
+            profile: profile ? { wire: profile.wire, clientContinuous: profile.clientContinuous, deadlineAt: profileEndsAt } : null,
+          },
+          res,
+          gatewayGone,
+        );
+      } finally {
+        granted.release();
+      }
+      const engineId = slot.engine.id;
+      const fields = { requestId: req.headers["x-request-id"], engine: engineId, model, attempt };
+      if (ids?.id && outcome.kind === "done") deps.responses.remember(ids.id, engineId);
+      switch (outcome.kind) {
+        case "done":
+        case "client_error":
+          pool.recordResult(engineId, true);
+          metrics.requests.inc({ engine: engineId, outcome: outcome.kind === "done" ? "ok" : "client_error" });
+          metrics.firstByte.observe({ engine: engineId }, outcome.firstByteMs / 1000);
+          metrics.latency.observe({ engine: engineId }, (performance.now() - started) / 1000);
+          log("request", { ...fields, status: outcome.status, firstByteMs: Math.round(outcome.firstByteMs), latencyMs: Math.round(performance.now() - started) }, "debug");
+          return;
+        case "failed_after_first_byte":
+          pool.recordResult(engineId, false);
+          metrics.requests.inc({ engine: engineId, outcome: "failed_mid_stream" });
+          log("request_failed_mid_stream", { ...fields, reason: outcome.reason }, "warn");
+          return;
+        case "client_gone":
+          metrics.requests.inc({ engine: engineId, outcome: "cancelled" });
+          return;
+        case "timed_out":
+          pool.recordResult(engineId, true);
+          metrics.requests.inc({ engine: engineId, outcome: "profile_timeout" });
+          log("stream_profile_timeout", { ...fields, profile: profile?.wire.name, deliveredTokens: outcome.deliveredTokens }, "info");
+          return;
+        case "failed_before_first_byte":
+          pool.recordResult(engineId, false);
+          metrics.errors.inc({ engine: engineId, reason: "before_first_byte" });
+          log("engine_attempt_failed", { ...fields, reason: outcome.reason }, "warn");
+          triedAndFailed.add(engineId);
+          if (gatewayGone.aborted) return;
+      }
     }
+  } finally {
+    stop?.clear();
   }
   metrics.requests.inc({ engine: "none", outcome: "unavailable" });
   sendError(res, "engine_unavailable", `Every try on the engines serving '${model}' failed (${backoff.length} retries with backoff). Retry on another node.`, { "retry-after": "5" });
@@ -184,4 +210,50 @@ function acquireSlot(
     if (outcome) return { engine, outcome };
   }
   return null;
+}
+
+/**
+ * The engine's body for a profiled stream: the profile field removed, and running usage asked for
+ * (each chunk's token count, which the re-chunker sizes chunks by); whether the client itself asked
+ * for running usage is kept, so only then does it see it.
+ */
+function profiledBody(fields: Record<string, unknown>): { body: Uint8Array; profile: { wire: ProfileWire; clientContinuous: boolean } | null } {
+  const wire = parseProfileWire(fields[PROFILE_FIELD]);
+  const { [PROFILE_FIELD]: _profile, ...rest } = fields;
+  // A profile this backplane cannot read (a newer gateway's): the stream is served as it comes.
+  if (!wire) return { body: Buffer.from(JSON.stringify(rest)), profile: null };
+  const options = typeof rest.stream_options === "object" && rest.stream_options !== null ? (rest.stream_options as Record<string, unknown>) : {};
+  const clientContinuous = options.continuous_usage_stats === true;
+  const body = Buffer.from(JSON.stringify({ ...rest, stream_options: { ...options, include_usage: true, continuous_usage_stats: true } }));
+  return { body, profile: { wire, clientContinuous } };
+}
+
+/** An abort signal that fires when `parent` does or after `ms`; `clear` drops its timer and listener. */
+function deadlineSignal(parent: AbortSignal, ms: number): { signal: AbortSignal; clear(): void } {
+  const controller = new AbortController();
+  const abort = () => controller.abort();
+  const timer = setTimeout(abort, ms);
+  parent.addEventListener("abort", abort, { once: true });
+  return {
+    signal: controller.signal,
+    clear() {
+      clearTimeout(timer);
+      parent.removeEventListener("abort", abort);
+    },
+  };
+}
+
+/**
+ * A profile's time ran out before the engine's first byte: a 200 stream that says so in band,
+ * with a usage chunk of zero tokens (nothing was delivered, and the engine never answered).
+ */
+function sendProfileTimeout(res: ServerResponse, profile: ProfileWire, model: string, requestId: string | string[] | undefined): void {
+  if (res.headersSent) return;
+  const id = `chatcmpl-${typeof requestId === "string" ? requestId : "timeout"}`;
+  const usage = { id, object: "chat.completion.chunk", created: Math.floor(Date.now() / 1000), model, choices: [], usage: { prompt_tokens: 0, total_tokens: 0, completion_tokens: 0 } };
+  const seconds = Math.round(profile.timeout_ms / 100) / 10;
+  const message = `The '${profile.name}' streaming profile's ${seconds} s time limit passed before the engine started answering (it is busy). Retry later, or use the plain route, which has no limit.`;
+  const error = { error: { message, type: "timeout_error", param: null, code: PROFILE_TIMEOUT_CODE } };
+  res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", "x-switchyard-profile": profile.name });
+  res.end(`data: ${JSON.stringify(usage)}\n\ndata: ${JSON.stringify(error)}\n\ndata: [DONE]\n\n`);
 }
