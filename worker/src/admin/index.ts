@@ -27,6 +27,7 @@ import { regionRoutes } from "../routing/regions-admin.ts";
 import { reservationRoutes } from "../routing/reservations-admin.ts";
 import { tenantRoutes } from "../tenancy/tenants-admin.ts";
 import { usageRoutes } from "../usage/admin.ts";
+import { streamProfileRoutes } from "../profiles/admin.ts";
 
 /** Builds the admin sub-app (authenticated by ADMIN_TOKEN or an admin-scoped key, auth.ts). */
 export function adminApp(): Hono<AdminEnv> {
@@ -53,5 +54,6 @@ export function adminApp(): Hono<AdminEnv> {
     .route("/nodes", nodeHostRoutes)
     .route("/regions", regionRoutes)
     .route("/reservations", reservationRoutes)
-    .route("/billing", billingRoutes);
+    .route("/billing", billingRoutes)
+    .route("/stream-profiles", streamProfileRoutes);
 }

@@ -38,6 +38,8 @@ export function usageRow(args: {
   promptTokensEstimate?: number;
   /** Audio in the upload (transcriptions, translations), in ms. */
   audioMs?: number;
+  /** The agent streaming profile that cut the stream (profiles/), if any. */
+  streamProfile?: string | null;
 }): UsageRow {
   const { outcome, identity, model } = args;
   // Without the engine's usage, a request whose response had started has had its prompt processed:
@@ -71,5 +73,6 @@ export function usageRow(args: {
     latencyMs: args.endedAt - args.startedAt,
     costMicros: costMicros(model, promptTokens, completionTokens, cachedPromptTokens, args.priceMultiplier ?? 1, audioMs),
     errorCode: outcome.errorCode,
+    streamProfile: args.streamProfile ?? null,
   };
 }
