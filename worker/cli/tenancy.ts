@@ -46,6 +46,14 @@ function auditFlag(ctx: CommandContext): EnvironmentJson["audit_mode"] | undefin
   throw new AdminUsageError(`--audit must be off, metadata or full, got "${value}".`);
 }
 
+/** `--cache on|off` of env commands: the environment's response and embeddings caches (docs/caching.md). */
+function cacheFlag(ctx: CommandContext): boolean | undefined {
+  const value = flag(ctx, "cache");
+  if (value === undefined) return undefined;
+  if (value === "on" || value === "off") return value === "on";
+  throw new AdminUsageError(`--cache must be on or off, got "${value}".`);
+}
+
 /** Tenancy commands. */
 export const tenancyCommands: Record<string, Command> = {
   "tenant create": async (ctx) => {
@@ -75,6 +83,7 @@ export const tenancyCommands: Record<string, Command> = {
       routing_strategy: strategyFlag(ctx),
       region_overrides: regionOverridesFlag(ctx),
       audit_mode: auditFlag(ctx),
+      cache_enabled: cacheFlag(ctx),
     };
     created(ctx, "environment", await ctx.api().request<EnvironmentJson>("POST", "/environments", input));
   },
@@ -85,9 +94,9 @@ export const tenancyCommands: Record<string, Command> = {
   "env show": async (ctx) => show(ctx, await ctx.api().request<EnvironmentJson>("GET", `/environments/${enc(arg(ctx, 0, "the environment id"))}`)),
   "env update": async (ctx) => {
     const id = arg(ctx, 0, "the environment id");
-    const change = { name: flag(ctx, "name"), pinned_region: region(ctx), routing_strategy: strategyFlag(ctx), region_overrides: regionOverridesFlag(ctx), audit_mode: auditFlag(ctx) };
+    const change = { name: flag(ctx, "name"), pinned_region: region(ctx), routing_strategy: strategyFlag(ctx), region_overrides: regionOverridesFlag(ctx), audit_mode: auditFlag(ctx), cache_enabled: cacheFlag(ctx) };
     if (Object.values(change).every((v) => v === undefined)) {
-      throw new AdminUsageError("Nothing to update: give --name, --region (none to unpin), --strategy, --region-overrides (none to clear) or --audit.");
+      throw new AdminUsageError("Nothing to update: give --name, --region (none to unpin), --strategy, --region-overrides (none to clear), --audit or --cache.");
     }
     show(ctx, await ctx.api().request<EnvironmentJson>("PATCH", `/environments/${enc(id)}`, change));
   },

@@ -66,6 +66,7 @@ export async function createEnvironment(
     routingStrategy?: (typeof environments.$inferInsert)["routingStrategy"];
     regionOverrides?: string[] | null;
     auditMode?: (typeof environments.$inferInsert)["auditMode"];
+    cacheEnabled?: boolean;
   },
 ): Promise<typeof environments.$inferSelect> {
   const [row] = await db
@@ -78,6 +79,7 @@ export async function createEnvironment(
       routingStrategy: input.routingStrategy ?? null,
       regionOverrides: input.regionOverrides ?? null,
       auditMode: input.auditMode ?? "off",
+      cacheEnabled: input.cacheEnabled ?? true,
     })
     .returning();
   if (!row) throw new Error("environment insert returned no row");

@@ -53,6 +53,8 @@ export interface EnvironmentJson {
   region_overrides: string[] | null;
   /** Conversation audit of its inference requests: off, metadata or full (docs/audit.md). */
   audit_mode: "off" | "metadata" | "full";
+  /** Whether the response and embeddings caches serve its requests (docs/caching.md). */
+  cache_enabled: boolean;
   created_at: string;
 }
 
@@ -67,6 +69,7 @@ export function environmentJson(row: typeof environments.$inferSelect): Environm
     routing_strategy: row.routingStrategy,
     region_overrides: row.regionOverrides,
     audit_mode: row.auditMode,
+    cache_enabled: row.cacheEnabled,
     created_at: row.createdAt.toISOString(),
   };
 }

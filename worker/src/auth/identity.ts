@@ -24,6 +24,8 @@ export interface KeyIdentity {
   regionOverrides?: string[] | null;
   /** The environment's conversation audit (docs/audit.md). Optional: entries cached before it existed are off. */
   auditMode?: "off" | "metadata" | "full";
+  /** The environment's response and embeddings caches (docs/caching.md). Optional: entries cached before it existed are on. */
+  cacheEnabled?: boolean;
   /** Limit overrides of the tenant, environment and key (null fields keep the configured default). */
   overrides: Partial<Record<"tenant" | "environment" | "key", Partial<LayerLimits>>>;
   /** Budgets and quotas of the tenant, environment and key. */
@@ -50,6 +52,7 @@ export async function loadKeyIdentity(db: Db, hash: string): Promise<KeyCacheEnt
       routingStrategy: environments.routingStrategy,
       regionOverrides: environments.regionOverrides,
       auditMode: environments.auditMode,
+      cacheEnabled: environments.cacheEnabled,
     })
     .from(apiKeys)
     .innerJoin(tenants, eq(tenants.id, apiKeys.tenantId))
@@ -93,6 +96,7 @@ export async function loadKeyIdentity(db: Db, hash: string): Promise<KeyCacheEnt
       routingStrategy: row.routingStrategy,
       regionOverrides: row.regionOverrides,
       auditMode: row.auditMode,
+      cacheEnabled: row.cacheEnabled,
       overrides,
       budgets: budgetRows.map((b) => ({ id: b.id, scope: b.scope, scopeId: b.scopeId, kind: b.kind, period: b.period, amount: b.amount })),
     },

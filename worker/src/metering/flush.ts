@@ -32,12 +32,13 @@ export async function writeUsageBatch(db: Db, queued: QueuedRow[]): Promise<void
     for (const r of inserted) {
       const hour = hourOf(r.at);
       const id = [hour.toISOString(), r.tenantId, r.environmentId, r.apiKeyId, r.model].join("|");
-      const g = groups.get(id) ?? { hour, tenantId: r.tenantId, environmentId: r.environmentId, apiKeyId: r.apiKeyId, model: r.model, requests: 0, promptTokens: 0, completionTokens: 0, cachedPromptTokens: 0, audioMs: 0, costMicros: 0, creditMicros: 0 };
+      const g = groups.get(id) ?? { hour, tenantId: r.tenantId, environmentId: r.environmentId, apiKeyId: r.apiKeyId, model: r.model, requests: 0, promptTokens: 0, completionTokens: 0, cachedPromptTokens: 0, audioMs: 0, cacheHits: 0, costMicros: 0, creditMicros: 0 };
       g.requests = (g.requests ?? 0) + 1;
       g.promptTokens = (g.promptTokens ?? 0) + r.promptTokens;
       g.completionTokens = (g.completionTokens ?? 0) + r.completionTokens;
       g.cachedPromptTokens = (g.cachedPromptTokens ?? 0) + r.cachedPromptTokens;
       g.audioMs = (g.audioMs ?? 0) + r.audioMs;
+      g.cacheHits = (g.cacheHits ?? 0) + (r.cacheHit ? 1 : 0);
       g.costMicros = (g.costMicros ?? 0) + r.costMicros;
       g.creditMicros = (g.creditMicros ?? 0) + (credits.get(r.id) ?? 0);
       groups.set(id, g);
@@ -54,6 +55,7 @@ export async function writeUsageBatch(db: Db, queued: QueuedRow[]): Promise<void
           completionTokens: sql`${usageHourly.completionTokens} + excluded.completion_tokens`,
           cachedPromptTokens: sql`${usageHourly.cachedPromptTokens} + excluded.cached_prompt_tokens`,
           audioMs: sql`${usageHourly.audioMs} + excluded.audio_ms`,
+          cacheHits: sql`${usageHourly.cacheHits} + excluded.cache_hits`,
           costMicros: sql`${usageHourly.costMicros} + excluded.cost_micros`,
           creditMicros: sql`${usageHourly.creditMicros} + excluded.credit_micros`,
         },

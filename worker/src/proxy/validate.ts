@@ -60,6 +60,8 @@ export interface ProxyRequest {
    * (Responses' previous_response_id). Budgets then reserve the whole context per sequence.
    */
   unboundedPrompt?: boolean;
+  /** The parsed body (the OpenAI endpoints), which the caches key on (cache/policy.ts); read it, never change it. */
+  json?: Record<string, unknown>;
 }
 
 /**
@@ -266,6 +268,7 @@ export function validateRequest(endpoint: OpenAIEndpoint, raw: string): ProxyReq
     promptTokensEstimate: promptTokensEstimate(endpoint, body),
     prefixHash: prefixHash(endpoint, body.model, body),
     unboundedPrompt: endpoint === "chat" && hasMedia(body.messages as Json[]),
+    json: body,
   };
 }
 
