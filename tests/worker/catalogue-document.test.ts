@@ -103,6 +103,7 @@ describe("the catalogue as a YAML document", () => {
       routing_strategy: "round-robin",
       base_model: null,
       adapter_source: null,
+      aliases: [],
     });
 
     const dry = await put(text);

@@ -23,6 +23,8 @@ const STRING_FLAGS = [
   "model", "tps", "nodes", "strategy", "region-overrides", "base-model", "adapter-source", "source", "audio-price", "engine", "audit",
 ];
 const BOOLEAN_FLAGS = ["json", "all", "help", "alerts", "run", "apply"];
+/** Flags that may be given several times, their values joined as one comma list (`--alias a --alias b` is `--alias a,b`). */
+const LIST_FLAGS = ["alias"];
 const DEFAULT_URL = "http://127.0.0.1:8787";
 const ROOT = resolve(import.meta.dirname, "../..");
 
@@ -35,6 +37,7 @@ try {
     options: {
       ...Object.fromEntries(STRING_FLAGS.map((f) => [f, { type: "string" as const }])),
       ...Object.fromEntries(BOOLEAN_FLAGS.map((f) => [f, { type: "boolean" as const }])),
+      ...Object.fromEntries(LIST_FLAGS.map((f) => [f, { type: "string" as const, multiple: true as const }])),
     },
   });
 } catch (err) {
@@ -42,8 +45,8 @@ try {
   process.exit(2);
 }
 const { positionals } = parsed;
-// Repeated flags keep their last value.
-const flags = Object.fromEntries(Object.entries(parsed.values).map(([k, v]) => [k, Array.isArray(v) ? v.at(-1) : v]));
+// Repeated flags keep their last value, except list flags.
+const flags = Object.fromEntries(Object.entries(parsed.values).map(([k, v]) => [k, Array.isArray(v) ? (LIST_FLAGS.includes(k) ? v.join(",") : v.at(-1)) : v]));
 if (positionals.length === 0 || flags.help === true) {
   console.log(ADMIN_HELP);
   process.exit(flags.help === true ? 0 : 2);

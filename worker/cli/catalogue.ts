@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { catalogueYaml, type CataloguePlan } from "../src/routing/catalogue-wire.ts";
 import { table } from "./format.ts";
-import { AdminUsageError, arg, flag, need, output, show, type Command, type CommandContext } from "./context.ts";
+import { AdminUsageError, arg, flag, listFlag, output, show, type Command, type CommandContext } from "./context.ts";
 import { strategyFlag } from "./fleet.ts";
 
 interface CatalogueModel {
@@ -19,6 +19,7 @@ interface CatalogueModel {
   routing_strategy: string | null;
   base_model: string | null;
   adapter_source: string | null;
+  aliases: string[];
 }
 
 interface UsageReport {
@@ -42,6 +43,13 @@ function noneFlag(ctx: CommandContext, name: string): string | null | undefined 
   return value === "none" ? null : value;
 }
 
+/** `--alias a --alias b` or `--alias a,b`: the model's whole alias list; `--alias none` clears it; left out keeps it. */
+function aliasesFlag(ctx: CommandContext): string[] | undefined {
+  const list = listFlag(ctx, "alias");
+  if (list === undefined) return undefined;
+  return list.length === 1 && list[0] === "none" ? [] : list;
+}
+
 /** The plan of a catalogue document, one line per kind of change. */
 function printPlan(ctx: CommandContext, plan: CataloguePlan): void {
   ctx.print(plan.dry_run ? "Dry run: nothing was written (add --apply to apply this plan)." : "Applied:");
@@ -63,7 +71,7 @@ export const catalogueCommands: Record<string, Command> = {
     output(ctx, body, () =>
       ctx.print(
         table(
-          ["ID", "KIND", "CONTEXT", "IN $/M", "OUT $/M", "CACHED $/M", "AUDIO $/MIN", "ACTIVE", "STRATEGY", "BASE"],
+          ["ID", "KIND", "CONTEXT", "IN $/M", "OUT $/M", "CACHED $/M", "AUDIO $/MIN", "ACTIVE", "STRATEGY", "BASE", "ALIASES"],
           body.data.map((m) => [
             m.id,
             m.kind,
@@ -75,6 +83,7 @@ export const catalogueCommands: Record<string, Command> = {
             m.active ? "yes" : "no",
             m.routing_strategy,
             m.base_model,
+            m.aliases.join(",") || "-",
           ]),
         ),
       ),
@@ -86,8 +95,9 @@ export const catalogueCommands: Record<string, Command> = {
     if (active !== undefined && active !== "true" && active !== "false") throw new AdminUsageError(`--active must be true or false, got "${active}".`);
     const context = flag(ctx, "context");
     const body = {
-      // An adapter (--base-model) takes its base's context length when created without one.
-      context_length: context === undefined ? (flag(ctx, "base-model") === undefined ? Number(need(ctx, "context")) : undefined) : Number(context),
+      // Required when creating a model (the API says so), except an adapter (--base-model), which takes its base's;
+      // changing a model (its aliases, say) needs only the fields that change.
+      context_length: context === undefined ? undefined : Number(context),
       kind: flag(ctx, "kind"),
       family: flag(ctx, "family"),
       input_price_per_m_tokens: price(ctx, "input-price"),
@@ -98,6 +108,7 @@ export const catalogueCommands: Record<string, Command> = {
       routing_strategy: strategyFlag(ctx),
       base_model: noneFlag(ctx, "base-model"),
       adapter_source: noneFlag(ctx, "adapter-source"),
+      aliases: aliasesFlag(ctx),
     };
     show(ctx, await ctx.api().request<CatalogueModel>("PUT", `/models/${encodeURIComponent(id)}`, body));
   },

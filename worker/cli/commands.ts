@@ -44,13 +44,16 @@ Tenancy, limits and budgets go through the gateway's admin API (--url, --token):
                                                            newest first; operator only)
   reconciliation --run [--node N]                          (flushes usage and reconciles now; prints what it wrote)
   model list | remove ID                                   (the catalogue; remove deactivates)
-  model set ID   --context N [--kind chat|embedding|transcription] [--family F] [--input-price USD/M] [--output-price USD/M]
+  model set ID   [--context N] [--kind chat|embedding|transcription] [--family F] [--input-price USD/M] [--output-price USD/M]
                  [--cached-price USD/M] [--audio-price USD/min|none]   (transcription models: per minute of audio)
                  [--active true|false] [--strategy S|none]   (node choice for the model;
                                                            an environment's strategy wins)
                  [--base-model B|none] [--adapter-source PATH|none]   (a LoRA adapter of the chat model B,
                                                            loaded on demand from PATH; created without --context
                                                            or prices, it takes B's)
+                 [--alias A [--alias B …] | --alias A,B | --alias none]   (other names the model answers to on every
+                                                           route, e.g. phi3 for phi3:latest: the whole list; none
+                                                           clears it. Creating a model needs --context, unless an adapter)
   model export                                             (the whole catalogue as YAML, ordered by id: the document model apply takes)
   model apply FILE [--apply]                               (prints the plan of the YAML document: create, update, deactivate;
                                                            writes only with --apply; models left out are deactivated)

@@ -32,6 +32,7 @@ import { routeToLoadedAdapter } from "../routing/adapters.ts";
 import { sentSince, trackSend } from "../routing/sent.ts";
 import { rememberCircuit } from "../platform/hot-state.ts";
 import type { NodeEntry } from "../routing/snapshot.ts";
+import { catalogueModel, keyAllows, underModelId } from "../routing/aliases.ts";
 import { captureBytes, conversationRecord, StreamCapture, type CapturedBody } from "../conversations/capture.ts";
 import type { UsageRow } from "../metering/record.ts";
 import type { StreamProfile } from "../profiles/types.ts";
@@ -131,7 +132,7 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
   const audio = isAudioEndpoint(endpoint);
   const bodyBytes = bytes.byteLength;
   const stored: ResponsesRequest | null = endpoint === "responses" ? validateResponses(utf8.decode(bytes)) : null;
-  const req: ProxyRequest =
+  const asked: ProxyRequest =
     stored ?? (audio ? validateAudio(endpoint, bytes, c.req.header("content-type")) : validateBody(endpoint, utf8.decode(bytes)));
   const dialect = DIALECT[endpoint];
   const anthropic = dialect === "anthropic";
@@ -139,17 +140,19 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
   const failureEvent = (message: string, code: ErrorCode) =>
     dialect === "anthropic" ? anthropicSseError(message, code, deps.requestId) : dialect === "responses" ? responsesSseError(message, code) : sseErrorEvent(message, code);
 
-  const model = c.get("routing").snapshot.models[req.model];
-  const allowed = identity.allowedModels === null || identity.allowedModels.includes(req.model);
-  if (!model || !allowed) {
-    throw new ApiError("model_not_found", `The model '${req.model}' does not exist or you do not have access to it. GET /v1/models lists the models this key may use.`, {
+  // The model by its id or an alias (routing/aliases.ts): from here on the request is the model's id's.
+  const model = catalogueModel(c.get("routing").snapshot, asked.model);
+  if (!model || !keyAllows(identity.allowedModels, model)) {
+    throw new ApiError("model_not_found", `The model '${asked.model}' does not exist or you do not have access to it. GET /v1/models lists the models this key may use.`, {
       param: "model",
     });
   }
+  const req = underModelId(asked, model.id);
+  if (stored) stored.body.model = model.id;
   // Pooling routes (embeddings, rerank, score) need a pooling model, audio a transcription model; tokenizing takes either kind.
   const wantKind = costClass(endpoint) === "pool" ? "embedding" : audio ? "transcription" : costClass(endpoint) === "free" && endpoint !== "count_tokens" ? model.kind : "chat";
   if (model.kind !== wantKind) {
-    throw new ApiError("invalid_value", `The model '${req.model}' is ${model.kind === "chat" ? "a chat" : `an ${model.kind}`} model and cannot serve ${c.req.path}.`, {
+    throw new ApiError("invalid_value", `The model '${asked.model}' is ${model.kind === "chat" ? "a chat" : `an ${model.kind}`} model and cannot serve ${c.req.path}.`, {
       param: "model",
     });
   }

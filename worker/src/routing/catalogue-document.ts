@@ -21,6 +21,7 @@ import { inTransaction, reading, readQuery, requireOperator } from "../admin/htt
 import { cacheKeysOf, dropCaches } from "../admin/invalidate.ts";
 import { recordAudit, type AdminDb } from "../admin/store.ts";
 import { CATALOGUE_FIELDS, catalogueYaml, type CatalogueField, type CataloguePlan } from "./catalogue-wire.ts";
+import { checkCatalogueNames } from "./catalogue-names.ts";
 import { MODEL_ID, modelFields, modelJson, upsertModel, type ModelChange, type ModelRow } from "./models-admin.ts";
 
 /** Largest document accepted (a catalogue of thousands of models is a few hundred KB). */
@@ -137,7 +138,8 @@ function changesOf(before: ModelRow, entry: Entry): Record<string, { from: unkno
   const changes: Record<string, { from: unknown; to: unknown }> = {};
   for (const field of FIELDS) {
     const to = entry[field];
-    if (to !== undefined && to !== now[field]) changes[field] = { from: now[field], to };
+    // Lists (aliases) compare by value.
+    if (to !== undefined && JSON.stringify(to) !== JSON.stringify(now[field])) changes[field] = { from: now[field], to };
   }
   return changes;
 }
@@ -178,6 +180,13 @@ async function writeCatalogue(db: AdminDb, entries: Entry[]): Promise<CatalogueP
   plan.deactivate = left.filter((row) => row.active).map((row) => row.id);
   plan.unchanged.push(...left.filter((row) => !row.active).map((row) => row.id));
   if (plan.deactivate.length > 0) await db.update(models).set({ active: false }).where(inArray(models.id, plan.deactivate));
+  // Names are checked on the catalogue as the whole document leaves it (an alias may move between models).
+  const written = new Set([...plan.create, ...plan.update.map((u) => u.id)]);
+  const clash = await checkCatalogueNames(db, entries.filter((e) => written.has(e.id)).map((e) => e.id));
+  if (clash) {
+    const index = entries.findIndex((e) => e.id === clash.id);
+    throw atEntry(clash.error, index, clash.id);
+  }
   plan.create.sort();
   plan.update.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   plan.unchanged.sort();

@@ -14,6 +14,7 @@ export const CATALOGUE_FIELDS = [
   "routing_strategy",
   "base_model",
   "adapter_source",
+  "aliases",
 ] as const;
 
 /** A field of a document entry besides its id. */

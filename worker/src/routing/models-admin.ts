@@ -8,6 +8,10 @@
  * A LoRA adapter is a catalogue model with a `base_model` (an existing chat model that is not itself
  * an adapter) and, to be loaded on demand, an `adapter_source` (routing/adapters.ts). It is priced by
  * its own row; created without prices (or without context_length or family), it takes its base's.
+ *
+ * `aliases` are other names the model answers to on every route (routing/aliases.ts): spelled like
+ * ids, listed once, and clashing with no other model's id or alias (catalogue-names.ts: 409 naming
+ * the model that has the name).
  */
 import { asc, eq } from "drizzle-orm";
 import { ApiError } from "../errors.ts";
@@ -19,8 +23,13 @@ import { actorName, type AdminEnv } from "../admin/auth.ts";
 import { inTransaction, notFound, readJson, reading, requireOperator, unique } from "../admin/http.ts";
 import { cacheKeysOf, dropCaches } from "../admin/invalidate.ts";
 import { recordAudit, type AdminDb } from "../admin/store.ts";
+import { checkCatalogueNames } from "./catalogue-names.ts";
 
 const price = z.number().min(0).max(1_000_000);
+/** What a model id (and an alias) may look like. */
+export const MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$/;
+/** Aliases one model may have. */
+const MAX_ALIASES = 32;
 /** The fields of PUT /admin/models/:id (and of each entry of the catalogue document, with its id). */
 export const modelFields = z.strictObject({
   family: z.string().max(100).optional(),
@@ -39,9 +48,13 @@ export const modelFields = z.strictObject({
   base_model: z.string().min(1).max(200).nullable().optional(),
   /** Where engines load the adapter from at runtime (vLLM's lora_path); null: never loaded on demand. */
   adapter_source: z.string().min(1).max(4096).nullable().optional(),
+  /** Other names the model answers to on every route (the whole list; [] clears it; catalogue-names.ts). */
+  aliases: z
+    .array(z.string().regex(MODEL_ID, "an alias is spelled like a model id: a letter or digit, then letters, digits, '.', '_', ':', '/' or '-', at most 200"))
+    .max(MAX_ALIASES)
+    .refine((list) => new Set(list).size === list.length, "an alias is listed twice")
+    .optional(),
 });
-/** What a model id may look like. */
-export const MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$/;
 
 /** A catalogue row. */
 export type ModelRow = typeof models.$inferSelect;
@@ -62,6 +75,7 @@ export function modelJson(row: ModelRow) {
     routing_strategy: row.routingStrategy,
     base_model: row.baseModel,
     adapter_source: row.adapterSource,
+    aliases: row.aliases,
     created_at: row.createdAt.toISOString(),
   };
 }
@@ -135,6 +149,7 @@ export async function upsertModel(db: AdminDb, id: string, body: ModelChange, be
     ...(body.routing_strategy === undefined ? {} : { routingStrategy: body.routing_strategy }),
     ...(body.base_model === undefined ? {} : { baseModel: body.base_model }),
     ...(body.adapter_source === undefined ? {} : { adapterSource: body.adapter_source }),
+    ...(body.aliases === undefined ? {} : { aliases: body.aliases }),
   };
   const inherited = await checkAdapter(db, id, body, before);
   if (before) {
@@ -175,6 +190,8 @@ export const modelRoutes = new Hono<AdminEnv>()
     const { row, keys, created } = await inTransaction(c, async (db) => {
       const [before] = await db.select().from(models).where(eq(models.id, id));
       const after = await upsertModel(db, id, body, before);
+      const clash = await checkCatalogueNames(db, [id]);
+      if (clash) throw clash.error;
       await recordAudit(db, actorName(c.get("actor")), before ? "model.update" : "model.create", "model", id, null, {
         before: before ? modelJson(before) : null,
         after: modelJson(after),

@@ -1,6 +1,7 @@
 import { eq } from "drizzle-orm";
 import { capacityReservations, limitOverrides, models, nodes, regions } from "../../../schema/tables/index.ts";
 import type { Db } from "../platform/db.ts";
+import { aliasIndex } from "./aliases.ts";
 
 /** How the gateway picks a node among the healthy ones of a region (routing/strategies.ts). */
 export const ROUTING_STRATEGIES = ["least-load", "prefix-affinity", "round-robin", "latency", "random"] as const;
@@ -25,6 +26,8 @@ export interface ModelEntry {
   baseModel?: string | null;
   /** Where an engine loads the adapter from at runtime (vLLM's `lora_path`); null or absent: not loaded on demand. */
   adapterSource?: string | null;
+  /** Other names the model answers to on every route (routing/aliases.ts); absent: none. */
+  aliases?: string[];
 }
 
 /** A region as routing needs it: where it is (null until an admin sets it) and its price multiplier. */
@@ -72,6 +75,8 @@ export interface RoutingSnapshot {
   regions?: Record<string, RegionEntry>;
   /** Capacity reservations (optional: snapshots cached before it existed). */
   reservations?: ReservationEntry[];
+  /** Model aliases: alias → model id (routing/aliases.ts; optional: snapshots cached before it existed). */
+  aliases?: Record<string, string>;
 }
 
 /** Redis key of the routing snapshot. Admin tools delete it when models or nodes change. */
@@ -112,11 +117,13 @@ export async function loadRoutingSnapshot(db: Db): Promise<RoutingSnapshot> {
       routingStrategy: m.routingStrategy,
       baseModel: m.baseModel,
       adapterSource: m.adapterSource,
+      aliases: m.aliases,
     };
   }
   return {
     builtAt: Date.now(),
     models: catalogue,
+    aliases: aliasIndex(Object.values(catalogue)),
     globalLimits: global ? { rpm: global.rpm, tpm: global.tpm } : null,
     regionMultipliers: Object.fromEntries(regionRows.map((r) => [r.id, Number(r.multiplier)])),
     regions: Object.fromEntries(regionRows.map((r) => [r.id, { latitude: r.latitude, longitude: r.longitude, multiplier: Number(r.multiplier) }])),
