@@ -36,6 +36,7 @@ import { catalogueModel, keyAllows, underModelId } from "../routing/aliases.ts";
 import { captureBytes, conversationRecord, StreamCapture, type CapturedBody } from "../conversations/capture.ts";
 import type { UsageRow } from "../metering/record.ts";
 import type { StreamProfile } from "../profiles/types.ts";
+import { lookupCache, serveHit } from "../cache/serve.ts";
 
 const PATHS: Record<Endpoint, string> = {
   chat: "/v1/chat/completions",
@@ -157,6 +158,9 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
     });
   }
   // A response that continues a stored one must be made where that one is stored (responses/ids.ts).
+  // The response and embeddings caches (cache/, docs/caching.md): a hit is answered without a node.
+  const cache = await lookupCache(c, endpoint, req, model);
+  if (cache.kind === "hit") return serveHit(c, endpoint, req, model, bytes, cache);
   const candidates = stored?.previousResponseId ? [await storedResponseNode(c, stored.previousResponseId, req.model)] : await routeRequest(c, req.model, req.prefixHash);
 
   // Region price multipliers: the reservation assumes the dearest region among the candidates.
@@ -209,7 +213,7 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
   const answer = forwardToBackplane(
     {
       path: PATHS[endpoint],
-      body: req.upstreamBody,
+      body: cache.upstreamBody ?? req.upstreamBody,
       contentType: req.upstreamContentType,
       requestId: deps.requestId,
       masterSecret: deps.secrets.nodeSigning,
@@ -221,7 +225,7 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
       track: (node) => trackSend(node.id),
       // Anthropic and Responses streams are tapped here (the backplane's report tap speaks the OpenAI dialect).
       // Full audit needs the stream's bytes here, so its environments are always tapped by the gateway.
-      streamReport: req.stream && dialect === "openai" && deps.settings.streamTap === "node" && !auditFull ? (req.clientWantsUsage ? "keep-usage" : "strip-usage") : undefined,
+      streamReport: req.stream && dialect === "openai" && deps.settings.streamTap === "node" && !auditFull && !cache.captureStream ? (req.clientWantsUsage ? "keep-usage" : "strip-usage") : undefined,
       // Responses: the id is made per node (it names the node that will store it).
       bodyFor: stored ? async (node) => JSON.stringify({ ...stored.body, request_id: await newResponseId(deps.secrets.nodeSigning, identity.tenantId, node.id) }) : undefined,
     },
@@ -248,14 +252,16 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
           deps.waitUntil(settleRequest(deps, admission, row, null, conversationOf(row, null)));
           throw new ApiError("upstream_error", "The GPU node's answer broke off before it was complete. Retry the request.");
         }
-        deps.waitUntil(settleRequest(deps, admission, row, authAudit, conversationOf(row, auditFull ? captureBytes(bytes) : null)));
-        return { forwarded, body: bytes };
+        // An embeddings batch with cached inputs is merged here (and its row adjusted); answers are stored.
+        const served = cache.settleJson(bytes, forwarded.response.status, row);
+        deps.waitUntil(settleRequest(deps, admission, row, authAudit, conversationOf(row, auditFull ? captureBytes(served) : null)));
+        return { forwarded, body: served };
       }
       // STREAM_TAP=node: a node that taps the stream itself (and reports how it ended) gets its
       // bytes piped natively; otherwise (the default, or an older backplane) it is tapped here.
-      const token = deps.settings.streamTap === "node" && dialect === "openai" && !auditFull ? forwarded.response.headers.get(STREAM_REPORT_HEADER) : null;
+      const token = deps.settings.streamTap === "node" && dialect === "openai" && !auditFull && !cache.captureStream ? forwarded.response.headers.get(STREAM_REPORT_HEADER) : null;
       const fetchReport = token !== null && isReportToken(token) ? () => askReport(forwarded.node.url, token) : null;
-      const capture = auditFull ? new StreamCapture() : undefined;
+      const capture = auditFull || cache.captureStream ? new StreamCapture() : undefined;
       const tapped = fetchReport
         ? pipeReported(upstreamBody, fetchReport, {
             answeredAt,
@@ -273,7 +279,8 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
         tapped.done.then((outcome) => {
           forwarded.release();
           const row = rowOf(forwarded.node, forwarded.response.status, outcome);
-          return settleRequest(deps, admission, row, authAudit, conversationOf(row, capture ? capture.payloads() : null));
+          cache.settleStream(outcome, forwarded.response.status, capture);
+          return settleRequest(deps, admission, row, authAudit, conversationOf(row, capture && auditFull ? capture.payloads() : null));
         }),
       );
       return { forwarded, body: tapped.body };
@@ -298,6 +305,7 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
   // The Anthropic SDK reads the request id from `request-id`.
   if (anthropic || endpoint === "count_tokens") headers.set("request-id", deps.requestId);
   for (const [k, v] of Object.entries(admission.headers)) headers.set(k, v);
+  for (const [k, v] of Object.entries(cache.headers)) headers.set(k, v);
   if (req.stream) {
     headers.set("cache-control", "no-cache");
     headers.set("x-accel-buffering", "no");

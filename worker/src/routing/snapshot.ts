@@ -26,6 +26,8 @@ export interface ModelEntry {
   baseModel?: string | null;
   /** Where an engine loads the adapter from at runtime (vLLM's `lora_path`); null or absent: not loaded on demand. */
   adapterSource?: string | null;
+  /** A cache hit's price as a share of what the GPU answer would have cost (docs/caching.md); absent: 0, free. */
+  cacheHitPriceFactor?: number;
   /** Other names the model answers to on every route (routing/aliases.ts); absent: none. */
   aliases?: string[];
 }
@@ -117,6 +119,7 @@ export async function loadRoutingSnapshot(db: Db): Promise<RoutingSnapshot> {
       routingStrategy: m.routingStrategy,
       baseModel: m.baseModel,
       adapterSource: m.adapterSource,
+      cacheHitPriceFactor: Number(m.cacheHitPriceFactor),
       aliases: m.aliases,
     };
   }
