@@ -14,6 +14,8 @@ import { listModels } from "./routes/models.ts";
 import { proxyHandler } from "./routes/proxy.ts";
 import { storedResponseHandler } from "./responses/routes.ts";
 import { usageHandler } from "./usage/routes.ts";
+import { isOllamaPath, ollamaErrorResponse } from "./ollama/errors.ts";
+import { ollamaEmbed, ollamaEmbeddings } from "./ollama/routes.ts";
 
 /** Structured log line on stdout. */
 export const log: Logger = (event, fields) => {
@@ -42,6 +44,8 @@ const ROUTE_METHODS: Record<string, string> = {
   "/v1/audio/translations": "POST",
   "/v1/models": "GET",
   "/v1/usage": "GET",
+  "/api/embed": "POST",
+  "/api/embeddings": "POST",
 };
 const OTHER_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
@@ -73,6 +77,8 @@ export function createApp(): Hono<AppEnv> {
   app.use("/v1/*", requireApiKey);
   // vLLM's routes outside /v1, as its clients call them.
   for (const path of ["/rerank", "/v2/rerank", "/score", "/tokenize", "/detokenize"]) app.use(path, requireApiKey);
+  // Ollama's native API (ollama/), with the same keys as Bearer tokens.
+  app.use("/api/*", requireApiKey);
   app.get("/v1/models", listModels);
   app.post("/v1/chat/completions", proxyHandler("chat"));
   app.post("/v1/completions", proxyHandler("completions"));
@@ -90,12 +96,15 @@ export function createApp(): Hono<AppEnv> {
   app.post("/v1/audio/transcriptions", proxyHandler("transcriptions"));
   app.post("/v1/audio/translations", proxyHandler("translations"));
   app.get("/v1/usage", usageHandler);
+  app.post("/api/embed", ollamaEmbed);
+  app.post("/api/embeddings", ollamaEmbeddings);
   app.route("/admin", adminApp());
 
-  // Errors in the caller's dialect: Anthropic's shape on the Messages routes, OpenAI's elsewhere.
+  // Errors in the caller's dialect: Anthropic's shape on the Messages routes, Ollama's under /api, OpenAI's elsewhere.
   const render = (c: Context<AppEnv>, err: ApiError): Response => {
     // The deps are unset only when building them failed (an invalid setting).
     const requestId = (c.get("deps") as AppEnv["Variables"]["deps"] | undefined)?.requestId ?? "unknown";
+    if (isOllamaPath(c.req.path)) return ollamaErrorResponse(err, requestId);
     return isAnthropicPath(c.req.path) ? anthropicErrorResponse(err, requestId) : errorResponse(err, { "x-request-id": requestId });
   };
   app.notFound((c) => render(c, new ApiError("not_found", `No route for ${c.req.method} ${c.req.path}. See GET /v1/models and the README for the API.`)));
