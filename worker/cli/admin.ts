@@ -21,6 +21,8 @@ const STRING_FLAGS = [
   "kind", "period", "amount", "target", "limit", "cursor", "id", "lat", "lon", "context", "family", "input-price", "output-price", "node", "since",
   "cached-price", "active", "start", "end", "bucket", "group-by", "multiplier", "usd", "note",
   "model", "tps", "nodes", "strategy", "region-overrides", "base-model", "adapter-source", "source", "audio-price", "engine", "audit",
+  "cache", "cache-hit-factor",
+  "chunk-tokens", "buffer-tokens", "interval", "timeout",
 ];
 const BOOLEAN_FLAGS = ["json", "all", "help", "alerts", "run", "apply"];
 /** Flags that may be given several times, their values joined as one comma list (`--alias a --alias b` is `--alias a,b`). */

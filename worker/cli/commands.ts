@@ -3,6 +3,7 @@ import { AdminUsageError, type Command, type CommandContext } from "./context.ts
 import { catalogueCommands } from "./catalogue.ts";
 import { fleetCommands } from "./fleet.ts";
 import { infraCommands } from "./infra.ts";
+import { profileCommands } from "./profiles.ts";
 import { quotaCommands } from "./quotas.ts";
 import { reconcileCommands } from "./reconcile.ts";
 import { tenancyCommands } from "./tenancy.ts";
@@ -21,8 +22,10 @@ Tenancy, limits and budgets go through the gateway's admin API (--url, --token):
                                                            overrides: regions its requests may ask for with the
                                                            x-switchyard-region header)
   env list [--tenant T] | show ID | update ID [--name N] [--region R|none] [--strategy S|none]
-                 [--region-overrides r1,r2|none] [--audit off|metadata|full] | delete ID
-                                                           (--audit, also on create: conversation audit, docs/audit.md)
+                 [--region-overrides r1,r2|none] [--audit off|metadata|full] [--cache on|off] | delete ID
+                                                           (--audit, also on create: conversation audit, docs/audit.md;
+                                                           --cache, also on create: response and embeddings caches,
+                                                           docs/caching.md)
   key create     --env E --name N [--scopes chat,embeddings,admin] [--models m1,m2] [--expires 2027-01-01T00:00:00Z]
                                                            (prints the key, the only time it is shown)
   key list [--env E | --tenant T] | show ID | revoke ID
@@ -46,6 +49,8 @@ Tenancy, limits and budgets go through the gateway's admin API (--url, --token):
   model list | remove ID                                   (the catalogue; remove deactivates)
   model set ID   [--context N] [--kind chat|embedding|transcription] [--family F] [--input-price USD/M] [--output-price USD/M]
                  [--cached-price USD/M] [--audio-price USD/min|none]   (transcription models: per minute of audio)
+                 [--cache-hit-factor F]                    (a gateway cache hit's share of the GPU price: 0 free, the
+                                                           default, to 1; docs/caching.md)
                  [--active true|false] [--strategy S|none]   (node choice for the model;
                                                            an environment's strategy wins)
                  [--base-model B|none] [--adapter-source PATH|none]   (a LoRA adapter of the chat model B,
@@ -57,6 +62,13 @@ Tenancy, limits and budgets go through the gateway's admin API (--url, --token):
   model export                                             (the whole catalogue as YAML, ordered by id: the document model apply takes)
   model apply FILE [--apply]                               (prints the plan of the YAML document: create, update, deactivate;
                                                            writes only with --apply; models left out are deactivated)
+  profile list | show NAME                                 (agent streaming profiles: the built-in voice, copilot, gui
+                                                           and the operators'; docs/streaming-profiles.md)
+  profile set NAME [--chunk-tokens N] [--interval 50ms] [--buffer-tokens N] [--timeout 60s]
+                                                           (changes a profile, or adds one served at
+                                                           /v1/agents/stream?type=NAME: a new one needs all four)
+  profile remove NAME                                      (removes an operator's profile; a built-in goes back to
+                                                           its defaults)
 
 The fleet, through the admin API (operator only; docs/fleet.md):
   node list                                                (admin status, reported status, staleness, load, circuit)
@@ -93,7 +105,7 @@ Connection: --url (default $SWITCHYARD_URL or http://127.0.0.1:8787); --token (d
 else the admin-token file of the local stack serving --url, whatever its SWITCHYARD_DATA_DIR; else .data/dev).
 See docs/configuration.md.`;
 
-const COMMANDS: Record<string, Command> = { ...tenancyCommands, ...quotaCommands, ...catalogueCommands, ...infraCommands, ...reconcileCommands, ...fleetCommands };
+const COMMANDS: Record<string, Command> = { ...profileCommands, ...tenancyCommands, ...quotaCommands, ...catalogueCommands, ...infraCommands, ...reconcileCommands, ...fleetCommands };
 
 /** Runs one admin command: `words` are the positionals (`noun verb args…`, or `noun args…` for counters and audit). */
 export async function runAdminCommand(ctx: Omit<CommandContext, "args">, words: string[]): Promise<void> {

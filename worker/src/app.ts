@@ -16,6 +16,7 @@ import { storedResponseHandler } from "./responses/routes.ts";
 import { usageHandler } from "./usage/routes.ts";
 import { isOllamaPath, ollamaErrorResponse } from "./ollama/errors.ts";
 import { ollamaEmbed, ollamaEmbeddings } from "./ollama/routes.ts";
+import { PROFILE_ROUTES, profileHandler } from "./profiles/routes.ts";
 
 /** Structured log line on stdout. */
 export const log: Logger = (event, fields) => {
@@ -42,6 +43,10 @@ const ROUTE_METHODS: Record<string, string> = {
   "/detokenize": "POST",
   "/v1/audio/transcriptions": "POST",
   "/v1/audio/translations": "POST",
+  "/v1/voice/chat/completions": "POST",
+  "/v1/copilot/completions": "POST",
+  "/v1/gui/chat/completions": "POST",
+  "/v1/agents/stream": "POST",
   "/v1/models": "GET",
   "/v1/usage": "GET",
   "/api/embed": "POST",
@@ -95,6 +100,8 @@ export function createApp(): Hono<AppEnv> {
   app.post("/detokenize", proxyHandler("detokenize"));
   app.post("/v1/audio/transcriptions", proxyHandler("transcriptions"));
   app.post("/v1/audio/translations", proxyHandler("translations"));
+  // Agent streaming profiles (profiles/): the chat route's body, re-chunked and paced per profile.
+  for (const [path, profile] of Object.entries(PROFILE_ROUTES)) app.post(path, profileHandler(profile));
   app.get("/v1/usage", usageHandler);
   app.post("/api/embed", ollamaEmbed);
   app.post("/api/embeddings", ollamaEmbeddings);

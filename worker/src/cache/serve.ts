@@ -59,7 +59,8 @@ export interface CacheMiss {
 }
 
 const NOTHING: Omit<CacheMiss, "headers"> = { kind: "miss", captureStream: false, settleJson: (bytes) => bytes, settleStream: () => undefined };
-const BYPASS: CacheMiss = { ...NOTHING, headers: { [CACHE_HEADER]: "bypass" } };
+/** Neither read nor stored: `x-switchyard-cache: bypass` (also what a profiled stream gets, profiles/). */
+export const BYPASS: CacheMiss = { ...NOTHING, headers: { [CACHE_HEADER]: "bypass" } };
 const SILENT: CacheMiss = { ...NOTHING, headers: {} };
 
 type Json = Record<string, unknown>;

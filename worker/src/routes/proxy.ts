@@ -36,7 +36,8 @@ import { catalogueModel, keyAllows, underModelId } from "../routing/aliases.ts";
 import { captureBytes, conversationRecord, StreamCapture, type CapturedBody } from "../conversations/capture.ts";
 import type { UsageRow } from "../metering/record.ts";
 import type { StreamProfile } from "../profiles/types.ts";
-import { lookupCache, serveHit } from "../cache/serve.ts";
+import { profiledRequest } from "../profiles/profiles.ts";
+import { lookupCache, serveHit, BYPASS } from "../cache/serve.ts";
 
 const PATHS: Record<Endpoint, string> = {
   chat: "/v1/chat/completions",
@@ -123,7 +124,7 @@ export interface ProxyOptions {
  * translate another API into one of the endpoints (Ollama's, the streaming profiles') call this
  * with the translated body, so limits, budgets, routing, caches and metering apply unchanged.
  */
-export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: ArrayBuffer, _opts: ProxyOptions = {}): Promise<Response> {
+export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: ArrayBuffer, opts: ProxyOptions = {}): Promise<Response> {
   const deps = c.get("deps");
   const identity = c.get("identity");
   const scope = SCOPE[endpoint];
@@ -148,7 +149,9 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
       param: "model",
     });
   }
-  const req = underModelId(asked, model.id);
+  // An agent streaming profile (profiles/): one choice, the profile carried to the backplane in the body.
+  const profile = opts.profile ?? null;
+  const req = profile ? profiledRequest(underModelId(asked, model.id), profile) : underModelId(asked, model.id);
   if (stored) stored.body.model = model.id;
   // Pooling routes (embeddings, rerank, score) need a pooling model, audio a transcription model; tokenizing takes either kind.
   const wantKind = costClass(endpoint) === "pool" ? "embedding" : audio ? "transcription" : costClass(endpoint) === "free" && endpoint !== "count_tokens" ? model.kind : "chat";
@@ -159,7 +162,8 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
   }
   // A response that continues a stored one must be made where that one is stored (responses/ids.ts).
   // The response and embeddings caches (cache/, docs/caching.md): a hit is answered without a node.
-  const cache = await lookupCache(c, endpoint, req, model);
+  // A profiled stream is re-cut per profile on the backplane: the response cache, which replays the engine's own cut, stays out.
+  const cache = profile ? BYPASS : await lookupCache(c, endpoint, req, model);
   if (cache.kind === "hit") return serveHit(c, endpoint, req, model, bytes, cache);
   const candidates = stored?.previousResponseId ? [await storedResponseNode(c, stored.previousResponseId, req.model)] : await routeRequest(c, req.model, req.prefixHash);
 
@@ -182,6 +186,7 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
       priceMultiplier: node ? (multipliers[node.regionId] ?? 1) : 1,
       promptTokensEstimate: req.promptTokensEstimate,
       audioMs: req.audioMs,
+      streamProfile: profile?.name ?? null,
     });
   const admission = await admit(
     deps,
@@ -225,7 +230,8 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
       track: (node) => trackSend(node.id),
       // Anthropic and Responses streams are tapped here (the backplane's report tap speaks the OpenAI dialect).
       // Full audit needs the stream's bytes here, so its environments are always tapped by the gateway.
-      streamReport: req.stream && dialect === "openai" && deps.settings.streamTap === "node" && !auditFull && !cache.captureStream ? (req.clientWantsUsage ? "keep-usage" : "strip-usage") : undefined,
+      // A profiled stream is re-chunked by the backplane and always tapped here (its report tap sees the engine's chunks).
+      streamReport: req.stream && dialect === "openai" && deps.settings.streamTap === "node" && !auditFull && !profile && !cache.captureStream ? (req.clientWantsUsage ? "keep-usage" : "strip-usage") : undefined,
       // Responses: the id is made per node (it names the node that will store it).
       bodyFor: stored ? async (node) => JSON.stringify({ ...stored.body, request_id: await newResponseId(deps.secrets.nodeSigning, identity.tenantId, node.id) }) : undefined,
     },
@@ -259,7 +265,7 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
       }
       // STREAM_TAP=node: a node that taps the stream itself (and reports how it ended) gets its
       // bytes piped natively; otherwise (the default, or an older backplane) it is tapped here.
-      const token = deps.settings.streamTap === "node" && dialect === "openai" && !auditFull && !cache.captureStream ? forwarded.response.headers.get(STREAM_REPORT_HEADER) : null;
+      const token = deps.settings.streamTap === "node" && dialect === "openai" && !auditFull && !profile && !cache.captureStream ? forwarded.response.headers.get(STREAM_REPORT_HEADER) : null;
       const fetchReport = token !== null && isReportToken(token) ? () => askReport(forwarded.node.url, token) : null;
       const capture = auditFull || cache.captureStream ? new StreamCapture() : undefined;
       const tapped = fetchReport
@@ -305,6 +311,7 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
   // The Anthropic SDK reads the request id from `request-id`.
   if (anthropic || endpoint === "count_tokens") headers.set("request-id", deps.requestId);
   for (const [k, v] of Object.entries(admission.headers)) headers.set(k, v);
+  if (profile) headers.set("x-switchyard-profile", profile.name);
   for (const [k, v] of Object.entries(cache.headers)) headers.set(k, v);
   if (req.stream) {
     headers.set("cache-control", "no-cache");

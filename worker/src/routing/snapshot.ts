@@ -1,6 +1,7 @@
 import { eq } from "drizzle-orm";
-import { capacityReservations, limitOverrides, models, nodes, regions } from "../../../schema/tables/index.ts";
+import { capacityReservations, limitOverrides, models, nodes, regions, streamProfiles } from "../../../schema/tables/index.ts";
 import type { Db } from "../platform/db.ts";
+import type { StreamProfile } from "../profiles/types.ts";
 import { aliasIndex } from "./aliases.ts";
 
 /** How the gateway picks a node among the healthy ones of a region (routing/strategies.ts). */
@@ -79,6 +80,8 @@ export interface RoutingSnapshot {
   reservations?: ReservationEntry[];
   /** Model aliases: alias → model id (routing/aliases.ts; optional: snapshots cached before it existed). */
   aliases?: Record<string, string>;
+  /** Operators' agent streaming profiles (stream_profiles), on top of the built-ins (profiles/profiles.ts). */
+  streamProfiles?: StreamProfile[];
 }
 
 /** Redis key of the routing snapshot. Admin tools delete it when models or nodes change. */
@@ -96,12 +99,13 @@ export function lastRoutingCacheKey(prefix: string): string {
 
 /** Builds the snapshot from Postgres (cache miss path only). */
 export async function loadRoutingSnapshot(db: Db): Promise<RoutingSnapshot> {
-  const [modelRows, nodeRows, globalRows, regionRows, reservationRows] = await Promise.all([
+  const [modelRows, nodeRows, globalRows, regionRows, reservationRows, profileRows] = await Promise.all([
     db.select().from(models).where(eq(models.active, true)),
     db.select().from(nodes),
     db.select().from(limitOverrides).where(eq(limitOverrides.scope, "global")),
     db.select({ id: regions.id, multiplier: regions.priceMultiplier, latitude: regions.latitude, longitude: regions.longitude }).from(regions),
     db.select().from(capacityReservations),
+    db.select().from(streamProfiles),
   ]);
   const global = globalRows[0];
   const catalogue: Record<string, ModelEntry> = {};
@@ -130,6 +134,7 @@ export async function loadRoutingSnapshot(db: Db): Promise<RoutingSnapshot> {
     globalLimits: global ? { rpm: global.rpm, tpm: global.tpm } : null,
     regionMultipliers: Object.fromEntries(regionRows.map((r) => [r.id, Number(r.multiplier)])),
     regions: Object.fromEntries(regionRows.map((r) => [r.id, { latitude: r.latitude, longitude: r.longitude, multiplier: Number(r.multiplier) }])),
+    streamProfiles: profileRows.map((p) => ({ name: p.name, chunkTokens: p.chunkTokens, timeoutMs: p.timeoutMs, bufferTokens: p.bufferTokens, intervalMs: p.intervalMs })),
     reservations: reservationRows.map((r) => ({ tenantId: r.tenantId, model: r.model, tokensPerSecond: r.tokensPerSecond, nodeIds: r.nodeIds })),
     nodes: nodeRows.map((n) => ({
       id: n.id,
