@@ -5,7 +5,8 @@ import { createApiKey, createEnvironment, createTenant, findApiKey, upsertModel,
 /** The catalogue of the local stack: what the simulated engine serves. */
 export const DEMO_MODELS = [
   { id: "sim-llama-8b", family: "llama", kind: "chat" as const, contextLength: 8192, inputPricePerMTokens: "0.100000", outputPricePerMTokens: "0.200000" },
-  { id: "sim-embed", family: "bge", kind: "embedding" as const, contextLength: 512, inputPricePerMTokens: "0.020000", outputPricePerMTokens: "0" },
+  // An Ollama-style tag as an alias, so Ollama clients can call /api/embed with the name they expect.
+  { id: "sim-embed", family: "bge", kind: "embedding" as const, contextLength: 512, inputPricePerMTokens: "0.020000", outputPricePerMTokens: "0", aliases: ["sim-embed:latest"] },
   // Speech to text (/v1/audio/transcriptions): Whisper's 448-token context, $0.006 per minute of audio.
   { id: "sim-whisper", family: "whisper", kind: "transcription" as const, contextLength: 448, inputPricePerMTokens: "0", outputPricePerMTokens: "0", audioPricePerMinute: "0.006000" },
 ];
