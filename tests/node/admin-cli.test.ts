@@ -215,6 +215,41 @@ describe("admin CLI errors", () => {
     }
   });
 
+  it("turns an environment's caches off with --cache off, sets a model's --cache-hit-factor, and refuses other values before any call", async () => {
+    const seen: string[] = [];
+    const gateway = createServer((req, res) => {
+      let body = "";
+      req.on("data", (c: Buffer) => (body += c.toString("utf8")));
+      req.on("end", () => {
+        seen.push(`${req.method} ${req.url} ${body}`);
+        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ object: "environment", id: "env_1", cache_enabled: false }));
+      });
+    });
+    gateway.listen(0, "127.0.0.1");
+    await once(gateway, "listening");
+    const url = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`;
+    const bodyOf = (line: string | undefined) => JSON.parse(line?.replace(/^\S+ \S+ /, "") ?? "{}") as Record<string, unknown>;
+    try {
+      expect((await admin(["env", "update", "env_1", "--cache", "off", "--url", url, "--token", "t"])).code).toBe(0);
+      expect(seen[0]).toMatch(/^PATCH \/admin\/environments\/env_1 /);
+      expect(bodyOf(seen[0])).toEqual({ cache_enabled: false });
+      expect((await admin(["env", "update", "env_1", "--cache", "on", "--url", url, "--token", "t"])).code).toBe(0);
+      expect(bodyOf(seen[1])).toEqual({ cache_enabled: true });
+      expect((await admin(["model", "set", "m1", "--cache-hit-factor", "0.25", "--url", url, "--token", "t"])).code).toBe(0);
+      expect(seen[2]).toMatch(/^PUT \/admin\/models\/m1 /);
+      expect(bodyOf(seen[2])).toEqual({ cache_hit_price_factor: 0.25 });
+      const wrong = await admin(["env", "update", "env_1", "--cache", "maybe", "--url", url, "--token", "t"]);
+      expect(wrong.code).toBe(2);
+      expect(wrong.stderr).toContain("--cache must be on or off");
+      const tooHigh = await admin(["model", "set", "m1", "--cache-hit-factor", "2", "--url", url, "--token", "t"]);
+      expect(tooHigh.code).toBe(2);
+      expect(tooHigh.stderr).toContain("--cache-hit-factor must be a number from 0");
+      expect(seen).toHaveLength(3);
+    } finally {
+      gateway.close();
+    }
+  });
+
   it("exits 1 with a clear message when the gateway cannot be reached", async () => {
     const url = `http://127.0.0.1:${await freePort()}`;
     const result = await admin(["tenant", "list", "--url", url, "--token", "t"]);

@@ -7,6 +7,7 @@ import { tenantIndexKeys } from "../../worker/src/cache/store.ts";
 import worker from "../../worker/src/index.ts";
 import { clearIsolateCaches } from "../../worker/src/platform/hot-state.ts";
 import { routingCacheKey } from "../../worker/src/routing/snapshot.ts";
+import { admin } from "./admin-helpers.ts";
 import { createApiKey, flushNow, query, redis, sseData } from "./helpers.ts";
 
 type Bindings = typeof env;
@@ -302,5 +303,18 @@ describe("environment admin", () => {
     expect(row?.cacheEnabled).toBe(false);
     clearIsolateCaches();
     expect((await call(key, "/v1/chat/completions", chat("admin switch"))).cache).toBe("bypass");
+  });
+});
+
+describe("catalogue admin", () => {
+  it("sets a model's cache_hit_price_factor through PUT /admin/models/:id (0 to 1) and shows it", async () => {
+    const id = `cachef-${crypto.randomUUID().slice(0, 8)}`;
+    const created = await admin<{ cache_hit_price_factor: number }>("PUT", `/models/${id}`, { family: "qwen", context_length: 4096 });
+    expect(created.body.cache_hit_price_factor).toBe(0);
+    const set = await admin<{ cache_hit_price_factor: number }>("PUT", `/models/${id}`, { cache_hit_price_factor: 0.25 });
+    expect(set).toMatchObject({ status: 200, body: { cache_hit_price_factor: 0.25 } });
+    const tooHigh = await admin<{ error: { param: string } }>("PUT", `/models/${id}`, { cache_hit_price_factor: 1.5 });
+    expect(tooHigh).toMatchObject({ status: 400, body: { error: { param: "cache_hit_price_factor" } } });
+    await admin("DELETE", `/models/${id}`);
   });
 });

@@ -99,6 +99,7 @@ describe("the catalogue as a YAML document", () => {
       output_price_per_m_tokens: 0.6,
       cached_input_price_per_m_tokens: 0.05,
       audio_price_per_minute: null,
+      cache_hit_price_factor: 0,
       active: true,
       routing_strategy: "round-robin",
       base_model: null,

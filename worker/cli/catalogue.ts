@@ -20,6 +20,7 @@ interface CatalogueModel {
   base_model: string | null;
   adapter_source: string | null;
   aliases: string[];
+  cache_hit_price_factor: number;
 }
 
 interface UsageReport {
@@ -34,6 +35,15 @@ function price(ctx: CommandContext, name: string, unit = "per million tokens"): 
   if (raw === undefined) return undefined;
   const value = Number(raw);
   if (!Number.isFinite(value) || value < 0) throw new AdminUsageError(`--${name} must be a price in USD ${unit}, got "${raw}".`);
+  return value;
+}
+
+/** `--cache-hit-factor F`: a cache hit's share of the GPU price, 0 (free) to 1 (docs/caching.md). */
+function cacheFactorFlag(ctx: CommandContext): number | undefined {
+  const raw = flag(ctx, "cache-hit-factor");
+  if (raw === undefined) return undefined;
+  const value = Number(raw);
+  if (raw.trim() === "" || !Number.isFinite(value) || value < 0 || value > 1) throw new AdminUsageError(`--cache-hit-factor must be a number from 0 (hits free) to 1 (full price), got "${raw}".`);
   return value;
 }
 
@@ -109,6 +119,7 @@ export const catalogueCommands: Record<string, Command> = {
       base_model: noneFlag(ctx, "base-model"),
       adapter_source: noneFlag(ctx, "adapter-source"),
       aliases: aliasesFlag(ctx),
+      cache_hit_price_factor: cacheFactorFlag(ctx),
     };
     show(ctx, await ctx.api().request<CatalogueModel>("PUT", `/models/${encodeURIComponent(id)}`, body));
   },

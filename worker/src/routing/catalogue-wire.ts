@@ -10,6 +10,7 @@ export const CATALOGUE_FIELDS = [
   "output_price_per_m_tokens",
   "cached_input_price_per_m_tokens",
   "audio_price_per_minute",
+  "cache_hit_price_factor",
   "active",
   "routing_strategy",
   "base_model",

@@ -41,6 +41,8 @@ export const modelFields = z.strictObject({
   cached_input_price_per_m_tokens: price.nullable().optional(),
   /** USD per minute of audio, for transcription models (null: audio not priced by duration). */
   audio_price_per_minute: price.nullable().optional(),
+  /** A cache hit's price as a share of what the GPU answer would have cost: 0 (free, the default) to 1 (full price; docs/caching.md). */
+  cache_hit_price_factor: z.number().min(0).max(1).optional(),
   active: z.boolean().optional(),
   /** Node-choice strategy (null: least-load); an environment's own strategy wins. */
   routing_strategy: z.enum(ROUTING_STRATEGIES).nullable().optional(),
@@ -71,6 +73,7 @@ export function modelJson(row: ModelRow) {
     output_price_per_m_tokens: Number(row.outputPricePerMTokens),
     cached_input_price_per_m_tokens: row.cachedInputPricePerMTokens === null ? null : Number(row.cachedInputPricePerMTokens),
     audio_price_per_minute: row.audioPricePerMinute === null ? null : Number(row.audioPricePerMinute),
+    cache_hit_price_factor: Number(row.cacheHitPriceFactor),
     active: row.active,
     routing_strategy: row.routingStrategy,
     base_model: row.baseModel,
@@ -145,6 +148,7 @@ export async function upsertModel(db: AdminDb, id: string, body: ModelChange, be
     ...(body.audio_price_per_minute === undefined
       ? {}
       : { audioPricePerMinute: body.audio_price_per_minute === null ? null : String(body.audio_price_per_minute) }),
+    ...(body.cache_hit_price_factor === undefined ? {} : { cacheHitPriceFactor: String(body.cache_hit_price_factor) }),
     ...(body.active === undefined ? {} : { active: body.active }),
     ...(body.routing_strategy === undefined ? {} : { routingStrategy: body.routing_strategy }),
     ...(body.base_model === undefined ? {} : { baseModel: body.base_model }),
