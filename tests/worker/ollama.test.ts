@@ -23,7 +23,8 @@ interface Embed {
 
 beforeAll(async () => {
   before = expectStatus(await admin<{ aliases: string[] }>("GET", `/models/${EMBED}`), 200).aliases;
-  expectStatus(await admin("PUT", `/models/${EMBED}`, { aliases: [...before, TAGGED] }), 200);
+  // Only TAGGED while this file runs (not the seeded sim-embed:latest), so `sim-embed:latest` below is Ollama's tag rule at work.
+  expectStatus(await admin("PUT", `/models/${EMBED}`, { aliases: [TAGGED] }), 200);
   await eventually(async () => ((await post("/api/embed", { model: TAGGED, input: "warm" })).status === 200 ? true : undefined));
 });
 
@@ -71,6 +72,21 @@ describe("POST /api/embed", () => {
     expect(body.embeddings[1]).toEqual(single.embeddings[0]);
     expect(body.embeddings[0]).not.toEqual(body.embeddings[1]);
     expect((await usageRow(res.headers.get("x-request-id") ?? "")).model).toBe(EMBED);
+  });
+
+  it("reads a name without a tag as its :latest tag, and a :latest name as the untagged model, as Ollama names models", async () => {
+    const untagged = await post("/api/embed", { model: "nomic-embed-text", input: "tagless" });
+    expect(untagged.status).toBe(200);
+    expect((await untagged.json<Embed>()).model).toBe("nomic-embed-text");
+    expect((await usageRow(untagged.headers.get("x-request-id") ?? "")).model).toBe(EMBED);
+    const latest = await post("/api/embeddings", { model: `${EMBED}:latest`, prompt: "tagged" });
+    expect(latest.status).toBe(200);
+    expect((await usageRow(latest.headers.get("x-request-id") ?? "")).model).toBe(EMBED);
+    // The rule is Ollama's: the OpenAI routes take names as the catalogue has them.
+    expect((await post("/v1/embeddings", { model: `${EMBED}:latest`, input: "a" })).status).toBe(404);
+    expect((await post("/api/embed", { model: "nomic-embed-text", input: [] })).status).toBe(200);
+    // Only :latest is implied: another tag is a name of its own.
+    expect((await post("/api/embed", { model: `${EMBED}:v2`, input: "a" })).status).toBe(404);
   });
 
   it("cuts vectors to `dimensions`", async () => {

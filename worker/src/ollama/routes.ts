@@ -4,7 +4,7 @@
  * token. Each is translated into an OpenAI embeddings request and served by the inference path
  * (`serveProxy`), so scopes, limits, budgets, routing, caches and metering apply as on
  * `/v1/embeddings`; the answer is translated back. Model names resolve through the catalogue's
- * aliases (`nomic-embed-text:latest`). Errors are Ollama's `{"error":"…"}` (errors.ts, app.ts).
+ * aliases (`nomic-embed-text:latest`), with Ollama's implicit `:latest` tag. Errors are Ollama's `{"error":"…"}` (errors.ts, app.ts).
  */
 import type { Context } from "hono";
 import type { AppEnv } from "../env.ts";
@@ -26,13 +26,27 @@ function keptHeaders(from: Headers): Headers {
 }
 
 /**
+ * The name to serve a client's model name under, by Ollama's naming rule: a name without a tag means
+ * its `:latest` tag (ollama types/model ParseName), so `nomic-embed-text` finds a catalogue model or
+ * alias `nomic-embed-text:latest`, and `sim-embed:latest` finds `sim-embed`. A name the catalogue
+ * knows as it is is kept; one it knows under neither spelling is kept too (and answered 404).
+ */
+function servedName(c: Context<AppEnv>, name: string): string {
+  const snapshot = c.get("routing").snapshot;
+  if (catalogueModel(snapshot, name)) return name;
+  const tagged = name.slice(name.lastIndexOf("/") + 1).includes(":");
+  const other = !tagged ? `${name}:latest` : name.endsWith(":latest") ? name.slice(0, -":latest".length) : null;
+  return other !== null && catalogueModel(snapshot, other) ? other : name;
+}
+
+/**
  * A request with nothing to embed is answered without running the model, as Ollama does, after the
  * checks the inference path would make: the key's scope, the model (by id or alias) and its kind.
  */
 function checkModel(c: Context<AppEnv>, name: string): void {
   const identity = c.get("identity");
   if (!identity.scopes.includes("embeddings")) throw new ApiError("permission_denied", `This API key lacks the 'embeddings' scope needed for ${c.req.path}.`);
-  const model = catalogueModel(c.get("routing").snapshot, name);
+  const model = catalogueModel(c.get("routing").snapshot, servedName(c, name));
   if (!model || !keyAllows(identity.allowedModels, model)) {
     throw new ApiError("model_not_found", `The model '${name}' does not exist or you do not have access to it. GET /v1/models lists the models this key may use.`, { param: "model" });
   }
@@ -66,7 +80,7 @@ async function serve(c: Context<AppEnv>, request: OllamaEmbedRequest): Promise<S
 
 /** `POST /api/embed`: `{model, input, truncate?, dimensions?}` → `{model, embeddings, total_duration, load_duration, prompt_eval_count}`. */
 export async function ollamaEmbed(c: Context<AppEnv>): Promise<Response> {
-  const request = translateEmbed(utf8.decode(await readBody(c, "embeddings")));
+  const request = translateEmbed(utf8.decode(await readBody(c, "embeddings")), (name) => servedName(c, name));
   const served = await serve(c, request);
   if ("failed" in served) return served.failed;
   const deps = c.get("deps");
@@ -75,7 +89,7 @@ export async function ollamaEmbed(c: Context<AppEnv>): Promise<Response> {
 
 /** `POST /api/embeddings` (Ollama's older route): `{model, prompt}` → `{embedding}`. */
 export async function ollamaEmbeddings(c: Context<AppEnv>): Promise<Response> {
-  const request = translateEmbeddings(utf8.decode(await readBody(c, "embeddings")));
+  const request = translateEmbeddings(utf8.decode(await readBody(c, "embeddings")), (name) => servedName(c, name));
   const served = await serve(c, request);
   if ("failed" in served) return served.failed;
   return new Response(JSON.stringify(embeddingsResponse(served.answer)), { status: 200, headers: served.headers });

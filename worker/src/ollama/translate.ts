@@ -48,8 +48,10 @@ function modelOf(body: Json): string {
  * `dimensions` is passed on (vLLM cuts a matryoshka embedding and normalises it). `options` and
  * `keep_alive` steer Ollama's own runner (sampling options, how long it stays loaded): the engines
  * behind the gateway manage their models themselves, so both are accepted and ignored.
+ * `servedName` maps the client's model name to the one the OpenAI body names (routes.ts: Ollama's
+ * implicit `:latest` tag); `model` stays the client's, which Ollama's answer echoes.
  */
-export function translateEmbed(raw: string): OllamaEmbedRequest {
+export function translateEmbed(raw: string, servedName: (model: string) => string = (m) => m): OllamaEmbedRequest {
   const body = bodyOf(raw);
   const model = modelOf(body);
   const input = body.input;
@@ -66,20 +68,20 @@ export function translateEmbed(raw: string): OllamaEmbedRequest {
     throw new ApiError("invalid_value", "dimensions must be a positive integer", { param: "dimensions" });
   }
   if (inputs.length === 0) return { model, inputs, openai: null };
-  const openai: Json = { model, input: inputs, encoding_format: "float" };
+  const openai: Json = { model: servedName(model), input: inputs, encoding_format: "float" };
   if (typeof dimensions === "number") openai.dimensions = dimensions;
   if (body.truncate !== false) openai.truncate_prompt_tokens = -1;
   return { model, inputs, openai: JSON.stringify(openai) };
 }
 
 /** `POST /api/embeddings` (Ollama's older route): `{model, prompt, options?, keep_alive?}`; an empty prompt embeds nothing. */
-export function translateEmbeddings(raw: string): OllamaEmbedRequest {
+export function translateEmbeddings(raw: string, servedName: (model: string) => string = (m) => m): OllamaEmbedRequest {
   const body = bodyOf(raw);
   const model = modelOf(body);
   const prompt = body.prompt;
   if (prompt !== undefined && prompt !== null && typeof prompt !== "string") throw new ApiError("invalid_value", "prompt must be a string", { param: "prompt" });
   if (!prompt) return { model, inputs: [], openai: null };
-  return { model, inputs: [prompt], openai: JSON.stringify({ model, input: prompt, encoding_format: "float" }) };
+  return { model, inputs: [prompt], openai: JSON.stringify({ model: servedName(model), input: prompt, encoding_format: "float" }) };
 }
 
 /** Reads the float vectors (in input order) and prompt tokens of an OpenAI embeddings answer. */
