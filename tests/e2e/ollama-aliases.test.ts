@@ -4,12 +4,13 @@
  * as the `ollama` package sends them) on /api/embed and /api/embeddings, and the official `openai`
  * client calling chat and embeddings through model aliases, metered under the model's id.
  */
-import OpenAI from "openai";
+import OpenAI, { toFile } from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openDb, type NodeDb } from "../../dev/db.ts";
 import type { Stack } from "../../dev/stack.ts";
 import { startTestStack, type TestStack } from "../support/e2e-stack.ts";
 import { adminJson, usageRowOf } from "../support/e2e-calls.ts";
+import { wavFile } from "../support/audio-fixtures.ts";
 
 let started: TestStack;
 let stack: Stack;
@@ -20,6 +21,8 @@ let db: NodeDb;
 const EMBED_TAG = "sim-embed:latest";
 /** A chat alias this file gives the demo chat model. */
 const CHAT_ALIAS = "llama-demo:latest";
+/** OpenAI's transcription model name, as an alias of the demo speech model. */
+const WHISPER_ALIAS = "whisper-1";
 
 /** What the `ollama` package's embed() and embeddings() send and read, over plain fetch. */
 async function ollama<T>(path: "/api/embed" | "/api/embeddings", body: unknown, key = stack.apiKey): Promise<{ status: number; headers: Headers; body: T }> {
@@ -45,10 +48,12 @@ beforeAll(async () => {
   client = new OpenAI({ baseURL: `${stack.gatewayUrl}/v1`, apiKey: stack.apiKey, maxRetries: 0 });
   db = openDb(started.databaseUrl);
   await adminJson(stack, "PUT", "/models/sim-llama-8b", { aliases: [CHAT_ALIAS] });
+  await adminJson(stack, "PUT", "/models/sim-whisper", { aliases: [WHISPER_ALIAS] });
   // The change reaches the gateway within its routing cache time.
   const deadline = Date.now() + 15_000;
-  while (!(await client.models.list()).data.some((m) => m.id === CHAT_ALIAS)) {
-    if (Date.now() > deadline) throw new Error(`${CHAT_ALIAS} never showed in /v1/models`);
+  const listed = async () => new Set((await client.models.list()).data.map((m) => m.id));
+  for (let ids = await listed(); !ids.has(CHAT_ALIAS) || !ids.has(WHISPER_ALIAS); ids = await listed()) {
+    if (Date.now() > deadline) throw new Error(`${CHAT_ALIAS} and ${WHISPER_ALIAS} never showed in /v1/models`);
     await new Promise((r) => setTimeout(r, 200));
   }
 }, 120_000);
@@ -127,6 +132,14 @@ describe("the openai client through aliases", () => {
     }
     expect([...models]).toEqual(["sim-llama-8b"]);
     expect(usage).toBe(4);
+  });
+
+  it("transcribes an upload through an alias: the engine gets the model's id, the audio is billed under it", async () => {
+    const audio = wavFile({ seconds: 2 });
+    const { data, response } = await client.audio.transcriptions.create({ file: await toFile(audio, "speech.wav"), model: WHISPER_ALIAS }).withResponse();
+    expect(data.text.length).toBeGreaterThan(0);
+    const row = await usageRowOf(stack, db, response.headers.get("x-request-id"));
+    expect(row).toMatchObject({ model: "sim-whisper", endpoint: "transcriptions", status: "ok", audioMs: 2000 });
   });
 
   it("embeds through an alias, metered under the model's id", async () => {
