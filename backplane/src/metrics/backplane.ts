@@ -26,7 +26,7 @@ export function createBackplaneMetrics(pool: EnginePool, isDraining: () => boole
     });
   const metrics: BackplaneMetrics = {
     registry,
-    requests: registry.add(new Counter("switchyard_backplane_requests_total", "Inference requests by engine and outcome (ok, client_error, failed_mid_stream, cancelled, unavailable).")),
+    requests: registry.add(new Counter("switchyard_backplane_requests_total", "Inference requests by engine and outcome (ok, client_error, failed_mid_stream, cancelled, profile_timeout, unavailable).")),
     errors: registry.add(new Counter("switchyard_backplane_engine_errors_total", "Engine failures seen by the backplane, by engine and reason.")),
     retries: registry.add(new Counter("switchyard_backplane_retries_total", "Retries of requests that failed before their first byte (other_engine, backoff).")),
     shed: registry.add(new Counter("switchyard_backplane_shed_total", "Requests answered 503 at once (queue_full, draining).")),
