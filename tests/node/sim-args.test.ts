@@ -19,6 +19,7 @@ describe("simulator options and flags", () => {
       ttftMs: 20,
       prefillMsPerToken: 0,
       interTokenMs: 5,
+      embedMs: 0,
       outputTokens: 32,
       maxConcurrency: 16,
       seed: 0,
@@ -38,7 +39,7 @@ describe("simulator options and flags", () => {
     const options = parseSimArgs(
       [
         "--host", "0.0.0.0", "--port=8000", "--model", "llama:4096", "--model", "bge:embed", "--model", "qwen3:8b:generate:32768",
-        "--ttft-ms", "1.5", "--prefill-ms-per-token", "0.25", "--inter-token-ms", "0", "--output-tokens", "7", "--max-concurrency", "2", "--seed", "-3",
+        "--ttft-ms", "1.5", "--prefill-ms-per-token", "0.25", "--inter-token-ms", "0", "--embed-ms", "20", "--output-tokens", "7", "--max-concurrency", "2", "--seed", "-3",
         "--embedding-dimensions", "16", "--api-key", "k",
       ],
       {},
@@ -54,6 +55,7 @@ describe("simulator options and flags", () => {
       ttftMs: 1.5,
       prefillMsPerToken: 0.25,
       interTokenMs: 0,
+      embedMs: 20,
       outputTokens: 7,
       maxConcurrency: 2,
       seed: -3,

@@ -53,6 +53,16 @@ describe("simulated vLLM: embeddings", () => {
     expect(again.data[0]?.embedding).toEqual(a);
   });
 
+  it("takes embedMs per batch before it answers, with the same vectors", async () => {
+    const sim = await start({ embedMs: 60 });
+    const started = performance.now();
+    const res = await embed(sim, { model: "sim-embed", input: ["one", "two", "three"], encoding_format: "float" });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as EmbeddingBody;
+    expect(performance.now() - started).toBeGreaterThanOrEqual(55);
+    expect(body.data).toHaveLength(3);
+  });
+
   it("encodes base64 as little-endian float32 equal to the float output, and honours dimensions", async () => {
     const sim = await start();
     const floats = (await (await embed(sim, { input: "hello", encoding_format: "float", dimensions: 64 })).json()) as EmbeddingBody;

@@ -20,6 +20,7 @@ Flags (environment fallback in brackets):
   --prefill-ms-per-token <ms>   added to the time to first token per prompt token missing from the
                                 prefix cache (default 0) [SIM_PREFILL_MS_PER_TOKEN]
   --inter-token-ms <ms>         delay between tokens (default 5) [SIM_INTER_TOKEN_MS]
+  --embed-ms <ms>               time an embeddings request takes, per batch (default 0) [SIM_EMBED_MS]
   --output-tokens <n>           tokens generated before EOS when nothing cuts it first (default 32) [SIM_OUTPUT_TOKENS]
   --max-concurrency <n>         requests generating at once; the rest queue (default 16) [SIM_MAX_CONCURRENCY]
   --seed <n>                    default sampling seed (default 0) [SIM_SEED]
@@ -44,6 +45,7 @@ const NUMERIC_FLAGS = [
   ["--ttft-ms", "ttftMs", "SIM_TTFT_MS", false],
   ["--prefill-ms-per-token", "prefillMsPerToken", "SIM_PREFILL_MS_PER_TOKEN", false],
   ["--inter-token-ms", "interTokenMs", "SIM_INTER_TOKEN_MS", false],
+  ["--embed-ms", "embedMs", "SIM_EMBED_MS", false],
   ["--output-tokens", "outputTokens", "SIM_OUTPUT_TOKENS", true],
   ["--max-concurrency", "maxConcurrency", "SIM_MAX_CONCURRENCY", true],
   ["--seed", "seed", "SIM_SEED", true],

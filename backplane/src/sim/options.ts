@@ -27,6 +27,8 @@ export interface SimOptions {
   prefillMsPerToken: number;
   /** Delay between two generated tokens, in ms. */
   interTokenMs: number;
+  /** Time an embeddings request takes before it is answered (one forward pass of the batch), in ms. */
+  embedMs: number;
   /** Tokens generated before the model "emits EOS" (EOS included), when no limit cuts it first. */
   outputTokens: number;
   /** Requests generating at once; the rest wait FIFO like vLLM's scheduler queue. */
@@ -54,6 +56,7 @@ const DEFAULTS: SimOptions = {
   ttftMs: 20,
   prefillMsPerToken: 0,
   interTokenMs: 5,
+  embedMs: 0,
   outputTokens: 32,
   maxConcurrency: 16,
   seed: 0,
@@ -80,6 +83,7 @@ const schema = z.object({
   ttftMs: z.number().min(0).max(3_600_000),
   prefillMsPerToken: z.number().min(0).max(60_000),
   interTokenMs: z.number().min(0).max(3_600_000),
+  embedMs: z.number().min(0).max(3_600_000),
   outputTokens: z.number().int().min(1).max(10_000_000),
   maxConcurrency: z.number().int().min(1).max(1_000_000),
   seed: z.number().int(),
