@@ -103,7 +103,8 @@ export async function runProfilesBench(opts: { streams?: number; rounds?: number
   const plain = engineEvents(false);
   const wires: ProfileWire[] = BUILTIN_PROFILES.map((p) => ({ name: p.name, chunk_tokens: p.chunkTokens, interval_ms: 0, buffer_tokens: 100_000, timeout_ms: 60_000, prompt_tokens_estimate: 412 }));
   const outputs = new Map(wires.map((w) => [w.name, rechunk(w, events).map((t) => enc.encode(t))]));
-  const samples = new Map<string, { backplane: number[]; tap: number[] }>([["plain", { backplane: [], tap: [] }], ...wires.map((w) => [w.name, { backplane: [], tap: [] }] as const)]);
+  type Samples = { backplane: number[]; tap: number[] };
+  const samples = new Map<string, Samples>(["plain", ...wires.map((w) => w.name)].map((name): [string, Samples] => [name, { backplane: [], tap: [] }]));
   // Warm-up, then interleaved rounds so drift hits every row alike.
   for (const w of wires) for (let i = 0; i < 50; i++) rechunk(w, events);
   for (let i = 0; i < 50; i++) await tapOnce(plain);

@@ -1,4 +1,5 @@
 import { mkdir, writeFile } from "node:fs/promises";
+import { formatProfiles, type ProfilesBenchResult } from "./profiles.ts";
 import { cpus, release } from "node:os";
 import { join } from "node:path";
 import type { BenchArgs } from "./args.ts";
@@ -25,6 +26,8 @@ export interface BenchReport {
   routing: RoutingResult | null;
   /** The multi-isolate exactness run, when it ran. */
   exactness: ExactnessResult | null;
+  /** The streaming profiles' CPU per streamed request (bench/profiles.ts); absent in reports from before it. */
+  profiles?: ProfilesBenchResult | null;
   targets: TargetCheck[];
 }
 
@@ -260,6 +263,7 @@ export function formatReport(r: BenchReport): string {
   }
   out.push("## Correctness", "", mdTable(["target", ...MODES], names.map((n) => [n, ...MODES.map((m) => r.compare.correctness[m]?.[n] ?? "-")])), "");
   if (r.exactness) out.push(formatExactness(r.exactness), "");
+  if (r.profiles) out.push(formatProfiles(r.profiles), "");
   if (r.routing) {
     out.push("## Routing (time to first token seen by the client, ms)", "");
     out.push(`Engines: ${r.routing.nodes.map((n) => `${n.id} (${n.engine})`).join(", ")}.`, "");

@@ -9,6 +9,7 @@ import { runCompare } from "./compare.ts";
 import { checkTargets, distanceRows, formatReport, machineInfo, OUTPUT_TOKENS, writeReport, type BenchReport } from "./report.ts";
 import { runExactness } from "./exactness.ts";
 import { runRouting } from "./routing.ts";
+import { runProfilesBench } from "./profiles.ts";
 import { Teardown } from "./teardown.ts";
 
 let args: BenchArgs | null;
@@ -65,6 +66,8 @@ try {
   } finally {
     await routingTeardown.close();
   }
+  // In process, no servers: the re-chunker's and the tap's CPU per profiled stream.
+  const profiles = await runProfilesBench(args.quick ? { streams: 50, rounds: 3 } : {});
   const report: BenchReport = {
     generatedAt: new Date().toISOString(),
     machine: machineInfo(),
@@ -73,6 +76,7 @@ try {
     distance: distanceRows(compare),
     routing,
     exactness,
+    profiles,
     targets: checkTargets(compare, routing, exactness),
   };
   const file = await writeReport(report, join(import.meta.dirname, "results"));

@@ -16,7 +16,7 @@ export interface Failure {
 /** Counts of what was sent, by kind. */
 export type Sent = Record<string, number>;
 
-/** Sends chat (streamed and not), completions and embeddings through the official client until `until`, one call per `intervalMs` at most. */
+/** Sends chat (streamed and not), completions, embeddings and profiled streams (read whole, or left after the first chunk) through the official client until `until`, one call per `intervalMs` at most. */
 export async function callerLoop(stack: Stack, until: number, intervalMs: number, sent: Sent, failures: Failure[], location?: string): Promise<void> {
   const client = new OpenAI({
     baseURL: `${stack.gatewayUrl}/v1`,
@@ -38,6 +38,33 @@ export async function callerLoop(stack: Stack, until: number, intervalMs: number
     ],
     ["completion", () => client.completions.create({ model: "sim-llama-8b", prompt: "soak", max_tokens: 16 })],
     ["embedding", () => client.embeddings.create({ model: "sim-embed", input: ["soak", "test"] })],
+    [
+      "voice-stream",
+      async () => {
+        const voice = client.withOptions({ baseURL: `${stack.gatewayUrl}/v1/voice` });
+        const stream = await voice.chat.completions.create({ model: "sim-llama-8b", messages: [{ role: "user", content: "soak" }], max_tokens: 16, stream: true });
+        let chunks = 0;
+        for await (const _chunk of stream) chunks++;
+        if (chunks === 0) throw new Error("the profiled stream had no chunks");
+      },
+    ],
+    [
+      // A profiled stream the client leaves after its first chunk: the backplane's re-chunker, its
+      // timers and the engine's slot must all be released.
+      "gui-stream-cancelled",
+      async () => {
+        const controller = new AbortController();
+        const res = await fetch(`${stack.gatewayUrl}/v1/gui/chat/completions`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${stack.apiKey}`, "content-type": "application/json", ...(location ? { "x-switchyard-client-location": location } : {}) },
+          body: JSON.stringify({ model: "sim-llama-8b", messages: [{ role: "user", content: "soak" }], max_tokens: 400 }),
+          signal: controller.signal,
+        });
+        if (res.status !== 200) throw new Error(`status ${res.status}: ${await res.text()}`);
+        await (res.body as ReadableStream<Uint8Array> | null)?.getReader().read();
+        controller.abort();
+      },
+    ],
   ];
   for (let i = 0; Date.now() < until; i++) {
     const entry = kinds[i % kinds.length];
