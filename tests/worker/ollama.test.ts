@@ -89,6 +89,18 @@ describe("POST /api/embed", () => {
     expect((await post("/api/embed", { model: `${EMBED}:v2`, input: "a" })).status).toBe(404);
   });
 
+  it("keeps the embeddings cache's answer header: a repeated input is a hit", async () => {
+    const input = `cached ${crypto.randomUUID()}`;
+    const first = await post("/api/embed", { model: EMBED, input });
+    expect(first.headers.get("x-switchyard-cache")).toBe("miss");
+    // The cache is written in waitUntil, after the first answer went out.
+    const again = await eventually(async () => {
+      const res = await post("/api/embed", { model: EMBED, input });
+      return res.headers.get("x-switchyard-cache") === "hit" ? res : undefined;
+    });
+    expect((await again.json<Embed>()).embeddings).toEqual((await first.json<Embed>()).embeddings);
+  });
+
   it("cuts vectors to `dimensions`", async () => {
     const body = await (await post("/api/embed", { model: EMBED, input: "short", dimensions: 64 })).json<Embed>();
     expect(body.embeddings[0]).toHaveLength(64);
