@@ -66,7 +66,8 @@ describe("the local stack through the openai client", () => {
     const request = { model: "sim-llama-8b", messages, max_tokens: 12, seed: 3 };
     const reference = await client.chat.completions.create(request);
 
-    const { data: stream, response } = await client.chat.completions.create({ ...request, stream: true }).withResponse();
+    // The same seeded request again: no-store keeps the response cache (docs/caching.md) out of it, so the engine streams it.
+    const { data: stream, response } = await client.chat.completions.create({ ...request, stream: true }, { headers: { "cache-control": "no-store" } }).withResponse();
     const arrivals: number[] = [];
     let text = "";
     let sawUsage = false;

@@ -90,7 +90,8 @@ describe("streamed requests", () => {
     const request = { model: "sim-llama-8b", messages, max_tokens: 8, seed: 7 };
     const reference = await (await post("/v1/chat/completions", request)).json<{ usage: { prompt_tokens: number } }>();
 
-    const res = await post("/v1/chat/completions", { ...request, stream: true });
+    // no-store: the seeded request again must reach the engine, not the response cache (docs/caching.md).
+    const res = await gateway("/v1/chat/completions", { method: "POST", body: JSON.stringify({ ...request, stream: true }), headers: { "cache-control": "no-store" } });
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toContain("text/event-stream");
     const events = sseData(await res.text());
@@ -135,12 +136,16 @@ describe("streamed requests", () => {
   });
 });
 
-/** A streamed chat request (sim-llama-8b unless `body` says otherwise) through the worker with STREAM_TAP=node; waits for its background work. */
+/**
+ * A streamed chat request (sim-llama-8b unless `body` says otherwise) through the worker with STREAM_TAP=node; waits for its background work.
+ * Sent with Cache-Control: no-store: a seeded request repeated would be a response-cache hit (docs/caching.md), and a
+ * cacheable stream is read by the gateway to be stored; these tests are about the node's tap.
+ */
 async function nodeTapped(body: Record<string, unknown>): Promise<{ res: Response; text: string }> {
   const ctx = createExecutionContext();
   const request = new Request("http://gateway.test/v1/chat/completions", {
     method: "POST",
-    headers: { authorization: `Bearer ${inject("keys").valid}`, "content-type": "application/json" },
+    headers: { authorization: `Bearer ${inject("keys").valid}`, "content-type": "application/json", "cache-control": "no-store" },
     body: JSON.stringify({ model: "sim-llama-8b", messages, stream: true, ...body }),
   });
   const res = await worker.fetch(request, { ...env, STREAM_TAP: "node" }, ctx);

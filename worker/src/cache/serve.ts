@@ -193,9 +193,8 @@ async function lookupEmbeddings(deps: RequestDeps, tenantId: string, body: Json,
         );
       }
       if (cachedCount === 0) return bytes;
-      // The cached inputs cost no GPU: they are metered as cached prompt tokens at the hit price.
-      row.promptTokens = (row.promptTokens ?? 0) + cachedTokens;
-      row.cachedPromptTokens = (row.cachedPromptTokens ?? 0) + cachedTokens;
+      // The cached inputs cost no GPU: the row keeps the tokens the node processed (so reconciliation
+      // with the engine's counters stays exact) and adds the cached inputs' hit price.
       row.costMicros = (row.costMicros ?? 0) + hitCostMicros(model, cachedTokens, 0);
       const vectors = hits.map((h) => h?.e);
       missing.forEach((at, j) => (vectors[at] = answer.vectors[j]));
