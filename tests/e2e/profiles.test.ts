@@ -110,6 +110,22 @@ describe("agent streaming profiles", () => {
     expect(row).toMatchObject({ endpoint: "chat", status: "ok", streamed: true, streamProfile: "gui", completionTokens: 57, promptTokens: usage?.prompt_tokens });
   });
 
+  it("tool calls: the openai client assembles the same calls from a profiled stream as from the plain route", async () => {
+    const tools: OpenAI.ChatCompletionTool[] = [
+      { type: "function", function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" }, days: { type: "integer" } }, required: ["city", "days"] } } },
+      { type: "function", function: { name: "get_time", parameters: { type: "object", properties: { utc: { type: "boolean" } }, required: ["utc"] } } },
+    ];
+    const request = { model: MODEL, messages: [{ role: "user" as const, content: "Call get_weather and get_time for Oslo." }], tools, seed: 8 };
+    const plain = await clientAt("/v1").chat.completions.create(request, { headers: { "cache-control": "no-store" } });
+    for (const prefix of ["/v1/voice", "/v1/gui"]) {
+      const final = await clientAt(prefix).chat.completions.stream(request).finalChatCompletion();
+      expect(final.choices[0]?.finish_reason).toBe("tool_calls");
+      const calls = (c: OpenAI.ChatCompletion) => c.choices[0]?.message.tool_calls?.map((t) => (t.type === "function" ? t.function : null));
+      expect(calls(final)).toEqual(calls(plain));
+      expect(calls(final)?.length).toBe(2);
+    }
+  });
+
   it("voice: one token per chunk, and always a stream even when the body says stream: false", async () => {
     const res = await post("/v1/voice/chat/completions", { model: MODEL, messages: MESSAGES, max_tokens: 12, ignore_eos: true, stream: false });
     expect(res.status).toBe(200);
