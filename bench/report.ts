@@ -1,5 +1,6 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { formatProfiles, type ProfilesBenchResult } from "./profiles.ts";
+import { formatCache, type CacheBenchResult } from "./cache.ts";
 import { cpus, release } from "node:os";
 import { join } from "node:path";
 import type { BenchArgs } from "./args.ts";
@@ -28,6 +29,8 @@ export interface BenchReport {
   exactness: ExactnessResult | null;
   /** The streaming profiles' CPU per streamed request (bench/profiles.ts); absent in reports from before it. */
   profiles?: ProfilesBenchResult | null;
+  /** The response and embeddings caches, hit against miss (bench/cache.ts); absent in reports from before it. */
+  cache?: CacheBenchResult | null;
   targets: TargetCheck[];
 }
 
@@ -264,6 +267,7 @@ export function formatReport(r: BenchReport): string {
   out.push("## Correctness", "", mdTable(["target", ...MODES], names.map((n) => [n, ...MODES.map((m) => r.compare.correctness[m]?.[n] ?? "-")])), "");
   if (r.exactness) out.push(formatExactness(r.exactness), "");
   if (r.profiles) out.push(formatProfiles(r.profiles), "");
+  if (r.cache) out.push(formatCache(r.cache), "");
   if (r.routing) {
     out.push("## Routing (time to first token seen by the client, ms)", "");
     out.push(`Engines: ${r.routing.nodes.map((n) => `${n.id} (${n.engine})`).join(", ")}.`, "");

@@ -10,6 +10,7 @@ import { checkTargets, distanceRows, formatReport, machineInfo, OUTPUT_TOKENS, w
 import { runExactness } from "./exactness.ts";
 import { runRouting } from "./routing.ts";
 import { runProfilesBench } from "./profiles.ts";
+import { runCacheBench } from "./cache.ts";
 import { Teardown } from "./teardown.ts";
 
 let args: BenchArgs | null;
@@ -68,6 +69,14 @@ try {
   }
   // In process, no servers: the re-chunker's and the tap's CPU per profiled stream.
   const profiles = await runProfilesBench(args.quick ? { streams: 50, rounds: 3 } : {});
+  // The caches: hit against miss through the full path, and GPU requests avoided (bench/cache.ts).
+  const cacheTeardown = new Teardown();
+  let cache = null;
+  try {
+    cache = await runCacheBench({ ...env, rounds: args.quick ? 5 : 50, workloadRequests: args.quick ? 20 : 200, workloadDistinct: args.quick ? 8 : 50, teardown: cacheTeardown, log });
+  } finally {
+    await cacheTeardown.close();
+  }
   const report: BenchReport = {
     generatedAt: new Date().toISOString(),
     machine: machineInfo(),
@@ -77,6 +86,7 @@ try {
     routing,
     exactness,
     profiles,
+    cache,
     targets: checkTargets(compare, routing, exactness),
   };
   const file = await writeReport(report, join(import.meta.dirname, "results"));
@@ -84,6 +94,10 @@ try {
   const routingErrors = routing ? [...routing.unequal, ...routing.prefixes].reduce((n, r) => n + r.errors, 0) : 0;
   if (compare.errors.length > 0 || routingErrors > 0) {
     console.error(`\nBenchmark FAILED: ${compare.errors.length + routingErrors} errors (see the report).`);
+    process.exitCode = 1;
+  }
+  if (cache && cache.errors.length > 0) {
+    console.error(`\nBenchmark FAILED: the cache answered wrongly: ${cache.errors.join("; ")}`);
     process.exitCode = 1;
   }
   if (exactness && !exactness.passed) {
