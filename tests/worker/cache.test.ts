@@ -92,6 +92,8 @@ describe("response cache", () => {
     const tools = [{ type: "function", function: { name: "lookup", parameters: { type: "object", properties: {} } } }];
     expect((await call(key, "/v1/chat/completions", chat("t", { tools }))).cache).toBe("bypass");
     expect((await call(key, "/v1/chat/completions", chat("t", { tools, tool_choice: "none" }))).cache).toBe("miss");
+    expect((await call(key, "/v1/chat/completions", chat("l", { logprobs: true }))).cache).toBe("bypass");
+    expect((await call(key, "/v1/chat/completions", chat("c", { stream: true, stream_options: { include_usage: true, continuous_usage_stats: true } }))).cache).toBe("bypass");
     expect((await call(key, "/v1/chat/completions", chat("s", { temperature: 0.8, seed: 7 }))).cache).toBe("miss");
     expect((await call(key, "/v1/chat/completions", chat("s", { temperature: 0.8, seed: 7 }))).cache).toBe("hit");
     expect((await call(key, "/v1/chat/completions", chat("s", { temperature: 0.8, seed: 8 }))).cache).toBe("miss");

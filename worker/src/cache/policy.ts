@@ -35,7 +35,8 @@ const NOT_KEYED = new Set(["stream", "stream_options", "user", "metadata", "requ
  * with a seed is fine). Not cached: tools the model may call (`tools` or legacy `functions`, unless
  * `tool_choice`/`function_call` is "none"), since a tool call acts on the world and its result
  * differs between calls; `logprobs`, whose per-token values a replay would have to carry chunk by
- * chunk (kept simple: such requests go to the GPU); and `echo`/`prompt_logprobs`, for the same reason.
+ * chunk (kept simple: such requests go to the GPU); `echo`/`prompt_logprobs`, for the same reason;
+ * and `stream_options.continuous_usage_stats`, whose chunks carry running usage a replay lacks.
  */
 export function responseUncacheable(body: Json): string | null {
   const seeded = typeof body.seed === "number" && Number.isInteger(body.seed);
@@ -44,6 +45,8 @@ export function responseUncacheable(body: Json): string | null {
   if (toolsGiven && body.tool_choice !== "none" && body.function_call !== "none") return "tools";
   const logprobs = body.logprobs;
   if ((logprobs !== undefined && logprobs !== null && logprobs !== false) || body.echo === true || (body.prompt_logprobs !== undefined && body.prompt_logprobs !== null)) return "logprobs";
+  const options = body.stream_options;
+  if (typeof options === "object" && options !== null && (options as Json).continuous_usage_stats === true) return "continuous_usage";
   return null;
 }
 
