@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { loadTopology } from "../../dev/topology.ts";
-import { ROOT } from "../../dev/stack.ts";
+import { ROOT, type Stack } from "../../dev/stack.ts";
 import { startTestStack, type TestStack } from "../support/e2e-stack.ts";
 import { adminLoop, callerLoop, treeRssMb, type Failure, type Sent } from "./soak-traffic.ts";
 
@@ -62,6 +62,9 @@ async function soak(name: string, started: TestStack, locations: (string | undef
   // After the traffic, the connections must drain back to the stack's own few.
   await new Promise((r) => setTimeout(r, 2_000));
   await sample();
+  // And every engine slot is free again: nothing runs on any engine, nothing is in flight on any
+  // backplane (streams cancelled before or after their first byte included).
+  const busy = await eventuallyIdle(stack.nodes);
 
   const peak = Math.max(...samples.map((s) => s.pg));
   const first = samples[0];
@@ -83,6 +86,23 @@ async function soak(name: string, started: TestStack, locations: (string | undef
   expect(failures).toEqual([]);
   expect(peak).toBeLessThanOrEqual(MAX_PG_CONNECTIONS);
   expect(report.total).toBeGreaterThan(0);
+  expect(busy).toEqual([]);
+}
+
+/** Waits up to 15 s for every node to report nothing running; returns what still runs then. */
+async function eventuallyIdle(nodes: Stack["nodes"]): Promise<string[]> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const busy: string[] = [];
+    for (const node of nodes) {
+      const engine = await (await fetch(`${node.simUrl}/metrics`)).text();
+      for (const m of engine.matchAll(/^vllm:num_requests_running\{([^}]*)\} (\S+)$/gm)) if (Number(m[2]) !== 0) busy.push(`${node.id} engine ${m[1] ?? ""}: ${m[2] ?? ""} running`);
+      const backplane = await (await fetch(`${node.backplaneUrl}/metrics`)).text();
+      for (const m of backplane.matchAll(/^switchyard_backplane_in_flight\{([^}]*)\} (\S+)$/gm)) if (Number(m[2]) !== 0) busy.push(`${node.id} backplane ${m[1] ?? ""}: ${m[2] ?? ""} in flight`);
+    }
+    if (busy.length === 0 || Date.now() > deadline) return busy;
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }
 
 describe(`soak (${MINUTES} min per topology)`, () => {
