@@ -215,7 +215,7 @@ describe("admin CLI errors", () => {
     }
   });
 
-  it("turns an environment's caches off with --cache off, sets a model's --cache-hit-factor, and refuses other values before any call", async () => {
+  it("turns an environment's caches off with --cache off, sets a model's --cache-hit-factor, purges a tenant's cache, and refuses other values before any call", async () => {
     const seen: string[] = [];
     const gateway = createServer((req, res) => {
       let body = "";
@@ -245,6 +245,8 @@ describe("admin CLI errors", () => {
       expect(tooHigh.code).toBe(2);
       expect(tooHigh.stderr).toContain("--cache-hit-factor must be a number from 0");
       expect(seen).toHaveLength(3);
+      expect((await admin(["cache", "purge", "ten_1", "--url", url, "--token", "t"])).code).toBe(0);
+      expect(seen[3]).toMatch(/^DELETE \/admin\/cache\/ten_1 /);
     } finally {
       gateway.close();
     }

@@ -323,3 +323,26 @@ describe("catalogue admin", () => {
     await admin("DELETE", `/models/${id}`);
   });
 });
+
+describe("cache admin", () => {
+  it("shows a tenant's entries and bytes and purges them (a tenant admin key only its own tenant)", async () => {
+    const { key, tenantId } = await freshTenant();
+    expect((await call(key, "/v1/chat/completions", chat("purge me"))).cache).toBe("miss");
+    expect((await call(key, "/v1/embeddings", { model: "sim-embed", input: ["p1", "p2"] })).cache).toBe("miss");
+    const shown = await admin<{ entries: number; bytes: number; max_bytes: number }>("GET", `/cache/${tenantId}`);
+    expect(shown).toMatchObject({ status: 200, body: { object: "tenant_cache", tenant_id: tenantId, entries: 3 } });
+    expect(shown.body.bytes).toBeGreaterThan(0);
+    expect(shown.body.max_bytes).toBe(Number(env.CACHE_TENANT_MAX_BYTES));
+    // Another tenant's admin key cannot see or purge it.
+    const other = await query(async (db) => {
+      const t = await createTenant(db, "test", { name: `cache-other-${crypto.randomUUID().slice(0, 8)}` });
+      const e = await createEnvironment(db, "test", { tenantId: t.id, name: "prod" });
+      return (await createApiKey(db, "test", { tenantId: t.id, environmentId: e.id, name: "admin", scopes: ["admin"] })).key;
+    });
+    expect((await admin("DELETE", `/cache/${tenantId}`, undefined, other)).status).toBe(404);
+    const purged = await admin<{ deleted: number }>("DELETE", `/cache/${tenantId}`);
+    expect(purged).toMatchObject({ status: 200, body: { purged: true, deleted: 3 } });
+    expect((await admin<{ entries: number; bytes: number }>("GET", `/cache/${tenantId}`)).body).toMatchObject({ entries: 0, bytes: 0 });
+    expect((await call(key, "/v1/chat/completions", chat("purge me"))).cache).toBe("miss");
+  });
+});

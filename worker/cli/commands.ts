@@ -4,6 +4,7 @@ import { catalogueCommands } from "./catalogue.ts";
 import { fleetCommands } from "./fleet.ts";
 import { infraCommands } from "./infra.ts";
 import { profileCommands } from "./profiles.ts";
+import { cacheCommands } from "./cache.ts";
 import { quotaCommands } from "./quotas.ts";
 import { reconcileCommands } from "./reconcile.ts";
 import { tenancyCommands } from "./tenancy.ts";
@@ -69,6 +70,8 @@ Tenancy, limits and budgets go through the gateway's admin API (--url, --token):
                                                            /v1/agents/stream?type=NAME: a new one needs all four)
   profile remove NAME                                      (removes an operator's profile; a built-in goes back to
                                                            its defaults)
+  cache show TENANT | purge TENANT                         (a tenant's entries and bytes in the response and embeddings
+                                                           caches; purge deletes them all, docs/caching.md)
 
 The fleet, through the admin API (operator only; docs/fleet.md):
   node list                                                (admin status, reported status, staleness, load, circuit)
@@ -105,7 +108,7 @@ Connection: --url (default $SWITCHYARD_URL or http://127.0.0.1:8787); --token (d
 else the admin-token file of the local stack serving --url, whatever its SWITCHYARD_DATA_DIR; else .data/dev).
 See docs/configuration.md.`;
 
-const COMMANDS: Record<string, Command> = { ...profileCommands, ...tenancyCommands, ...quotaCommands, ...catalogueCommands, ...infraCommands, ...reconcileCommands, ...fleetCommands };
+const COMMANDS: Record<string, Command> = { ...cacheCommands, ...profileCommands, ...tenancyCommands, ...quotaCommands, ...catalogueCommands, ...infraCommands, ...reconcileCommands, ...fleetCommands };
 
 /** Runs one admin command: `words` are the positionals (`noun verb args…`, or `noun args…` for counters and audit). */
 export async function runAdminCommand(ctx: Omit<CommandContext, "args">, words: string[]): Promise<void> {

@@ -28,6 +28,7 @@ import { reservationRoutes } from "../routing/reservations-admin.ts";
 import { tenantRoutes } from "../tenancy/tenants-admin.ts";
 import { usageRoutes } from "../usage/admin.ts";
 import { streamProfileRoutes } from "../profiles/admin.ts";
+import { cacheRoutes } from "../cache/admin.ts";
 
 /** Builds the admin sub-app (authenticated by ADMIN_TOKEN or an admin-scoped key, auth.ts). */
 export function adminApp(): Hono<AdminEnv> {
@@ -55,5 +56,6 @@ export function adminApp(): Hono<AdminEnv> {
     .route("/regions", regionRoutes)
     .route("/reservations", reservationRoutes)
     .route("/billing", billingRoutes)
-    .route("/stream-profiles", streamProfileRoutes);
+    .route("/stream-profiles", streamProfileRoutes)
+    .route("/cache", cacheRoutes);
 }
