@@ -52,7 +52,10 @@ export interface CacheMiss {
   upstreamBody?: string;
   /** The stream must be read here (not piped natively) so its answer can be stored. */
   captureStream: boolean;
-  /** A non-streamed answer: the bytes for the client (merged with the cached inputs) and the row adjusted; stores in waitUntil. */
+  /**
+   * A non-streamed answer: the bytes for the client (merged with the cached inputs) and the row
+   * adjusted; stores in waitUntil. Throws a 502 when a partly cached batch's answer cannot be merged.
+   */
   settleJson(bytes: Uint8Array, httpStatus: number, row: UsageRow): Uint8Array;
   /** A stream that ended: stores its answer (waitUntil) when it ended well. */
   settleStream(outcome: StreamOutcome, httpStatus: number, capture: StreamCapture | undefined): void;
@@ -183,7 +186,11 @@ async function lookupEmbeddings(deps: RequestDeps, tenantId: string, body: Json,
     settleJson(bytes, httpStatus, row) {
       if (httpStatus !== 200) return bytes;
       const answer = readUpstreamAnswer(bytes, sentInputs.length);
-      if (!answer) return bytes;
+      if (!answer) {
+        // The node's answer covers only the inputs sent: passing it on unmerged would be a wrong answer.
+        if (cachedCount > 0) throw new ApiError("upstream_error", "The GPU node's embeddings answer could not be read. Retry the request.");
+        return bytes;
+      }
       if (!readFailed) {
         const tokens = splitTokens(answer.promptTokens, sentInputs);
         storeLater(
