@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { answerFromJson, answerFromStream, replayEvents, replayJson } from "../../worker/src/cache/answers.ts";
-import { splitTokens } from "../../worker/src/cache/embeddings.ts";
+import { clientVector, splitTokens, storedVector } from "../../worker/src/cache/embeddings.ts";
 import { cacheDirectives, canonicalJson, embeddingInputs, embeddingKeys, responseKey, responseUncacheable } from "../../worker/src/cache/policy.ts";
 
 const enc = new TextEncoder();
@@ -56,7 +56,10 @@ describe("cache keys", () => {
     const [one] = await embeddingKeys("p:", "t", "e", { input: ["a", "b"] }, ["a"]);
     const [same] = await embeddingKeys("p:", "t", "e", { input: "a", user: "x" }, ["a"]);
     expect(one).toBe(same);
-    for (const extra of [{ dimensions: 64 }, { encoding_format: "base64" }, { truncate_prompt_tokens: 8 }, { normalize: false }]) {
+    // The vector is the same whatever its encoding: float and base64 answers share an entry.
+    const [base64] = await embeddingKeys("p:", "t", "e", { input: "a", encoding_format: "base64" }, ["a"]);
+    expect(base64).toBe(one);
+    for (const extra of [{ dimensions: 64 }, { truncate_prompt_tokens: 8 }, { normalize: false }]) {
       const [other] = await embeddingKeys("p:", "t", "e", { input: "a", ...extra }, ["a"]);
       expect(other).not.toBe(one);
     }
@@ -126,5 +129,18 @@ describe("cached answers", () => {
     const events = replayEvents(entry, "req_1", true, 0);
     expect(JSON.parse(events[0]?.slice(6) ?? "{}")).toEqual({ id: "cmpl-req_1", object: "text_completion", created: 0, model: "m", choices: [{ index: 0, text: "hi", logprobs: null, finish_reason: "stop", stop_reason: null }], usage: null });
     expect(events.at(-1)).toBe("data: [DONE]\n\n");
+  });
+});
+
+describe("stored vectors", () => {
+  it("keep float32 values as base64 and give the same floats or the same base64 back", () => {
+    const floats = [0.1, -0.25, 1 / 3, 1e-8].map((v) => Math.fround(v));
+    const stored = storedVector(floats);
+    expect(typeof stored).toBe("string");
+    expect(clientVector(stored ?? "", false)).toEqual(floats);
+    expect(clientVector(stored ?? "", true)).toBe(stored);
+    expect(storedVector(stored)).toBe(stored);
+    expect(Buffer.from(stored ?? "", "base64").readFloatLE(4)).toBe(floats[1]);
+    expect(storedVector({ not: "a vector" })).toBeNull();
   });
 });

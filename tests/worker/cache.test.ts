@@ -198,6 +198,14 @@ describe("embeddings cache", () => {
     expect([all.cache, all.inputs, all.node]).toEqual(["hit", "3/3", null]);
     expect(json<EmbeddingBody>(all).data.map((d) => d.embedding)).toEqual([merged.data[2]?.embedding, merged.data[0]?.embedding, merged.data[1]?.embedding]);
     expect(json<EmbeddingBody>(all).usage.prompt_tokens).toBe(0);
+    // The encoding does not key: a base64 request is answered from the float entries (the same float32 values).
+    const asBase64 = await call(key, "/v1/embeddings", { model: "sim-embed", input: ["alpha", "beta input here"], encoding_format: "base64" });
+    expect([asBase64.cache, asBase64.inputs]).toEqual(["hit", "2/2"]);
+    const decoded = json<{ data: { embedding: string }[] }>(asBase64).data.map((d) => {
+      const bytes = Uint8Array.from(atob(d.embedding), (ch) => ch.charCodeAt(0));
+      return Array.from(new Float32Array(bytes.buffer));
+    });
+    expect(decoded).toEqual([merged.data[0]?.embedding, merged.data[1]?.embedding]);
     // Fields that change the vector key apart; token-id inputs are inputs too.
     expect((await call(key, "/v1/embeddings", { model: "sim-embed", input: "alpha", dimensions: 64 })).cache).toBe("miss");
     expect((await call(key, "/v1/embeddings", { model: "sim-embed", input: "alpha", dimensions: 64 })).cache).toBe("hit");

@@ -1,17 +1,20 @@
 /**
  * The embeddings cache (docs/caching.md): each input of a batch is its own entry, so a batch with
  * some inputs cached sends only the others to the GPU (the upstream body rewritten to them) and the
- * answer is merged back in the client's order. An entry keeps the input's vector exactly as the
- * engine wrote it (a float list, or base64 text: encoding_format is part of the key) and the
- * input's prompt tokens, for metering a later hit.
+ * answer is merged back in the client's order. An entry keeps the input's vector as base64 of its
+ * little-endian float32 values (the engines' own base64 encoding, and a quarter of the size of a
+ * float list in JSON) and the input's prompt tokens, for metering a later hit. `encoding_format`
+ * is not part of the key: a vector cached from a float answer serves a base64 request and back,
+ * the same float32 values either way (engines compute embeddings in float32, so a float list is
+ * float32 values; JSON prints each as the shortest text that reads back as it, as vLLM's does).
  */
 
 type Json = Record<string, unknown>;
 
-/** One input's cached embedding: its prompt tokens and the vector as the engine wrote it. */
+/** One input's cached embedding: its prompt tokens and the vector, base64 of little-endian float32. */
 export interface CachedEmbedding {
   t: number;
-  e: unknown;
+  e: string;
 }
 
 const decoder = new TextDecoder();
@@ -23,8 +26,32 @@ function isObject(value: unknown): value is Json {
 
 /** A stored value read back: null unless it has the entry's shape. */
 export function asCachedEmbedding(value: unknown): CachedEmbedding | null {
-  if (!isObject(value) || typeof value.t !== "number" || (typeof value.e !== "string" && !Array.isArray(value.e))) return null;
+  if (!isObject(value) || typeof value.t !== "number" || typeof value.e !== "string") return null;
   return { t: value.t, e: value.e };
+}
+
+/** A vector as the engine wrote it (a float list or base64 text) in the stored form; null if it is neither. */
+export function storedVector(vector: unknown): string | null {
+  if (typeof vector === "string") return vector;
+  if (!Array.isArray(vector) || !vector.every((v) => typeof v === "number")) return null;
+  const bytes = new Uint8Array(vector.length * 4);
+  const view = new DataView(bytes.buffer);
+  vector.forEach((v: number, i) => view.setFloat32(i * 4, v, true));
+  let binary = "";
+  // In slices: String.fromCharCode takes its characters as arguments.
+  for (let i = 0; i < bytes.length; i += 8192) binary += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  return btoa(binary);
+}
+
+/** A stored vector in the form the client asked for: base64 as stored, or the float list. */
+export function clientVector(stored: string, base64: boolean): string | number[] {
+  if (base64) return stored;
+  const binary = atob(stored);
+  const view = new DataView(new ArrayBuffer(binary.length));
+  for (let i = 0; i < binary.length; i++) view.setUint8(i, binary.charCodeAt(i));
+  const out = new Array<number>(binary.length >> 2);
+  for (let i = 0; i < out.length; i++) out[i] = view.getFloat32(i * 4, true);
+  return out;
 }
 
 /** The upstream body for the inputs not cached: the client's fields, with only those inputs (in their order). */

@@ -92,11 +92,11 @@ export function embeddingInputs(input: unknown): unknown[] {
 
 /**
  * Redis keys of each input's embedding: a hash of tenant, model id, every other field that shapes
- * the vector (encoding_format, dimensions, truncate_prompt_tokens, normalize, …: all fields but
- * `input` and NOT_KEYED, so an unknown engine extra keys too) and the input itself. Text and token
- * ids never share a key.
+ * the vector (dimensions, truncate_prompt_tokens, normalize, …: all fields but `input`,
+ * `encoding_format` (the same vector either way, cache/embeddings.ts) and NOT_KEYED, so an unknown
+ * engine extra keys too) and the input itself. Text and token ids never share a key.
  */
 export async function embeddingKeys(prefix: string, tenantId: string, modelId: string, body: Json, inputs: unknown[]): Promise<string[]> {
-  const shared = `e1\u0000${tenantId}\u0000${modelId}\u0000${canonicalJson(keyedFields(body, ["input"]))}\u0000`;
+  const shared = `e1\u0000${tenantId}\u0000${modelId}\u0000${canonicalJson(keyedFields(body, ["input", "encoding_format"]))}\u0000`;
   return Promise.all(inputs.map(async (input) => `${prefix}cache:e:${await sha256Hex(shared + JSON.stringify(input))}`));
 }

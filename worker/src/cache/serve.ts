@@ -21,7 +21,7 @@ import type { StreamOutcome } from "../proxy/usage.ts";
 import type { ModelEntry } from "../routing/snapshot.ts";
 import { captureBytes, conversationRecord, type StreamCapture } from "../conversations/capture.ts";
 import { answerFromJson, answerFromStream, asCachedAnswer, eventStream, replayEvents, replayJson, type AnswerEndpoint, type CachedAnswer } from "./answers.ts";
-import { asCachedEmbedding, cachedAnswer, mergedAnswer, missingInputsBody, readUpstreamAnswer, splitTokens, type CachedEmbedding } from "./embeddings.ts";
+import { asCachedEmbedding, cachedAnswer, clientVector, mergedAnswer, missingInputsBody, readUpstreamAnswer, splitTokens, storedVector, type CachedEmbedding } from "./embeddings.ts";
 import { cacheDirectives, embeddingInputs, embeddingKeys, responseKey, responseUncacheable } from "./policy.ts";
 import { readEntries, storeEntries, type CacheWrite } from "./store.ts";
 
@@ -169,9 +169,10 @@ async function lookupEmbeddings(deps: RequestDeps, tenantId: string, body: Json,
     if (h === null) missing.push(i);
   });
   const cachedCount = inputs.length - missing.length;
+  const base64 = body.encoding_format === "base64";
   const inputsHeader = { [CACHE_INPUTS_HEADER]: `${cachedCount}/${inputs.length}` };
   if (missing.length === 0) {
-    const vectors = hits.map((h) => h?.e);
+    const vectors = hits.map((h) => (h ? clientVector(h.e, base64) : null));
     const bytes = cachedAnswer(deps.requestId, model.id, vectors);
     const tokens = hits.reduce((s, h) => s + (h?.t ?? 0), 0);
     return { kind: "hit", body: bytes, auditText: () => captureBytes(bytes).text, promptTokens: tokens, completionTokens: 0, headers: { "content-type": "application/json", [CACHE_HEADER]: "hit", ...inputsHeader } };
@@ -193,17 +194,18 @@ async function lookupEmbeddings(deps: RequestDeps, tenantId: string, body: Json,
       }
       if (!readFailed) {
         const tokens = splitTokens(answer.promptTokens, sentInputs);
-        storeLater(
-          deps,
-          tenantId,
-          missing.map((at, j) => ({ key: keys[at] ?? "", value: JSON.stringify({ t: tokens[j] ?? 0, e: answer.vectors[j] }), ttlMs })),
-        );
+        const writes: CacheWrite[] = [];
+        missing.forEach((at, j) => {
+          const e = storedVector(answer.vectors[j]);
+          if (e !== null) writes.push({ key: keys[at] ?? "", value: JSON.stringify({ t: tokens[j] ?? 0, e }), ttlMs });
+        });
+        storeLater(deps, tenantId, writes);
       }
       if (cachedCount === 0) return bytes;
       // The cached inputs cost no GPU: the row keeps the tokens the node processed (so reconciliation
       // with the engine's counters stays exact) and adds the cached inputs' hit price.
       row.costMicros = (row.costMicros ?? 0) + hitCostMicros(model, cachedTokens, 0);
-      const vectors = hits.map((h) => h?.e);
+      const vectors: unknown[] = hits.map((h) => (h ? clientVector(h.e, base64) : null));
       missing.forEach((at, j) => (vectors[at] = answer.vectors[j]));
       return mergedAnswer(answer.body, vectors);
     },
