@@ -64,7 +64,7 @@ function sink(opts: { full?: boolean } = {}) {
         .filter((b) => b.length > 0)
         .map((b) => {
           const data = b.split("\n").find((l) => l.startsWith("data: "))?.slice(6) ?? "";
-          return data === "[DONE]" ? data : JSON.parse(data);
+          return data === "[DONE]" ? data : (JSON.parse(data) as unknown);
         });
     },
   };
