@@ -1,17 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { admin, expectStatus, sandbox, unique, type ErrorBody, type List } from "./admin-helpers.ts";
 import { post } from "./helpers.ts";
+import type { StreamProfileJson } from "../../worker/src/profiles/wire.ts";
 
-interface ProfileJson {
-  name: string;
-  chunk_tokens: number;
-  timeout_ms: number;
-  buffer_tokens: number;
-  interval_ms: number;
-  builtin: boolean;
-  overridden: boolean;
-  route: string;
-}
 interface AuditRow {
   action: string;
   target_id: string;
@@ -32,7 +23,7 @@ async function contentChunks(res: Response): Promise<string[]> {
 
 describe("/admin/stream-profiles", () => {
   it("lists the built-in profiles with their defaults and routes", async () => {
-    const list = expectStatus(await admin<List<ProfileJson>>("GET", "/stream-profiles"), 200);
+    const list = expectStatus(await admin<List<StreamProfileJson>>("GET", "/stream-profiles"), 200);
     const byName = Object.fromEntries(list.data.map((p) => [p.name, p]));
     expect(byName.voice).toMatchObject({ chunk_tokens: 1, timeout_ms: 30_000, buffer_tokens: 50, interval_ms: 10, builtin: true, route: "/v1/voice/chat/completions" });
     expect(byName.copilot).toMatchObject({ chunk_tokens: 5, timeout_ms: 60_000, buffer_tokens: 200, interval_ms: 50, builtin: true, route: "/v1/copilot/completions" });
@@ -50,7 +41,7 @@ describe("/admin/stream-profiles", () => {
     expect((await admin<ErrorBody>("PUT", `/stream-profiles/${name}`, { chunk_tokens: 0, buffer_tokens: 4, interval_ms: 0, timeout_ms: 10_000 })).status).toBe(400);
     expect((await admin<ErrorBody>("PUT", "/stream-profiles/Bad Name!", { chunk_tokens: 4, buffer_tokens: 4, interval_ms: 0, timeout_ms: 10_000 })).status).toBe(400);
 
-    const created = expectStatus(await admin<ProfileJson>("PUT", `/stream-profiles/${name}`, { chunk_tokens: 4, buffer_tokens: 40, interval_ms: 0, timeout_ms: 10_000 }), 201);
+    const created = expectStatus(await admin<StreamProfileJson>("PUT", `/stream-profiles/${name}`, { chunk_tokens: 4, buffer_tokens: 40, interval_ms: 0, timeout_ms: 10_000 }), 201);
     expect(created).toMatchObject({ name, chunk_tokens: 4, builtin: false, route: `/v1/agents/stream?type=${name}` });
     const audit = expectStatus(await admin<List<AuditRow>>("GET", `/audit?target_id=${name}`), 200).data;
     expect(audit[0]).toMatchObject({ action: "stream_profile.create", target_id: name, details: { before: null, after: expect.objectContaining({ chunk_tokens: 4 }) as unknown } });
@@ -61,7 +52,7 @@ describe("/admin/stream-profiles", () => {
     expect(res.headers.get("x-switchyard-profile")).toBe(name);
     expect(await contentChunks(res)).toHaveLength(3);
 
-    const updated = expectStatus(await admin<ProfileJson>("PUT", `/stream-profiles/${name}`, { chunk_tokens: 6 }), 200);
+    const updated = expectStatus(await admin<StreamProfileJson>("PUT", `/stream-profiles/${name}`, { chunk_tokens: 6 }), 200);
     expect(updated).toMatchObject({ chunk_tokens: 6, buffer_tokens: 40, timeout_ms: 10_000 });
     expectStatus(await admin("DELETE", `/stream-profiles/${name}`), 200);
     const gone = await post(`/v1/agents/stream?type=${name}`, { model: "sim-llama-8b", messages: [{ role: "user", content: "hi" }] }, s.key);
@@ -71,9 +62,9 @@ describe("/admin/stream-profiles", () => {
   });
 
   it("overrides a built-in and resets it; a built-in without an override cannot be removed", async () => {
-    const changed = expectStatus(await admin<ProfileJson>("PUT", "/stream-profiles/gui", { chunk_tokens: 20 }), 200);
+    const changed = expectStatus(await admin<StreamProfileJson>("PUT", "/stream-profiles/gui", { chunk_tokens: 20 }), 200);
     expect(changed).toMatchObject({ name: "gui", chunk_tokens: 20, buffer_tokens: 500, builtin: true, overridden: true });
-    const reset = expectStatus(await admin<ProfileJson & { reset: boolean }>("DELETE", "/stream-profiles/gui"), 200);
+    const reset = expectStatus(await admin<StreamProfileJson & { reset: boolean }>("DELETE", "/stream-profiles/gui"), 200);
     expect(reset).toMatchObject({ chunk_tokens: 10, overridden: false, reset: true });
     const again = await admin<ErrorBody>("DELETE", "/stream-profiles/gui");
     expect(again.status).toBe(409);

@@ -1,17 +1,8 @@
 /** `profile list|show|set|remove`: agent streaming profiles through the admin API (docs/streaming-profiles.md). */
+import type { StreamProfileJson } from "../src/profiles/wire.ts";
 import { table } from "./format.ts";
 import { AdminUsageError, arg, intFlag, output, show, type Command, type CommandContext } from "./context.ts";
 
-interface ProfileJson {
-  name: string;
-  chunk_tokens: number;
-  timeout_ms: number;
-  buffer_tokens: number;
-  interval_ms: number;
-  builtin: boolean;
-  overridden: boolean;
-  route: string;
-}
 
 const enc = encodeURIComponent;
 
@@ -27,7 +18,7 @@ function durationMs(ctx: CommandContext, name: string): number | undefined {
 
 export const profileCommands: Record<string, Command> = {
   "profile list": async (ctx) => {
-    const body = await ctx.api().request<{ data: ProfileJson[] }>("GET", "/stream-profiles");
+    const body = await ctx.api().request<{ data: StreamProfileJson[] }>("GET", "/stream-profiles");
     output(ctx, body, () =>
       ctx.print(
         table(
@@ -38,7 +29,7 @@ export const profileCommands: Record<string, Command> = {
     );
   },
   "profile show": async (ctx) => {
-    show(ctx, await ctx.api().request<ProfileJson>("GET", `/stream-profiles/${enc(arg(ctx, 0, "the profile name"))}`));
+    show(ctx, await ctx.api().request<StreamProfileJson>("GET", `/stream-profiles/${enc(arg(ctx, 0, "the profile name"))}`));
   },
   "profile set": async (ctx) => {
     const name = arg(ctx, 0, "the profile name");
@@ -52,7 +43,7 @@ export const profileCommands: Record<string, Command> = {
     if (interval !== undefined) body.interval_ms = interval;
     if (timeout !== undefined) body.timeout_ms = timeout;
     if (Object.keys(body).length === 0) throw new AdminUsageError("Nothing to set: give --chunk-tokens, --buffer-tokens, --interval or --timeout.");
-    show(ctx, await ctx.api().request<ProfileJson>("PUT", `/stream-profiles/${enc(name)}`, body));
+    show(ctx, await ctx.api().request<StreamProfileJson>("PUT", `/stream-profiles/${enc(name)}`, body));
   },
   "profile remove": async (ctx) => {
     show(ctx, await ctx.api().request<Record<string, unknown>>("DELETE", `/stream-profiles/${enc(arg(ctx, 0, "the profile name"))}`));

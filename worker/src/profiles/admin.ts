@@ -19,6 +19,7 @@ import { recordAudit } from "../admin/store.ts";
 import { dropRoutingSnapshot } from "../nodes/admin-state.ts";
 import { BUILTIN_PROFILES } from "./profiles.ts";
 import type { StreamProfile } from "./types.ts";
+import type { StreamProfileJson } from "./wire.ts";
 
 const NAME = /^[a-z0-9][a-z0-9_-]{0,39}$/;
 const WHAT = "change streaming profiles";
@@ -37,7 +38,7 @@ function builtin(name: string): StreamProfile | undefined {
 }
 
 /** A profile as the admin API shows it. */
-function profileJson(p: StreamProfile, row: Row | null): Record<string, unknown> {
+function profileJson(p: StreamProfile, row: Row | null): StreamProfileJson {
   return {
     object: "stream_profile",
     name: p.name,
