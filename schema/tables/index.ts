@@ -4,3 +4,5 @@ export * from "./fleet.ts";
 export * from "./usage.ts";
 export * from "./conversations.ts";
 export * from "./streaming.ts";
+export * from "./council.ts";
+export * from "./memory.ts";

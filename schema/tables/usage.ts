@@ -33,6 +33,8 @@ export const usageRecords = pgTable(
     streamProfile: text("stream_profile"),
     /** Served from the gateway's response or embeddings cache: no GPU work; tokens are the cached answer's, priced by the model's cache_hit_price_factor. */
     cacheHit: boolean("cache_hit").notNull().default(false),
+    /** The council vote this specialist call was part of (council_votes.id); null otherwise. */
+    voteId: text("vote_id"),
   },
   (t) => [
     index("usage_records_tenant_at_idx").on(t.tenantId, t.at),
