@@ -24,6 +24,7 @@ CREATE TABLE "councils" (
 	"specialists" jsonb NOT NULL,
 	"synthesiser" text NOT NULL,
 	"deadline_ms" integer DEFAULT 30000 NOT NULL,
+	"critical_tags" text[] DEFAULT ARRAY['SECURITY CONCERN','7GEN CONCERN']::text[] NOT NULL,
 	"leave_breadcrumbs" boolean DEFAULT false NOT NULL,
 	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
 	"updated_at" timestamp with time zone DEFAULT now() NOT NULL

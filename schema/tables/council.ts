@@ -1,3 +1,4 @@
+import { sql } from "drizzle-orm";
 import { boolean, index, integer, jsonb, pgTable, text, timestamp, uniqueIndex } from "drizzle-orm/pg-core";
 import { tenants } from "./tenancy.ts";
 
@@ -32,6 +33,8 @@ export const councils = pgTable(
     synthesiser: text("synthesiser").notNull(),
     /** How long every specialist has to answer. */
     deadlineMs: integer("deadline_ms").notNull().default(30_000),
+    /** Concern tags that make a vote REVIEW REQUIRED on their own (others lower the confidence and call for caution). */
+    criticalTags: text("critical_tags").array().notNull().default(sql`ARRAY['SECURITY CONCERN','7GEN CONCERN']::text[]`),
     /** Each vote leaves a breadcrumb on the tenant's memory trails (source `council:<name>`). */
     leaveBreadcrumbs: boolean("leave_breadcrumbs").notNull().default(false),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
