@@ -26,6 +26,7 @@ describe("simulator options and flags", () => {
       embeddingDimensions: 384,
       loras: [],
       runtimeLora: false,
+      script: [],
     });
   });
 
@@ -63,6 +64,7 @@ describe("simulator options and flags", () => {
       apiKey: "k",
       loras: [],
       runtimeLora: false,
+      script: [],
     });
   });
 

@@ -1,4 +1,5 @@
 import { parseLoraSpec, runtimeLoraFromEnv, type SimLora } from "./lora.ts";
+import { loadSimScript, type SimScriptEntry } from "./script.ts";
 import { DEFAULT_MAX_MODEL_LEN, type SimModel, type SimOptions, SimOptionsError, simOptions } from "./options.ts";
 
 /** `--help` text of `backplane sim` / `node backplane/src/sim/cli.ts`. */
@@ -30,6 +31,10 @@ Flags (environment fallback in brackets):
                                 (like vLLM's --lora-modules; listed in /v1/models with parent <base>)
   --runtime-lora                register POST /v1/load_lora_adapter and /v1/unload_lora_adapter
                                 [VLLM_ALLOW_RUNTIME_LORA_UPDATING=True or 1, as vLLM reads it]
+  --script <file>               scripted chat answers, for tests: a JSON array of
+                                {"system", "user"?, "answer"}; a chat request whose system prompt and
+                                last user message contain those substrings gets "answer" as its text
+                                (first match wins) [SIM_SCRIPT]
   -h, --help                    show this text
 
 Endpoints: POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/audio/transcriptions,
@@ -106,6 +111,15 @@ function badLora(spec: string): never {
   throw new SimOptionsError(`--lora: expected <name>=<base model>, got "${spec}"`);
 }
 
+/** The entries of a script file; a missing or invalid file is an error naming the flag (or env var). */
+function scriptFile(flag: string, file: string): SimScriptEntry[] {
+  try {
+    return loadSimScript(file);
+  } catch (error) {
+    throw new SimOptionsError(`${flag}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  }
+}
+
 /** Parses `backplane sim` flags; flags win over env, env over defaults. Throws an Error naming the bad flag. */
 export function parseSimArgs(argv: readonly string[], env: Env = process.env): SimOptions {
   const partial: Partial<SimOptions> = {};
@@ -135,6 +149,7 @@ export function parseSimArgs(argv: readonly string[], env: Env = process.env): S
     else if (flag === "--host") partial.host = value;
     else if (flag === "--api-key") partial.apiKey = value;
     else if (flag === "--lora") loras.push(parseLoraSpec(value) ?? badLora(value));
+    else if (flag === "--script") partial.script = scriptFile(flag, value);
     else throw new SimOptionsError(`Unknown flag ${flag} (see --help)`);
   }
 
@@ -147,6 +162,7 @@ export function parseSimArgs(argv: readonly string[], env: Env = process.env): S
     const key = env.SIM_API_KEY || env.VLLM_API_KEY;
     if (key) partial.apiKey = key;
   }
+  if (partial.script === undefined && env.SIM_SCRIPT) partial.script = scriptFile("SIM_SCRIPT", env.SIM_SCRIPT);
   if (models.length === 0 && env.SIM_MODELS) {
     for (const spec of env.SIM_MODELS.split(",")) if (spec.trim()) models.push(parseModelSpec(spec.trim(), "SIM_MODELS"));
   }

@@ -83,6 +83,7 @@ function engineRequest(piece: AudioPiece, spec: AudioRunSpec): GenerationRequest
     answer: { kind: "text" },
     logprobs: null,
     includeReasoning: true,
+    messages: [],
     images: 0,
     prompts: [prompt],
     // An injected mid-stream fault hits the first engine request.

@@ -8,6 +8,7 @@ import { runGeneration } from "./job.ts";
 import { pyFloat } from "./metrics.ts";
 import { type OutputSpec, reasoningTokens } from "./output.ts";
 import { type GenerationRequest, parseChatRequest, parseCompletionRequest } from "./requests.ts";
+import { scriptedAnswer } from "./script.ts";
 
 /** vLLM's random_uuid(): uuid4 as 32 hex characters. */
 export function randomHex(): string {
@@ -111,6 +112,8 @@ export function handleGeneration(
     reasoningTokens: endpoint === "chat" && model.reasoning === true ? reasoningTokens(options.outputTokens) : 0,
     includeReasoning: request.includeReasoning,
     textEosAt: request.ignoreEos ? Infinity : Math.max(options.outputTokens, request.minTokens + 1),
+    // Tests' scripted answers replace a text answer only (script.ts); like a guided answer, EOS follows the text.
+    scripted: request.answer.kind === "text" ? scriptedAnswer(options.script, request.messages) : null,
   };
   runGeneration(state, { request, metrics, head, limits, output, res, arrival });
 }

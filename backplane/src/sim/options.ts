@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { loraProblem, type SimLora } from "./lora.ts";
+import { scriptEntrySchema, type SimScriptEntry } from "./script.ts";
 
 /**
  * A model the simulated engine serves: a generator (chat/completions), an embedding (pooling) model,
@@ -41,6 +42,8 @@ export interface SimOptions {
   loras: SimLora[];
   /** Registers the runtime load/unload routes (vLLM's VLLM_ALLOW_RUNTIME_LORA_UPDATING=True). */
   runtimeLora: boolean;
+  /** Scripted chat answers, for tests (script.ts): the first entry matching the system prompt and last user message answers. */
+  script: SimScriptEntry[];
 }
 
 /** Default max_model_len of a model given without one (448 is openai/whisper's decoder length). */
@@ -63,6 +66,7 @@ const DEFAULTS: SimOptions = {
   embeddingDimensions: 384,
   loras: [],
   runtimeLora: false,
+  script: [],
 };
 
 const modelSchema = z.object({
@@ -91,6 +95,7 @@ const schema = z.object({
   apiKey: z.string().min(1).optional(),
   loras: z.array(z.object({ name: z.string().regex(/^\S+$/, "must be a non-empty name without spaces"), base: z.string().min(1), path: z.string().min(1) })),
   runtimeLora: z.boolean(),
+  script: z.array(scriptEntrySchema),
 });
 
 /** Thrown for an invalid option; the message names the option. */

@@ -76,6 +76,8 @@ export interface OutputSpec {
   includeReasoning: boolean;
   /** EOS position of a text answer (outputTokens, later with min_tokens, never with ignore_eos). */
   textEosAt: number;
+  /** A scripted answer (script.ts): this text, then EOS, in place of the word stream of a text answer. */
+  scripted?: string | null;
 }
 
 /** Reasoning tokens of a reasoning model: the first half of a natural answer's tokens. */
@@ -83,7 +85,8 @@ export function reasoningTokens(outputTokens: number): number {
   return Math.floor((outputTokens - 1) / 2);
 }
 
-function jsonBody(text: string): StructuredBody {
+/** A fixed text (guided JSON, a scripted answer), split by the simulator's tokenizer, then EOS. */
+function fixedTextBody(text: string): StructuredBody {
   return {
     tokens: splitTokens(text).map((piece) => ({ text: piece, delta: { kind: "content" } })),
     eosDelta: `{"content":""}`,
@@ -94,7 +97,7 @@ function jsonBody(text: string): StructuredBody {
 
 function structuredBody(answer: AnswerSpec, random: () => number, choiceIndex: number): StructuredBody | null {
   if (answer.kind === "text") return null;
-  if (answer.kind === "json") return jsonBody(answer.schema === null ? jsonObjectText(random) : jsonForSchema(answer.schema, random));
+  if (answer.kind === "json") return fixedTextBody(answer.schema === null ? jsonObjectText(random) : jsonForSchema(answer.schema, random));
   return toolCallBody(answer.mode, answer.tools, random, choiceIndex);
 }
 
@@ -108,7 +111,8 @@ export function choiceOutput(spec: OutputSpec, seedState: number, choiceIndex: n
   const r = spec.reasoningTokens;
   const thoughts = wordTokens(random);
   const words = wordTokens(random);
-  const body = structuredBody(spec.answer, mulberry32(seedState ^ 0x5bd1e995), choiceIndex);
+  const scripted = spec.answer.kind === "text" ? (spec.scripted ?? null) : null;
+  const body = scripted !== null ? fixedTextBody(scripted) : structuredBody(spec.answer, mulberry32(seedState ^ 0x5bd1e995), choiceIndex);
   const head = r > 0 ? r + 1 : 0;
   let position = 0;
   return {

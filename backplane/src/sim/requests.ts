@@ -1,7 +1,7 @@
 import { type AnswerSpec, checkChatLogprobs, checkToolUsage, decideAnswer } from "./answer.ts";
 import { badRequest } from "./errors.ts";
 import { chatSchema, completionSchema, modelValidatorError, truthy, validateBody } from "./schemas.ts";
-import { CHAT_TEMPLATE_TOKENS, countTextTokens, fnv1a, hashTokenIds, renderChat } from "./tokenizer.ts";
+import { CHAT_TEMPLATE_TOKENS, countTextTokens, fnv1a, hashTokenIds, renderChat, type SimChatMessage } from "./tokenizer.ts";
 
 /** A fault the request asks the simulator to inject (`sim_fault`). */
 export type SimFault = "error_mid_stream" | "drop_mid_stream" | "engine_error";
@@ -39,6 +39,8 @@ export interface GenerationRequest {
   logprobs: number | null;
   /** Chat include_reasoning (default true). */
   includeReasoning: boolean;
+  /** Chat: the conversation (scripted answers match it; script.ts). Completions: empty. */
+  messages: readonly SimChatMessage[];
   /** Image parts in the conversation (a text-only model refuses them). */
   images: number;
   /** Chat: one prompt. Completions: one per prompt in a batch. */
@@ -112,6 +114,7 @@ export function parseChatRequest(raw: unknown): GenerationRequest {
     // serving_chat.py: logprobs only when `request.logprobs and request.top_logprobs is not None` (default 0).
     logprobs: body.logprobs === true && object?.top_logprobs !== null ? (body.top_logprobs ?? 0) : null,
     includeReasoning: body.include_reasoning !== false,
+    messages: body.messages,
     images: rendered.images,
     prompts: [rendered],
     fault: body.sim_fault ?? null,
@@ -163,6 +166,7 @@ export function parseCompletionRequest(raw: unknown): GenerationRequest {
     answer: { kind: "text" },
     logprobs: body.logprobs ?? null,
     includeReasoning: true,
+    messages: [],
     images: 0,
     prompts,
     fault: body.sim_fault ?? null,
