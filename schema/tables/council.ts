@@ -9,8 +9,8 @@ export interface SpecialistRow {
   persona: string;
   /** A catalogue model id (or alias). */
   model: string;
-  /** Sampling settings sent with each question (temperature, top_p, max_tokens, seed). */
-  sampling: { temperature?: number; top_p?: number; max_tokens?: number; seed?: number };
+  /** Sampling settings sent with each question (temperature, top_p, max_tokens, seed; vLLM's min_tokens). */
+  sampling: { temperature?: number; top_p?: number; max_tokens?: number; seed?: number; min_tokens?: number };
   /** The concern tags it may raise, e.g. "SECURITY CONCERN". */
   concern_tags: string[];
 }

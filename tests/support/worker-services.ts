@@ -121,6 +121,8 @@ async function main(): Promise<void> {
     KEY_CACHE_ISOLATE_SECONDS: "1",
     ROUTING_CACHE_ISOLATE_SECONDS: "1",
     UPSTREAM_CONNECT_TIMEOUT_MS: "5000",
+    // The built-in council asks the model every live test node serves (the catalogue's first chat model by id is a test fixture).
+    COUNCIL_DEFAULT_MODEL: "sim-llama-8b",
     },
     adminToken,
     keys: seeded,

@@ -15,6 +15,8 @@ interface EndBatch {
   writes: WriteBatch;
   rows: UsageRow[];
   conversations: ConversationRecord[];
+  /** Other outbox entries (a council vote's record), queued once more if the batch fails. */
+  extras: { key: string; value: string }[];
 }
 
 /** Requests that end within this long of each other share one round trip… */
@@ -41,7 +43,61 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
  * batch; if Redis fails it, the record is queued once more and otherwise logged as lost.
  */
 export async function settleRequest(deps: RequestDeps, admission: Admission, row: UsageRow, authAudit: AuditEvent | null, conversation: ConversationRecord | null = null): Promise<void> {
+  return settleRequests(deps, admission, [row], authAudit, conversation);
+}
+
+/**
+ * settleRequest for one admission that covered several engine calls (a council vote's fan-out,
+ * council/): the budgets settle to the calls' summed cost, and each call has its usage row. `extra`
+ * are more outbox entries pushed in the same batch (the vote's record).
+ */
+export async function settleRequests(
+  deps: RequestDeps,
+  admission: Admission,
+  rows: UsageRow[],
+  authAudit: AuditEvent | null,
+  conversation: ConversationRecord | null = null,
+  extra: { key: string; value: string }[] = [],
+): Promise<void> {
   const prefix = deps.settings.redisPrefix;
+  for (const row of rows) logEnd(deps, row);
+  let used = 0;
+  let spend = 0;
+  let calls = 0;
+  for (const row of rows) {
+    const tokens = (row.promptTokens ?? 0) + (row.completionTokens ?? 0);
+    used += tokens;
+    spend += row.costMicros ?? 0;
+    if (tokens > 0 || (row.costMicros ?? 0) > 0) calls++;
+  }
+  // No await from here to the last push: a batch being sent takes no more writes.
+  const opener = open === null;
+  const batch = (open ??= { writes: new WriteBatch(deps.redis.pipeline()), rows: [], conversations: [], extras: [] });
+  // Audio is billed by its duration: a transcription may cost money with no tokens reported.
+  const finished = admission.finish(calls > 0 ? { tokens: used, spend, requests: calls } : null, batch.writes);
+  for (const row of rows) batch.writes.pipe.lpush(usageOutboxKey(prefix), JSON.stringify(row));
+  for (const e of extra) batch.writes.pipe.lpush(e.key, e.value);
+  batch.extras.push(...extra);
+  if (authAudit) batch.writes.pipe.lpush(auditOutboxKey(prefix), JSON.stringify(authAudit));
+  if (conversation) {
+    batch.writes.pipe.lpush(conversationOutboxKey(prefix), JSON.stringify(conversation));
+    batch.conversations.push(conversation);
+  }
+  batch.rows.push(...rows);
+  await finished;
+  // The request that opened the batch sends it after COALESCE_MS (one timer per batch, not per
+  // request); a full batch goes at once, from the request that filled it.
+  if (batch.rows.length >= MAX_REQUESTS_PER_BATCH) {
+    if (open === batch) await sendEndBatch(deps, batch);
+    return;
+  }
+  if (!opener) return;
+  await sleep(COALESCE_MS);
+  if (open === batch) await sendEndBatch(deps, batch);
+}
+
+/** The log line of a request's end, for the ones an operator would look into. */
+function logEnd(deps: RequestDeps, row: UsageRow): void {
   // Every request has its usage record; the log line is for the ones an operator would look into
   // (a log line per request was about a tenth of the worker's CPU per request, bench/).
   if (row.status !== "ok" || deps.settings.logRequests === "all") deps.log("request_done", {
@@ -57,30 +113,6 @@ export async function settleRequest(deps: RequestDeps, admission: Admission, row
     ttftMs: row.ttftMs,
     latencyMs: row.latencyMs,
   });
-  const used = (row.promptTokens ?? 0) + (row.completionTokens ?? 0);
-  // No await from here to the last push: a batch being sent takes no more writes.
-  const opener = open === null;
-  const batch = (open ??= { writes: new WriteBatch(deps.redis.pipeline()), rows: [], conversations: [] });
-  // Audio is billed by its duration: a transcription may cost money with no tokens reported.
-  const charged = used > 0 || (row.costMicros ?? 0) > 0;
-  const finished = admission.finish(charged ? { tokens: used, spend: row.costMicros ?? 0, requests: 1 } : null, batch.writes);
-  batch.writes.pipe.lpush(usageOutboxKey(prefix), JSON.stringify(row));
-  if (authAudit) batch.writes.pipe.lpush(auditOutboxKey(prefix), JSON.stringify(authAudit));
-  if (conversation) {
-    batch.writes.pipe.lpush(conversationOutboxKey(prefix), JSON.stringify(conversation));
-    batch.conversations.push(conversation);
-  }
-  batch.rows.push(row);
-  await finished;
-  // The request that opened the batch sends it after COALESCE_MS (one timer per batch, not per
-  // request); a full batch goes at once, from the request that filled it.
-  if (batch.rows.length >= MAX_REQUESTS_PER_BATCH) {
-    if (open === batch) await sendEndBatch(deps, batch);
-    return;
-  }
-  if (!opener) return;
-  await sleep(COALESCE_MS);
-  if (open === batch) await sendEndBatch(deps, batch);
 }
 
 async function sendEndBatch(deps: Deps, batch: EndBatch): Promise<void> {
@@ -91,7 +123,11 @@ async function sendEndBatch(deps: Deps, batch: EndBatch): Promise<void> {
   } catch (err) {
     restoreCounters();
     deps.log("request_end_writes_failed", { requests: batch.rows.map((r) => r.id), error: String(err) });
-    await Promise.all([...batch.rows.map((row) => ensureUsageDelivered(deps, row)), ...batch.conversations.map((record) => requeueConversation(deps, record))]);
+    await Promise.all([
+      ...batch.rows.map((row) => ensureUsageDelivered(deps, row)),
+      ...batch.conversations.map((record) => requeueConversation(deps, record)),
+      ...batch.extras.map((e) => deps.redis.lpush(e.key, e.value).catch((e2: unknown) => deps.log("outbox_entry_lost", { key: e.key, error: String(e2) }))),
+    ]);
   }
 }
 

@@ -2,7 +2,9 @@ import type { Context } from "hono";
 import type { AppEnv } from "../env.ts";
 import { isEligible } from "../routing/pick.ts";
 import type { ModelEntry } from "../routing/snapshot.ts";
-import { keyAllows } from "../routing/aliases.ts";
+import { catalogueModel, keyAllows } from "../routing/aliases.ts";
+import { councilsFor } from "../council/config.ts";
+import { COUNCIL_MODEL_PREFIX } from "../council/routes.ts";
 
 /**
  * `GET /v1/models`: the catalogue models this key may use, in OpenAI's list shape plus gateway
@@ -14,7 +16,7 @@ import { keyAllows } from "../routing/aliases.ts";
  * model id requests are served, metered and answered under) and `alias_of` is that id (null on the
  * model's own entry, which lists its `aliases`).
  */
-export function listModels(c: Context<AppEnv>): Response {
+export async function listModels(c: Context<AppEnv>): Promise<Response> {
   const identity = c.get("identity");
   const routing = c.get("routing");
   const now = Date.now();
@@ -39,5 +41,37 @@ export function listModels(c: Context<AppEnv>): Response {
     .filter((m) => keyAllows(identity.allowedModels, m))
     .flatMap((m) => [m.id, ...(m.aliases ?? [])].map((id) => entry(m, id)))
     .sort((a, b) => a.id.localeCompare(b.id));
-  return c.json({ object: "list", data });
+  return c.json({ object: "list", data: [...data, ...(await councilEntries(c, available))] });
+}
+
+/**
+ * The councils this key may ask as a chat model (`council/<name>`, docs/council.md): with the
+ * `chat` scope, and every specialist's model allowed to the key. Listed after the models.
+ */
+async function councilEntries(c: Context<AppEnv>, available: (m: ModelEntry) => boolean) {
+  const identity = c.get("identity");
+  if (!identity.scopes.includes("chat")) return [];
+  const snapshot = c.get("routing").snapshot;
+  const councils = await councilsFor(c.get("deps"), identity.tenantId, snapshot);
+  return councils.flatMap((council) => {
+    const models = council.specialists.map((s) => catalogueModel(snapshot, s.model));
+    if (models.some((m) => !m || !keyAllows(identity.allowedModels, m))) return [];
+    const id = `${COUNCIL_MODEL_PREFIX}${council.name}`;
+    return [
+      {
+        id,
+        object: "model" as const,
+        created: 0,
+        owned_by: "switchyard",
+        root: id,
+        parent: null,
+        alias_of: null,
+        aliases: [],
+        kind: "council",
+        specialists: council.specialists.map((s) => s.name),
+        synthesiser: council.synthesiser,
+        available: models.every((m) => m !== null && available(m)),
+      },
+    ];
+  });
 }

@@ -37,6 +37,7 @@ import { captureBytes, conversationRecord, StreamCapture, type CapturedBody } fr
 import type { UsageRow } from "../metering/record.ts";
 import type { StreamProfile } from "../profiles/types.ts";
 import { profiledRequest } from "../profiles/profiles.ts";
+import { COUNCIL_MODEL_PREFIX, councilChat } from "../council/routes.ts";
 import { lookupCache, serveHit, BYPASS } from "../cache/serve.ts";
 
 const PATHS: Record<Endpoint, string> = {
@@ -145,6 +146,8 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
   // The model by its id or an alias (routing/aliases.ts): from here on the request is the model's id's.
   const model = catalogueModel(c.get("routing").snapshot, asked.model);
   if (!model || !keyAllows(identity.allowedModels, model)) {
+    // A council asked as a chat model (council/): its consensus answers (docs/council.md).
+    if (endpoint === "chat" && !model && asked.model.startsWith(COUNCIL_MODEL_PREFIX)) return councilChat(c, asked);
     throw new ApiError("model_not_found", `The model '${asked.model}' does not exist or you do not have access to it. GET /v1/models lists the models this key may use.`, {
       param: "model",
     });
@@ -360,7 +363,7 @@ async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boo
  * circuits. A half-open circuit's node is kept (first) only by the one request that claims its
  * trial. No capacity is a 503 that says why.
  */
-async function routeRequest(c: Context<AppEnv>, model: string, prefixHash: number | null): Promise<NodeEntry[]> {
+export async function routeRequest(c: Context<AppEnv>, model: string, prefixHash: number | null): Promise<NodeEntry[]> {
   const identity = c.get("identity");
   const routing = c.get("routing");
   const settings = c.get("deps").settings;
@@ -420,7 +423,7 @@ async function routeRequest(c: Context<AppEnv>, model: string, prefixHash: numbe
 }
 
 /** Feeds the node's circuit breaker (in waitUntil): failures count up to opening it; a success after any failure closes it. */
-function reportNodeResult(c: Context<AppEnv>, node: NodeEntry, ok: boolean): void {
+export function reportNodeResult(c: Context<AppEnv>, node: NodeEntry, ok: boolean): void {
   const redis = c.get("deps").redis;
   const settings = c.get("deps").settings;
   const routing = c.get("routing");
