@@ -256,6 +256,45 @@ describe("Anthropic Messages through the gateway to llama-server's own /v1/messa
   });
 });
 
+describe("agent streaming profiles on the real engine (no running usage: a delta is a token)", () => {
+  /** The data payloads of an SSE body, parsed, without [DONE]. */
+  const payloads = (text: string) =>
+    text
+      .split("\n\n")
+      .map((b) => b.split("\n").find((l) => l.startsWith("data: "))?.slice(6))
+      .filter((d): d is string => d !== undefined && d !== "[DONE]")
+      .map((d) => JSON.parse(d) as { choices?: { delta?: { content?: string }; finish_reason?: string | null }[]; usage?: { prompt_tokens: number; completion_tokens: number }; error?: { code: string } });
+  const post = (path: string, body: unknown) =>
+    fetch(`${stack.gatewayUrl}${path}`, { method: "POST", headers: { authorization: `Bearer ${stack.apiKey}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+
+  it("coalesces llama-server's deltas to the gui profile's chunks and meters the engine's usage", async () => {
+    const res = await post("/v1/gui/chat/completions", { model: CHAT, messages: ask, max_tokens: 25, ignore_eos: true, stream_options: { include_usage: true } });
+    expect(res.headers.get("x-switchyard-profile")).toBe("gui");
+    const events = payloads(await res.text());
+    const content = events.filter((e) => (e.choices?.[0]?.delta?.content ?? "") !== "");
+    expect(content.length).toBeGreaterThanOrEqual(3);
+    expect(content.length).toBeLessThan(25);
+    expect(content.at(-1)?.choices?.[0]?.finish_reason).toBe("length");
+    const usage = events.find((e) => e.choices?.length === 0)?.usage;
+    expect(usage?.completion_tokens).toBe(25);
+    const row = await usageFor(res.headers.get("x-request-id"));
+    expect(row).toMatchObject({ status: "ok", streamProfile: "gui", completionTokens: 25, promptTokens: usage?.prompt_tokens });
+  });
+
+  it("ends at the profile's time limit, stops the engine, and meters the deltas delivered", async () => {
+    await admin("PUT", "/stream-profiles/real-short", { chunk_tokens: 2, interval_ms: 20, buffer_tokens: 20, timeout_ms: 1500 });
+    const res = await post("/v1/agents/stream?type=real-short", { model: CHAT, messages: ask, max_tokens: 1500, ignore_eos: true, stream_options: { include_usage: true } });
+    const events = payloads(await res.text());
+    expect(events.at(-1)?.error?.code).toBe("stream_timeout");
+    const usage = events.find((e) => e.choices?.length === 0)?.usage;
+    expect(usage?.completion_tokens).toBeGreaterThan(0);
+    await expect.poll(async () => (await engineCounters(chatEngine)).processing, { timeout: 10_000 }).toBe(0);
+    const row = await usageFor(res.headers.get("x-request-id"));
+    expect(row).toMatchObject({ status: "error", streamProfile: "real-short", completionTokens: usage?.completion_tokens });
+    expect(row.promptTokens).toBeGreaterThan(5);
+  });
+});
+
 describe("cancellation and reconciliation on the real engine", () => {
   it("stops the engine's work when the client abandons a stream, and meters what was delivered", async () => {
     const params: OpenAI.ChatCompletionCreateParamsStreaming & LlamaExtras = { model: CHAT, messages: ask, max_tokens: 1500, ignore_eos: true, stream: true };
