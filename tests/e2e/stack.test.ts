@@ -44,7 +44,7 @@ describe("the local stack through the openai client", () => {
   it("lists the models", async () => {
     const models = await client.models.list();
     // sim-embed:latest is the demo embedding model's alias (dev/seed.ts), listed as its own entry.
-    expect(models.data.map((m) => m.id).sort()).toEqual(["sim-embed", "sim-embed:latest", "sim-llama-8b", "sim-whisper"]);
+    expect(models.data.map((m) => m.id).sort()).toEqual(["council/default", "sim-embed", "sim-embed:latest", "sim-llama-8b", "sim-whisper"]);
   });
 
   it("answers a chat completion and records the engine's usage", async () => {

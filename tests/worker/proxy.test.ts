@@ -24,14 +24,16 @@ describe("models", () => {
     expect(res.status).toBe(200);
     const body = await res.json<{ object: string; data: { id: string; object: string; owned_by: string; available: boolean }[] }>();
     expect(body.object).toBe("list");
-    // sim-embed:latest is sim-embed's alias (dev/seed.ts), listed as an entry of its own.
-    expect(body.data.map((m) => m.id)).toEqual(["hb-model", "legacy-model", "sim-embed", "sim-embed:latest", "sim-llama-8b", "sim-whisper"]);
+    // sim-embed:latest is sim-embed's alias (dev/seed.ts), listed as an entry of its own; the
+    // built-in council follows the models (docs/council.md).
+    expect(body.data.map((m) => m.id)).toEqual(["hb-model", "legacy-model", "sim-embed", "sim-embed:latest", "sim-llama-8b", "sim-whisper", "council/default"]);
     expect(body.data.every((m) => m.object === "model" && m.owned_by === "switchyard")).toBe(true);
     // No node serves hb-model until a test registers one, nor sim-whisper in this suite.
-    expect(body.data.map((m) => m.available)).toEqual([false, true, true, true, true, false]);
+    expect(body.data.map((m) => m.available)).toEqual([false, true, true, true, true, false, true]);
 
     const limited = await (await gateway("/v1/models", { key: inject("keys").chatOnlyModel })).json<{ data: { id: string }[] }>();
-    expect(limited.data.map((m) => m.id)).toEqual(["sim-llama-8b"]);
+    // Its one model is the one the built-in council asks, so the council is listed too.
+    expect(limited.data.map((m) => m.id)).toEqual(["sim-llama-8b", "council/default"]);
   });
 });
 
