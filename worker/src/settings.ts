@@ -54,10 +54,27 @@ export interface Settings {
     /** Deadline of the cache read a cacheable request waits for (ms); past it the request is a miss. */
     readTimeoutMs: number;
   };
+  /** The specialist council (docs/council.md). */
+  council: {
+    /** The model the built-in default council asks ("" = the catalogue's first chat model by id). */
+    defaultModel: string;
+  };
+  /** Memory trails (docs/memory.md): how fast they cool and when a cold one is removed. */
+  memory: MemorySettings;
   /** Reconciliation: a window is an alert when |drift| / engine tokens exceeds this ratio… */
   reconcileDriftThreshold: number;
   /** …and |drift| is at least this many tokens (so a quiet hour's few tokens never alert). */
   reconcileMinDriftTokens: number;
+}
+
+/** The memory trails' temperature model and clean-up (docs/memory.md). */
+export interface MemorySettings {
+  /** Hours after which a trail left alone has half its temperature (at least one minute). */
+  halfLifeHours: number;
+  /** Below this temperature a trail is cold… */
+  coldTemperature: number;
+  /** …and removed by the cooling job once no breadcrumb was left on it for this many days. */
+  retentionDays: number;
 }
 
 function positiveInt(env: Env, name: keyof Env, fallback: number): number {
@@ -145,6 +162,12 @@ export function settingsFrom(env: Env): Settings {
       embeddingTtlMs: positiveInt(env, "CACHE_EMBEDDING_TTL_SECONDS", 3_600) * 1000,
       tenantMaxBytes: positiveInt(env, "CACHE_TENANT_MAX_BYTES", 64 * 1024 * 1024),
       readTimeoutMs: Math.max(1, positiveInt(env, "CACHE_READ_TIMEOUT_MS", 200)),
+    },
+    council: { defaultModel: (env.COUNCIL_DEFAULT_MODEL ?? "").trim() },
+    memory: {
+      halfLifeHours: Math.max(1 / 60, nonNegativeNumber(env, "MEMORY_HALF_LIFE_HOURS", 24)),
+      coldTemperature: nonNegativeNumber(env, "MEMORY_COLD_TEMPERATURE", 5),
+      retentionDays: nonNegativeNumber(env, "MEMORY_RETENTION_DAYS", 30),
     },
     reconcileDriftThreshold: nonNegativeNumber(env, "RECONCILE_DRIFT_THRESHOLD", 0.01),
     reconcileMinDriftTokens: positiveInt(env, "RECONCILE_MIN_DRIFT_TOKENS", 100),
