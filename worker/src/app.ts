@@ -14,9 +14,11 @@ import { listModels } from "./routes/models.ts";
 import { proxyHandler } from "./routes/proxy.ts";
 import { storedResponseHandler } from "./responses/routes.ts";
 import { usageHandler } from "./usage/routes.ts";
+import { MEMORY_ROUTE_METHODS, memoryRoutes } from "./memory/routes.ts";
 import { isOllamaPath, ollamaErrorResponse } from "./ollama/errors.ts";
 import { ollamaEmbed, ollamaEmbeddings } from "./ollama/routes.ts";
 import { PROFILE_ROUTES, profileHandler } from "./profiles/routes.ts";
+import { listVotesHandler, readVoteHandler, specialistHandler, voteHandler } from "./council/routes.ts";
 
 /** Structured log line on stdout. */
 export const log: Logger = (event, fields) => {
@@ -43,6 +45,8 @@ const ROUTE_METHODS: Record<string, string> = {
   "/detokenize": "POST",
   "/v1/audio/transcriptions": "POST",
   "/v1/audio/translations": "POST",
+  "/v1/council/vote": "POST",
+  "/v1/council/votes": "GET",
   "/v1/voice/chat/completions": "POST",
   "/v1/copilot/completions": "POST",
   "/v1/gui/chat/completions": "POST",
@@ -51,6 +55,7 @@ const ROUTE_METHODS: Record<string, string> = {
   "/v1/usage": "GET",
   "/api/embed": "POST",
   "/api/embeddings": "POST",
+  ...MEMORY_ROUTE_METHODS,
 };
 const OTHER_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
@@ -100,9 +105,16 @@ export function createApp(): Hono<AppEnv> {
   app.post("/detokenize", proxyHandler("detokenize"));
   app.post("/v1/audio/transcriptions", proxyHandler("transcriptions"));
   app.post("/v1/audio/translations", proxyHandler("translations"));
+  // The specialist council (council/, docs/council.md).
+  app.post("/v1/council/vote", voteHandler);
+  app.post("/v1/council/specialist/:name", specialistHandler);
+  app.get("/v1/council/votes", listVotesHandler);
+  app.get("/v1/council/votes/:id", readVoteHandler);
   // Agent streaming profiles (profiles/): the chat route's body, re-chunked and paced per profile.
   for (const [path, profile] of Object.entries(PROFILE_ROUTES)) app.post(path, profileHandler(profile));
   app.get("/v1/usage", usageHandler);
+  // Memory trails (memory/, docs/memory.md): the tenant's own data, any key of it.
+  app.route("/v1/memory", memoryRoutes);
   app.post("/api/embed", ollamaEmbed);
   app.post("/api/embeddings", ollamaEmbeddings);
   app.route("/admin", adminApp());

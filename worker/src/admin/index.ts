@@ -28,7 +28,9 @@ import { reservationRoutes } from "../routing/reservations-admin.ts";
 import { tenantRoutes } from "../tenancy/tenants-admin.ts";
 import { usageRoutes } from "../usage/admin.ts";
 import { streamProfileRoutes } from "../profiles/admin.ts";
+import { councilRoutes, councilVoteRoutes } from "../council/admin.ts";
 import { cacheRoutes } from "../cache/admin.ts";
+import { memoryAdminRoutes } from "../memory/admin.ts";
 
 /** Builds the admin sub-app (authenticated by ADMIN_TOKEN or an admin-scoped key, auth.ts). */
 export function adminApp(): Hono<AdminEnv> {
@@ -57,5 +59,8 @@ export function adminApp(): Hono<AdminEnv> {
     .route("/reservations", reservationRoutes)
     .route("/billing", billingRoutes)
     .route("/stream-profiles", streamProfileRoutes)
-    .route("/cache", cacheRoutes);
+    .route("/councils", councilRoutes)
+    .route("/council/votes", councilVoteRoutes)
+    .route("/cache", cacheRoutes)
+    .route("/memory", memoryAdminRoutes);
 }

@@ -7,6 +7,9 @@ import { rebuildActiveKeys } from "../auth/key-set.ts";
 import { reseedBudgetCounters } from "../limits/budget-seed.ts";
 import type { Deps } from "../platform/deps.ts";
 import { flushCounters } from "../platform/metrics.ts";
+import { coolTrails } from "../memory/cool.ts";
+import { flushVotes } from "../council/flush.ts";
+import { voteBreadcrumb } from "../council/breadcrumbs.ts";
 
 /** The hourly Cron Trigger (wrangler.toml `[triggers]`): it also reconciles metered tokens with the engines' counters. */
 export const RECONCILE_CRON = "0 * * * *";
@@ -14,9 +17,9 @@ export const RECONCILE_CRON = "0 * * * *";
 /**
  * The Cron Triggers (wrangler.toml `[triggers]`). Every run flushes this isolate's pending counters,
  * then moves queued usage events (records and hourly rollups) and audit events from Redis to
- * Postgres in batches over one connection, with queued conversations (and deletes those past retention) (a failure leaves the events for the next run), and records
+ * Postgres in batches over one connection, with queued conversations (and deletes those past retention) and council votes (a failure leaves the events for the next run), and records
  * nodes that went stale in their health history (nodes/health.ts). The hourly
- * cron (`RECONCILE_CRON`) then reconciles every node (metering/reconcile.ts), after the flush, so
+ * cron (`RECONCILE_CRON`) then cools the memory trails (memory/cool.ts) and reconciles every node (metering/reconcile.ts), after the flush, so
  * the usage of the window is in Postgres.
  */
 export async function runScheduled(deps: Deps, cron = "* * * * *"): Promise<void> {
@@ -29,6 +32,9 @@ export async function runScheduled(deps: Deps, cron = "* * * * *"): Promise<void
     const conversations = await flushConversations(redis, settings.redisPrefix, db);
     const expired = await deleteExpiredConversations(db);
     if (conversations > 0 || expired > 0) log("conversations_flushed", { written: conversations, expired });
+    // Council votes (docs/council.md), each leaving a breadcrumb when its council asks for one.
+    const votes = await flushVotes(redis, settings.redisPrefix, db, (tx, vote) => voteBreadcrumb(tx, vote, settings.memory.halfLifeHours));
+    if (votes > 0) log("council_votes_flushed", { written: votes });
     // After the flush, so the records hold everything Redis still had (limits/budget-seed.ts).
     const seeded = await reseedBudgetCounters(db, redis, settings.redisPrefix);
     if (seeded !== null) log("budget_counters_seeded", { budgets: seeded });
@@ -39,6 +45,15 @@ export async function runScheduled(deps: Deps, cron = "* * * * *"): Promise<void
     // Keeps the active-key set exact, and rebuilds it after Redis lost its data (auth/key-set.ts).
     await rebuildActiveKeys(db, redis, settings.redisPrefix);
     if (cron === RECONCILE_CRON) {
+      // Memory trails (docs/memory.md): decayed temperatures written back, cold trails past retention
+      // removed. Reads decay on their own, so once an hour is plenty; a failure waits for the next hour
+      // without keeping the reconciliation from running.
+      try {
+        const cooling = await coolTrails(db, settings.memory);
+        if (cooling.cooled > 0 || cooling.removed > 0) log("memory_trails_cooled", { cooled: cooling.cooled, removed: cooling.removed });
+      } catch (err) {
+        log("memory_cooling_failed", { error: err instanceof Error ? err.message : String(err) });
+      }
       await flushAndReconcile({ db, redis, prefix: settings.redisPrefix, thresholds: driftThresholds(settings), log });
     }
   });
