@@ -3,6 +3,7 @@ import { z } from "zod";
 
 /** The three recommendations a council vote gives. */
 export const RECOMMENDATIONS = ["PROCEED", "PROCEED WITH CAUTION", "REVIEW REQUIRED"] as const;
+/** A council's recommendation. */
 export type Recommendation = (typeof RECOMMENDATIONS)[number];
 
 const caseSchema = z.strictObject({

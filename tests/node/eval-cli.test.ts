@@ -5,11 +5,14 @@
  */
 import { execFile } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { EvalReport } from "../../eval/harness.ts";
+import { castVote } from "../../eval/vote.ts";
 import { type FakeCouncil, startFakeCouncil } from "../support/fake-council.ts";
 
 const run = promisify(execFile);
@@ -149,5 +152,38 @@ describe("npm run eval", () => {
     const help = await evalCli(["--help"]);
     expect(help.code).toBe(0);
     expect(help.stdout).toContain("Usage: npm run eval --");
+  });
+});
+
+describe("castVote", () => {
+  let server: Server | null = null;
+  afterEach(async () => {
+    server?.closeAllConnections();
+    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+    server = null;
+  });
+
+  /** A loopback server answering every request with `handler`. */
+  async function serve(handler: Parameters<typeof createServer>[1]): Promise<string> {
+    server = createServer(handler);
+    await new Promise<void>((resolve) => server?.listen(0, "127.0.0.1", resolve));
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  it("gives up on a vote that does not come back within the timeout, saying so", async () => {
+    const url = await serve(() => {
+      // Never answers.
+    });
+    const outcome = await castVote({ url, key: KEY, council: "default", timeoutMs: 200 }, "q");
+    expect(outcome).toMatchObject({ ok: false, error: "no answer within 0.2 s" });
+    expect(outcome.latencyMs).toBeGreaterThanOrEqual(150);
+  });
+
+  it("refuses a 200 whose body is not a council.vote, naming the field", async () => {
+    const url = await serve((_req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ object: "council.vote", id: "vote_1", council: "default", responses: {}, concerns: [], recommendation: "PROCEED" }));
+    });
+    expect(await castVote({ url, key: KEY, council: "default", timeoutMs: 5000 }, "q")).toMatchObject({ ok: false, error: expect.stringMatching(/^not a council\.vote: confidence: /) as unknown });
   });
 });
