@@ -23,6 +23,7 @@ const STRING_FLAGS = [
   "model", "tps", "nodes", "strategy", "region-overrides", "base-model", "adapter-source", "source", "audio-price", "engine", "audit",
   "cache", "cache-hit-factor",
   "chunk-tokens", "buffer-tokens", "interval", "timeout",
+  "file", "council",
 ];
 const BOOLEAN_FLAGS = ["json", "all", "help", "alerts", "run", "apply"];
 /** Flags that may be given several times, their values joined as one comma list (`--alias a --alias b` is `--alias a,b`). */

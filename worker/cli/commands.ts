@@ -4,7 +4,9 @@ import { catalogueCommands } from "./catalogue.ts";
 import { fleetCommands } from "./fleet.ts";
 import { infraCommands } from "./infra.ts";
 import { profileCommands } from "./profiles.ts";
+import { councilCommands } from "./council.ts";
 import { cacheCommands } from "./cache.ts";
+import { memoryCommands } from "./memory.ts";
 import { quotaCommands } from "./quotas.ts";
 import { reconcileCommands } from "./reconcile.ts";
 import { tenancyCommands } from "./tenancy.ts";
@@ -63,6 +65,11 @@ Tenancy, limits and budgets go through the gateway's admin API (--url, --token):
   model export                                             (the whole catalogue as YAML, ordered by id: the document model apply takes)
   model apply FILE [--apply]                               (prints the plan of the YAML document: create, update, deactivate;
                                                            writes only with --apply; models left out are deactivated)
+  council list TENANT | show TENANT [NAME]                 (a tenant's councils, the built-in default included; docs/council.md)
+  council set TENANT NAME --file council.json              (creates or replaces a council: {specialists, synthesiser,
+                                                           deadline_ms?, critical_tags?, leave_breadcrumbs?})
+  council remove TENANT NAME
+  council votes [--tenant T] [--council C]                 (stored votes, newest first)
   profile list | show NAME                                 (agent streaming profiles: the built-in voice, copilot, gui
                                                            and the operators'; docs/streaming-profiles.md)
   profile set NAME [--chunk-tokens N] [--interval 50ms] [--buffer-tokens N] [--timeout 60s]
@@ -72,6 +79,10 @@ Tenancy, limits and budgets go through the gateway's admin API (--url, --token):
                                                            its defaults)
   cache show TENANT | purge TENANT                         (a tenant's entries and bytes in the response and embeddings
                                                            caches; purge deletes them all, docs/caching.md)
+  memory trails [--tenant T]                               (memory trails, newest first, temperatures decayed to now;
+                                                           docs/memory.md)
+  memory cool                                              (operator: writes decayed temperatures back and removes
+                                                           cold trails past retention now; prints what it did)
 
 The fleet, through the admin API (operator only; docs/fleet.md):
   node list                                                (admin status, reported status, staleness, load, circuit)
@@ -108,7 +119,7 @@ Connection: --url (default $SWITCHYARD_URL or http://127.0.0.1:8787); --token (d
 else the admin-token file of the local stack serving --url, whatever its SWITCHYARD_DATA_DIR; else .data/dev).
 See docs/configuration.md.`;
 
-const COMMANDS: Record<string, Command> = { ...cacheCommands, ...profileCommands, ...tenancyCommands, ...quotaCommands, ...catalogueCommands, ...infraCommands, ...reconcileCommands, ...fleetCommands };
+const COMMANDS: Record<string, Command> = { ...cacheCommands, ...memoryCommands, ...councilCommands, ...profileCommands, ...tenancyCommands, ...quotaCommands, ...catalogueCommands, ...infraCommands, ...reconcileCommands, ...fleetCommands };
 
 /** Runs one admin command: `words` are the positionals (`noun verb args…`, or `noun args…` for counters and audit). */
 export async function runAdminCommand(ctx: Omit<CommandContext, "args">, words: string[]): Promise<void> {
