@@ -1,8 +1,7 @@
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { builtinCouncil } from "../../worker/src/council/builtin.ts";
-import { auditHash, auditText, concernsOf, confidenceOf, recommendationOf } from "../../worker/src/council/outcome.ts";
-import { consensusFromPayloads, synthesisPrompt } from "../../worker/src/council/run.ts";
+import { auditHash, auditText, concernsOf, confidenceOf, consensusFromPayloads, recommendationOf, synthesisPrompt } from "../../worker/src/council/outcome.ts";
 
 const council = builtinCouncil("m");
 

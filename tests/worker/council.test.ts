@@ -5,7 +5,7 @@ import { admin, expectStatus, sandbox, unique, type ErrorBody, type KeyJson, typ
 import { eventually, flushNow, gateway, post, query } from "./helpers.ts";
 import { auditText } from "../../worker/src/council/outcome.ts";
 import type { VoteAnswer } from "../../worker/src/council/run.ts";
-import type { StoredVoteJson } from "../../worker/src/council/votes.ts";
+import type { StoredVoteJson } from "../../worker/src/council/wire.ts";
 import type { CouncilJson } from "../../worker/src/council/wire.ts";
 
 const SPECIALISTS = ["crawdad", "gecko", "turtle", "eagle_eye", "spider", "peace_chief", "raven"];

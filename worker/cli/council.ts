@@ -1,7 +1,7 @@
 /** `council list|show|set|remove|votes`: tenants' councils and their votes through the admin API (docs/council.md). */
 import { readFileSync } from "node:fs";
 import type { CouncilJson } from "../src/council/wire.ts";
-import type { StoredVoteJson } from "../src/council/votes.ts";
+import type { StoredVoteJson } from "../src/council/wire.ts";
 import { table } from "./format.ts";
 import { AdminUsageError, arg, flag, list, output, show, type Command } from "./context.ts";
 

@@ -53,3 +53,25 @@ export async function auditHash(question: string, responses: Record<string, stri
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(auditText(question, responses))));
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
+
+/** The synthesiser's question: the council's question and every answer, by name. */
+export function synthesisPrompt(question: string, responses: Record<string, string>): string {
+  const answers = Object.entries(responses).map(([name, text]) => `## ${name}\n${text}`);
+  return `Question: ${question}\n\nThe specialists' answers:\n\n${answers.join("\n\n")}`;
+}
+
+/** The text a chat stream carried: its `data:` payloads' content deltas, joined. */
+export function consensusFromPayloads(payloads: string): string {
+  let text = "";
+  for (const line of payloads.split("\n")) {
+    if (!line.startsWith("{")) continue;
+    try {
+      const chunk = JSON.parse(line) as { choices?: { delta?: { content?: unknown } }[] };
+      const content = chunk.choices?.[0]?.delta?.content;
+      if (typeof content === "string") text += content;
+    } catch {
+      // not a chunk
+    }
+  }
+  return text;
+}

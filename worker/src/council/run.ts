@@ -27,7 +27,7 @@ import { reportNodeResult, routeRequest } from "../routes/proxy.ts";
 import { takeAuthAudit } from "../auth/middleware.ts";
 import { StreamCapture } from "../conversations/capture.ts";
 import { voteOutboxKey, type VoteRecord } from "./flush.ts";
-import { auditHash, concernsOf, confidenceOf, recommendationOf } from "./outcome.ts";
+import { auditHash, concernsOf, confidenceOf, consensusFromPayloads, recommendationOf, synthesisPrompt } from "./outcome.ts";
 import type { Concern, Council, Recommendation, Specialist } from "./types.ts";
 
 /** The instruction the synthesiser gets before its persona (docs/council.md). */
@@ -73,12 +73,6 @@ export function newVoteId(): string {
 /** The chat body a specialist is asked with: its persona, the question, its sampling settings. */
 function specialistBody(s: Specialist, modelId: string, system: string, user: string): string {
   return JSON.stringify({ model: modelId, messages: [{ role: "system", content: system }, { role: "user", content: user }], ...s.sampling, max_tokens: s.sampling.max_tokens ?? DEFAULT_MAX_TOKENS });
-}
-
-/** The synthesiser's question: the council's question and every answer, by name. */
-export function synthesisPrompt(question: string, responses: Record<string, string>): string {
-  const answers = Object.entries(responses).map(([name, text]) => `## ${name}\n${text}`);
-  return `Question: ${question}\n\nThe specialists' answers:\n\n${answers.join("\n\n")}`;
 }
 
 /** Resolves and validates one specialist's call; an ApiError names what is wrong with the council. */
@@ -393,20 +387,4 @@ export async function streamVote(c: Context<AppEnv>, council: Council, question:
   );
   headers.set("x-switchyard-node", node.id);
   return new Response(tapped.body, { status: 200, headers });
-}
-
-/** The text a chat stream carried: its `data:` payloads' content deltas, joined. */
-export function consensusFromPayloads(payloads: string): string {
-  let text = "";
-  for (const line of payloads.split("\n")) {
-    if (!line.startsWith("{")) continue;
-    try {
-      const chunk = JSON.parse(line) as { choices?: { delta?: { content?: unknown } }[] };
-      const content = chunk.choices?.[0]?.delta?.content;
-      if (typeof content === "string") text += content;
-    } catch {
-      // not a chunk
-    }
-  }
-  return text;
 }

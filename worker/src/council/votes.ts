@@ -3,29 +3,9 @@ import { and, desc, eq, sql, type SQL } from "drizzle-orm";
 import { councilVotes } from "../../../schema/tables/index.ts";
 import { decodeCursor, encodeCursor, type ListBody } from "../admin/pagination.ts";
 import type { MemoryDb as AnyDb } from "../memory/trails.ts";
+import type { StoredVoteJson } from "./wire.ts";
 
 type VoteRow = typeof councilVotes.$inferSelect;
-
-/** A stored vote as the API shows it: the vote's answer plus who asked and what it cost. */
-export interface StoredVoteJson {
-  object: "council.vote";
-  id: string;
-  council: string;
-  question: string;
-  responses: Record<string, string>;
-  failures: Record<string, string>;
-  consensus: string | null;
-  concerns: { tag: string; raised_by: string[] }[];
-  recommendation: string;
-  confidence: number;
-  partial: boolean;
-  audit_hash: string;
-  timestamp: string;
-  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number; cost_usd: number };
-  tenant_id: string;
-  environment_id: string;
-  key_id: string;
-}
 
 export function voteJson(row: VoteRow): StoredVoteJson {
   return {

@@ -16,3 +16,24 @@ export interface CouncilJson {
   leave_breadcrumbs: boolean;
   updated_at: string | null;
 }
+
+/** A stored vote as the API shows it: the vote's answer plus who asked and what it cost. */
+export interface StoredVoteJson {
+  object: "council.vote";
+  id: string;
+  council: string;
+  question: string;
+  responses: Record<string, string>;
+  failures: Record<string, string>;
+  consensus: string | null;
+  concerns: { tag: string; raised_by: string[] }[];
+  recommendation: string;
+  confidence: number;
+  partial: boolean;
+  audit_hash: string;
+  timestamp: string;
+  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number; cost_usd: number };
+  tenant_id: string;
+  environment_id: string;
+  key_id: string;
+}
