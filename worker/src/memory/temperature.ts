@@ -20,12 +20,6 @@ export const DEFAULT_HALF_LIFE_HOURS = 24;
 // half-lives old is at 100 × 2^-1000, zero for every purpose.
 const MAX_HALF_LIVES = 1000;
 
-/** The decay factor after `elapsedMs` with the given half-life: 0.5^(elapsed / half-life), 1 for no or negative elapsed time. */
-export function decayFactor(elapsedMs: number, halfLifeHours: number): number {
-  if (elapsedMs <= 0) return 1;
-  return 0.5 ** Math.min(MAX_HALF_LIVES, elapsedMs / (halfLifeHours * 3_600_000));
-}
-
 /** A temperature as the API shows it: two decimals. */
 export function shownTemperature(t: number): number {
   return Math.round(t * 100) / 100;
