@@ -17,6 +17,8 @@ import type { Stack } from "../../dev/stack.ts";
 import type { ReconcileRunJson } from "../../worker/src/admin/wire.ts";
 import { startTestStack, type TestStack } from "../support/e2e-stack.ts";
 import { adminJson, usageRowOf } from "../support/e2e-calls.ts";
+import { eq } from "drizzle-orm";
+import { usageRecords } from "../../schema/tables/index.ts";
 import { REDIS_URL } from "../support/fixtures.ts";
 
 declare module "vitest" {
@@ -292,6 +294,31 @@ describe("agent streaming profiles on the real engine (no running usage: a delta
     const row = await usageFor(res.headers.get("x-request-id"));
     expect(row).toMatchObject({ status: "error", streamProfile: "real-short", completionTokens: usage?.completion_tokens });
     expect(row.promptTokens).toBeGreaterThan(5);
+  });
+});
+
+describe("the specialist council on the real engine", () => {
+  it("votes with every specialist on llama-server, metering one row per call linked by the vote id", async () => {
+    const specialist = (name: string, tag: string) => ({ name, persona: `You are ${name}. If you see a problem, write ${tag}.`, model: CHAT, sampling: { max_tokens: 12 }, concern_tags: [tag] });
+    await admin("PUT", "/councils/ten_demo/real", { specialists: [specialist("crawdad", "SECURITY CONCERN"), specialist("turtle", "7GEN CONCERN"), specialist("raven", "STRATEGY CONCERN")], synthesiser: "raven" });
+    const res = await fetch(`${stack.gatewayUrl}/v1/council/vote`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${stack.apiKey}`, "content-type": "application/json" },
+      body: JSON.stringify({ question: "Should we delete all backups to save disk space?", council: "real" }),
+    });
+    expect(res.status).toBe(200);
+    const vote = (await res.json()) as { id: string; responses: Record<string, string>; failures: Record<string, string>; consensus: string | null; usage: { total_tokens: number } };
+    expect(Object.keys(vote.responses).sort()).toEqual(["crawdad", "raven", "turtle"]);
+    expect(vote.failures).toEqual({});
+    expect(typeof vote.consensus).toBe("string");
+    // The random model's words raise no tag; what matters here is the path: three calls and a synthesis metered.
+    await expect
+      .poll(async () => {
+        await stack.runScheduled();
+        const rows = await db.db.select().from(usageRecords).where(eq(usageRecords.voteId, vote.id));
+        return rows.length === 4 ? rows.reduce((n, r) => n + r.promptTokens + r.completionTokens, 0) : -1;
+      }, { timeout: 15_000, interval: 200 })
+      .toBe(vote.usage.total_tokens);
   });
 });
 
