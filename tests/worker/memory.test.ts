@@ -124,9 +124,9 @@ describe("leaving breadcrumbs", () => {
 
   it("loses no breadcrumb when many land on one trail at once: one trail, every breadcrumb counted", async () => {
     const source = unique("agent");
-    // Four: the isolate's database connections (platform/deps.ts MAX_DB_CONNECTIONS), all at once.
-    const answers = await Promise.all(Array.from({ length: 4 }, (_, i) => breadcrumb(a.key, { source, target: "t", content: `http ${i}` })));
-    expect(answers.map((r) => r.status)).toEqual([200, 200, 200, 200]);
+    // Eight at once: more than the isolate's database connections (platform/deps.ts MAX_DB_CONNECTIONS), so some queue.
+    const answers = await Promise.all(Array.from({ length: 8 }, (_, i) => breadcrumb(a.key, { source, target: "t", content: `http ${i}` })));
+    expect(answers.map((r) => r.status)).toEqual(Array(8).fill(200));
     const ids = new Set(answers.map((r) => r.body.trail_id));
     expect(ids.size).toBe(1);
     const [id = ""] = [...ids];
@@ -135,10 +135,10 @@ describe("leaving breadcrumbs", () => {
     expect(new Set(direct.map((d) => d.trailId))).toEqual(new Set([id]));
     expect(direct.filter((d) => d.created)).toEqual([]);
     const stored = await storedTrail(id);
-    expect(stored?.breadcrumbs).toBe(16);
+    expect(stored?.breadcrumbs).toBe(20);
     expect(stored?.temperature).toBe(100);
     const [count] = await query((db) => db.select({ n: sql<number>`count(*)::int` }).from(memoryBreadcrumbs).where(eq(memoryBreadcrumbs.trailId, id)));
-    expect(count?.n).toBe(16);
+    expect(count?.n).toBe(20);
   });
 
   it("is open to any key of the tenant, an admin-only key included", async () => {

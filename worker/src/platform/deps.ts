@@ -55,39 +55,41 @@ export class DbTimeoutError extends Error {
  */
 export const MAX_DB_CONNECTIONS = 4;
 let openConnections = 0;
-const waiting: (() => void)[] = [];
+/** How often a call queued behind the cap looks for a free connection. */
+const QUEUE_POLL_MS = 5;
 
-function releaseConnection(): void {
-  const next = waiting.shift();
-  if (next) next();
-  else openConnections--;
-}
-
-/** Runs `fn` under the isolate's connection cap and the deadline; a call that times out while queued never opens one. */
-function bounded<T>(fn: () => Promise<T>, ms: number): Promise<T> {
-  let timedOut = false;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const granted =
-    openConnections < MAX_DB_CONNECTIONS
-      ? ((openConnections++, Promise.resolve()))
-      : new Promise<void>((resolve) => waiting.push(resolve));
-  const run = granted.then(async () => {
-    if (timedOut) {
-      releaseConnection();
-      throw new DbTimeoutError(ms);
-    }
+/**
+ * Runs `fn` under the isolate's connection cap and the deadline; a call that times out while queued
+ * never opens one. A queued call waits on timers of its own rather than being woken by the call
+ * that frees a connection: in Workers a continuation runs in the request that resolved it, so a
+ * connection opened from a wake-up would belong to the other request, and using it once that
+ * request ended fails ("Cannot perform I/O on behalf of a different request").
+ */
+async function bounded<T>(fn: () => Promise<T>, ms: number): Promise<T> {
+  const started = Date.now();
+  while (openConnections >= MAX_DB_CONNECTIONS) {
+    if (ms > 0 && Date.now() - started >= ms) throw new DbTimeoutError(ms);
+    await new Promise((resolve) => setTimeout(resolve, QUEUE_POLL_MS));
+  }
+  openConnections++;
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    openConnections--;
+  };
+  const run = (async () => {
     try {
       return await fn();
     } finally {
-      releaseConnection();
+      release();
     }
-  });
+  })();
+  const left = ms > 0 ? ms - (Date.now() - started) : 0;
   if (ms <= 0) return run;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      timedOut = true;
-      reject(new DbTimeoutError(ms));
-    }, ms);
+    timer = setTimeout(() => reject(new DbTimeoutError(ms)), Math.max(1, left));
   });
   // The losing side's rejection is handled here, so a late failure is not an unhandled rejection.
   run.catch(() => undefined);
