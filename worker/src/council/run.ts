@@ -28,7 +28,10 @@ import { takeAuthAudit } from "../auth/middleware.ts";
 import { StreamCapture } from "../conversations/capture.ts";
 import { voteOutboxKey, type VoteRecord } from "./flush.ts";
 import { auditHash, concernsOf, confidenceOf, consensusFromPayloads, recommendationOf, synthesisPrompt } from "./outcome.ts";
-import type { Concern, Council, Recommendation, Specialist } from "./types.ts";
+import type { Council, Recommendation, Specialist } from "./types.ts";
+import type { VoteAnswer } from "./wire.ts";
+
+export type { VoteAnswer };
 
 /** The instruction the synthesiser gets before its persona (docs/council.md). */
 export const SYNTHESIS_INSTRUCTION =
@@ -46,24 +49,6 @@ interface Planned {
 
 /** How one call ended. */
 type CallResult = { name: string; ok: true; text: string; row: UsageRow } | { name: string; ok: false; reason: string; row: UsageRow | null };
-
-/** A finished vote, as the API answers it. */
-export interface VoteAnswer {
-  object: "council.vote";
-  id: string;
-  council: string;
-  question: string;
-  responses: Record<string, string>;
-  failures: Record<string, string>;
-  consensus: string | null;
-  concerns: Concern[];
-  recommendation: Recommendation;
-  confidence: number;
-  partial: boolean;
-  audit_hash: string;
-  timestamp: string;
-  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
-}
 
 /** A new vote id: `vote_` and 32 hex digits. */
 export function newVoteId(): string {

@@ -1,4 +1,5 @@
 import type { SpecialistRow } from "../../../schema/tables/council.ts";
+import type { Concern, Recommendation } from "./types.ts";
 
 /** A council as the admin API shows it (the CLI and tests read this shape). */
 export interface CouncilJson {
@@ -17,8 +18,8 @@ export interface CouncilJson {
   updated_at: string | null;
 }
 
-/** A stored vote as the API shows it: the vote's answer plus who asked and what it cost. */
-export interface StoredVoteJson {
+/** A finished vote, as the API answers it. */
+export interface VoteAnswer {
   object: "council.vote";
   id: string;
   council: string;
@@ -26,13 +27,18 @@ export interface StoredVoteJson {
   responses: Record<string, string>;
   failures: Record<string, string>;
   consensus: string | null;
-  concerns: { tag: string; raised_by: string[] }[];
-  recommendation: string;
+  concerns: Concern[];
+  recommendation: Recommendation;
   confidence: number;
   partial: boolean;
   audit_hash: string;
   timestamp: string;
-  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number; cost_usd: number };
+  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
+}
+
+/** A stored vote as the API shows it: the vote's answer, with its cost, and who asked. */
+export interface StoredVoteJson extends Omit<VoteAnswer, "usage"> {
+  usage: VoteAnswer["usage"] & { cost_usd: number };
   tenant_id: string;
   environment_id: string;
   key_id: string;
