@@ -132,33 +132,41 @@ function aggregateRange(list: readonly ParticipantContribution[]): AggregatedRan
   };
 }
 
-/** Σ wᵢ·xᵢ over same-shaped tensors: one float64 accumulator, one pass per input, no per-element allocation. */
+// Elements per pass: a 256 KiB float64 accumulator that stays in the CPU cache while every input
+// adds its slice to it, instead of one accumulator as large as the tensor streamed through memory
+// once per participant (measured with bench/fedattn.ts: 3 × 8 MB from about 18 to 12 ms, 3 × 32 MB from about 125 to 50 ms).
+const CHUNK = 32 * 1024;
+
+/** Σ wᵢ·xᵢ over same-shaped tensors in float64, chunk by chunk, with no allocation per element. */
 function averageTensor(tensors: readonly Tensor[], weights: readonly number[], dtype: Dtype): Tensor {
   const shape = [...(tensors[0] as Tensor).shape];
   const n = (tensors[0] as Tensor).data.length;
-  const acc = new Float64Array(n);
+  const acc = new Float64Array(Math.min(n, CHUNK));
   const half = float16Table();
-  for (let t = 0; t < tensors.length; t++) {
-    const tensor = tensors[t] as Tensor;
-    const w = weights[t] as number;
-    // Split by dtype outside the loop so each loop body reads one array type (monomorphic).
-    if (tensor.dtype === "float32") {
-      const x = tensor.data;
-      if (t === 0) for (let i = 0; i < n; i++) acc[i] = w * (x[i] as number);
-      else for (let i = 0; i < n; i++) acc[i] = (acc[i] as number) + w * (x[i] as number);
+  const out = dtype === "float16" ? new Uint16Array(n) : new Float32Array(n);
+  for (let start = 0; start < n; start += CHUNK) {
+    const end = Math.min(n, start + CHUNK);
+    const len = end - start;
+    for (let t = 0; t < tensors.length; t++) {
+      const tensor = tensors[t] as Tensor;
+      const w = weights[t] as number;
+      // Split by dtype outside the loop so each loop body reads one array type (monomorphic).
+      if (tensor.dtype === "float32") {
+        const x = tensor.data;
+        if (t === 0) for (let i = 0; i < len; i++) acc[i] = w * (x[start + i] as number);
+        else for (let i = 0; i < len; i++) acc[i] = (acc[i] as number) + w * (x[start + i] as number);
+      } else {
+        const x = tensor.data;
+        if (t === 0) for (let i = 0; i < len; i++) acc[i] = w * (half[x[start + i] as number] as number);
+        else for (let i = 0; i < len; i++) acc[i] = (acc[i] as number) + w * (half[x[start + i] as number] as number);
+      }
+    }
+    if (out instanceof Uint16Array) {
+      for (let i = 0; i < len; i++) out[start + i] = float32ToFloat16Bits(acc[i] as number);
     } else {
-      const x = tensor.data;
-      if (t === 0) for (let i = 0; i < n; i++) acc[i] = w * (half[x[i] as number] as number);
-      else for (let i = 0; i < n; i++) acc[i] = (acc[i] as number) + w * (half[x[i] as number] as number);
+      // Float32Array.set from a Float64Array rounds each element to float32 (nearest) in native code.
+      out.set(len === acc.length ? acc : acc.subarray(0, len), start);
     }
   }
-  if (dtype === "float16") {
-    const out = new Uint16Array(n);
-    for (let i = 0; i < n; i++) out[i] = float32ToFloat16Bits(acc[i] as number);
-    return { dtype, shape, data: out };
-  }
-  // Float32Array.set from a Float64Array rounds each element to float32 (nearest) in native code.
-  const out = new Float32Array(n);
-  out.set(acc);
-  return { dtype, shape, data: out };
+  return out instanceof Uint16Array ? { dtype: "float16", shape, data: out } : { dtype: "float32", shape, data: out };
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { aggregate, AggregateError, type AggregateErrorCode, type ParticipantContribution } from "../../schema/contracts/fedattn-aggregate.ts";
-import { decodeContribution, encodeContribution, tensorToFloat32, type Contribution, type Dtype } from "../../schema/contracts/fedattn-tensors.ts";
+import { decodeContribution, encodeContribution, float16BitsToFloat32, float32ToFloat16Bits, tensorToFloat32, type Contribution, type Dtype } from "../../schema/contracts/fedattn-tensors.ts";
 
 const SHAPE = [2, 3, 4];
 const N = 24;
@@ -92,6 +92,23 @@ describe("fedattn aggregation", () => {
     const back = decodeContribution(encodeContribution(halves));
     expect(back).toMatchObject({ dtype: "float16", blockStart: 0, blockEnd: 7, weight: 2 });
     expect(Array.from(back.v.data)).toEqual(Array.from(halves.v.data));
+  });
+
+  it("averages tensors larger than one accumulator chunk element by element, for both dtypes", () => {
+    const n = 2 * 32 * 1024 + 5;
+    for (const dtype of ["float32", "float16"] as const) {
+      const inputs = [sent("a", 1, 1, { dtype, kShape: [n], vShape: [5, n] }), sent("b", 2, 3, { dtype, kShape: [n], vShape: [5, n] })];
+      const r = aggregate(inputs)[0] as Contribution;
+      expect(r.dtype).toBe(dtype);
+      for (const name of ["k", "v"] as const) {
+        const a = tensorToFloat32(inputs[0]?.contribution[name] as Contribution["k"]);
+        const b = tensorToFloat32(inputs[1]?.contribution[name] as Contribution["k"]);
+        const got = tensorToFloat32(r[name]);
+        expect(got.length).toBe(a.length);
+        const want = (i: number) => (dtype === "float16" ? float16BitsToFloat32(float32ToFloat16Bits(0.25 * (a[i] as number) + 0.75 * (b[i] as number))) : Math.fround(0.25 * (a[i] as number) + 0.75 * (b[i] as number)));
+        for (let i = 0; i < got.length; i++) if (got[i] !== want(i)) expect(`${name}[${i}] = ${got[i]}`).toBe(`${name}[${i}] = ${want(i)}`);
+      }
+    }
   });
 
   it("keeps float64 sums: many small contributions do not drift", () => {
