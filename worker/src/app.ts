@@ -18,6 +18,7 @@ import { MEMORY_ROUTE_METHODS, memoryRoutes } from "./memory/routes.ts";
 import { isOllamaPath, ollamaErrorResponse } from "./ollama/errors.ts";
 import { ollamaEmbed, ollamaEmbeddings } from "./ollama/routes.ts";
 import { PROFILE_ROUTES, profileHandler } from "./profiles/routes.ts";
+import { fedattnRoutes } from "./fedattn/routes.ts";
 import { listVotesHandler, readVoteHandler, specialistHandler, voteHandler } from "./council/routes.ts";
 
 /** Structured log line on stdout. */
@@ -84,6 +85,8 @@ export function createApp(): Hono<AppEnv> {
       throw new ApiError("method_not_allowed", `${c.req.method} is not allowed on ${path}; use ${allow}.`, { headers: { allow } });
     });
   }
+  // Federated attention (fedattn/, docs/fedattn.md): signed by nodes (or read with the admin token), not API keys.
+  app.route("/v1/fedattn", fedattnRoutes);
   app.use("/v1/*", requireApiKey);
   // vLLM's routes outside /v1, as its clients call them.
   for (const path of ["/rerank", "/v2/rerank", "/score", "/tokenize", "/detokenize"]) app.use(path, requireApiKey);

@@ -16,6 +16,12 @@ const ERRORS = {
   invalid_signature: { status: 400, type: "invalid_request_error" },
   missing_field: { status: 400, type: "invalid_request_error" },
   context_length_exceeded: { status: 400, type: "invalid_request_error" },
+  // Federated attention (fedattn/): the aggregation's refusals (schema/contracts/fedattn-aggregate.ts).
+  no_contributions: { status: 400, type: "invalid_request_error" },
+  bad_weight: { status: 400, type: "invalid_request_error" },
+  shape_mismatch: { status: 400, type: "invalid_request_error" },
+  unmatched_block_range: { status: 400, type: "invalid_request_error" },
+  duplicate_contribution: { status: 409, type: "invalid_request_error" },
   unsupported_media_type: { status: 415, type: "invalid_request_error" },
   request_too_large: { status: 413, type: "invalid_request_error" },
   // OpenAI's type says what ran out: "requests" by default, "tokens" for tokens per minute (opts.type).

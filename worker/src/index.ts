@@ -2,6 +2,9 @@ import { createApp, log } from "./app.ts";
 import { runScheduled } from "./jobs/scheduled.ts";
 import { depsFrom } from "./platform/deps.ts";
 
+export { FedattnSession } from "./fedattn/session.ts";
+export { FedattnIndex } from "./fedattn/index-object.ts";
+
 /** The Switchyard edge worker. */
 const app = createApp();
 

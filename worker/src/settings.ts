@@ -21,6 +21,8 @@ export interface Settings {
   /** A stream whose node has not answered within this many ms gets its 200 and SSE keep-alive comments (0: never). */
   streamKeepAliveMs: number;
   neonWsProxy: string | null;
+  /** A federated-attention session with no request for this long ends by itself (seconds). */
+  fedattnIdleTimeoutSeconds: number;
   /** Default limits per layer (null = unlimited); overrides from the database take precedence. */
   limitDefaults: Record<Layer, LayerLimits>;
   limitsTimeoutMs: number;
@@ -77,7 +79,10 @@ export interface MemorySettings {
   retentionDays: number;
 }
 
-function positiveInt(env: Env, name: keyof Env, fallback: number): number {
+/** The text bindings (vars and secrets), not the Durable Object namespaces. */
+type VarName = { [K in keyof Env]: Env[K] extends string | undefined ? K : never }[keyof Env];
+
+function positiveInt(env: Env, name: VarName, fallback: number): number {
   const raw = env[name];
   if (raw === undefined || raw === "") return fallback;
   const value = Number(raw);
@@ -87,7 +92,7 @@ function positiveInt(env: Env, name: keyof Env, fallback: number): number {
   return value;
 }
 
-function nonNegativeNumber(env: Env, name: keyof Env, fallback: number): number {
+function nonNegativeNumber(env: Env, name: VarName, fallback: number): number {
   const raw = env[name];
   if (raw === undefined || raw === "") return fallback;
   const value = Number(raw);
@@ -97,13 +102,13 @@ function nonNegativeNumber(env: Env, name: keyof Env, fallback: number): number 
   return value;
 }
 
-function optionalInt(env: Env, name: keyof Env): number | null {
+function optionalInt(env: Env, name: VarName): number | null {
   const raw = env[name];
   if (raw === undefined || raw === "") return null;
   return positiveInt(env, name, 0);
 }
 
-function oneOf<T extends string>(env: Env, name: keyof Env, allowed: readonly T[], fallback: T): T {
+function oneOf<T extends string>(env: Env, name: VarName, allowed: readonly T[], fallback: T): T {
   const raw = env[name];
   if (raw === undefined || raw === "") return fallback;
   const value = allowed.find((v) => v === raw);
@@ -132,6 +137,7 @@ export function settingsFrom(env: Env): Settings {
     upstreamConnectTimeoutMs: positiveInt(env, "UPSTREAM_CONNECT_TIMEOUT_MS", 30_000),
     streamKeepAliveMs: positiveInt(env, "STREAM_KEEPALIVE_MS", 1_000),
     neonWsProxy: env.NEON_WS_PROXY ? env.NEON_WS_PROXY : null,
+    fedattnIdleTimeoutSeconds: Math.max(1, positiveInt(env, "FEDATTN_IDLE_TIMEOUT_SECONDS", 300)),
     limitDefaults: {
       global: { rpm: optionalInt(env, "LIMIT_GLOBAL_RPM"), tpm: optionalInt(env, "LIMIT_GLOBAL_TPM"), concurrency: null },
       tenant: { rpm: optionalInt(env, "LIMIT_TENANT_RPM"), tpm: optionalInt(env, "LIMIT_TENANT_TPM"), concurrency: optionalInt(env, "LIMIT_TENANT_CONCURRENCY") },

@@ -36,7 +36,7 @@ async function sha256(value: string): Promise<ArrayBuffer> {
  * always have the same length, so neither the token's length nor its first differing byte shows in
  * the answer time. An empty or unset ADMIN_TOKEN disables operator access.
  */
-async function isOperatorToken(token: string, adminToken: string | undefined): Promise<boolean> {
+export async function isOperatorToken(token: string, adminToken: string | undefined): Promise<boolean> {
   if (!adminToken) return false;
   const [a, b] = await Promise.all([sha256(token), sha256(adminToken)]);
   return crypto.subtle.timingSafeEqual(a, b);

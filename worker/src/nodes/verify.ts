@@ -50,11 +50,26 @@ export interface VerifiedNode {
  * node registers itself with its first heartbeat.
  */
 export async function verifyNodeRequest(c: Context<AppEnv>): Promise<VerifiedNode> {
+  nodeIdHeader(c);
+  const body = await c.req.text();
+  return { ...(await verifyNodeSignature(c, body)), body };
+}
+
+function nodeIdHeader(c: Context<AppEnv>): string {
   const nodeId = c.req.header(NODE_HEADER);
   if (!nodeId || !NODE_ID.test(nodeId)) {
     throw new ApiError("invalid_api_key", `Node requests need a valid ${NODE_HEADER} header and a signature made with the node's secret.`);
   }
-  const body = await c.req.text();
+  return nodeId;
+}
+
+/**
+ * The signature check of `verifyNodeRequest` for a body the caller has already read (text, or the
+ * bytes of a binary body such as a federated-attention contribution): same key, scheme, clock
+ * window and nonce claim, same 401s.
+ */
+export async function verifyNodeSignature(c: Context<AppEnv>, body: string | Uint8Array<ArrayBuffer>): Promise<Omit<VerifiedNode, "body">> {
+  const nodeId = nodeIdHeader(c);
   const routing = await loadRoutingView(c.get("deps"));
   const node = routing.snapshot.nodes.find((n) => n.id === nodeId) ?? null;
   const key = await nodeSigningKey(c.get("deps").secrets.nodeSigning, nodeId, node?.secretVersion ?? 1);
@@ -79,7 +94,7 @@ export async function verifyNodeRequest(c: Context<AppEnv>): Promise<VerifiedNod
             : `The node's signature is ${outcome}. Check BACKPLANE_SECRET against \`npm run admin -- node secret --id ${nodeId}\`.`,
     );
   }
-  return { nodeId, node, routing, body };
+  return { nodeId, node, routing };
 }
 
 /** Parses a JSON body with a zod-like schema, turning failures into a 400 that names the field. */

@@ -24,6 +24,8 @@ export interface Deps {
   redis: Redis;
   log: Logger;
   secrets: Secrets;
+  /** The federated-attention Durable Objects: one per session, and the index of the active ones. */
+  fedattn: { sessions: Env["FEDATTN_SESSIONS"]; index: Env["FEDATTN_INDEX"] };
   /**
    * Runs `fn` on a database connection opened for it and closed when it settles (Workers cannot keep
    * sockets across requests). Bounded by `settings.dbTimeoutMs`: past it the call rejects with a
@@ -106,6 +108,7 @@ export function depsFrom(env: Env, waitUntil: (p: Promise<unknown>) => void, log
     redis: redisFrom(env.UPSTASH_REDIS_REST_URL, env.UPSTASH_REDIS_REST_TOKEN, settings.redisTimeoutMs),
     log,
     secrets: { nodeSigning: env.NODE_SIGNING_SECRET, adminToken: env.ADMIN_TOKEN || "", stripeWebhook: env.STRIPE_WEBHOOK_SECRET || "" },
+    fedattn: { sessions: env.FEDATTN_SESSIONS, index: env.FEDATTN_INDEX },
     db: (fn, opts) => bounded(() => withDb(env.DATABASE_URL, settings.neonWsProxy, fn), opts?.timeoutMs ?? settings.dbTimeoutMs),
     waitUntil,
   };

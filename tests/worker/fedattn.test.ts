@@ -1,0 +1,226 @@
+import "../support/provided-context.ts";
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { exports } from "cloudflare:workers";
+import { describe, expect, inject, it } from "vitest";
+import { decodeContribution, encodeContribution, tensorToFloat32 } from "../../schema/contracts/fedattn-tensors.ts";
+import { NODE_HEADER, deriveNodeSecret, importSigningKey, signRequest } from "../../schema/contracts/signing.ts";
+
+// The federated-attention coordinator (worker/src/fedattn/, docs/fedattn.md): sessions in Durable
+// Objects, every call signed by a node exactly like a heartbeat.
+
+interface ErrorBody {
+  error: { message: string; type: string; param: string | null; code: string };
+}
+
+interface SessionSummary {
+  session_id: string;
+  participants: string[];
+  pending_contributions: number;
+  pending: { participant: string; block_start: number; block_end: number; bytes: number }[];
+  total_syncs: number;
+}
+
+let counter = 0;
+/** A node id unique to this run, so sessions and nonces of other tests never meet. */
+function nodeName(label: string): string {
+  counter += 1;
+  return `fa-${label}-${Date.now().toString(36)}-${counter}`;
+}
+
+/** A request to the gateway signed as `nodeId` (with its derived secret, or `secret`). */
+async function signed(method: string, path: string, nodeId: string, body: string | Uint8Array<ArrayBuffer> = "", opts: { secret?: string; contentType?: string } = {}): Promise<Response> {
+  const key = await importSigningKey(opts.secret ?? (await deriveNodeSecret(env.NODE_SIGNING_SECRET, nodeId, 1)));
+  const headers: Record<string, string> = { [NODE_HEADER]: nodeId, ...(await signRequest(key, method, path, body)) };
+  headers["content-type"] = opts.contentType ?? (typeof body === "string" ? "application/json" : "application/octet-stream");
+  return exports.default.fetch(new Request(`http://gateway.test${path}`, { method, headers, body: method === "GET" ? undefined : body }));
+}
+
+async function json<T>(res: Response): Promise<T> {
+  return res.json<T>();
+}
+
+async function startSession(initiator: string): Promise<string> {
+  const res = await signed("POST", "/v1/fedattn/sessions", initiator, JSON.stringify({ initiator_node: initiator }));
+  expect(res.status).toBe(200);
+  const body = await json<{ session_id: string; status: string; participants: string[]; sync_interval: number }>(res);
+  expect(body).toMatchObject({ status: "active", participants: [initiator], sync_interval: 8 });
+  return body.session_id;
+}
+
+async function join(id: string, node: string): Promise<Response> {
+  return signed("POST", `/v1/fedattn/sessions/${id}/join`, node, JSON.stringify({ participant_node: node }));
+}
+
+function message(weight: number, k: number[], v: number[], kShape = [k.length], blocks: [number, number] = [0, 7]): Uint8Array<ArrayBuffer> {
+  const bytes = encodeContribution({ blockStart: blocks[0], blockEnd: blocks[1], weight, dtype: "float32", k: { shape: kShape, data: new Float32Array(k) }, v: { shape: [v.length], data: new Float32Array(v) } });
+  return new Uint8Array(bytes);
+}
+
+function contribute(id: string, node: string, body: Uint8Array<ArrayBuffer>): Promise<Response> {
+  return signed("POST", `/v1/fedattn/sessions/${id}/contribute`, node, body);
+}
+
+async function threeNodeSession(): Promise<{ id: string; nodes: [string, string, string] }> {
+  const nodes: [string, string, string] = [nodeName("a"), nodeName("b"), nodeName("c")];
+  const id = await startSession(nodes[0]);
+  for (const n of nodes.slice(1)) expect((await join(id, n)).status).toBe(200);
+  return { id, nodes };
+}
+
+describe("federated attention sessions", () => {
+  it("averages three participants' K and V by their weights and clears the pending set", async () => {
+    const { id, nodes } = await threeNodeSession();
+    const inputs = [
+      { w: 1, k: [1, 2, 3, 4], v: [10, 20] },
+      { w: 1, k: [3, 4, 5, 6], v: [30, 40] },
+      { w: 2, k: [5, 0, -1, 2], v: [50, -60] },
+    ];
+    for (const [i, n] of nodes.entries()) {
+      const input = inputs[i];
+      if (!input) throw new Error("missing input");
+      const res = await contribute(id, n, message(input.w, input.k, input.v, [2, 2]));
+      expect(res.status).toBe(200);
+      const body = await json<{ status: string; latency_ms: number; total_contributions: number }>(res);
+      expect(body).toMatchObject({ status: "received", total_contributions: i + 1 });
+      expect(body.latency_ms).toBeGreaterThanOrEqual(0);
+    }
+    const res = await signed("POST", `/v1/fedattn/sessions/${id}/aggregate`, nodes[1]);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("application/octet-stream");
+    const out = decodeContribution(new Uint8Array(await res.arrayBuffer()));
+    expect(out).toMatchObject({ blockStart: 0, blockEnd: 7, weight: 4, dtype: "float32" });
+    expect(out.k.shape).toEqual([2, 2]);
+    const expectK = [0, 1, 2, 3].map((i) => inputs.reduce((s, x) => s + (x.w / 4) * (x.k[i] ?? 0), 0));
+    const expectV = [0, 1].map((i) => inputs.reduce((s, x) => s + (x.w / 4) * (x.v[i] ?? 0), 0));
+    [...tensorToFloat32(out.k)].forEach((x, i) => expect(x).toBeCloseTo(expectK[i] ?? NaN, 5));
+    [...tensorToFloat32(out.v)].forEach((x, i) => expect(x).toBeCloseTo(expectV[i] ?? NaN, 5));
+
+    // The next sync starts empty.
+    const again = await signed("POST", `/v1/fedattn/sessions/${id}/aggregate`, nodes[0]);
+    expect(again.status).toBe(400);
+    expect((await json<ErrorBody>(again)).error.code).toBe("no_contributions");
+  });
+
+  it("lets a node join twice without listing it twice", async () => {
+    const a = nodeName("a");
+    const b = nodeName("b");
+    const id = await startSession(a);
+    await (await join(id, b)).arrayBuffer();
+    const res = await join(id, b);
+    expect(res.status).toBe(200);
+    expect(await json<unknown>(res)).toEqual({ status: "joined", participants: [a, b] });
+  });
+
+  it("refuses a node that has not joined with 403, for contributing and for the aggregate", async () => {
+    const a = nodeName("a");
+    const stranger = nodeName("x");
+    const id = await startSession(a);
+    const res = await contribute(id, stranger, message(1, [1], [1]));
+    expect(res.status).toBe(403);
+    expect((await json<ErrorBody>(res)).error.code).toBe("permission_denied");
+    const agg = await signed("POST", `/v1/fedattn/sessions/${id}/aggregate`, stranger);
+    expect(agg.status).toBe(403);
+    await agg.arrayBuffer();
+  });
+
+  it("refuses unsigned and wrongly signed calls with 401, and a body naming another node with 403", async () => {
+    const a = nodeName("a");
+    const unsigned = await exports.default.fetch(
+      new Request("http://gateway.test/v1/fedattn/sessions", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ initiator_node: a }) }),
+    );
+    expect(unsigned.status).toBe(401);
+    expect((await json<ErrorBody>(unsigned)).error.code).toBe("invalid_api_key");
+    const wrong = await signed("POST", "/v1/fedattn/sessions", a, JSON.stringify({ initiator_node: a }), { secret: "w".repeat(64) });
+    expect(wrong.status).toBe(401);
+    await wrong.arrayBuffer();
+    const other = await signed("POST", "/v1/fedattn/sessions", a, JSON.stringify({ initiator_node: "someone-else" }));
+    expect(other.status).toBe(403);
+    expect((await json<ErrorBody>(other)).error.param).toBe("initiator_node");
+  });
+
+  it("refuses a contribution whose shape differs from the others' with 400 naming the participant", async () => {
+    const { id, nodes } = await threeNodeSession();
+    await (await contribute(id, nodes[0], message(1, [1, 2, 3, 4], [1, 2], [2, 2]))).arrayBuffer();
+    const res = await contribute(id, nodes[1], message(1, [1, 2, 3, 4], [1, 2], [4]));
+    expect(res.status).toBe(400);
+    const body = await json<ErrorBody>(res);
+    expect(body.error.code).toBe("shape_mismatch");
+    expect(body.error.message).toContain(nodes[1]);
+    expect(body.error.message).toContain(nodes[0]);
+  });
+
+  it("refuses a malformed message with 400 naming the field, and the same block range twice with 409", async () => {
+    const a = nodeName("a");
+    const id = await startSession(a);
+    const bad = message(1, [1], [1]);
+    bad[0] = 0x58;
+    const res = await contribute(id, a, bad);
+    expect(res.status).toBe(400);
+    expect((await json<ErrorBody>(res)).error.param).toBe("magic");
+    await (await contribute(id, a, message(1, [1], [1]))).arrayBuffer();
+    const dup = await contribute(id, a, message(1, [2], [2]));
+    expect(dup.status).toBe(409);
+    expect((await json<ErrorBody>(dup)).error.code).toBe("duplicate_contribution");
+  });
+
+  it("answers 404 to a contribution after the session ended", async () => {
+    const a = nodeName("a");
+    const id = await startSession(a);
+    const end = await signed("POST", `/v1/fedattn/sessions/${id}/end`, a, "{}");
+    expect(end.status).toBe(200);
+    const ended = await json<{ status: string; duration_seconds: number; participants: string[] }>(end);
+    expect(ended).toMatchObject({ status: "ended", participants: [a] });
+    expect(ended.duration_seconds).toBeGreaterThanOrEqual(0);
+    const res = await contribute(id, a, message(1, [1], [1]));
+    expect(res.status).toBe(404);
+    expect((await json<ErrorBody>(res)).error.code).toBe("not_found");
+  });
+
+  it("lists active sessions with participants and pending counts for the admin token, which cannot contribute", async () => {
+    const { id, nodes } = await threeNodeSession();
+    await (await contribute(id, nodes[2], message(1, [1, 2], [3]))).arrayBuffer();
+    const adminAuth = { authorization: `Bearer ${inject("adminToken")}` };
+    const res = await exports.default.fetch(new Request("http://gateway.test/v1/fedattn/sessions/active", { headers: adminAuth }));
+    expect(res.status).toBe(200);
+    const list = await json<{ data: SessionSummary[] }>(res);
+    const mine = list.data.find((s) => s.session_id === id);
+    expect(mine).toMatchObject({ participants: nodes, pending_contributions: 1, total_syncs: 0 });
+    expect(mine?.pending).toEqual([{ participant: nodes[2], block_start: 0, block_end: 7, bytes: 52 }]);
+
+    // A participant sees its own sessions only.
+    const asNode = await signed("GET", "/v1/fedattn/sessions/active", nodes[0]);
+    expect(asNode.status).toBe(200);
+    expect((await json<{ data: SessionSummary[] }>(asNode)).data.map((s) => s.session_id)).toEqual([id]);
+
+    const byAdmin = await exports.default.fetch(
+      new Request(`http://gateway.test/v1/fedattn/sessions/${id}/contribute`, { method: "POST", headers: { ...adminAuth, "content-type": "application/octet-stream" }, body: message(1, [1, 2], [3]) }),
+    );
+    expect(byAdmin.status).toBe(403);
+    expect((await json<ErrorBody>(byAdmin)).error.code).toBe("permission_denied");
+  });
+
+  it("answers 413 before reading a body declared over the cap", async () => {
+    const res = await exports.default.fetch(
+      new Request("http://gateway.test/v1/fedattn/sessions/fa_x/contribute", { method: "POST", headers: { "content-length": String(65 * 1024 * 1024), "content-type": "application/octet-stream" }, body: "x" }),
+    );
+    expect(res.status).toBe(413);
+    expect((await json<ErrorBody>(res)).error.code).toBe("request_too_large");
+  });
+
+  it("ends a session idle past its timeout when its alarm fires, and drops it from the active list", async () => {
+    const a = nodeName("a");
+    const id = await startSession(a);
+    const stub = env.FEDATTN_SESSIONS.get(env.FEDATTN_SESSIONS.idFromName(id));
+    // As if the last request had come long ago (FEDATTN_IDLE_TIMEOUT_SECONDS is 300 here).
+    await runInDurableObject(stub, (instance) => {
+      const meta = (instance as unknown as { meta: { lastActivityAt: number } | null }).meta;
+      if (meta) meta.lastActivityAt = 0;
+    });
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    const res = await contribute(id, a, message(1, [1], [1]));
+    expect(res.status).toBe(404);
+    await res.arrayBuffer();
+    const list = await exports.default.fetch(new Request("http://gateway.test/v1/fedattn/sessions/active", { headers: { authorization: `Bearer ${inject("adminToken")}` } }));
+    expect((await json<{ data: SessionSummary[] }>(list)).data.map((s) => s.session_id)).not.toContain(id);
+  });
+});
