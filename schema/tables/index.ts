@@ -6,3 +6,4 @@ export * from "./conversations.ts";
 export * from "./streaming.ts";
 export * from "./council.ts";
 export * from "./memory.ts";
+export * from "./fedattn.ts";
