@@ -4,6 +4,9 @@ import { exports } from "cloudflare:workers";
 import { describe, expect, inject, it } from "vitest";
 import { decodeContribution, encodeContribution, tensorToFloat32 } from "../../schema/contracts/fedattn-tensors.ts";
 import { NODE_HEADER, deriveNodeSecret, importSigningKey, signRequest } from "../../schema/contracts/signing.ts";
+import { eq } from "drizzle-orm";
+import { fedattnContributions, fedattnSessions } from "../../schema/tables/index.ts";
+import { eventually, flushNow, query } from "./helpers.ts";
 
 // The federated-attention coordinator (worker/src/fedattn/, docs/fedattn.md): sessions in Durable
 // Objects, every call signed by a node exactly like a heartbeat.
@@ -95,10 +98,88 @@ describe("federated attention sessions", () => {
     [...tensorToFloat32(out.k)].forEach((x, i) => expect(x).toBeCloseTo(expectK[i] ?? NaN, 5));
     [...tensorToFloat32(out.v)].forEach((x, i) => expect(x).toBeCloseTo(expectV[i] ?? NaN, 5));
 
-    // The next sync starts empty.
+    expect(res.headers.get("x-fedattn-computed")).toBe("true");
+    expect(res.headers.get("x-fedattn-participants")).toBe(nodes.join(","));
+
+    // The other two participants get that same aggregate (not computed again), then the next sync starts empty.
+    const first = new Uint8Array(encodeContribution(out));
+    for (const n of [nodes[0], nodes[2]]) {
+      const owed = await signed("POST", `/v1/fedattn/sessions/${id}/aggregate`, n);
+      expect(owed.status).toBe(200);
+      expect(owed.headers.get("x-fedattn-computed")).toBe("false");
+      expect(new Uint8Array(await owed.arrayBuffer())).toEqual(first);
+    }
     const again = await signed("POST", `/v1/fedattn/sessions/${id}/aggregate`, nodes[0]);
     expect(again.status).toBe(400);
     expect((await json<ErrorBody>(again)).error.code).toBe("no_contributions");
+  });
+
+  it("with wait_ms, holds the aggregate until every participant has contributed, and answers everyone the same", async () => {
+    const { id, nodes } = await threeNodeSession();
+    expect((await contribute(id, nodes[0], message(1, [0, 0], [3]))).status).toBe(200);
+    // The first participant asks at once; the others contribute while it waits.
+    const waiting = signed("POST", `/v1/fedattn/sessions/${id}/aggregate?wait_ms=10000`, nodes[0]);
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await contribute(id, nodes[1], message(1, [3, 6], [6]))).status).toBe(200);
+    expect((await contribute(id, nodes[2], message(1, [6, 3], [0]))).status).toBe(200);
+    const res = await waiting;
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-fedattn-participants")).toBe(nodes.join(","));
+    expect(res.headers.get("x-fedattn-missing")).toBe("");
+    const out = decodeContribution(new Uint8Array(await res.arrayBuffer()));
+    expect([...tensorToFloat32(out.k)]).toEqual([3, 3]);
+    expect([...tensorToFloat32(out.v)]).toEqual([3]);
+    for (const n of nodes.slice(1)) {
+      const owed = await signed("POST", `/v1/fedattn/sessions/${id}/aggregate?wait_ms=10000`, n);
+      expect(owed.status).toBe(200);
+      expect([...tensorToFloat32(decodeContribution(new Uint8Array(await owed.arrayBuffer())).k)]).toEqual([3, 3]);
+    }
+  });
+
+  it("past wait_ms, averages the participants that did contribute and names the missing one", async () => {
+    const { id, nodes } = await threeNodeSession();
+    await (await contribute(id, nodes[0], message(1, [1], [1]))).arrayBuffer();
+    await (await contribute(id, nodes[1], message(1, [3], [3]))).arrayBuffer();
+    const res = await signed("POST", `/v1/fedattn/sessions/${id}/aggregate?wait_ms=300`, nodes[1]);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-fedattn-participants")).toBe(`${nodes[0]},${nodes[1]}`);
+    expect(res.headers.get("x-fedattn-missing")).toBe(nodes[2]);
+    expect([...tensorToFloat32(decodeContribution(new Uint8Array(await res.arrayBuffer())).k)]).toEqual([2]);
+    const bad = await signed("POST", `/v1/fedattn/sessions/${id}/aggregate?wait_ms=60001`, nodes[1]);
+    expect(bad.status).toBe(400);
+    expect((await json<ErrorBody>(bad)).error.param).toBe("wait_ms");
+  });
+
+  it("goes on when a participant leaves: its contribution is dropped, it cannot take part any more, and the last one out ends the session", async () => {
+    const { id, nodes } = await threeNodeSession();
+    await (await contribute(id, nodes[2], message(1, [100], [100]))).arrayBuffer();
+    await (await contribute(id, nodes[0], message(1, [1], [1]))).arrayBuffer();
+    // nodes[0] waits for the others; nodes[2] leaving instead of waiting must not hold it up past nodes[1].
+    const waiting = signed("POST", `/v1/fedattn/sessions/${id}/aggregate?wait_ms=10000`, nodes[0]);
+    await new Promise((r) => setTimeout(r, 100));
+    const left = await signed("POST", `/v1/fedattn/sessions/${id}/leave`, nodes[2], JSON.stringify({ participant_node: nodes[2] }));
+    expect(left.status).toBe(200);
+    expect(await json<unknown>(left)).toEqual({ status: "left", participants: [nodes[0], nodes[1]], session_status: "active" });
+    await (await contribute(id, nodes[1], message(1, [3], [3]))).arrayBuffer();
+    const res = await waiting;
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-fedattn-participants")).toBe(`${nodes[0]},${nodes[1]}`);
+    expect([...tensorToFloat32(decodeContribution(new Uint8Array(await res.arrayBuffer())).k)]).toEqual([2]);
+
+    const late = await contribute(id, nodes[2], message(1, [1], [1]));
+    expect(late.status).toBe(403);
+    await late.arrayBuffer();
+    // The session keeps working for those who stayed.
+    await (await contribute(id, nodes[0], message(1, [5], [5], [1], [8, 15]))).arrayBuffer();
+    await (await contribute(id, nodes[1], message(1, [7], [7], [1], [8, 15]))).arrayBuffer();
+    const next = await signed("POST", `/v1/fedattn/sessions/${id}/aggregate?block_start=8&block_end=15`, nodes[1]);
+    expect(next.status).toBe(200);
+    expect([...tensorToFloat32(decodeContribution(new Uint8Array(await next.arrayBuffer())).k)]).toEqual([6]);
+
+    for (const n of [nodes[0], nodes[1]]) await (await signed("POST", `/v1/fedattn/sessions/${id}/leave`, n, JSON.stringify({ participant_node: n }))).arrayBuffer();
+    const gone = await join(id, nodes[0]);
+    expect(gone.status).toBe(404);
+    await gone.arrayBuffer();
   });
 
   it("lets a node join twice without listing it twice", async () => {
@@ -222,5 +303,53 @@ describe("federated attention sessions", () => {
     await res.arrayBuffer();
     const list = await exports.default.fetch(new Request("http://gateway.test/v1/fedattn/sessions/active", { headers: { authorization: `Bearer ${inject("adminToken")}` } }));
     expect((await json<{ data: SessionSummary[] }>(list)).data.map((s) => s.session_id)).not.toContain(id);
+  });
+
+  it("records the session and every contribution in Postgres (no tensors) and adds the sync to the histograms of /admin/metrics", async () => {
+    const adminAuth = { authorization: `Bearer ${inject("adminToken")}` };
+    const metric = async (line: string): Promise<number> => {
+      const text = await (await exports.default.fetch(new Request("http://gateway.test/admin/metrics", { headers: adminAuth }))).text();
+      return Number(new RegExp(`^${line.replace(/[{}"+.]/g, "\\$&")} (\\S+)$`, "m").exec(text)?.[1] ?? NaN);
+    };
+    const syncsBefore = await metric("switchyard_fedattn_sync_duration_seconds_count");
+    const bigBefore = await metric('switchyard_fedattn_contribution_size_bytes_bucket{le="65536"}');
+    const { id, nodes } = await threeNodeSession();
+    const sizes: number[] = [];
+    for (const [i, n] of nodes.entries()) {
+      const body = message(i + 1, [i, i], [i]);
+      sizes.push(body.byteLength);
+      await (await contribute(id, n, body)).arrayBuffer();
+    }
+    const agg = await signed("POST", `/v1/fedattn/sessions/${id}/aggregate`, nodes[0]);
+    expect(agg.status).toBe(200);
+    expect(Number(agg.headers.get("x-fedattn-sync-latency-ms"))).toBeGreaterThanOrEqual(0);
+    await agg.arrayBuffer();
+    await (await signed("POST", `/v1/fedattn/sessions/${id}/leave`, nodes[2], JSON.stringify({ participant_node: nodes[2] }))).arrayBuffer();
+    const end = await signed("POST", `/v1/fedattn/sessions/${id}/end`, nodes[0], "{}");
+    expect(end.status).toBe(200);
+    await end.arrayBuffer();
+
+    const session = await eventually(async () => {
+      await flushNow();
+      const [row] = await query((db) => db.select().from(fedattnSessions).where(eq(fedattnSessions.id, id)));
+      return row?.status === "ended" && row.totalSyncs === 1 && row.averageSyncLatencyMs !== null ? row : undefined;
+    }, 15_000);
+    expect(session).toMatchObject({ initiator: nodes[0], participants: [nodes[0], nodes[1]], departed: [nodes[2]], syncInterval: 8, privacyMode: true, status: "ended" });
+    expect(session.endedAt).not.toBeNull();
+    const contributions = await eventually(async () => {
+      await flushNow();
+      const rows = await query((db) => db.select().from(fedattnContributions).where(eq(fedattnContributions.sessionId, id)));
+      return rows.length === 3 ? rows : undefined;
+    }, 15_000);
+    const byNode = new Map(contributions.map((r) => [r.participant, r]));
+    for (const [i, n] of nodes.entries()) {
+      expect(byNode.get(n)).toMatchObject({ blockStart: 0, blockEnd: 7, sizeBytes: sizes[i], dtype: "float32", weight: i + 1 });
+    }
+
+    // The gateway's histograms (flushed to Redis after each call, read across isolates).
+    await eventually(async () => ((await metric("switchyard_fedattn_sync_duration_seconds_count")) >= syncsBefore + 1 ? true : undefined));
+    expect(await metric('switchyard_fedattn_contribution_size_bytes_bucket{le="65536"}')).toBeGreaterThanOrEqual(bigBefore + 3);
+    expect(await metric('switchyard_fedattn_sync_duration_seconds_bucket{le="+Inf"}')).toBeGreaterThanOrEqual(syncsBefore + 1);
+    expect(await metric("switchyard_fedattn_aggregate_size_bytes_count")).toBeGreaterThanOrEqual(1);
   });
 });

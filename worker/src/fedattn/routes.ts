@@ -6,6 +6,8 @@ import { bearerToken } from "../auth/keys.ts";
 import type { AppEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { parseNodeBody, verifyNodeSignature } from "../nodes/verify.ts";
+import { flushCounters, observe } from "../platform/metrics.ts";
+import { enqueueRecord } from "./records.ts";
 import { PARTICIPANT_HEADER, type SessionOutcome, type SessionRefusal, type SessionSummary } from "./state.ts";
 
 /** Largest contribution body accepted (the tensor format's own default cap). */
@@ -18,6 +20,12 @@ const createSchema = z.object({
   privacy_mode: z.boolean().default(true),
 });
 const joinSchema = z.object({ participant_node: NODE });
+
+/** Queues this isolate's metrics for Redis after the response (platform/metrics.ts). */
+function flushMetricsLater(c: Ctx): void {
+  const deps = c.get("deps");
+  deps.waitUntil(flushCounters(deps.redis, deps.settings.redisPrefix));
+}
 
 type Ctx = Context<AppEnv>;
 
@@ -90,6 +98,15 @@ async function joinSession(c: Ctx): Promise<Response> {
   return c.json({ status: "joined", participants: joined.participants });
 }
 
+async function leaveSession(c: Ctx): Promise<Response> {
+  await refuseOperator(c);
+  const { body } = await signedJson(c, joinSchema, "participant_node");
+  const id = c.req.param("id") ?? "";
+  const left = unwrap(await sessionStub(c, id).leave(body.participant_node));
+  c.get("deps").log("fedattn_participant_left", { sessionId: id, node: body.participant_node, sessionStatus: left.sessionStatus });
+  return c.json({ status: "left", participants: left.participants, session_status: left.sessionStatus });
+}
+
 async function endSession(c: Ctx): Promise<Response> {
   await refuseOperator(c);
   const { nodeId } = await signedJson(c, z.object({}).loose());
@@ -116,36 +133,80 @@ async function contribute(c: Ctx): Promise<Response> {
     throw new ApiError("request_too_large", `A contribution may be at most ${MAX_CONTRIBUTION_BYTES} bytes; this one is ${bytes.byteLength}.`);
   }
   const { nodeId } = await verifyNodeSignature(c, bytes);
+  let header: { blockStart: number; blockEnd: number; weight: number; dtype: "float32" | "float16" };
   try {
-    decodeContribution(bytes, { maxBytes: MAX_CONTRIBUTION_BYTES });
+    header = decodeContribution(bytes, { maxBytes: MAX_CONTRIBUTION_BYTES });
   } catch (err) {
     if (err instanceof TensorFormatError) throw new ApiError("invalid_value", `The contribution is not a valid tensor message: ${err.message}`, { param: err.field });
     throw err;
   }
-  const res = await sessionStub(c, c.req.param("id") ?? "").fetch("https://fedattn/contribute", {
+  const sessionId = c.req.param("id") ?? "";
+  const res = await sessionStub(c, sessionId).fetch("https://fedattn/contribute", {
     method: "POST",
     body: bytes,
     headers: { [PARTICIPANT_HEADER]: nodeId },
   });
   if (!res.ok) return refusalOf(res);
   const answer = await res.json<{ status: "received"; total_contributions: number }>();
-  return c.json({ status: answer.status, latency_ms: Date.now() - started, total_contributions: answer.total_contributions });
+  const latencyMs = Date.now() - started;
+  const deps = c.get("deps");
+  observe("switchyard_fedattn_contribution_size_bytes", bytes.byteLength);
+  flushMetricsLater(c);
+  // The record (never the tensors) goes to Postgres through the outbox; a Redis failure loses only it, logged.
+  deps.waitUntil(
+    enqueueRecord(deps.redis, deps.settings.redisPrefix, {
+      kind: "contribution",
+      id: `fc_${crypto.randomUUID().replaceAll("-", "")}`,
+      sessionId,
+      participant: nodeId,
+      blockStart: header.blockStart,
+      blockEnd: header.blockEnd,
+      sizeBytes: bytes.byteLength,
+      dtype: header.dtype,
+      latencyMs,
+      weight: header.weight,
+      at: started,
+    }).catch((err: unknown) => deps.log("fedattn_record_lost", { sessionId, participant: nodeId, error: String(err) })),
+  );
+  return c.json({ status: answer.status, latency_ms: latencyMs, total_contributions: answer.total_contributions });
 }
 
 async function aggregateSession(c: Ctx): Promise<Response> {
+  const started = Date.now();
   await refuseOperator(c);
   const { nodeId } = await verifyNodeSignature(c, await c.req.text());
+  const sessionId = c.req.param("id") ?? "";
+  const stub = sessionStub(c, sessionId);
   const query = new URL(c.req.url).search;
-  const res = await sessionStub(c, c.req.param("id") ?? "").fetch(`https://fedattn/aggregate${query}`, { method: "POST", headers: { [PARTICIPANT_HEADER]: nodeId } });
+  const res = await stub.fetch(`https://fedattn/aggregate${query}`, { method: "POST", headers: { [PARTICIPANT_HEADER]: nodeId } });
   if (!res.ok) return refusalOf(res);
-  c.get("deps").log("fedattn_sync", {
-    sessionId: c.req.param("id"),
-    by: nodeId,
-    participants: res.headers.get("x-fedattn-participants"),
-    bytes: Number(res.headers.get("x-fedattn-bytes")),
-    latencyMs: Number(res.headers.get("x-fedattn-sync-latency-ms")),
-  });
-  return new Response(res.body, { headers: res.headers });
+  const headers = new Headers(res.headers);
+  // The object's clock stands still while it computes (Workers move time only on I/O), so the sync
+  // is timed here: the whole call, less the time spent waiting for the other participants.
+  const latencyMs = Math.max(0, Date.now() - started - Number(res.headers.get("x-fedattn-waited-ms") ?? 0));
+  headers.set("x-fedattn-sync-latency-ms", String(latencyMs));
+  if (res.headers.get("x-fedattn-computed") === "true") {
+    const deps = c.get("deps");
+    const bytes = Number(res.headers.get("x-fedattn-bytes"));
+    observe("switchyard_fedattn_sync_duration_seconds", latencyMs / 1000);
+    observe("switchyard_fedattn_aggregate_size_bytes", bytes);
+    flushMetricsLater(c);
+    deps.waitUntil(stub.recordSyncLatency(latencyMs).catch((err: unknown) => deps.log("fedattn_sync_latency_unrecorded", { sessionId, error: String(err) })));
+    deps.log("fedattn_sync", {
+      at: new Date(started).toISOString(),
+      sessionId,
+      sync: Number(res.headers.get("x-fedattn-sync")),
+      by: nodeId,
+      blockStart: Number(res.headers.get("x-fedattn-block-start")),
+      blockEnd: Number(res.headers.get("x-fedattn-block-end")),
+      participants: res.headers.get("x-fedattn-participants"),
+      missing: res.headers.get("x-fedattn-missing") || null,
+      bytes,
+      contributionBytes: Number(res.headers.get("x-fedattn-contribution-bytes")),
+      latencyMs,
+    });
+  }
+  return new Response(res.body, { headers });
 }
 
 /**
@@ -170,4 +231,5 @@ export const fedattnRoutes = new Hono<AppEnv>()
   .post("/sessions/:id/join", joinSession)
   .post("/sessions/:id/contribute", contribute)
   .post("/sessions/:id/aggregate", aggregateSession)
+  .post("/sessions/:id/leave", leaveSession)
   .post("/sessions/:id/end", endSession);

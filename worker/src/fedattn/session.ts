@@ -1,7 +1,10 @@
 import { DurableObject } from "cloudflare:workers";
 import { aggregate, AggregateError, blockRangeKey, type ParticipantContribution } from "../../../schema/contracts/fedattn-aggregate.ts";
 import { decodeContribution, encodeContribution, type Contribution } from "../../../schema/contracts/fedattn-tensors.ts";
-import { PARTICIPANT_HEADER, refuse, type CreateInput, type SessionOutcome, type SessionRefusal, type SessionSummary } from "./state.ts";
+import { redisFrom } from "../platform/redis.ts";
+import { settingsFrom } from "../settings.ts";
+import { enqueueRecord, type SessionSnapshot } from "./records.ts";
+import { MAX_WAIT_MS, PARTICIPANT_HEADER, refuse, type CreateInput, type SessionOutcome, type SessionRefusal, type SessionSummary } from "./state.ts";
 
 /** The session's settings and counters, also kept in storage so an evicted object keeps its session. */
 interface SessionMeta {
@@ -14,7 +17,25 @@ interface SessionMeta {
   startedAt: number;
   lastActivityAt: number;
   totalSyncs: number;
+  /** Syncs whose latency the gateway reported, and their total. */
+  timedSyncs: number;
   syncLatencyTotalMs: number;
+  /** Participants that left. */
+  departed: string[];
+  /** Rises with every change; the Postgres row takes a snapshot only when it is newer (records.ts). */
+  version: number;
+}
+
+/** An aggregate computed and kept until every participant that went into it has fetched it. */
+interface Result {
+  range: string;
+  sync: number;
+  body: Uint8Array;
+  /** Bytes of the contributions that went in. */
+  contributionBytes: number;
+  participants: string[];
+  missing: string[];
+  undelivered: Set<string>;
 }
 
 interface Pending {
@@ -25,6 +46,13 @@ interface Pending {
 }
 
 const META_KEY = "meta";
+/** A snapshot that Redis did not take, kept for the next try (only the newest matters). */
+const UNSENT_KEY = "unsent";
+/** How soon an unsent snapshot is tried again, and for how long before it is given up (logged). */
+const RETRY_MS = 30_000;
+const GIVE_UP_MS = 24 * 3600_000;
+/** Results kept per block range for participants that have not fetched them yet. */
+const MAX_RESULTS_PER_RANGE = 8;
 const sameShape = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((d, i) => d === b[i]);
 
 function refusalResponse(r: SessionRefusal, status: number): Response {
@@ -45,11 +73,16 @@ function refusalResponse(r: SessionRefusal, status: number): Response {
 export class FedattnSession extends DurableObject<Env> {
   private meta: SessionMeta | null = null;
   private readonly pending = new Map<string, Pending>();
+  private readonly results: Result[] = [];
+  /** Aggregate calls waiting for the other participants: woken by every contribution and departure. */
+  private readonly waiters = new Set<() => void>();
+  private unsent: { snapshot: SessionSnapshot; since: number } | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     void ctx.blockConcurrencyWhile(async () => {
       this.meta = (await ctx.storage.get<SessionMeta>(META_KEY)) ?? null;
+      this.unsent = (await ctx.storage.get<{ snapshot: SessionSnapshot; since: number }>(UNSENT_KEY)) ?? null;
     });
   }
 
@@ -67,7 +100,10 @@ export class FedattnSession extends DurableObject<Env> {
       startedAt: now,
       lastActivityAt: now,
       totalSyncs: 0,
+      timedSyncs: 0,
       syncLatencyTotalMs: 0,
+      departed: [],
+      version: 0,
     };
     await this.save();
     await this.ctx.storage.setAlarm(now + this.meta.idleTimeoutMs);
@@ -90,8 +126,41 @@ export class FedattnSession extends DurableObject<Env> {
     if (!meta) return this.unknown();
     if (!meta.participants.includes(node)) return this.notParticipant(node);
     const durationSeconds = (Date.now() - meta.startedAt) / 1000;
-    await this.finish();
+    await this.finish("ended");
     return { ok: true, durationSeconds, participants: meta.participants };
+  }
+
+  /**
+   * Takes a participant out: its pending contributions and the aggregates it had not fetched are
+   * dropped, and calls waiting for it stop waiting. The session goes on with the others; the last
+   * participant leaving ends it. Leaving a session one is not in is refused.
+   */
+  async leave(node: string): Promise<SessionOutcome<{ participants: string[]; sessionStatus: "active" | "ended" }>> {
+    const meta = this.meta;
+    if (!meta) return this.unknown();
+    if (!meta.participants.includes(node)) return this.notParticipant(node);
+    meta.participants = meta.participants.filter((p) => p !== node);
+    if (!meta.departed.includes(node)) meta.departed.push(node);
+    for (const [key, p] of this.pending) if (p.participant === node) this.pending.delete(key);
+    for (const r of this.results) r.undelivered.delete(node);
+    this.dropDelivered();
+    this.wake();
+    if (meta.participants.length === 0) {
+      await this.finish("ended");
+      return { ok: true, participants: [], sessionStatus: "ended" };
+    }
+    meta.lastActivityAt = Date.now();
+    await this.save();
+    return { ok: true, participants: [...meta.participants], sessionStatus: "active" };
+  }
+
+  /** The gateway's measure of one sync's coordinator time (the object's clock does not move while it computes). */
+  async recordSyncLatency(latencyMs: number): Promise<void> {
+    const meta = this.meta;
+    if (!meta || !Number.isFinite(latencyMs) || latencyMs < 0) return;
+    meta.timedSyncs += 1;
+    meta.syncLatencyTotalMs += latencyMs;
+    await this.save();
   }
 
   /** The session as listed, or null when this id has no active session. */
@@ -101,15 +170,16 @@ export class FedattnSession extends DurableObject<Env> {
 
   /** Ends the session when it has been idle for its timeout; otherwise looks again when it would be. */
   override async alarm(): Promise<void> {
+    if (this.unsent) await this.sendUnsent();
     const meta = this.meta;
     if (!meta) return;
     const due = meta.lastActivityAt + meta.idleTimeoutMs;
     if (Date.now() < due) {
-      await this.ctx.storage.setAlarm(due);
+      await this.ctx.storage.setAlarm(this.unsent ? Math.min(due, Date.now() + RETRY_MS) : due);
       return;
     }
     console.log(JSON.stringify({ event: "fedattn_session_expired", at: new Date().toISOString(), sessionId: meta.id, idleSeconds: (Date.now() - meta.lastActivityAt) / 1000 }));
-    await this.finish();
+    await this.finish("expired");
   }
 
   /** `POST /contribute` (body: one message) and `POST /aggregate[?block_start=&block_end=]`, for a participant named in PARTICIPANT_HEADER. */
@@ -121,7 +191,7 @@ export class FedattnSession extends DurableObject<Env> {
     meta.lastActivityAt = Date.now();
     const url = new URL(request.url);
     if (url.pathname === "/contribute") return this.contribute(node, new Uint8Array(await request.arrayBuffer()));
-    return this.aggregatePending(meta, url.searchParams);
+    return this.aggregateFor(node, url.searchParams);
   }
 
   private contribute(node: string, bytes: Uint8Array): Response {
@@ -149,57 +219,131 @@ export class FedattnSession extends DurableObject<Env> {
       }
     }
     this.pending.set(key, { participant: node, range, bytes, contribution });
+    this.wake();
     return Response.json({ status: "received", latency_ms: Date.now() - started, total_contributions: this.pending.size });
   }
 
-  private aggregatePending(meta: SessionMeta, query: URLSearchParams): Response {
-    const started = Date.now();
-    const all = [...this.pending.values()];
-    if (all.length === 0) return refusalResponse(refuse("no_contributions", "No contributions are pending in this session: contribute before asking for the aggregate."), 400);
-    const ranges = [...new Set(all.map((p) => p.range))];
-    let range: string;
+  /**
+   * The aggregate for `node`: one it is owed (its contribution went into a sync another participant
+   * triggered), or the average of what is pending for the range, computed now. With `wait_ms` the
+   * call first waits (at most that long) until every participant has contributed to the range; past
+   * the wait it averages what is there and names who was missing.
+   */
+  private async aggregateFor(node: string, query: URLSearchParams): Promise<Response> {
     const start = query.get("block_start");
     const end = query.get("block_end");
-    if (start !== null || end !== null) {
-      range = `${start ?? ""}-${end ?? ""}`;
-      if (!ranges.includes(range)) return refusalResponse(refuse("no_contributions", `No contributions are pending for blocks ${range}; pending: ${ranges.join(", ")}.`, "block_start"), 400);
-    } else if (ranges.length === 1 && ranges[0] !== undefined) {
-      range = ranges[0];
-    } else {
-      return refusalResponse(refuse("invalid_value", `Several block ranges are pending (${ranges.join(", ")}): name one with ?block_start=&block_end=.`, "block_start"), 400);
+    const named = start !== null || end !== null ? `${start ?? ""}-${end ?? ""}` : null;
+    const waitRaw = query.get("wait_ms");
+    const waitMs = waitRaw === null ? 0 : Number(waitRaw);
+    if (!Number.isInteger(waitMs) || waitMs < 0 || waitMs > MAX_WAIT_MS) {
+      return refusalResponse(refuse("invalid_value", `wait_ms must be a whole number of milliseconds from 0 to ${MAX_WAIT_MS}.`, "wait_ms"), 400);
     }
+    const began = Date.now();
+    const owed = this.results.filter((r) => r.undelivered.has(node)).map((r) => r.range);
+    const pendingRanges = [...new Set([...this.pending.values()].map((p) => p.range))];
+    let range: string;
+    if (named !== null) {
+      range = named;
+      if (!owed.includes(range) && !pendingRanges.includes(range)) {
+        return refusalResponse(refuse("no_contributions", `No contributions are pending for blocks ${range}; pending: ${pendingRanges.join(", ") || "none"}.`, "block_start"), 400);
+      }
+    } else {
+      const candidates = [...new Set([...owed, ...pendingRanges])];
+      if (candidates.length === 0) return refusalResponse(refuse("no_contributions", "No contributions are pending in this session: contribute before asking for the aggregate."), 400);
+      if (candidates.length > 1) {
+        return refusalResponse(refuse("invalid_value", `Several block ranges are pending (${candidates.join(", ")}): name one with ?block_start=&block_end=.`, "block_start"), 400);
+      }
+      range = candidates[0] ?? "";
+    }
+    const deadline = began + waitMs;
+    for (;;) {
+      const result = this.results.find((r) => r.range === range && r.undelivered.has(node));
+      if (result) return this.deliver(result, node, false, Date.now() - began);
+      const meta = this.meta;
+      if (!meta) return refusalResponse(this.unknown(), 404);
+      if (!meta.participants.includes(node)) return refusalResponse(this.notParticipant(node), 403);
+      const missing = meta.participants.filter((p) => !this.pending.has(`${p}\n${range}`));
+      if (missing.length === 0 || Date.now() >= deadline) return this.computeRange(meta, node, range, missing, Date.now() - began);
+      await this.sleepUntilWoken(deadline - Date.now());
+    }
+  }
+
+  private computeRange(meta: SessionMeta, node: string, range: string, missing: string[], waitedMs: number): Response {
+    const all = [...this.pending.values()];
+    const chosen = all.filter((p) => p.range === range);
+    if (chosen.length === 0) return refusalResponse(refuse("no_contributions", `No contributions are pending for blocks ${range}.`, "block_start"), 400);
     // Every participant with something pending must have sent the same ranges (as aggregate() rules).
     const rangesOf = new Map<string, Set<string>>();
     for (const p of all) (rangesOf.get(p.participant) ?? rangesOf.set(p.participant, new Set()).get(p.participant))?.add(p.range);
-    const missing = [...rangesOf].find(([, set]) => !set.has(range));
-    if (missing) {
-      const senders = all.filter((p) => p.range === range).map((p) => p.participant);
-      return refusalResponse(refuse("unmatched_block_range", `Blocks ${range} were sent by ${senders.join(", ")} but not by ${missing[0]}.`, "block_start"), 400);
+    const without = [...rangesOf].find(([, set]) => !set.has(range));
+    if (without) {
+      return refusalResponse(refuse("unmatched_block_range", `Blocks ${range} were sent by ${chosen.map((p) => p.participant).join(", ")} but not by ${without[0]}.`, "block_start"), 400);
     }
-    const chosen = all.filter((p) => p.range === range);
     let body: Uint8Array;
     try {
       const inputs: ParticipantContribution[] = chosen.map((p) => ({ participant: p.participant, contribution: p.contribution }));
-      const [result] = aggregate(inputs);
-      if (!result) return refusalResponse(refuse("no_contributions", "Nothing to aggregate."), 400);
-      body = encodeContribution(result);
+      const [aggregated] = aggregate(inputs);
+      if (!aggregated) return refusalResponse(refuse("no_contributions", "Nothing to aggregate."), 400);
+      body = encodeContribution(aggregated);
     } catch (err) {
       if (err instanceof AggregateError) return refusalResponse(refuse(err.code, err.message, err.participant ?? null), err.code === "duplicate_contribution" ? 409 : 400);
       throw err;
     }
     for (const p of chosen) this.pending.delete(`${p.participant}\n${p.range}`);
-    const latencyMs = Date.now() - started;
     meta.totalSyncs += 1;
-    meta.syncLatencyTotalMs += latencyMs;
+    const participants = chosen.map((p) => p.participant);
+    const contributionBytes = chosen.reduce((n, p) => n + p.bytes.byteLength, 0);
+    const result: Result = { range, sync: meta.totalSyncs, body, contributionBytes, participants, missing: missing.filter((m) => !participants.includes(m)), undelivered: new Set(participants) };
+    this.results.push(result);
+    const ofRange = this.results.filter((r) => r.range === range);
+    if (ofRange.length > MAX_RESULTS_PER_RANGE && ofRange[0]) this.results.splice(this.results.indexOf(ofRange[0]), 1);
     this.ctx.waitUntil(this.save());
-    return new Response(body, {
+    // Others waiting on this range find the result now.
+    this.wake();
+    return this.deliver(result, node, true, waitedMs);
+  }
+
+  private deliver(result: Result, node: string, computed: boolean, waitedMs: number): Response {
+    result.undelivered.delete(node);
+    this.dropDelivered();
+    const [blockStart = "", blockEnd = ""] = result.range.split("-");
+    return new Response(result.body, {
       headers: {
         "content-type": "application/octet-stream",
-        "x-fedattn-participants": chosen.map((p) => p.participant).join(","),
-        "x-fedattn-sync-latency-ms": String(latencyMs),
-        "x-fedattn-bytes": String(body.byteLength),
-        "x-fedattn-pending-ranges": String(ranges.length - 1),
+        "x-fedattn-participants": result.participants.join(","),
+        "x-fedattn-missing": result.missing.join(","),
+        "x-fedattn-sync": String(result.sync),
+        "x-fedattn-block-start": blockStart,
+        "x-fedattn-block-end": blockEnd,
+        "x-fedattn-bytes": String(result.body.byteLength),
+        "x-fedattn-contribution-bytes": String(result.contributionBytes),
+        "x-fedattn-computed": String(computed),
+        "x-fedattn-waited-ms": String(waitedMs),
+        "x-fedattn-pending-ranges": String(new Set([...this.pending.values()].map((p) => p.range)).size),
       },
+    });
+  }
+
+  private dropDelivered(): void {
+    for (let i = this.results.length - 1; i >= 0; i--) if (this.results[i]?.undelivered.size === 0) this.results.splice(i, 1);
+  }
+
+  private wake(): void {
+    const waiting = [...this.waiters];
+    this.waiters.clear();
+    for (const w of waiting) w();
+  }
+
+  /** Resolves on the next wake() or after `ms`, whichever comes first; its timer is always cleared. */
+  private sleepUntilWoken(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(1, ms));
+      this.waiters.add(done);
     });
   }
 
@@ -210,6 +354,7 @@ export class FedattnSession extends DurableObject<Env> {
       status: "active",
       initiator: meta.initiator,
       participants: [...meta.participants],
+      departed: [...meta.departed],
       sync_interval: meta.syncInterval,
       privacy_mode: meta.privacyMode,
       started_at: new Date(meta.startedAt).toISOString(),
@@ -217,22 +362,91 @@ export class FedattnSession extends DurableObject<Env> {
       pending_contributions: pending.length,
       pending,
       total_syncs: meta.totalSyncs,
-      average_sync_latency_ms: meta.totalSyncs > 0 ? meta.syncLatencyTotalMs / meta.totalSyncs : null,
+      average_sync_latency_ms: meta.timedSyncs > 0 ? meta.syncLatencyTotalMs / meta.timedSyncs : null,
     };
   }
 
+  /** Stores the metadata and queues its snapshot for Postgres (records.ts). */
   private async save(): Promise<void> {
-    if (this.meta) await this.ctx.storage.put(META_KEY, this.meta);
+    const meta = this.meta;
+    if (!meta) return;
+    meta.version += 1;
+    await this.ctx.storage.put(META_KEY, meta);
+    this.ctx.waitUntil(this.report(this.snapshotOf(meta, "active", null)));
   }
 
-  /** Forgets the session (memory, storage, alarm) and takes it out of the index. */
-  private async finish(): Promise<void> {
-    const id = this.meta?.id;
+  private snapshotOf(meta: SessionMeta, status: SessionSnapshot["status"], endedAt: number | null): SessionSnapshot {
+    return {
+      kind: "session",
+      id: meta.id,
+      initiator: meta.initiator,
+      participants: [...meta.participants],
+      departed: [...meta.departed],
+      syncInterval: meta.syncInterval,
+      privacyMode: meta.privacyMode,
+      startedAt: meta.startedAt,
+      endedAt,
+      totalSyncs: meta.totalSyncs,
+      averageSyncLatencyMs: meta.timedSyncs > 0 ? meta.syncLatencyTotalMs / meta.timedSyncs : null,
+      status,
+      version: meta.version,
+      updatedAt: Date.now(),
+    };
+  }
+
+  /**
+   * Queues a snapshot in Redis. When Redis does not take it (down, or past REDIS_TIMEOUT_MS), it is
+   * kept in storage and tried again by the alarm every RETRY_MS; a newer snapshot replaces it (each
+   * is complete). One that could not be sent for GIVE_UP_MS is dropped, logged.
+   */
+  private async report(snapshot: SessionSnapshot): Promise<void> {
+    const settings = settingsFrom(this.env);
+    try {
+      await enqueueRecord(redisFrom(this.env.UPSTASH_REDIS_REST_URL, this.env.UPSTASH_REDIS_REST_TOKEN, settings.redisTimeoutMs), settings.redisPrefix, snapshot);
+      if (this.unsent && this.unsent.snapshot.version <= snapshot.version) {
+        this.unsent = null;
+        await this.ctx.storage.delete(UNSENT_KEY);
+      }
+    } catch (err) {
+      if (this.unsent && this.unsent.snapshot.version > snapshot.version) return;
+      this.unsent = { snapshot, since: this.unsent?.since ?? Date.now() };
+      await this.ctx.storage.put(UNSENT_KEY, this.unsent);
+      const alarm = await this.ctx.storage.getAlarm();
+      if (alarm === null || alarm > Date.now() + RETRY_MS) await this.ctx.storage.setAlarm(Date.now() + RETRY_MS);
+      console.log(JSON.stringify({ event: "fedattn_record_deferred", at: new Date().toISOString(), sessionId: snapshot.id, version: snapshot.version, error: err instanceof Error ? err.message : String(err) }));
+    }
+  }
+
+  private async sendUnsent(): Promise<void> {
+    const unsent = this.unsent;
+    if (!unsent) return;
+    if (Date.now() - unsent.since > GIVE_UP_MS) {
+      console.log(JSON.stringify({ event: "fedattn_record_lost", at: new Date().toISOString(), sessionId: unsent.snapshot.id, version: unsent.snapshot.version }));
+      this.unsent = null;
+      await this.ctx.storage.delete(UNSENT_KEY);
+    } else {
+      await this.report(unsent.snapshot);
+    }
+    if (!this.meta && !this.unsent) await this.ctx.storage.deleteAll();
+  }
+
+  /**
+   * Forgets the session (memory, storage, alarm), takes it out of the index and reports its end.
+   * Only an end snapshot Redis did not take stays in storage, with the alarm that retries it.
+   */
+  private async finish(status: "ended" | "expired"): Promise<void> {
+    const meta = this.meta;
     this.meta = null;
     this.pending.clear();
+    this.results.length = 0;
+    this.wake();
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
-    if (id) await this.env.FEDATTN_INDEX.get(this.env.FEDATTN_INDEX.idFromName("index")).remove(id);
+    this.unsent = null;
+    if (!meta) return;
+    meta.version += 1;
+    await this.report(this.snapshotOf(meta, status, Date.now()));
+    await this.env.FEDATTN_INDEX.get(this.env.FEDATTN_INDEX.idFromName("index")).remove(meta.id);
   }
 
   private unknown(): SessionRefusal {

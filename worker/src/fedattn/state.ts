@@ -25,6 +25,8 @@ export interface SessionSummary {
   status: "active" | "ended";
   initiator: string;
   participants: string[];
+  /** Participants that left. */
+  departed: string[];
   sync_interval: number;
   privacy_mode: boolean;
   started_at: string;
@@ -43,6 +45,9 @@ export interface CreateInput {
   privacyMode: boolean;
   idleTimeoutSeconds: number;
 }
+
+/** Longest an aggregate call may wait for the other participants (`wait_ms`). */
+export const MAX_WAIT_MS = 60_000;
 
 /** Header naming the (already authenticated) participant on the routes' internal calls to a session object. */
 export const PARTICIPANT_HEADER = "x-fedattn-participant";

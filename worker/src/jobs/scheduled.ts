@@ -10,6 +10,7 @@ import { flushCounters } from "../platform/metrics.ts";
 import { coolTrails } from "../memory/cool.ts";
 import { flushVotes } from "../council/flush.ts";
 import { voteBreadcrumb } from "../council/breadcrumbs.ts";
+import { flushRecords as flushFedattnRecords } from "../fedattn/records.ts";
 
 /** The hourly Cron Trigger (wrangler.toml `[triggers]`): it also reconciles metered tokens with the engines' counters. */
 export const RECONCILE_CRON = "0 * * * *";
@@ -17,7 +18,7 @@ export const RECONCILE_CRON = "0 * * * *";
 /**
  * The Cron Triggers (wrangler.toml `[triggers]`). Every run flushes this isolate's pending counters,
  * then moves queued usage events (records and hourly rollups) and audit events from Redis to
- * Postgres in batches over one connection, with queued conversations (and deletes those past retention) and council votes (a failure leaves the events for the next run), and records
+ * Postgres in batches over one connection, with queued conversations (and deletes those past retention), council votes and federated-attention records (a failure leaves the events for the next run), and records
  * nodes that went stale in their health history (nodes/health.ts). The hourly
  * cron (`RECONCILE_CRON`) then cools the memory trails (memory/cool.ts) and reconciles every node (metering/reconcile.ts), after the flush, so
  * the usage of the window is in Postgres.
@@ -35,6 +36,9 @@ export async function runScheduled(deps: Deps, cron = "* * * * *"): Promise<void
     // Council votes (docs/council.md), each leaving a breadcrumb when its council asks for one.
     const votes = await flushVotes(redis, settings.redisPrefix, db, (tx, vote) => voteBreadcrumb(tx, vote, settings.memory.halfLifeHours));
     if (votes > 0) log("council_votes_flushed", { written: votes });
+    // Federated-attention session snapshots and contributions (docs/fedattn.md#records).
+    const fedattn = await flushFedattnRecords(redis, settings.redisPrefix, db);
+    if (fedattn > 0) log("fedattn_records_flushed", { written: fedattn });
     // After the flush, so the records hold everything Redis still had (limits/budget-seed.ts).
     const seeded = await reseedBudgetCounters(db, redis, settings.redisPrefix);
     if (seeded !== null) log("budget_counters_seeded", { budgets: seeded });

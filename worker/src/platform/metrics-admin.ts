@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import { ApiError } from "../errors.ts";
 import { auditOutboxKey } from "../audit/outbox.ts";
+import { fedattnOutboxKey } from "../fedattn/records.ts";
 import { usageOutboxKey } from "../metering/flush.ts";
 import { flushCounters, renderCounters } from "./metrics.ts";
 import { backlog, deadLetterKey, replayDeadLetters, type DeadLetter } from "./outbox.ts";
@@ -8,39 +9,44 @@ import type { AdminEnv } from "../admin/auth.ts";
 
 /**
  * `GET /admin/metrics` (operator only): the gateway's dependency-failure counters as Prometheus
- * text — how often rate limits failed open and budgets failed closed (platform/metrics.ts) — and
- * the backlog of usage and audit events waiting in Redis for the scheduled job.
+ * text — how often rate limits failed open and budgets failed closed, the federated-attention
+ * histograms (platform/metrics.ts) — and the backlog of usage, audit and federated-attention records
+ * waiting in Redis for the scheduled job.
  */
 export const metricsRoutes = new Hono<AdminEnv>().get("/", async (c) => {
   if (c.get("actor").kind !== "operator") throw new ApiError("permission_denied", "Metrics are for the operator (ADMIN_TOKEN).");
   await flushCounters(c.get("deps").redis, c.get("deps").settings.redisPrefix);
   const prefix = c.get("deps").settings.redisPrefix;
-  const [counters, usage, audit, usageDead, auditDead] = await Promise.all([
+  const [counters, usage, audit, fedattn, usageDead, auditDead, fedattnDead] = await Promise.all([
     renderCounters(c.get("deps").redis, prefix),
     backlog(c.get("deps").redis, usageOutboxKey(prefix)),
     backlog(c.get("deps").redis, auditOutboxKey(prefix)),
+    backlog(c.get("deps").redis, fedattnOutboxKey(prefix)),
     c.get("deps").redis.llen(deadLetterKey(usageOutboxKey(prefix))),
     c.get("deps").redis.llen(deadLetterKey(auditOutboxKey(prefix))),
+    c.get("deps").redis.llen(deadLetterKey(fedattnOutboxKey(prefix))),
   ]);
   const gauges = [
     "# HELP switchyard_outbox_backlog Events queued in Redis and not yet written to Postgres by the scheduled job.",
     "# TYPE switchyard_outbox_backlog gauge",
     `switchyard_outbox_backlog{queue="usage"} ${usage}`,
     `switchyard_outbox_backlog{queue="audit"} ${audit}`,
+    `switchyard_outbox_backlog{queue="fedattn"} ${fedattn}`,
     "# HELP switchyard_outbox_dead_letters Events the database refused on their own, kept in Redis; see GET /admin/outbox.",
     "# TYPE switchyard_outbox_dead_letters gauge",
     `switchyard_outbox_dead_letters{queue="usage"} ${usageDead}`,
     `switchyard_outbox_dead_letters{queue="audit"} ${auditDead}`,
+    `switchyard_outbox_dead_letters{queue="fedattn"} ${fedattnDead}`,
   ].join("\n");
   return c.text(`${counters}${gauges}\n`, 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
 });
 
-const QUEUES = { usage: usageOutboxKey, audit: auditOutboxKey } as const;
+const QUEUES = { usage: usageOutboxKey, audit: auditOutboxKey, fedattn: fedattnOutboxKey } as const;
 
 function queueKey(c: { req: { param(name: "queue"): string }; get(key: "deps"): AdminEnv["Variables"]["deps"] }): string {
   const name = c.req.param("queue");
   const key = QUEUES[name as keyof typeof QUEUES];
-  if (!key) throw new ApiError("not_found", `No queue ${name}; the queues are usage and audit.`);
+  if (!key) throw new ApiError("not_found", `No queue ${name}; the queues are usage, audit and fedattn.`);
   return key(c.get("deps").settings.redisPrefix);
 }
 
