@@ -352,4 +352,28 @@ describe("federated attention sessions", () => {
     expect(await metric('switchyard_fedattn_sync_duration_seconds_bucket{le="+Inf"}')).toBeGreaterThanOrEqual(syncsBefore + 1);
     expect(await metric("switchyard_fedattn_aggregate_size_bytes_count")).toBeGreaterThanOrEqual(1);
   });
+
+  it("refuses a contribution that would take the session past FEDATTN_MAX_PENDING_MB (96 in wrangler.toml) with 413, and keeps the others", async () => {
+    const { id, nodes } = await threeNodeSession();
+    const elements = (50 * 1024 * 1024) / 4 / 2;
+    const big = () => new Uint8Array(encodeContribution({ blockStart: 0, blockEnd: 7, weight: 1, dtype: "float32", k: { shape: [elements], data: new Float32Array(elements) }, v: { shape: [elements], data: new Float32Array(elements) } }));
+    expect((await contribute(id, nodes[0], big())).status).toBe(200);
+    const over = await contribute(id, nodes[1], big());
+    expect(over.status).toBe(413);
+    const error = (await json<ErrorBody>(over)).error;
+    expect(error.code).toBe("request_too_large");
+    expect(error.message).toContain("FEDATTN_MAX_PENDING_MB");
+    const list = await signed("GET", "/v1/fedattn/sessions/active", nodes[0]);
+    const mine = (await json<{ data: SessionSummary[] }>(list)).data.find((x) => x.session_id === id);
+    expect(mine?.pending.map((p) => p.participant)).toEqual([nodes[0]]);
+  });
+
+  it("refuses a participant past FEDATTN_MAX_PARTICIPANTS (64) with 409 session_full", async () => {
+    const a = nodeName("a");
+    const id = await startSession(a);
+    for (let i = 1; i < 64; i++) await (await join(id, nodeName(`p${i}`))).arrayBuffer();
+    const res = await join(id, nodeName("late"));
+    expect(res.status).toBe(409);
+    expect((await json<ErrorBody>(res)).error.code).toBe("session_full");
+  });
 });

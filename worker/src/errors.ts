@@ -22,6 +22,7 @@ const ERRORS = {
   shape_mismatch: { status: 400, type: "invalid_request_error" },
   unmatched_block_range: { status: 400, type: "invalid_request_error" },
   duplicate_contribution: { status: 409, type: "invalid_request_error" },
+  session_full: { status: 409, type: "invalid_request_error" },
   unsupported_media_type: { status: 415, type: "invalid_request_error" },
   request_too_large: { status: 413, type: "invalid_request_error" },
   // OpenAI's type says what ran out: "requests" by default, "tokens" for tokens per minute (opts.type).

@@ -23,6 +23,10 @@ export interface Settings {
   neonWsProxy: string | null;
   /** A federated-attention session with no request for this long ends by itself (seconds). */
   fedattnIdleTimeoutSeconds: number;
+  /** Bytes of contributions one federated-attention session may hold waiting for their aggregate. */
+  fedattnMaxPendingBytes: number;
+  /** Participants one federated-attention session may have at once. */
+  fedattnMaxParticipants: number;
   /** Default limits per layer (null = unlimited); overrides from the database take precedence. */
   limitDefaults: Record<Layer, LayerLimits>;
   limitsTimeoutMs: number;
@@ -138,6 +142,10 @@ export function settingsFrom(env: Env): Settings {
     streamKeepAliveMs: positiveInt(env, "STREAM_KEEPALIVE_MS", 1_000),
     neonWsProxy: env.NEON_WS_PROXY ? env.NEON_WS_PROXY : null,
     fedattnIdleTimeoutSeconds: Math.max(1, positiveInt(env, "FEDATTN_IDLE_TIMEOUT_SECONDS", 300)),
+    // Unset (plain workerd, `bench/`): 512 MiB, workerd has no per-object memory limit. wrangler.toml
+    // sets 96 for Cloudflare, whose Durable Object isolate has 128 MB (docs/fedattn.md).
+    fedattnMaxPendingBytes: Math.max(1, positiveInt(env, "FEDATTN_MAX_PENDING_MB", 512)) * 1024 * 1024,
+    fedattnMaxParticipants: Math.max(2, positiveInt(env, "FEDATTN_MAX_PARTICIPANTS", 64)),
     limitDefaults: {
       global: { rpm: optionalInt(env, "LIMIT_GLOBAL_RPM"), tpm: optionalInt(env, "LIMIT_GLOBAL_TPM"), concurrency: null },
       tenant: { rpm: optionalInt(env, "LIMIT_TENANT_RPM"), tpm: optionalInt(env, "LIMIT_TENANT_TPM"), concurrency: optionalInt(env, "LIMIT_TENANT_CONCURRENCY") },

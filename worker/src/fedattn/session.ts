@@ -53,6 +53,7 @@ const RETRY_MS = 30_000;
 const GIVE_UP_MS = 24 * 3600_000;
 /** Results kept per block range for participants that have not fetched them yet. */
 const MAX_RESULTS_PER_RANGE = 8;
+const mib = (bytes: number): string => (bytes / 1024 / 1024).toFixed(1);
 const sameShape = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((d, i) => d === b[i]);
 
 function refusalResponse(r: SessionRefusal, status: number): Response {
@@ -114,7 +115,11 @@ export class FedattnSession extends DurableObject<Env> {
   async join(node: string): Promise<SessionOutcome<{ participants: string[] }>> {
     const meta = this.meta;
     if (!meta) return this.unknown();
-    if (!meta.participants.includes(node)) meta.participants.push(node);
+    if (!meta.participants.includes(node)) {
+      const max = settingsFrom(this.env).fedattnMaxParticipants;
+      if (meta.participants.length >= max) return refuse("session_full", `This session already has ${max} participants (FEDATTN_MAX_PARTICIPANTS); start another session.`);
+      meta.participants.push(node);
+    }
     meta.lastActivityAt = Date.now();
     await this.save();
     return { ok: true, participants: [...meta.participants] };
@@ -203,6 +208,17 @@ export class FedattnSession extends DurableObject<Env> {
     const key = `${node}\n${range}`;
     if (this.pending.has(key)) {
       return refusalResponse(refuse("duplicate_contribution", `${node} already sent blocks ${range} for this sync; wait for the aggregate before sending them again.`), 409);
+    }
+    const held = [...this.pending.values()].reduce((n, p) => n + p.bytes.byteLength, 0);
+    const max = settingsFrom(this.env).fedattnMaxPendingBytes;
+    if (held + bytes.byteLength > max) {
+      return refusalResponse(
+        refuse(
+          "request_too_large",
+          `This session holds ${mib(held)} MiB of contributions waiting for their aggregate, and this one (${mib(bytes.byteLength)} MiB) would pass its ${mib(max)} MiB (FEDATTN_MAX_PENDING_MB): ask for the aggregate of the pending ranges first, or send smaller block ranges.`,
+        ),
+        413,
+      );
     }
     // Checked on arrival, so one wrong participant is refused at once and the others' sync goes on.
     for (const other of this.pending.values()) {

@@ -3,7 +3,7 @@
 /** A refusal decided inside a session object, turned into an ApiError by the routes. */
 export interface SessionRefusal {
   ok: false;
-  code: "not_found" | "conflict" | "permission_denied" | "invalid_value" | "no_contributions" | "bad_weight" | "shape_mismatch" | "unmatched_block_range" | "duplicate_contribution";
+  code: "not_found" | "conflict" | "permission_denied" | "invalid_value" | "no_contributions" | "bad_weight" | "shape_mismatch" | "unmatched_block_range" | "duplicate_contribution" | "session_full" | "request_too_large";
   message: string;
   param: string | null;
 }
