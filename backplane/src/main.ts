@@ -1,11 +1,15 @@
 /**
  * `backplane` command line: `start` runs the daemon, `sim` the simulated vLLM engine, `doctor`
- * checks a host, `install-service` writes the systemd unit. The only file that reads argv and env.
+ * checks a host, `install-service` writes the systemd unit, `fedattn` takes part in a
+ * federated-attention session. The only file that reads argv and env.
  */
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ConfigError, parseConfig, rawFromFlagsAndEnv, SETTINGS, type BackplaneConfig, type SettingName } from "./config.ts";
 import { startDaemon } from "./daemon.ts";
+import { FEDATTN_HELP, FEDATTN_OPTIONS, fedattnCommand, formatSessions, formatSummary, gatewayUrlOf, participantOptions, progressLine } from "./fedattn/cli.ts";
+import { createFedattnGateway, FedattnError } from "./fedattn/gateway.ts";
+import { activeSessions, runParticipant } from "./fedattn/participant.ts";
 import { doctorExitCode, doctorFromSettings, formatChecks } from "./ops/doctor.ts";
 import { DEFAULT_USER, ensureSystemUser, installService, SERVICE_HELP } from "./ops/install-service.ts";
 import { parseSimArgs, SIM_HELP, SimOptionsError, startSimEngine } from "./sim/index.ts";
@@ -19,6 +23,7 @@ Commands:
   sim              Run the simulated vLLM engine (no GPU needed)
   doctor           Check this host: config, engines, gateway, clock and node secret, TLS files, GPUs
   install-service  Write a systemd unit and an env file with this configuration
+  fedattn          Take part in a federated-attention session (start, join, status)
 
 Run 'backplane <command> --help' for the options of a command. Settings: docs/backplane.md.`;
 
@@ -136,17 +141,48 @@ async function install(argv: string[]): Promise<void> {
   console.log(`Wrote ${result.unitPath} and ${result.envFile} (mode 0600). Now run:\n${result.commands.map((c) => `  ${c}`).join("\n")}`);
 }
 
+async function fedattn(argv: string[]): Promise<void> {
+  const [word, ...rest] = argv;
+  if (word === undefined || word === "--help" || word === "-h" || argv.includes("--help") || argv.includes("-h")) return void console.log(FEDATTN_HELP);
+  const command = fedattnCommand(word);
+  const flags = parse(rest, FEDATTN_OPTIONS);
+  const config = configFrom(flags);
+  const json = flags.json === true;
+  if (command === "status") {
+    const gateway = createFedattnGateway(gatewayUrlOf(config), config.nodeId, config.secret);
+    const session = typeof flags.session === "string" ? flags.session : undefined;
+    const sessions = (await activeSessions(gateway, 30_000)).filter((s) => session === undefined || s.session_id === session);
+    console.log(json ? JSON.stringify(sessions, null, 2) : formatSessions(sessions));
+    return;
+  }
+  const options = participantOptions(command, flags, config);
+  const summary = await runParticipant({
+    ...options,
+    log: (event, fields) => {
+      const line = progressLine(event, fields);
+      if (line !== null) console.error(line);
+    },
+  });
+  console.log(json ? JSON.stringify(summary, null, 2) : formatSummary(summary));
+}
+
 async function main(): Promise<void> {
   const [command, ...rest] = process.argv.slice(2);
   if (command === "start") return start(rest);
   if (command === "sim") return sim(rest);
   if (command === "doctor") return doctor(rest);
   if (command === "install-service") return install(rest);
+  if (command === "fedattn") return fedattn(rest);
   console.log(HELP);
   if (command !== undefined && command !== "--help" && command !== "-h" && command !== "help") process.exitCode = 2;
 }
 
 main().catch((err: unknown) => {
+  if (err instanceof FedattnError) {
+    // Its message says what happened and what to do; a stack trace would only bury it.
+    console.error(err.message);
+    process.exit(err.code === "invalid_options" ? 2 : 1);
+  }
   const usage =
     err instanceof ConfigError ||
     err instanceof SimOptionsError ||

@@ -27,6 +27,7 @@ describe("simulator options and flags", () => {
       loras: [],
       runtimeLora: false,
       script: [],
+      fedattnShape: [16, 64],
     });
   });
 
@@ -41,7 +42,7 @@ describe("simulator options and flags", () => {
       [
         "--host", "0.0.0.0", "--port=8000", "--model", "llama:4096", "--model", "bge:embed", "--model", "qwen3:8b:generate:32768",
         "--ttft-ms", "1.5", "--prefill-ms-per-token", "0.25", "--inter-token-ms", "0", "--embed-ms", "20", "--output-tokens", "7", "--max-concurrency", "2", "--seed", "-3",
-        "--embedding-dimensions", "16", "--api-key", "k",
+        "--embedding-dimensions", "16", "--api-key", "k", "--fedattn-shape", "8x32",
       ],
       {},
     );
@@ -65,6 +66,7 @@ describe("simulator options and flags", () => {
       loras: [],
       runtimeLora: false,
       script: [],
+      fedattnShape: [8, 32],
     });
   });
 

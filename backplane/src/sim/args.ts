@@ -1,3 +1,4 @@
+import { parseShape } from "../fedattn/kv.ts";
 import { parseLoraSpec, runtimeLoraFromEnv, type SimLora } from "./lora.ts";
 import { loadSimScript, type SimScriptEntry } from "./script.ts";
 import { DEFAULT_MAX_MODEL_LEN, type SimModel, type SimOptions, SimOptionsError, simOptions } from "./options.ts";
@@ -35,11 +36,15 @@ Flags (environment fallback in brackets):
                                 {"system", "user"?, "answer"}; a chat request whose system prompt and
                                 last user message contain those substrings gets "answer" as its text
                                 (first match wins) [SIM_SCRIPT]
+  --fedattn-shape <dims>        dims of one block's K and V on POST /switchyard/fedattn/kv, e.g.
+                                16x64 (1 to 3 dims; the tensor is [blocks, ...dims]; default 16x64)
+                                [SIM_FEDATTN_SHAPE]
   -h, --help                    show this text
 
 Endpoints: POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/audio/transcriptions,
-/v1/audio/translations; GET /v1/models, /health, /ping, /version, /metrics. Fault injection and
-details: docs/simulator.md.
+/v1/audio/translations; GET /v1/models, /health, /ping, /version, /metrics. Switchyard's own
+federated-attention routes (not vLLM's): POST /switchyard/fedattn/kv, /switchyard/fedattn/apply,
+GET /switchyard/fedattn/applied (docs/fedattn.md). Fault injection and details: docs/simulator.md.
 `;
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -107,6 +112,12 @@ export function parseModelSpec(spec: string, flag = "--model"): SimModel {
   return model;
 }
 
+function shapeOption(flag: string, value: string): number[] {
+  const dims = parseShape(value);
+  if (dims === null || dims.length > 3) throw new SimOptionsError(`${flag}: expected 1 to 3 dims like 16x64, got "${value}"`);
+  return dims;
+}
+
 function badLora(spec: string): never {
   throw new SimOptionsError(`--lora: expected <name>=<base model>, got "${spec}"`);
 }
@@ -150,6 +161,7 @@ export function parseSimArgs(argv: readonly string[], env: Env = process.env): S
     else if (flag === "--api-key") partial.apiKey = value;
     else if (flag === "--lora") loras.push(parseLoraSpec(value) ?? badLora(value));
     else if (flag === "--script") partial.script = scriptFile(flag, value);
+    else if (flag === "--fedattn-shape") partial.fedattnShape = shapeOption(flag, value);
     else throw new SimOptionsError(`Unknown flag ${flag} (see --help)`);
   }
 
@@ -162,6 +174,7 @@ export function parseSimArgs(argv: readonly string[], env: Env = process.env): S
     const key = env.SIM_API_KEY || env.VLLM_API_KEY;
     if (key) partial.apiKey = key;
   }
+  if (partial.fedattnShape === undefined && env.SIM_FEDATTN_SHAPE) partial.fedattnShape = shapeOption("SIM_FEDATTN_SHAPE", env.SIM_FEDATTN_SHAPE);
   if (partial.script === undefined && env.SIM_SCRIPT) partial.script = scriptFile("SIM_SCRIPT", env.SIM_SCRIPT);
   if (models.length === 0 && env.SIM_MODELS) {
     for (const spec of env.SIM_MODELS.split(",")) if (spec.trim()) models.push(parseModelSpec(spec.trim(), "SIM_MODELS"));
@@ -180,6 +193,7 @@ export function parseSimArgs(argv: readonly string[], env: Env = process.env): S
     if (error.message.includes("option models")) throw new SimOptionsError(error.message.replace(/option models[.\d\w]*:/, "value for --model:"));
     if (error.message.includes("option host:")) throw new SimOptionsError(error.message.replace("option host:", "value for --host:"));
     if (error.message.includes("option apiKey:")) throw new SimOptionsError(error.message.replace("option apiKey:", "value for --api-key:"));
+    if (error.message.includes("option fedattnShape")) throw new SimOptionsError(error.message.replace(/option fedattnShape[.\d\w]*:/, "value for --fedattn-shape:"));
     if (error.message.includes("option loras")) throw new SimOptionsError(error.message.replace(/option loras[.\d\w]*:/, "value for --lora:"));
     throw error;
   }

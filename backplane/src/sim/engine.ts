@@ -1,3 +1,4 @@
+import type { FedattnSimState } from "../fedattn/sim-routes.ts";
 import { badRequest, modelNotFound, type SimHttpError } from "./errors.ts";
 import { loraBase, type SimLora } from "./lora.ts";
 import type { ModelMetrics } from "./metrics.ts";
@@ -18,6 +19,8 @@ export interface EngineState {
   live: Set<LiveJob>;
   /** LoRA adapters served now, by name (lora.ts). */
   loras: Map<string, SimLora>;
+  /** The federated-attention states applied to the engine (Switchyard's extension, fedattn/sim-routes.ts). */
+  fedattn: FedattnSimState;
 }
 
 /** Which API a request is for, to tell a generator from a pooling or a speech-to-text model. */

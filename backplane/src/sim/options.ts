@@ -44,6 +44,8 @@ export interface SimOptions {
   runtimeLora: boolean;
   /** Scripted chat answers, for tests (script.ts): the first entry matching the system prompt and last user message answers. */
   script: SimScriptEntry[];
+  /** The dims of one block's K and V on the federated-attention routes (fedattn/sim-routes.ts); tensors are [blocks, ...this]. */
+  fedattnShape: number[];
 }
 
 /** Default max_model_len of a model given without one (448 is openai/whisper's decoder length). */
@@ -67,6 +69,7 @@ const DEFAULTS: SimOptions = {
   loras: [],
   runtimeLora: false,
   script: [],
+  fedattnShape: [16, 64],
 };
 
 const modelSchema = z.object({
@@ -96,6 +99,7 @@ const schema = z.object({
   loras: z.array(z.object({ name: z.string().regex(/^\S+$/, "must be a non-empty name without spaces"), base: z.string().min(1), path: z.string().min(1) })),
   runtimeLora: z.boolean(),
   script: z.array(scriptEntrySchema),
+  fedattnShape: z.array(z.number().int().min(1).max(1_000_000)).min(1).max(3),
 });
 
 /** Thrown for an invalid option; the message names the option. */

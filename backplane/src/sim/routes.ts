@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { fedattnRoute } from "../fedattn/sim-routes.ts";
 import { AUDIO_ROUTES } from "./audio.ts";
 import { handleEmbeddings } from "./embeddings.ts";
 import type { EngineState } from "./engine.ts";
@@ -135,6 +136,8 @@ export function route(state: EngineState, req: IncomingMessage, res: ServerRespo
     return;
   }
   if (routeResponseById(state, req, res, path)) return;
+  // Switchyard's own extension, not vLLM's API: K/V export and import for federated attention.
+  if (fedattnRoute(state, req, res, path)) return;
   if (post || audio || GET_PATHS.has(path)) return sendJson(res, 405, JSON.stringify({ detail: "Method Not Allowed" }));
   sendJson(res, 404, JSON.stringify({ detail: "Not Found" }));
 }

@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { createFedattnSimState } from "../fedattn/sim-routes.ts";
 import type { EngineState } from "./engine.ts";
 import { sendJson } from "./errors.ts";
 import { initialLoras } from "./lora.ts";
@@ -75,6 +76,7 @@ export class SimServer implements SimEngine {
       metrics: new Map(options.models.map((model) => [model.name, createModelMetrics(model, options.maxConcurrency)])),
       live: new Set(),
       loras: initialLoras(options),
+      fedattn: createFedattnSimState(),
     };
     const stats: SimStats = { requests: 0 };
     const keyDigest = options.apiKey === undefined ? null : sha256(options.apiKey);
