@@ -376,4 +376,23 @@ describe("federated attention sessions", () => {
     expect(res.status).toBe(409);
     expect((await json<ErrorBody>(res)).error.code).toBe("session_full");
   });
+
+  it("in privacy mode (the default) gives an aggregate only to participants whose contribution is in it; without it, to any participant", async () => {
+    const { id, nodes } = await threeNodeSession();
+    await (await contribute(id, nodes[0], message(1, [1], [1]))).arrayBuffer();
+    await (await contribute(id, nodes[1], message(1, [3], [3]))).arrayBuffer();
+    const refused = await signed("POST", `/v1/fedattn/sessions/${id}/aggregate`, nodes[2]);
+    expect(refused.status).toBe(403);
+    expect((await json<ErrorBody>(refused)).error.message).toContain("privacy mode");
+
+    const [a, b, c] = [nodeName("a"), nodeName("b"), nodeName("c")];
+    const open = await signed("POST", "/v1/fedattn/sessions", a, JSON.stringify({ initiator_node: a, privacy_mode: false }));
+    const openId = (await json<{ session_id: string; privacy_mode: boolean }>(open)).session_id;
+    for (const n of [b, c]) await (await join(openId, n)).arrayBuffer();
+    await (await contribute(openId, a, message(1, [1], [1]))).arrayBuffer();
+    await (await contribute(openId, b, message(1, [3], [3]))).arrayBuffer();
+    const read = await signed("POST", `/v1/fedattn/sessions/${openId}/aggregate`, c);
+    expect(read.status).toBe(200);
+    expect([...tensorToFloat32(decodeContribution(new Uint8Array(await read.arrayBuffer())).k)]).toEqual([2]);
+  });
 });

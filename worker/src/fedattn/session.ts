@@ -278,6 +278,13 @@ export class FedattnSession extends DurableObject<Env> {
       const meta = this.meta;
       if (!meta) return refusalResponse(this.unknown(), 404);
       if (!meta.participants.includes(node)) return refusalResponse(this.notParticipant(node), 403);
+      // Privacy mode: an aggregate is only for those whose contribution is in it.
+      if (meta.privacyMode && !this.pending.has(`${node}\n${range}`)) {
+        return refusalResponse(
+          refuse("permission_denied", `This session is in privacy mode: only participants that contributed blocks ${range} to this sync receive its aggregate. Contribute first.`),
+          403,
+        );
+      }
       const missing = meta.participants.filter((p) => !this.pending.has(`${p}\n${range}`));
       if (missing.length === 0 || Date.now() >= deadline) return this.computeRange(meta, node, range, missing, Date.now() - began);
       await this.sleepUntilWoken(deadline - Date.now());
