@@ -197,7 +197,7 @@ describe("fedattn summaries", () => {
       role: "initiator",
       syncInterval: 8,
       syncs: [
-        { blockStart: 0, blockEnd: 7, participants: ["gpu-1", "gpu-2"], missing: ["gpu-3"], syncLatencyMs: 4, bytes: 65_600, contributedBytes: 65_600, weight: 2, kChecksum: 1.25, vChecksum: -3.5 },
+        { sync: 1, blockStart: 0, blockEnd: 7, participants: ["gpu-1", "gpu-2"], missing: ["gpu-3"], syncLatencyMs: 4, bytes: 65_600, contributedBytes: 65_600, weight: 2, kChecksum: 1.25, vChecksum: -3.5 },
       ],
       finish: { status: "left", participants: ["gpu-2", "gpu-3"], sessionStatus: "active" },
     });

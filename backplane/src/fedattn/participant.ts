@@ -53,6 +53,8 @@ export interface ParticipantOptions {
 
 /** One sync as this participant saw it. */
 export interface SyncResult {
+  /** The session's sync number (x-fedattn-sync). */
+  sync: number | null;
   blockStart: number;
   blockEnd: number;
   /** Who went into the aggregate (x-fedattn-participants). */
@@ -202,6 +204,7 @@ async function sync(gateway: FedattnGateway, sessionId: string, range: [number, 
   }
   const applied = await applyAggregate(o.engine, message, timeoutMs, fetchFn);
   const result: SyncResult = {
+    sync: numberHeader(res.headers.get("x-fedattn-sync")),
     blockStart,
     blockEnd,
     participants: list(res.headers.get("x-fedattn-participants")),
