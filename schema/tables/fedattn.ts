@@ -11,9 +11,9 @@ export const fedattnSessions = pgTable(
   {
     id: text("id").primaryKey(),
     initiator: text("initiator").notNull(),
-    /** The participants at the last change (a node that left is in `departed`). */
+    /** Every node that took part, in the order they joined (those that left too). */
     participants: text("participants").array().notNull(),
-    /** Participants that left before the end. */
+    /** Participants that left while the session went on (not the last one out, whose leaving ended it). */
     departed: text("departed").array().notNull().default([]),
     syncInterval: integer("sync_interval").notNull(),
     privacyMode: boolean("privacy_mode").notNull(),

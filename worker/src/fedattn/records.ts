@@ -15,7 +15,9 @@ export interface SessionSnapshot {
   kind: "session";
   id: string;
   initiator: string;
+  /** Every node that took part, in join order. */
   participants: string[];
+  /** Those that left while the session went on. */
   departed: string[];
   syncInterval: number;
   privacyMode: boolean;

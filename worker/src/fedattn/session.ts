@@ -20,8 +20,10 @@ interface SessionMeta {
   /** Syncs whose latency the gateway reported, and their total. */
   timedSyncs: number;
   syncLatencyTotalMs: number;
-  /** Participants that left. */
+  /** Participants that left while the session went on (a node that joins again is taken off). */
   departed: string[];
+  /** Every node that has taken part, in the order they joined. */
+  joined: string[];
   /** Rises with every change; the Postgres row takes a snapshot only when it is newer (records.ts). */
   version: number;
 }
@@ -104,6 +106,7 @@ export class FedattnSession extends DurableObject<Env> {
       timedSyncs: 0,
       syncLatencyTotalMs: 0,
       departed: [],
+      joined: [input.initiator],
       version: 0,
     };
     await this.save();
@@ -119,6 +122,8 @@ export class FedattnSession extends DurableObject<Env> {
       const max = settingsFrom(this.env).fedattnMaxParticipants;
       if (meta.participants.length >= max) return refuse("session_full", `This session already has ${max} participants (FEDATTN_MAX_PARTICIPANTS); start another session.`);
       meta.participants.push(node);
+      meta.departed = meta.departed.filter((d) => d !== node);
+      if (!meta.joined.includes(node)) meta.joined.push(node);
     }
     meta.lastActivityAt = Date.now();
     await this.save();
@@ -145,7 +150,8 @@ export class FedattnSession extends DurableObject<Env> {
     if (!meta) return this.unknown();
     if (!meta.participants.includes(node)) return this.notParticipant(node);
     meta.participants = meta.participants.filter((p) => p !== node);
-    if (!meta.departed.includes(node)) meta.departed.push(node);
+    // The last one out ends the session: it was there at the end, so it has not departed.
+    if (meta.participants.length > 0 && !meta.departed.includes(node)) meta.departed.push(node);
     for (const [key, p] of this.pending) if (p.participant === node) this.pending.delete(key);
     for (const r of this.results) r.undelivered.delete(node);
     this.dropDelivered();
@@ -403,7 +409,7 @@ export class FedattnSession extends DurableObject<Env> {
       kind: "session",
       id: meta.id,
       initiator: meta.initiator,
-      participants: [...meta.participants],
+      participants: [...meta.joined],
       departed: [...meta.departed],
       syncInterval: meta.syncInterval,
       privacyMode: meta.privacyMode,
