@@ -7,6 +7,7 @@ import { NODE_HEADER, deriveNodeSecret, importSigningKey, signRequest } from "..
 import { eq } from "drizzle-orm";
 import { fedattnContributions, fedattnSessions } from "../../schema/tables/index.ts";
 import { eventually, flushNow, query } from "./helpers.ts";
+import { admin, expectStatus, sandbox } from "./admin-helpers.ts";
 
 // The federated-attention coordinator (worker/src/fedattn/, docs/fedattn.md): sessions in Durable
 // Objects, every call signed by a node exactly like a heartbeat.
@@ -345,6 +346,16 @@ describe("federated attention sessions", () => {
     for (const [i, n] of nodes.entries()) {
       expect(byNode.get(n)).toMatchObject({ blockStart: 0, blockEnd: 7, sizeBytes: sizes[i], dtype: "float32", weight: i + 1 });
     }
+
+    // The operator reads the records through the admin API; a tenant admin cannot.
+    const recorded = expectStatus(await admin<{ id: string; status: string; departed: string[]; contributions: { participant: string; size_bytes: number }[] }>("GET", `/fedattn/sessions/${id}`), 200);
+    expect(recorded).toMatchObject({ id, status: "ended", departed: [nodes[2]] });
+    expect(recorded.contributions.map((x) => x.participant).sort()).toEqual([...nodes].sort());
+    const listed = expectStatus(await admin<{ data: { id: string }[] }>("GET", `/fedattn/sessions?node=${nodes[1]}&status=ended`), 200);
+    expect(listed.data.map((x) => x.id)).toEqual([id]);
+    const tenant = await sandbox();
+    expect((await admin("GET", "/fedattn/sessions", undefined, tenant.adminKey)).status).toBe(403);
+    expect((await admin("GET", "/fedattn/sessions/fa_nope")).status).toBe(404);
 
     // The gateway's histograms (flushed to Redis after each call, read across isolates).
     await eventually(async () => ((await metric("switchyard_fedattn_sync_duration_seconds_count")) >= syncsBefore + 1 ? true : undefined));

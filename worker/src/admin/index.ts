@@ -31,6 +31,7 @@ import { streamProfileRoutes } from "../profiles/admin.ts";
 import { councilRoutes, councilVoteRoutes } from "../council/admin.ts";
 import { cacheRoutes } from "../cache/admin.ts";
 import { memoryAdminRoutes } from "../memory/admin.ts";
+import { fedattnAdminRoutes } from "../fedattn/admin.ts";
 
 /** Builds the admin sub-app (authenticated by ADMIN_TOKEN or an admin-scoped key, auth.ts). */
 export function adminApp(): Hono<AdminEnv> {
@@ -60,6 +61,7 @@ export function adminApp(): Hono<AdminEnv> {
     .route("/billing", billingRoutes)
     .route("/stream-profiles", streamProfileRoutes)
     .route("/councils", councilRoutes)
+    .route("/fedattn", fedattnAdminRoutes)
     .route("/council/votes", councilVoteRoutes)
     .route("/cache", cacheRoutes)
     .route("/memory", memoryAdminRoutes);
