@@ -7,8 +7,9 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ConfigError, parseConfig, rawFromFlagsAndEnv, SETTINGS, type BackplaneConfig, type SettingName } from "./config.ts";
 import { startDaemon } from "./daemon.ts";
-import { FEDATTN_HELP, FEDATTN_OPTIONS, fedattnCommand, formatSessions, formatSummary, gatewayUrlOf, participantOptions, progressLine } from "./fedattn/cli.ts";
-import { createFedattnGateway, FedattnError } from "./fedattn/gateway.ts";
+import { FEDATTN_HELP, FEDATTN_OPTIONS, fedattnCommand, formatSessions, formatSummary, gatewayUrlOf, participantOptions, progressLine, requestTimeoutOf } from "./fedattn/cli.ts";
+import { FedattnError } from "./fedattn/errors.ts";
+import { createFedattnGateway } from "./fedattn/gateway.ts";
 import { activeSessions, runParticipant } from "./fedattn/participant.ts";
 import { doctorExitCode, doctorFromSettings, formatChecks } from "./ops/doctor.ts";
 import { DEFAULT_USER, ensureSystemUser, installService, SERVICE_HELP } from "./ops/install-service.ts";
@@ -151,7 +152,7 @@ async function fedattn(argv: string[]): Promise<void> {
   if (command === "status") {
     const gateway = createFedattnGateway(gatewayUrlOf(config), config.nodeId, config.secret);
     const session = typeof flags.session === "string" ? flags.session : undefined;
-    const sessions = (await activeSessions(gateway, 30_000)).filter((s) => session === undefined || s.session_id === session);
+    const sessions = (await activeSessions(gateway, requestTimeoutOf(flags))).filter((s) => session === undefined || s.session_id === session);
     console.log(json ? JSON.stringify(sessions, null, 2) : formatSessions(sessions));
     return;
   }

@@ -158,4 +158,18 @@ describe("backplane fedattn against the local gateway", () => {
     const status = await fedattn(["status", "--json"], env);
     expect(JSON.parse(status.stdout)).toEqual([]);
   });
+
+  it("a join asking for another sync interval than the session's exits 2 and leaves again", async () => {
+    const envD = await nodeEnv("fa-cli-d");
+    const envE = await nodeEnv("fa-cli-e");
+    const d = startInBackground(["--prompt", "p", "--sync-interval", "4", "--wait-for", "2", "--wait-timeout-ms", "4000"], envD);
+    const sessionId = await d.sessionId;
+    const e = await fedattn(["join", "--session", sessionId, "--prompt", "q", "--sync-interval", "8"], envE);
+    expect(e.code).toBe(2);
+    expect(e.stderr).toContain(`Session ${sessionId} syncs every 4 blocks, not 8: leave out the sync interval when joining.`);
+    expect(e.stderr).toContain(`Left session ${sessionId} after the error below`);
+    const status = JSON.parse((await fedattn(["status", "--json", "--session", sessionId], envD)).stdout) as { participants: string[] }[];
+    expect(status.map((s) => s.participants)).toEqual([["fa-cli-d"]]);
+    expect((await d.done).code).toBe(1);
+  });
 });

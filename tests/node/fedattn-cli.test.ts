@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { freePort } from "../../dev/ports.ts";
 import { parseConfig } from "../../backplane/src/config.ts";
 import { fedattnCommand, FEDATTN_HELP, formatSessions, formatSummary, participantOptions, type Flags } from "../../backplane/src/fedattn/cli.ts";
-import { FedattnError } from "../../backplane/src/fedattn/gateway.ts";
+import { FedattnError } from "../../backplane/src/fedattn/errors.ts";
 import { blockRanges, runParticipant } from "../../backplane/src/fedattn/participant.ts";
 import { TEST_SECRET } from "../support/backplane-harness.ts";
 import { useSimEngine } from "../support/sim-harness.ts";

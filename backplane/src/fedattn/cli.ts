@@ -5,7 +5,7 @@
 import type { BackplaneConfig } from "../config.ts";
 import { SETTINGS } from "../config.ts";
 import type { KvEngine } from "./engine.ts";
-import { FedattnError } from "./gateway.ts";
+import { FedattnError } from "./errors.ts";
 import { parseShape } from "./kv.ts";
 import type { ActiveSession, ParticipantOptions, ParticipantSummary } from "./participant.ts";
 
@@ -45,6 +45,7 @@ Options of start and join:
 
 Options of status:
   --session <id>              only this session
+  --request-timeout-ms <ms>   deadline of the call to the gateway (default 30000)
   --json                      print the sessions as JSON`;
 
 /** The options `backplane fedattn` adds to the daemon's settings (for node:util parseArgs). */
@@ -93,6 +94,11 @@ function int(flags: Flags, name: string): number | undefined {
   if (v === undefined) return undefined;
   if (!/^\d+$/.test(v.trim())) throw usage(`--${name}: expected a whole number, got "${v}"`);
   return Number(v);
+}
+
+/** The deadline of each call: --request-timeout-ms, default 30000. */
+export function requestTimeoutOf(flags: Flags): number {
+  return int(flags, "request-timeout-ms") ?? 30_000;
 }
 
 /** The engine to read K/V from: --kv-engine, else the first kind=sim engine, else the first (refused later, with why). */

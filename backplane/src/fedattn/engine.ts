@@ -5,7 +5,7 @@
  */
 import type { EngineKind } from "../config.ts";
 import { describeError } from "../describe-error.ts";
-import { errorMessage, FedattnError } from "./gateway.ts";
+import { errorMessage, FedattnError } from "./errors.ts";
 import { APPLY_PATH, KV_PATH } from "./sim-routes.ts";
 
 /** The engine a participant reads K/V from. */

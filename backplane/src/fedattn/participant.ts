@@ -5,7 +5,8 @@
  */
 import { decodeContribution, TensorFormatError } from "../../../schema/contracts/fedattn-tensors.ts";
 import { applyAggregate, checkKvEngine, fetchKv, type KvEngine } from "./engine.ts";
-import { createFedattnGateway, FedattnError, type FedattnGateway } from "./gateway.ts";
+import { FedattnError } from "./errors.ts";
+import { createFedattnGateway, type FedattnGateway } from "./gateway.ts";
 import { KvShapeError, kvShape } from "./kv.ts";
 
 /** What runParticipant takes; everything but the node, gateway, engine and prompt has a default. */
@@ -148,22 +149,28 @@ function numberHeader(header: string | null): number | null {
   return header === null || header === "" || !Number.isFinite(Number(header)) ? null : Number(header);
 }
 
-/** Starts or joins, then returns the session id, this node's role and the session's sync interval. */
-async function enter(gateway: FedattnGateway, o: ParticipantOptions, timeoutMs: number): Promise<{ sessionId: string; role: ParticipantSummary["role"]; syncInterval: number }> {
-  const log = o.log ?? (() => undefined);
+/** Starts or joins; the session id, this node's role, and the sync interval when it started the session (null: read it, sessionInterval). */
+async function enter(gateway: FedattnGateway, o: ParticipantOptions, timeoutMs: number): Promise<{ sessionId: string; role: ParticipantSummary["role"]; syncInterval: number | null }> {
   if (o.sessionId === undefined) {
     const body = { initiator_node: o.nodeId, sync_interval: o.syncInterval ?? 8, privacy_mode: o.privacyMode ?? true };
     const res = await gateway.call("POST", "/v1/fedattn/sessions", { json: body }, timeoutMs);
     const started = (await res.json()) as { session_id: string; sync_interval: number };
-    log("fedattn_session_started", { sessionId: started.session_id, syncInterval: started.sync_interval });
+    o.log?.("fedattn_session_started", { sessionId: started.session_id, syncInterval: started.sync_interval });
     return { sessionId: started.session_id, role: "initiator", syncInterval: started.sync_interval };
   }
-  const id = encodeURIComponent(o.sessionId);
-  await gateway.call("POST", `/v1/fedattn/sessions/${id}/join`, { json: { participant_node: o.nodeId } }, timeoutMs);
-  const session = (await activeSessions(gateway, timeoutMs)).find((s) => s.session_id === o.sessionId);
-  if (session === undefined) throw new FedattnError("gateway_error", `Joined session ${o.sessionId}, but the gateway no longer lists it as active (it ended or expired).`);
-  log("fedattn_session_joined", { sessionId: o.sessionId, syncInterval: session.sync_interval, participants: session.participants });
-  return { sessionId: o.sessionId, role: "participant", syncInterval: session.sync_interval };
+  await gateway.call("POST", `/v1/fedattn/sessions/${encodeURIComponent(o.sessionId)}/join`, { json: { participant_node: o.nodeId } }, timeoutMs);
+  return { sessionId: o.sessionId, role: "participant", syncInterval: null };
+}
+
+/** The sync interval of a joined session, from the active list (the join answer does not carry it). */
+async function sessionInterval(gateway: FedattnGateway, sessionId: string, o: ParticipantOptions, timeoutMs: number): Promise<number> {
+  const session = (await activeSessions(gateway, timeoutMs)).find((s) => s.session_id === sessionId);
+  if (session === undefined) throw new FedattnError("gateway_error", `Joined session ${sessionId}, but the gateway no longer lists it as active (it ended or expired).`);
+  o.log?.("fedattn_session_joined", { sessionId, syncInterval: session.sync_interval, participants: session.participants });
+  if (o.syncInterval !== undefined && o.syncInterval !== session.sync_interval) {
+    throw invalid(`Session ${sessionId} syncs every ${session.sync_interval} blocks, not ${o.syncInterval}: leave out the sync interval when joining.`);
+  }
+  return session.sync_interval;
 }
 
 /** Polls the active list until the session has `count` participants, within `timeoutMs`. */
@@ -241,11 +248,10 @@ export async function runParticipant(o: ParticipantOptions): Promise<Participant
   checkOptions(o);
   const timeoutMs = o.requestTimeoutMs ?? 30_000;
   const gateway = createFedattnGateway(o.gatewayUrl, o.nodeId, o.secret, o.fetch ?? fetch);
-  const { sessionId, role, syncInterval } = await enter(gateway, o, timeoutMs);
+  const entered = await enter(gateway, o, timeoutMs);
+  const { sessionId, role } = entered;
   try {
-    if (o.sessionId !== undefined && o.syncInterval !== undefined && o.syncInterval !== syncInterval) {
-      throw invalid(`Session ${sessionId} syncs every ${syncInterval} blocks, not ${o.syncInterval}: leave out the sync interval when joining.`);
-    }
+    const syncInterval = entered.syncInterval ?? (await sessionInterval(gateway, sessionId, o, timeoutMs));
     const ranges = blockRanges(o.blocks ?? 32, syncInterval);
     if (o.syncs !== undefined && o.syncs > ranges.length) {
       throw invalid(`${o.blocks ?? 32} blocks synced every ${syncInterval} make ${ranges.length} syncs, not ${o.syncs}: raise the block count or lower the syncs.`);

@@ -1,0 +1,31 @@
+/** The federated-attention participant's error type, and reading the reason out of an error body. */
+
+/** Why a federated-attention run failed: the gateway refused or was unreachable, the engine likewise, a wait ran out, or bad options. */
+export type FedattnErrorCode = "gateway_error" | "gateway_unreachable" | "engine_error" | "engine_unsupported" | "timeout" | "invalid_options";
+
+/** A federated-attention participant's one error type; the message says what happened and what to do. */
+export class FedattnError extends Error {
+  override readonly name = "FedattnError";
+  readonly code: FedattnErrorCode;
+  /** The HTTP status of a refused call, when there was one. */
+  readonly status: number | null;
+  constructor(code: FedattnErrorCode, message: string, status: number | null = null) {
+    super(message);
+    this.code = code;
+    this.status = status;
+  }
+}
+
+/** The `message` of an OpenAI- or vLLM-shaped error body, else the start of the text. */
+export function errorMessage(text: string): string {
+  try {
+    const json: unknown = JSON.parse(text);
+    if (typeof json === "object" && json !== null && "error" in json) {
+      const error: unknown = json.error;
+      if (typeof error === "object" && error !== null && "message" in error && typeof error.message === "string") return error.message;
+    }
+  } catch {
+    // Not JSON: show the text itself.
+  }
+  return text.slice(0, 300).trim();
+}
