@@ -12,6 +12,8 @@ export interface BenchArgs {
   routingRequests: number;
   /** The multi-isolate exactness run (exactness.ts). */
   exactness: boolean;
+  /** The federated-attention syncs (fedattn.ts). */
+  fedattn: boolean;
   /** Redis write round trips (ms) the full path is measured at, ascending, 0 (the `switchyard` target) always first. */
   redisWriteRtts: number[];
 }
@@ -37,6 +39,8 @@ Options:
   --routing-requests N streamed requests per strategy in the routing benchmark (default 400)
   --no-routing         skip the routing benchmark
   --no-exactness       skip the exactness run across three workerd processes (quick skips it; npm test runs it)
+  --no-fedattn         skip the federated-attention syncs (quick runs 3 × 1 MB and 3 × 8 MB only);
+                       npx node bench/fedattn.ts [--quick] runs that section alone
   --redis-write-rtts L Redis write round trips in ms to run the full path at, comma-separated; each
                        above 0 is its own edge (default 0,20,80; quick 0,80; 0 is always included)
   --help               show this text
@@ -74,6 +78,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs | null {
         "routing-requests": { type: "string" },
         "no-routing": { type: "boolean" },
         "no-exactness": { type: "boolean" },
+        "no-fedattn": { type: "boolean" },
         "redis-write-rtts": { type: "string" },
         help: { type: "boolean" },
       },
@@ -92,6 +97,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs | null {
     throughputRounds: integer("throughput-rounds", values["throughput-rounds"], quick ? 1 : 2, 1, 100),
     routing: !quick && values["no-routing"] !== true,
     exactness: !quick && values["no-exactness"] !== true,
+    fedattn: values["no-fedattn"] !== true,
     routingRequests: integer("routing-requests", values["routing-requests"], 400, 20, 100_000),
     redisWriteRtts: rttList(values["redis-write-rtts"], quick ? [0, 80] : [0, 20, 80]),
   };

@@ -1,54 +1,108 @@
 /**
- * Federated-attention aggregation latency (issue 16): 3 and 8 participants at 1, 8 and 32 MB per
- * contribution (K + V as float32, shaped [32 heads, tokens, 128]). Prints, per case, the median of
- * RUNS runs of `aggregate` alone and of a whole sync on the coordinator (decode every contribution,
- * aggregate, encode the answer). Not part of bench/run.ts; run with `npx node bench/fedattn.ts`.
+ * The federated-attention section of `npm run bench` (issue 16): syncs through the real coordinator
+ * (fedattn-sync.ts: the gateway on plain workerd with its Durable Objects) and, beside them, the
+ * same aggregation in process (fedattn-compute.ts), so the network and Durable Object share of a
+ * sync is visible next to the pure compute. 3 and 8 participants at 1, 8 and 32 MB per
+ * contribution (float32 K and V shaped [32, tokens, 128]); `--quick`: 3 × 1 MB and 3 × 8 MB.
+ *
+ * `npx node bench/fedattn.ts [--quick] [--in-process]` runs this section alone (`--in-process`:
+ * only the in-process table, no servers).
  */
+import { parseArgs } from "node:util";
+import { FEDATTN_CASES, FEDATTN_QUICK_CASES, runFedattnCompute, type ComputeRow } from "./fedattn-compute.ts";
+import { runFedattnSync, type SyncRow } from "./fedattn-sync.ts";
+import type { TargetCheck } from "./report.ts";
+import { Teardown } from "./teardown.ts";
 
-import { aggregate, type ParticipantContribution } from "../schema/contracts/fedattn-aggregate.ts";
-import { decodeContribution, encodeContribution } from "../schema/contracts/fedattn-tensors.ts";
-
-const RUNS = 7;
-const HEADS = 32;
-const HEAD_DIM = 128;
-const MIB = 1024 * 1024;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] as number;
+/** The section's results. */
+export interface FedattnBenchResult {
+  /** Through the gateway (empty when it did not run). */
+  sync: SyncRow[];
+  /** In process. */
+  compute: ComputeRow[];
+  /** Calls that failed or answered wrongly (the run fails). */
+  errors: string[];
 }
 
-function message(seed: number, mb: number): Uint8Array {
-  const tokens = (mb * MIB) / 4 / 2 / HEADS / HEAD_DIM;
-  const shape = [HEADS, tokens, HEAD_DIM];
-  const n = HEADS * tokens * HEAD_DIM;
-  const k = new Float32Array(n);
-  const v = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    k[i] = Math.sin(seed + i * 1e-3);
-    v[i] = Math.cos(seed - i * 1e-3);
+export interface FedattnBenchOptions {
+  pgAdminUrl: string;
+  redisUrl: string;
+  host: string;
+  quick: boolean;
+  teardown: Teardown;
+  log: (line: string) => void;
+}
+
+/** Runs both halves: the gateway's first (its processes stop before the in-process timing), then in process. */
+export async function runFedattnBench(opts: FedattnBenchOptions): Promise<FedattnBenchResult> {
+  const cases = opts.quick ? FEDATTN_QUICK_CASES : FEDATTN_CASES;
+  const { rows, errors } = await runFedattnSync({ ...opts, cases, syncs: opts.quick ? 5 : 10, warmup: opts.quick ? 1 : 2 });
+  await opts.teardown.close();
+  opts.log("Federated attention: the same aggregation in process…");
+  return { sync: rows, compute: runFedattnCompute(cases, opts.quick ? 5 : 7), errors };
+}
+
+/** Issue 16's target: a whole sync of 3 participants × 8 MB under 100 ms, through the coordinator. */
+export function fedattnTargets(r: FedattnBenchResult | null): TargetCheck[] {
+  const row = r?.sync.find((s) => s.participants === 3 && s.mb === 8);
+  const p50 = row?.syncP50 ?? null;
+  return [
+    {
+      goal: "federated attention: whole sync, 3 participants × 8 MB through the coordinator, p50 < 100 ms",
+      measured: p50 === null ? "not measured" : `${p50.toFixed(1)} ms (p90 ${row?.syncP90?.toFixed(1) ?? "-"} ms)`,
+      met: p50 === null ? null : p50 < 100,
+    },
+  ];
+}
+
+const f = (v: number | null, digits = 1) => (v === null ? "-" : v.toFixed(digits));
+
+/** The report's section. */
+export function formatFedattn(r: FedattnBenchResult): string {
+  const out = ["## Federated attention: a sync through the coordinator (ms)", ""];
+  out.push(
+    "The gateway on plain workerd with its Durable Objects (in memory), Redis and Postgres next door. Per sync, every participant sends its float32 contribution (K and V shaped [32, tokens, 128], signed) at once, then one asks for the aggregate (no wait). " +
+      "Whole sync: the first contribution sent to the aggregate's last byte, as a participant sees it. Contributions: until the last one is answered. Aggregate call: that request alone; gateway-timed: the gateway's own figure for it (`x-fedattn-sync-latency-ms`, route start to the session object's answer, without sending the answer back). Every answer is checked.",
+    "",
+  );
+  if (r.sync.length > 0) {
+    out.push("| participants | MB per contribution | syncs | whole sync p50 | p90 | contributions p50 | aggregate call p50 | p90 | gateway-timed p50 |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (const s of r.sync) out.push(`| ${s.participants} | ${s.mb} | ${s.syncs} | ${f(s.syncP50)} | ${f(s.syncP90)} | ${f(s.contributionsP50)} | ${f(s.aggregateP50)} | ${f(s.aggregateP90)} | ${f(s.gatewayP50, 0)} |`);
+    out.push("");
   }
-  return encodeContribution({ blockStart: 0, blockEnd: 7, weight: seed, dtype: "float32", k: { shape, data: k }, v: { shape, data: v } });
+  out.push("In process on Node's V8, no servers (median; whole sync = decode every contribution, aggregate, encode the answer):", "");
+  out.push("| participants | MB per contribution | runs | aggregate | whole sync |", "|---:|---:|---:|---:|---:|");
+  for (const c of r.compute) out.push(`| ${c.participants} | ${c.mb} | ${c.runs} | ${f(c.aggregateP50)} | ${f(c.syncP50)} |`);
+  if (r.errors.length > 0) out.push("", ...r.errors.map((e) => `- error: ${e}`));
+  return out.join("\n");
 }
 
-console.log(`fedattn aggregation, median of ${RUNS} runs (node ${process.version})`);
-console.log("participants  MB/contribution  aggregate ms  sync ms (decode + aggregate + encode)");
-for (const participants of [3, 8]) {
-  for (const mb of [1, 8, 32]) {
-    const bytes = Array.from({ length: participants }, (_, i) => message(i + 1, mb));
-    const decoded = (): ParticipantContribution[] => bytes.map((b, i) => ({ participant: `node-${i}`, contribution: decodeContribution(b) }));
-    const inputs = decoded();
-    aggregate(inputs); // warm-up: compile the loops before timing
-    const agg: number[] = [];
-    const sync: number[] = [];
-    for (let r = 0; r < RUNS; r++) {
-      let t = performance.now();
-      aggregate(inputs);
-      agg.push(performance.now() - t);
-      t = performance.now();
-      for (const range of aggregate(decoded())) encodeContribution(range);
-      sync.push(performance.now() - t);
+// `npx node bench/fedattn.ts [--quick] [--in-process]`: this section alone.
+if (import.meta.main) {
+  const { values } = parseArgs({ options: { quick: { type: "boolean" }, "in-process": { type: "boolean" } } });
+  const quick = values.quick === true;
+  if (values["in-process"] === true) {
+    const compute = runFedattnCompute(quick ? FEDATTN_QUICK_CASES : FEDATTN_CASES, quick ? 5 : 7);
+    console.log(formatFedattn({ sync: [], compute, errors: [] }));
+  } else {
+    const teardown = new Teardown();
+    const stop = () => void teardown.close().then(() => process.exit(130));
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+    try {
+      const result = await runFedattnBench({
+        pgAdminUrl: process.env.PG_ADMIN_URL || "postgres://postgres@127.0.0.1:5432/postgres",
+        redisUrl: process.env.REDIS_URL || "redis://127.0.0.1:6379",
+        host: "127.0.0.1",
+        quick,
+        teardown,
+        log: (line) => console.error(line),
+      });
+      const target = fedattnTargets(result)[0];
+      console.log(`${formatFedattn(result)}\n\nTarget: ${target?.goal}: ${target?.measured} (${target?.met === null ? "-" : target?.met ? "met" : "not met"})`);
+      if (result.errors.length > 0) process.exitCode = 1;
+    } finally {
+      await teardown.close();
     }
-    console.log(`${String(participants).padStart(12)}  ${String(mb).padStart(15)}  ${median(agg).toFixed(1).padStart(12)}  ${median(sync).toFixed(1).padStart(8)}`);
   }
 }

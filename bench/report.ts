@@ -1,6 +1,7 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { formatProfiles, type ProfilesBenchResult } from "./profiles.ts";
 import { formatCache, type CacheBenchResult } from "./cache.ts";
+import { fedattnTargets, formatFedattn, type FedattnBenchResult } from "./fedattn.ts";
 import { cpus, release } from "node:os";
 import { join } from "node:path";
 import type { BenchArgs } from "./args.ts";
@@ -31,6 +32,8 @@ export interface BenchReport {
   profiles?: ProfilesBenchResult | null;
   /** The response and embeddings caches, hit against miss (bench/cache.ts); absent in reports from before it. */
   cache?: CacheBenchResult | null;
+  /** Federated-attention syncs through the coordinator and in process (bench/fedattn.ts); absent in reports from before it. */
+  fedattn?: FedattnBenchResult | null;
   targets: TargetCheck[];
 }
 
@@ -98,7 +101,7 @@ export function distanceRows(compare: CompareResult): DistanceRow[] {
 }
 
 /** The issue's targets, evaluated on this run's numbers (null: not measured in this run). */
-export function checkTargets(compare: CompareResult, routing: RoutingResult | null, exactness: ExactnessResult | null = null): TargetCheck[] {
+export function checkTargets(compare: CompareResult, routing: RoutingResult | null, exactness: ExactnessResult | null = null, fedattn: FedattnBenchResult | null = null): TargetCheck[] {
   const added = (mode: Mode, edge: "firstByte" | "lastByte", p: "p50" | "p99") => addedLatency(compare, "switchyard", mode, edge, p);
   const check = (goal: string, value: number | undefined, limit: number, unit = "ms"): TargetCheck => ({
     goal,
@@ -137,6 +140,7 @@ export function checkTargets(compare: CompareResult, routing: RoutingResult | nu
     measured: rr === undefined || ll === undefined ? "not measured" : `${f(rr / ll, 1)} × (${f(rr, 0)} vs ${f(ll, 0)} ms)`,
     met: rr === undefined || ll === undefined ? null : rr / ll >= 5,
   });
+  checks.push(...fedattnTargets(fedattn));
   return checks;
 }
 
@@ -268,6 +272,7 @@ export function formatReport(r: BenchReport): string {
   if (r.exactness) out.push(formatExactness(r.exactness), "");
   if (r.profiles) out.push(formatProfiles(r.profiles), "");
   if (r.cache) out.push(formatCache(r.cache), "");
+  if (r.fedattn) out.push(formatFedattn(r.fedattn), "");
   if (r.routing) {
     out.push("## Routing (time to first token seen by the client, ms)", "");
     out.push(`Engines: ${r.routing.nodes.map((n) => `${n.id} (${n.engine})`).join(", ")}.`, "");

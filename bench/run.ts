@@ -1,6 +1,7 @@
 /**
- * `npm run bench`: the side-by-side comparison (compare.ts) and the routing benchmark (routing.ts),
- * on throwaway databases and Redis prefixes; writes bench/results/ and prints a summary. See
+ * `npm run bench`: the side-by-side comparison (compare.ts), the routing benchmark (routing.ts) and
+ * the other sections (exactness, streaming profiles, caches, federated attention), on throwaway
+ * databases and Redis prefixes; writes bench/results/ and prints a summary. See
  * bench/README.md and docs/performance.md.
  */
 import { join } from "node:path";
@@ -11,6 +12,7 @@ import { runExactness } from "./exactness.ts";
 import { runRouting } from "./routing.ts";
 import { runProfilesBench } from "./profiles.ts";
 import { runCacheBench } from "./cache.ts";
+import { runFedattnBench } from "./fedattn.ts";
 import { Teardown } from "./teardown.ts";
 
 let args: BenchArgs | null;
@@ -77,6 +79,14 @@ try {
   } finally {
     await cacheTeardown.close();
   }
+  // Federated-attention syncs through the coordinator (its own edge), then the same in process.
+  const fedattnTeardown = new Teardown();
+  let fedattn = null;
+  try {
+    if (args.fedattn) fedattn = await runFedattnBench({ ...env, quick: args.quick, teardown: fedattnTeardown, log });
+  } finally {
+    await fedattnTeardown.close();
+  }
   const report: BenchReport = {
     generatedAt: new Date().toISOString(),
     machine: machineInfo(),
@@ -87,7 +97,8 @@ try {
     exactness,
     profiles,
     cache,
-    targets: checkTargets(compare, routing, exactness),
+    fedattn,
+    targets: checkTargets(compare, routing, exactness, fedattn),
   };
   const file = await writeReport(report, join(import.meta.dirname, "results"));
   console.log(`\n${formatReport(report)}\n\nReport: ${file} (and latest.json)`);
@@ -98,6 +109,10 @@ try {
   }
   if (cache && cache.errors.length > 0) {
     console.error(`\nBenchmark FAILED: the cache answered wrongly: ${cache.errors.join("; ")}`);
+    process.exitCode = 1;
+  }
+  if (fedattn && fedattn.errors.length > 0) {
+    console.error(`\nBenchmark FAILED: the federated-attention coordinator failed or answered wrongly: ${fedattn.errors.join("; ")}`);
     process.exitCode = 1;
   }
   if (exactness && !exactness.passed) {

@@ -1,7 +1,8 @@
 /**
  * The gateway as the benchmark measures it: the real worker bundle under plain workerd, on a fresh
  * Postgres database and Redis key prefix, with every policy on (four rate-limit layers, concurrency
- * leases, a tenant budget, metering). Backplanes are the caller's: they register by heartbeat.
+ * leases, a tenant budget, metering) and wrangler.toml's Durable Objects (in memory, so /v1/fedattn
+ * is served). Backplanes are the caller's: they register by heartbeat.
  */
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -185,6 +186,8 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
       name: config.name,
       modules: bundle.modules,
       bindings: { ...vars, ...secrets },
+      // wrangler.toml's Durable Objects (the federated-attention coordinator), stored in memory.
+      durableObjects: config.durableObjects,
       compatibilityDate: config.compatibilityDate,
       compatibilityFlags: config.compatibilityFlags,
       host,

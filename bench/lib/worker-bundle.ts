@@ -39,6 +39,16 @@ export interface WorkerConfig {
   vars: Record<string, string>;
   /** `[secrets] required`: bindings the deployment must provide. */
   requiredSecrets: string[];
+  /** `[[durable_objects.bindings]]` of classes this worker exports (`sql`: listed in a migration's `new_sqlite_classes`). */
+  durableObjects: DurableObjectBinding[];
+}
+
+/** A Durable Object namespace binding of the worker's own class. */
+export interface DurableObjectBinding {
+  binding: string;
+  className: string;
+  /** SQLite-backed (`new_sqlite_classes`): the namespace gets workerd's `enableSql`. */
+  sql: boolean;
 }
 
 const WRANGLER = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
@@ -143,6 +153,8 @@ process.stdout.write("\\n" + JSON.stringify({
   compatibilityFlags: rawConfig.compatibility_flags ?? [],
   vars: rawConfig.vars ?? {},
   requiredSecrets: rawConfig.secrets?.required ?? [],
+  durableObjects: (rawConfig.durable_objects?.bindings ?? []).map((b) => ({ binding: b.name, className: b.class_name, scriptName: b.script_name ?? null })),
+  sqliteClasses: (rawConfig.migrations ?? []).flatMap((m) => m.new_sqlite_classes ?? []),
 }) + "\\n");
 `;
 
@@ -151,7 +163,12 @@ export async function readWorkerConfig(configPath = join(ROOT, "wrangler.toml"))
   const ran = await run(["--input-type=module", "-e", READ_CONFIG, configPath], WRANGLER_ENV);
   const last = ran.stdout.trim().split("\n").at(-1) ?? "";
   if (ran.code !== 0 || !last.startsWith("{")) throw new Error(`cannot read ${configPath} (exit ${ran.code}):\n${ran.stderr || ran.stdout}`);
-  const raw = JSON.parse(last) as Omit<WorkerConfig, "vars"> & { vars: Record<string, unknown> };
+  type RawBinding = { binding: string; className: string; scriptName: string | null };
+  const { durableObjects: rawObjects, sqliteClasses, ...raw } = JSON.parse(last) as Omit<WorkerConfig, "vars" | "durableObjects"> & {
+    vars: Record<string, unknown>;
+    durableObjects: RawBinding[];
+    sqliteClasses: string[];
+  };
   const vars: Record<string, string> = {};
   for (const [key, value] of Object.entries(raw.vars)) {
     // wrangler would make a JSON binding of anything else; the gateway's vars are all text.
@@ -159,5 +176,9 @@ export async function readWorkerConfig(configPath = join(ROOT, "wrangler.toml"))
     vars[key] = value;
   }
   if (raw.compatibilityDate === "") throw new Error(`${configPath} sets no compatibility_date`);
-  return { ...raw, vars };
+  // A binding to another worker's class (script_name) has no namespace here; the gateway has none.
+  const foreign = rawObjects.filter((b) => b.scriptName !== null);
+  if (foreign.length > 0) throw new Error(`${configPath} binds Durable Objects of another worker (${foreign.map((b) => b.binding).join(", ")}); only the worker's own classes are supported here`);
+  const durableObjects = rawObjects.map((b) => ({ binding: b.binding, className: b.className, sql: sqliteClasses.includes(b.className) }));
+  return { ...raw, vars, durableObjects };
 }

@@ -11,9 +11,9 @@ import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { Readable } from "node:stream";
-import { bundleScript, readWorkerConfig, ROOT, type WorkerBundle, type WorkerModule } from "./worker-bundle.ts";
+import { bundleScript, readWorkerConfig, ROOT, type DurableObjectBinding, type WorkerBundle, type WorkerModule } from "./worker-bundle.ts";
 
-export { bundleScript, bundleWorker, readWorkerConfig, ROOT, type ModuleType, type WorkerBundle, type WorkerConfig, type WorkerModule } from "./worker-bundle.ts";
+export { bundleScript, bundleWorker, readWorkerConfig, ROOT, type DurableObjectBinding, type ModuleType, type WorkerBundle, type WorkerConfig, type WorkerModule } from "./worker-bundle.ts";
 
 /** The workerd binary npm installed (the `workerd` package, or its platform package). */
 export function workerdBinary(): string {
@@ -51,6 +51,11 @@ export interface WorkerdOptions {
   modules: WorkerModule[];
   /** Text bindings: every var and secret. */
   bindings: Record<string, string>;
+  /**
+   * Durable Object namespaces of the worker's own classes, bound under their names (a
+   * `WorkerConfig`'s `durableObjects`). Their storage is in memory, for the life of the process.
+   */
+  durableObjects?: DurableObjectBinding[];
   compatibilityDate: string;
   compatibilityFlags?: string[];
   host?: string;
@@ -125,6 +130,13 @@ function configText(opts: WorkerdOptions, dir: string, modules: WorkerModule[], 
     return `      (name = ${capnpText(m.name)}, ${m.type} = ${embed}),`;
   });
   const bindingLines = Object.entries(opts.bindings).map(([name, value]) => `      (name = ${capnpText(name)}, text = ${capnpText(value)}),`);
+  const objects = opts.durableObjects ?? [];
+  for (const o of objects) bindingLines.push(`      (name = ${capnpText(o.binding)}, durableObjectNamespace = ${capnpText(o.className)}),`);
+  // One namespace per class (two bindings may name the same class); the key only has to be stable
+  // for the process's life, as the storage is in memory.
+  const classes = [...new Map(objects.map((o) => [o.className, o])).values()];
+  const namespaceLines = classes.map((o) => `    (className = ${capnpText(o.className)}, uniqueKey = ${capnpText(`${opts.name}-${o.className}`)}${o.sql ? ", enableSql = true" : ""}),`);
+  const storage = classes.length === 0 ? "" : `  durableObjectNamespaces = [\n${namespaceLines.join("\n")}\n  ],\n  durableObjectStorage = (inMemory = void),\n`;
   const flags = (opts.compatibilityFlags ?? []).map(capnpText).join(", ");
   const address = (p: number) => capnpText(`${host.includes(":") ? `[${host}]` : host}:${p}`);
   const sockets = [`    (name = "http", address = ${address(port)}, http = (), service = "worker"),`];
@@ -153,7 +165,7 @@ ${moduleLines.join("\n")}
   bindings = [
 ${bindingLines.join("\n")}
   ],
-  globalOutbound = "network",
+${storage}  globalOutbound = "network",
 );
 `;
 }
