@@ -13,3 +13,17 @@ export function describeError(err: unknown, timeoutMs?: number): string {
   }
   return err.message;
 }
+
+/** The `message` of an OpenAI- or vLLM-shaped error body, else the start of the text (at most `max` characters). */
+export function errorMessage(text: string, max = 300): string {
+  try {
+    const json: unknown = JSON.parse(text);
+    if (typeof json === "object" && json !== null && "error" in json) {
+      const error: unknown = json.error;
+      if (typeof error === "object" && error !== null && "message" in error && typeof error.message === "string") return error.message;
+    }
+  } catch {
+    // Not JSON: show the text itself.
+  }
+  return text.slice(0, max).trim();
+}

@@ -4,8 +4,8 @@
  * and OpenAI-compatible servers have no API that exports or imports attention K/V.
  */
 import type { EngineKind } from "../config.ts";
-import { describeError } from "../describe-error.ts";
-import { errorMessage, FedattnError } from "./errors.ts";
+import { describeError, errorMessage } from "../describe-error.ts";
+import { FedattnError } from "./errors.ts";
 import { APPLY_PATH, KV_PATH } from "./sim-routes.ts";
 
 /** The engine a participant reads K/V from. */

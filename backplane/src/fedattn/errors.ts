@@ -15,17 +15,3 @@ export class FedattnError extends Error {
     this.status = status;
   }
 }
-
-/** The `message` of an OpenAI- or vLLM-shaped error body, else the start of the text. */
-export function errorMessage(text: string): string {
-  try {
-    const json: unknown = JSON.parse(text);
-    if (typeof json === "object" && json !== null && "error" in json) {
-      const error: unknown = json.error;
-      if (typeof error === "object" && error !== null && "message" in error && typeof error.message === "string") return error.message;
-    }
-  } catch {
-    // Not JSON: show the text itself.
-  }
-  return text.slice(0, 300).trim();
-}

@@ -5,8 +5,8 @@
  * contribution included), with a fresh nonce per call.
  */
 import { NODE_HEADER, importSigningKey, signRequest, type SigningKey } from "../../../schema/contracts/signing.ts";
-import { describeError } from "../describe-error.ts";
-import { errorMessage, FedattnError } from "./errors.ts";
+import { describeError, errorMessage } from "../describe-error.ts";
+import { FedattnError } from "./errors.ts";
 
 /** A body to send: JSON (serialised once, and signed as sent) or the raw bytes of a tensor message. */
 export type GatewayBody = { json: unknown } | { bytes: Uint8Array<ArrayBuffer> } | null;

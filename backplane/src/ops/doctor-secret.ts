@@ -2,24 +2,11 @@ import type { BackplaneConfig } from "../config.ts";
 import { SETTINGS } from "../config.ts";
 import { PROBE_PATH } from "../../../schema/contracts/heartbeat.ts";
 import { importSigningKey, NODE_HEADER, signRequest } from "../../../schema/contracts/signing.ts";
+import { errorMessage } from "../describe-error.ts";
 import { type Check, check, reason } from "./doctor-types.ts";
 
 /** How long the gateway may take (it is across the internet, unlike the engines). */
 const GATEWAY_TIMEOUT_MS = 5_000;
-
-/** The `message` of an OpenAI-shaped error body, else the start of the text. */
-function errorMessage(text: string): string {
-  try {
-    const json: unknown = JSON.parse(text);
-    if (typeof json === "object" && json !== null && "error" in json) {
-      const error: unknown = json.error;
-      if (typeof error === "object" && error !== null && "message" in error && typeof error.message === "string") return error.message;
-    }
-  } catch {
-    // Not JSON: show the text itself.
-  }
-  return text.slice(0, 200).trim();
-}
 
 /** Whether a 200 is the probe route's `{ ok: true, node_id }` for this node. */
 function probeAccepted(text: string, nodeId: string): boolean {
@@ -59,7 +46,7 @@ export async function checkNodeSecret(config: BackplaneConfig, fetchFn: typeof f
     if (probeAccepted(text, config.nodeId)) return check("secret", "ok", `node secret accepted by the gateway (node ${config.nodeId})`);
     return check("secret", "warn", `${url} answered 200 but not as the gateway's probe route does, so the node secret was not checked`, `check ${SETTINGS.gatewayUrl.flag} points at the Switchyard gateway`);
   }
-  const said = errorMessage(text);
+  const said = errorMessage(text, 200);
   if (res.status === 401) {
     // The gateway's message names the cause: a clock more than 60 s off, else the secret (or an outdated backplane).
     const clock = /clock|stale/i.test(said);
