@@ -59,13 +59,13 @@ const f = (v: number | null, digits = 1) => (v === null ? "-" : v.toFixed(digits
 
 /** The report's section. */
 export function formatFedattn(r: FedattnBenchResult): string {
-  const out = ["## Federated attention: a sync through the coordinator (ms)", ""];
-  out.push(
-    "The gateway on plain workerd with its Durable Objects (in memory), Redis and Postgres next door. Per sync, every participant sends its float32 contribution (K and V shaped [32, tokens, 128], signed) at once, then one asks for the aggregate (no wait). " +
-      "Whole sync: the first contribution sent to the aggregate's last byte, as a participant sees it. Contributions: until the last one is answered. Aggregate call: that request alone; gateway-timed: the gateway's own figure for it (`x-fedattn-sync-latency-ms`, route start to the session object's answer, without sending the answer back). Every answer is checked.",
-    "",
-  );
+  const out = ["## Federated attention: one sync, through the coordinator and in process (ms)", ""];
   if (r.sync.length > 0) {
+    out.push(
+      "The gateway on plain workerd with its Durable Objects (in memory), Redis and Postgres next door. Per sync, every participant sends its float32 contribution (K and V shaped [32, tokens, 128], signed) at once, then one asks for the aggregate (no wait). " +
+        "Whole sync: the first contribution sent to the aggregate's last byte, as a participant sees it. Contributions: until the last one is answered. Aggregate call: that request alone; gateway-timed: the gateway's own figure for it (`x-fedattn-sync-latency-ms`, route start to the session object's answer, without sending the answer back). Every answer is checked.",
+      "",
+    );
     out.push("| participants | MB per contribution | syncs | whole sync p50 | p90 | contributions p50 | aggregate call p50 | p90 | gateway-timed p50 |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (const s of r.sync) out.push(`| ${s.participants} | ${s.mb} | ${s.syncs} | ${f(s.syncP50)} | ${f(s.syncP90)} | ${f(s.contributionsP50)} | ${f(s.aggregateP50)} | ${f(s.aggregateP90)} | ${f(s.gatewayP50, 0)} |`);
     out.push("");
