@@ -142,8 +142,9 @@ export function settingsFrom(env: Env): Settings {
     streamKeepAliveMs: positiveInt(env, "STREAM_KEEPALIVE_MS", 1_000),
     neonWsProxy: env.NEON_WS_PROXY ? env.NEON_WS_PROXY : null,
     fedattnIdleTimeoutSeconds: Math.max(1, positiveInt(env, "FEDATTN_IDLE_TIMEOUT_SECONDS", 300)),
-    // Unset (plain workerd, `bench/`): 512 MiB, workerd has no per-object memory limit. wrangler.toml
-    // sets 96 for Cloudflare, whose Durable Object isolate has 128 MB (docs/fedattn.md).
+    // wrangler.toml sets 96 for Cloudflare, whose Durable Object isolate has 128 MB; a self-hosted
+    // workerd config that leaves it unset gets 512 MiB (workerd has no per-object memory limit; the
+    // benchmark's federated-attention edge sets 512 itself). docs/fedattn.md#limits.
     fedattnMaxPendingBytes: Math.max(1, positiveInt(env, "FEDATTN_MAX_PENDING_MB", 512)) * 1024 * 1024,
     fedattnMaxParticipants: Math.max(2, positiveInt(env, "FEDATTN_MAX_PARTICIPANTS", 64)),
     limitDefaults: {

@@ -2,9 +2,11 @@ import { deriveNodeSecret, importSigningKey, type SigningKey } from "../../../sc
 
 const signingKeys = new Map<string, Promise<SigningKey>>();
 
-/** A node's HMAC key, derived from the master secret once per isolate and node secret version. */
+/** A node's HMAC key, derived from the master secret once per isolate, master secret and node secret version. */
 export function nodeSigningKey(masterSecret: string, nodeId: string, secretVersion: number): Promise<SigningKey> {
-  const id = `${nodeId}:${secretVersion}`;
+  // The master secret is part of the key (it is in this isolate's memory anyway): a process that
+  // serves two gateways' secrets (tests, benchmarks) must not hand one's key to the other.
+  const id = `${masterSecret}\n${nodeId}:${secretVersion}`;
   let key = signingKeys.get(id);
   if (!key) {
     key = deriveNodeSecret(masterSecret, nodeId, secretVersion).then(importSigningKey);
