@@ -20,5 +20,9 @@ export interface AppEnv {
      * queues it once the handler has returned.
      */
     authAudit: AuditEvent | null;
+    /** The API route's label in the request metrics, set by handlers that know it better than the path (platform/request-metrics.ts). */
+    apiRoute: string | undefined;
+    /** The catalogue model a request resolved to, for the request metrics. */
+    apiModel: string | undefined;
   };
 }

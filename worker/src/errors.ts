@@ -52,11 +52,13 @@ export class ApiError extends Error {
   readonly statusOverride: ContentfulStatusCode | undefined;
   /** The body's `type`: the code's default unless set (a tokens-per-minute 429 is type "tokens"). */
   readonly type: string;
+  /** For a request refused before a node: the layer and reason counted in `switchyard_admission_refusals_total`. */
+  readonly refusal: { layer: string; reason: string } | undefined;
 
   constructor(
     code: ErrorCode,
     message: string,
-    opts: { param?: string | null; headers?: Record<string, string>; status?: ContentfulStatusCode; type?: string } = {},
+    opts: { param?: string | null; headers?: Record<string, string>; status?: ContentfulStatusCode; type?: string; refusal?: { layer: string; reason: string } } = {},
   ) {
     super(message);
     this.name = "ApiError";
@@ -65,6 +67,7 @@ export class ApiError extends Error {
     this.headers = opts.headers ?? {};
     this.statusOverride = opts.status;
     this.type = opts.type ?? ERRORS[code].type;
+    this.refusal = opts.refusal;
   }
 
   get status(): ContentfulStatusCode {

@@ -6,6 +6,7 @@
  */
 import { and, asc, eq, gte, lt, sql } from "drizzle-orm";
 import { Hono } from "hono";
+import { countEvent, flushCounters } from "../platform/metrics.ts";
 import { z } from "zod";
 import { tenants, usageHourly } from "../../../schema/tables/index.ts";
 import type { AdminEnv } from "../admin/auth.ts";
@@ -62,7 +63,13 @@ export const billingRoutes = new Hono<AdminEnv>().get("/export", async (c) => {
   const [year, month] = q.period.split("-").map(Number) as [number, number];
   const start = new Date(Date.UTC(year, month - 1, 1));
   const end = new Date(Date.UTC(year, month, 1));
-  const rows = await c.get("deps").db((db) =>
+  const deps = c.get("deps");
+  // Counted for /admin/metrics (billing exports by result), flushed after the answer.
+  const counted = (result: "ok" | "failed") => {
+    countEvent("switchyard_billing_exports_total", { result });
+    deps.waitUntil(flushCounters(deps.redis, deps.settings.redisPrefix));
+  };
+  const rows = await deps.db((db) =>
     db
       .select({
         tenantId: usageHourly.tenantId,
@@ -82,7 +89,11 @@ export const billingRoutes = new Hono<AdminEnv>().get("/export", async (c) => {
       .where(and(gte(usageHourly.hour, start), lt(usageHourly.hour, end), q.tenant_id ? eq(usageHourly.tenantId, q.tenant_id) : undefined))
       .groupBy(usageHourly.tenantId, tenants.name, tenants.stripeCustomerId, tenants.billedThrough, usageHourly.model)
       .orderBy(asc(usageHourly.tenantId), asc(usageHourly.model)),
-  );
+  ).catch((err: unknown) => {
+    counted("failed");
+    throw err;
+  });
+  counted("ok");
   const bills = new Map<string, TenantBill>();
   for (const r of rows) {
     const bill = bills.get(r.tenantId) ?? {

@@ -56,7 +56,7 @@ function checkFitsTokenLimits(subject: AdmissionSubject, rateTokens: number, lim
     throw new ApiError(
       "invalid_value",
       `This request counts as ${rateTokens} tokens (an estimate of its input plus the most output it allows), more than the ${layer}'s limit of ${tpm} tokens per minute, so it can never be admitted. ${limitField === "input" ? "Send less input per request." : limitField === "file" ? "Send shorter audio per request (split the file)." : `Lower '${limitField}' or n, or shorten the prompt.`}`,
-      { param: limitField },
+      { param: limitField, refusal: { layer, reason: "over_tpm" } },
     );
   }
 }
@@ -193,6 +193,7 @@ export async function admit(deps: AdmissionDeps, identity: KeyIdentity, snapshot
       countEvent("switchyard_budgets_fail_closed_total");
       throw new ApiError("dependency_unavailable", "Budgets cannot be checked right now, so the request was not admitted. Retry in a few seconds.", {
         headers: { "retry-after": "2" },
+        refusal: { layer: "budget", reason: "unavailable" },
       });
     }
     const headers = rateHeaders(plan, [], Date.now(), label.type === "rate" ? taken.resource : undefined);
@@ -202,14 +203,18 @@ export async function admit(deps: AdmissionDeps, identity: KeyIdentity, snapshot
       throw new ApiError("rate_limit_exceeded", `Rate limit reached for the ${label.layer} (${label.kind} per minute: limit ${limit}). Retry after ${retryAfter} s.`, {
         headers: { ...headers, "retry-after": String(retryAfter) },
         type: label.kind,
+        refusal: { layer: label.layer, reason: label.kind === "requests" ? "rpm" : "tpm" },
       });
     }
     if (label.type === "slots") {
       throw new ApiError("rate_limit_exceeded", `Too many requests in flight for the ${label.layer} (limit ${taken.resource.limit}). Retry when one of them finishes.`, {
         headers: { ...headers, "retry-after": "1" },
+        refusal: { layer: label.layer, reason: "concurrency" },
       });
     }
-    throw new ApiError("insufficient_quota", `This request could exceed ${describeBudget(label.budget)}. Lower max_tokens, or raise the budget.`);
+    throw new ApiError("insufficient_quota", `This request could exceed ${describeBudget(label.budget)}. Lower max_tokens, or raise the budget.`, {
+      refusal: { layer: "budget", reason: "budget" },
+    });
   }
   countEvent("switchyard_admissions_total", { path: taken.path });
   const degradedRate = taken.degraded.some((r) => r.kind === "rate");

@@ -221,6 +221,19 @@ const FLUSH_RETRY_MS = 2_000;
  * a log line after FLUSH_ATTEMPTS; the next run covers its window then.
  */
 export async function flushAndReconcile(deps: ReconcileDeps, nodeIds: readonly string[] | null = null): Promise<{ flushed: number; outcomes: NodeOutcome[] }> {
+  try {
+    const result = await reconcileRun(deps, nodeIds);
+    countEvent("switchyard_reconciliation_runs_total", { result: "ok" });
+    return result;
+  } catch (err) {
+    countEvent("switchyard_reconciliation_runs_total", { result: "failed" });
+    throw err;
+  } finally {
+    await flushCounters(deps.redis, deps.prefix).catch(() => undefined);
+  }
+}
+
+async function reconcileRun(deps: ReconcileDeps, nodeIds: readonly string[] | null): Promise<{ flushed: number; outcomes: NodeOutcome[] }> {
   let flushed = 0;
   const done: NodeOutcome[] = [];
   let todo = nodeIds;
@@ -237,7 +250,6 @@ export async function flushAndReconcile(deps: ReconcileDeps, nodeIds: readonly s
     todo = pending.map((p) => p.nodeId);
     await new Promise((resolve) => setTimeout(resolve, FLUSH_RETRY_MS));
   }
-  await flushCounters(deps.redis, deps.prefix);
   const rows = done.filter((o) => o.outcome === "reconciled");
   deps.log("reconciliation_run", {
     flushed,

@@ -3,7 +3,7 @@ import { auditOutboxKey } from "../audit/outbox.ts";
 import type { Admission } from "../limits/admission.ts";
 import { WriteBatch } from "../limits/write-batch.ts";
 import type { Deps, RequestDeps } from "../platform/deps.ts";
-import { appendCounters } from "../platform/metrics.ts";
+import { appendCounters, countEvent, observe } from "../platform/metrics.ts";
 import { ensureUsageDelivered } from "./deliver.ts";
 import { usageOutboxKey } from "./flush.ts";
 import type { UsageRow } from "./record.ts";
@@ -60,7 +60,10 @@ export async function settleRequests(
   extra: { key: string; value: string }[] = [],
 ): Promise<void> {
   const prefix = deps.settings.redisPrefix;
-  for (const row of rows) logEnd(deps, row);
+  for (const row of rows) {
+    logEnd(deps, row);
+    observeRow(row);
+  }
   let used = 0;
   let spend = 0;
   let calls = 0;
@@ -94,6 +97,15 @@ export async function settleRequests(
   if (!opener) return;
   await sleep(COALESCE_MS);
   if (open === batch) await sendEndBatch(deps, batch);
+}
+
+/** A served request's durations and tokens in the gateway's metrics (platform/metrics.ts). */
+function observeRow(row: UsageRow): void {
+  const route = { route: row.endpoint };
+  observe("switchyard_request_duration_seconds", row.latencyMs / 1000, route);
+  if (row.streamed && row.ttftMs !== null && row.ttftMs !== undefined) observe("switchyard_time_to_first_token_seconds", row.ttftMs / 1000, route);
+  if (row.promptTokens) countEvent("switchyard_tokens_total", { direction: "in", model: row.model }, row.promptTokens);
+  if (row.completionTokens) countEvent("switchyard_tokens_total", { direction: "out", model: row.model }, row.completionTokens);
 }
 
 /** The log line of a request's end, for the ones an operator would look into. */

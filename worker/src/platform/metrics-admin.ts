@@ -3,6 +3,7 @@ import { ApiError } from "../errors.ts";
 import { auditOutboxKey } from "../audit/outbox.ts";
 import { fedattnOutboxKey } from "../fedattn/records.ts";
 import { usageOutboxKey } from "../metering/flush.ts";
+import { renderFleetGauges } from "./fleet-gauges.ts";
 import { flushCounters, renderCounters } from "./metrics.ts";
 import { backlog, deadLetterKey, replayDeadLetters, type DeadLetter } from "./outbox.ts";
 import type { AdminEnv } from "../admin/auth.ts";
@@ -17,8 +18,9 @@ export const metricsRoutes = new Hono<AdminEnv>().get("/", async (c) => {
   if (c.get("actor").kind !== "operator") throw new ApiError("permission_denied", "Metrics are for the operator (ADMIN_TOKEN).");
   await flushCounters(c.get("deps").redis, c.get("deps").settings.redisPrefix);
   const prefix = c.get("deps").settings.redisPrefix;
-  const [counters, usage, audit, fedattn, usageDead, auditDead, fedattnDead] = await Promise.all([
+  const [counters, fleet, usage, audit, fedattn, usageDead, auditDead, fedattnDead] = await Promise.all([
     renderCounters(c.get("deps").redis, prefix),
+    renderFleetGauges(c),
     backlog(c.get("deps").redis, usageOutboxKey(prefix)),
     backlog(c.get("deps").redis, auditOutboxKey(prefix)),
     backlog(c.get("deps").redis, fedattnOutboxKey(prefix)),
@@ -38,7 +40,7 @@ export const metricsRoutes = new Hono<AdminEnv>().get("/", async (c) => {
     `switchyard_outbox_dead_letters{queue="audit"} ${auditDead}`,
     `switchyard_outbox_dead_letters{queue="fedattn"} ${fedattnDead}`,
   ].join("\n");
-  return c.text(`${counters}${gauges}\n`, 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
+  return c.text(`${counters}${gauges}\n${fleet}`, 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
 });
 
 const QUEUES = { usage: usageOutboxKey, audit: auditOutboxKey, fedattn: fedattnOutboxKey } as const;

@@ -1,10 +1,14 @@
 import type { Redis } from "@upstash/redis/cloudflare";
 
 /**
- * Gateway counters for events that happen when a dependency fails (limits failing open, budgets
- * failing closed). They are counted in the isolate first — Redis may be the thing that is down —
- * and added to a Redis hash the next time a flush succeeds (after a request, and every minute from
- * the scheduled job). `GET /admin/metrics` serves the totals as Prometheus text.
+ * The gateway's metrics (docs/operations.md#metrics). Counters and histograms are counted in the
+ * isolate first — Redis may be the thing that is down, and the request path must not wait on it —
+ * and added to one Redis hash (HINCRBY, HINCRBYFLOAT for sums) with the next write that goes out
+ * anyway: every request's end batch (metering/request-end.ts), a few admin and node routes, and the
+ * scheduled job every minute. `GET /admin/metrics` serves the totals, summed over every isolate and
+ * region, as Prometheus text. An isolate that dies loses what it counted since its last flush: at
+ * most the requests that ended after its last end batch (a few milliseconds' worth under load), and
+ * whatever a failed flush was holding when it died.
  */
 
 const pending = new Map<string, number>();
@@ -13,17 +17,33 @@ const pendingSums = new Map<string, number>();
 
 /** HELP texts of the counters the gateway keeps. */
 export const COUNTERS = {
+  switchyard_requests_total:
+    "API requests answered by the gateway, by route, model, serving region and node (empty when none served it) and HTTP status; a stream counts once, with the status its headers had.",
+  switchyard_tokens_total: "Tokens metered, by direction (in: prompt, out: completion) and model.",
+  switchyard_admission_refusals_total:
+    "Requests refused before reaching a node, by layer (auth, key, environment, tenant, global, budget, route) and reason (invalid_key, rpm, tpm, concurrency, budget, unavailable, no_capacity, …).",
   switchyard_admissions_total: "Requests admitted, by path: local (from the isolate's capacity leases, no Redis round trip) or redis (waited on one).",
   switchyard_limits_fail_open_total: "Requests admitted without a rate-limit or concurrency check because Redis did not answer in time (label check).",
   switchyard_budgets_fail_closed_total: "Requests refused because budgets could not be checked (Redis unavailable).",
+  switchyard_cache_lookups_total: "Response and embeddings cache lookups, by cache (response, embeddings) and result (hit, miss).",
+  switchyard_failovers_total: "Requests moved to another node before their first byte, by why the previous node failed (timeout, unreachable, status_5xx, capacity, secret).",
+  switchyard_circuit_changes_total: "Node circuit breaker transitions seen by the gateway, by node and new state (open, closed).",
+  switchyard_billing_exports_total: "Monthly billing exports asked for, by result (ok, failed).",
+  switchyard_reconciliation_runs_total: "Reconciliation runs of the scheduled job, by result (ok, failed).",
   switchyard_reconciliation_alerts_total: "Reconciliation windows whose drift between engine-counted and metered tokens was above the threshold (label node).",
 } as const;
 
+/** A counter name. */
+export type CounterName = keyof typeof COUNTERS;
+
 const MIB = 1024 * 1024;
 const SIZE_BUCKETS = [64 * 1024, 256 * 1024, MIB, 4 * MIB, 8 * MIB, 16 * MIB, 32 * MIB, 64 * MIB];
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
 /** Histograms the gateway keeps (cumulative buckets, as Prometheus expects), with their bucket bounds. */
 export const HISTOGRAMS = {
+  switchyard_request_duration_seconds: { help: "Time from a request reaching the gateway to the last byte of its answer, by route (served requests).", buckets: LATENCY_BUCKETS },
+  switchyard_time_to_first_token_seconds: { help: "Time from a streamed request reaching the gateway to the node's first byte, by route.", buckets: LATENCY_BUCKETS },
   switchyard_fedattn_sync_duration_seconds: {
     help: "Coordinator time per federated-attention sync: from the aggregate call reaching the gateway to the aggregate ready to send, less any wait for other participants (docs/fedattn.md).",
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
@@ -35,32 +55,49 @@ export const HISTOGRAMS = {
 /** A histogram name. */
 export type HistogramName = keyof typeof HISTOGRAMS;
 
+/** A label value as Prometheus' text format writes it (backslash, quote and newline escaped). */
+function escape(value: string): string {
+  return /["\\\n]/.test(value) ? value.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("\n", "\\n") : value;
+}
+
+/** `k1="v1",k2="v2"` in the labels' alphabetical order ("" without labels). */
+function labelText(labels: Record<string, string>): string {
+  const keys = Object.keys(labels);
+  if (keys.length === 0) return "";
+  if (keys.length > 1) keys.sort();
+  let out = "";
+  for (const k of keys) out += `${out ? "," : ""}${k}="${escape(labels[k] ?? "")}"`;
+  return out;
+}
+
+function bump(key: string, n = 1): void {
+  pending.set(key, (pending.get(key) ?? 0) + n);
+}
+
+/** Counts one event (or `n`) in this isolate. */
+export function countEvent(name: CounterName, labels: Record<string, string> = {}, n = 1): void {
+  const text = labelText(labels);
+  bump(text ? `${name}{${text}}` : name, n);
+}
+
+/**
+ * Counts an API request as answered. The labels are built in their alphabetical order directly:
+ * this runs on every request.
+ */
+export function countRequest(route: string, model: string, region: string, node: string, status: number): void {
+  bump(`switchyard_requests_total{model="${escape(model)}",node="${escape(node)}",region="${escape(region)}",route="${escape(route)}",status="${status}"}`);
+}
+
 /** Records one observation of a histogram in this isolate (flushed with the counters). */
-export function observe(name: HistogramName, value: number): void {
+export function observe(name: HistogramName, value: number, labels: Record<string, string> = {}): void {
   if (!Number.isFinite(value)) return;
-  for (const le of HISTOGRAMS[name].buckets) {
-    if (value <= le) pending.set(`${name}_bucket{le="${le}"}`, (pending.get(`${name}_bucket{le="${le}"}`) ?? 0) + 1);
-  }
-  pending.set(`${name}_bucket{le="+Inf"}`, (pending.get(`${name}_bucket{le="+Inf"}`) ?? 0) + 1);
-  pending.set(`${name}_count`, (pending.get(`${name}_count`) ?? 0) + 1);
-  pendingSums.set(`${name}_sum`, (pendingSums.get(`${name}_sum`) ?? 0) + value);
-}
-
-/** A counter name. */
-export type CounterName = keyof typeof COUNTERS;
-
-function field(name: CounterName, labels: Record<string, string>): string {
-  const rendered = Object.entries(labels)
-    .sort(([a], [b]) => a.localeCompare(b))
-    .map(([k, v]) => `${k}="${v}"`)
-    .join(",");
-  return rendered ? `${name}{${rendered}}` : name;
-}
-
-/** Counts one event in this isolate. */
-export function countEvent(name: CounterName, labels: Record<string, string> = {}): void {
-  const key = field(name, labels);
-  pending.set(key, (pending.get(key) ?? 0) + 1);
+  const text = labelText(labels);
+  const head = `${name}_bucket{${text ? `${text},` : ""}le="`;
+  for (const le of HISTOGRAMS[name].buckets) if (value <= le) bump(`${head}${le}"}`);
+  bump(`${head}+Inf"}`);
+  const series = text ? `{${text}}` : "";
+  bump(`${name}_count${series}`);
+  pendingSums.set(`${name}_sum${series}`, (pendingSums.get(`${name}_sum${series}`) ?? 0) + value);
 }
 
 /** Redis hash of the totals. */
@@ -93,25 +130,40 @@ export function appendCounters(batch: ReturnType<Redis["pipeline"]>, prefix: str
   for (const [key, n] of taken) batch.hincrby(metricsKey(prefix), key, n);
   for (const [key, x] of sums) batch.hincrbyfloat(metricsKey(prefix), key, x);
   return () => {
-    for (const [key, n] of taken) pending.set(key, (pending.get(key) ?? 0) + n);
+    for (const [key, n] of taken) bump(key, n);
     for (const [key, x] of sums) pendingSums.set(key, (pendingSums.get(key) ?? 0) + x);
   };
 }
 
-/** The totals in Prometheus text format (every known counter, 0 when it never happened). */
+/** The label part of a stored histogram field (`route="chat"` of `…_bucket{route="chat",le="0.1"}`). */
+function seriesOfBucket(field: string, name: string): string {
+  const inner = field.slice(`${name}_bucket{`.length, -1);
+  const le = inner.lastIndexOf('le="');
+  return inner.slice(0, Math.max(0, le - 1));
+}
+
+/** The totals in Prometheus text format (a counter that never happened and has no labels shows 0). */
 export async function renderCounters(redis: Redis, prefix: string): Promise<string> {
   const totals = (await redis.hgetall<Record<string, number>>(metricsKey(prefix))) ?? {};
+  const fields = Object.keys(totals).sort();
   const lines: string[] = [];
   for (const [name, help] of Object.entries(COUNTERS) as [CounterName, string][]) {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`);
-    const series = Object.entries(totals).filter(([k]) => k === name || k.startsWith(`${name}{`));
+    const series = fields.filter((k) => k === name || k.startsWith(`${name}{`));
     if (series.length === 0) lines.push(`${name} 0`);
-    for (const [k, v] of series) lines.push(`${k} ${Number(v)}`);
+    for (const k of series) lines.push(`${k} ${Number(totals[k])}`);
   }
   for (const [name, { help, buckets }] of Object.entries(HISTOGRAMS) as [HistogramName, (typeof HISTOGRAMS)[HistogramName]][]) {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} histogram`);
-    for (const le of [...buckets.map(String), "+Inf"]) lines.push(`${name}_bucket{le="${le}"} ${Number(totals[`${name}_bucket{le="${le}"}`] ?? 0)}`);
-    lines.push(`${name}_sum ${Number(totals[`${name}_sum`] ?? 0)}`, `${name}_count ${Number(totals[`${name}_count`] ?? 0)}`);
+    const series = new Set(fields.filter((k) => k.startsWith(`${name}_bucket{`)).map((k) => seriesOfBucket(k, name)));
+    // An unlabelled histogram shows its zeros before the first observation.
+    if (series.size === 0) series.add("");
+    for (const s of series) {
+      const head = `${name}_bucket{${s ? `${s},` : ""}le="`;
+      for (const le of [...buckets.map(String), "+Inf"]) lines.push(`${head}${le}"} ${Number(totals[`${head}${le}"}`] ?? 0)}`);
+      const tail = s ? `{${s}}` : "";
+      lines.push(`${name}_sum${tail} ${Number(totals[`${name}_sum${tail}`] ?? 0)}`, `${name}_count${tail} ${Number(totals[`${name}_count${tail}`] ?? 0)}`);
+    }
   }
   return `${lines.join("\n")}\n`;
 }
