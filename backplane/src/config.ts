@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { parseOtlpHeaders } from "../../schema/contracts/trace-context.ts";
 
 /** Engine kinds the backplane knows how to probe. `sim` is the simulated vLLM (same wire format as `vllm`); `llamacpp` is llama.cpp's llama-server. */
 export type EngineKind = "vllm" | "openai" | "ollama" | "sim" | "llamacpp";
@@ -29,6 +30,19 @@ export interface SpotConfig {
   gcpMetadataUrl: string;
   azureMetadataUrl: string;
   pollIntervalMs: number;
+}
+
+/** Where and how the backplane's traces are exported (docs/tracing.md). */
+export interface TracingConfig {
+  /** The collector's base URL; spans go to `{endpoint}/v1/traces` as OTLP/HTTP JSON. */
+  endpoint: string;
+  /** Head-sampling ratio in [0, 1] for traces the gateway did not mark sampled; failed requests are always kept. */
+  ratio: number;
+  serviceName: string;
+  /** Headers for the collector (authentication: a secret, never logged). */
+  headers: Record<string, string>;
+  /** Deadline of one export (ms). */
+  timeoutMs: number;
 }
 
 /** Log verbosity; `debug` adds one line per request. */
@@ -72,6 +86,8 @@ export interface BackplaneConfig {
   /** Path of nvidia-smi (GPU facts are skipped when it is missing). */
   nvidiaSmiPath: string;
   logLevel: LogLevel;
+  /** Tracing; null (off, nothing recorded) unless an OTLP endpoint is set. */
+  tracing: TracingConfig | null;
 }
 
 /** Flag and environment variable of each top-level setting, for help texts and error messages. */
@@ -105,6 +121,12 @@ export const SETTINGS = {
   spotPollIntervalMs: { flag: "--spot-poll-interval-ms", env: "BACKPLANE_SPOT_POLL_INTERVAL_MS", help: "metadata poll period (default 5000)" },
   nvidiaSmiPath: { flag: "--nvidia-smi", env: "BACKPLANE_NVIDIA_SMI", help: "nvidia-smi path (default nvidia-smi)" },
   logLevel: { flag: "--log-level", env: "BACKPLANE_LOG_LEVEL", help: "error|warn|info|debug (default info; debug logs every request)" },
+  // Tracing (docs/tracing.md): the OpenTelemetry SDKs' own variable names, so one environment serves both.
+  otelEndpoint: { flag: "--otel-endpoint", env: "OTEL_EXPORTER_OTLP_ENDPOINT", help: "OpenTelemetry collector base URL: spans go to <url>/v1/traces as OTLP/HTTP JSON (default: tracing off)" },
+  otelSamplerRatio: { flag: "--otel-sampler-ratio", env: "OTEL_TRACES_SAMPLER_RATIO", help: "share of traces kept, 0-1, when the gateway did not sample them (default 0.1; failed requests always)" },
+  otelServiceName: { flag: "--otel-service-name", env: "OTEL_SERVICE_NAME", help: "service.name of this node's spans (default switchyard-backplane)" },
+  otelHeaders: { flag: "--otel-headers", env: "OTEL_EXPORTER_OTLP_HEADERS", help: "headers for the collector, key=value,... with percent-encoded values (a secret)" },
+  otelTimeoutMs: { flag: "--otel-timeout-ms", env: "OTEL_EXPORTER_OTLP_TIMEOUT", help: "deadline of one trace export in ms (default 5000)" },
 } as const;
 
 /** A raw setting name (the keys of SETTINGS). */
@@ -264,6 +286,29 @@ export function parseConfig(raw: RawConfig): BackplaneConfig {
     },
     nvidiaSmiPath: field("nvidiaSmiPath", z.string().min(1), raw.nvidiaSmiPath, "nvidia-smi"),
     logLevel: field("logLevel", z.enum(["error", "warn", "info", "debug"]), raw.logLevel, "info"),
+    tracing: tracingConfig(raw),
+  };
+}
+
+/** Tracing's settings, or null when no endpoint is set. */
+function tracingConfig(raw: RawConfig): TracingConfig | null {
+  const endpoint = field("otelEndpoint", httpUrl.nullable(), raw.otelEndpoint, null);
+  if (endpoint === null) return null;
+  let headers: Record<string, string> = {};
+  if (typeof raw.otelHeaders === "string") {
+    try {
+      headers = parseOtlpHeaders(raw.otelHeaders);
+    } catch (err) {
+      // A secret: the message names the entry, never its text.
+      fail("otelHeaders", `must be key=value pairs separated by commas: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+  return {
+    endpoint,
+    ratio: field("otelSamplerRatio", z.coerce.number().min(0).max(1), raw.otelSamplerRatio, 0.1),
+    serviceName: field("otelServiceName", z.string().trim().min(1), raw.otelServiceName, "switchyard-backplane"),
+    headers,
+    timeoutMs: field("otelTimeoutMs", ms(1), raw.otelTimeoutMs, 5_000),
   };
 }
 

@@ -10,6 +10,7 @@ import { LoraAdapterRoutes } from "./management/adapters.ts";
 import { createBackplaneMetrics } from "./metrics/backplane.ts";
 import { StreamReports } from "./proxy/reports.ts";
 import { BackplaneServer } from "./server.ts";
+import { BackplaneTracer } from "./tracing/tracer.ts";
 import { startSpotWatchers, type SpotWatcherHandle } from "./spot/index.ts";
 
 /** A running backplane: engines, HTTP server, heartbeats, spot watchers. */
@@ -44,6 +45,7 @@ export async function startDaemon(config: BackplaneConfig, opts: { log?: Log } =
   const metrics = createBackplaneMetrics(pool, () => drainer.draining);
   const reports = new StreamReports({ onEvent: (event) => metrics.streamReports.inc({ event }) });
   const status = () => (drainer.draining ? "draining" : pool.status());
+  const tracer = config.tracing ? new BackplaneTracer(config.tracing, { nodeId: config.nodeId, region: config.region }, log) : null;
   const heartbeat = (): Heartbeat => ({
     nodeId: config.nodeId,
     region: config.region,
@@ -58,7 +60,7 @@ export async function startDaemon(config: BackplaneConfig, opts: { log?: Log } =
   const server = new BackplaneServer({
     config,
     log,
-    proxy: { pool, config, metrics, log, isDraining: () => drainer.draining, reports, responses: new ResponseEngines() },
+    proxy: { pool, config, metrics, log, isDraining: () => drainer.draining, reports, responses: new ResponseEngines(), tracer },
     management: {
       pool,
       nvidiaSmiPath: config.nvidiaSmiPath,
@@ -109,6 +111,8 @@ export async function startDaemon(config: BackplaneConfig, opts: { log?: Log } =
       // After the server: a report a gateway still waits for is given when its stream ends.
       await server.close();
       reports.close();
+      // The last requests' traces go out before the process exits.
+      await tracer?.close();
       await pool.close();
     })());
   return {

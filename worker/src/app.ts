@@ -20,6 +20,7 @@ import { ollamaEmbed, ollamaEmbeddings } from "./ollama/routes.ts";
 import { PROFILE_ROUTES, profileHandler } from "./profiles/routes.ts";
 import { fedattnRoutes } from "./fedattn/routes.ts";
 import { listVotesHandler, readVoteHandler, specialistHandler, voteHandler } from "./council/routes.ts";
+import { finishRequestTrace, traceRequest } from "./tracing/request.ts";
 
 /** Structured log line on stdout. */
 export const log: Logger = (event, fields) => {
@@ -66,8 +67,12 @@ export function createApp(): Hono<AppEnv> {
 
   app.use(async (c, next) => {
     const deps = depsFrom(c.env, (p) => c.executionCtx.waitUntil(p), log);
-    c.set("deps", { ...deps, requestId: newRequestId(), startedAt: Date.now() });
+    const startedAt = Date.now();
+    const trace = traceRequest(c.req.raw, c.req.path, deps.settings.tracing, startedAt);
+    c.set("deps", { ...deps, requestId: newRequestId(), startedAt, trace });
     await next();
+    // The trace ends with the response (a stream's last byte: the handler holds it open) and is exported after it (tracing/).
+    if (trace) deps.waitUntil(finishRequestTrace(c.get("deps"), trace, c.res.status));
     // Setting a header on a finished response makes Hono copy the Response: only when it lacks one
     // (the inference and error paths set it themselves).
     if (!c.res.headers.has("x-request-id")) c.header("x-request-id", c.get("deps").requestId);

@@ -1,4 +1,5 @@
 import type { Layer, LayerLimits } from "./limits/types.ts";
+import { parseOtlpHeaders } from "../../schema/contracts/trace-context.ts";
 
 /** Typed view of the worker's bindings, parsed once per isolate. Only this file and env.ts read bindings. */
 export interface Settings {
@@ -67,10 +68,25 @@ export interface Settings {
   };
   /** Memory trails (docs/memory.md): how fast they cool and when a cold one is removed. */
   memory: MemorySettings;
+  /** Tracing (docs/tracing.md); null when OTEL_EXPORTER_OTLP_ENDPOINT is empty: then nothing is recorded. */
+  tracing: TracingSettings | null;
   /** Reconciliation: a window is an alert when |drift| / engine tokens exceeds this ratio… */
   reconcileDriftThreshold: number;
   /** …and |drift| is at least this many tokens (so a quiet hour's few tokens never alert). */
   reconcileMinDriftTokens: number;
+}
+
+/** Where and how the gateway's traces are exported (docs/tracing.md). */
+export interface TracingSettings {
+  /** The collector's base URL; spans go to `{endpoint}/v1/traces` as OTLP/HTTP JSON. */
+  endpoint: string;
+  /** Head-sampling ratio in [0, 1]; traces of failed requests are exported whatever it says. */
+  ratio: number;
+  serviceName: string;
+  /** Headers sent with every export (OTEL_EXPORTER_OTLP_HEADERS, a secret: never logged). */
+  headers: Record<string, string>;
+  /** Deadline of one export (ms). */
+  timeoutMs: number;
 }
 
 /** The memory trails' temperature model and clean-up (docs/memory.md). */
@@ -84,7 +100,7 @@ export interface MemorySettings {
 }
 
 /** The text bindings (vars and secrets), not the Durable Object namespaces. */
-type VarName = { [K in keyof Env]: Env[K] extends string | undefined ? K : never }[keyof Env];
+type VarName = { [K in keyof Env]-?: Env[K] extends string | undefined ? K : never }[keyof Env];
 
 function positiveInt(env: Env, name: VarName, fallback: number): number {
   const raw = env[name];
@@ -120,6 +136,31 @@ function oneOf<T extends string>(env: Env, name: VarName, allowed: readonly T[],
     throw new Error(`Setting ${String(name)} must be one of ${allowed.map((v) => `"${v}"`).join(", ")}, got "${String(raw)}". Fix it in wrangler.toml [vars].`);
   }
   return value;
+}
+
+/** Tracing's settings, or null (tracing off) when no endpoint is set. */
+function tracingFrom(env: Env): TracingSettings | null {
+  const endpoint = (env.OTEL_EXPORTER_OTLP_ENDPOINT ?? "").trim();
+  if (endpoint === "") return null;
+  if (!/^https?:\/\/[^/]/.test(endpoint)) {
+    throw new Error(`Setting OTEL_EXPORTER_OTLP_ENDPOINT must be an http(s) URL (the collector's base, e.g. http://127.0.0.1:4318), got "${endpoint}". Fix it in wrangler.toml [vars].`);
+  }
+  const ratio = nonNegativeNumber(env, "OTEL_TRACES_SAMPLER_RATIO", 0.1);
+  if (ratio > 1) throw new Error(`Setting OTEL_TRACES_SAMPLER_RATIO must be between 0 and 1, got "${String(env.OTEL_TRACES_SAMPLER_RATIO)}". Fix it in wrangler.toml [vars].`);
+  let headers: Record<string, string>;
+  try {
+    headers = parseOtlpHeaders(env.OTEL_EXPORTER_OTLP_HEADERS ?? "");
+  } catch (err) {
+    // The value is a secret: the message names the entry, never its text.
+    throw new Error(`Secret OTEL_EXPORTER_OTLP_HEADERS must be key=value pairs separated by commas: ${err instanceof Error ? err.message : String(err)}.`, { cause: err });
+  }
+  return {
+    endpoint: endpoint.replace(/\/+$/, ""),
+    ratio,
+    serviceName: (env.OTEL_SERVICE_NAME ?? "").trim() || "switchyard-gateway",
+    headers,
+    timeoutMs: Math.max(1, positiveInt(env, "OTEL_EXPORTER_OTLP_TIMEOUT", 5_000)),
+  };
 }
 
 let cached: { env: Env; settings: Settings } | null = null;
@@ -184,6 +225,7 @@ export function settingsFrom(env: Env): Settings {
       coldTemperature: nonNegativeNumber(env, "MEMORY_COLD_TEMPERATURE", 5),
       retentionDays: nonNegativeNumber(env, "MEMORY_RETENTION_DAYS", 30),
     },
+    tracing: tracingFrom(env),
     reconcileDriftThreshold: nonNegativeNumber(env, "RECONCILE_DRIFT_THRESHOLD", 0.01),
     reconcileMinDriftTokens: positiveInt(env, "RECONCILE_MIN_DRIFT_TOKENS", 100),
   };

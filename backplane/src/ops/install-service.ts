@@ -177,7 +177,7 @@ export function renderEnvFile(values: Record<string, string>): string {
   return `${lines.join("\n")}\n`;
 }
 
-const SECRET_NAME = /SECRET|TOKEN|PASSWORD|API_KEY/i;
+const SECRET_NAME = /SECRET|TOKEN|PASSWORD|API_KEY|OTLP_HEADERS/i;
 
 /** The env values with secrets replaced, for printing (`--dry-run`). */
 export function redactEnv(values: Record<string, string>): Record<string, string> {

@@ -1,6 +1,7 @@
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { REQUEST_ID_HEADER } from "../../../schema/contracts/signing.ts";
+import { TRACEPARENT_HEADER, TRACESTATE_HEADER } from "../../../schema/contracts/trace-context.ts";
 import { STREAM_REPORT_HEADER, type StreamReportMode } from "../../../schema/contracts/stream-report.ts";
 import { sseEngineFailure } from "../errors.ts";
 import { pipeReported } from "./report-tap.ts";
@@ -42,6 +43,8 @@ export interface AttemptRequest {
   report: { mode: StreamReportMode; store: StreamReports } | null;
   /** An agent streaming profile re-chunks a 2xx stream (rechunk.ts), until `deadlineAt` (performance.now() time). */
   profile?: { wire: ProfileWire; clientContinuous: boolean; deadlineAt: number } | null;
+  /** The trace context for the engine (W3C headers): vLLM continues the trace under this try's span. */
+  trace?: { traceparent: string; tracestate: string | null } | null;
 }
 
 /**
@@ -71,6 +74,10 @@ export function attemptEngine(req: AttemptRequest, res: ServerResponse, gatewayG
     if (req.accept) headers.accept = req.accept;
     if (req.requestId) headers[REQUEST_ID_HEADER] = req.requestId;
     if (req.apiKey) headers.authorization = `Bearer ${req.apiKey}`;
+    if (req.trace) {
+      headers[TRACEPARENT_HEADER] = req.trace.traceparent;
+      if (req.trace.tracestate) headers[TRACESTATE_HEADER] = req.trace.tracestate;
+    }
     const send = url.protocol === "https:" ? httpsRequest : httpRequest;
     const upstream = send(url, { method: req.method, headers });
 

@@ -12,6 +12,8 @@ import { responseIdsOf, serveStoredResponseCall, type ResponseEngines } from "./
 import { storedResponseCall } from "../../../schema/contracts/responses.ts";
 import { AUDIO_PATHS, readAudioForm } from "./audio-form.ts";
 import { parseProfileWire, PROFILE_FIELD, PROFILE_TIMEOUT_CODE, type ProfileWire } from "../../../schema/contracts/stream-profile.ts";
+import { SPAN_KIND, type Trace } from "../../../schema/contracts/otlp-trace.ts";
+import { type BackplaneTracer, endEngineSpan, ENGINE_SPAN } from "../tracing/tracer.ts";
 
 /** What the inference handler needs from the daemon. */
 export interface ProxyDeps {
@@ -24,6 +26,8 @@ export interface ProxyDeps {
   reports: StreamReports;
   /** Which engine made each stored response (Responses API). */
   responses: ResponseEngines;
+  /** Records and exports the requests' traces (tracing/); absent or null when tracing is off. */
+  tracer?: BackplaneTracer | null;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -57,10 +61,25 @@ function parseRequest(body: Uint8Array): { model: string; stream: boolean; field
  * engine request (or the wait for a slot) is then abandoned at once.
  */
 export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, signedBody: Uint8Array, gatewayGone: AbortSignal): Promise<void> {
+  const path = (req.url ?? "/").split("?")[0] ?? "/";
+  if (!deps.tracer) return serveInference(deps, req, res, signedBody, gatewayGone, path, null);
+  const trace = deps.tracer.begin(req, path);
+  try {
+    await serveInference(deps, req, res, signedBody, gatewayGone, path, trace);
+  } catch (err) {
+    trace.root.fail(err instanceof Error ? err.message : String(err));
+    throw err;
+  } finally {
+    // The status the gateway got (500 when the handler threw before answering: server.ts sends it).
+    deps.tracer.finish(trace, res.headersSent ? res.statusCode : 500);
+  }
+}
+
+/** handleInference's work, with the request's trace (null when tracing is off). */
+async function serveInference(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, signedBody: Uint8Array, gatewayGone: AbortSignal, path: string, trace: Trace | null): Promise<void> {
   let body = signedBody;
   const { pool, metrics, log } = deps;
   // Calls on a stored response run no generation: a draining node still answers them.
-  const path = (req.url ?? "/").split("?")[0] ?? "/";
   const stored = storedResponseCall(path);
   if (stored) return serveStoredResponseCall({ pool, engines: deps.responses }, req, res, stored.id, gatewayGone);
   if (deps.isDraining()) {
@@ -74,6 +93,7 @@ export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res
     return sendError(res, "bad_request", AUDIO_PATHS.has(path) ? "The body must be a multipart/form-data upload with a 'model' field." : "The body must be a JSON object with a 'model' string.");
   }
   const { model, stream } = parsed;
+  trace?.root.set("gen_ai.request.model", model).set("switchyard.stream", stream);
   // An agent streaming profile (stream-profile.ts): taken out of the body, which then asks the engine for running usage.
   const profiled = stream && PROFILE_FIELD in parsed.fields ? profiledBody(parsed.fields) : null;
   if (profiled) body = profiled.body;
@@ -131,6 +151,7 @@ export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res
         if (gatewayGone.aborted || !profile) return;
         continue;
       }
+      const span = trace?.start(ENGINE_SPAN, { kind: SPAN_KIND.client }).set("switchyard.engine.id", slot.engine.id).set("switchyard.attempt", attempt + 1);
       let outcome: AttemptOutcome;
       try {
         outcome = await attemptEngine(
@@ -148,6 +169,7 @@ export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res
             firstByteTimeoutMs: Math.max(1, Math.min(stream ? deps.config.firstByteTimeoutMs : deps.config.requestTimeoutMs, profileEndsAt - performance.now())),
             report: reportMode ? { mode: reportMode, store: deps.reports } : null,
             profile: profile ? { wire: profile.wire, clientContinuous: profile.clientContinuous, deadlineAt: profileEndsAt } : null,
+            trace: trace && span ? { traceparent: trace.traceparentFor(span), tracestate: trace.tracestate } : null,
           },
           res,
           gatewayGone,
@@ -155,6 +177,7 @@ export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res
       } finally {
         granted.release();
       }
+      endEngineSpan(span, outcome);
       const engineId = slot.engine.id;
       const fields = { requestId: req.headers["x-request-id"], engine: engineId, model, attempt };
       if (ids?.id && outcome.kind === "done") deps.responses.remember(ids.id, engineId);

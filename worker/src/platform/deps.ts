@@ -1,4 +1,5 @@
 import type { Redis } from "@upstash/redis/cloudflare";
+import type { Trace } from "../../../schema/contracts/otlp-trace.ts";
 import type { Logger } from "../env.ts";
 import { settingsFrom, type Settings } from "../settings.ts";
 import { withDb, type Db } from "./db.ts";
@@ -40,6 +41,11 @@ export interface Deps {
 export interface RequestDeps extends Deps {
   requestId: string;
   startedAt: number;
+  /**
+   * The request's trace (tracing/, docs/tracing.md); absent when tracing is off. `trace.traceId`
+   * names it, `trace.exported` says whether it will be sent (for exemplars and logs).
+   */
+  trace?: Trace | null;
 }
 
 /** The database did not answer within its deadline. */

@@ -4,6 +4,8 @@ import { nodeSigningKey } from "../nodes/keys.ts";
 import { ApiError } from "../errors.ts";
 import type { NodeEntry } from "../routing/snapshot.ts";
 import { isRetryableStatus, upstreamError } from "./upstream-error.ts";
+import { SPAN_KIND, type Span, type Trace } from "../../../schema/contracts/otlp-trace.ts";
+import { TRACEPARENT_HEADER, TRACESTATE_HEADER } from "../../../schema/contracts/trace-context.ts";
 
 /** One attempt's result, for logs. */
 export interface Attempt {
@@ -47,6 +49,12 @@ export interface ForwardRequest {
   streamReport?: StreamReportMode;
   /** Return the engine's 4xx answers (except 401 and 429) as they are instead of throwing them. */
   relayClientErrors?: boolean;
+  /**
+   * The request's trace (tracing/): each attempt is an `upstream attempt` span, and the node gets a
+   * `traceparent` naming it. It is outside the signature, like the routing headers: it only links
+   * telemetry, and the signed nonce keeps the request replay-proof with or without it.
+   */
+  trace?: Trace | null;
 }
 
 /** The message of a node that could not be reached at all (callers that name the node tell it apart by this). */
@@ -88,6 +96,7 @@ export async function forwardToBackplane(req: ForwardRequest, candidates: NodeEn
     req.clientSignal?.addEventListener("abort", onClientAbort);
     const timer = setTimeout(() => controller.abort(), Math.min(req.connectTimeoutMs, remaining));
     const release = req.track?.(node) ?? (() => {});
+    const span = req.trace?.start("upstream attempt", { kind: SPAN_KIND.client }).set("switchyard.node.id", node.id).set("cloud.region", node.regionId).set("switchyard.attempt", attempts.length + 1);
     let response: Response;
     try {
       response = await fetch(nodeUrl(node.url, req.path), {
@@ -99,6 +108,7 @@ export async function forwardToBackplane(req: ForwardRequest, candidates: NodeEn
           [REQUEST_ID_HEADER]: req.requestId,
           ...(req.streamReport ? { [STREAM_REPORT_HEADER]: req.streamReport } : {}),
           ...signed,
+          ...(req.trace && span ? traceHeaders(req.trace, span) : {}),
         },
         body: body === "" ? undefined : body,
         signal: controller.signal,
@@ -108,6 +118,8 @@ export async function forwardToBackplane(req: ForwardRequest, candidates: NodeEn
       release();
       const timedOut = controller.signal.aborted && !req.clientSignal?.aborted;
       attempts.push({ nodeId: node.id, outcome: timedOut ? "timeout" : `unreachable: ${String(err)}` });
+      if (req.clientSignal?.aborted) span?.set("error.type", "client_gone").end();
+      else failAttempt(span, timedOut ? "timeout" : "unreachable", timedOut ? "no response headers in time" : String(err));
       if (!req.clientSignal?.aborted) req.onNodeResult?.(node, false);
       lastError = timedOut
         ? new ApiError("upstream_timeout", "The GPU node did not start answering in time. Retry the request.")
@@ -118,12 +130,17 @@ export async function forwardToBackplane(req: ForwardRequest, candidates: NodeEn
     const relayed = req.relayClientErrors === true && response.status >= 400 && response.status < 500 && response.status !== 401 && response.status !== 429;
     if (response.ok || relayed) {
       attempts.push({ nodeId: node.id, outcome: String(response.status) });
+      span?.set("http.response.status_code", response.status).end();
       req.onNodeResult?.(node, true);
       return { response, node, attempts, release };
     }
     release();
     const text = await response.text();
     attempts.push({ nodeId: node.id, outcome: String(response.status) });
+    span?.set("http.response.status_code", response.status);
+    // Retried statuses are the node's failure; any other is the caller's error, passed on as it is.
+    if (isRetryableStatus(response.status) || response.status === 401) failAttempt(span, `status_${response.status}`, `the node answered ${response.status}`);
+    else span?.end();
     // 5xx is the node failing (breaker input); 503/429 is a healthy node at capacity, and 4xx the caller's.
     req.onNodeResult?.(node, !(response.status >= 500 && response.status !== 503));
     if (isRetryableStatus(response.status) || response.status === 401) {
@@ -144,4 +161,16 @@ export async function forwardToBackplane(req: ForwardRequest, candidates: NodeEn
   throw lastError ?? new ApiError("no_capacity", "No GPU node is serving this model right now. Retry in a few seconds.", {
     headers: { "retry-after": "5" },
   });
+}
+
+/** The attempt's trace context for the node: its span as the parent, the caller's tracestate passed on. */
+function traceHeaders(trace: Trace, span: Span): Record<string, string> {
+  const headers: Record<string, string> = { [TRACEPARENT_HEADER]: trace.traceparentFor(span) };
+  if (trace.tracestate) headers[TRACESTATE_HEADER] = trace.tracestate;
+  return headers;
+}
+
+/** Ends a failed attempt's span with why the request moves on (which keeps the trace: always exported). */
+function failAttempt(span: Span | undefined, reason: string, message: string): void {
+  span?.set("switchyard.failover.reason", reason).set("error.type", reason).fail(message).end();
 }

@@ -38,6 +38,7 @@ import type { UsageRow } from "../metering/record.ts";
 import type { StreamProfile } from "../profiles/types.ts";
 import { profiledRequest } from "../profiles/profiles.ts";
 import { COUNCIL_MODEL_PREFIX, councilChat } from "../council/routes.ts";
+import { describeRequest, describeRoute, holdAnswer, recordStream, recordUsage, traced } from "../tracing/request.ts";
 import { lookupCache, serveHit, BYPASS } from "../cache/serve.ts";
 
 const PATHS: Record<Endpoint, string> = {
@@ -156,6 +157,7 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
   const profile = opts.profile ?? null;
   const req = profile ? profiledRequest(underModelId(asked, model.id), profile) : underModelId(asked, model.id);
   if (stored) stored.body.model = model.id;
+  describeRequest(deps.trace, { route: PATHS[endpoint], model: model.id, tenantId: identity.tenantId, stream: req.stream });
   // Pooling routes (embeddings, rerank, score) need a pooling model, audio a transcription model; tokenizing takes either kind.
   const wantKind = costClass(endpoint) === "pool" ? "embedding" : audio ? "transcription" : costClass(endpoint) === "free" && endpoint !== "count_tokens" ? model.kind : "chat";
   if (model.kind !== wantKind) {
@@ -168,7 +170,7 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
   // A profiled stream is re-cut per profile on the backplane: the response cache, which replays the engine's own cut, stays out.
   const cache = profile ? BYPASS : await lookupCache(c, endpoint, req, model);
   if (cache.kind === "hit") return serveHit(c, endpoint, req, model, bytes, cache);
-  const candidates = stored?.previousResponseId ? [await storedResponseNode(c, stored.previousResponseId, req.model)] : await routeRequest(c, req.model, req.prefixHash);
+  const candidates = stored?.previousResponseId ? [await storedResponseNode(c, stored.previousResponseId, req.model)] : await traced(deps.trace?.start("routing"), routeRequest(c, req.model, req.prefixHash), describeRoute);
 
   // Region price multipliers: the reservation assumes the dearest region among the candidates.
   const multipliers = c.get("routing").snapshot.regionMultipliers ?? {};
@@ -191,12 +193,12 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
       audioMs: req.audioMs,
       streamProfile: profile?.name ?? null,
     });
-  const admission = await admit(
+  const admission = await traced(deps.trace?.start("admission"), admit(
     deps,
     identity,
     c.get("routing").snapshot,
     { max: maxCost(req, bodyBytes, model, maxMultiplier), rateTokens: rateTokens(req, bodyBytes, model), limitField: req.output.limitField },
-  ).catch((err: unknown) => {
+  )).catch((err: unknown) => {
     // Refused at admission (limited, over budget): recorded with zero tokens, for the audit trail.
     if (err instanceof ApiError) {
       const refused = rowOf(null, err.status, { status: "rejected", usage: null, firstByteAt: null, deliveredChunks: 0, errorCode: err.code });
@@ -231,6 +233,7 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
       deadlineMs: deps.settings.routing.deadlineMs,
       onNodeResult: (node, ok) => reportNodeResult(c, node, ok),
       track: (node) => trackSend(node.id),
+      trace: deps.trace,
       // Anthropic and Responses streams are tapped here (the backplane's report tap speaks the OpenAI dialect).
       // Full audit needs the stream's bytes here, so its environments are always tapped by the gateway.
       // A profiled stream is re-chunked by the backplane and always tapped here (its report tap sees the engine's chunks).
@@ -256,6 +259,7 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
         // Counting or converting tokens is not usage: the row records the request, with no tokens and no cost.
         if (costClass(endpoint) === "free" && bytes) outcome.usage = { promptTokens: 0, completionTokens: 0, cachedPromptTokens: 0 };
         const row = rowOf(forwarded.node, bytes ? forwarded.response.status : 502, outcome);
+        recordUsage(deps.trace, outcome);
         if (!bytes) {
           // Metered (what was served is nothing) here; the catch below gives the reservation back and audits.
           deps.waitUntil(settleRequest(deps, admission, row, null, conversationOf(row, null)));
@@ -284,6 +288,7 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
             capture,
             ...(dialect === "openai" ? {} : { dialect, broken: failureEvent(BROKEN_MESSAGE, "upstream_error") }),
           });
+      deps.trace?.hold(tapped.done.then((outcome) => recordStream(deps.trace, outcome, answeredAt)));
       deps.waitUntil(
         tapped.done.then((outcome) => {
           forwarded.release();
@@ -304,6 +309,7 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
   // before the node answered must still reach the release above (the runtime ends a request's work
   // once its response is done and nothing is waited for).
   deps.waitUntil(answer.catch(() => undefined));
+  holdAnswer(deps.trace, answer);
 
   const headers = new Headers({
     "content-type": req.stream ? "text/event-stream; charset=utf-8" : "application/json",
