@@ -162,7 +162,9 @@ describe("backplane fedattn against the local gateway", () => {
   it("a join asking for another sync interval than the session's exits 2 and leaves again", async () => {
     const envD = await nodeEnv("fa-cli-d");
     const envE = await nodeEnv("fa-cli-e");
-    const d = startInBackground(["--prompt", "p", "--sync-interval", "4", "--wait-for", "2", "--wait-timeout-ms", "4000"], envD);
+    // d waits for 3, so e's brief membership never lets it start syncing; long enough for e's and the
+    // status command's processes to run on a busy machine, after which d gives up (exit 1).
+    const d = startInBackground(["--prompt", "p", "--sync-interval", "4", "--wait-for", "3", "--wait-timeout-ms", "15000"], envD);
     const sessionId = await d.sessionId;
     const e = await fedattn(["join", "--session", sessionId, "--prompt", "q", "--sync-interval", "8"], envE);
     expect(e.code).toBe(2);
