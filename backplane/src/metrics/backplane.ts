@@ -1,5 +1,7 @@
 import type { EnginePool } from "../engines/pool.ts";
 import { Counter, Gauge, Histogram, LATENCY_BUCKETS, Registry } from "./registry.ts";
+import type { GpuSampler } from "./gpu.ts";
+import type { GpuInfo } from "../../../schema/contracts/system-resources.ts";
 
 /** The backplane's own metrics, served at GET /metrics with the engines' load gauges. */
 export interface BackplaneMetrics {
@@ -17,7 +19,7 @@ export interface BackplaneMetrics {
 const CIRCUIT = { closed: 0, half_open: 1, open: 2 } as const;
 
 /** Creates the registry; gauges read the pool when /metrics is scraped. */
-export function createBackplaneMetrics(pool: EnginePool, isDraining: () => boolean): BackplaneMetrics {
+export function createBackplaneMetrics(pool: EnginePool, isDraining: () => boolean, gpus: GpuSampler | null = null): BackplaneMetrics {
   const registry = new Registry();
   const perEngine = (read: (r: ReturnType<EnginePool["reports"]>[number]) => number | null) => () =>
     pool.reports().flatMap((r) => {
@@ -42,10 +44,19 @@ export function createBackplaneMetrics(pool: EnginePool, isDraining: () => boole
   registry.add(new Gauge("switchyard_engine_circuit_state", "Circuit breaker: 0 closed, 1 half-open, 2 open.", perEngine((r) => CIRCUIT[r.circuit])));
   registry.add(new Gauge("switchyard_engine_requests_running", "Engine-reported running requests (vllm:num_requests_running).", perEngine((r) => r.running)));
   registry.add(new Gauge("switchyard_engine_requests_waiting", "Engine-reported waiting requests (vllm:num_requests_waiting).", perEngine((r) => r.waiting)));
-  registry.add(new Gauge("switchyard_engine_kv_cache_usage", "Engine KV cache use, 0-1.", perEngine((r) => r.kvCacheUsage)));
+  registry.add(new Gauge("switchyard_engine_kv_cache_usage_ratio", "Engine KV cache use, 0-1.", perEngine((r) => r.kvCacheUsage)));
   registry.add(new Gauge("switchyard_engine_recent_ttft_seconds", "Mean time to first token over the last scrape interval.", perEngine((r) => (r.recentTtftMs === null ? null : r.recentTtftMs / 1000))));
-  registry.add(new Gauge("switchyard_engine_prompt_tokens_total", "Engine lifetime prompt tokens (vllm:prompt_tokens_total).", perEngine((r) => r.promptTokensTotal)));
-  registry.add(new Gauge("switchyard_engine_generation_tokens_total", "Engine lifetime generated tokens (vllm:generation_tokens_total).", perEngine((r) => r.generationTokensTotal)));
+  // The engine's own lifetime counters, passed on as counters (they restart from 0 with the engine).
+  registry.add(new Gauge("switchyard_engine_prompt_tokens_total", "Engine lifetime prompt tokens (vllm:prompt_tokens_total).", perEngine((r) => r.promptTokensTotal), "counter"));
+  registry.add(new Gauge("switchyard_engine_generation_tokens_total", "Engine lifetime generated tokens (vllm:generation_tokens_total).", perEngine((r) => r.generationTokensTotal), "counter"));
+  const perGpu = (read: (g: GpuInfo) => number | null) => () =>
+    (gpus?.current() ?? []).flatMap((g) => {
+      const value = read(g);
+      return value === null ? [] : [{ labels: { gpu: String(g.index), name: g.name }, value }];
+    });
+  registry.add(new Gauge("switchyard_gpu_utilization_ratio", "GPU busy time, 0-1, as nvidia-smi reports it (sampled at most every 10 s).", perGpu((g) => (g.utilizationPct === null ? null : g.utilizationPct / 100))));
+  registry.add(new Gauge("switchyard_gpu_memory_used_bytes", "GPU memory in use, as nvidia-smi reports it.", perGpu((g) => g.memoryUsedBytes)));
+  registry.add(new Gauge("switchyard_gpu_memory_total_bytes", "GPU memory in all, as nvidia-smi reports it.", perGpu((g) => g.memoryTotalBytes)));
   registry.add(new Gauge("switchyard_backplane_draining", "1 while the node drains.", () => [{ labels: {}, value: isDraining() ? 1 : 0 }]));
   return metrics;
 }

@@ -44,13 +44,16 @@ export class Gauge implements Metric {
   readonly name: string;
   readonly help: string;
   private readonly read: () => { labels: Labels; value: number }[];
-  constructor(name: string, help: string, read: () => { labels: Labels; value: number }[]) {
+  /** `counter` for a value read from elsewhere that only rises (an engine's lifetime counter). */
+  private readonly type: "gauge" | "counter";
+  constructor(name: string, help: string, read: () => { labels: Labels; value: number }[], type: "gauge" | "counter" = "gauge") {
     this.name = name;
     this.help = help;
     this.read = read;
+    this.type = type;
   }
   render(): string[] {
-    return [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`, ...this.read().map((s) => sample(this.name, labelKey(s.labels), s.value))];
+    return [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`, ...this.read().map((s) => sample(this.name, labelKey(s.labels), s.value))];
   }
 }
 

@@ -47,7 +47,8 @@ export function parseNvidiaSmiCsv(text: string): GpuInfo[] {
   return gpus;
 }
 
-function runNvidiaSmi(path: string): Promise<{ gpus: GpuInfo[]; gpuError: string | null }> {
+/** The GPUs as nvidia-smi reports them (bounded by its timeout); never throws: see `gpuError`. */
+export function runNvidiaSmi(path: string): Promise<{ gpus: GpuInfo[]; gpuError: string | null }> {
   return new Promise((resolve) => {
     execFile(path, NVIDIA_SMI_ARGS, { timeout: NVIDIA_SMI_TIMEOUT_MS, encoding: "utf8" }, (err, stdout, stderr) => {
       if (err === null) {
