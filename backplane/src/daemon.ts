@@ -8,6 +8,7 @@ import { HeartbeatSender } from "./heartbeat/sender.ts";
 import { createLog, type Log } from "./log.ts";
 import { LoraAdapterRoutes } from "./management/adapters.ts";
 import { createBackplaneMetrics } from "./metrics/backplane.ts";
+import { GpuSampler } from "./metrics/gpu.ts";
 import { StreamReports } from "./proxy/reports.ts";
 import { BackplaneServer } from "./server.ts";
 import { BackplaneTracer } from "./tracing/tracer.ts";
@@ -42,7 +43,7 @@ export async function startDaemon(config: BackplaneConfig, opts: { log?: Log } =
   });
   await pool.start();
   const drainer = new Drainer({ pool, graceMs: config.drainGraceMs, log, onStart: () => void sender?.sendNow() });
-  const metrics = createBackplaneMetrics(pool, () => drainer.draining);
+  const metrics = createBackplaneMetrics(pool, () => drainer.draining, new GpuSampler(config.nvidiaSmiPath));
   const reports = new StreamReports({ onEvent: (event) => metrics.streamReports.inc({ event }) });
   const status = () => (drainer.draining ? "draining" : pool.status());
   const tracer = config.tracing ? new BackplaneTracer(config.tracing, { nodeId: config.nodeId, region: config.region }, log) : null;
