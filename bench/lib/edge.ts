@@ -220,7 +220,9 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
       vars,
       bundle,
       config,
-      runScheduled: (cron) => workerd.runScheduled(cron),
+      runScheduled: async (cron) => {
+        await workerd.runScheduled(cron);
+      },
       close,
     };
   } catch (err) {
