@@ -157,7 +157,7 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
   const profile = opts.profile ?? null;
   const req = profile ? profiledRequest(underModelId(asked, model.id), profile) : underModelId(asked, model.id);
   if (stored) stored.body.model = model.id;
-  describeRequest(deps.trace, { route: PATHS[endpoint], model: model.id, tenantId: identity.tenantId, stream: req.stream });
+  describeRequest(deps.trace, PATHS[endpoint], model.id, identity.tenantId, req.stream);
   // Pooling routes (embeddings, rerank, score) need a pooling model, audio a transcription model; tokenizing takes either kind.
   const wantKind = costClass(endpoint) === "pool" ? "embedding" : audio ? "transcription" : costClass(endpoint) === "free" && endpoint !== "count_tokens" ? model.kind : "chat";
   if (model.kind !== wantKind) {
