@@ -27,7 +27,7 @@ export default defineConfig(
   },
   {
     files: workerFiles,
-    ignores: ["worker/cli/**"],
+    ignores: ["worker/cli/**", "worker/selfhost/**"],
     languageOptions: {
       parserOptions: { project: "./tsconfig.worker.json", tsconfigRootDir: import.meta.dirname },
     },

@@ -2,6 +2,8 @@
  * End to end: the real local stack (wrangler dev + backplane + simulated engine + Postgres + Redis,
  * started exactly as `npm start` does) driven by the official `openai` client.
  */
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
 import { eq } from "drizzle-orm";
 import OpenAI from "openai";
 import type { ChatCompletionCreateParamsStreaming } from "openai/resources/chat/completions";
@@ -116,6 +118,63 @@ describe("the local stack through the openai client", () => {
       status: 404,
       code: "model_not_found",
     });
+  });
+
+  it("counts every request in /admin/metrics (summed in Redis) and tells the client its own time in Server-Timing", async () => {
+    const scrape = async (): Promise<string> => {
+      const res = await fetch(`${stack.gatewayUrl}/admin/metrics`, { headers: { authorization: `Bearer ${stack.adminToken}` } });
+      expect(res.status).toBe(200);
+      return res.text();
+    };
+    const value = (text: string, series: string): number => {
+      const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+      return line === undefined ? 0 : Number(line.slice(series.length + 1));
+    };
+    const served = 'switchyard_requests_total{model="sim-llama-8b",node="local-1",region="local",route="chat",status="200"}';
+    const badKey = 'switchyard_requests_total{model="",node="",region="",route="models",status="401"}';
+    const before = await scrape();
+
+    const { data, response } = await client.chat.completions.create({ model: "sim-llama-8b", messages, max_tokens: 7 }).withResponse();
+    // The gateway's own time, its routing and admission, and the node's first byte.
+    const timing = response.headers.get("server-timing") ?? "";
+    expect(timing).toMatch(/^gateway;dur=\d+, routing;dur=\d+, admission;dur=\d+, upstream;desc="node first byte";dur=\d+$/);
+    const stream = await client.chat.completions.create({ model: "sim-llama-8b", messages, max_tokens: 5, stream: true, stream_options: { include_usage: true } });
+    let streamUsage = { prompt_tokens: 0, completion_tokens: 0 };
+    for await (const chunk of stream) if (chunk.usage) streamUsage = chunk.usage;
+    const wrong = await fetch(`${stack.gatewayUrl}/v1/models`, { headers: { authorization: "Bearer sk-sy-wrong" } });
+    expect(wrong.status).toBe(401);
+    expect(wrong.headers.get("server-timing")).toMatch(/^gateway;dur=\d+$/);
+    await wrong.arrayBuffer();
+
+    // The isolate's counts reach Redis with the next request's end writes (or the scheduled job).
+    let after = "";
+    for (let i = 0; i < 40; i++) {
+      after = await scrape();
+      if (value(after, served) >= value(before, served) + 2 && value(after, "switchyard_request_duration_seconds_count{route=\"chat\"}") >= value(before, 'switchyard_request_duration_seconds_count{route="chat"}') + 2) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(value(after, served) - value(before, served)).toBe(2);
+    expect(value(after, badKey) - value(before, badKey)).toBe(1);
+    expect(value(after, 'switchyard_admission_refusals_total{layer="auth",reason="invalid_key"}') - value(before, 'switchyard_admission_refusals_total{layer="auth",reason="invalid_key"}')).toBe(1);
+    const tokens = (dir: string, text: string) => value(text, `switchyard_tokens_total{direction="${dir}",model="sim-llama-8b"}`);
+    expect(tokens("out", after) - tokens("out", before)).toBe(7 + streamUsage.completion_tokens);
+    expect(tokens("in", after) - tokens("in", before)).toBe((data.usage?.prompt_tokens ?? 0) + streamUsage.prompt_tokens);
+    expect(value(after, 'switchyard_request_duration_seconds_count{route="chat"}') - value(before, 'switchyard_request_duration_seconds_count{route="chat"}')).toBe(2);
+    expect(value(after, 'switchyard_time_to_first_token_seconds_count{route="chat"}') - value(before, 'switchyard_time_to_first_token_seconds_count{route="chat"}')).toBe(1);
+    expect(value(after, 'switchyard_request_duration_seconds_bucket{route="chat",le="+Inf"}')).toBe(value(after, 'switchyard_request_duration_seconds_count{route="chat"}'));
+    // The fleet, from the registry and the heartbeats.
+    expect(value(after, 'switchyard_node_up{node="local-1",region="local"}')).toBe(1);
+    expect(value(after, 'switchyard_node_circuit_open{node="local-1",region="local"}')).toBe(0);
+    expect(after).toMatch(/^switchyard_node_capacity\{node="local-1",region="local"\} [1-9]/m);
+    // The exposition follows Prometheus' conventions (promtool, Debian's prometheus package, where installed).
+    const promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].find((p) => existsSync(p));
+    if (promtool) {
+      const lint = await new Promise<string>((resolve) => {
+        const child = execFile(promtool, ["check", "metrics"], { timeout: 30_000 }, (err, stdout, stderr) => resolve(`${err ? "failed\n" : ""}${stdout}${stderr}`));
+        child.stdin?.end(after);
+      });
+      expect(lint).toBe("");
+    }
   });
 
   it("surfaces an engine failure in the middle of a stream as an error, not a silent truncation", async () => {

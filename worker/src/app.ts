@@ -19,6 +19,8 @@ import { isOllamaPath, ollamaErrorResponse } from "./ollama/errors.ts";
 import { ollamaEmbed, ollamaEmbeddings } from "./ollama/routes.ts";
 import { PROFILE_ROUTES, profileHandler } from "./profiles/routes.ts";
 import { fedattnRoutes } from "./fedattn/routes.ts";
+import { countEvent, countRequest } from "./platform/metrics.ts";
+import { apiRouteOf, refusalOf } from "./platform/request-metrics.ts";
 import { listVotesHandler, readVoteHandler, specialistHandler, voteHandler } from "./council/routes.ts";
 import { finishRequestTrace, traceRequest } from "./tracing/request.ts";
 
@@ -71,11 +73,18 @@ export function createApp(): Hono<AppEnv> {
     const trace = traceRequest(c.req.raw, c.req.path, deps.settings.tracing, startedAt);
     c.set("deps", { ...deps, requestId: newRequestId(), startedAt, trace });
     await next();
+    const res = c.res;
     // The trace ends with the response (a stream's last byte: the handler holds it open) and is exported after it (tracing/).
-    if (trace) deps.waitUntil(finishRequestTrace(c.get("deps"), trace, c.res.status));
+    if (trace) deps.waitUntil(finishRequestTrace(c.get("deps"), trace, res.status));
+    // Every API answer is counted (platform/metrics.ts); a served one with its model and node.
+    const route = c.get("apiRoute") ?? apiRouteOf(c.req.path);
+    if (route !== null) {
+      countRequest(route, c.get("apiModel") ?? "", res.headers.get("x-switchyard-region") ?? "", res.headers.get("x-switchyard-node") ?? "", res.status);
+    }
     // Setting a header on a finished response makes Hono copy the Response: only when it lacks one
-    // (the inference and error paths set it themselves).
-    if (!c.res.headers.has("x-request-id")) c.header("x-request-id", c.get("deps").requestId);
+    // (the inference and error paths set them themselves).
+    if (!res.headers.has("x-request-id")) c.header("x-request-id", c.get("deps").requestId);
+    if (!res.headers.has("server-timing")) c.header("server-timing", `gateway;dur=${Date.now() - startedAt}`);
   });
 
   app.get("/health", health);
@@ -131,12 +140,19 @@ export function createApp(): Hono<AppEnv> {
   const render = (c: Context<AppEnv>, err: ApiError): Response => {
     // The deps are unset only when building them failed (an invalid setting).
     const requestId = (c.get("deps") as AppEnv["Variables"]["deps"] | undefined)?.requestId ?? "unknown";
+    // The gateway's own time on the request (Server-Timing), set here so the response is not copied to add it.
+    const started = (c.get("deps") as AppEnv["Variables"]["deps"] | undefined)?.startedAt;
+    if (started !== undefined) err.headers["server-timing"] ??= `gateway;dur=${Date.now() - started}`;
     if (isOllamaPath(c.req.path)) return ollamaErrorResponse(err, requestId);
     return isAnthropicPath(c.req.path) ? anthropicErrorResponse(err, requestId) : errorResponse(err, { "x-request-id": requestId });
   };
   app.notFound((c) => render(c, new ApiError("not_found", `No route for ${c.req.method} ${c.req.path}. See GET /v1/models and the README for the API.`)));
   app.onError((err, c) => {
-    if (err instanceof ApiError) return render(c, err);
+    if (err instanceof ApiError) {
+      const refusal = apiRouteOf(c.req.path) === null ? null : refusalOf(err);
+      if (refusal) countEvent("switchyard_admission_refusals_total", refusal);
+      return render(c, err);
+    }
     if (err instanceof HTTPException) {
       const code = err.status === 405 ? "method_not_allowed" : "invalid_value";
       return render(c, new ApiError(code, err.message || "Bad request.", { status: err.status }));

@@ -9,20 +9,9 @@ import type { AdminContext } from "../admin/http.ts";
 import { readFleetLive } from "../nodes/admin-state.ts";
 import { isStale } from "../nodes/live.ts";
 import { circuitPhase } from "../routing/breaker.ts";
+import { FLEET_GAUGES } from "./metric-names.ts";
 
-const GAUGES = {
-  switchyard_node_up: "1 when the node is registered and active, its last heartbeat is fresh and it reports ready or degraded; 0 otherwise (stale, draining, unhealthy, disabled).",
-  switchyard_node_draining: "1 while the node drains (by an operator, or its own shutdown or spot notice).",
-  switchyard_node_in_flight: "Requests the node's backplane is running now (its last heartbeat).",
-  switchyard_node_capacity: "Concurrency the node's engines accept in all.",
-  switchyard_node_waiting_requests: "Requests waiting in the node's engines (vLLM num_requests_waiting, the largest over its engines).",
-  switchyard_node_running_requests: "Requests running in the node's engines (vLLM num_requests_running, summed).",
-  switchyard_node_kv_cache_usage_ratio: "KV cache use of the node's engines, 0 to 1 (the largest over its engines).",
-  switchyard_node_circuit_open: "1 while the gateway's circuit breaker for the node is open or half open.",
-  switchyard_node_heartbeat_age_seconds: "Seconds since the gateway took the node's last heartbeat.",
-} as const;
-
-type Gauge = keyof typeof GAUGES;
+type Gauge = keyof typeof FLEET_GAUGES;
 
 /** The fleet gauges as Prometheus text ("" when the registry cannot be read: the scrape shows the rest). */
 export async function renderFleetGauges(c: AdminContext): Promise<string> {
@@ -35,7 +24,7 @@ export async function renderFleetGauges(c: AdminContext): Promise<string> {
   }
   const { live, circuits } = await readFleetLive(c);
   const now = Date.now();
-  const values: Record<Gauge, string[]> = Object.fromEntries(Object.keys(GAUGES).map((k) => [k, [] as string[]])) as unknown as Record<Gauge, string[]>;
+  const values: Record<Gauge, string[]> = Object.fromEntries(Object.keys(FLEET_GAUGES).map((k) => [k, [] as string[]])) as unknown as Record<Gauge, string[]>;
   for (const node of registry.sort((a, b) => a.id.localeCompare(b.id))) {
     const labels = `{node="${node.id}",region="${node.regionId}"}`;
     const state = live[node.id];
@@ -53,6 +42,6 @@ export async function renderFleetGauges(c: AdminContext): Promise<string> {
     if (state.kvCacheUsage !== null) values.switchyard_node_kv_cache_usage_ratio.push(`switchyard_node_kv_cache_usage_ratio${labels} ${state.kvCacheUsage}`);
   }
   const lines: string[] = [];
-  for (const [name, help] of Object.entries(GAUGES) as [Gauge, string][]) lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, ...values[name]);
+  for (const [name, help] of Object.entries(FLEET_GAUGES) as [Gauge, string][]) lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, ...values[name]);
   return `${lines.join("\n")}\n`;
 }

@@ -2,6 +2,7 @@ import { NODE_HEADER, REQUEST_ID_HEADER, signRequest } from "../../../schema/con
 import { STREAM_REPORT_HEADER, type StreamReportMode } from "../../../schema/contracts/stream-report.ts";
 import { nodeSigningKey } from "../nodes/keys.ts";
 import { ApiError } from "../errors.ts";
+import { countEvent } from "../platform/metrics.ts";
 import type { NodeEntry } from "../routing/snapshot.ts";
 import { isRetryableStatus, upstreamError } from "./upstream-error.ts";
 import { SPAN_KIND, type Span, type Trace } from "../../../schema/contracts/otlp-trace.ts";
@@ -74,6 +75,15 @@ function nodeUrl(base: string, path: string): string {
   return url;
 }
 
+/** Why a request left a node for the next one, for `switchyard_failovers_total`. */
+function failoverReason(outcome: string): string {
+  if (outcome === "timeout") return "timeout";
+  if (outcome.startsWith("unreachable")) return "unreachable";
+  if (outcome === "503" || outcome === "429") return "capacity";
+  if (outcome === "401") return "secret";
+  return "status_5xx";
+}
+
 /**
  * Sends the signed request to the first candidate that answers; moves on to the next one when a
  * node cannot be reached, times out before its headers, or answers 5xx/429 (nothing has reached the
@@ -87,6 +97,8 @@ export async function forwardToBackplane(req: ForwardRequest, candidates: NodeEn
   for (const node of candidates.slice(0, req.maxAttempts)) {
     const remaining = deadline - Date.now();
     if (remaining <= 0 || req.clientSignal?.aborted) break;
+    const previous = attempts.at(-1);
+    if (previous) countEvent("switchyard_failovers_total", { reason: failoverReason(previous.outcome) });
     const key = await nodeSigningKey(req.masterSecret, node.id, node.secretVersion);
     const method = req.method ?? "POST";
     const body = req.bodyFor ? await req.bodyFor(node) : req.body;

@@ -3,6 +3,7 @@ import type { AppEnv } from "../env.ts";
 import { ApiError, sseErrorEvent, type ErrorCode } from "../errors.ts";
 import { usageOutboxKey } from "../metering/flush.ts";
 import { settleRequest } from "../metering/request-end.ts";
+import { countEvent } from "../platform/metrics.ts";
 import { usageRow } from "../metering/record.ts";
 import { enqueue } from "../platform/outbox.ts";
 import { auditOutboxKey } from "../audit/outbox.ts";
@@ -39,7 +40,7 @@ import type { StreamProfile } from "../profiles/types.ts";
 import { profiledRequest } from "../profiles/profiles.ts";
 import { COUNCIL_MODEL_PREFIX, councilChat } from "../council/routes.ts";
 import { describeRequest, describeRoute, holdAnswer, recordStream, recordUsage, traced } from "../tracing/request.ts";
-import { lookupCache, serveHit, BYPASS } from "../cache/serve.ts";
+import { lookupCache, serveHit, BYPASS, CACHE_HEADER } from "../cache/serve.ts";
 
 const PATHS: Record<Endpoint, string> = {
   chat: "/v1/chat/completions",
@@ -129,6 +130,7 @@ export interface ProxyOptions {
 export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: ArrayBuffer, opts: ProxyOptions = {}): Promise<Response> {
   const deps = c.get("deps");
   const identity = c.get("identity");
+  c.set("apiRoute", endpoint);
   const scope = SCOPE[endpoint];
   if (scope === "either" ? !identity.scopes.includes("chat") && !identity.scopes.includes("embeddings") : !identity.scopes.includes(scope)) {
     throw new ApiError("permission_denied", `This API key lacks the '${scope === "either" ? "chat' or 'embeddings" : scope}' scope needed for ${PATHS[endpoint]}.`);
@@ -155,6 +157,7 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
   }
   // An agent streaming profile (profiles/): one choice, the profile carried to the backplane in the body.
   const profile = opts.profile ?? null;
+  c.set("apiModel", model.id);
   const req = profile ? profiledRequest(underModelId(asked, model.id), profile) : underModelId(asked, model.id);
   if (stored) stored.body.model = model.id;
   describeRequest(deps.trace, PATHS[endpoint], model.id, identity.tenantId, req.stream);
@@ -169,8 +172,14 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
   // The response and embeddings caches (cache/, docs/caching.md): a hit is answered without a node.
   // A profiled stream is re-cut per profile on the backplane: the response cache, which replays the engine's own cut, stays out.
   const cache = profile ? BYPASS : await lookupCache(c, endpoint, req, model);
+  const cacheResult = cache.kind === "hit" ? "hit" : cache.headers[CACHE_HEADER] === "miss" ? "miss" : null;
+  if (cacheResult) countEvent("switchyard_cache_lookups_total", { cache: endpoint === "embeddings" ? "embeddings" : "response", result: cacheResult });
   if (cache.kind === "hit") return serveHit(c, endpoint, req, model, bytes, cache);
+  // Server-Timing (the gateway's own time): routing, admission, the node's first byte. The Workers
+  // clock moves only on I/O, so a phase that did none (admission from the isolate's leases) is 0.
+  const routingStarted = Date.now();
   const candidates = stored?.previousResponseId ? [await storedResponseNode(c, stored.previousResponseId, req.model)] : await traced(deps.trace?.start("routing"), routeRequest(c, req.model, req.prefixHash), describeRoute);
+  const routingMs = Date.now() - routingStarted;
 
   // Region price multipliers: the reservation assumes the dearest region among the candidates.
   const multipliers = c.get("routing").snapshot.regionMultipliers ?? {};
@@ -193,6 +202,7 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
       audioMs: req.audioMs,
       streamProfile: profile?.name ?? null,
     });
+  const admissionStarted = Date.now();
   const admission = await traced(deps.trace?.start("admission"), admit(
     deps,
     identity,
@@ -206,6 +216,7 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
     }
     throw err;
   });
+  const admissionMs = Date.now() - admissionStarted;
   const authAudit = takeAuthAudit(c);
   // Conversation audit (docs/audit.md): with the mode off (the default) nothing else happens for it.
   const auditMode = identity.auditMode ?? "off";
@@ -220,6 +231,8 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
 
   // The node's answer, tapped for its usage, which is settled in waitUntil once the body ends.
   // Anything failing before that gives back the reservation and the concurrency slot.
+  const forwardStarted = Date.now();
+  let upstreamMs: number | null = null;
   const answer = forwardToBackplane(
     {
       path: PATHS[endpoint],
@@ -245,6 +258,7 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
   )
     .then(async (forwarded: Forwarded): Promise<{ forwarded: Forwarded; body: ReadableStream<Uint8Array> | Uint8Array }> => {
       const answeredAt = Date.now();
+      upstreamMs = answeredAt - forwardStarted;
       // workers-types leave a body's chunk type as `any`; a fetch() body yields bytes.
       const upstreamBody = forwarded.response.body as ReadableStream<Uint8Array> | null;
       if (!upstreamBody) {
@@ -335,6 +349,7 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
         failure: (err) => (err instanceof ApiError ? failureEvent(err.message, err.code) : failureEvent("The gateway could not reach a GPU node. Retry the request.", "upstream_error")),
         onCancel: () => upstreamAbort.abort(),
       });
+      headers.set("server-timing", serverTiming(deps.startedAt, routingMs, admissionMs, null));
       return new Response(body, { status: 200, headers });
     }
   }
@@ -343,7 +358,19 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
   if (upstreamType) headers.set("content-type", upstreamType);
   headers.set("x-switchyard-node", forwarded.node.id);
   headers.set("x-switchyard-region", forwarded.node.regionId);
+  headers.set("server-timing", serverTiming(deps.startedAt, routingMs, admissionMs, upstreamMs));
   return new Response(body, { status: forwarded.response.status, headers });
+}
+
+/**
+ * The Server-Timing header of a served request: `gateway` is the gateway's own time up to now (the
+ * whole time minus the wait for the node's first byte), then its routing and admission and the
+ * node's first byte (`upstream`, absent when the stream was committed before the node answered).
+ */
+function serverTiming(startedAt: number, routingMs: number, admissionMs: number, upstreamMs: number | null): string {
+  const total = Date.now() - startedAt;
+  const upstream = upstreamMs === null ? "" : `, upstream;desc="node first byte";dur=${upstreamMs}`;
+  return `gateway;dur=${Math.max(0, total - (upstreamMs ?? 0))}, routing;dur=${routingMs}, admission;dur=${admissionMs}${upstream}`;
 }
 
 /** Validates a JSON body in its endpoint's dialect (proxy/validate.ts, anthropic/, responses/, extras/). */
@@ -436,6 +463,7 @@ export function reportNodeResult(c: Context<AppEnv>, node: NodeEntry, ok: boolea
   const prefix = settings.redisPrefix;
   if (ok) {
     if (!routing.circuits[node.id]) return;
+    if ((routing.circuits[node.id]?.openUntil ?? 0) > 0) countEvent("switchyard_circuit_changes_total", { node: node.id, state: "closed" });
     rememberCircuit(node.id, null);
     c.executionCtx.waitUntil(recordSuccess(redis, prefix, node.id).catch(() => null));
     return;
@@ -444,8 +472,11 @@ export function reportNodeResult(c: Context<AppEnv>, node: NodeEntry, ok: boolea
   c.executionCtx.waitUntil(
     recordFailure(redis, prefix, node.id, breaker)
       .then((state) => {
+        const before = routing.circuits[node.id]?.openUntil ?? 0;
         rememberCircuit(node.id, state);
         if (state.openUntil > Date.now()) c.get("deps").log("circuit_open", { nodeId: node.id, failures: state.failures, until: new Date(state.openUntil).toISOString() });
+        // A new opening (not the same one seen again by another request of this isolate).
+        if (state.openUntil > Date.now() && state.openUntil !== before) countEvent("switchyard_circuit_changes_total", { node: node.id, state: "open" });
       })
       .catch(() => null),
   );
