@@ -6,23 +6,31 @@
  */
 import { nodes } from "../../../schema/tables/index.ts";
 import type { AdminContext } from "../admin/http.ts";
-import { readFleetLive } from "../nodes/admin-state.ts";
+import { LIVE_UNAVAILABLE_HEADER, readFleetLive } from "../nodes/admin-state.ts";
 import { isStale } from "../nodes/live.ts";
 import { circuitPhase } from "../routing/breaker.ts";
 import { FLEET_GAUGES } from "./metric-names.ts";
 
 type Gauge = keyof typeof FLEET_GAUGES;
 
-/** The fleet gauges as Prometheus text ("" when the registry cannot be read: the scrape shows the rest). */
-export async function renderFleetGauges(c: AdminContext): Promise<string> {
-  let registry: { id: string; regionId: string; status: string }[];
-  try {
-    registry = await c.get("deps").db((db) => db.select({ id: nodes.id, regionId: nodes.regionId, status: nodes.status }).from(nodes));
-  } catch (err) {
-    c.get("deps").log("metrics_fleet_unavailable", { error: String(err) });
-    return "";
-  }
-  const { live, circuits } = await readFleetLive(c);
+/**
+ * The fleet gauges as Prometheus text ("" when the registry cannot be read: the scrape shows the
+ * rest), and whether the registry (Postgres) and the live state (Redis) could be read.
+ */
+export async function renderFleetGauges(c: AdminContext): Promise<{ text: string; registryOk: boolean; liveOk: boolean }> {
+  const [registry, fleetLive] = await Promise.all([
+    c
+      .get("deps")
+      .db((db) => db.select({ id: nodes.id, regionId: nodes.regionId, status: nodes.status }).from(nodes))
+      .catch((err: unknown) => {
+        c.get("deps").log("metrics_fleet_unavailable", { error: String(err) });
+        return null;
+      }),
+    readFleetLive(c),
+  ]);
+  const liveOk = c.res.headers.get(LIVE_UNAVAILABLE_HEADER) === null;
+  if (registry === null) return { text: "", registryOk: false, liveOk };
+  const { live, circuits } = fleetLive;
   const now = Date.now();
   const values: Record<Gauge, string[]> = Object.fromEntries(Object.keys(FLEET_GAUGES).map((k) => [k, [] as string[]])) as unknown as Record<Gauge, string[]>;
   for (const node of registry.sort((a, b) => a.id.localeCompare(b.id))) {
@@ -43,5 +51,5 @@ export async function renderFleetGauges(c: AdminContext): Promise<string> {
   }
   const lines: string[] = [];
   for (const [name, help] of Object.entries(FLEET_GAUGES) as [Gauge, string][]) lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, ...values[name]);
-  return `${lines.join("\n")}\n`;
+  return { text: `${lines.join("\n")}\n`, registryOk: true, liveOk };
 }

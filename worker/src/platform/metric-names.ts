@@ -18,7 +18,8 @@ export const COUNTERS = {
   switchyard_failovers_total: "Requests moved to another node before their first byte, by why the previous node failed (timeout, unreachable, status_5xx, capacity, secret).",
   switchyard_circuit_changes_total: "Node circuit breaker transitions seen by the gateway, by node and new state (open, closed).",
   switchyard_billing_exports_total: "Monthly billing exports asked for, by result (ok, failed).",
-  switchyard_reconciliation_runs_total: "Reconciliation runs of the scheduled job, by result (ok, failed).",
+  switchyard_reconciliation_runs_total: "Reconciliation runs (the scheduled job's hourly one and POST /admin/reconciliation/run), by result (ok, failed).",
+  switchyard_scheduled_runs_total: "Runs of the scheduled job (every minute: outbox flushes, stale nodes, key set; hourly: reconciliation), by result (ok, failed).",
   switchyard_reconciliation_alerts_total: "Reconciliation windows whose drift between engine-counted and metered tokens was above the threshold (label node).",
 } as const;
 

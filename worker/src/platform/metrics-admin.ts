@@ -9,38 +9,56 @@ import { backlog, deadLetterKey, replayDeadLetters, type DeadLetter } from "./ou
 import type { AdminEnv } from "../admin/auth.ts";
 
 /**
- * `GET /admin/metrics` (operator only): the gateway's dependency-failure counters as Prometheus
- * text — how often rate limits failed open and budgets failed closed, the federated-attention
- * histograms (platform/metrics.ts) — and the backlog of usage, audit and federated-attention records
- * waiting in Redis for the scheduled job.
+ * `GET /admin/metrics` (operator only; docs/operations.md#metrics): the gateway's counters and
+ * histograms summed over every isolate (platform/metrics.ts), the outboxes' backlog and dead letters
+ * (Redis), and the fleet's gauges (fleet-gauges.ts: Postgres and Redis). A dependency that does not
+ * answer leaves its part out of the scrape instead of failing it, and `switchyard_dependency_up`
+ * says which: the outage an alert exists for must not take the metrics away.
  */
 export const metricsRoutes = new Hono<AdminEnv>().get("/", async (c) => {
   if (c.get("actor").kind !== "operator") throw new ApiError("permission_denied", "Metrics are for the operator (ADMIN_TOKEN).");
-  await flushCounters(c.get("deps").redis, c.get("deps").settings.redisPrefix);
-  const prefix = c.get("deps").settings.redisPrefix;
-  const [counters, fleet, usage, audit, fedattn, usageDead, auditDead, fedattnDead] = await Promise.all([
-    renderCounters(c.get("deps").redis, prefix),
-    renderFleetGauges(c),
-    backlog(c.get("deps").redis, usageOutboxKey(prefix)),
-    backlog(c.get("deps").redis, auditOutboxKey(prefix)),
-    backlog(c.get("deps").redis, fedattnOutboxKey(prefix)),
-    c.get("deps").redis.llen(deadLetterKey(usageOutboxKey(prefix))),
-    c.get("deps").redis.llen(deadLetterKey(auditOutboxKey(prefix))),
-    c.get("deps").redis.llen(deadLetterKey(fedattnOutboxKey(prefix))),
-  ]);
-  const gauges = [
-    "# HELP switchyard_outbox_backlog Events queued in Redis and not yet written to Postgres by the scheduled job.",
-    "# TYPE switchyard_outbox_backlog gauge",
-    `switchyard_outbox_backlog{queue="usage"} ${usage}`,
-    `switchyard_outbox_backlog{queue="audit"} ${audit}`,
-    `switchyard_outbox_backlog{queue="fedattn"} ${fedattn}`,
-    "# HELP switchyard_outbox_dead_letters Events the database refused on their own, kept in Redis; see GET /admin/outbox.",
-    "# TYPE switchyard_outbox_dead_letters gauge",
-    `switchyard_outbox_dead_letters{queue="usage"} ${usageDead}`,
-    `switchyard_outbox_dead_letters{queue="audit"} ${auditDead}`,
-    `switchyard_outbox_dead_letters{queue="fedattn"} ${fedattnDead}`,
+  const deps = c.get("deps");
+  const prefix = deps.settings.redisPrefix;
+  const redis = deps.redis;
+  await flushCounters(redis, prefix);
+  const fromRedis = Promise.all([
+    renderCounters(redis, prefix),
+    backlog(redis, usageOutboxKey(prefix)),
+    backlog(redis, auditOutboxKey(prefix)),
+    backlog(redis, fedattnOutboxKey(prefix)),
+    redis.llen(deadLetterKey(usageOutboxKey(prefix))),
+    redis.llen(deadLetterKey(auditOutboxKey(prefix))),
+    redis.llen(deadLetterKey(fedattnOutboxKey(prefix))),
+  ]).then(
+    ([counters, usage, audit, fedattn, usageDead, auditDead, fedattnDead]) =>
+      counters +
+      [
+        "# HELP switchyard_outbox_backlog Events queued in Redis and not yet written to Postgres by the scheduled job.",
+        "# TYPE switchyard_outbox_backlog gauge",
+        `switchyard_outbox_backlog{queue="usage"} ${usage}`,
+        `switchyard_outbox_backlog{queue="audit"} ${audit}`,
+        `switchyard_outbox_backlog{queue="fedattn"} ${fedattn}`,
+        "# HELP switchyard_outbox_dead_letters Events the database refused on their own, kept in Redis; see GET /admin/outbox.",
+        "# TYPE switchyard_outbox_dead_letters gauge",
+        `switchyard_outbox_dead_letters{queue="usage"} ${usageDead}`,
+        `switchyard_outbox_dead_letters{queue="audit"} ${auditDead}`,
+        `switchyard_outbox_dead_letters{queue="fedattn"} ${fedattnDead}`,
+        "",
+      ].join("\n"),
+    (err: unknown) => {
+      deps.log("metrics_redis_unavailable", { error: String(err) });
+      return null;
+    },
+  );
+  const [redisText, fleet] = await Promise.all([fromRedis, renderFleetGauges(c)]);
+  const up = [
+    "# HELP switchyard_dependency_up 1 when this scrape could read the dependency (redis: counters, outboxes, live node state; postgres: the node registry), 0 when it did not answer in time.",
+    "# TYPE switchyard_dependency_up gauge",
+    `switchyard_dependency_up{dependency="redis"} ${redisText !== null && fleet.liveOk ? 1 : 0}`,
+    `switchyard_dependency_up{dependency="postgres"} ${fleet.registryOk ? 1 : 0}`,
+    "",
   ].join("\n");
-  return c.text(`${counters}${gauges}\n${fleet}`, 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
+  return c.text(`${redisText ?? ""}${fleet.text}${up}`, 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
 });
 
 const QUEUES = { usage: usageOutboxKey, audit: auditOutboxKey, fedattn: fedattnOutboxKey } as const;
