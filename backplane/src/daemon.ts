@@ -72,7 +72,7 @@ export async function startDaemon(config: BackplaneConfig, opts: { log?: Log } =
       const s = status();
       return { ok: s === "ready" || s === "degraded", body: { status: s, node_id: config.nodeId, region: config.region, draining_reason: drainer.why, engines: pool.reports() } };
     },
-    metrics: () => metrics.registry.render(),
+    metrics: (format) => metrics.registry.render(format),
   });
   let url: string;
   try {

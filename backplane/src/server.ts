@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import type { ExpositionFormat } from "./metrics/registry.ts";
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
@@ -25,7 +26,8 @@ export interface ServerDeps {
   /** `GET /health` body and whether the node takes requests (200) or not (503). */
   health: () => { ok: boolean; body: unknown };
   /** `GET /metrics` text. */
-  metrics: () => string;
+  /** The /metrics text in the format the scraper asked for (OpenMetrics carries exemplars). */
+  metrics: (format: ExpositionFormat) => string;
 }
 
 /** An ask names at most MAX_REPORTS_PER_ASK tokens of 32 characters: a few KB. */
@@ -146,8 +148,9 @@ export class BackplaneServer {
       return void res.end(JSON.stringify(body));
     }
     if (req.method === "GET" && path === "/metrics") {
-      res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
-      return void res.end(this.deps.metrics());
+      const openMetrics = (req.headers.accept ?? "").includes("application/openmetrics-text");
+      res.writeHead(200, { "content-type": openMetrics ? "application/openmetrics-text; version=1.0.0; charset=utf-8" : "text/plain; version=0.0.4; charset=utf-8" });
+      return void res.end(this.deps.metrics(openMetrics ? "openmetrics" : "prometheus"));
     }
     if (path === STREAM_REPORT_PATH) {
       // Not signed: the token is 128 random bits sent only to the gateway, in the answer to a signed

@@ -101,6 +101,34 @@ describe("tracing with every trace sampled (ratio 1)", () => {
     const attempt = one(receiver.trace(root.traceId), GATEWAY, "upstream attempt");
     expect(one(receiver.trace(root.traceId), BACKPLANE, "backplane request").parentSpanId).toBe(attempt.spanId);
   });
+
+  it("links the latency histograms to exported traces: exemplars in the OpenMetrics scrape (docs/operations.md)", async () => {
+    const { response } = await client.chat.completions.create({ model: "sim-llama-8b", messages, max_tokens: 2 }).withResponse();
+    const requestId = response.headers.get("x-request-id");
+    await receiver.waitFor((spans) => spans.some((s) => s.name === "gateway request" && s.attributes["switchyard.request_id"] === requestId));
+    const traceId = (receiver.spans.find((s) => s.name === "gateway request" && s.attributes["switchyard.request_id"] === requestId) as ReceivedSpan).traceId;
+    const scrape = async (accept: string) => {
+      const res = await fetch(`${stack.gatewayUrl}/admin/metrics`, { headers: { authorization: `Bearer ${stack.adminToken}`, accept } });
+      return { type: res.headers.get("content-type") ?? "", text: await res.text() };
+    };
+    // The isolate's exemplar reaches Redis with a later request's end writes (or this scrape's own flush).
+    let om = await scrape("application/openmetrics-text; version=1.0.0,text/plain;version=0.0.4;q=0.5");
+    for (let i = 0; i < 40 && !om.text.includes(`trace_id="${traceId}"`); i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      om = await scrape("application/openmetrics-text; version=1.0.0");
+    }
+    expect(om.type).toContain("application/openmetrics-text");
+    expect(om.text.endsWith("# EOF\n")).toBe(true);
+    // A counter's family is named without _total in OpenMetrics; its samples keep it.
+    expect(om.text).toContain("# TYPE switchyard_requests counter");
+    const line = om.text.split("\n").find((l) => l.includes(`trace_id="${traceId}"`)) ?? "";
+    expect(line).toMatch(new RegExp(`^switchyard_request_duration_seconds_bucket\\{route="chat",le="[^"]+"\\} \\d+ # \\{trace_id="${traceId}"\\} [0-9.]+ [0-9.]+$`));
+    // The plain Prometheus format has no exemplars.
+    const plain = await scrape("text/plain");
+    expect(plain.type).toContain("text/plain");
+    expect(plain.text).not.toContain("trace_id=");
+    expect(plain.text).toContain("# TYPE switchyard_requests_total counter");
+  });
 });
 
 describe("tracing with no trace sampled (ratio 0)", () => {

@@ -17,8 +17,16 @@ function sample(name: string, key: string, value: number): string {
   return key ? `${name}{${key}} ${v}` : `${name} ${v}`;
 }
 
+/** Prometheus' text format 0.0.4, or OpenMetrics 1.0 (counter families without `_total`, histogram exemplars). */
+export type ExpositionFormat = "prometheus" | "openmetrics";
+
 interface Metric {
-  render(): string[];
+  render(format?: ExpositionFormat): string[];
+}
+
+/** The name a counter's family has in `format` (OpenMetrics names it without `_total`). */
+function counterFamily(name: string, format: ExpositionFormat): string {
+  return format === "openmetrics" ? name.replace(/_total$/, "") : name;
 }
 
 /** A monotonically increasing counter. */
@@ -34,8 +42,9 @@ export class Counter implements Metric {
     const key = labelKey(labels);
     this.values.set(key, (this.values.get(key) ?? 0) + by);
   }
-  render(): string[] {
-    return [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`, ...[...this.values].map(([k, v]) => sample(this.name, k, v))];
+  render(format: ExpositionFormat = "prometheus"): string[] {
+    const family = counterFamily(this.name, format);
+    return [`# HELP ${family} ${this.help}`, `# TYPE ${family} counter`, ...[...this.values].map(([k, v]) => sample(this.name, k, v))];
   }
 }
 
@@ -52,14 +61,15 @@ export class Gauge implements Metric {
     this.read = read;
     this.type = type;
   }
-  render(): string[] {
-    return [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`, ...this.read().map((s) => sample(this.name, labelKey(s.labels), s.value))];
+  render(format: ExpositionFormat = "prometheus"): string[] {
+    const family = this.type === "counter" ? counterFamily(this.name, format) : this.name;
+    return [`# HELP ${family} ${this.help}`, `# TYPE ${family} ${this.type}`, ...this.read().map((s) => sample(this.name, labelKey(s.labels), s.value))];
   }
 }
 
 /** A histogram with fixed upper bounds (seconds). */
 export class Histogram implements Metric {
-  private readonly series = new Map<string, { counts: number[]; sum: number; count: number }>();
+  private readonly series = new Map<string, { counts: number[]; sum: number; count: number; exemplars: (string | undefined)[] }>();
   readonly name: string;
   readonly help: string;
   private readonly bounds: readonly number[];
@@ -68,23 +78,31 @@ export class Histogram implements Metric {
     this.help = help;
     this.bounds = bounds;
   }
-  observe(labels: Labels, value: number): void {
+  /** Counts `value`; with the trace id of an exported trace, it becomes its bucket's exemplar (OpenMetrics). */
+  observe(labels: Labels, value: number, traceId?: string): void {
     const key = labelKey(labels);
     let s = this.series.get(key);
     if (!s) {
-      s = { counts: this.bounds.map(() => 0), sum: 0, count: 0 };
+      s = { counts: this.bounds.map(() => 0), sum: 0, count: 0, exemplars: [] };
       this.series.set(key, s);
     }
-    for (let i = 0; i < this.bounds.length; i++) if (value <= (this.bounds[i] ?? Infinity)) s.counts[i] = (s.counts[i] ?? 0) + 1;
+    let first = this.bounds.length;
+    for (let i = 0; i < this.bounds.length; i++) {
+      if (value > (this.bounds[i] ?? Infinity)) continue;
+      if (i < first) first = i;
+      s.counts[i] = (s.counts[i] ?? 0) + 1;
+    }
+    if (traceId) s.exemplars[first] = `{trace_id="${traceId}"} ${value} ${(Date.now() / 1000).toFixed(3)}`;
     s.sum += value;
     s.count++;
   }
-  render(): string[] {
+  render(format: ExpositionFormat = "prometheus"): string[] {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
+    const exemplar = (s: { exemplars: (string | undefined)[] }, i: number) => (format === "openmetrics" && s.exemplars[i] ? ` # ${s.exemplars[i]}` : "");
     for (const [key, s] of this.series) {
       const sep = key ? "," : "";
-      this.bounds.forEach((b, i) => lines.push(`${this.name}_bucket{${key}${sep}le="${b}"} ${s.counts[i] ?? 0}`));
-      lines.push(`${this.name}_bucket{${key}${sep}le="+Inf"} ${s.count}`);
+      this.bounds.forEach((b, i) => lines.push(`${this.name}_bucket{${key}${sep}le="${b}"} ${s.counts[i] ?? 0}${exemplar(s, i)}`));
+      lines.push(`${this.name}_bucket{${key}${sep}le="+Inf"} ${s.count}${exemplar(s, this.bounds.length)}`);
       lines.push(sample(`${this.name}_sum`, key, s.sum), sample(`${this.name}_count`, key, s.count));
     }
     return lines;
@@ -98,8 +116,8 @@ export class Registry {
     this.metrics.push(metric);
     return metric;
   }
-  render(): string {
-    return `${this.metrics.flatMap((m) => m.render()).join("\n")}\n`;
+  render(format: ExpositionFormat = "prometheus"): string {
+    return `${this.metrics.flatMap((m) => m.render(format)).join("\n")}\n${format === "openmetrics" ? "# EOF\n" : ""}`;
   }
 }
 

@@ -186,8 +186,9 @@ async function serveInference(deps: ProxyDeps, req: IncomingMessage, res: Server
         case "client_error":
           pool.recordResult(engineId, true);
           metrics.requests.inc({ engine: engineId, outcome: outcome.kind === "done" ? "ok" : "client_error" });
-          metrics.firstByte.observe({ engine: engineId }, outcome.firstByteMs / 1000);
-          metrics.latency.observe({ engine: engineId }, (performance.now() - started) / 1000);
+          // An exported trace's id is the exemplar of the buckets it fell in (OpenMetrics scrapes).
+          metrics.firstByte.observe({ engine: engineId }, outcome.firstByteMs / 1000, trace?.exported ? trace.traceId : undefined);
+          metrics.latency.observe({ engine: engineId }, (performance.now() - started) / 1000, trace?.exported ? trace.traceId : undefined);
           log("request", { ...fields, status: outcome.status, firstByteMs: Math.round(outcome.firstByteMs), latencyMs: Math.round(performance.now() - started) }, "debug");
           return;
         case "failed_after_first_byte":

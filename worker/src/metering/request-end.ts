@@ -60,9 +60,11 @@ export async function settleRequests(
   extra: { key: string; value: string }[] = [],
 ): Promise<void> {
   const prefix = deps.settings.redisPrefix;
+  // The request's trace id becomes its histogram buckets' exemplar when the trace is exported (tracing/).
+  const exemplar = deps.trace?.exported ? deps.trace.traceId : null;
   for (const row of rows) {
     logEnd(deps, row);
-    observeRow(row);
+    observeRow(row, exemplar);
   }
   let used = 0;
   let spend = 0;
@@ -100,10 +102,10 @@ export async function settleRequests(
 }
 
 /** A served request's durations and tokens in the gateway's metrics (platform/metrics.ts). */
-function observeRow(row: UsageRow): void {
+function observeRow(row: UsageRow, traceId: string | null): void {
   const route = { route: row.endpoint };
-  observe("switchyard_request_duration_seconds", row.latencyMs / 1000, route);
-  if (row.streamed && row.ttftMs !== null && row.ttftMs !== undefined) observe("switchyard_time_to_first_token_seconds", row.ttftMs / 1000, route);
+  observe("switchyard_request_duration_seconds", row.latencyMs / 1000, route, traceId);
+  if (row.streamed && row.ttftMs !== null && row.ttftMs !== undefined) observe("switchyard_time_to_first_token_seconds", row.ttftMs / 1000, route, traceId);
   if (row.promptTokens) countEvent("switchyard_tokens_total", { direction: "in", model: row.model }, row.promptTokens);
   if (row.completionTokens) countEvent("switchyard_tokens_total", { direction: "out", model: row.model }, row.completionTokens);
 }

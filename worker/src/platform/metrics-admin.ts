@@ -4,7 +4,7 @@ import { auditOutboxKey } from "../audit/outbox.ts";
 import { fedattnOutboxKey } from "../fedattn/records.ts";
 import { usageOutboxKey } from "../metering/flush.ts";
 import { renderFleetGauges } from "./fleet-gauges.ts";
-import { flushCounters, renderCounters } from "./metrics.ts";
+import { flushCounters, renderCounters, type MetricsFormat } from "./metrics.ts";
 import { backlog, deadLetterKey, replayDeadLetters, type DeadLetter } from "./outbox.ts";
 import type { AdminEnv } from "../admin/auth.ts";
 
@@ -20,9 +20,11 @@ export const metricsRoutes = new Hono<AdminEnv>().get("/", async (c) => {
   const deps = c.get("deps");
   const prefix = deps.settings.redisPrefix;
   const redis = deps.redis;
+  // OpenMetrics (with exemplars) when the scraper asks for it, as Prometheus does when exemplar storage is on.
+  const format: MetricsFormat = (c.req.header("accept") ?? "").includes("application/openmetrics-text") ? "openmetrics" : "prometheus";
   await flushCounters(redis, prefix);
   const fromRedis = Promise.all([
-    renderCounters(redis, prefix),
+    renderCounters(redis, prefix, format),
     backlog(redis, usageOutboxKey(prefix)),
     backlog(redis, auditOutboxKey(prefix)),
     backlog(redis, fedattnOutboxKey(prefix)),
@@ -58,6 +60,9 @@ export const metricsRoutes = new Hono<AdminEnv>().get("/", async (c) => {
     `switchyard_dependency_up{dependency="postgres"} ${fleet.registryOk ? 1 : 0}`,
     "",
   ].join("\n");
+  if (format === "openmetrics") {
+    return c.text(`${redisText ?? ""}${fleet.text}${up}# EOF\n`, 200, { "content-type": "application/openmetrics-text; version=1.0.0; charset=utf-8" });
+  }
   return c.text(`${redisText ?? ""}${fleet.text}${up}`, 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
 });
 

@@ -17,6 +17,8 @@ export { COUNTERS, HISTOGRAMS, type CounterName };
 const pending = new Map<string, number>();
 /** Histogram sums (not whole numbers), added with HINCRBYFLOAT. */
 const pendingSums = new Map<string, number>();
+/** The latest exemplar per histogram bucket (a bucket field → `{trace_id} value timestamp`), written with HSET: the last one wins. */
+const pendingExemplars = new Map<string, string>();
 
 /** A histogram name. */
 export type HistogramName = keyof typeof HISTOGRAMS;
@@ -54,13 +56,23 @@ export function countRequest(route: string, model: string, region: string, node:
   bump(`switchyard_requests_total{model="${escape(model)}",node="${escape(node)}",region="${escape(region)}",route="${escape(route)}",status="${status}"}`);
 }
 
-/** Records one observation of a histogram in this isolate (flushed with the counters). */
-export function observe(name: HistogramName, value: number, labels: Record<string, string> = {}): void {
+/**
+ * Records one observation of a histogram in this isolate (flushed with the counters). With the
+ * trace id of an exported trace, the observation becomes its bucket's exemplar (OpenMetrics).
+ */
+export function observe(name: HistogramName, value: number, labels: Record<string, string> = {}, traceId: string | null = null): void {
   if (!Number.isFinite(value)) return;
   const text = labelText(labels);
   const head = `${name}_bucket{${text ? `${text},` : ""}le="`;
-  for (const le of HISTOGRAMS[name].buckets) if (value <= le) bump(`${head}${le}"}`);
+  let first: string | null = null;
+  for (const le of HISTOGRAMS[name].buckets) {
+    if (value > le) continue;
+    const field = `${head}${le}"}`;
+    first ??= field;
+    bump(field);
+  }
   bump(`${head}+Inf"}`);
+  if (traceId !== null) pendingExemplars.set(first ?? `${head}+Inf"}`, `{trace_id="${escape(traceId)}"} ${value} ${(Date.now() / 1000).toFixed(3)}`);
   const series = text ? `{${text}}` : "";
   bump(`${name}_count${series}`);
   pendingSums.set(`${name}_sum${series}`, (pendingSums.get(`${name}_sum${series}`) ?? 0) + value);
@@ -71,9 +83,14 @@ export function metricsKey(prefix: string): string {
   return `${prefix}metrics`;
 }
 
+/** Redis hash of the histograms' latest exemplars (bucket field → exemplar text). */
+export function exemplarsKey(prefix: string): string {
+  return `${prefix}metrics:exemplars`;
+}
+
 /** Adds this isolate's pending counts to Redis; kept for the next try if Redis fails. */
 export async function flushCounters(redis: Redis, prefix: string): Promise<void> {
-  if (pending.size === 0 && pendingSums.size === 0) return;
+  if (pending.size === 0 && pendingSums.size === 0 && pendingExemplars.size === 0) return;
   const pipe = redis.pipeline();
   const restore = appendCounters(pipe, prefix);
   try {
@@ -88,13 +105,18 @@ export async function flushCounters(redis: Redis, prefix: string): Promise<void>
  * trip of their own); returns a function that puts them back if the batch fails.
  */
 export function appendCounters(batch: ReturnType<Redis["pipeline"]>, prefix: string): () => void {
-  if (pending.size === 0 && pendingSums.size === 0) return () => {};
+  if (pending.size === 0 && pendingSums.size === 0 && pendingExemplars.size === 0) return () => {};
   const taken = [...pending];
   const sums = [...pendingSums];
   pending.clear();
   pendingSums.clear();
   for (const [key, n] of taken) batch.hincrby(metricsKey(prefix), key, n);
   for (const [key, x] of sums) batch.hincrbyfloat(metricsKey(prefix), key, x);
+  // Exemplars are samples, not totals: a failed batch drops them rather than keeping stale ones.
+  if (pendingExemplars.size > 0) {
+    batch.hset(exemplarsKey(prefix), Object.fromEntries(pendingExemplars));
+    pendingExemplars.clear();
+  }
   return () => {
     for (const [key, n] of taken) bump(key, n);
     for (const [key, x] of sums) pendingSums.set(key, (pendingSums.get(key) ?? 0) + x);
@@ -108,13 +130,25 @@ function seriesOfBucket(field: string, name: string): string {
   return inner.slice(0, Math.max(0, le - 1));
 }
 
-/** The totals in Prometheus text format (a counter that never happened and has no labels shows 0). */
-export async function renderCounters(redis: Redis, prefix: string): Promise<string> {
-  const totals = (await redis.hgetall<Record<string, number>>(metricsKey(prefix))) ?? {};
+/** The text formats a scrape can ask for: Prometheus' 0.0.4, or OpenMetrics 1.0 (which carries exemplars). */
+export type MetricsFormat = "prometheus" | "openmetrics";
+
+/**
+ * The totals in Prometheus text format (a counter that never happened and has no labels shows 0).
+ * In OpenMetrics a counter's family is named without `_total` and histogram buckets carry their
+ * latest exemplar (the trace id of an exported trace that fell in them).
+ */
+export async function renderCounters(redis: Redis, prefix: string, format: MetricsFormat = "prometheus"): Promise<string> {
+  const [stored, exemplars] = await Promise.all([
+    redis.hgetall<Record<string, number>>(metricsKey(prefix)),
+    format === "openmetrics" ? redis.hgetall<Record<string, string>>(exemplarsKey(prefix)) : Promise.resolve(null),
+  ]);
+  const totals = stored ?? {};
   const fields = Object.keys(totals).sort();
   const lines: string[] = [];
   for (const [name, help] of Object.entries(COUNTERS) as [CounterName, string][]) {
-    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`);
+    const family = format === "openmetrics" ? name.replace(/_total$/, "") : name;
+    lines.push(`# HELP ${family} ${help}`, `# TYPE ${family} counter`);
     const series = fields.filter((k) => k === name || k.startsWith(`${name}{`));
     if (series.length === 0) lines.push(`${name} 0`);
     for (const k of series) lines.push(`${k} ${Number(totals[k])}`);
@@ -126,7 +160,11 @@ export async function renderCounters(redis: Redis, prefix: string): Promise<stri
     if (series.size === 0) series.add("");
     for (const s of series) {
       const head = `${name}_bucket{${s ? `${s},` : ""}le="`;
-      for (const le of [...buckets.map(String), "+Inf"]) lines.push(`${head}${le}"} ${Number(totals[`${head}${le}"}`] ?? 0)}`);
+      for (const le of [...buckets.map(String), "+Inf"]) {
+        const field = `${head}${le}"}`;
+        const exemplar = exemplars?.[field];
+        lines.push(`${field} ${Number(totals[field] ?? 0)}${exemplar ? ` # ${exemplar}` : ""}`);
+      }
       const tail = s ? `{${s}}` : "";
       lines.push(`${name}_sum${tail} ${Number(totals[`${name}_sum${tail}`] ?? 0)}`, `${name}_count${tail} ${Number(totals[`${name}_count${tail}`] ?? 0)}`);
     }
