@@ -84,7 +84,13 @@ export async function startDaemon(config: BackplaneConfig, opts: { log?: Log } =
 
   const gateway: GatewayClient | null = config.gatewayUrl ? createGatewayClient(config.gatewayUrl, config.nodeId, config.secret) : null;
   if (gateway) {
-    sender = new HeartbeatSender({ client: gateway, intervalMs: config.heartbeatIntervalMs, build: heartbeat, log });
+    sender = new HeartbeatSender({
+      client: gateway,
+      intervalMs: config.heartbeatIntervalMs,
+      build: heartbeat,
+      log,
+      onResult: (ok) => metrics.heartbeats.inc({ result: ok ? "ok" : "failed" }),
+    });
     sender.start();
   } else {
     log("heartbeats_off", { why: "no --gateway-url" }, "warn");

@@ -166,6 +166,9 @@ describe("the local stack through the openai client", () => {
     expect(value(after, 'switchyard_node_up{node="local-1",region="local"}')).toBe(1);
     expect(value(after, 'switchyard_node_circuit_open{node="local-1",region="local"}')).toBe(0);
     expect(after).toMatch(/^switchyard_node_capacity\{node="local-1",region="local"\} [1-9]/m);
+    // The backplane counts the heartbeats the gateway took.
+    const backplaneMetrics = await (await fetch(`${stack.backplaneUrl}/metrics`)).text();
+    expect(Number(/^switchyard_backplane_heartbeats_total\{result="ok"\} (\d+)$/m.exec(backplaneMetrics)?.[1] ?? 0)).toBeGreaterThan(0);
     // The exposition follows Prometheus' conventions (promtool, Debian's prometheus package, where installed).
     const promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].find((p) => existsSync(p));
     if (promtool) {

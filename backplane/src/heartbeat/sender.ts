@@ -18,11 +18,14 @@ export class HeartbeatSender {
   private failures = 0;
   private inFlight: Promise<boolean> | null = null;
 
-  constructor(opts: { client: GatewayClient; intervalMs: number; build: () => Heartbeat; log: Log }) {
+  private readonly onResult: (ok: boolean) => void;
+
+  constructor(opts: { client: GatewayClient; intervalMs: number; build: () => Heartbeat; log: Log; onResult?: (ok: boolean) => void }) {
     this.client = opts.client;
     this.intervalMs = opts.intervalMs;
     this.build = opts.build;
     this.log = opts.log;
+    this.onResult = opts.onResult ?? (() => {});
   }
 
   /** Sends the first beat and keeps beating. */
@@ -57,6 +60,7 @@ export class HeartbeatSender {
       detail = String(err);
     }
     this.failures = ok ? 0 : this.failures + 1;
+    this.onResult(ok);
     if (ok !== this.reachable) {
       if (ok) this.log("heartbeat_ok", {}, "info");
       // A gateway that is not up yet when the node starts is normal: say so quietly, and warn

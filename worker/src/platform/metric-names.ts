@@ -15,7 +15,7 @@ export const COUNTERS = {
   switchyard_limits_fail_open_total: "Requests admitted without a rate-limit or concurrency check because Redis did not answer in time (label check).",
   switchyard_budgets_fail_closed_total: "Requests refused because budgets could not be checked (Redis unavailable).",
   switchyard_cache_lookups_total: "Response and embeddings cache lookups, by cache (response, embeddings) and result (hit, miss).",
-  switchyard_failovers_total: "Requests moved to another node before their first byte, by why the previous node failed (timeout, unreachable, status_5xx, capacity, secret).",
+  switchyard_failovers_total: "Requests moved to another node before their first byte, by why the previous node failed (timeout, unreachable, status_5xx, capacity, secret, clock).",
   switchyard_circuit_changes_total: "Node circuit breaker transitions seen by the gateway, by node and new state (open, closed).",
   switchyard_billing_exports_total: "Monthly billing exports asked for, by result (ok, failed).",
   switchyard_reconciliation_runs_total: "Reconciliation runs (the scheduled job's hourly one and POST /admin/reconciliation/run), by result (ok, failed).",

@@ -81,6 +81,7 @@ function failoverReason(outcome: string): string {
   if (outcome.startsWith("unreachable")) return "unreachable";
   if (outcome === "503" || outcome === "429") return "capacity";
   if (outcome === "401") return "secret";
+  if (outcome === "401 clock") return "clock";
   return "status_5xx";
 }
 
@@ -148,7 +149,9 @@ export async function forwardToBackplane(req: ForwardRequest, candidates: NodeEn
     }
     release();
     const text = await response.text();
-    attempts.push({ nodeId: node.id, outcome: String(response.status) });
+    // A backplane refuses a signature outside its clock window as "stale" (schema/contracts/signing.ts).
+    const clockRefused = response.status === 401 && text.includes("signature stale");
+    attempts.push({ nodeId: node.id, outcome: clockRefused ? "401 clock" : String(response.status) });
     span?.set("http.response.status_code", response.status);
     // Retried statuses are the node's failure; any other is the caller's error, passed on as it is.
     if (isRetryableStatus(response.status) || response.status === 401) failAttempt(span, `status_${response.status}`, `the node answered ${response.status}`);
@@ -163,9 +166,11 @@ export async function forwardToBackplane(req: ForwardRequest, candidates: NodeEn
           ? new ApiError("no_capacity", "Every GPU node serving this model is at capacity. Retry in a few seconds.", {
               headers: { "retry-after": response.headers.get("retry-after") ?? "1" },
             })
-          : response.status === 401
-            ? new ApiError("upstream_error", "The GPU node refused the gateway's signature (node secret mismatch). Retry; operators: check BACKPLANE_SECRET.")
-            : upstreamError(response.status, text);
+          : clockRefused
+            ? new ApiError("upstream_error", "The GPU node refused the gateway's request as outside its clock window (its clock or the gateway's is off by more than 60 s). Retry; operators: check NTP on the node (docs/runbooks/clock-skew.md).")
+            : response.status === 401
+              ? new ApiError("upstream_error", "The GPU node refused the gateway's signature (node secret mismatch). Retry; operators: check BACKPLANE_SECRET.")
+              : upstreamError(response.status, text);
       continue;
     }
     throw upstreamError(response.status, text);
