@@ -115,6 +115,7 @@ export async function startGateway(settings: ServeSettings, environment: Record<
       NODE_SIGNING_SECRET: settings.nodeSigningSecret,
       ADMIN_TOKEN: settings.adminToken,
       STRIPE_WEBHOOK_SECRET: settings.stripeWebhookSecret,
+      ...(settings.otlpHeaders ? { OTEL_EXPORTER_OTLP_HEADERS: settings.otlpHeaders } : {}),
     };
     const missing = config.requiredSecrets.filter((name) => !(name in secrets));
     if (missing.length > 0) throw new Error(`wrangler.toml requires secrets the serve process does not provide: ${missing.join(", ")}`);

@@ -21,6 +21,8 @@ export interface ServeSettings {
   nodeSigningSecret: string;
   adminToken: string;
   stripeWebhookSecret: string;
+  /** OTLP exporter headers (docs/tracing.md), a secret: passed to the worker, never logged. */
+  otlpHeaders: string;
   /** Overrides of wrangler.toml's `[vars]` (validated against the bundle's names at start). */
   vars: Record<string, string>;
   /** Time in-flight requests get to finish on SIGTERM before workerd is killed. */
@@ -59,6 +61,7 @@ Secrets, from the environment only (so they never show in ps):
   NODE_SIGNING_SECRET      master secret of the node signing keys (required, at least 32 characters)
   ADMIN_TOKEN              the operator's bearer token for /admin (required, at least 32 characters)
   STRIPE_WEBHOOK_SECRET    whsec_… for POST /webhooks/stripe (optional; empty refuses every delivery)
+  OTEL_EXPORTER_OTLP_HEADERS  headers for the trace collector, e.g. "authorization=Bearer …" (optional, docs/tracing.md)
 `;
 
 const OPTIONS = {
@@ -122,6 +125,7 @@ export function parseServeSettings(argv: string[], env: NodeJS.ProcessEnv): Serv
     nodeSigningSecret: secret("NODE_SIGNING_SECRET", true),
     adminToken: secret("ADMIN_TOKEN", true),
     stripeWebhookSecret: secret("STRIPE_WEBHOOK_SECRET", false),
+    otlpHeaders: secret("OTEL_EXPORTER_OTLP_HEADERS", false),
     vars,
     stopTimeoutMs: integer("--stop-timeout-ms (GATEWAY_STOP_TIMEOUT_MS)", pick(values["stop-timeout-ms"], "GATEWAY_STOP_TIMEOUT_MS") ?? "30000", 0, 3_600_000),
     cronIntervalMs: cronInterval === undefined ? null : integer("--cron-interval-ms", cronInterval, 100, 3_600_000),
