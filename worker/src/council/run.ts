@@ -149,6 +149,8 @@ function forwardOptions(c: Context<AppEnv>, p: Planned, id: string, signal: Abor
     onNodeResult: (node: NodeEntry, ok: boolean) => reportNodeResult(c, node, ok),
     track: (node: NodeEntry) => trackSend(node.id),
     relayClientErrors: true,
+    // Each specialist's attempts are spans of the vote's trace (tracing/).
+    trace: deps.trace ?? null,
   };
 }
 

@@ -86,6 +86,7 @@ export async function storedResponseHandler(c: Context<AppEnv>): Promise<Respons
         deadlineMs: deps.settings.routing.deadlineMs,
         // A 400 (cancelling a finished response) or 404 from the engine is the answer, not a node failure.
         relayClientErrors: true,
+        trace: deps.trace ?? null,
       },
       [node],
     );
