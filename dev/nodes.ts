@@ -171,8 +171,10 @@ export class LocalNode implements StackNode {
     while (Date.now() < deadline) {
       if (!backplane.alive()) throw new Error(`the backplane of node ${this.id} exited before it registered\nbackplane output:\n${backplane.recentOutput()}`);
       const [row] = await this.ctx.db.db.select({ at: nodes.lastHeartbeatAt, url: nodes.url, region: nodes.regionId }).from(nodes).where(eq(nodes.id, this.id));
-      // The URL changes on every run, so a row left by an earlier run does not count.
-      const registered = row?.at && row.url === this.backplaneUrl && row.region === this.region;
+      // The URL changes on every run, so a row left by an earlier run does not count. A node given its
+      // own BACKPLANE_PUBLIC_URL (a test reaching it through a proxy it can cut) registers that one.
+      const url = this.spec.backplaneEnv.BACKPLANE_PUBLIC_URL ?? this.backplaneUrl;
+      const registered = row?.at && row.url === url && row.region === this.region;
       if (registered && (since === undefined || (await this.lastLiveHeartbeat()) >= since)) return;
       await new Promise((r) => setTimeout(r, 200));
     }
