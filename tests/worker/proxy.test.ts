@@ -237,6 +237,9 @@ describe("routing and failover", () => {
     const body = await res.json<{ error: { code: string; type: string } }>();
     expect(["upstream_error", "no_capacity"]).toContain(body.error.code);
     expect(body.error.type).toBe("api_error");
+    // Admitted, never answered: its usage row says so, with no tokens and no cost.
+    const row = await usageRow(res.headers.get("x-request-id") ?? "");
+    expect(row).toMatchObject({ status: "error", httpStatus: res.status, errorCode: body.error.code, nodeId: null, promptTokens: 0, completionTokens: 0, costMicros: 0 });
   });
 });
 

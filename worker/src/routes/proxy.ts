@@ -233,6 +233,8 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
   // Anything failing before that gives back the reservation and the concurrency slot.
   const forwardStarted = Date.now();
   let upstreamMs: number | null = null;
+  // Every admitted request gets its usage row, whatever happens: set once a path below has settled one.
+  let metered = false;
   const answer = forwardToBackplane(
     {
       path: PATHS[endpoint],
@@ -276,11 +278,13 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
         recordUsage(deps.trace, outcome);
         if (!bytes) {
           // Metered (what was served is nothing) here; the catch below gives the reservation back and audits.
+          metered = true;
           deps.waitUntil(settleRequest(deps, admission, row, null, conversationOf(row, null)));
           throw new ApiError("upstream_error", "The GPU node's answer broke off before it was complete. Retry the request.");
         }
         // An embeddings batch with cached inputs is merged here (and its row adjusted); answers are stored.
         const served = cache.settleJson(bytes, forwarded.response.status, row);
+        metered = true;
         deps.waitUntil(settleRequest(deps, admission, row, authAudit, conversationOf(row, auditFull ? captureBytes(served) : null)));
         return { forwarded, body: served };
       }
@@ -303,6 +307,7 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
             ...(dialect === "openai" ? {} : { dialect, broken: failureEvent(BROKEN_MESSAGE, "upstream_error") }),
           });
       deps.trace?.hold(tapped.done.then((outcome) => recordStream(deps.trace, outcome, answeredAt)));
+      metered = true;
       deps.waitUntil(
         tapped.done.then((outcome) => {
           forwarded.release();
@@ -316,6 +321,14 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
     .catch((err: unknown) => {
       deps.waitUntil(admission.finish(null).catch(() => null));
       if (authAudit) deps.waitUntil(enqueue(deps.redis, auditOutboxKey(deps.settings.redisPrefix), authAudit).catch(() => null));
+      // Admitted but never answered (no node could take it, the node failed before its first byte, the
+      // client left first): recorded with zero tokens, like a refusal, so the audit trail has every request.
+      if (!metered) {
+        const code = err instanceof ApiError ? err.code : "upstream_error";
+        const status = upstreamAbort.signal.aborted ? "cancelled" : "error";
+        const row = rowOf(null, err instanceof ApiError ? err.status : 502, { status, usage: null, firstByteAt: null, deliveredChunks: 0, errorCode: code });
+        deps.waitUntil(enqueue(deps.redis, usageOutboxKey(deps.settings.redisPrefix), row).catch(() => null));
+      }
       if (err instanceof ApiError) for (const [k, v] of Object.entries(admission.headers)) err.headers[k] ??= v;
       throw err;
     });
