@@ -4,10 +4,10 @@
  * helpers it shares.
  */
 import { execFile } from "node:child_process";
-import { chmod, mkdir, open, rename, stat, unlink } from "node:fs/promises";
+import { chmod, mkdir } from "node:fs/promises";
 import { dirname, isAbsolute, join } from "node:path";
 import { promisify } from "node:util";
-import { execCommand, InstallServiceError } from "../../backplane/src/ops/install-service.ts";
+import { execCommand, exists, InstallServiceError, writeAtomic } from "../../backplane/src/ops/install-service.ts";
 
 export { ensureSystemUser, execCommand, InstallServiceError } from "../../backplane/src/ops/install-service.ts";
 
@@ -250,30 +250,3 @@ export async function refuseExisting(paths: string[]): Promise<void> {
   if (present.length > 0) throw new InstallServiceError("file_exists", `${present.join(" and ")} already exist${present.length === 1 ? "s" : ""}; pass --force to overwrite.`);
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
-    throw err;
-  }
-}
-
-/** Through a temporary file and a rename, so a reader never sees half a file; the mode is set exactly (the umask may have cleared bits). */
-async function writeAtomic(path: string, text: string, mode: number): Promise<void> {
-  const temp = `${path}.tmp-${process.pid}`;
-  const handle = await open(temp, "wx", mode);
-  try {
-    await handle.writeFile(text, "utf8");
-    await handle.chmod(mode);
-  } finally {
-    await handle.close();
-  }
-  try {
-    await rename(temp, path);
-  } catch (err) {
-    await unlink(temp).catch(() => undefined);
-    throw err;
-  }
-}

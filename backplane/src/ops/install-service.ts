@@ -186,7 +186,8 @@ export function redactEnv(values: Record<string, string>): Record<string, string
   );
 }
 
-async function exists(path: string): Promise<boolean> {
+/** Whether `path` exists (other errors than ENOENT are thrown). */
+export async function exists(path: string): Promise<boolean> {
   try {
     await stat(path);
     return true;
@@ -197,7 +198,7 @@ async function exists(path: string): Promise<boolean> {
 }
 
 /** Writes `text` to `path` with `mode` through a temporary file and a rename, so a reader never sees half a file. */
-async function writeAtomic(path: string, text: string, mode: number): Promise<void> {
+export async function writeAtomic(path: string, text: string, mode: number): Promise<void> {
   const temp = `${path}.tmp-${process.pid}`;
   const handle = await open(temp, "wx", mode);
   try {
