@@ -5,6 +5,9 @@
 import { MAX_LINE_BYTES, SseParser, type SseEvent, type SseSink } from "./sse-parser.ts";
 import { TOKENS_COMMENT } from "./stream-profile.ts";
 
+
+/** The delta of a choice's opening chunk as vLLM (and the simulator) sends it: the role, no content. */
+const OPENING_DELTA = '"delta":{"role":"assistant","content":""}';
 /** Token usage as reported by the engine. */
 export interface Usage {
   promptTokens: number;
@@ -192,6 +195,12 @@ export class UsageTap implements SseSink {
     return n;
   }
 
+  /** For an event that delivered no token: its `: tokens=` count (if any) is spent on nothing. */
+  private takeNothing(): number {
+    this.blockTokens = 1;
+    return 0;
+  }
+
   blockEnd(end: number, event: SseEvent | null): void {
     const usageOnly = event !== null && this.inspect(event);
     this.blockTokens = 1;
@@ -233,8 +242,10 @@ export class UsageTap implements SseSink {
       this.sawError = true;
       return false;
     }
+    // A choice's opening chunk (vLLM's `"delta":{"role":"assistant","content":""}`) delivers no token.
+    const opening = data.includes(OPENING_DELTA);
     if (!data.includes('"usage"')) {
-      this.deliveredChunks += this.takeTokens();
+      this.deliveredChunks += opening ? this.takeNothing() : this.takeTokens();
       return false;
     }
     let chunk: { choices?: unknown[]; usage?: unknown };
@@ -247,7 +258,7 @@ export class UsageTap implements SseSink {
     const usage = parseUsage(chunk.usage);
     if (usage) this.usage = usage;
     const usageOnly = Array.isArray(chunk.choices) && chunk.choices.length === 0;
-    if (!usageOnly) this.deliveredChunks += this.takeTokens();
+    if (!usageOnly) this.deliveredChunks += opening ? this.takeNothing() : this.takeTokens();
     return usageOnly;
   }
 

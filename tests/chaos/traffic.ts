@@ -29,10 +29,7 @@ export interface ClientCall {
   usage: { prompt: number; completion: number } | null;
   /** Streams: chunks with content that reached the client. */
   contentChunks: number;
-  /**
-   * Streams: chunks with a choice that reached the client, content or not. The gateway meters a cut
-   * stream by these: the engine's opening chunk (`delta: {role: "assistant", content: ""}`) counts.
-   */
+  /** Streams: chunks with a choice that reached the client, content or not (the opening role chunk too). */
   choiceChunks: number;
   /** The error's message, for the report. */
   detail?: string;

@@ -99,9 +99,9 @@ function judge(calls: ClientCall[], rows: UsageRow[], hourly: UsageVerdict["hour
         verdict.wrong.push({ ...brief, client: u ? `ok: ${u.prompt}+${u.completion}` : "ok without usage", recorded });
       }
     } else if (call.outcome.startsWith("stream cut")) {
-      // The gateway records the chunks the stream delivered as completion tokens (the opening role
-      // chunk included: one more than the content tokens, docs/testing.md).
-      if (row.status === "ok" || row.completionTokens !== call.choiceChunks) verdict.wrong.push({ ...brief, client: `${call.choiceChunks} chunks (${call.contentChunks} with content)`, recorded });
+      // The gateway records the content chunks the stream delivered as completion tokens (not the
+      // opening role chunk, which carries none).
+      if (row.status === "ok" || row.completionTokens !== call.contentChunks) verdict.wrong.push({ ...brief, client: `${call.choiceChunks} chunks (${call.contentChunks} with content)`, recorded });
       else verdict.cutStreams.push({ requestId: call.requestId, contentChunks: call.contentChunks, completionTokens: row.completionTokens });
     } else if (row.status === "ok" || row.completionTokens !== 0) {
       verdict.wrong.push({ ...brief, client: call.outcome, recorded });

@@ -47,6 +47,8 @@ function normalise(text: string): string {
 
 const isUsageChunk = (event: string) => event.includes('"choices":[]') && event.includes('"usage"');
 const contentEvents = (text: string) => events(text).filter((e) => e !== "[DONE]" && !isUsageChunk(e) && !e.startsWith('{"error"'));
+/** Content events that deliver a token: all but each choice's opening chunk (role, no content), which the tap does not count. */
+const tokenEvents = (text: string) => contentEvents(text).filter((e) => !e.includes('"delta":{"role":"assistant","content":""}'));
 
 /** The usage the engine put in its usage chunk, in the report's shape. */
 function usageOf(text: string): StreamReport["usage"] {
@@ -138,7 +140,7 @@ describe("a reported stream", () => {
     expect(contentEvents(text)).toHaveLength(7); // the role chunk and 6 tokens
 
     const report = await reportOf(daemon.url, token);
-    expect(report).toEqual({ status: "ok", usage: usageOf(direct), delivered_chunks: 7, error_code: null });
+    expect(report).toEqual({ status: "ok", usage: usageOf(direct), delivered_chunks: 6, error_code: null });
     expect(report.usage?.completion_tokens).toBe(6);
 
     const metrics = await (await fetch(`${daemon.url}/metrics`)).text();
@@ -155,7 +157,7 @@ describe("a reported stream", () => {
     const text = await res.text();
     expect(normalise(text)).toBe(normalise(direct));
     expect(events(text).filter(isUsageChunk)).toHaveLength(1);
-    expect(await reportOf(daemon.url, token)).toEqual({ status: "ok", usage: usageOf(text), delivered_chunks: 7, error_code: null });
+    expect(await reportOf(daemon.url, token)).toEqual({ status: "ok", usage: usageOf(text), delivered_chunks: 6, error_code: null });
   });
 
   it("passes a long stream intact to a gateway that reads slowly (the engine waits while its socket is full)", async () => {
@@ -170,7 +172,7 @@ describe("a reported stream", () => {
     await new Promise((resolve) => setTimeout(resolve, 300));
     const text = await res.text();
     expect(normalise(text)).toBe(normalise(events(direct).filter((e) => !isUsageChunk(e)).map((e) => `data: ${e}\n\n`).join("")));
-    expect(await reportOf(daemon.url, token)).toEqual({ status: "ok", usage: usageOf(direct), delivered_chunks: 20_001, error_code: null });
+    expect(await reportOf(daemon.url, token)).toEqual({ status: "ok", usage: usageOf(direct), delivered_chunks: 20_000, error_code: null });
   });
 
   it("answers a report asked for while the stream still runs once the stream has ended", async () => {
@@ -194,7 +196,7 @@ describe("a reported stream", () => {
     const report = (await answerOf(await pending, [token])).get(token);
     // Six tokens 20 ms apart: the answer came at the end of the stream, not at once.
     expect(answeredAt - headersAt).toBeGreaterThan(80);
-    expect(report).toMatchObject({ status: "ok", delivered_chunks: 7, error_code: null, usage: { completion_tokens: 6 } });
+    expect(report).toMatchObject({ status: "ok", delivered_chunks: 6, error_code: null, usage: { completion_tokens: 6 } });
     expect(text).not.toContain('"choices":[]');
   });
 
@@ -230,7 +232,7 @@ describe("a reported stream", () => {
     const token = tokenOf(res);
     const text = await res.text();
     expect(text).toMatch(/\n\ndata: \{"error":\{[^\n]*"code":"engine_stream_failed"\}\}\n\ndata: \[DONE\]\n\n$/);
-    const delivered = contentEvents(text).length;
+    const delivered = tokenEvents(text).length;
     expect(delivered).toBeGreaterThan(0);
     expect(await reportOf(daemon.url, token)).toEqual({ status: "error", usage: null, delivered_chunks: delivered, error_code: "upstream_stream_error" });
   });
@@ -254,7 +256,7 @@ describe("a reported stream", () => {
     const token = tokenOf(res);
     const reader = (res.body as ReadableStream<Uint8Array>).getReader();
     let received = "";
-    while (contentEvents(received).length < 3) {
+    while (tokenEvents(received).length < 3) {
       const r = await reader.read();
       if (r.done) break;
       received += new TextDecoder().decode(r.value);

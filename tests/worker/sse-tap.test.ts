@@ -42,12 +42,19 @@ const usage = 'data: {"id":"c","object":"chat.completion.chunk","choices":[],"us
 const done = "data: [DONE]\n\n";
 
 describe("SSE usage tap", () => {
+  it("meters a cut stream for its content only: each choice's opening chunk (role, no content) is not a token", async () => {
+    const second = role.replace('"index":0', '"index":1');
+    const tapped = tapSse(sourceOf([role, second, token("a"), token("b"), token("c")], { failAtEnd: true }), { stripUsage: true });
+    await readAll(tapped.body);
+    expect(await tapped.done).toMatchObject({ status: "error", usage: null, deliveredChunks: 3 });
+  });
+
   it("passes every event through unchanged and in the same pieces when the client asked for usage", async () => {
     const parts = [role, token("a"), token("b"), usage, done];
     const tapped = tapSse(sourceOf(parts), { stripUsage: false });
     expect(await readAll(tapped.body)).toEqual(parts);
     const outcome = await tapped.done;
-    expect(outcome).toMatchObject({ status: "ok", usage: { promptTokens: 7, completionTokens: 2, cachedPromptTokens: 3 }, deliveredChunks: 3 });
+    expect(outcome).toMatchObject({ status: "ok", usage: { promptTokens: 7, completionTokens: 2, cachedPromptTokens: 3 }, deliveredChunks: 2 });
   });
 
   it("removes only the usage-only chunk when the client did not ask for it", async () => {
@@ -61,7 +68,7 @@ describe("SSE usage tap", () => {
     const cut = whole.length - 20;
     const tapped = tapSse(sourceOf([whole.slice(0, cut), whole.slice(cut), done]), { stripUsage: true });
     expect(await readAll(tapped.body)).toEqual([whole.slice(0, cut), whole.slice(cut), done]);
-    expect((await tapped.done).deliveredChunks).toBe(2);
+    expect((await tapped.done).deliveredChunks).toBe(1);
   });
 
   it("ends a stream cut without [DONE] with an in-band error and [DONE]", async () => {
@@ -78,7 +85,7 @@ describe("SSE usage tap", () => {
     expect(text.endsWith("data: [DONE]\n\n")).toBe(true);
     expect(text).toContain('"error"');
     const outcome = await tapped.done;
-    expect(outcome).toMatchObject({ status: "error", deliveredChunks: 2 });
+    expect(outcome).toMatchObject({ status: "error", deliveredChunks: 1 });
   });
 
   it("adds only [DONE] after an engine's own in-band error", async () => {
@@ -125,14 +132,14 @@ describe("SSE framing in the usage tap", () => {
     const parts = [role, token("a"), token("b"), usage, done].map((part) => framed(part, "\r\n"));
     const tapped = tapSse(sourceOf(parts), { stripUsage: true });
     expect(await readAll(tapped.body)).toEqual([parts[0], parts[1], parts[2], parts[4]]);
-    expect(await tapped.done).toMatchObject({ status: "ok", usage: usageMetered, deliveredChunks: 3, errorCode: null });
+    expect(await tapped.done).toMatchObject({ status: "ok", usage: usageMetered, deliveredChunks: 2, errorCode: null });
   });
 
   it("meters a CR-only stream and removes exactly its usage chunk", async () => {
     const text = framed(role + token("a") + usage + done, "\r");
     const { text: got, outcome } = await run([enc.encode(text)], true);
     expect(got).toBe(framed(role + token("a") + done, "\r"));
-    expect(outcome).toMatchObject({ status: "ok", usage: usageMetered, deliveredChunks: 2 });
+    expect(outcome).toMatchObject({ status: "ok", usage: usageMetered, deliveredChunks: 1 });
   });
 
   it("removes the LF of a CRLF that arrives in the next chunk after the removed usage chunk", async () => {
@@ -149,7 +156,7 @@ describe("SSE framing in the usage tap", () => {
     const usageBlock = `: usage follows\nid: 42\n${usage}`;
     const { text, outcome } = await run([enc.encode(keepAlive + role + tagged + keepAlive), enc.encode(usageBlock + done)], true);
     expect(text).toBe(keepAlive + role + tagged + keepAlive + done);
-    expect(outcome).toMatchObject({ status: "ok", usage: usageMetered, deliveredChunks: 2 });
+    expect(outcome).toMatchObject({ status: "ok", usage: usageMetered, deliveredChunks: 1 });
   });
 
   it("joins multi-line data with LF to read usage split over several data lines", async () => {
@@ -186,7 +193,7 @@ describe("SSE framing in the usage tap", () => {
       for (let cut = 1; cut < sampleBytes.length; cut++) results.push(await run([sampleBytes.slice(0, cut), sampleBytes.slice(cut)], stripUsage));
       for (const { bytes, outcome } of results) {
         expect(bytes).toEqual(enc.encode(expected)); // bytes: a decoder would drop the BOM
-        expect(outcome).toMatchObject({ status: "ok", usage: usageMetered, deliveredChunks: 3, errorCode: null });
+        expect(outcome).toMatchObject({ status: "ok", usage: usageMetered, deliveredChunks: 2, errorCode: null });
       }
     });
   }
@@ -202,7 +209,7 @@ describe("SSE framing in the usage tap", () => {
     expect(pieces.length).toBe(parts.length);
     expect(pieces.slice(0, -1).map((piece) => piece.length)).toEqual(parts.slice(0, -1).map((part) => part.length));
     expect(text).toBe(role + megabyte + done);
-    expect(outcome).toMatchObject({ status: "ok", usage: usageMetered, deliveredChunks: 2 });
+    expect(outcome).toMatchObject({ status: "ok", usage: usageMetered, deliveredChunks: 1 });
   });
 
   it("closes an event cut mid-line before appending the in-band error", async () => {
