@@ -4,10 +4,9 @@
  * helpers it shares.
  */
 import { execFile } from "node:child_process";
-import { chmod, mkdir } from "node:fs/promises";
 import { dirname, isAbsolute, join } from "node:path";
 import { promisify } from "node:util";
-import { execCommand, exists, InstallServiceError, writeAtomic } from "../../backplane/src/ops/install-service.ts";
+import { execCommand, exists, InstallServiceError, writeServiceFiles } from "../../backplane/src/ops/install-service.ts";
 
 export { ensureSystemUser, execCommand, InstallServiceError } from "../../backplane/src/ops/install-service.ts";
 
@@ -232,14 +231,7 @@ export async function installGatewayService(
   };
   if (opts.dryRun) return result;
   if (!opts.force) await refuseExisting([opts.unitPath, opts.envFile]);
-  const envDir = dirname(opts.envFile);
-  if (!(await exists(envDir))) {
-    await mkdir(envDir, { recursive: true, mode: 0o700 });
-    await chmod(envDir, 0o700);
-  }
-  await mkdir(dirname(opts.unitPath), { recursive: true, mode: 0o755 });
-  await writeAtomic(opts.envFile, envText, 0o600);
-  await writeAtomic(opts.unitPath, unit, 0o644);
+  await writeServiceFiles(opts.unitPath, unit, opts.envFile, envText);
   return result;
 }
 

@@ -320,13 +320,21 @@ export async function installService(
       throw new InstallServiceError("file_exists", `${present.join(" and ")} already exist${present.length === 1 ? "s" : ""}; pass --force to overwrite.`);
     }
   }
-  const envDir = dirname(opts.envFile);
+  await writeServiceFiles(opts.unitPath, unit, opts.envFile, envText);
+  return result;
+}
+
+/**
+ * Writes a service's env file (mode 0600, its folder 0700 when created) and its unit (0644), each
+ * atomically; shared with the self-hosted gateway's install-service.
+ */
+export async function writeServiceFiles(unitPath: string, unit: string, envFile: string, envText: string): Promise<void> {
+  const envDir = dirname(envFile);
   if (!(await exists(envDir))) {
     await mkdir(envDir, { recursive: true, mode: 0o700 });
     await chmod(envDir, 0o700);
   }
-  await mkdir(dirname(opts.unitPath), { recursive: true, mode: 0o755 });
-  await writeAtomic(opts.envFile, envText, 0o600);
-  await writeAtomic(opts.unitPath, unit, 0o644);
-  return result;
+  await mkdir(dirname(unitPath), { recursive: true, mode: 0o755 });
+  await writeAtomic(envFile, envText, 0o600);
+  await writeAtomic(unitPath, unit, 0o644);
 }
