@@ -4,7 +4,7 @@ import js from "@eslint/js";
 import { defineConfig, globalIgnores } from "eslint/config";
 import tseslint from "typescript-eslint";
 
-const workerFiles = ["worker/**/*.ts", "tests/worker/**/*.ts", "tests/support/context.ts", "tests/support/provided-context.ts"];
+const workerFiles = ["worker/**/*.ts", "worker/**/*.tsx", "tests/worker/**/*.ts", "tests/support/context.ts", "tests/support/provided-context.ts"];
 
 export default defineConfig(
   globalIgnores([
@@ -20,20 +20,26 @@ export default defineConfig(
   js.configs.recommended,
   tseslint.configs.recommendedTypeChecked,
   {
-    files: ["**/*.ts"],
+    files: ["**/*.ts", "**/*.tsx"],
     languageOptions: {
       parserOptions: { project: "./tsconfig.json", tsconfigRootDir: import.meta.dirname },
     },
   },
   {
     files: workerFiles,
-    ignores: ["worker/cli/**", "worker/selfhost/**"],
+    ignores: ["worker/cli/**", "worker/selfhost/**", "worker/src/dashboard/client/**"],
     languageOptions: {
       parserOptions: { project: "./tsconfig.worker.json", tsconfigRootDir: import.meta.dirname },
     },
   },
   {
-    files: ["**/*.ts"],
+    files: ["worker/src/dashboard/client/**/*.ts"],
+    languageOptions: {
+      parserOptions: { project: "./tsconfig.dashboard.json", tsconfigRootDir: import.meta.dirname },
+    },
+  },
+  {
+    files: ["**/*.ts", "**/*.tsx"],
     rules: {
       "@typescript-eslint/no-floating-promises": "error",
       "@typescript-eslint/no-misused-promises": "error",

@@ -174,6 +174,9 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     // The local worker's STRIPE_WEBHOOK_SECRET, kept in `<dataDir>/stripe-webhook-secret`: sign local test events with it.
     const stripeWebhookSecret = persistedSecret(join(opts.dataDir, "stripe-webhook-secret"), () => `whsec_${randomBytes(24).toString("hex")}`);
 
+    // The local worker's DASHBOARD_SECRET (single sign-on state and client secrets at rest).
+    const dashboardSecret = persistedSecret(join(opts.dataDir, "dashboard-secret"), () => randomBytes(32).toString("hex"));
+
     const gatewayPort = opts.gatewayPort === 0 ? await freePort(opts.host) : opts.gatewayPort;
     const gatewayUrl = `http://${opts.host}:${gatewayPort}`;
     const db = openDb(pg.url);
@@ -215,6 +218,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       NODE_SIGNING_SECRET: masterSecret,
       ADMIN_TOKEN: adminToken,
       STRIPE_WEBHOOK_SECRET: stripeWebhookSecret,
+      DASHBOARD_SECRET: dashboardSecret,
       NEON_WS_PROXY: pipe.wsProxy,
       REDIS_PREFIX: opts.redisPrefix,
     };

@@ -7,3 +7,4 @@ export * from "./streaming.ts";
 export * from "./council.ts";
 export * from "./memory.ts";
 export * from "./fedattn.ts";
+export * from "./dashboard.ts";

@@ -112,6 +112,7 @@ async function main(): Promise<void> {
     bindings: {
     ADMIN_TOKEN: adminToken,
     STRIPE_WEBHOOK_SECRET: `whsec_${randomBytes(24).toString("hex")}`,
+    DASHBOARD_SECRET: randomBytes(32).toString("hex"),
     DATABASE_URL: databaseUrl,
     UPSTASH_REDIS_REST_URL: upstash.url,
     UPSTASH_REDIS_REST_TOKEN: token,

@@ -3,6 +3,7 @@ import { anthropicErrorResponse, isAnthropicPath } from "./anthropic/errors.ts";
 import { HEARTBEAT_PATH, PROBE_PATH, SPOT_PATH } from "../../schema/contracts/heartbeat.ts";
 import { HTTPException } from "hono/http-exception";
 import { adminApp } from "./admin/index.ts";
+import { dashboardRoutes } from "./dashboard/routes.ts";
 import { stripeWebhook } from "./billing/webhook.ts";
 import { requireApiKey } from "./auth/middleware.ts";
 import type { AppEnv, Logger } from "./env.ts";
@@ -135,6 +136,8 @@ export function createApp(): Hono<AppEnv> {
   app.post("/api/embed", ollamaEmbed);
   app.post("/api/embeddings", ollamaEmbeddings);
   app.route("/admin", adminApp());
+  // The web dashboard (dashboard/, docs/dashboard.md): pages over the admin API, cookie sessions.
+  app.route("/dashboard", dashboardRoutes);
 
   // Errors in the caller's dialect: Anthropic's shape on the Messages routes, Ollama's under /api, OpenAI's elsewhere.
   const render = (c: Context<AppEnv>, err: ApiError): Response => {

@@ -71,6 +71,7 @@ export interface Settings {
   /** Tracing (docs/tracing.md); null when OTEL_EXPORTER_OTLP_ENDPOINT is empty: then nothing is recorded. */
   tracing: TracingSettings | null;
   /** Reconciliation: a window is an alert when |drift| / engine tokens exceeds this ratio… */
+  dashboard: DashboardSettings;
   reconcileDriftThreshold: number;
   /** …and |drift| is at least this many tokens (so a quiet hour's few tokens never alert). */
   reconcileMinDriftTokens: number;
@@ -97,6 +98,14 @@ export interface MemorySettings {
   coldTemperature: number;
   /** …and removed by the cooling job once no breadcrumb was left on it for this many days. */
   retentionDays: number;
+}
+
+/** The dashboard's sessions (dashboard/session.ts). */
+export interface DashboardSettings {
+  /** A session unused for this long ends (DASHBOARD_SESSION_IDLE_MINUTES). */
+  idleMs: number;
+  /** A session ends this long after sign-in, used or not (DASHBOARD_SESSION_MAX_HOURS). */
+  maxMs: number;
 }
 
 /** The text bindings (vars and secrets), not the Durable Object namespaces. */
@@ -226,6 +235,10 @@ export function settingsFrom(env: Env): Settings {
       retentionDays: nonNegativeNumber(env, "MEMORY_RETENTION_DAYS", 30),
     },
     tracing: tracingFrom(env),
+    dashboard: {
+      idleMs: Math.max(1, positiveInt(env, "DASHBOARD_SESSION_IDLE_MINUTES", 30)) * 60_000,
+      maxMs: Math.max(1, positiveInt(env, "DASHBOARD_SESSION_MAX_HOURS", 8)) * 3_600_000,
+    },
     reconcileDriftThreshold: nonNegativeNumber(env, "RECONCILE_DRIFT_THRESHOLD", 0.01),
     reconcileMinDriftTokens: positiveInt(env, "RECONCILE_MIN_DRIFT_TOKENS", 100),
   };

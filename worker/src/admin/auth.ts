@@ -1,6 +1,7 @@
 import { createMiddleware } from "hono/factory";
 import { bearerToken, hashApiKey, looksLikeApiKey } from "../auth/keys.ts";
 import type { AppEnv } from "../env.ts";
+import type { Deps } from "../platform/deps.ts";
 import { ApiError } from "../errors.ts";
 import { loadHotState } from "../platform/hot-state.ts";
 
@@ -8,7 +9,9 @@ import { loadHotState } from "../platform/hot-state.ts";
  * Who is calling the admin API: the operator (the `ADMIN_TOKEN` secret), who sees everything, or an
  * API key with the `admin` scope, which sees and changes only its own tenant.
  */
-export type AdminActor = { kind: "operator" } | { kind: "tenant"; tenantId: string; keyId: string };
+export type AdminActor =
+  | { kind: "operator"; principal: string }
+  | { kind: "tenant"; tenantId: string; principal: string };
 
 /** Hono environment of the admin sub-app: the gateway's, plus the authenticated actor. */
 export interface AdminEnv {
@@ -19,9 +22,12 @@ export interface AdminEnv {
 /** The scope an API key needs to call the admin API. */
 export const ADMIN_SCOPE = "admin";
 
-/** The name recorded in `audit_logs.actor`. */
+/** How the admin token is named in `audit_logs.actor`. */
+export const OPERATOR_PRINCIPAL = "admin-token";
+
+/** The name recorded in `audit_logs.actor`: `admin-token`, `key:<id>` or (the dashboard's single sign-on) `user:<email>`. */
 export function actorName(actor: AdminActor): string {
-  return actor.kind === "operator" ? "admin-token" : `key:${actor.keyId}`;
+  return actor.principal;
 }
 
 const INVALID_MESSAGE =
@@ -53,12 +59,19 @@ export const requireAdmin = createMiddleware<AdminEnv>(async (c, next) => {
   if (!token) {
     throw new ApiError("missing_api_key", "The admin API needs 'Authorization: Bearer <ADMIN_TOKEN or an admin-scoped API key>'.");
   }
-  if (await isOperatorToken(token, c.get("deps").secrets.adminToken)) {
-    c.set("actor", { kind: "operator" });
-    return next();
-  }
+  c.set("actor", await adminActorOf(c.get("deps"), token));
+  return next();
+});
+
+/**
+ * Who `token` is on the admin API: the operator for ADMIN_TOKEN, else the tenant of an active,
+ * admin-scoped API key (with its hash, for the dashboard's key sessions). Throws the 401/403 to answer.
+ */
+export async function adminActorOf(deps: Deps, token: string): Promise<AdminActor & { keyHash?: string }> {
+  if (await isOperatorToken(token, deps.secrets.adminToken)) return { kind: "operator", principal: OPERATOR_PRINCIPAL };
   if (!looksLikeApiKey(token)) throw new ApiError("invalid_api_key", INVALID_MESSAGE);
-  const state = await loadHotState(c.get("deps"), await hashApiKey(token));
+  const keyHash = await hashApiKey(token);
+  const state = await loadHotState(deps, keyHash);
   if (!state.key.found) throw new ApiError("invalid_api_key", INVALID_MESSAGE);
   const identity = state.key.identity;
   if (identity.revoked || (identity.expiresAt !== null && identity.expiresAt <= Date.now())) {
@@ -70,6 +83,5 @@ export const requireAdmin = createMiddleware<AdminEnv>(async (c, next) => {
   if (!identity.scopes.includes(ADMIN_SCOPE)) {
     throw new ApiError("permission_denied", "This API key does not have the admin scope. Create a key with scopes including \"admin\" to manage the tenant.");
   }
-  c.set("actor", { kind: "tenant", tenantId: identity.tenantId, keyId: identity.keyId });
-  return next();
-});
+  return { kind: "tenant", tenantId: identity.tenantId, principal: `key:${identity.keyId}`, keyHash };
+}

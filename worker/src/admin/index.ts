@@ -35,8 +35,16 @@ import { fedattnAdminRoutes } from "../fedattn/admin.ts";
 
 /** Builds the admin sub-app (authenticated by ADMIN_TOKEN or an admin-scoped key, auth.ts). */
 export function adminApp(): Hono<AdminEnv> {
+  return new Hono<AdminEnv>().use(requireAdmin).route("/", adminRoutes());
+}
+
+/**
+ * The admin routes without their authentication: `adminApp` puts `requireAdmin` in front; the
+ * dashboard (dashboard/bridge.ts) calls them in-process with the actor of its session, so both
+ * read and change through the same handlers, scope checks and audit rows.
+ */
+export function adminRoutes(): Hono<AdminEnv> {
   return new Hono<AdminEnv>()
-    .use(requireAdmin)
     .route("/tenants", tenantRoutes)
     .route("/environments", environmentRoutes)
     .route("/keys", keyRoutes)

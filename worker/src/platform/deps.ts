@@ -13,6 +13,8 @@ export interface Secrets {
   adminToken: string;
   /** Stripe's webhook signing secret (STRIPE_WEBHOOK_SECRET). */
   stripeWebhook: string;
+  /** The dashboard's secret (DASHBOARD_SECRET): SSO client secrets at rest and SSO state; empty turns single sign-on off. */
+  dashboard: string;
 }
 
 /**
@@ -113,7 +115,7 @@ export function depsFrom(env: Env, waitUntil: (p: Promise<unknown>) => void, log
     settings,
     redis: redisFrom(env.UPSTASH_REDIS_REST_URL, env.UPSTASH_REDIS_REST_TOKEN, settings.redisTimeoutMs),
     log,
-    secrets: { nodeSigning: env.NODE_SIGNING_SECRET, adminToken: env.ADMIN_TOKEN || "", stripeWebhook: env.STRIPE_WEBHOOK_SECRET || "" },
+    secrets: { nodeSigning: env.NODE_SIGNING_SECRET, adminToken: env.ADMIN_TOKEN || "", stripeWebhook: env.STRIPE_WEBHOOK_SECRET || "", dashboard: env.DASHBOARD_SECRET || "" },
     fedattn: { sessions: env.FEDATTN_SESSIONS, index: env.FEDATTN_INDEX },
     db: (fn, opts) => bounded(() => withDb(env.DATABASE_URL, settings.neonWsProxy, fn), opts?.timeoutMs ?? settings.dbTimeoutMs),
     waitUntil,
