@@ -39,6 +39,8 @@ export const usageRecords = pgTable(
   (t) => [
     index("usage_records_tenant_at_idx").on(t.tenantId, t.at),
     index("usage_records_key_at_idx").on(t.apiKeyId, t.at),
+    // The operator's statistics over all tenants read a time window (usage/stats.ts).
+    index("usage_records_at_idx").on(t.at),
     // Reconciliation sums each node's tokens per window.
     index("usage_records_node_at_idx").on(t.nodeId, t.at),
   ],

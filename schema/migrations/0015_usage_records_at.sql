@@ -1,0 +1,1 @@
+CREATE INDEX "usage_records_at_idx" ON "usage_records" USING btree ("at");
