@@ -11,6 +11,7 @@ import { z } from "zod";
 import { tenants, usageHourly } from "../../../schema/tables/index.ts";
 import type { AdminEnv } from "../admin/auth.ts";
 import { readQuery, requireOperator } from "../admin/http.ts";
+import { billingCustomerRoutes } from "./customers-admin.ts";
 
 const query = z.strictObject({
   period: z.string().regex(/^\d{4}-(0[1-9]|1[0-2])$/, "must be a month, YYYY-MM"),
@@ -56,8 +57,8 @@ function csvCell(value: string | number | boolean | null): string {
   return /[",\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
-/** The export routes, mounted at `/admin/billing`. */
-export const billingRoutes = new Hono<AdminEnv>().get("/export", async (c) => {
+/** The billing routes, mounted at `/admin/billing`: the export, and each tenant's billing state (customers-admin.ts). */
+export const billingRoutes = new Hono<AdminEnv>().route("/customers", billingCustomerRoutes).get("/export", async (c) => {
   requireOperator(c.get("actor"), "export billing");
   const q = readQuery(c, query);
   const [year, month] = q.period.split("-").map(Number) as [number, number];
