@@ -32,6 +32,8 @@ const ERRORS = {
   no_capacity: { status: 503, type: "api_error" },
   upstream_timeout: { status: 504, type: "api_error" },
   dependency_unavailable: { status: 503, type: "api_error" },
+  // A feature whose secret or setting the operator has not set (the message names it).
+  not_configured: { status: 503, type: "api_error" },
   internal_error: { status: 500, type: "api_error" },
 } as const satisfies Record<string, { status: ContentfulStatusCode; type: string }>;
 

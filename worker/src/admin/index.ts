@@ -32,6 +32,7 @@ import { councilRoutes, councilVoteRoutes } from "../council/admin.ts";
 import { cacheRoutes } from "../cache/admin.ts";
 import { memoryAdminRoutes } from "../memory/admin.ts";
 import { fedattnAdminRoutes } from "../fedattn/admin.ts";
+import { ssoAdminRoutes } from "../dashboard/sso-admin.ts";
 
 /** Builds the admin sub-app (authenticated by ADMIN_TOKEN or an admin-scoped key, auth.ts). */
 export function adminApp(): Hono<AdminEnv> {
@@ -72,5 +73,6 @@ export function adminRoutes(): Hono<AdminEnv> {
     .route("/fedattn", fedattnAdminRoutes)
     .route("/council/votes", councilVoteRoutes)
     .route("/cache", cacheRoutes)
-    .route("/memory", memoryAdminRoutes);
+    .route("/memory", memoryAdminRoutes)
+    .route("/sso", ssoAdminRoutes);
 }

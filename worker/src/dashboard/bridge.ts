@@ -56,7 +56,8 @@ export async function adminCall<T>(c: Context<AppEnv>, session: DashboardSession
     init.body = JSON.stringify(body);
     init.headers = { accept: "application/json", "content-type": "application/json" };
   }
-  const req = new Request(new URL(path, "http://dashboard.internal"), init);
+  // The page's own origin: answers that name this gateway (the SSO redirect URI) stay true.
+  const req = new Request(new URL(path, c.req.url), init);
   calls.set(req, { deps: c.get("deps"), actor: session.actor, readOnly: session.role === "viewer" });
   const res = await bridgeApp().fetch(req, c.env, c.executionCtx);
   const text = await res.text();

@@ -17,6 +17,7 @@ import { decodeCursor, page, pageQuery } from "../admin/pagination.ts";
 import { budgetCounterKeys, deleteScopedSettings } from "../admin/scope.ts";
 import { createTenant, recordAudit, type AdminDb } from "../admin/store.ts";
 import { tenantJson } from "../admin/wire.ts";
+import { deleteTenantSso } from "../dashboard/sso-admin.ts";
 
 const name = z.string().trim().min(1).max(200);
 const plan = z.string().trim().min(1).max(64);
@@ -126,6 +127,8 @@ export const tenantRoutes = new Hono<AdminEnv>()
       const before = await loadTenant(c, db, id);
       const keys = await cacheKeysOf(db, prefix, { tenantId: id });
       const deletedBudgets = await deleteScopedSettings(db, { tenantId: id });
+      // Its dashboard single sign-on, invitations and sessions go too (they reference it by id only).
+      await deleteTenantSso(db, id);
       // Environments and keys go with the tenant (ON DELETE CASCADE); audit rows stay.
       await db.delete(tenants).where(eq(tenants.id, id));
       await recordAudit(db, actorName(c.get("actor")), "tenant.delete", "tenant", id, id, { before: tenantJson(before) });
