@@ -95,6 +95,7 @@ describe("tenants, environments and keys through the dashboard", () => {
     expect(rotated.status).toBe(200);
     expect(rotated.headers.get("cache-control")).toBe("no-store");
     expect(rotated.html).toContain("Key rotated");
+    expect(rotated.html).toContain(`href="${T}/${s.tenantId}/keys/${s.keyId}"`);
     const fresh = shownKey(rotated.html);
     expect(fresh).not.toBe(s.key);
     await modelsStatusBecomes(fresh, 200);

@@ -78,12 +78,22 @@ export const keyPages = new Hono<DashboardEnv>()
       <Page title={`Environment ${env.name}`} session={session} current="/tenants" flash={takeFlash(c)}>
         <Crumbs items={envCrumbs(session, tenant, env)} />
         <h1>{`Environment ${env.name}`}</h1>
-        <p>
-          {`Tenant ${tenant.name} · id `}
-          <span class="mono">{env.id}</span>
-          {" · created "}
-          <Time at={env.created_at} />
-        </p>
+        <dl>
+          <dt>Id</dt>
+          <dd class="mono">{env.id}</dd>
+          <dt>Created</dt>
+          <dd>
+            <Time at={env.created_at} />
+          </dd>
+          <dt>Pinned region</dt>
+          <dd>{env.pinned_region ?? "none"}</dd>
+          <dt>Routing strategy</dt>
+          <dd>{env.routing_strategy ?? "the model’s (else least load)"}</dd>
+          <dt>Conversation audit</dt>
+          <dd>{env.audit_mode}</dd>
+          <dt>Response cache</dt>
+          <dd>{env.cache_enabled ? "on" : "off"}</dd>
+        </dl>
         <section aria-labelledby="keys-heading">
           <h2 id="keys-heading">API keys</h2>
           {keys.data.length === 0 ? (
@@ -247,12 +257,13 @@ export const keyPages = new Hono<DashboardEnv>()
     const here = pageOf(id, "key", keyId);
     const overlap = Number((await formOf(c)).overlap_seconds ?? "3600");
     if (!OVERLAPS.some((o) => o.seconds === overlap)) return redirectWith(c, here, { kind: "error", text: "Choose how long the old key keeps working." });
-    const res = await adminCall<CreatedApiKeyJson>(c, session, "POST", `/admin/keys/${encodeURIComponent(keyId)}/rotate`, { overlap_seconds: overlap });
+    const res = await adminCall<CreatedApiKeyJson & { rotated_from: ApiKeyJson }>(c, session, "POST", `/admin/keys/${encodeURIComponent(keyId)}/rotate`, { overlap_seconds: overlap });
     if (!res.ok) return redirectWith(c, here, { kind: "error", text: res.error.message });
     const { tenant, env } = await loadEnvironment(c, session, id, res.data.environment_id);
     const crumbs = [...envCrumbs(session, tenant, env), { label: res.data.name, href: pageOf(id, "key", res.data.id) }];
     const when = overlap === 0 ? "The old key stops working within a few seconds." : `The old key keeps working for ${OVERLAPS.find((o) => o.seconds === overlap)?.label ?? ""}.`;
-    return c.html(<KeyShownOnce session={session} title="Key rotated" intro={`A new key replaces ${res.data.name} (same scopes, limits and expiry). ${when} This is the new key:`} apiKey={res.data} crumbs={crumbs} />);
+    const { rotated_from: rotatedFrom, ...created } = res.data;
+    return c.html(<KeyShownOnce session={session} title="Key rotated" intro={`A new key replaces ${created.name} (same scopes, limits and expiry). ${when} This is the new key:`} apiKey={created} rotatedFrom={rotatedFrom} crumbs={crumbs} />);
   })
   .post("/:id/keys/:keyId/revoke", async (c) => {
     const { id, keyId } = c.req.param();

@@ -6,7 +6,7 @@
 import type { FC } from "hono/jsx";
 import type { ApiKeyJson, BudgetJson, TenantJson } from "../../admin/wire.ts";
 import type { DashboardSession } from "../session.ts";
-import { BASE, num, Page, usd } from "../ui.tsx";
+import { BASE, num, Page, Time, usd } from "../ui.tsx";
 
 /** Where the tenant pages live. */
 export const TENANTS = `${BASE}/tenants`;
@@ -80,6 +80,8 @@ export const KeyShownOnce: FC<{
   title: string;
   intro: string;
   apiKey: ApiKeyJson & { key: string };
+  /** The key a rotation replaced. */
+  rotatedFrom?: ApiKeyJson;
   crumbs: Crumb[];
 }> = (p) => (
   <Page title={p.title} session={p.session} current="/tenants">
@@ -98,8 +100,16 @@ export const KeyShownOnce: FC<{
     <p role="alert">
       <strong>Copy this key now: it will not be shown again.</strong> Switchyard keeps only its hash; if it is lost, rotate the key or create a new one.
     </p>
+    {p.rotatedFrom && (
+      <p>
+        {"The old key "}
+        <a href={pageOf(p.rotatedFrom.tenant_id, "key", p.rotatedFrom.id)} class="mono">{`${p.rotatedFrom.prefix}…`}</a>
+        {" stops working at "}
+        <Time at={p.rotatedFrom.expires_at} />.
+      </p>
+    )}
     <p>
-      <a href={pageOf(p.apiKey.tenant_id, "key", p.apiKey.id)}>Go to the key’s page</a>
+      <a href={pageOf(p.apiKey.tenant_id, "key", p.apiKey.id)}>Go to the new key’s page</a>
       {" · "}
       <a href={pageOf(p.apiKey.tenant_id, "environment", p.apiKey.environment_id)}>Back to the environment</a>
     </p>
