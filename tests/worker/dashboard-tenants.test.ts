@@ -46,6 +46,9 @@ describe("tenants, environments and keys through the dashboard", () => {
     const tenantId = tenant.location.split("/").pop() ?? "";
     expect(expectStatus(await admin<TenantJson>("GET", `/tenants/${tenantId}`), 200)).toMatchObject({ name, plan: "team", status: "active" });
     expect(await page(b, T)).toContain(name);
+    const renamed = await submit(b, tenant.location, { name: `${name}-b`, plan: "enterprise" });
+    expect(renamed.html).toContain(`Tenant ${name}-b saved.`);
+    expect(expectStatus(await admin<TenantJson>("GET", `/tenants/${tenantId}`), 200)).toMatchObject({ name: `${name}-b`, plan: "enterprise" });
 
     const env = await submit(b, `${T}/${tenantId}/environments`, { name: "prod" });
     expect(env.location).toMatch(new RegExp(`^/dashboard/tenants/${tenantId}/environments/[^/]+$`));
@@ -238,6 +241,14 @@ describe("what a tenant admin sees", () => {
       expect(res.status, path).toBe(404);
       expect(res.html).not.toContain("Save limits");
     }
+
+    // It may rename its tenant, not change its plan (no such field; a forged one is refused).
+    expect(own).toContain("Save tenant");
+    expect(own).not.toContain('name="plan"');
+    const planned = await submit(b, `${T}/${mine.tenantId}`, { name: "renamed", plan: "enterprise" });
+    expect(planned.html).toMatch(/Only the operator/);
+    await submit(b, `${T}/${mine.tenantId}`, { name: "renamed" });
+    expect(expectStatus(await admin<TenantJson>("GET", `/tenants/${mine.tenantId}`), 200)).toMatchObject({ name: "renamed", plan: "free" });
 
     const suspend = await submit(b, `${T}/${mine.tenantId}/suspend`, {});
     expect(suspend.html).toMatch(/operator/i);

@@ -139,6 +139,25 @@ export const tenantPages = new Hono<DashboardEnv>()
           </dd>
         </dl>
         {ownSettings && <SuspendResume session={session} tenant={tenant} back={pageOf(id, "tenant", id)} />}
+        {change && (
+          <form method="post" action={pageOf(id, "tenant", id)} class="row">
+            <Csrf session={session} />
+            <label>
+              Name
+              <input type="text" name="name" required maxlength={200} value={tenant.name} />
+            </label>
+            {/* Plan and status are billing decisions: the operator's (tenants-admin.ts). */}
+            {isOperator(session) && (
+              <label>
+                Plan
+                <input type="text" name="plan" required maxlength={64} value={tenant.plan} />
+              </label>
+            )}
+            <button type="submit" class="secondary">
+              Save tenant
+            </button>
+          </form>
+        )}
         <section aria-labelledby="envs-heading">
           <h2 id="envs-heading">Environments</h2>
           {envs.data.length === 0 ? (
@@ -185,6 +204,14 @@ export const tenantPages = new Hono<DashboardEnv>()
         <BudgetsSection session={session} tenantId={id} settings={settings} editable={ownSettings} />
       </Page>,
     );
+  })
+  .post("/:id", async (c) => {
+    const id = c.req.param("id");
+    const form = await formOf(c);
+    const change: Record<string, string> = { name: form.name ?? "" };
+    if (form.plan !== undefined) change.plan = form.plan;
+    const res = await adminCall<TenantJson>(c, sessionOf(c), "PATCH", `/admin/tenants/${encodeURIComponent(id)}`, change);
+    return redirectWith(c, pageOf(id, "tenant", id), res.ok ? { kind: "ok", text: `Tenant ${res.data.name} saved.` } : { kind: "error", text: res.error.message });
   })
   .post("/:id/environments", async (c) => {
     const id = c.req.param("id");
