@@ -45,6 +45,12 @@ function row(html: string, attr: string, value: string): string[] | null {
   return [...(tr[1] ?? "").matchAll(/<t[hd][^>]*>([\s\S]*?)<\/t[hd]>/g)].map((m) => (m[1] ?? "").replace(/<[^>]+>/g, "").replace(/\s+/g, " ").trim());
 }
 
+/** The cells of the chart's table twin at one bucket. */
+function chartRow(html: string, datetime: string): string[] | null {
+  const tr = new RegExp(`<tr><th scope="row"><time datetime="${datetime}"[\\s\\S]*?</tr>`).exec(html);
+  return tr ? [...tr[0].matchAll(/<t[hd][^>]*>([\s\S]*?)<\/t[hd]>/g)].map((m) => (m[1] ?? "").replace(/<[^>]+>/g, "").trim()) : null;
+}
+
 function section(html: string, id: string): string {
   const start = html.indexOf(`<section aria-labelledby="${id}"`);
   return start < 0 ? "" : html.slice(start, html.indexOf("</section>", start));
@@ -77,8 +83,10 @@ describe("dashboard usage report", () => {
     expect(page.html).not.toContain(otherModel);
     // The chart's table twin has one row per day of the range.
     expect(page.html).toContain('id="usage-tokens"');
-    expect(page.html).toContain("2026-10-05 00:00 UTC");
-    expect(page.html).toContain("2026-10-06 00:00 UTC");
+    expect(page.html).toContain(`${modelA} (tokens)`);
+    expect(chartRow(page.html, "2026-10-05T00:00:00.000Z")).toEqual(["2026-10-05 00:00 UTC", "2,500", "0"]);
+    expect(chartRow(page.html, "2026-10-06T00:00:00.000Z")).toEqual(["2026-10-06 00:00 UTC", "0", "150"]);
+    expect(chartRow(page.html, "2026-10-07T00:00:00.000Z")).toBeNull();
 
     const wider = await getPage(browser, `/dashboard/usage?tenant_id=${a.tenantId}&start=${DAY1}&end=${LATER}&group_by=model`);
     expect(row(wider.html, "group", modelA)?.[1]).toBe("12");

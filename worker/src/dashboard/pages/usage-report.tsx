@@ -75,6 +75,8 @@ function sumByGroup(rows: ReportRow[], group: GroupKey): GroupSums[] {
 
 /** Tokens per bucket: one series per largest group, the others summed as "Other". */
 function chartOf(report: UsageReport, group: GroupKey, groups: GroupSums[], names: Map<string, Named>): { buckets: string[]; series: ChartSeries[] } {
+  // No usage: the chart's table says so rather than listing empty buckets.
+  if (groups.length === 0) return { buckets: [], series: [] };
   const buckets = bucketStarts(report.start, report.end, report.bucket) ?? [...new Set(report.data.map((r) => r.period_start))];
   const index = new Map(buckets.map((b, i) => [b, i]));
   const top = groups.slice(0, SERIES);
