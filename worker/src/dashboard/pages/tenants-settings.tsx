@@ -7,6 +7,7 @@
 import { Hono } from "hono";
 import type { FC } from "hono/jsx";
 import type { BudgetJson, CountersJson, LimitsJson, LiveCounterJson } from "../../admin/wire.ts";
+import { ApiError } from "../../errors.ts";
 import { adminCall, adminGet } from "../bridge.ts";
 import { sessionOf, type DashboardContext, type DashboardEnv } from "../env.ts";
 import { formOf, redirectWith } from "../http.ts";
@@ -235,11 +236,11 @@ function scopeOf(value: string): SettingsScope | null {
 }
 
 /** The target of a settings form and the page to go back to. */
-function target(c: DashboardContext): { scope: SettingsScope; scopeId: string; back: string } | null {
+function target(c: DashboardContext): { scope: SettingsScope; scopeId: string; back: string } {
   const scope = scopeOf(c.req.param("scope") ?? "");
   const scopeId = c.req.param("scopeId");
   const tenantId = c.req.param("id");
-  if (!scope || !scopeId || !tenantId) return null;
+  if (!scope || !scopeId || !tenantId) throw new ApiError("not_found", "No such page: limits and budgets belong to a tenant, an environment or a key.");
   return { scope, scopeId, back: pageOf(tenantId, scope, scopeId) };
 }
 
@@ -247,7 +248,6 @@ function target(c: DashboardContext): { scope: SettingsScope; scopeId: string; b
 export const settingsPages = new Hono<DashboardEnv>()
   .post("/:id/settings/:scope/:scopeId/limits", async (c) => {
     const t = target(c);
-    if (!t) return c.notFound();
     const form = await formOf(c);
     const body: Record<string, number | null> = {};
     for (const r of LIMIT_ROWS) {
@@ -261,13 +261,11 @@ export const settingsPages = new Hono<DashboardEnv>()
   })
   .post("/:id/settings/:scope/:scopeId/limits/reset", async (c) => {
     const t = target(c);
-    if (!t) return c.notFound();
     const res = await adminCall(c, sessionOf(c), "DELETE", `/admin/limits/${t.scope}/${encodeURIComponent(t.scopeId)}`);
     return redirectWith(c, t.back, res.ok ? { kind: "ok", text: "Limits reset to the defaults." } : { kind: "error", text: res.error.message });
   })
   .post("/:id/settings/:scope/:scopeId/budgets", async (c) => {
     const t = target(c);
-    if (!t) return c.notFound();
     const form = await formOf(c);
     const kind = form.kind ?? "";
     const amount = parseAmount(kind, form.amount);
@@ -277,7 +275,6 @@ export const settingsPages = new Hono<DashboardEnv>()
   })
   .post("/:id/settings/:scope/:scopeId/budgets/:budgetId", async (c) => {
     const t = target(c);
-    if (!t) return c.notFound();
     const session = sessionOf(c);
     const path = `/admin/budgets/${encodeURIComponent(c.req.param("budgetId"))}`;
     const current = await adminCall<BudgetJson>(c, session, "GET", path);
@@ -289,7 +286,6 @@ export const settingsPages = new Hono<DashboardEnv>()
   })
   .post("/:id/settings/:scope/:scopeId/budgets/:budgetId/delete", async (c) => {
     const t = target(c);
-    if (!t) return c.notFound();
     const res = await adminCall(c, sessionOf(c), "DELETE", `/admin/budgets/${encodeURIComponent(c.req.param("budgetId"))}`);
     return redirectWith(c, t.back, res.ok ? { kind: "ok", text: "Budget deleted." } : { kind: "error", text: res.error.message });
   });

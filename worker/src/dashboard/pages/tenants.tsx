@@ -10,6 +10,7 @@ import type { EnvironmentJson, TenantJson } from "../../admin/wire.ts";
 import { adminCall, adminGet } from "../bridge.ts";
 import { sessionOf, type DashboardEnv } from "../env.ts";
 import { formOf, redirectWith, takeFlash } from "../http.ts";
+import type { DashboardSession } from "../session.ts";
 import { Action, Csrf, Page, Time } from "../ui.tsx";
 import { keyPages } from "./tenants-keys.tsx";
 import { canChange, Crumbs, isOperator, NextPage, pageOf, StatusBadge, tenantCrumbs, TENANTS } from "./tenants-parts.tsx";
@@ -229,7 +230,7 @@ function safeBack(back: string | undefined, fallback: string): string {
 }
 
 /** Suspend (with confirmation) or resume a tenant: the operator's only. */
-function SuspendResume(p: { session: Parameters<typeof Action>[0]["session"]; tenant: TenantJson; back: string }) {
+function SuspendResume(p: { session: DashboardSession; tenant: TenantJson; back: string }) {
   if (!isOperator(p.session)) return null;
   const base = pageOf(p.tenant.id, "tenant", p.tenant.id);
   return p.tenant.status === "active" ? (
