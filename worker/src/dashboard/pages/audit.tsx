@@ -6,6 +6,7 @@
  */
 import { Hono } from "hono";
 import type { FC } from "hono/jsx";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { AuditJson } from "../../admin/wire.ts";
 import type { ListBody } from "../../admin/pagination.ts";
 import { adminCall } from "../bridge.ts";
@@ -185,6 +186,7 @@ export const auditPage = new Hono<DashboardEnv>().get("/", async (c) => {
         </nav>
       )}
     </Page>,
-    answer.ok ? 200 : answer.status === 404 ? 404 : 400,
+    // An API refusal (a mangled cursor, an overlong search) keeps its status; the form stays usable.
+    answer.ok ? 200 : (answer.status as ContentfulStatusCode),
   );
 });
