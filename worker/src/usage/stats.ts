@@ -118,8 +118,8 @@ const EMPTY: StatsValues = { requests: 0, errors: 0, error_rate: null, p95_laten
 
 /**
  * The statistics of the window, per bucket (every bucket, empty ones included) and in total. Reads
- * `usage_records` by `at` within the window: through usage_records_tenant_at_idx for one tenant,
- * usage_records_at_idx for all.
+ * `usage_records` by `at` within the window, through an index: usage_records_tenant_at_idx (or
+ * usage_records_at_idx, for a narrow window) for one tenant, usage_records_at_idx for all.
  */
 export async function usageStats(db: Db, filter: StatsFilter): Promise<{ data: StatsRow[]; totals: StatsValues }> {
   const where = and(
