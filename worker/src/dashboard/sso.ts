@@ -172,9 +172,16 @@ export const ssoRoutes = new Hono<AppEnv>()
       // Over TLS the token endpoint vouches for the ID token; its signature is checked anyway.
       await oauth.validateApplicationLevelSignature(as, response, opts);
       const claims = oauth.getValidatedIdTokenClaims(result);
-      const email = typeof claims?.email === "string" ? claims.email.toLowerCase() : "";
-      if (email === "" || claims?.email_verified !== true) {
-        return fail("email_not_verified", "Your identity provider did not vouch for your email address (email_verified). Ask your admin.", { subject: claims?.sub });
+      if (!claims) throw new Error("no ID token");
+      // Some issuers put email claims only in the UserInfo answer (conformant when an access token is issued).
+      let identity: Record<string, unknown> = { ...claims };
+      if (typeof claims.email !== "string" && as.userinfo_endpoint) {
+        const info = await oauth.userInfoRequest(as, client, result.access_token, opts);
+        identity = await oauth.processUserInfoResponse(as, client, claims.sub, info);
+      }
+      const email = typeof identity.email === "string" ? identity.email.toLowerCase() : "";
+      if (email === "" || identity.email_verified !== true) {
+        return fail("email_not_verified", "Your identity provider did not vouch for your email address (email_verified). Ask your admin.", { subject: claims.sub });
       }
       const role = await roleFor(c, config, email);
       if (role === null) return fail("not_invited", `${email} is not invited to this organisation's dashboard and its domain is not admitted. Ask an admin to invite you.`, { email });
@@ -182,7 +189,7 @@ export const ssoRoutes = new Hono<AppEnv>()
         actor: { kind: "tenant", tenantId: config.tenantId, principal: `user:${email}` },
         role,
         method: "sso",
-        details: { email, issuer: config.issuer, subject: claims?.sub },
+        details: { email, issuer: config.issuer, subject: claims.sub },
       });
       // The first sign-in accepts the invitation.
       await deps.db((db) =>
