@@ -114,6 +114,7 @@ function nodeTable(s: Stack): string[] {
 
 console.log("");
 console.log(`Gateway: ${stack.gatewayUrl}/v1`);
+console.log(`Dashboard: ${stack.gatewayUrl}/dashboard (sign in with the admin token below)`);
 console.log(`Demo API key: ${stack.apiKey}`);
 console.log(`Admin token: ${stack.adminToken}`);
 console.log(`Postgres: ${stack.databaseUrl}${stack.embeddedPostgres ? ` (embedded PGlite under ${shortPath(join(dataDir, "pglite"))})` : ""}`);

@@ -17,7 +17,8 @@ import { BASE, Page } from "./ui.tsx";
 
 /** The login CSRF cookie (double submit: the form must echo it). */
 export const LOGIN_COOKIE = "__Host-switchyard_login";
-const SIGN_INS_PER_MINUTE = 10;
+/** Failed sign-ins one client address may make per minute before the form answers 429. */
+const FAILED_SIGN_INS_PER_MINUTE = 10;
 
 /** The sign-in page (also answers a signed-in user, who is sent on). */
 export async function loginPage(c: Context<AppEnv>, status: 200 | 400 | 401 | 403 | 429 = 200, error?: string): Promise<Response> {
@@ -66,29 +67,43 @@ export async function loginTokenOk(c: Context<AppEnv>, form: Record<string, stri
   return cookie !== undefined && form._login !== undefined && (await sameSecret(cookie, form._login));
 }
 
+// Cloudflare sets CF-Connecting-IP (a client cannot); elsewhere every attempt shares one bucket.
 function clientAddress(c: Context<AppEnv>): string {
-  return c.req.header("cf-connecting-ip") ?? c.req.header("x-real-ip") ?? "local";
+  return c.req.header("cf-connecting-ip") ?? "unknown";
+}
+
+function limitKey(c: Context<AppEnv>): string {
+  return `${c.get("deps").settings.redisPrefix}dash:sign-in-failures:${clientAddress(c)}:${Math.floor(Date.now() / 60_000)}`;
 }
 
 /**
- * Counts a sign-in attempt of this client address in the current minute; false past the limit.
+ * False when this client address failed to sign in FAILED_SIGN_INS_PER_MINUTE times this minute.
  * Fails open when Redis does not answer (signing in must work in an outage; the audit log still
  * records every failure).
  */
 export async function underSignInLimit(c: Context<AppEnv>): Promise<boolean> {
   const deps = c.get("deps");
-  const key = `${deps.settings.redisPrefix}dash:sign-in:${clientAddress(c)}:${Math.floor(Date.now() / 60_000)}`;
   try {
-    const [count] = await deps.redis.pipeline().incr(key).expire(key, 120).exec<[number, number]>();
-    return count <= SIGN_INS_PER_MINUTE;
+    return (Number(await deps.redis.get<number>(limitKey(c))) || 0) < FAILED_SIGN_INS_PER_MINUTE;
   } catch (err) {
     deps.log("redis_unavailable", { during: "dashboard_sign_in_limit", error: String(err) });
     return true;
   }
 }
 
+async function countFailure(c: Context<AppEnv>): Promise<void> {
+  const deps = c.get("deps");
+  const key = limitKey(c);
+  try {
+    await deps.redis.pipeline().incr(key).expire(key, 120).exec();
+  } catch (err) {
+    deps.log("redis_unavailable", { during: "dashboard_sign_in_limit", error: String(err) });
+  }
+}
+
 /** Audits a refused sign-in (the credential is never recorded). */
 export async function auditFailedSignIn(c: Context<AppEnv>, method: string, reason: string, tenantId: string | null, details: Record<string, unknown> = {}): Promise<void> {
+  await countFailure(c);
   await c.get("deps").db((db) =>
     db.insert(auditLogs).values({
       id: newId("aud"),
@@ -112,7 +127,7 @@ export const loginRoutes = new Hono<AppEnv>()
   .post("/login", async (c) => {
     const form = await formOf(c);
     if (!(await loginTokenOk(c, form))) return loginPage(c, 403, "The sign-in form expired or came from another site. Sign in again from this page.");
-    if (!(await underSignInLimit(c))) return loginPage(c, 429, "Too many sign-in attempts from your address. Wait a minute, then try again.");
+    if (!(await underSignInLimit(c))) return loginPage(c, 429, "Too many failed sign-ins from your address. Wait a minute, then try again.");
     const token = (form.token ?? "").trim();
     let actor;
     try {

@@ -4,7 +4,7 @@
  * signed out or revoked, when its tenant is suspended, and (key sign-ins) when its key stops working.
  * Every change a session makes carries a CSRF token derived from the session token (csrfTokenOf).
  */
-import { and, eq, isNull } from "drizzle-orm";
+import { and, eq, isNull, lt, or } from "drizzle-orm";
 import type { Context } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import { dashboardSessions, tenants } from "../../../schema/tables/index.ts";
@@ -187,4 +187,14 @@ export async function endSessionsOf(db: AdminDb, tenantId: string, principal: st
     .where(and(eq(dashboardSessions.tenantId, tenantId), eq(dashboardSessions.principal, principal), isNull(dashboardSessions.revokedAt)))
     .returning({ id: dashboardSessions.id });
   return ended.length;
+}
+
+/** Deletes sessions that ended (expired or revoked) more than a day ago; returns how many. */
+export async function deleteEndedSessions(db: AdminDb, now = Date.now()): Promise<number> {
+  const before = new Date(now - 86_400_000);
+  const gone = await db
+    .delete(dashboardSessions)
+    .where(or(lt(dashboardSessions.expiresAt, before), lt(dashboardSessions.revokedAt, before)))
+    .returning({ id: dashboardSessions.id });
+  return gone.length;
 }

@@ -133,7 +133,7 @@ export const ssoRoutes = new Hono<AppEnv>()
   .post("/", async (c) => {
     const form = await formOf(c);
     if (!(await loginTokenOk(c, form))) return loginPage(c, 403, "The sign-in form expired or came from another site. Sign in again from this page.");
-    if (!(await underSignInLimit(c))) return loginPage(c, 429, "Too many sign-in attempts from your address. Wait a minute, then try again.");
+    if (!(await underSignInLimit(c))) return loginPage(c, 429, "Too many failed sign-ins from your address. Wait a minute, then try again.");
     const email = (form.email ?? "").trim().toLowerCase();
     if (!/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email) || email.length > 320) return loginPage(c, 400, "Enter your work email address.");
     const next = safeNext(form.next);

@@ -11,6 +11,7 @@ import { coolTrails } from "../memory/cool.ts";
 import { flushVotes } from "../council/flush.ts";
 import { voteBreadcrumb } from "../council/breadcrumbs.ts";
 import { flushRecords as flushFedattnRecords } from "../fedattn/records.ts";
+import { deleteEndedSessions } from "../dashboard/session.ts";
 
 /** The hourly Cron Trigger (wrangler.toml `[triggers]`): it also reconciles metered tokens with the engines' counters. */
 export const RECONCILE_CRON = "0 * * * *";
@@ -57,6 +58,13 @@ export async function runScheduled(deps: Deps, cron = "* * * * *"): Promise<void
         if (cooling.cooled > 0 || cooling.removed > 0) log("memory_trails_cooled", { cooled: cooling.cooled, removed: cooling.removed });
       } catch (err) {
         log("memory_cooling_failed", { error: err instanceof Error ? err.message : String(err) });
+      }
+      // Dashboard sessions that ended more than a day ago (dashboard/session.ts): the table stays small.
+      try {
+        const removed = await deleteEndedSessions(db);
+        if (removed > 0) log("dashboard_sessions_removed", { removed });
+      } catch (err) {
+        log("dashboard_session_cleanup_failed", { error: err instanceof Error ? err.message : String(err) });
       }
       await flushAndReconcile({ db, redis, prefix: settings.redisPrefix, thresholds: driftThresholds(settings), log });
     }

@@ -17,6 +17,12 @@ interface ChartData {
 // High-contrast series colours (each at least 3:1 against the white plot background).
 const COLOURS = ["#1f5fbf", "#b3261e", "#2e7d32", "#7b3fa0", "#8a5a00", "#00695c"];
 
+// Axis ticks: small amounts (a fraction of a cent) keep their significant digits instead of all reading "0".
+function axisValue(v: number): string {
+  if (v === 0) return "0";
+  return Math.abs(v) < 1 ? v.toPrecision(2).replace(/0+$/, "") : v.toLocaleString(undefined, { maximumFractionDigits: 1 });
+}
+
 const localFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 
 function localTimes(root: ParentNode): void {
@@ -40,7 +46,7 @@ function drawChart(figure: HTMLElement): void {
       width: width(),
       height: 220,
       series: [{}, ...data.series.map((s, i) => ({ label: s.label, stroke: COLOURS[i % COLOURS.length], width: 2, points: { show: data.x.length < 40 } }))],
-      axes: [{}, { label: data.unit, size: 70 }],
+      axes: [{}, { label: data.unit, size: 70, values: (_u, splits) => splits.map(axisValue) }],
       legend: { live: true },
     },
     [data.x, ...data.series.map((s) => s.values)] as uPlot.AlignedData,
