@@ -83,6 +83,8 @@ export interface Edge {
   adminToken: string;
   /** The worker's NODE_SIGNING_SECRET: backplanes sign with `deriveNodeSecret(it, nodeId, 1)`. */
   nodeSigningSecret: string;
+  /** The worker's DASHBOARD_SECRET (the dashboard's single sign-on key): another isolate of the deployment shares it. */
+  dashboardSecret: string;
   databaseUrl: string;
   redisUrl: string;
   redisPrefix: string;
@@ -164,6 +166,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
 
     const adminToken = randomBytes(32).toString("hex");
     const nodeSigningSecret = randomBytes(32).toString("hex");
+    const dashboardSecret = randomBytes(32).toString("hex");
     const secrets: Record<string, string> = {
       DATABASE_URL: databaseUrl,
       UPSTASH_REDIS_REST_URL: upstash.url,
@@ -171,6 +174,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
       NODE_SIGNING_SECRET: nodeSigningSecret,
       ADMIN_TOKEN: adminToken,
       STRIPE_WEBHOOK_SECRET: `whsec_${randomBytes(24).toString("hex")}`,
+      DASHBOARD_SECRET: dashboardSecret,
     };
     const missing = config.requiredSecrets.filter((name) => !(name in secrets));
     if (missing.length > 0) throw new Error(`wrangler.toml requires secrets the benchmark does not provide: ${missing.join(", ")}`);
@@ -209,6 +213,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
       apiKey,
       adminToken,
       nodeSigningSecret,
+      dashboardSecret,
       databaseUrl,
       redisUrl: opts.redisUrl,
       redisPrefix,

@@ -59,6 +59,7 @@ export async function startIsolate(edge: Edge, opts: IsolateOptions): Promise<Is
       NODE_SIGNING_SECRET: edge.nodeSigningSecret,
       ADMIN_TOKEN: edge.adminToken,
       STRIPE_WEBHOOK_SECRET: `whsec_${randomBytes(24).toString("hex")}`,
+      DASHBOARD_SECRET: edge.dashboardSecret,
     };
     const missing = opts.config.requiredSecrets.filter((name) => !(name in secrets));
     if (missing.length > 0) throw new Error(`wrangler.toml requires secrets an extra isolate does not provide: ${missing.join(", ")}`);

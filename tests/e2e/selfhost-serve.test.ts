@@ -28,6 +28,7 @@ const databaseName = `sy_selfhost_${suffix}`;
 const redisPrefix = `sy:selfhost:${suffix}:`;
 const adminToken = randomBytes(32).toString("hex");
 const nodeSigningSecret = randomBytes(32).toString("hex");
+const dashboardSecret = randomBytes(32).toString("hex");
 let databaseUrl = "";
 let dataDir = "";
 
@@ -46,7 +47,7 @@ function serve(args: string[], env: Record<string, string> = {}): Served {
   const child = spawn(process.execPath, [SERVE, ...args], {
     cwd: ROOT,
     // A clean environment: the runner's own variables (a REDIS_PREFIX, say) must not leak in as var overrides.
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", DATABASE_URL: databaseUrl, REDIS_URL, NODE_SIGNING_SECRET: nodeSigningSecret, ADMIN_TOKEN: adminToken, REDIS_PREFIX: redisPrefix, ...env },
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", DATABASE_URL: databaseUrl, REDIS_URL, NODE_SIGNING_SECRET: nodeSigningSecret, ADMIN_TOKEN: adminToken, DASHBOARD_SECRET: dashboardSecret, REDIS_PREFIX: redisPrefix, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const lines: string[] = [];
@@ -193,12 +194,86 @@ describe("npm run serve", () => {
 
     // Nothing secret reached the log.
     const log = served.lines.join("\n");
-    for (const secret of [adminToken, nodeSigningSecret, key.key]) expect(log).not.toContain(secret);
+    for (const secret of [adminToken, nodeSigningSecret, dashboardSecret, key.key]) expect(log).not.toContain(secret);
+    expect(log).not.toContain("gateway.dashboard_sso_off");
+  });
+
+  it("serves the dashboard from a release: the sign-in page, its script, and sign-in with the admin token, also behind a TLS proxy", { timeout: 120_000 }, async () => {
+    const served = serve(["--bundle", join(dataDir, "current"), "--data-dir", dataDir, "--port", "0", "--no-migrate"]);
+    const url = await listening(served);
+    const cookies = new Map<string, string>();
+    const keep = (res: Response) => {
+      for (const line of res.headers.getSetCookie()) {
+        const [pair = ""] = line.split(";");
+        const eq = pair.indexOf("=");
+        if (/max-age=0/i.test(line) || pair.slice(eq + 1) === "") cookies.delete(pair.slice(0, eq));
+        else cookies.set(pair.slice(0, eq), pair.slice(eq + 1));
+      }
+    };
+    const cookie = () => [...cookies].map(([k, v]) => `${k}=${v}`).join("; ");
+
+    const login = await fetch(`${url}/dashboard/login`, { redirect: "manual" });
+    expect(login.status).toBe(200);
+    expect(login.headers.get("content-type")).toMatch(/^text\/html/);
+    keep(login);
+    const loginHtml = await login.text();
+    expect(loginHtml).toContain("<h1");
+    expect(cookies.has("__Host-switchyard_login")).toBe(true);
+
+    // The browser bundle went into the release: the page names it by its content hash.
+    const script = /<script[^>]* src="(\/dashboard\/assets\/app\.[0-9a-f]+\.js)"/.exec(loginHtml)?.[1];
+    expect(script, loginHtml).toBeDefined();
+    const js = await fetch(`${url}${script ?? ""}`);
+    expect(js.status).toBe(200);
+    expect(js.headers.get("content-type")).toMatch(/^text\/javascript/);
+    expect((await js.text()).length).toBeGreaterThan(1000);
+    const style = /<link[^>]* href="(\/dashboard\/assets\/app\.[0-9a-f]+\.css)"/.exec(loginHtml)?.[1];
+    expect((await fetch(`${url}${style ?? "/dashboard/assets/none.css"}`)).status).toBe(200);
+
+    const loginToken = /name="_login" value="([^"]+)"/.exec(loginHtml)?.[1] ?? "";
+    const signIn = await fetch(`${url}/dashboard/login`, {
+      method: "POST",
+      headers: { cookie: cookie(), "content-type": "application/x-www-form-urlencoded", origin: url },
+      body: new URLSearchParams({ _login: loginToken, token: adminToken }).toString(),
+      redirect: "manual",
+    });
+    expect(signIn.status, await signIn.text()).toBe(303);
+    keep(signIn);
+    expect(cookies.has("__Host-switchyard_session")).toBe(true);
+    const home = await fetch(`${url}/dashboard`, { headers: { cookie: cookie() }, redirect: "manual" });
+    expect(home.status).toBe(200);
+    const homeHtml = await home.text();
+    const csrf = /name="_csrf" value="([^"]+)"/.exec(homeHtml)?.[1] ?? "";
+    expect(csrf).not.toBe("");
+
+    // A form posted through a TLS-terminating proxy: the browser's Origin is https://…, and serve has
+    // workerd take the scheme from X-Forwarded-Proto, so the same-origin check accepts it.
+    const httpsOrigin = `https://${new URL(url).host}`;
+    const create = (headers: Record<string, string>) =>
+      fetch(`${url}/dashboard/tenants`, {
+        method: "POST",
+        headers: { cookie: cookie(), "content-type": "application/x-www-form-urlencoded", origin: httpsOrigin, ...headers },
+        body: new URLSearchParams({ _csrf: csrf, name: "Proxied Co" }).toString(),
+        redirect: "manual",
+      });
+    const direct = await create({});
+    expect(direct.status).toBe(403);
+    expect(await direct.text()).toContain("came from another site");
+    const proxied = await create({ "x-forwarded-proto": "https" });
+    expect(proxied.status, await proxied.text()).toBe(303);
+    expect(proxied.headers.get("location")).toMatch(/^\/dashboard\/tenants\//);
+    const tenants = await fetch(`${url}/admin/tenants`, { headers: { authorization: `Bearer ${adminToken}` } });
+    expect(JSON.stringify(await tenants.json())).toContain("Proxied Co");
+
+    const log = served.lines.join("\n");
+    for (const secret of [adminToken, dashboardSecret]) expect(log).not.toContain(secret);
   });
 
   it("exits non-zero when workerd dies, so the service manager restarts the whole gateway", { timeout: 60_000 }, async () => {
-    const served = serve(["--bundle", join(dataDir, "current"), "--data-dir", dataDir, "--port", "0", "--no-migrate"]);
+    // Without DASHBOARD_SECRET (an env file from before the dashboard) it starts and says SSO is off.
+    const served = serve(["--bundle", join(dataDir, "current"), "--data-dir", dataDir, "--port", "0", "--no-migrate"], { DASHBOARD_SECRET: "" });
     await listening(served);
+    expect(await served.waitFor((e) => e.event === "gateway.dashboard_sso_off", 1_000)).toMatchObject({ level: "info" });
     const workerdPid = Number((await served.waitFor((e) => e.event === "gateway.listening", 1_000)).workerd_pid);
     process.kill(workerdPid, "SIGKILL");
     expect(await served.exit).toEqual({ code: 1, signal: null });
@@ -217,6 +292,10 @@ describe("npm run serve", () => {
     const weak = serve(["--data-dir", dataDir], { ADMIN_TOKEN: "short" });
     expect((await weak.exit).code).toBe(2);
     expect(weak.lines.join("\n")).toContain("ADMIN_TOKEN must be set to at least 32 characters");
+
+    const weakDashboard = serve(["--data-dir", dataDir], { DASHBOARD_SECRET: "short" });
+    expect((await weakDashboard.exit).code).toBe(2);
+    expect(weakDashboard.lines.join("\n")).toContain("DASHBOARD_SECRET must be at least 32 characters when set");
 
     const unknownVar = serve(["--bundle", join(dataDir, "current"), "--data-dir", dataDir, "--port", "0", "--no-migrate", "--var", "NO_SUCH_VAR=1"]);
     expect((await unknownVar.exit).code).toBe(2);

@@ -24,7 +24,13 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const SECRETS = { NODE_SIGNING_SECRET: "n".repeat(64), ADMIN_TOKEN: `admin "$HOME" \`x\` ${"a".repeat(40)}`, STRIPE_WEBHOOK_SECRET: "whsec_test" };
+const SECRETS = {
+  NODE_SIGNING_SECRET: "n".repeat(64),
+  ADMIN_TOKEN: `admin "$HOME" \`x\` ${"a".repeat(40)}`,
+  STRIPE_WEBHOOK_SECRET: "whsec_test",
+  DASHBOARD_SECRET: `dash $PATH ${"d".repeat(40)}`,
+  OTEL_EXPORTER_OTLP_HEADERS: "authorization=Bearer otlp-token",
+};
 
 /** Runs the CLI; resolves with its exit code and output (never rejects). */
 async function gateway(args: string[], env: Record<string, string> = {}): Promise<{ code: number; output: string }> {
@@ -115,14 +121,14 @@ describe("gateway install-service", () => {
     expect(first.code, first.output).toBe(0);
     expect(first.output).toContain(`Wrote ${p.unit}`);
     expect(first.output).toContain("systemctl enable --now switchyard-gateway");
-    expect(first.output).not.toContain(SECRETS.NODE_SIGNING_SECRET);
+    for (const secret of Object.values(SECRETS)) expect(first.output).not.toContain(secret);
     expect(first.output).not.toContain("pass-word");
     expect((await stat(p.envFile)).mode & 0o777).toBe(0o600);
     expect((await stat(join(dir, "etc", "switchyard"))).mode & 0o777).toBe(0o700);
     expect((await stat(p.unit)).mode & 0o777).toBe(0o644);
 
     // What systemd and a shell read back is exactly what was given.
-    const keys = ["DATABASE_URL", "REDIS_URL", "NODE_SIGNING_SECRET", "ADMIN_TOKEN", "STRIPE_WEBHOOK_SECRET", "GATEWAY_HOST", "GATEWAY_PORT", "GATEWAY_STOP_TIMEOUT_MS", "SOME_OTHER_SETTING"];
+    const keys = ["DATABASE_URL", "REDIS_URL", "NODE_SIGNING_SECRET", "ADMIN_TOKEN", "STRIPE_WEBHOOK_SECRET", "DASHBOARD_SECRET", "OTEL_EXPORTER_OTLP_HEADERS", "GATEWAY_HOST", "GATEWAY_PORT", "GATEWAY_STOP_TIMEOUT_MS", "SOME_OTHER_SETTING"];
     const script = `set -a; . "$1"; set +a; node -e 'console.log(JSON.stringify(Object.fromEntries(process.argv.slice(1).map((n)=>[n,process.env[n] ?? null]))))' ${keys.join(" ")}`;
     const { stdout } = await run("/bin/sh", ["-c", script, "sh", p.envFile], { env: { PATH: `${join(process.execPath, "..")}:/usr/bin:/bin` } });
     expect(JSON.parse(stdout)).toEqual({
@@ -146,14 +152,28 @@ describe("gateway install-service", () => {
     expect(await readFile(p.envFile, "utf8")).toContain("ADMIN_TOKEN=");
   });
 
-  it("generates the node signing secret and admin token when the environment has none", async () => {
+  it("generates the node signing secret, admin token and dashboard secret when the environment has none", async () => {
     const p = paths();
-    const result = await gateway(cliArgs(p), { NODE_SIGNING_SECRET: "", ADMIN_TOKEN: "" });
+    const result = await gateway(cliArgs(p), { NODE_SIGNING_SECRET: "", ADMIN_TOKEN: "", DASHBOARD_SECRET: "" });
     expect(result.code, result.output).toBe(0);
-    expect(result.output).toContain("Generated NODE_SIGNING_SECRET and ADMIN_TOKEN");
+    expect(result.output).toContain("Generated NODE_SIGNING_SECRET, ADMIN_TOKEN, DASHBOARD_SECRET");
     const text = await readFile(p.envFile, "utf8");
     expect(text).toMatch(/^NODE_SIGNING_SECRET="[0-9a-f]{64}"$/m);
     expect(text).toMatch(/^ADMIN_TOKEN="[0-9a-f]{64}"$/m);
+    expect(text).toMatch(/^DASHBOARD_SECRET="[0-9a-f]{64}"$/m);
+    expect((await stat(p.envFile)).mode & 0o777).toBe(0o600);
+    // Generated secrets are written, never printed.
+    for (const line of text.split("\n").filter((l) => l.includes("_SECRET=") || l.startsWith("ADMIN_TOKEN="))) {
+      expect(result.output).not.toContain(line.slice(line.indexOf('"') + 1, -1));
+    }
+  });
+
+  it("refuses a DASHBOARD_SECRET shorter than 32 characters, which serve would refuse at every start", async () => {
+    const p = paths();
+    const result = await gateway(cliArgs(p), { DASHBOARD_SECRET: "short" });
+    expect(result.code).toBe(2);
+    expect(result.output).toContain("DASHBOARD_SECRET must be at least 32 characters");
+    expect(existsSync(p.envFile)).toBe(false);
   });
 
   it("writes nothing on a dry run and redacts the secrets it prints", async () => {
@@ -164,7 +184,8 @@ describe("gateway install-service", () => {
     expect(result.output).toContain("Would write");
     expect(result.output).toContain('ADMIN_TOKEN="<redacted>"');
     expect(result.output).toContain('DATABASE_URL="postgres://gw:<redacted>@127.0.0.1:5432/gw"');
-    expect(result.output).not.toContain(SECRETS.STRIPE_WEBHOOK_SECRET);
+    for (const secret of Object.values(SECRETS)) expect(result.output).not.toContain(secret);
+    expect(result.output).toContain('DASHBOARD_SECRET="<redacted>"');
   });
 
   it("stops with a usage error when the database or Redis URL is missing", async () => {

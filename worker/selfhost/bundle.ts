@@ -4,7 +4,7 @@
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, extname, join, relative, resolve } from "node:path";
 
@@ -103,7 +103,11 @@ export async function bundleWorker(outDir: string, opts: { configPath?: string; 
     WRANGLER_LOG: "warn",
     WRANGLER_LOG_PATH: join(tmpdir(), "switchyard-wrangler-logs"),
   });
-  if (ran.code !== 0) throw new Error(`wrangler deploy --dry-run failed (exit ${ran.code}):\n${ran.stderr || ran.stdout}`);
+  if (ran.code !== 0) {
+    // wrangler.toml's [build] command makes the dashboard's browser bundle; its own error is easy to miss in wrangler's output.
+    const hint = /custom build/i.test(ran.stderr + ran.stdout) ? `\nThe build step makes the dashboard's browser bundle: run \`npm run build:dashboard\` in ${ROOT} to see why it failed.` : "";
+    throw new Error(`wrangler deploy --dry-run failed (exit ${ran.code}):\n${ran.stderr || ran.stdout}${hint}`);
+  }
   const files = (await filesUnder(out)).filter((f) => !f.endsWith(".map") && !f.endsWith("README.md"));
   const modules: WorkerModule[] = [];
   for (const path of files) {
@@ -115,7 +119,29 @@ export async function bundleWorker(outDir: string, opts: { configPath?: string; 
   if (!main) {
     throw new Error(`cannot tell the main module among ${scripts.map((m) => m.name).join(", ") || "no scripts"} in ${out}; pass mainName`);
   }
+  if (resolve(configPath) === join(ROOT, "wrangler.toml")) await checkDashboardAssets(main.path);
   return { main: main.path, modules: [main, ...modules.filter((m) => m !== main)] };
+}
+
+/** The module dev/build-dashboard.ts generates (git-ignored), which the worker imports for /dashboard/assets/. */
+const DASHBOARD_ASSETS = join(ROOT, "worker/src/dashboard/assets.generated.ts");
+
+/**
+ * Makes sure the bundle serves the dashboard's current browser bundle: wrangler runs the [build]
+ * command first, but a release must not ship without (or with a stale) script and stylesheet.
+ */
+async function checkDashboardAssets(mainPath: string): Promise<void> {
+  let generated: string;
+  try {
+    generated = await readFile(DASHBOARD_ASSETS, "utf8");
+  } catch {
+    throw new Error(`${relative(ROOT, DASHBOARD_ASSETS)} is missing, so the worker would have no dashboard script or stylesheet: run \`npm run build:dashboard\` in ${ROOT}, then build again`);
+  }
+  const version = /DASHBOARD_ASSET_VERSION = "([0-9a-f]+)"/.exec(generated)?.[1];
+  if (version === undefined) throw new Error(`${relative(ROOT, DASHBOARD_ASSETS)} names no DASHBOARD_ASSET_VERSION: run \`npm run build:dashboard\` in ${ROOT}, then build again`);
+  if (!(await readFile(mainPath, "utf8")).includes(`"${version}"`)) {
+    throw new Error(`the bundle ${mainPath} lacks the dashboard assets ${version} of ${relative(ROOT, DASHBOARD_ASSETS)}: run \`npm run build:dashboard\` in ${ROOT}, then build again`);
+  }
 }
 
 /**

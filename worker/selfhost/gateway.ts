@@ -115,10 +115,13 @@ export async function startGateway(settings: ServeSettings, environment: Record<
       NODE_SIGNING_SECRET: settings.nodeSigningSecret,
       ADMIN_TOKEN: settings.adminToken,
       STRIPE_WEBHOOK_SECRET: settings.stripeWebhookSecret,
+      // Empty is allowed: the dashboard then signs in with tokens only and refuses to set up SSO (503 not_configured).
+      DASHBOARD_SECRET: settings.dashboardSecret,
       ...(settings.otlpHeaders ? { OTEL_EXPORTER_OTLP_HEADERS: settings.otlpHeaders } : {}),
     };
     const missing = config.requiredSecrets.filter((name) => !(name in secrets));
     if (missing.length > 0) throw new Error(`wrangler.toml requires secrets the serve process does not provide: ${missing.join(", ")}`);
+    if (settings.dashboardSecret === "") log("info", "gateway.dashboard_sso_off", { note: "DASHBOARD_SECRET is not set: the dashboard signs in with ADMIN_TOKEN or admin keys only; single sign-on cannot be configured (docs/self-hosting.md#settings)" });
 
     const workerd = await startWorkerd({
       name: config.name,
@@ -134,6 +137,9 @@ export async function startGateway(settings: ServeSettings, environment: Record<
       dir: join(settings.dataDir, "run", "workerd"),
       output: "inherit",
       stopTimeoutMs: settings.stopTimeoutMs,
+      // Behind a TLS-terminating proxy the browser's Origin is https://…: the dashboard's same-origin
+      // check on every form, its Secure cookies and the SSO redirect URL need the worker to see https too.
+      forwardedProtoHeader: "X-Forwarded-Proto",
     });
     let stopping = false;
     cleanups.push(async () => {

@@ -31,7 +31,18 @@ export const RESTART_BACKOFF_SINCE = 254;
 const STOP_MARGIN_SECONDS = 15;
 
 /** The settings the env file may hold: the ones `npm run serve` reads, nothing else. */
-export const ENV_KEYS = ["DATABASE_URL", "REDIS_URL", "NODE_SIGNING_SECRET", "ADMIN_TOKEN", "STRIPE_WEBHOOK_SECRET", "OTEL_EXPORTER_OTLP_HEADERS", "GATEWAY_HOST", "GATEWAY_PORT", "GATEWAY_STOP_TIMEOUT_MS"] as const;
+export const ENV_KEYS = [
+  "DATABASE_URL",
+  "REDIS_URL",
+  "NODE_SIGNING_SECRET",
+  "ADMIN_TOKEN",
+  "STRIPE_WEBHOOK_SECRET",
+  "DASHBOARD_SECRET",
+  "OTEL_EXPORTER_OTLP_HEADERS",
+  "GATEWAY_HOST",
+  "GATEWAY_PORT",
+  "GATEWAY_STOP_TIMEOUT_MS",
+] as const;
 
 /** Where and how the service runs. */
 export interface GatewayUnitOptions {
@@ -160,7 +171,8 @@ export function renderGatewayEnvFile(values: Partial<Record<(typeof ENV_KEYS)[nu
   return `${lines.join("\n")}\n`;
 }
 
-const SECRET_KEYS = new Set(["NODE_SIGNING_SECRET", "ADMIN_TOKEN", "STRIPE_WEBHOOK_SECRET", "OTEL_EXPORTER_OTLP_HEADERS"]);
+/** Never printed: `redactGatewayEnv` replaces them. */
+export const SECRET_KEYS: ReadonlySet<(typeof ENV_KEYS)[number]> = new Set(["NODE_SIGNING_SECRET", "ADMIN_TOKEN", "STRIPE_WEBHOOK_SECRET", "DASHBOARD_SECRET", "OTEL_EXPORTER_OTLP_HEADERS"]);
 
 /** The env values with secrets and URL passwords replaced, for printing. */
 export function redactGatewayEnv(values: Partial<Record<(typeof ENV_KEYS)[number], string>>): Partial<Record<(typeof ENV_KEYS)[number], string>> {

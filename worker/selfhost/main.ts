@@ -57,8 +57,9 @@ Commands:
       --no-build              do not build a release (serve needs <data dir>/current)
       --force                 overwrite an existing unit or env file
       --dry-run               print the unit and the env file (secrets redacted), write nothing
-      NODE_SIGNING_SECRET, ADMIN_TOKEN and STRIPE_WEBHOOK_SECRET are taken from the environment;
-      the first two are generated when unset.
+      NODE_SIGNING_SECRET, ADMIN_TOKEN, STRIPE_WEBHOOK_SECRET, DASHBOARD_SECRET and
+      OTEL_EXPORTER_OTLP_HEADERS are taken from the environment; NODE_SIGNING_SECRET, ADMIN_TOKEN and
+      DASHBOARD_SECRET (the dashboard's single sign-on key) are generated when unset.
 
 The default data dir of build, activate and releases is $GATEWAY_DATA_DIR, else .data/serve.
 `;
@@ -147,6 +148,8 @@ async function installService(argv: string[]): Promise<void> {
   const generated: string[] = [];
   const secret = (name: string) => {
     const given = process.env[name];
+    // serve would refuse a short one at every start: better said now.
+    if (given !== undefined && given !== "" && given.length < 32) throw new UsageError(`${name} must be at least 32 characters (make one with: openssl rand -hex 32), or unset to generate one`);
     if (given !== undefined && given !== "") return given;
     generated.push(name);
     return randomBytes(32).toString("hex");
@@ -157,6 +160,9 @@ async function installService(argv: string[]): Promise<void> {
     NODE_SIGNING_SECRET: secret("NODE_SIGNING_SECRET"),
     ADMIN_TOKEN: secret("ADMIN_TOKEN"),
     STRIPE_WEBHOOK_SECRET: process.env.STRIPE_WEBHOOK_SECRET ?? "",
+    // Generated like the other keys, so a new installation can set up single sign-on in the dashboard.
+    DASHBOARD_SECRET: secret("DASHBOARD_SECRET"),
+    ...(process.env.OTEL_EXPORTER_OTLP_HEADERS ? { OTEL_EXPORTER_OTLP_HEADERS: process.env.OTEL_EXPORTER_OTLP_HEADERS } : {}),
     GATEWAY_HOST: values.host ?? "127.0.0.1",
     GATEWAY_PORT: String(port),
     GATEWAY_STOP_TIMEOUT_MS: String(stopTimeoutMs),
@@ -200,7 +206,7 @@ async function installService(argv: string[]): Promise<void> {
   console.log(result.unit);
   console.log(dryRun ? `Would write ${result.envFile} (mode 0600; secrets redacted here):` : `Wrote ${result.envFile} (mode 0600; secrets redacted here):`);
   console.log(result.envPreview);
-  if (generated.length > 0) console.log(`Generated ${generated.join(" and ")} (not set in the environment); ${dryRun ? "a real run writes them" : "they are"} in ${result.envFile}.`);
+  if (generated.length > 0) console.log(`Generated ${generated.join(", ")} (not set in the environment); ${dryRun ? "a real run writes them" : "they are"} in ${result.envFile}.`);
   for (const warning of result.warnings) console.log(`Warning: ${warning}`);
   console.log("Next:");
   for (const command of result.commands) console.log(`  ${command}`);

@@ -21,6 +21,8 @@ export interface ServeSettings {
   nodeSigningSecret: string;
   adminToken: string;
   stripeWebhookSecret: string;
+  /** DASHBOARD_SECRET: the dashboard's SSO state and the tenants' OIDC client secrets at rest; empty turns single sign-on off. */
+  dashboardSecret: string;
   /** OTLP exporter headers (docs/tracing.md), a secret: passed to the worker, never logged. */
   otlpHeaders: string;
   /** Overrides of wrangler.toml's `[vars]` (validated against the bundle's names at start). */
@@ -61,6 +63,9 @@ Secrets, from the environment only (so they never show in ps):
   NODE_SIGNING_SECRET      master secret of the node signing keys (required, at least 32 characters)
   ADMIN_TOKEN              the operator's bearer token for /admin (required, at least 32 characters)
   STRIPE_WEBHOOK_SECRET    whsec_… for POST /webhooks/stripe (optional; empty refuses every delivery)
+  DASHBOARD_SECRET         the dashboard's single sign-on key (optional, at least 32 characters when set;
+                           empty: sign-in with ADMIN_TOKEN or an admin key only, SSO cannot be configured).
+                           Keep it: changing it makes the stored SSO client secrets unreadable
   OTEL_EXPORTER_OTLP_HEADERS  headers for the trace collector, e.g. "authorization=Bearer …" (optional, docs/tracing.md)
 `;
 
@@ -96,9 +101,11 @@ export function parseServeSettings(argv: string[], env: NodeJS.ProcessEnv): Serv
   if (redisUrl === undefined) throw new SettingsError("REDIS_URL (or --redis-url) is required: the Redis of the gateway, e.g. redis://127.0.0.1:6379");
   if (!/^rediss?:\/\//.test(redisUrl)) throw new SettingsError("REDIS_URL must start with redis:// or rediss://");
 
-  const secret = (name: string, required: boolean) => {
+  // "optional" secrets may be empty; "key" ones too, but when set they are keys and need the length.
+  const secret = (name: string, kind: "required" | "key" | "optional") => {
     const value = env[name] ?? "";
-    if (required && value.length < 32) throw new SettingsError(`${name} must be set to at least 32 characters (make one with: openssl rand -hex 32)`);
+    if (kind === "required" && value.length < 32) throw new SettingsError(`${name} must be set to at least 32 characters (make one with: openssl rand -hex 32)`);
+    if (kind === "key" && value !== "" && value.length < 32) throw new SettingsError(`${name} must be at least 32 characters when set (make one with: openssl rand -hex 32), or empty`);
     return value;
   };
 
@@ -122,10 +129,12 @@ export function parseServeSettings(argv: string[], env: NodeJS.ProcessEnv): Serv
     migrate: !values["no-migrate"] && migrateEnv !== "false" && migrateEnv !== "0",
     databaseUrl,
     redisUrl,
-    nodeSigningSecret: secret("NODE_SIGNING_SECRET", true),
-    adminToken: secret("ADMIN_TOKEN", true),
-    stripeWebhookSecret: secret("STRIPE_WEBHOOK_SECRET", false),
-    otlpHeaders: secret("OTEL_EXPORTER_OTLP_HEADERS", false),
+    nodeSigningSecret: secret("NODE_SIGNING_SECRET", "required"),
+    adminToken: secret("ADMIN_TOKEN", "required"),
+    stripeWebhookSecret: secret("STRIPE_WEBHOOK_SECRET", "optional"),
+    // Optional, so an installation whose env file predates the dashboard still starts after an upgrade.
+    dashboardSecret: secret("DASHBOARD_SECRET", "key"),
+    otlpHeaders: secret("OTEL_EXPORTER_OTLP_HEADERS", "optional"),
     vars,
     stopTimeoutMs: integer("--stop-timeout-ms (GATEWAY_STOP_TIMEOUT_MS)", pick(values["stop-timeout-ms"], "GATEWAY_STOP_TIMEOUT_MS") ?? "30000", 0, 3_600_000),
     cronIntervalMs: cronInterval === undefined ? null : integer("--cron-interval-ms", cronInterval, 100, 3_600_000),

@@ -85,6 +85,11 @@ export interface WorkerdOptions {
   startTimeoutMs?: number;
   /** How long `close()` lets workerd finish its requests after SIGTERM before SIGKILL (default 5000). */
   stopTimeoutMs?: number;
+  /**
+   * A header (e.g. "X-Forwarded-Proto") by which a TLS-terminating proxy in front says the client's
+   * scheme; the request URL the worker sees then starts with https:// (workerd's `forwardedProtoHeader`).
+   */
+  forwardedProtoHeader?: string;
 }
 
 /** What a scheduled event ended with, as workerd reports it (`Fetcher.scheduled`). */
@@ -141,7 +146,8 @@ function configText(opts: WorkerdOptions, dir: string, modules: WorkerModule[], 
     `    (name = "network", network = (allow = ["public", "private", "local"])),`,
   ];
   if (opts.durableObjectDir !== undefined) services.push(`    (name = "durable-objects", disk = (path = ${capnpText(resolve(opts.durableObjectDir))}, writable = true)),`);
-  const sockets = [`    (name = "http", address = ${address(port)}, http = (), service = "worker"),`];
+  const httpOptions = opts.forwardedProtoHeader === undefined ? "" : `forwardedProtoHeader = ${capnpText(opts.forwardedProtoHeader)}`;
+  const sockets = [`    (name = "http", address = ${address(port)}, http = (${httpOptions}), service = "worker"),`];
   if (opts.scheduled) {
     // Loopback only, whatever `host` is: the token is the lock, loopback the fence.
     sockets.push(`    (name = "scheduled", address = "127.0.0.1:0", http = (), service = (name = "worker", entrypoint = "scheduler")),`);
