@@ -21,7 +21,7 @@ function fromB64url(text: string): Uint8Array<ArrayBuffer> {
 
 function requireSecret(secret: string): string {
   if (secret.length < 32) {
-    throw new ApiError("not_configured", "Single sign-on needs the DASHBOARD_SECRET secret (at least 32 characters): `wrangler secret put DASHBOARD_SECRET`, then try again.");
+    throw new ApiError("not_configured", "Single sign-on needs the DASHBOARD_SECRET secret (at least 32 characters): `wrangler secret put DASHBOARD_SECRET` on Cloudflare, or DASHBOARD_SECRET in a self-hosted gateway's env file (docs/self-hosting.md); then try again.");
   }
   return secret;
 }
