@@ -154,6 +154,38 @@ describe.skipIf(missing !== null)("dashboard accessibility (browser)", () => {
     }
   }, 300_000);
 
+  it("passes the same checks for a tenant admin (signed in with an admin key)", async () => {
+    const adminKey = await adminJson<{ key: string }>(t.stack, "POST", "/keys", { environment_id: envId, name: "ops", scopes: ["admin"] });
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const page = await context.newPage();
+    try {
+      await page.goto(`${gw}/dashboard/login`);
+      await page.getByLabel("Token or key").fill(adminKey.key);
+      await page.getByRole("button", { name: "Sign in", exact: true }).click();
+      await page.waitForURL(`${gw}/dashboard`);
+      const pages: [string, string][] = [
+        ["20-tenant-overview", `/dashboard`],
+        ["21-tenant-tenants", `/dashboard/tenants`],
+        ["22-tenant-tenant", `/dashboard/tenants/${tenantId}`],
+        ["23-tenant-key", `/dashboard/tenants/${tenantId}/keys/${keyId}`],
+        ["24-tenant-usage", `/dashboard/usage`],
+        ["25-tenant-audit", `/dashboard/audit`],
+        ["26-tenant-sso", `/dashboard/sso`],
+      ];
+      for (const [name, path] of pages) {
+        const res = await page.goto(`${gw}${path}`);
+        expect({ name, status: res?.status() }).toEqual({ name, status: 200 });
+        await expectAccessible(page, name);
+      }
+      // Fleet is the operator's: the refusal is a page too.
+      const refused = await page.goto(`${gw}/dashboard/fleet`);
+      expect(refused?.status()).toBe(403);
+      await expectAccessible(page, "27-tenant-fleet-refused", { headings: false });
+    } finally {
+      await context.close();
+    }
+  }, 180_000);
+
   it("signs in and creates a tenant with the keyboard alone", async () => {
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const page = await context.newPage();
@@ -190,6 +222,9 @@ describe.skipIf(missing !== null)("dashboard accessibility (browser)", () => {
       await page.keyboard.press("Enter");
       await expect.poll(() => page.getByRole("link", { name: "Keyboard Only Ltd" }).count()).toBe(1);
       await screenshot(page, shots, "16-keyboard-created-tenant");
+      // The confirmation is readable too.
+      expect(await page.locator(".flash.ok").count()).toBe(1);
+      expect(await contrastFailures(page)).toEqual([]);
       const tenants = await adminJson<{ data: { name: string }[] }>(t.stack, "GET", "/tenants?limit=200");
       expect(tenants.data.map((x) => x.name)).toContain("Keyboard Only Ltd");
 
