@@ -64,13 +64,13 @@ describe.skipIf(missing !== null)("dashboard accessibility (browser)", () => {
   }
 
   /** Runs every check on the page and expects none to fail (the report names what failed). */
-  async function expectAccessible(page: Page, name: string, opts: { headings?: boolean } = {}): Promise<void> {
+  async function expectAccessible(page: Page, name: string): Promise<void> {
     // Let the script draw charts and local times first.
     await page.waitForLoadState("load");
     await screenshot(page, shots, name);
     const report = await auditPage(page);
     // Soft: one run reports every page's failures.
-    expect.soft({ page: name, ...report, headings: opts.headings === false ? [] : report.headings }).toEqual({ page: name, contrast: [], focus: [], unlabelled: [], headings: [] });
+    expect.soft({ page: name, ...report }).toEqual({ page: name, contrast: [], focus: [], unlabelled: [], headings: [] });
   }
 
   it("the checks find low contrast, invisible focus, unnamed controls and skipped headings", async () => {
@@ -148,7 +148,7 @@ describe.skipIf(missing !== null)("dashboard accessibility (browser)", () => {
       const missingTenant = await page.goto(`${gw}/dashboard/tenants/ten_doesnotexist`);
       expect(missingTenant?.status()).toBe(404);
       // Its heading is the one open item: error-page.tsx (a shared file) renders no h1 yet.
-      await expectAccessible(page, "15-error-404", { headings: false });
+      await expectAccessible(page, "15-error-404");
     } finally {
       await context.close();
     }
@@ -181,7 +181,7 @@ describe.skipIf(missing !== null)("dashboard accessibility (browser)", () => {
       const refused = await page.goto(`${gw}/dashboard/fleet`);
       expect(refused?.status()).toBe(403);
       // No heading check: error-page.tsx (shared) renders no h1 yet, as above.
-      await expectAccessible(page, "27-tenant-fleet-refused", { headings: false });
+      await expectAccessible(page, "27-tenant-fleet-refused");
     } finally {
       await context.close();
     }

@@ -9,6 +9,7 @@ import type { AdminActor, AdminEnv } from "../admin/auth.ts";
 import { adminRoutes } from "../admin/index.ts";
 import type { AppEnv } from "../env.ts";
 import { ApiError, errorResponse, type OpenAIErrorBody } from "../errors.ts";
+import type { ListBody } from "../admin/pagination.ts";
 import type { DashboardSession } from "./session.ts";
 
 interface CallContext {
@@ -83,4 +84,30 @@ export async function adminGet<T>(c: Context<AppEnv>, session: DashboardSession,
     throw new ApiError(code === "not_found" ? "not_found" : code === "permission_denied" ? "permission_denied" : "upstream_error", answer.error.message, { status: answer.status as ContentfulStatusCode });
   }
   return answer.data;
+}
+
+/** Pages of 200 a page reads at most from one admin list: what it shows stays bounded. */
+export const LIST_MAX_PAGES = 5;
+
+/**
+ * The items of an admin list, following `next_cursor`, up to LIST_MAX_PAGES pages of 200 (or until
+ * `enough` says so). `complete` is false when items were left unread.
+ */
+export async function adminList<T>(
+  c: Context<AppEnv>,
+  session: DashboardSession,
+  path: string,
+  enough: (items: T[]) => boolean = () => false,
+): Promise<{ items: T[]; complete: boolean }> {
+  const items: T[] = [];
+  let cursor: string | null = null;
+  const sep = path.includes("?") ? "&" : "?";
+  for (let i = 0; i < LIST_MAX_PAGES; i++) {
+    const page: ListBody<T> = await adminGet<ListBody<T>>(c, session, `${path}${sep}limit=200${cursor === null ? "" : `&cursor=${encodeURIComponent(cursor)}`}`);
+    items.push(...page.data);
+    cursor = page.next_cursor;
+    if (cursor === null) return { items, complete: true };
+    if (enough(items)) break;
+  }
+  return { items, complete: false };
 }

@@ -21,6 +21,7 @@ export function errorPage(c: Context<AppEnv>, err: Error): Response | Promise<Re
   }
   return c.html(
     <Page title="Error" session={null} flash={{ kind: "error", text: message }}>
+      <h1>{status === 404 ? "Not found" : status === 403 ? "Not allowed" : status === 401 ? "Signed out" : "Something went wrong"}</h1>
       <p>
         <a href={BASE}>Back to the dashboard</a>
       </p>

@@ -9,7 +9,7 @@ import type { ListBody } from "../../admin/pagination.ts";
 import type { TenantJson } from "../../admin/wire.ts";
 import { ApiError } from "../../errors.ts";
 import type { NodeDetailJson, NodeJson, RegionJson, ReservationJson } from "../../nodes/admin-wire.ts";
-import { adminCall, adminGet } from "../bridge.ts";
+import { adminCall, adminGet, adminList } from "../bridge.ts";
 import { sessionOf, type DashboardContext, type DashboardEnv } from "../env.ts";
 import { formOf, redirectWith, safeNext, takeFlash } from "../http.ts";
 import { Page, num } from "../ui.tsx";
@@ -39,8 +39,8 @@ function byRegion(regions: RegionJson[], nodes: NodeJson[]): { regionId: string;
 async function fleetPage(c: DashboardContext): Promise<Response> {
   const session = sessionOf(c);
   const [regions, nodes, reservations, tenants, models] = await Promise.all([
-    adminGet<ListBody<RegionJson>>(c, session, "/admin/regions"),
-    adminGet<ListBody<NodeJson>>(c, session, "/admin/nodes"),
+    adminList<RegionJson>(c, session, "/admin/regions").then((l) => ({ data: l.items })),
+    adminList<NodeJson>(c, session, "/admin/nodes").then((l) => ({ data: l.items })),
     adminGet<ListBody<ReservationJson>>(c, session, `/admin/reservations?limit=${RESERVATIONS_SHOWN}`),
     // Only suggestions for the reservation form: the page works without them.
     adminCall<ListBody<TenantJson>>(c, session, "GET", "/admin/tenants?limit=200"),

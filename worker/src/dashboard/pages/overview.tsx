@@ -7,10 +7,9 @@
  * API: the operator sees every tenant or the one picked, a tenant's users their own.
  */
 import { Hono } from "hono";
-import type { ListBody } from "../../admin/pagination.ts";
 import type { ApiKeyJson, TenantJson } from "../../admin/wire.ts";
 import type { StatsJson } from "../../usage/stats.ts";
-import { adminCall, adminGet } from "../bridge.ts";
+import { adminCall, adminGet, adminList } from "../bridge.ts";
 import { sessionOf, type DashboardContext, type DashboardEnv } from "../env.ts";
 import { takeFlash } from "../http.ts";
 import type { DashboardSession } from "../session.ts";
@@ -18,23 +17,7 @@ import { Page } from "../ui.tsx";
 import { overviewSeries, rangeWindow, readOverviewQuery, topGroups, type UsageReportJson } from "./overview-data.ts";
 import { EmptyState, OverviewCharts, RangeForm, RangeLine, SummaryCards, TopTable, type KeyLabel } from "./overview-parts.tsx";
 
-/** Pages of 200 read at most for a list (tenants, keys): the select and the names stay bounded. */
-const MAX_PAGES = 5;
 const TOP = 10;
-
-/** Up to MAX_PAGES pages of an admin list. */
-async function listSome<T>(c: DashboardContext, session: DashboardSession, path: string, enough: (items: T[]) => boolean = () => false): Promise<T[]> {
-  const items: T[] = [];
-  let cursor: string | null = null;
-  for (let i = 0; i < MAX_PAGES; i++) {
-    const sep = path.includes("?") ? "&" : "?";
-    const page: ListBody<T> = await adminGet<ListBody<T>>(c, session, `${path}${sep}limit=200${cursor === null ? "" : `&cursor=${encodeURIComponent(cursor)}`}`);
-    items.push(...page.data);
-    cursor = page.next_cursor;
-    if (cursor === null || enough(items)) break;
-  }
-  return items;
-}
 
 /**
  * Names of the top keys. Within one tenant the tenant's key list has them; across tenants (or for a
@@ -45,7 +28,7 @@ async function keyLabels(c: DashboardContext, session: DashboardSession, ids: st
   const found = new Map<string, ApiKeyJson>();
   if (session.actor.kind === "tenant" || tenantId !== "") {
     const path = tenantId === "" ? "/admin/keys" : `/admin/keys?tenant_id=${encodeURIComponent(tenantId)}`;
-    const keys = await listSome<ApiKeyJson>(c, session, path, (items) => [...wanted].every((id) => items.some((k) => k.id === id)));
+    const { items: keys } = await adminList<ApiKeyJson>(c, session, path, (items) => [...wanted].every((id) => items.some((k) => k.id === id)));
     for (const k of keys) if (wanted.has(k.id)) found.set(k.id, k);
   }
   const missing = ids.filter((id) => !found.has(id));
@@ -80,7 +63,7 @@ export const overviewPage = new Hono<DashboardEnv>().get("/", async (c) => {
     adminGet<UsageReportJson>(c, session, `/admin/usage?${scope}&bucket=${w.bucket}`),
     adminGet<UsageReportJson>(c, session, `/admin/usage?${scope}&bucket=day&group_by=key`),
     adminGet<UsageReportJson>(c, session, `/admin/usage?${scope}&bucket=day&group_by=model`),
-    operator ? listSome<TenantJson>(c, session, "/admin/tenants") : Promise.resolve(null),
+    operator ? adminList<TenantJson>(c, session, "/admin/tenants").then((l) => l.items) : Promise.resolve(null),
   ]);
   // A picked tenant past the list's pages stays in the select.
   const choices = tenants?.map((t) => ({ id: t.id, name: t.name })) ?? null;

@@ -1,16 +1,11 @@
 /**
  * What the usage page reads: its range form's parameters (UTC days, end day included) turned into
- * the admin API's query, and whole lists gathered page by page. Reads go through the admin API only.
+ * the admin API's query.
  */
-import type { ListBody } from "../../admin/pagination.ts";
 import type { DashboardSession } from "../session.ts";
-import { adminGet } from "../bridge.ts";
-import type { DashboardContext } from "../env.ts";
 
 const DAY_MS = 86_400_000;
 const HOUR_MS = 3_600_000;
-/** Pages of 200 read at most for a name list (tenants, environments, keys). */
-const MAX_PAGES = 5;
 
 /** Report dimensions offered by the page (`tenant` only to the operator). */
 export type GroupKey = "model" | "environment" | "key" | "tenant";
@@ -92,16 +87,3 @@ export function bucketStarts(start: string, end: string, bucket: "day" | "hour",
   return out;
 }
 
-/** Every item of an admin list (following `next_cursor`), up to MAX_PAGES pages of 200. */
-export async function listAll<T>(c: DashboardContext, session: DashboardSession, path: string): Promise<{ items: T[]; complete: boolean }> {
-  const items: T[] = [];
-  let cursor: string | null = null;
-  for (let i = 0; i < MAX_PAGES; i++) {
-    const sep = path.includes("?") ? "&" : "?";
-    const page: ListBody<T> = await adminGet<ListBody<T>>(c, session, `${path}${sep}limit=200${cursor === null ? "" : `&cursor=${encodeURIComponent(cursor)}`}`);
-    items.push(...page.data);
-    cursor = page.next_cursor;
-    if (cursor === null) return { items, complete: true };
-  }
-  return { items, complete: false };
-}

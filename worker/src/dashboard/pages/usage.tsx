@@ -11,14 +11,14 @@ import type { ListBody } from "../../admin/pagination.ts";
 import type { ApiKeyJson, CreditGrantJson, EnvironmentJson, ReconciliationJson, TenantJson } from "../../admin/wire.ts";
 import type { BillingCustomerJson } from "../../billing/customers-admin.ts";
 import { ApiError } from "../../errors.ts";
-import { adminCall, adminGet, type AdminAnswer } from "../bridge.ts";
+import { adminCall, adminGet, adminList, type AdminAnswer } from "../bridge.ts";
 import { sessionOf, type DashboardContext, type DashboardEnv } from "../env.ts";
 import { takeFlash } from "../http.ts";
 import type { DashboardSession } from "../session.ts";
 import { BASE, Page } from "../ui.tsx";
 import { BillingExportView, ReconciliationView, StripeView } from "./usage-billing.tsx";
 import { creditActions, CreditsView } from "./usage-credits.tsx";
-import { csvFileName, listAll, previousMonth, rangeQuery, readRange, usageQuery, type RangeForm } from "./usage-data.ts";
+import { csvFileName, previousMonth, rangeQuery, readRange, usageQuery, type RangeForm } from "./usage-data.ts";
 import { namesFor, RangeFormView, ReportView, type UsageReport } from "./usage-report.tsx";
 
 const CREDITS_PAGE = 50;
@@ -48,11 +48,11 @@ async function sections(c: DashboardContext, session: DashboardSession, range: R
   const now = Date.now();
   const none = Promise.resolve({ items: [], complete: true });
   const [tenants, environments, keys, credits, customers, recent, alerts] = await Promise.all([
-    operator ? listAll<TenantJson>(c, session, "/admin/tenants") : none,
-    range.groupBy === "environment" ? listAll<EnvironmentJson>(c, session, withTenant("/admin/environments", range.tenantId)) : none,
-    range.groupBy === "key" ? listAll<ApiKeyJson>(c, session, withTenant("/admin/keys", range.tenantId)) : none,
+    operator ? adminList<TenantJson>(c, session, "/admin/tenants") : none,
+    range.groupBy === "environment" ? adminList<EnvironmentJson>(c, session, withTenant("/admin/environments", range.tenantId)) : none,
+    range.groupBy === "key" ? adminList<ApiKeyJson>(c, session, withTenant("/admin/keys", range.tenantId)) : none,
     adminGet<ListBody<CreditGrantJson>>(c, session, withTenant(`/admin/credits?limit=${CREDITS_PAGE}${creditsCursor ? `&cursor=${encodeURIComponent(creditsCursor)}` : ""}`, range.tenantId)),
-    listAll<BillingCustomerJson>(c, session, withTenant("/admin/billing/customers", range.tenantId)),
+    adminList<BillingCustomerJson>(c, session, withTenant("/admin/billing/customers", range.tenantId)),
     operator ? adminGet<ListBody<ReconciliationJson>>(c, session, `/admin/reconciliation?limit=200&since=${new Date(now - RECENT_HOURS * HOUR_MS).toISOString()}`) : null,
     operator ? adminGet<ListBody<ReconciliationJson>>(c, session, `/admin/reconciliation?limit=20&alert=true&since=${new Date(now - 7 * 24 * HOUR_MS).toISOString()}`) : null,
   ]);
