@@ -8,3 +8,4 @@ export * from "./council.ts";
 export * from "./memory.ts";
 export * from "./fedattn.ts";
 export * from "./dashboard.ts";
+export * from "./provisioning.ts";

@@ -51,6 +51,8 @@ export const environments = pgTable(
     auditMode: text("audit_mode", { enum: ["off", "metadata", "full"] }).notNull().default("off"),
     /** The response and embeddings caches (docs/caching.md) serve this environment's requests; false: every request goes to a GPU. */
     cacheEnabled: boolean("cache_enabled").notNull().default(true),
+    /** Scheduling class of this environment's requests (null: standard); a key's own class wins (docs/priority.md). */
+    priorityClass: text("priority_class", { enum: ["interactive", "standard", "batch"] }),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [uniqueIndex("environments_tenant_name_idx").on(t.tenantId, t.name)],
@@ -72,6 +74,8 @@ export const apiKeys = pgTable(
     hash: text("hash").notNull(),
     scopes: text("scopes").array().notNull().default(sql`ARRAY['chat','embeddings']::text[]`),
     allowedModels: text("allowed_models").array(),
+    /** Scheduling class of this key's requests (null: its environment's); a request may only lower it (docs/priority.md). */
+    priorityClass: text("priority_class", { enum: ["interactive", "standard", "batch"] }),
     expiresAt: timestamp("expires_at", { withTimezone: true }),
     revokedAt: timestamp("revoked_at", { withTimezone: true }),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
