@@ -3,6 +3,7 @@ import { apiKeys, budgets, environments, limitOverrides, tenants } from "../../.
 import type { BudgetEntry } from "../limits/budgets.ts";
 import type { LayerLimits } from "../limits/types.ts";
 import type { Db } from "../platform/db.ts";
+import { DEFAULT_PRIORITY_CLASS, type PriorityClass } from "../priority/class.ts";
 import type { RoutingStrategy } from "../routing/snapshot.ts";
 
 /** What the gateway knows about a caller once its key is resolved. Cached in the isolate and Redis. */
@@ -26,6 +27,8 @@ export interface KeyIdentity {
   auditMode?: "off" | "metadata" | "full";
   /** The environment's response and embeddings caches (docs/caching.md). Optional: entries cached before it existed are on. */
   cacheEnabled?: boolean;
+  /** Effective scheduling class: the key's ?? the environment's ?? standard (docs/priority.md). Optional: entries cached before it existed are standard. */
+  priorityClass?: PriorityClass;
   /** Limit overrides of the tenant, environment and key (null fields keep the configured default). */
   overrides: Partial<Record<"tenant" | "environment" | "key", Partial<LayerLimits>>>;
   /** Budgets and quotas of the tenant, environment and key. */
@@ -53,6 +56,8 @@ export async function loadKeyIdentity(db: Db, hash: string): Promise<KeyCacheEnt
       regionOverrides: environments.regionOverrides,
       auditMode: environments.auditMode,
       cacheEnabled: environments.cacheEnabled,
+      keyPriorityClass: apiKeys.priorityClass,
+      environmentPriorityClass: environments.priorityClass,
     })
     .from(apiKeys)
     .innerJoin(tenants, eq(tenants.id, apiKeys.tenantId))
@@ -97,6 +102,7 @@ export async function loadKeyIdentity(db: Db, hash: string): Promise<KeyCacheEnt
       regionOverrides: row.regionOverrides,
       auditMode: row.auditMode,
       cacheEnabled: row.cacheEnabled,
+      priorityClass: row.keyPriorityClass ?? row.environmentPriorityClass ?? DEFAULT_PRIORITY_CLASS,
       overrides,
       budgets: budgetRows.map((b) => ({ id: b.id, scope: b.scope, scopeId: b.scopeId, kind: b.kind, period: b.period, amount: b.amount })),
     },
