@@ -5,6 +5,7 @@ import { countEvent, flushCounters } from "./platform/metrics.ts";
 
 export { FedattnSession } from "./fedattn/session.ts";
 export { FedattnIndex } from "./fedattn/index-object.ts";
+export { EdgeQueue } from "./queue/edge-queue.ts";
 
 /** The Switchyard edge worker. */
 const app = createApp();

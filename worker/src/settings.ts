@@ -1,5 +1,6 @@
 import type { Layer, LayerLimits } from "./limits/types.ts";
 import { parseOtlpHeaders } from "../../schema/contracts/trace-context.ts";
+import type { QueueSettings } from "./queue/turn.ts";
 
 /** Typed view of the worker's bindings, parsed once per isolate. Only this file and env.ts read bindings. */
 export interface Settings {
@@ -21,6 +22,8 @@ export interface Settings {
   upstreamConnectTimeoutMs: number;
   /** A stream whose node has not answered within this many ms gets its 200 and SSE keep-alive comments (0: never). */
   streamKeepAliveMs: number;
+  /** The edge queue (queue/, docs/priority.md#the-edge-queue). */
+  queue: QueueSettings;
   neonWsProxy: string | null;
   /** A federated-attention session with no request for this long ends by itself (seconds). */
   fedattnIdleTimeoutSeconds: number;
@@ -190,6 +193,12 @@ export function settingsFrom(env: Env): Settings {
     hotDbTimeoutMs: positiveInt(env, "HOT_DB_TIMEOUT_MS", 3_000),
     upstreamConnectTimeoutMs: positiveInt(env, "UPSTREAM_CONNECT_TIMEOUT_MS", 30_000),
     streamKeepAliveMs: positiveInt(env, "STREAM_KEEPALIVE_MS", 1_000),
+    queue: {
+      maxWaitMs: positiveInt(env, "EDGE_QUEUE_MAX_WAIT_MS", 10_000),
+      maxWaiting: Math.max(1, positiveInt(env, "EDGE_QUEUE_MAX_WAITING", 1_000)),
+      inflightTarget: positiveInt(env, "QUEUE_INFLIGHT_TARGET", 0),
+      recheckMs: Math.max(50, positiveInt(env, "EDGE_QUEUE_RECHECK_MS", 1_000)),
+    },
     neonWsProxy: env.NEON_WS_PROXY ? env.NEON_WS_PROXY : null,
     fedattnIdleTimeoutSeconds: Math.max(1, positiveInt(env, "FEDATTN_IDLE_TIMEOUT_SECONDS", 300)),
     // wrangler.toml sets 96 for Cloudflare, whose Durable Object isolate has 128 MB; a self-hosted

@@ -29,6 +29,8 @@ export interface Deps {
   secrets: Secrets;
   /** The federated-attention Durable Objects: one per session, and the index of the active ones. */
   fedattn: { sessions: Env["FEDATTN_SESSIONS"]; index: Env["FEDATTN_INDEX"] };
+  /** The edge queues' Durable Objects, one per model (queue/edge-queue.ts). */
+  edgeQueue: Env["EDGE_QUEUE"];
   /**
    * Runs `fn` on a database connection opened for it and closed when it settles (Workers cannot keep
    * sockets across requests). Bounded by `settings.dbTimeoutMs`: past it the call rejects with a
@@ -117,6 +119,7 @@ export function depsFrom(env: Env, waitUntil: (p: Promise<unknown>) => void, log
     log,
     secrets: { nodeSigning: env.NODE_SIGNING_SECRET, adminToken: env.ADMIN_TOKEN || "", stripeWebhook: env.STRIPE_WEBHOOK_SECRET || "", dashboard: env.DASHBOARD_SECRET || "" },
     fedattn: { sessions: env.FEDATTN_SESSIONS, index: env.FEDATTN_INDEX },
+    edgeQueue: env.EDGE_QUEUE,
     db: (fn, opts) => bounded(() => withDb(env.DATABASE_URL, settings.neonWsProxy, fn), opts?.timeoutMs ?? settings.dbTimeoutMs),
     waitUntil,
   };

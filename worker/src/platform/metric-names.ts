@@ -21,6 +21,8 @@ export const COUNTERS = {
   switchyard_reconciliation_runs_total: "Reconciliation runs (the scheduled job's hourly one and POST /admin/reconciliation/run), by result (ok, failed).",
   switchyard_scheduled_runs_total: "Runs of the scheduled job (every minute: outbox flushes, stale nodes, key set; hourly: reconciliation), by result (ok, failed).",
   switchyard_reconciliation_alerts_total: "Reconciliation windows whose drift between engine-counted and metered tokens was above the threshold (label node).",
+  switchyard_edge_queue_total:
+    "Requests that went to a model's edge queue because every node was at its in-flight target, by class and outcome (admitted, timeout, full, cancelled, unavailable: the queue could not be reached and the request went on).",
 } as const;
 
 /** A counter name. */
@@ -38,6 +40,7 @@ export const HISTOGRAMS = {
     help: "Coordinator time per federated-attention sync: from the aggregate call reaching the gateway to the aggregate ready to send, less any wait for other participants (docs/fedattn.md).",
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
   },
+  switchyard_edge_queue_wait_seconds: { help: "Time a request waited in the edge queue for a node, by class (admitted and timed-out waits).", buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] },
   switchyard_fedattn_contribution_size_bytes: { help: "Size of each federated-attention contribution received (header and K and V tensors).", buckets: SIZE_BUCKETS },
   switchyard_fedattn_aggregate_size_bytes: { help: "Size of each federated-attention aggregate computed (one block range).", buckets: SIZE_BUCKETS },
 } as const;
