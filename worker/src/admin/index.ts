@@ -7,6 +7,7 @@
  */
 import { Hono } from "hono";
 import { auditRoutes } from "../audit/admin.ts";
+import { autoscalingRoutes } from "../autoscaling/admin.ts";
 import { conversationRoutes } from "../conversations/admin.ts";
 import { requireAdmin, type AdminEnv } from "./auth.ts";
 import { catalogueDocumentRoutes } from "../routing/catalogue-document.ts";
@@ -22,6 +23,7 @@ import { modelRoutes } from "../routing/models-admin.ts";
 import { nodeRoutes } from "../nodes/admin.ts";
 import { nodeAdapterRoutes } from "../nodes/adapters-admin.ts";
 import { nodeHostRoutes } from "../nodes/host-admin.ts";
+import { provisioningRoutes } from "../provisioning/admin.ts";
 import { reconciliationRoutes } from "../metering/reconcile-admin.ts";
 import { regionRoutes } from "../routing/regions-admin.ts";
 import { reservationRoutes } from "../routing/reservations-admin.ts";
@@ -62,10 +64,13 @@ export function adminRoutes(): Hono<AdminEnv> {
     // Before /models: its /:id would take "configured" for a model id.
     .route("/models/configured", catalogueDocumentRoutes)
     .route("/models", modelRoutes)
+    // Before /nodes: its /:id would take "launch" and "launches" for node ids.
+    .route("/nodes", provisioningRoutes)
     .route("/nodes", nodeRoutes)
     .route("/nodes", nodeAdapterRoutes)
     .route("/nodes", nodeHostRoutes)
     .route("/regions", regionRoutes)
+    .route("/autoscaling", autoscalingRoutes)
     .route("/reservations", reservationRoutes)
     .route("/billing", billingRoutes)
     .route("/stream-profiles", streamProfileRoutes)

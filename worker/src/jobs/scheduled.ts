@@ -1,8 +1,10 @@
 import { flushAuditOutbox } from "../audit/outbox.ts";
+import { runAutoscaling } from "../autoscaling/job.ts";
 import { deleteExpiredConversations, flushConversations } from "../conversations/flush.ts";
 import { flushUsage } from "../metering/flush.ts";
 import { driftThresholds, flushAndReconcile } from "../metering/reconcile.ts";
 import { sweepStaleNodes } from "../nodes/health.ts";
+import { advanceLaunches } from "../provisioning/lifecycle.ts";
 import { rebuildActiveKeys } from "../auth/key-set.ts";
 import { reseedBudgetCounters } from "../limits/budget-seed.ts";
 import type { Deps } from "../platform/deps.ts";
@@ -47,6 +49,13 @@ export async function runScheduled(deps: Deps, cron = "* * * * *"): Promise<void
     // Nodes that stopped heartbeating without a word get a "stale" row in their health history.
     const stale = await sweepStaleNodes({ db, redis, prefix: settings.redisPrefix });
     if (stale > 0) log("nodes_went_stale", { stale });
+    // SkyPilot launches (docs/provisioning.md): registering → serving, draining → terminating, deadlines.
+    try {
+      const launches = await advanceLaunches({ db, redis, prefix: settings.redisPrefix });
+      if (launches.serving > 0 || launches.terminating > 0) log("node_launches_advanced", { ...launches });
+    } catch (err) {
+      log("node_launches_advance_failed", { error: err instanceof Error ? err.message : String(err) });
+    }
     // Keeps the active-key set exact, and rebuilds it after Redis lost its data (auth/key-set.ts).
     await rebuildActiveKeys(db, redis, settings.redisPrefix);
     if (cron === RECONCILE_CRON) {
@@ -69,4 +78,6 @@ export async function runScheduled(deps: Deps, cron = "* * * * *"): Promise<void
       await flushAndReconcile({ db, redis, prefix: settings.redisPrefix, thresholds: driftThresholds(settings), log });
     }
   });
+  // Autoscaling (docs/autoscaling.md), on connections of its own; it never throws: a failing policy is logged.
+  await runAutoscaling(deps);
 }
