@@ -1,6 +1,7 @@
 import type { AuditEvent } from "./audit/outbox.ts";
 import type { KeyIdentity } from "./auth/identity.ts";
 import type { RequestDeps } from "./platform/deps.ts";
+import type { RequestPriority } from "./priority/class.ts";
 import type { RoutingView } from "./platform/hot-state.ts";
 
 /** Structured log line (JSON on stdout, picked up by Workers Logs / `wrangler tail`). Never pass secrets. */
@@ -24,5 +25,7 @@ export interface AppEnv {
     apiRoute: string | undefined;
     /** The catalogue model a request resolved to, for the request metrics. */
     apiModel: string | undefined;
+    /** The inference request's priority (class, reserved, rank; priority/class.ts), once its model is known. */
+    priority: RequestPriority | undefined;
   };
 }

@@ -1,4 +1,5 @@
-import { NODE_HEADER, REQUEST_ID_HEADER, signRequest } from "../../../schema/contracts/signing.ts";
+import { NODE_HEADER, NONCE_HEADER, REQUEST_ID_HEADER, signRequest } from "../../../schema/contracts/signing.ts";
+import { PRIORITY_RANK_HEADER, signPriorityRank } from "../../../schema/contracts/priority.ts";
 import { STREAM_REPORT_HEADER, type StreamReportMode } from "../../../schema/contracts/stream-report.ts";
 import { nodeSigningKey } from "../nodes/keys.ts";
 import { ApiError } from "../errors.ts";
@@ -56,6 +57,8 @@ export interface ForwardRequest {
    * telemetry, and the signed nonce keeps the request replay-proof with or without it.
    */
   trace?: Trace | null;
+  /** The request's scheduling rank (priority/class.ts), signed for the backplane, which passes it to engines with priority scheduling. */
+  priorityRank?: number;
 }
 
 /** The message of a node that could not be reached at all (callers that name the node tell it apart by this). */
@@ -104,6 +107,7 @@ export async function forwardToBackplane(req: ForwardRequest, candidates: NodeEn
     const method = req.method ?? "POST";
     const body = req.bodyFor ? await req.bodyFor(node) : req.body;
     const signed = await signRequest(key, method, req.path, body);
+    const rank = req.priorityRank === undefined ? null : await signPriorityRank(key, signed[NONCE_HEADER], req.priorityRank);
     const controller = new AbortController();
     const onClientAbort = () => controller.abort();
     req.clientSignal?.addEventListener("abort", onClientAbort);
@@ -121,6 +125,7 @@ export async function forwardToBackplane(req: ForwardRequest, candidates: NodeEn
           [REQUEST_ID_HEADER]: req.requestId,
           ...(req.streamReport ? { [STREAM_REPORT_HEADER]: req.streamReport } : {}),
           ...signed,
+          ...(rank === null ? {} : { [PRIORITY_RANK_HEADER]: rank }),
           ...(req.trace && span ? traceHeaders(req.trace, span) : {}),
         },
         body: body === "" ? undefined : body,

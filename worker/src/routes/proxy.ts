@@ -9,6 +9,7 @@ import { enqueue } from "../platform/outbox.ts";
 import { auditOutboxKey } from "../audit/outbox.ts";
 import { takeAuthAudit } from "../auth/middleware.ts";
 import { forwardToBackplane, type Forwarded } from "../proxy/forward.ts";
+import { PRIORITY_HEADER, requestPriority } from "../priority/class.ts";
 import { admit, maxCost, rateTokens } from "../limits/admission.ts";
 import { readJson } from "../proxy/json-tap.ts";
 import type { StreamOutcome } from "../proxy/usage.ts";
@@ -158,6 +159,9 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
   // An agent streaming profile (profiles/): one choice, the profile carried to the backplane in the body.
   const profile = opts.profile ?? null;
   c.set("apiModel", model.id);
+  // Its scheduling class (docs/priority.md): the key's, lowered by x-switchyard-priority; a bad value is a 400.
+  const priority = requestPriority(identity, c.req.header(PRIORITY_HEADER), c.get("routing").snapshot.reservations, model.id);
+  c.set("priority", priority);
   const req = profile ? profiledRequest(underModelId(asked, model.id), profile) : underModelId(asked, model.id);
   if (stored) stored.body.model = model.id;
   describeRequest(deps.trace, PATHS[endpoint], model.id, identity.tenantId, req.stream);
@@ -249,6 +253,7 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
       onNodeResult: (node, ok) => reportNodeResult(c, node, ok),
       track: (node) => trackSend(node.id),
       trace: deps.trace,
+      priorityRank: priority.rank,
       // Anthropic and Responses streams are tapped here (the backplane's report tap speaks the OpenAI dialect).
       // Full audit needs the stream's bytes here, so its environments are always tapped by the gateway.
       // A profiled stream is re-chunked by the backplane and always tapped here (its report tap sees the engine's chunks).
@@ -341,6 +346,7 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
   const headers = new Headers({
     "content-type": req.stream ? "text/event-stream; charset=utf-8" : "application/json",
     "x-request-id": deps.requestId,
+    [PRIORITY_HEADER]: priority.class,
   });
   // A transcription's text, srt or vtt answer keeps the engine's content type.
   const contentTypeOf = (response: Response) => (audio && !req.stream ? response.headers.get("content-type") : null);
