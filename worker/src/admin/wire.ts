@@ -1,5 +1,6 @@
 /** JSON shapes of the admin API (snake_case, ISO timestamps), and the row → JSON presenters. */
 import type { apiKeys, auditLogs, budgets, creditGrants, environments, reconciliations, tenants } from "../../../schema/tables/index.ts";
+import type { PriorityClass } from "../priority/class.ts";
 import type { RoutingStrategy } from "../routing/snapshot.ts";
 
 function iso(date: Date | null): string | null {
@@ -55,6 +56,8 @@ export interface EnvironmentJson {
   audit_mode: "off" | "metadata" | "full";
   /** Whether the response and embeddings caches serve its requests (docs/caching.md). */
   cache_enabled: boolean;
+  /** Scheduling class of its keys' requests unless a key sets its own (null: standard; docs/priority.md). */
+  priority_class: PriorityClass | null;
   created_at: string;
 }
 
@@ -70,6 +73,7 @@ export function environmentJson(row: typeof environments.$inferSelect): Environm
     region_overrides: row.regionOverrides,
     audit_mode: row.auditMode,
     cache_enabled: row.cacheEnabled,
+    priority_class: row.priorityClass,
     created_at: row.createdAt.toISOString(),
   };
 }
@@ -86,6 +90,8 @@ export interface ApiKeyJson {
   allowed_models: string[] | null;
   expires_at: string | null;
   revoked_at: string | null;
+  /** Scheduling class of its requests (null: its environment's; docs/priority.md). */
+  priority_class: PriorityClass | null;
   created_at: string;
   status: "active" | "revoked" | "expired";
 }
@@ -109,6 +115,7 @@ export function apiKeyJson(row: typeof apiKeys.$inferSelect, now = Date.now()): 
     allowed_models: row.allowedModels,
     expires_at: iso(row.expiresAt),
     revoked_at: iso(row.revokedAt),
+    priority_class: row.priorityClass,
     created_at: row.createdAt.toISOString(),
     status,
   };
