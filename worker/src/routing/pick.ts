@@ -1,6 +1,7 @@
 import { isStale, type LiveNode } from "../nodes/live.ts";
 import { circuitPhase, type CircuitState } from "./breaker.ts";
 import { distanceKm, type CallerLocation } from "./geo.ts";
+import { statusOf, type ReservationRates } from "./reservation-usage.ts";
 import type { NodeEntry, RoutingSnapshot, RoutingStrategy } from "./snapshot.ts";
 import { orderNodes, type LoadWeights } from "./strategies.ts";
 
@@ -40,6 +41,8 @@ export interface RouteInput {
   sentSince: (nodeId: string, liveAt: number) => number;
   now: number;
   random?: () => number;
+  /** Reserving tenants' delivered tokens per second (routing/reservation-usage.ts); null or absent: unknown. */
+  reservationRates?: ReservationRates;
 }
 
 /** The decision: nodes in the order to try, and which of them are half-open circuits (trial only). */
@@ -60,9 +63,13 @@ function load(live: LiveNode | undefined, sent: number): number {
  * Plans where a request goes: the nearest region with healthy capacity for the model first (a
  * requested region before that; a pinned environment only its own region), degraded regions
  * (fewer than half their nodes healthy) after the healthy ones, and within each region the nodes in
- * the environment's or model's strategy order. A tenant with a reservation on the model gets its
- * reserved nodes first; everyone else may use a reserved node only while it is less than half full,
- * so ordinary traffic is shed first when capacity is short. Nodes with an open circuit are left out;
+ * the environment's or model's strategy order. Reservations (docs/routing.md, "Reserved capacity"):
+ * a tenant under its reserved rate gets its reserved nodes first, anywhere; at or over it, its
+ * requests go to ordinary capacity first, then its own reserved nodes, then others' like anyone's.
+ * Others may not use a reserved node at all while its tenant is under its rate and was served in
+ * the window (it is using its reservation); otherwise only while the node is less than half full,
+ * so ordinary traffic is shed first when capacity is short. With the rates unknown (Redis down) a
+ * reserving tenant counts as under its rate and others get the half-full rule. Nodes with an open circuit are left out;
  * half-open ones are listed and marked so the caller can let exactly one trial through.
  */
 export function planRoute(input: RouteInput): RoutePlan {
@@ -78,11 +85,21 @@ export function planRoute(input: RouteInput): RoutePlan {
   });
 
   const reservations = (snapshot.reservations ?? []).filter((r) => r.model === model);
+  const rates = input.reservationRates ?? null;
   const reserved = new Set(reservations.flatMap((r) => r.nodeIds));
-  const mine = new Set(reservations.filter((r) => r.tenantId === input.tenantId).flatMap((r) => r.nodeIds));
+  const own = statusOf(reservations, rates, input.tenantId, model);
+  const mine = new Set(own.nodeIds);
+  // Nodes whose tenant is under its rate and using it: closed to everyone else.
+  const guarded = new Set<string>();
+  for (const tenantId of new Set(reservations.map((r) => r.tenantId))) {
+    if (tenantId === input.tenantId) continue;
+    const status = statusOf(reservations, rates, tenantId, model);
+    if (status.state === "under" && status.delivered !== null && status.delivered > 0) for (const id of status.nodeIds) guarded.add(id);
+  }
   const usable = eligible.filter((n) => {
     if (input.pinnedRegion !== null && n.regionId !== input.pinnedRegion) return false;
     if (!reserved.has(n.id) || mine.has(n.id)) return true;
+    if (guarded.has(n.id)) return false;
     const l = live[n.id];
     return !l || load(l, input.sentSince(n.id, l.at)) < Math.max(1, l.capacity) * RESERVED_NODE_SHARE;
   });
@@ -107,10 +124,12 @@ export function planRoute(input: RouteInput): RoutePlan {
   const strategyInput = { live, weights: input.weights, sentSince: input.sentSince, prefixHash: input.prefixHash, affinitySlack: input.affinitySlack, random };
   const ordered = regions.flatMap((region) => {
     const inRegion = orderNodes(input.strategy, usable.filter((n) => n.regionId === region.id), strategyInput, `${model}|${region.id}`);
-    // Ordinary traffic uses others' reserved nodes last.
-    return [...inRegion.filter((n) => !reserved.has(n.id) || mine.has(n.id)), ...inRegion.filter((n) => reserved.has(n.id) && !mine.has(n.id))];
+    // Ordinary nodes, then the tenant's own reserved nodes (first anyway while it is under its rate),
+    // then others' reserved nodes.
+    const rank = (n: NodeEntry) => (!reserved.has(n.id) ? 0 : mine.has(n.id) ? 1 : 2);
+    return [0, 1, 2].flatMap((r) => inRegion.filter((n) => rank(n) === r));
   });
-  const nodes = mine.size === 0 ? ordered : [...ordered.filter((n) => mine.has(n.id)), ...ordered.filter((n) => !mine.has(n.id))];
+  const nodes = own.state !== "under" ? ordered : [...ordered.filter((n) => mine.has(n.id)), ...ordered.filter((n) => !mine.has(n.id))];
 
   let emptyReason: RoutePlan["emptyReason"] = null;
   if (nodes.length === 0) {
