@@ -1,5 +1,6 @@
 /** The admin CLI's commands: a table of `noun verb` → handler, and the help text. */
 import { AdminUsageError, type Command, type CommandContext } from "./context.ts";
+import { autoscalingCommands } from "./autoscaling.ts";
 import { catalogueCommands } from "./catalogue.ts";
 import { fleetCommands } from "./fleet.ts";
 import { infraCommands } from "./infra.ts";
@@ -103,6 +104,14 @@ The fleet, through the admin API (operator only; docs/fleet.md):
   reservation add --tenant T --model M --tps N --nodes n1,n2   (reserved tokens per second, served first from the
                                                            nodes; prints the id)
   reservation list [--tenant T] [--model M] | delete ID
+  autoscaling list                                         (each policy per model and region, and what it would do now)
+  autoscaling show MODEL REGION                            (with its last decisions and their reasons)
+  autoscaling set MODEL REGION [--min N] [--max N] [--target WAITING_PER_NODE] [--scale-up-after 2m]
+                 [--idle 15m] [--provider aws] [--gpu A10G] [--spot true|false] [--mode dry_run|on]
+                                                           (creates or changes a policy: a new one needs --max,
+                                                           --target, --provider and --gpu; dry_run, the default,
+                                                           records decisions without acting; docs/autoscaling.md)
+  autoscaling delete MODEL REGION
   Lists take --limit N (default 50, max 200), --cursor C (printed when there is more) or --all.
   --json prints the API's JSON instead of tables.
 
@@ -119,7 +128,7 @@ Connection: --url (default $SWITCHYARD_URL or http://127.0.0.1:8787); --token (d
 else the admin-token file of the local stack serving --url, whatever its SWITCHYARD_DATA_DIR; else .data/dev).
 See docs/configuration.md.`;
 
-const COMMANDS: Record<string, Command> = { ...cacheCommands, ...memoryCommands, ...councilCommands, ...profileCommands, ...tenancyCommands, ...quotaCommands, ...catalogueCommands, ...infraCommands, ...reconcileCommands, ...fleetCommands };
+const COMMANDS: Record<string, Command> = { ...autoscalingCommands, ...cacheCommands, ...memoryCommands, ...councilCommands, ...profileCommands, ...tenancyCommands, ...quotaCommands, ...catalogueCommands, ...infraCommands, ...reconcileCommands, ...fleetCommands };
 
 /** Runs one admin command: `words` are the positionals (`noun verb args…`, or `noun args…` for counters and audit). */
 export async function runAdminCommand(ctx: Omit<CommandContext, "args">, words: string[]): Promise<void> {
