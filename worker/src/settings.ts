@@ -11,6 +11,8 @@ export interface Settings {
   routingCacheRedisSeconds: number;
   /** How old the isolate's last routing view (live node state, circuits) and known keys may get while Redis is unreachable. */
   routingStaleMaxSeconds: number;
+  /** The sliding window over which a reserving tenant's delivered tokens per second are measured (routing/reservation-usage.ts). */
+  reservationWindowSeconds: number;
   /** How long Redis keeps a key's identity; past keyCacheRedisSeconds it is refreshed in the background and served meanwhile. */
   keyCacheStaleSeconds: number;
   /** Deadline of every Redis call (milliseconds). */
@@ -187,6 +189,7 @@ export function settingsFrom(env: Env): Settings {
     routingCacheIsolateMs: positiveInt(env, "ROUTING_CACHE_ISOLATE_SECONDS", 1) * 1000,
     routingCacheRedisSeconds: positiveInt(env, "ROUTING_CACHE_REDIS_SECONDS", 30),
     routingStaleMaxSeconds: Math.max(1, positiveInt(env, "ROUTING_STALE_MAX_SECONDS", 600)),
+    reservationWindowSeconds: Math.min(3600, Math.max(1, positiveInt(env, "RESERVATION_WINDOW_SECONDS", 20))),
     keyCacheStaleSeconds: Math.max(positiveInt(env, "KEY_CACHE_REDIS_SECONDS", 300), positiveInt(env, "KEY_CACHE_STALE_SECONDS", 86_400)),
     redisTimeoutMs: Math.max(1, positiveInt(env, "REDIS_TIMEOUT_MS", 1_000)),
     dbTimeoutMs: positiveInt(env, "DB_TIMEOUT_MS", 15_000),

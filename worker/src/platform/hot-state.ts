@@ -4,6 +4,7 @@ import { ApiError } from "../errors.ts";
 import { liveNodesKey, type LiveNode } from "../nodes/live.ts";
 import { circuitKey, type CircuitState } from "../routing/breaker.ts";
 import { lastRoutingCacheKey, loadRoutingSnapshot, routingCacheKey, type RoutingSnapshot } from "../routing/snapshot.ts";
+import { queueRateReads, ratesFrom, usageWindow, type ReservationRates } from "../routing/reservation-usage.ts";
 import type { Deps } from "./deps.ts";
 
 /**
@@ -37,6 +38,12 @@ export interface RoutingView {
   circuits: Record<string, CircuitState>;
   /** When `live` and `circuits` were read from Redis (unix ms): node liveness is judged as of then. */
   liveAt: number;
+  /**
+   * Reserving tenants' delivered tokens per second (routing/reservation-usage.ts), read in the same
+   * round trip; null when unknown (Redis did not answer: pick.ts treats reservations as before
+   * enforcement).
+   */
+  reservationRates: ReservationRates;
 }
 
 /** A key's identity as cached in Redis: the entry and when it was read from Postgres. */
@@ -100,10 +107,11 @@ interface RedisRead {
   snapshot: RoutingSnapshot | null;
   live: Record<string, LiveNode> | null;
   circuits: Record<string, CircuitState> | null;
+  rates: ReservationRates;
 }
 
 async function readRedis(deps: Deps, keyHash: string | null, wantRouting: boolean, now: number): Promise<RedisRead> {
-  const read: RedisRead = { ok: false, key: null, keySet: { built: false, member: false }, snapshot: null, live: null, circuits: null };
+  const read: RedisRead = { ok: false, key: null, keySet: { built: false, member: false }, snapshot: null, live: null, circuits: null, rates: null };
   if (now < redisBackoffUntil) return read;
   const prefix = deps.settings.redisPrefix;
   try {
@@ -118,6 +126,9 @@ async function readRedis(deps: Deps, keyHash: string | null, wantRouting: boolea
       pipe.hgetall<Record<string, LiveNode>>(liveNodesKey(prefix));
       pipe.hgetall<Record<string, CircuitState>>(circuitKey(prefix));
     }
+    // Reserved throughput: skipped while the isolate's last snapshot had no reservation at all.
+    const window = usageWindow(deps.settings.reservationWindowSeconds);
+    const rateReads = wantRouting && (isolateRouting?.value.snapshot.reservations?.length ?? 1) > 0 ? queueRateReads(pipe, prefix, window, now) : 0;
     const results = await pipe.exec<unknown[]>();
     let i = 0;
     if (keyHash !== null) {
@@ -131,6 +142,8 @@ async function readRedis(deps: Deps, keyHash: string | null, wantRouting: boolea
       read.snapshot = (results[i++] as RoutingSnapshot | null) ?? null;
       read.live = (results[i++] as Record<string, LiveNode> | null) ?? {};
       read.circuits = (results[i++] as Record<string, CircuitState> | null) ?? {};
+      read.rates = ratesFrom(results.slice(i, i + rateReads) as (Record<string, unknown> | null)[], window, now);
+      i += rateReads;
     }
     read.ok = true;
   } catch (err) {
@@ -203,8 +216,8 @@ async function resolveRouting(deps: Deps, read: RedisRead, now: number): Promise
   const last = isolateRouting?.value ?? null;
   const staleOk = last !== null && now - last.liveAt <= deps.settings.routingStaleMaxSeconds * 1000;
   if (!read.ok && last !== null && staleOk) {
-    // Redis is unreachable: keep routing on what this isolate last saw.
-    return last;
+    // Redis is unreachable: keep routing on what this isolate last saw (reserved throughput unknown).
+    return last.reservationRates === null ? last : { ...last, reservationRates: null };
   }
   let snapshot = read.snapshot;
   if (!snapshot) {
@@ -220,9 +233,9 @@ async function resolveRouting(deps: Deps, read: RedisRead, now: number): Promise
   if (!read.ok) {
     // Redis down and nothing recent in the isolate: route on the snapshot alone (nodes that never
     // heartbeat) or the last live state we had, however old.
-    return { snapshot, live: last?.live ?? {}, circuits: last?.circuits ?? {}, liveAt: last?.liveAt ?? now };
+    return { snapshot, live: last?.live ?? {}, circuits: last?.circuits ?? {}, liveAt: last?.liveAt ?? now, reservationRates: null };
   }
-  return { snapshot, live: read.live ?? {}, circuits: read.circuits ?? {}, liveAt: now };
+  return { snapshot, live: read.live ?? {}, circuits: read.circuits ?? {}, liveAt: now, reservationRates: read.rates };
 }
 
 async function lastSnapshotCopy(deps: Deps): Promise<RoutingSnapshot | null> {
@@ -264,6 +277,11 @@ export async function loadHotState(deps: Deps, keyHash: string, now = Date.now()
 /** Resolves only the routing view (node routes, which carry no API key). */
 export async function loadRoutingView(deps: Deps, now = Date.now()): Promise<RoutingView> {
   return (await load(deps, null, now)).routing;
+}
+
+/** The isolate's current routing snapshot, if it has one (the request's end measures reserving tenants' tokens by it). */
+export function isolateSnapshot(): RoutingSnapshot | null {
+  return isolateRouting?.value.snapshot ?? null;
 }
 
 /** Writes a node's new live state through to this isolate's cached routing view. */
