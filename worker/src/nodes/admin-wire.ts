@@ -3,7 +3,7 @@
  * their presenters: registry rows from Postgres joined with the live state the gateway keeps in
  * Redis (heartbeats, circuit breakers). Kept apart from wire.ts, which holds the tenancy shapes.
  */
-import type { capacityReservations, healthChecks, nodes, regions } from "../../../schema/tables/index.ts";
+import type { capacityReservations, healthChecks, nodeLaunches, nodes, regions } from "../../../schema/tables/index.ts";
 import { liveNumber } from "./health.ts";
 import { isStale, type LiveNode } from "./live.ts";
 import { circuitPhase, type CircuitPhase, type CircuitState } from "../routing/breaker.ts";
@@ -48,6 +48,24 @@ export interface NodeJson {
   circuit_open_until: string | null;
   /** May take new requests: admin-active, and fresh with status ready or degraded (or a static node). */
   healthy: boolean;
+  /** For a node launched through SkyPilot (docs/provisioning.md): its launch and state; null otherwise. */
+  launch: NodeLaunchJson | null;
+}
+
+/** A launched node's launch, as `/admin/nodes` shows it (the whole record: `GET /admin/nodes/launches/:id`). */
+export interface NodeLaunchJson {
+  id: string;
+  state: (typeof nodeLaunches.$inferSelect)["state"];
+  cluster: string;
+  provider: string;
+  gpu: string;
+  spot: boolean;
+  error: string | null;
+}
+
+/** The launch summary of a node. */
+export function nodeLaunchJson(launch: typeof nodeLaunches.$inferSelect): NodeLaunchJson {
+  return { id: launch.id, state: launch.state, cluster: launch.cluster, provider: launch.provider, gpu: launch.gpu, spot: launch.spot, error: launch.error };
 }
 
 /** A node with its recent health history. */
@@ -113,8 +131,8 @@ export function nodeHealthy(row: Pick<NodeRow, "status" | "lastHeartbeatAt">, li
   return !isStale(live, now) && (live.status === "ready" || live.status === "degraded");
 }
 
-/** Presents a node with its live state and circuit. */
-export function nodeJson(row: NodeRow, fleet: FleetLive, now: number): NodeJson {
+/** Presents a node with its live state, circuit and (when it was launched through SkyPilot) launch. */
+export function nodeJson(row: NodeRow, fleet: FleetLive, now: number, launch: typeof nodeLaunches.$inferSelect | null = null): NodeJson {
   const live = fleet.live[row.id];
   const circuit = fleet.circuits[row.id];
   const openUntil = circuit && circuit.openUntil > 0 ? new Date(circuit.openUntil).toISOString() : null;
@@ -156,6 +174,7 @@ export function nodeJson(row: NodeRow, fleet: FleetLive, now: number): NodeJson 
     circuit_failures: circuit?.failures ?? 0,
     circuit_open_until: openUntil,
     healthy: nodeHealthy(row, live, now),
+    launch: launch ? nodeLaunchJson(launch) : null,
   };
 }
 

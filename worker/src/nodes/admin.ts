@@ -10,12 +10,13 @@
  */
 import { desc, eq, sql } from "drizzle-orm";
 import { Hono } from "hono";
-import { capacityReservations, healthChecks, nodes } from "../../../schema/tables/index.ts";
+import { capacityReservations, healthChecks, nodeLaunches, nodes } from "../../../schema/tables/index.ts";
 import { liveNodesKey } from "./live.ts";
 import { circuitKey } from "../routing/breaker.ts";
 import { actorName, type AdminEnv } from "../admin/auth.ts";
 import { dropRoutingSnapshot, readFleetLive } from "./admin-state.ts";
 import { healthCheckJson, nodeJson, type NodeDetailJson } from "./admin-wire.ts";
+import { launchJson } from "../provisioning/launches.ts";
 import { inTransaction, notFound, reading, requireOperator, type AdminContext } from "../admin/http.ts";
 import { recordAudit, type AdminDb } from "../admin/store.ts";
 
@@ -25,6 +26,13 @@ const NODE_ID = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 const WHAT = "manage GPU nodes";
 
 type NodeRow = typeof nodes.$inferSelect;
+type LaunchRow = typeof nodeLaunches.$inferSelect;
+
+/** The SkyPilot launch of a node, or null (docs/provisioning.md). */
+async function launchOf(db: AdminDb, id: string): Promise<LaunchRow | null> {
+  const [launch] = await db.select().from(nodeLaunches).where(eq(nodeLaunches.nodeId, id));
+  return launch ?? null;
+}
 
 function nodeId(c: AdminContext): string {
   requireOperator(c.get("actor"), WHAT);
@@ -55,27 +63,42 @@ async function setStatus(c: AdminContext, status: "active" | "draining"): Promis
     return { row: after, changed: true };
   });
   if (changed) await dropRoutingSnapshot(c);
-  return c.json(nodeJson(row, await readFleetLive(c), Date.now()));
+  const launch = await reading(c, (db) => launchOf(db, id));
+  return c.json(nodeJson(row, await readFleetLive(c), Date.now(), launch));
 }
 
 /** The node routes, mounted at `/admin/nodes`. */
 export const nodeRoutes = new Hono<AdminEnv>()
   .get("/", async (c) => {
     requireOperator(c.get("actor"), WHAT);
-    const [rows, fleet] = await Promise.all([reading(c, (db) => db.select().from(nodes).orderBy(nodes.id)), readFleetLive(c)]);
-    const now = Date.now();
-    return c.json({ object: "list", data: rows.map((r) => nodeJson(r, fleet, now)), next_cursor: null });
-  })
-  .get("/:id", async (c) => {
-    const id = nodeId(c);
-    const [{ row, history }, fleet] = await Promise.all([
+    const [{ rows, launches }, fleet] = await Promise.all([
       reading(c, async (db) => ({
-        row: await loadNode(db, id, false),
-        history: await db.select().from(healthChecks).where(eq(healthChecks.nodeId, id)).orderBy(desc(healthChecks.at)).limit(HISTORY),
+        rows: await db.select().from(nodes).orderBy(nodes.id),
+        launches: await db.select().from(nodeLaunches),
       })),
       readFleetLive(c),
     ]);
-    const body: NodeDetailJson = { ...nodeJson(row, fleet, Date.now()), health_checks: history.map(healthCheckJson) };
+    const now = Date.now();
+    const byNode = new Map(launches.map((l) => [l.nodeId, l]));
+    const registered = new Set(rows.map((r) => r.id));
+    // Launches whose node has not registered yet (no heartbeat, so no registry row), oldest first.
+    const unregistered = launches
+      .filter((l) => !registered.has(l.nodeId) && l.state !== "terminated" && l.state !== "failed")
+      .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime())
+      .map(launchJson);
+    return c.json({ object: "list", data: rows.map((r) => nodeJson(r, fleet, now, byNode.get(r.id) ?? null)), next_cursor: null, launches: unregistered });
+  })
+  .get("/:id", async (c) => {
+    const id = nodeId(c);
+    const [{ row, history, launch }, fleet] = await Promise.all([
+      reading(c, async (db) => ({
+        row: await loadNode(db, id, false),
+        history: await db.select().from(healthChecks).where(eq(healthChecks.nodeId, id)).orderBy(desc(healthChecks.at)).limit(HISTORY),
+        launch: await launchOf(db, id),
+      })),
+      readFleetLive(c),
+    ]);
+    const body: NodeDetailJson = { ...nodeJson(row, fleet, Date.now(), launch), health_checks: history.map(healthCheckJson) };
     return c.json(body);
   })
   .post("/:id/drain", (c) => setStatus(c, "draining"))
