@@ -67,6 +67,7 @@ export async function createEnvironment(
     regionOverrides?: string[] | null;
     auditMode?: (typeof environments.$inferInsert)["auditMode"];
     cacheEnabled?: boolean;
+    priorityClass?: (typeof environments.$inferInsert)["priorityClass"];
   },
 ): Promise<typeof environments.$inferSelect> {
   const [row] = await db
@@ -80,6 +81,7 @@ export async function createEnvironment(
       regionOverrides: input.regionOverrides ?? null,
       auditMode: input.auditMode ?? "off",
       cacheEnabled: input.cacheEnabled ?? true,
+      priorityClass: input.priorityClass ?? null,
     })
     .returning();
   if (!row) throw new Error("environment insert returned no row");
@@ -102,7 +104,7 @@ export interface CreatedKey {
 export async function createApiKey(
   db: AdminDb,
   actor: string,
-  input: { tenantId: string; environmentId: string; name: string; scopes?: string[]; allowedModels?: string[] | null; expiresAt?: Date | null; presetKey?: string },
+  input: { tenantId: string; environmentId: string; name: string; scopes?: string[]; allowedModels?: string[] | null; expiresAt?: Date | null; presetKey?: string; priorityClass?: (typeof apiKeys.$inferInsert)["priorityClass"] },
 ): Promise<CreatedKey> {
   const key = input.presetKey ?? generateApiKey();
   if (!looksLikeApiKey(key)) throw new Error("preset key does not have the sk-sy- format");
@@ -120,6 +122,7 @@ export async function createApiKey(
       scopes: input.scopes ?? ["chat", "embeddings"],
       allowedModels: input.allowedModels ?? null,
       expiresAt: input.expiresAt ?? null,
+      priorityClass: input.priorityClass ?? null,
     })
     .returning();
   if (!row) throw new Error("api key insert returned no row");

@@ -4,7 +4,8 @@
  *
  * Reaching the gateway: revoking or rotating a key changes its cached identity, so its Redis cache
  * entry is dropped (invalidate.ts) and every isolate refuses it within KEY_CACHE_ISOLATE_SECONDS
- * (for a rotation, once the overlap has passed). New keys need nothing: they are not cached yet.
+ * (for a rotation, once the overlap has passed). Changing a key's priority class drops its entry the
+ * same way. New keys need nothing: they are not cached yet.
  */
 import { and, asc, eq, gt, type SQL } from "drizzle-orm";
 import { Hono } from "hono";
@@ -12,6 +13,7 @@ import { z } from "zod";
 import { apiKeys, environments, limitOverrides } from "../../../schema/tables/index.ts";
 import { activeKeyMarkerKey, addActiveKey, removeActiveKeys } from "./key-set.ts";
 import { ApiError } from "../errors.ts";
+import { PRIORITY_CLASSES } from "../priority/class.ts";
 import { actorName, ADMIN_SCOPE, type AdminEnv } from "../admin/auth.ts";
 import { canSee, inTransaction, notFound, readJson, readQuery, reading, type AdminContext } from "../admin/http.ts";
 import { cacheKeysOf, dropCaches } from "../admin/invalidate.ts";
@@ -22,13 +24,17 @@ import { apiKeyJson, type CreatedApiKeyJson } from "../admin/wire.ts";
 const id = z.string().min(1).max(100);
 /** Scopes a key can have: `chat` (chat and completions), `embeddings`, and `admin` (this API, own tenant). */
 const scope = z.enum(["chat", "embeddings", ADMIN_SCOPE]);
+/** Scheduling class of a key's requests (null: its environment's; docs/priority.md). */
+const priorityClass = z.enum(PRIORITY_CLASSES).nullable();
 const createBody = z.strictObject({
   environment_id: id,
   name: z.string().trim().min(1).max(100),
   scopes: z.array(scope).min(1).max(3).optional(),
   allowed_models: z.array(z.string().min(1).max(200)).min(1).max(100).nullable().optional(),
   expires_at: z.iso.datetime({ offset: true }).nullable().optional(),
+  priority_class: priorityClass.optional(),
 });
+const updateBody = z.strictObject({ priority_class: priorityClass.optional() });
 /** Up to 30 days of overlap. */
 const rotateBody = z.strictObject({ overlap_seconds: z.number().int().min(0).max(30 * 86_400).default(3600) });
 const listQuery = z.object({ ...pageQuery, environment_id: id.optional(), tenant_id: id.optional() });
@@ -85,6 +91,7 @@ export const keyRoutes = new Hono<AdminEnv>()
         scopes: body.scopes ? [...new Set(body.scopes)] : undefined,
         allowedModels: body.allowed_models ?? null,
         expiresAt,
+        priorityClass: body.priority_class ?? null,
       });
     });
     await publishKey(c, created.row.hash);
@@ -116,6 +123,21 @@ export const keyRoutes = new Hono<AdminEnv>()
     const row = await reading(c, (db) => loadKey(c, db, c.req.param("id"), false));
     return c.json(apiKeyJson(row));
   })
+  .patch("/:id", async (c) => {
+    const body = await readJson(c, updateBody);
+    const keyId = c.req.param("id");
+    const { after, cacheKeys } = await inTransaction(c, async (db) => {
+      const before = await loadKey(c, db, keyId, true);
+      if (body.priority_class === undefined || body.priority_class === before.priorityClass) return { after: before, cacheKeys: [] };
+      const [after] = await db.update(apiKeys).set({ priorityClass: body.priority_class }).where(eq(apiKeys.id, keyId)).returning();
+      if (!after) throw notFound("api key", keyId);
+      await recordAudit(db, actorName(c.get("actor")), "api_key.update", "api_key", keyId, after.tenantId, { before: apiKeyJson(before), after: apiKeyJson(after) });
+      // The class is part of the key's cached identity: drop it so the gateway follows.
+      return { after, cacheKeys: await cacheKeysOf(db, c.get("deps").settings.redisPrefix, { keyIds: [keyId] }) };
+    });
+    await dropCaches(c, cacheKeys);
+    return c.json(apiKeyJson(after));
+  })
   .post("/:id/rotate", async (c) => {
     const { overlap_seconds } = await readJson(c, rotateBody);
     const keyId = c.req.param("id");
@@ -133,6 +155,7 @@ export const keyRoutes = new Hono<AdminEnv>()
         scopes: before.scopes,
         allowedModels: before.allowedModels,
         expiresAt: before.expiresAt,
+        priorityClass: before.priorityClass,
       });
       const [override] = await db.select().from(limitOverrides).where(and(eq(limitOverrides.scope, "key"), eq(limitOverrides.scopeId, keyId)));
       if (override) await db.insert(limitOverrides).values({ ...override, scopeId: created.id, updatedAt: new Date() });

@@ -1,7 +1,7 @@
 /**
  * `/admin/environments`. A tenant admin key works only inside its tenant; anything else is 404.
  *
- * Reaching the gateway: an environment's pinned region, routing strategy, region overrides, audit mode and cache switch are
+ * Reaching the gateway: an environment's pinned region, routing strategy, region overrides, audit mode, cache switch and priority class are
  * part of its keys' cached identity, so changing them or deleting the environment drops the Redis
  * cache entries of all its keys (invalidate.ts); isolates follow within KEY_CACHE_ISOLATE_SECONDS.
  */
@@ -10,6 +10,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { environments, regions, tenants } from "../../../schema/tables/index.ts";
 import { ApiError } from "../errors.ts";
+import { PRIORITY_CLASSES } from "../priority/class.ts";
 import { ROUTING_STRATEGIES } from "../routing/snapshot.ts";
 import { actorName, type AdminEnv } from "../admin/auth.ts";
 import { canSee, definedFields, inTransaction, notFound, readJson, readQuery, reading, unique, type AdminContext } from "../admin/http.ts";
@@ -32,7 +33,16 @@ const regionOverrides = z
   .nullable()
   .transform((ids) => (ids === null ? null : [...new Set(ids)]));
 const auditMode = z.enum(["off", "metadata", "full"]);
-const routing = { pinned_region: region.optional(), routing_strategy: strategy.optional(), region_overrides: regionOverrides.optional(), audit_mode: auditMode.optional(), cache_enabled: z.boolean().optional() };
+// Scheduling class of the environment's keys without their own (null: standard; docs/priority.md).
+const priorityClass = z.enum(PRIORITY_CLASSES).nullable();
+const routing = {
+  pinned_region: region.optional(),
+  routing_strategy: strategy.optional(),
+  region_overrides: regionOverrides.optional(),
+  audit_mode: auditMode.optional(),
+  cache_enabled: z.boolean().optional(),
+  priority_class: priorityClass.optional(),
+};
 const createBody = z.strictObject({ tenant_id: id, name, ...routing });
 const updateBody = z.strictObject({ name: name.optional(), ...routing });
 const listQuery = z.object({ ...pageQuery, tenant_id: id.optional() });
@@ -66,7 +76,7 @@ async function checkRouting(db: AdminDb, body: { pinned_region?: string | null; 
 /** True when a change alters what the environment's keys carry in their cached identity. */
 function identityChanged(before: typeof environments.$inferSelect, after: typeof environments.$inferSelect): boolean {
   const overrides = (row: typeof environments.$inferSelect) => (row.regionOverrides === null ? null : row.regionOverrides.join(","));
-  return before.pinnedRegion !== after.pinnedRegion || before.routingStrategy !== after.routingStrategy || overrides(before) !== overrides(after) || before.auditMode !== after.auditMode || before.cacheEnabled !== after.cacheEnabled;
+  return before.pinnedRegion !== after.pinnedRegion || before.routingStrategy !== after.routingStrategy || overrides(before) !== overrides(after) || before.auditMode !== after.auditMode || before.cacheEnabled !== after.cacheEnabled || before.priorityClass !== after.priorityClass;
 }
 
 /** The environment routes, mounted at `/admin/environments`. */
@@ -86,6 +96,7 @@ export const environmentRoutes = new Hono<AdminEnv>()
           regionOverrides: body.region_overrides ?? null,
           auditMode: body.audit_mode ?? "off",
           cacheEnabled: body.cache_enabled ?? true,
+          priorityClass: body.priority_class ?? null,
         }),
       );
     });
@@ -111,7 +122,7 @@ export const environmentRoutes = new Hono<AdminEnv>()
     const { after, cacheKeys } = await inTransaction(c, async (db) => {
       const before = await loadEnvironment(c, db, envId, true);
       await checkRouting(db, body);
-      const change = definedFields({ name: body.name, pinnedRegion: body.pinned_region, routingStrategy: body.routing_strategy, regionOverrides: body.region_overrides, auditMode: body.audit_mode, cacheEnabled: body.cache_enabled });
+      const change = definedFields({ name: body.name, pinnedRegion: body.pinned_region, routingStrategy: body.routing_strategy, regionOverrides: body.region_overrides, auditMode: body.audit_mode, cacheEnabled: body.cache_enabled, priorityClass: body.priority_class });
       if (change === null) return { after: before, cacheKeys: [] };
       const [after] = await unique(DUPLICATE, "name", () => db.update(environments).set(change).where(eq(environments.id, envId)).returning());
       if (!after) throw notFound("environment", envId);
