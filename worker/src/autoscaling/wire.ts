@@ -1,6 +1,8 @@
 /** How the admin API shows autoscaling policies and decisions (shared with the CLI). */
 import type { Decision, Figures, Policy } from "./decide.ts";
-import type { DecisionRow } from "./job.ts";
+import type { autoscalingDecisions } from "../../../schema/tables/index.ts";
+
+type DecisionRow = typeof autoscalingDecisions.$inferSelect;
 
 /** A policy as the admin API shows it. */
 export interface PolicyJson {
