@@ -26,12 +26,15 @@ Tenancy, limits and budgets go through the gateway's admin API (--url, --token):
                                                            overrides: regions its requests may ask for with the
                                                            x-switchyard-region header)
   env list [--tenant T] | show ID | update ID [--name N] [--region R|none] [--strategy S|none]
-                 [--region-overrides r1,r2|none] [--audit off|metadata|full] [--cache on|off] | delete ID
+                 [--region-overrides r1,r2|none] [--audit off|metadata|full] [--cache on|off]
+                 [--priority interactive|standard|batch|none] | delete ID
                                                            (--audit, also on create: conversation audit, docs/audit.md;
                                                            --cache, also on create: response and embeddings caches,
-                                                           docs/caching.md)
+                                                           docs/caching.md; --priority, also on create: the class
+                                                           of its keys' requests, docs/priority.md)
   key create     --env E --name N [--scopes chat,embeddings,admin] [--models m1,m2] [--expires 2027-01-01T00:00:00Z]
-                                                           (prints the key, the only time it is shown)
+                 [--priority interactive|standard|batch]   (prints the key, the only time it is shown)
+  key update ID --priority interactive|standard|batch|none  (none: the environment's class)
   key list [--env E | --tenant T] | show ID | revoke ID
   key rotate ID [--overlap SECONDS]                        (prints the new key; the old one works --overlap more
                                                            seconds, default 3600)

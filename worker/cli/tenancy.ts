@@ -54,6 +54,15 @@ function cacheFlag(ctx: CommandContext): boolean | undefined {
   throw new AdminUsageError(`--cache must be on or off, got "${value}".`);
 }
 
+/** `--priority interactive|standard|batch|none` of env and key commands: the scheduling class (docs/priority.md); none clears it. */
+function priorityFlag(ctx: CommandContext): EnvironmentJson["priority_class"] | undefined {
+  const value = flag(ctx, "priority");
+  if (value === undefined) return undefined;
+  if (value === "none") return null;
+  if (value === "interactive" || value === "standard" || value === "batch") return value;
+  throw new AdminUsageError(`--priority must be interactive, standard, batch or none, got "${value}".`);
+}
+
 /** Tenancy commands. */
 export const tenancyCommands: Record<string, Command> = {
   "tenant create": async (ctx) => {
@@ -84,6 +93,7 @@ export const tenancyCommands: Record<string, Command> = {
       region_overrides: regionOverridesFlag(ctx),
       audit_mode: auditFlag(ctx),
       cache_enabled: cacheFlag(ctx),
+      priority_class: priorityFlag(ctx),
     };
     created(ctx, "environment", await ctx.api().request<EnvironmentJson>("POST", "/environments", input));
   },
@@ -94,9 +104,9 @@ export const tenancyCommands: Record<string, Command> = {
   "env show": async (ctx) => show(ctx, await ctx.api().request<EnvironmentJson>("GET", `/environments/${enc(arg(ctx, 0, "the environment id"))}`)),
   "env update": async (ctx) => {
     const id = arg(ctx, 0, "the environment id");
-    const change = { name: flag(ctx, "name"), pinned_region: region(ctx), routing_strategy: strategyFlag(ctx), region_overrides: regionOverridesFlag(ctx), audit_mode: auditFlag(ctx), cache_enabled: cacheFlag(ctx) };
+    const change = { name: flag(ctx, "name"), pinned_region: region(ctx), routing_strategy: strategyFlag(ctx), region_overrides: regionOverridesFlag(ctx), audit_mode: auditFlag(ctx), cache_enabled: cacheFlag(ctx), priority_class: priorityFlag(ctx) };
     if (Object.values(change).every((v) => v === undefined)) {
-      throw new AdminUsageError("Nothing to update: give --name, --region (none to unpin), --strategy, --region-overrides (none to clear), --audit or --cache.");
+      throw new AdminUsageError("Nothing to update: give --name, --region (none to unpin), --strategy, --region-overrides (none to clear), --audit, --cache or --priority.");
     }
     show(ctx, await ctx.api().request<EnvironmentJson>("PATCH", `/environments/${enc(id)}`, change));
   },
@@ -123,6 +133,7 @@ export const tenancyCommands: Record<string, Command> = {
       scopes: listFlag(ctx, "scopes"),
       allowed_models: listFlag(ctx, "models"),
       expires_at: expires === undefined ? undefined : new Date(expires).toISOString(),
+      priority_class: priorityFlag(ctx),
     });
     newKey(ctx, body, `Created key ${body.id} (${body.prefix}…).`);
   },
@@ -142,6 +153,12 @@ export const tenancyCommands: Record<string, Command> = {
     const body = await ctx.api().request<CreatedApiKeyJson & { rotated_from: ApiKeyJson }>("POST", `/keys/${enc(id)}/rotate`, { overlap_seconds: overlap });
     const { rotated_from: old, ...fresh } = body;
     newKey(ctx, { ...fresh, ...(ctx.flags.json === true ? { rotated_from: old } : {}) }, `Rotated ${old.id}: it keeps working until ${cell(old.expires_at)}. New key ${fresh.id} (${fresh.prefix}…).`);
+  },
+  "key update": async (ctx) => {
+    const id = arg(ctx, 0, "the key id");
+    const change = { priority_class: priorityFlag(ctx) };
+    if (change.priority_class === undefined) throw new AdminUsageError("Nothing to update: give --priority interactive|standard|batch|none.");
+    show(ctx, await ctx.api().request<ApiKeyJson>("PATCH", `/keys/${enc(id)}`, change));
   },
   "key revoke": async (ctx) => show(ctx, await ctx.api().request<ApiKeyJson>("POST", `/keys/${enc(arg(ctx, 0, "the key id"))}/revoke`)),
 };
