@@ -76,7 +76,12 @@ export class EdgeQueue extends DurableObject<Env> {
       // The caller saw a free slot, but requests that rank as high wait: the slot is theirs.
       this.grant(1);
     }
-    if (this.line.size >= ask.maxWaiting) return { kind: "full", waitedMs: 0, depth: this.line.size };
+    if (this.line.size >= ask.maxWaiting) {
+      // A full line makes room for a better-ranked request by refusing its worst-ranked waiter.
+      const evicted = this.line.evictionFor(ask.rank);
+      if (!evicted) return { kind: "full", waitedMs: 0, depth: this.line.size };
+      this.end(evicted.ticket, "full");
+    }
     const waiter: Waiter = { ticket: ask.ticket, rank: ask.rank, cls: ask.cls, tenantId: ask.tenantId, enqueuedAt: now };
     return new Promise<WaitOutcome>((resolve) => {
       const timer = setTimeout(() => {
@@ -102,11 +107,16 @@ export class EdgeQueue extends DurableObject<Env> {
 
   /** The caller left (its client disconnected): its waiter goes at once. True when it was still waiting. */
   leave(ticket: string): boolean {
+    return this.end(ticket, "left");
+  }
+
+  /** Takes a waiter out of the line and answers it with `kind`. */
+  private end(ticket: string, kind: "left" | "full"): boolean {
     const p = this.pending.get(ticket);
     if (!p || !this.line.remove(ticket)) return false;
     this.pending.delete(ticket);
     clearTimeout(p.timer);
-    p.resolve({ kind: "left", waitedMs: Date.now() - p.waiter.enqueuedAt, depth: this.line.size });
+    p.resolve({ kind, waitedMs: Date.now() - p.waiter.enqueuedAt, depth: this.line.size });
     this.stopProbeIfIdle();
     return true;
   }

@@ -31,6 +31,9 @@ export interface TurnAsk {
   signal: AbortSignal;
 }
 
+/** What the queue's gateway side uses of a request's dependencies. */
+export type TurnDeps = Pick<RequestDeps, "settings" | "log" | "waitUntil" | "requestId">;
+
 /** The queue objects' namespace (the EDGE_QUEUE binding). */
 export type QueueNamespace = Env["EDGE_QUEUE"];
 
@@ -102,11 +105,13 @@ function retryAfter(settings: QueueSettings): string {
  * reached in time, the request goes on as before the queue existed (to the least-loaded node) and
  * `edge_queue_unavailable` is logged.
  */
-export async function awaitTurn(deps: RequestDeps, ns: QueueNamespace | undefined, ask: TurnAsk): Promise<void> {
+export async function awaitTurn(deps: TurnDeps, ns: QueueNamespace | undefined, ask: TurnAsk): Promise<void> {
   const settings = deps.settings.queue;
   if (settings.maxWaitMs === 0 || !ns) return;
   const full = everyNodeFull(ask.nodes, ask.live, ask.sentSince, settings.inflightTarget);
   if (!full && !isCongested(ask.model)) return;
+  // Requests of the model now tell its queue when they end (slotFreed).
+  markCongested(ask.model, 1, settings);
   const stub = stubOf(ns, ask.model);
   const ticket = crypto.randomUUID();
   const started = Date.now();
@@ -166,11 +171,25 @@ export async function awaitTurn(deps: RequestDeps, ns: QueueNamespace | undefine
  * requests, its queue admits the next one (in waitUntil, with a deadline; a lost call is covered
  * by the queue's probe).
  */
-export function slotFreed(deps: Pick<RequestDeps, "waitUntil" | "settings">, ns: QueueNamespace | undefined, model: string): void {
+export function slotFreed(deps: Pick<TurnDeps, "waitUntil" | "settings">, ns: QueueNamespace | undefined, model: string): void {
   if (!ns || deps.settings.queue.maxWaitMs === 0 || !isCongested(model)) return;
   deps.waitUntil(
     withDeadline(stubOf(ns, model).release(1), SMALL_CALL_MS)
       .then((depth) => markCongested(model, depth, deps.settings.queue))
       .catch(() => undefined),
   );
+}
+
+/**
+ * Wraps a node's in-flight release (routing/sent.ts `trackSend`) so that the request's end also
+ * frees its slot in the model's queue (`slotFreed`); the result may be called more than once.
+ */
+export function endsSlot(deps: Pick<TurnDeps, "waitUntil" | "settings">, ns: QueueNamespace | undefined, model: string, release: () => void): () => void {
+  let ended = false;
+  return () => {
+    if (ended) return;
+    ended = true;
+    release();
+    slotFreed(deps, ns, model);
+  };
 }

@@ -85,6 +85,20 @@ export class WaitingLine {
     return w;
   }
 
+  /**
+   * The waiter to refuse when the line is full and a request of `rank` arrives: in the worst rank below
+   * `rank`, the newest waiter of the tenant with the most waiting (of those, the one that came last);
+   * null when none ranks below it.
+   */
+  evictionFor(rank: number): Waiter | null {
+    const worst = Math.max(...this.ranks.keys());
+    if (this.ranks.size === 0 || worst <= rank) return null;
+    const line = this.ranks.get(worst);
+    let most: Waiter[] | undefined;
+    for (const waiters of line?.byTenant.values() ?? []) if (!most || waiters.length >= most.length) most = waiters;
+    return most?.[most.length - 1] ?? null;
+  }
+
   /** Removes a waiter by ticket (a client that left, a wait that timed out); null when it no longer waits. */
   remove(ticket: string): Waiter | null {
     const w = this.tickets.get(ticket);

@@ -32,6 +32,7 @@ import { callerLocation, REGION_HEADER } from "../routing/geo.ts";
 import { planRoute, type RouteInput, type RoutePlan } from "../routing/pick.ts";
 import { routeToLoadedAdapter } from "../routing/adapters.ts";
 import { sentSince, trackSend } from "../routing/sent.ts";
+import { awaitTurn, endsSlot } from "../queue/turn.ts";
 import { rememberCircuit } from "../platform/hot-state.ts";
 import type { NodeEntry } from "../routing/snapshot.ts";
 import { catalogueModel, keyAllows, underModelId } from "../routing/aliases.ts";
@@ -235,11 +236,16 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
 
   // The node's answer, tapped for its usage, which is settled in waitUntil once the body ends.
   // Anything failing before that gives back the reservation and the concurrency slot.
-  const forwardStarted = Date.now();
+  let forwardStarted = Date.now();
   let upstreamMs: number | null = null;
   // Every admitted request gets its usage row, whatever happens: set once a path below has settled one.
   let metered = false;
-  const answer = forwardToBackplane(
+  // The edge queue (queue/, docs/priority.md#the-edge-queue): with every planned node at its in-flight
+  // target, the request waits here for its turn (a refusal takes the catch below, which meters it).
+  const turn = awaitTurn(deps, deps.edgeQueue, { model: model.id, nodes: candidates, live: c.get("routing").live, sentSince, rank: priority.rank, cls: priority.class, tenantId: identity.tenantId, signal: upstreamAbort.signal });
+  const answer = turn.then(() => {
+    forwardStarted = Date.now();
+    return forwardToBackplane(
     {
       path: PATHS[endpoint],
       body: cache.upstreamBody ?? req.upstreamBody,
@@ -251,7 +257,8 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
       maxAttempts: deps.settings.routing.maxAttempts,
       deadlineMs: deps.settings.routing.deadlineMs,
       onNodeResult: (node, ok) => reportNodeResult(c, node, ok),
-      track: (node) => trackSend(node.id),
+      // A request's end on its node also frees its slot in a congested model's edge queue.
+      track: (node) => endsSlot(deps, deps.edgeQueue, model.id, trackSend(node.id)),
       trace: deps.trace,
       priorityRank: priority.rank,
       // Anthropic and Responses streams are tapped here (the backplane's report tap speaks the OpenAI dialect).
@@ -262,7 +269,8 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
       bodyFor: stored ? async (node) => JSON.stringify({ ...stored.body, request_id: await newResponseId(deps.secrets.nodeSigning, identity.tenantId, node.id) }) : undefined,
     },
     candidates,
-  )
+  );
+  })
     .then(async (forwarded: Forwarded): Promise<{ forwarded: Forwarded; body: ReadableStream<Uint8Array> | Uint8Array }> => {
       const answeredAt = Date.now();
       upstreamMs = answeredAt - forwardStarted;
@@ -359,6 +367,8 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
     headers.set("cache-control", "no-cache");
     headers.set("x-accel-buffering", "no");
     const keepAliveMs = deps.settings.streamKeepAliveMs;
+    // A stream waits for its turn before its headers: a refusal is a real 429/503 with Retry-After.
+    await turn.catch(() => undefined);
     if (keepAliveMs > 0 && (await settlesWithin(answer, keepAliveMs)) === false) {
       // The node is slow to start (a long prefill): commit to the stream now (proxy/keepalive.ts).
       const body = keepAliveStream({
