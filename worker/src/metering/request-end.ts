@@ -4,6 +4,8 @@ import type { Admission } from "../limits/admission.ts";
 import { WriteBatch } from "../limits/write-batch.ts";
 import type { Deps, RequestDeps } from "../platform/deps.ts";
 import { appendCounters, countEvent, observe } from "../platform/metrics.ts";
+import { isolateSnapshot } from "../platform/hot-state.ts";
+import { hasReservation, queueTokens, takeStreamed, usageWindow } from "../routing/reservation-usage.ts";
 import { ensureUsageDelivered } from "./deliver.ts";
 import { usageOutboxKey } from "./flush.ts";
 import type { UsageRow } from "./record.ts";
@@ -81,6 +83,7 @@ export async function settleRequests(
   // Audio is billed by its duration: a transcription may cost money with no tokens reported.
   const finished = admission.finish(calls > 0 ? { tokens: used, spend, requests: calls } : null, batch.writes);
   for (const row of rows) batch.writes.pipe.lpush(usageOutboxKey(prefix), JSON.stringify(row));
+  measureReserved(deps, batch.writes, rows);
   for (const e of extra) batch.writes.pipe.lpush(e.key, e.value);
   batch.extras.push(...extra);
   if (authAudit) batch.writes.pipe.lpush(auditOutboxKey(prefix), JSON.stringify(authAudit));
@@ -99,6 +102,21 @@ export async function settleRequests(
   if (!opener) return;
   await sleep(COALESCE_MS);
   if (open === batch) await sendEndBatch(deps, batch);
+}
+
+/**
+ * A reserving tenant's tokens served by a node (not a cache hit) go to its reserved-throughput
+ * window (routing/reservation-usage.ts), less what its stream already counted while it ran.
+ */
+function measureReserved(deps: Deps, writes: WriteBatch, rows: UsageRow[]): void {
+  const snapshot = isolateSnapshot();
+  const now = Date.now();
+  for (const row of rows) {
+    const streamed = takeStreamed(row.id);
+    if (row.nodeId === null || !hasReservation(snapshot, row.tenantId, row.model)) continue;
+    const tokens = (row.promptTokens ?? 0) + (row.completionTokens ?? 0) - streamed;
+    queueTokens(writes.pipe, deps.settings.redisPrefix, usageWindow(deps.settings.reservationWindowSeconds), row.tenantId, row.model, tokens, now);
+  }
 }
 
 /** A served request's durations and tokens in the gateway's metrics (platform/metrics.ts). */

@@ -29,7 +29,12 @@ export function tapSse(
     /** Conversation audit in `full` mode: every chunk read is also kept here (bounded, conversations/capture.ts). */
     capture?: StreamCapture;
   },
-): { body: ReadableStream<Uint8Array>; done: Promise<StreamOutcome> } {
+): {
+  body: ReadableStream<Uint8Array>;
+  done: Promise<StreamOutcome>;
+  /** Content events delivered so far (read while the stream runs: reserved throughput, routing/reservation-usage.ts). */
+  delivered: () => number;
+} {
   const now = opts.now ?? Date.now;
   const tap = new UsageTap(opts.stripUsage, opts.dialect);
   let firstByteAt: number | null = null;
@@ -84,5 +89,5 @@ export function tapSse(
     },
     { highWaterMark: 0 },
   );
-  return { body, done: reported.done };
+  return { body, done: reported.done, delivered: () => tap.deliveredChunks };
 }

@@ -5,6 +5,11 @@
  *
  * Reaching the gateway: reservations travel in the routing snapshot, so every change drops its
  * Redis entry and this isolate's caches; other isolates follow within ROUTING_CACHE_ISOLATE_SECONDS.
+ *
+ * The reads show the tenant's live throughput on the model (routing/reservation-usage.ts):
+ * `delivered_tokens_per_second` over the last RESERVATION_WINDOW_SECONDS and `state`, "under" or
+ * "over" its reserved rate (all its reservations on the model together, as routing counts them), or
+ * "unknown" with a null rate when Redis does not answer.
  */
 import { and, asc, eq, gt, inArray, type SQL } from "drizzle-orm";
 import { Hono } from "hono";
@@ -17,6 +22,9 @@ import { reservationJson } from "../nodes/admin-wire.ts";
 import { inTransaction, notFound, readJson, readQuery, reading, requireOperator, type AdminContext } from "../admin/http.ts";
 import { decodeCursor, page, pageQuery } from "../admin/pagination.ts";
 import { newId, recordAudit, type AdminDb } from "../admin/store.ts";
+import { readRates, statusOf, usageWindow } from "./reservation-usage.ts";
+
+type ReservationRow = typeof capacityReservations.$inferSelect;
 
 const WHAT = "manage capacity reservations";
 const id = z.string().trim().min(1).max(200);
@@ -42,6 +50,29 @@ async function checkReferences(db: AdminDb, body: z.infer<typeof createBody>, no
   const found = new Set(known.map((n) => n.id));
   const missing = nodeIds.filter((n) => !found.has(n));
   if (missing.length > 0) throw invalid("node_ids", `Unknown node${missing.length > 1 ? "s" : ""} ${missing.join(", ")} (GET /admin/nodes lists them).`);
+}
+
+/** The rows as JSON with their tenant's live throughput on the model against everything it reserved there. */
+async function withUsage(c: AdminContext, rows: ReservationRow[]): Promise<Record<string, object>> {
+  if (rows.length === 0) return {};
+  const { redis, settings } = c.get("deps");
+  const tenantIds = [...new Set(rows.map((r) => r.tenantId))];
+  const [all, rates] = await Promise.all([
+    reading(c, (db) => db.select().from(capacityReservations).where(inArray(capacityReservations.tenantId, tenantIds))),
+    readRates(redis, settings.redisPrefix, usageWindow(settings.reservationWindowSeconds)),
+  ]);
+  const entries = all.map((r) => ({ tenantId: r.tenantId, model: r.model, tokensPerSecond: r.tokensPerSecond, nodeIds: r.nodeIds }));
+  const out: Record<string, object> = {};
+  for (const row of rows) {
+    const status = statusOf(entries, rates, row.tenantId, row.model);
+    out[row.id] = {
+      ...reservationJson(row),
+      delivered_tokens_per_second: status.delivered === null ? null : Math.round(status.delivered * 10) / 10,
+      state: status.delivered === null ? "unknown" : status.state,
+      window_seconds: settings.reservationWindowSeconds,
+    };
+  }
+  return out;
 }
 
 function reservationId(c: AdminContext): string {
@@ -78,13 +109,15 @@ export const reservationRoutes = new Hono<AdminEnv>()
       model === undefined ? undefined : eq(capacityReservations.model, model),
     ];
     const rows = await reading(c, (db) => db.select().from(capacityReservations).where(and(...where)).orderBy(asc(capacityReservations.id)).limit(limit + 1));
-    return c.json(page(rows, limit, reservationJson, (r) => ({ id: r.id })));
+    const live = await withUsage(c, rows.slice(0, limit));
+    return c.json(page(rows, limit, (r) => live[r.id] ?? reservationJson(r), (r) => ({ id: r.id })));
   })
   .get("/:id", async (c) => {
     const resId = reservationId(c);
     const [row] = await reading(c, (db) => db.select().from(capacityReservations).where(eq(capacityReservations.id, resId)));
     if (!row) throw notFound("reservation", resId);
-    return c.json(reservationJson(row));
+    const live = await withUsage(c, [row]);
+    return c.json(live[row.id] ?? reservationJson(row));
   })
   .delete("/:id", async (c) => {
     const resId = reservationId(c);
