@@ -14,6 +14,7 @@ import { openDb, type NodeDb } from "../../dev/db.ts";
 import { readStackRecord } from "../../dev/stack-record.ts";
 import { ApiFailure, adminApi, type AdminApi } from "./client.ts";
 import { ADMIN_HELP, AdminUsageError, runAdminCommand } from "./commands.ts";
+import { findSky, skyCli, type SkyCli } from "./sky.ts";
 import type { InfraContext } from "./infra.ts";
 
 const STRING_FLAGS = [
@@ -24,17 +25,29 @@ const STRING_FLAGS = [
   "cache", "cache-hit-factor",
   "chunk-tokens", "buffer-tokens", "interval", "timeout",
   "file", "council",
+  "provider", "gpu", "count", "spot", "state", "reason", "interval-ms",
 ];
-const BOOLEAN_FLAGS = ["json", "all", "help", "alerts", "run", "apply"];
+const BOOLEAN_FLAGS = ["json", "all", "help", "alerts", "run", "apply", "dry-run", "once"];
+/** String flags that may also stand alone for `true` (`--spot` is `--spot true`). */
+const BARE_TRUE_FLAGS = ["spot"];
 /** Flags that may be given several times, their values joined as one comma list (`--alias a --alias b` is `--alias a,b`). */
 const LIST_FLAGS = ["alias"];
 const DEFAULT_URL = "http://127.0.0.1:8787";
 const ROOT = resolve(import.meta.dirname, "../..");
 
+/** `--spot` followed by nothing, another flag or a word other than true/false becomes `--spot=true`. */
+function bareTrue(args: string[]): string[] {
+  return args.map((a, i) => {
+    const next = args[i + 1];
+    const bare = BARE_TRUE_FLAGS.some((f) => a === `--${f}`) && (next === undefined || next.startsWith("--") || !["true", "false"].includes(next));
+    return bare ? `${a}=true` : a;
+  });
+}
+
 let parsed: ReturnType<typeof parseArgs>;
 try {
   parsed = parseArgs({
-    args: process.argv.slice(2),
+    args: bareTrue(process.argv.slice(2)),
     allowPositionals: true,
     strict: true,
     options: {
@@ -97,10 +110,17 @@ function infraContext(): InfraContext {
   return infra;
 }
 
+/** The `sky` on PATH, run from the repository root (the task's `workdir: .` is synced from there). */
+function sky(): SkyCli | null {
+  const path = findSky(process.env.PATH);
+  return path === null ? null : skyCli(path, { cwd: ROOT, env: process.env });
+}
+
 try {
   await runAdminCommand(
     {
       api: () => (api ??= adminApi(gatewayUrl, adminToken)),
+      sky,
       infra: infraContext,
       flags,
       print: (line) => console.log(line),

@@ -5,6 +5,7 @@ import { catalogueCommands } from "./catalogue.ts";
 import { fleetCommands } from "./fleet.ts";
 import { infraCommands } from "./infra.ts";
 import { profileCommands } from "./profiles.ts";
+import { provisioningCommands } from "./provisioning.ts";
 import { councilCommands } from "./council.ts";
 import { cacheCommands } from "./cache.ts";
 import { memoryCommands } from "./memory.ts";
@@ -103,6 +104,14 @@ The fleet, through the admin API (operator only; docs/fleet.md):
   node pull ID MODEL [--engine E]                          (pulls it onto the node's Ollama engine, with progress on
                                                            stderr; E picks one of several Ollama engines)
   node system ID                                           (CPU, memory, GPUs, disk and model storage of the host)
+  node launch --provider aws --region us-east-1 --model M --gpu A10G [--count N] [--spot] [--dry-run]
+                                                           (SkyPilot nodes, docs/provisioning.md: --dry-run prints the
+                                                           task YAML; else creates the launches and, with sky on PATH,
+                                                           runs sky launch for each; without it prints the YAML)
+  node launches [--state S] [--model M] [--region R]       (launches, newest first, with their states)
+  node terminate ID [--reason TEXT]                        (drains a launched node; sky down once nothing is in flight)
+  provisioner run [--once] [--interval-ms 30000]           (the control host's loop: claims pending launches and runs
+                                                           sky launch, runs sky down for terminating ones, reports)
   region list                                              (coordinates, price multiplier, healthy/total nodes)
   reservation add --tenant T --model M --tps N --nodes n1,n2   (reserved tokens per second, served first from the
                                                            nodes; prints the id)
@@ -131,7 +140,7 @@ Connection: --url (default $SWITCHYARD_URL or http://127.0.0.1:8787); --token (d
 else the admin-token file of the local stack serving --url, whatever its SWITCHYARD_DATA_DIR; else .data/dev).
 See docs/configuration.md.`;
 
-const COMMANDS: Record<string, Command> = { ...autoscalingCommands, ...cacheCommands, ...memoryCommands, ...councilCommands, ...profileCommands, ...tenancyCommands, ...quotaCommands, ...catalogueCommands, ...infraCommands, ...reconcileCommands, ...fleetCommands };
+const COMMANDS: Record<string, Command> = { ...autoscalingCommands, ...cacheCommands, ...memoryCommands, ...councilCommands, ...profileCommands, ...tenancyCommands, ...quotaCommands, ...catalogueCommands, ...infraCommands, ...reconcileCommands, ...fleetCommands, ...provisioningCommands };
 
 /** Runs one admin command: `words` are the positionals (`noun verb args…`, or `noun args…` for counters and audit). */
 export async function runAdminCommand(ctx: Omit<CommandContext, "args">, words: string[]): Promise<void> {

@@ -3,6 +3,7 @@ import type { ListBody } from "../src/admin/pagination.ts";
 import type { AdminApi } from "./client.ts";
 import { fields, table } from "./format.ts";
 import type { InfraContext } from "./infra.ts";
+import type { SkyCli } from "./sky.ts";
 
 /** A mistake in how the CLI was called; printed without a stack trace, exit code 2. */
 export class AdminUsageError extends Error {
@@ -18,6 +19,8 @@ export interface CommandContext {
   api(): AdminApi;
   /** The DB-level context of the infrastructure commands (created on first use). */
   infra(): InfraContext;
+  /** The `sky` CLI of this host, or null when it is not on PATH (provisioning.ts). */
+  sky?: () => SkyCli | null;
   /** Positionals after `noun verb`. */
   args: string[];
   flags: Flags;

@@ -18,7 +18,7 @@ import { actorName, type AdminEnv } from "../admin/auth.ts";
 import { inTransaction, readJson, readQuery, reading, requireOperator, type AdminContext } from "../admin/http.ts";
 import { recordAudit } from "../admin/store.ts";
 import { dropRoutingSnapshot } from "../nodes/admin-state.ts";
-import { claimLaunch, launchFields, launchJson, loadLaunch, requestLaunch, requestTerminate, transition, type LaunchRow, type LaunchState } from "./launches.ts";
+import { checkLaunchModel, claimLaunch, launchFields, newLaunchNodeId, launchJson, loadLaunch, requestLaunch, requestTerminate, transition, type LaunchRow, type LaunchState } from "./launches.ts";
 import { skyTask, taskYaml } from "./task.ts";
 
 const WHAT = "launch and terminate GPU nodes";
@@ -28,7 +28,10 @@ const NODE_ID = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 export const CONTROL_HOST_MESSAGE =
   "SkyPilot runs on the operator's control host, not in the gateway: there, `npm run admin -- provisioner run` launches pending nodes with `sky launch` (or `npm run admin -- node launch …` launches at once). Each node's task YAML is included; it holds the node's signing secret under `secrets`: keep it private.";
 
-const launchBody = z.strictObject(launchFields);
+const launchBody = z.strictObject({ ...launchFields, dry_run: z.boolean().default(false) });
+
+/** Stands in for the secret in a dry run's YAML: no node will use it, so none is derived. */
+export const DRY_RUN_SECRET = "(derived from NODE_SIGNING_SECRET when the node is launched)";
 
 const listQuery = z.strictObject({
   state: z.enum(LAUNCH_STATES).optional(),
@@ -80,6 +83,16 @@ export const provisioningRoutes = new Hono<AdminEnv>()
     requireOperator(c.get("actor"), WHAT);
     const body = await readJson(c, launchBody);
     const actor = actorName(c.get("actor"));
+    if (body.dry_run) {
+      // The tasks it would launch, with fresh node ids that are never used: nothing is written.
+      await reading(c, (db) => checkLaunchModel(db, body.model));
+      const data = Array.from({ length: body.count }, () => {
+        const nodeId = newLaunchNodeId(body.region);
+        const launch = { nodeId, cluster: nodeId, provider: body.provider, region: body.region, model: body.model, gpu: body.gpu, spot: body.spot };
+        return { node_id: nodeId, cluster: nodeId, task_yaml: taskYaml(skyTask(launch, { gatewayUrl: gatewayUrl(c), nodeSecret: DRY_RUN_SECRET })) };
+      });
+      return c.json({ object: "list", dry_run: true, data, message: "Dry run: nothing was launched." });
+    }
     const rows = await inTransaction(c, (db) =>
       requestLaunch(db, { provider: body.provider, region: body.region, model: body.model, gpu: body.gpu, spot: body.spot, reason: "manual", requestedBy: actor }, body.count),
     );

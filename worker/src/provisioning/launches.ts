@@ -159,13 +159,7 @@ export async function requestLaunch(db: AdminDb, input: LaunchInput, count: numb
   if (!Number.isInteger(count) || count < 1 || count > MAX_LAUNCH_COUNT) {
     throw new ApiError("invalid_value", `count must be a whole number from 1 to ${MAX_LAUNCH_COUNT}.`, { param: "count" });
   }
-  const [model] = await db.select({ id: models.id, active: models.active, baseModel: models.baseModel }).from(models).where(eq(models.id, input.model));
-  if (!model || !model.active) {
-    throw new ApiError("invalid_value", `Model ${input.model} is not an active model of the catalogue: add it first (POST /admin/models), then launch nodes for it.`, { param: "model" });
-  }
-  if (model.baseModel !== null) {
-    throw new ApiError("invalid_value", `Model ${input.model} is a LoRA adapter: launch nodes for its base model ${model.baseModel}.`, { param: "model" });
-  }
+  await checkLaunchModel(db, input.model);
   const rows: LaunchRow[] = [];
   for (let i = 0; i < count; i++) {
     const nodeId = newLaunchNodeId(input.region);
@@ -190,6 +184,17 @@ export async function requestLaunch(db: AdminDb, input: LaunchInput, count: numb
     rows.push(row);
   }
   return rows;
+}
+
+/** Refuses (400 naming `model`) a model that is not an active base model of the catalogue. */
+export async function checkLaunchModel(db: AdminDb, modelId: string): Promise<void> {
+  const [model] = await db.select({ id: models.id, active: models.active, baseModel: models.baseModel }).from(models).where(eq(models.id, modelId));
+  if (!model || !model.active) {
+    throw new ApiError("invalid_value", `Model ${modelId} is not an active model of the catalogue: add it first (POST /admin/models), then launch nodes for it.`, { param: "model" });
+  }
+  if (model.baseModel !== null) {
+    throw new ApiError("invalid_value", `Model ${modelId} is a LoRA adapter: launch nodes for its base model ${model.baseModel}.`, { param: "model" });
+  }
 }
 
 /** One launch by id, or 404. */
