@@ -32,6 +32,7 @@ import { callerLocation, REGION_HEADER } from "../routing/geo.ts";
 import { planRoute, type RouteInput, type RoutePlan } from "../routing/pick.ts";
 import { routeToLoadedAdapter } from "../routing/adapters.ts";
 import { sentSince, trackSend } from "../routing/sent.ts";
+import { hasReservation, streamProgress, usageWindow } from "../routing/reservation-usage.ts";
 import { awaitTurn, endsSlot } from "../queue/turn.ts";
 import { rememberCircuit } from "../platform/hot-state.ts";
 import type { NodeEntry } from "../routing/snapshot.ts";
@@ -306,7 +307,8 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
       const token = deps.settings.streamTap === "node" && dialect === "openai" && !auditFull && !profile && !cache.captureStream ? forwarded.response.headers.get(STREAM_REPORT_HEADER) : null;
       const fetchReport = token !== null && isReportToken(token) ? () => askReport(forwarded.node.url, token) : null;
       const capture = auditFull || cache.captureStream ? new StreamCapture() : undefined;
-      const tapped = fetchReport
+      // Only the gateway's tap counts a stream's content events as they pass (`delivered`).
+      const tapped: { body: ReadableStream<Uint8Array>; done: Promise<StreamOutcome>; delivered?: () => number } = fetchReport
         ? pipeReported(upstreamBody, fetchReport, {
             answeredAt,
             clientGone: upstreamAbort.signal,
@@ -320,6 +322,11 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
             ...(dialect === "openai" ? {} : { dialect, broken: failureEvent(BROKEN_MESSAGE, "upstream_error") }),
           });
       deps.trace?.hold(tapped.done.then((outcome) => recordStream(deps.trace, outcome, answeredAt)));
+      // A reserving tenant's stream counts toward its reserved throughput as it runs (docs/routing.md).
+      if (tapped.delivered && hasReservation(c.get("routing").snapshot, identity.tenantId, model.id)) {
+        const w = usageWindow(deps.settings.reservationWindowSeconds);
+        deps.waitUntil(streamProgress(deps.redis, deps.settings.redisPrefix, w, { requestId: deps.requestId, tenantId: identity.tenantId, model: model.id, delivered: tapped.delivered, done: tapped.done }));
+      }
       metered = true;
       deps.waitUntil(
         tapped.done.then((outcome) => {
@@ -451,6 +458,7 @@ export async function routeRequest(c: Context<AppEnv>, model: string, prefixHash
     weights: settings.routing.weights,
     affinitySlack: settings.routing.affinitySlack,
     sentSince,
+    reservationRates: routing.reservationRates,
     // Liveness is judged as of when the live state was read: while Redis is unreachable the
     // isolate routes on its last view, and its nodes must not all look stale (hot-state.ts).
     now: Math.min(now, routing.liveAt),
