@@ -1,0 +1,143 @@
+/**
+ * End to end: the edge queue (docs/priority.md#the-edge-queue) on plain workerd with one backplane in
+ * front of one simulated engine that runs one request at a time (an in-flight target of 1). With the
+ * node full, a batch request waits at the gateway, an interactive one arriving later is admitted
+ * first, a request that waits past EDGE_QUEUE_MAX_WAIT_MS gets 429 with Retry-After, and every
+ * request has its usage row.
+ */
+import { eq, inArray } from "drizzle-orm";
+import { Redis } from "ioredis";
+import OpenAI from "openai";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startEdge, waitForNodes, type Edge } from "../../bench/lib/edge.ts";
+import { ROOT } from "../../bench/lib/workerd.ts";
+import { openDb, type NodeDb } from "../../dev/db.ts";
+import { LocalNode } from "../../dev/nodes.ts";
+import { usageRecords } from "../../schema/tables/index.ts";
+import { PG_ADMIN_URL, REDIS_URL, uniqueSuffix } from "../support/fixtures.ts";
+
+const suffix = uniqueSuffix();
+const redisPrefix = `sy:e2e-queue:${suffix}:`;
+const MODEL = "sim-llama-8b";
+let edge: Edge;
+let node: LocalNode;
+let db: NodeDb;
+let redis: Redis;
+let interactiveKey: string;
+
+beforeAll(async () => {
+  edge = await startEdge({
+    pgAdminUrl: PG_ADMIN_URL,
+    redisUrl: REDIS_URL,
+    redisPrefix,
+    databaseName: `sy_e2e_queue_${suffix}`,
+    // The probe (a waiter let through when no slot frees for this long) is pushed out of the test's way.
+    vars: { EDGE_QUEUE_MAX_WAIT_MS: "4000", EDGE_QUEUE_RECHECK_MS: "30000", QUEUE_INFLIGHT_TARGET: "1" },
+  });
+  db = openDb(edge.databaseUrl);
+  redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  redis.on("error", () => {});
+  const backplaneEnv: Record<string, string> = { BACKPLANE_HEARTBEAT_INTERVAL_MS: "500" };
+  node = new LocalNode(
+    { id: "queue-1", region: edge.regionId, simArgs: ["--max-concurrency", "1", "--inter-token-ms", "20"], backplaneEnv, simName: "sim", backplaneName: "backplane" },
+    { root: ROOT, host: "127.0.0.1", gatewayUrl: edge.url, masterSecret: edge.nodeSigningSecret, echo: false, db, redis, redisPrefix },
+  );
+  await node.startSim();
+  // One request at a time on the backplane too: the node's capacity in its heartbeats is 1.
+  backplaneEnv.BACKPLANE_ENGINES = `kind=sim,id=sim-0,url=${node.simUrl},max-concurrency=1`;
+  await node.startBackplane();
+  await waitForNodes(edge, [node.id]);
+  const res = await fetch(`${edge.url}/admin/keys`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${edge.adminToken}`, "content-type": "application/json" },
+    body: JSON.stringify({ environment_id: edge.environmentId, name: "interactive", priority_class: "interactive" }),
+  });
+  expect(res.status).toBe(201);
+  interactiveKey = ((await res.json()) as { key: string }).key;
+}, 120_000);
+
+afterAll(async () => {
+  await node?.close();
+  await db?.close();
+  redis?.disconnect();
+  await edge?.close();
+});
+
+const messages = [{ role: "user" as const, content: "Say something." }];
+
+interface Sent {
+  status: number;
+  requestId: string | null;
+  retryAfter: string | null;
+  body: string;
+  /** When the answer ended (ms since the test's start). */
+  doneAt: number;
+}
+
+/** A chat completion through fetch (the refusals' headers are what the test reads), timed from `t0`. */
+async function send(t0: number, key: string, extra: Record<string, unknown>, headers: Record<string, string> = {}): Promise<Sent> {
+  const res = await fetch(`${edge.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...headers },
+    body: JSON.stringify({ model: MODEL, messages, max_tokens: 3, ...extra }),
+  });
+  const body = await res.text();
+  return { status: res.status, requestId: res.headers.get("x-request-id"), retryAfter: res.headers.get("retry-after"), body, doneAt: Date.now() - t0 };
+}
+
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("the edge queue with the node at its in-flight target", () => {
+  it("admits a later interactive request before an earlier batch one, refuses a wait past the limit with Retry-After, and meters every request", async () => {
+    const t0 = Date.now();
+    // The node's one slot, held for about two seconds (the simulated prefill of this request).
+    const holder = send(t0, edge.apiKey, { sim_ttft_ms: 2_000 });
+    await pause(300);
+    const batch = send(t0, edge.apiKey, {}, { "x-switchyard-priority": "batch" });
+    await pause(300);
+    const interactive = send(t0, interactiveKey, {});
+    const [h, b, i] = await Promise.all([holder, batch, interactive]);
+    expect([h.status, b.status, i.status]).toEqual([200, 200, 200]);
+    // Both waited for the holder; the interactive one went first although it came later.
+    expect(i.doneAt).toBeGreaterThan(1_900);
+    expect(i.doneAt).toBeLessThan(b.doneAt);
+
+    // The same through the official client, streamed: a waiting stream gets its answer once admitted.
+    const client = new OpenAI({ baseURL: `${edge.url}/v1`, apiKey: interactiveKey, maxRetries: 0 });
+    const t1 = Date.now();
+    const long = send(t1, edge.apiKey, { sim_ttft_ms: 6_000 });
+    await pause(300);
+    const streamed = (async () => {
+      const chunks = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 3, stream: true });
+      let text = "";
+      for await (const chunk of chunks) text += chunk.choices[0]?.delta.content ?? "";
+      return text;
+    })();
+    // A batch request that waits longer than EDGE_QUEUE_MAX_WAIT_MS (4 s): 429 with Retry-After.
+    const refused = await send(t1, edge.apiKey, {}, { "x-switchyard-priority": "batch" });
+    expect(refused.status).toBe(429);
+    expect(refused.retryAfter).toBe("4");
+    const error = (JSON.parse(refused.body) as { error: { code: string; message: string } }).error;
+    expect(error.code).toBe("queue_timeout");
+    expect(error.message).toContain("Retry after 4 s");
+    // The interactive stream waited just as long, then was refused before its headers (a real 429, not an in-band error).
+    await expect(streamed).rejects.toMatchObject({ status: 429 });
+    const l = await long;
+    expect(l.status).toBe(200);
+
+    // Every request has its usage row once the scheduled job flushed them; the refusal is recorded as such.
+    const ids = [h, b, i, refused, l].map((s) => s.requestId).filter((id): id is string => id !== null);
+    expect(ids).toHaveLength(5);
+    await expect
+      .poll(
+        async () => {
+          await edge.runScheduled();
+          return (await db.db.select({ id: usageRecords.id }).from(usageRecords).where(inArray(usageRecords.id, ids))).length;
+        },
+        { timeout: 20_000, interval: 500 },
+      )
+      .toBe(5);
+    const [row] = await db.db.select().from(usageRecords).where(eq(usageRecords.id, refused.requestId ?? ""));
+    expect(row).toMatchObject({ httpStatus: 429, errorCode: "queue_timeout", promptTokens: 0, completionTokens: 0 });
+  }, 60_000);
+});
