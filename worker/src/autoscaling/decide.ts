@@ -176,21 +176,21 @@ export function decide(policy: Policy, view: ScalingView, memory: ScalingMemory,
     const since = memory.queueAboveSince ?? now;
     const heldMs = now - since;
     const perNodeText = Number.isFinite(perNode) ? String(round2(perNode)) : `${waitingTotal} with no node`;
-    if (heldMs < policy.scaleUpAfterSeconds * 1000) {
+    if (capacity >= policy.maxNodes) {
+      // No room: say so at once, and keep the clock so a launch follows as soon as room appears.
+      queueAboveSince = since;
+      decisions.push({
+        action: "hold",
+        rule: "at_max",
+        reason: `Waiting per node ${perNodeText} is above the target ${policy.targetQueuePerNode} (for ${seconds(heldMs)} s), but ${capacity} nodes serve or are on the way, the maximum (${policy.maxNodes}).`,
+        details: at({ above_for_seconds: seconds(heldMs) }),
+      });
+    } else if (heldMs < policy.scaleUpAfterSeconds * 1000) {
       queueAboveSince = since;
       decisions.push({
         action: "hold",
         rule: "queue_sustaining",
         reason: `Waiting per node ${perNodeText} is above the target ${policy.targetQueuePerNode} for ${seconds(heldMs)} s of the ${policy.scaleUpAfterSeconds} s it must last before a launch.`,
-        details: at({ above_for_seconds: seconds(heldMs) }),
-      });
-    } else if (capacity >= policy.maxNodes) {
-      // Still above: keep the clock so a launch follows as soon as room appears.
-      queueAboveSince = since;
-      decisions.push({
-        action: "hold",
-        rule: "at_max",
-        reason: `Waiting per node ${perNodeText} has been above the target ${policy.targetQueuePerNode} for ${seconds(heldMs)} s, but ${capacity} nodes serve or are on the way, the maximum (${policy.maxNodes}).`,
         details: at({ above_for_seconds: seconds(heldMs) }),
       });
     } else {

@@ -4,7 +4,8 @@
  * `on` it acts through provisioning (requestLaunch, requestTerminate), in `dry_run` it only records.
  *
  * Recording: every decision goes to `autoscaling_decisions`, except a hold that repeats the last
- * recorded one (same rule) within HOLD_REPEAT_MS, so a quiet policy writes a row an hour; rows
+ * recorded one (same rule) within HOLD_REPEAT_MS, so a quiet policy writes a row an hour, and a
+ * dry-run decision that repeats one of the last rows within that time (recordUnlessRepeated); rows
  * older than DECISION_RETENTION_DAYS are deleted as the policy runs. A decision that acted is
  * audited (actor `autoscaler`) in the transaction of its action and its decision row.
  *
@@ -13,7 +14,7 @@
  * unreadable: the clocks start over. One policy failing (an action refused, a query timing out) is
  * logged and leaves the others and the rest of the cron job running.
  */
-import { and, desc, eq, lt } from "drizzle-orm";
+import { and, desc, eq, gt, lt } from "drizzle-orm";
 import { autoscalingDecisions } from "../../../schema/tables/index.ts";
 import type { AdminDb } from "../admin/store.ts";
 import { newId, recordAudit } from "../admin/store.ts";
@@ -104,8 +105,8 @@ async function applyDecisions(deps: Deps, policy: Policy, run: PolicyRun, now: n
   const dryRun = policy.mode !== "on";
   let dropSnapshot = false;
   for (const decision of run.decisions) {
-    if (decision.action === "hold") {
-      const recorded = await deps.db((db) => recordHold(db, policy, decision, now));
+    if (decision.action === "hold" || dryRun) {
+      const recorded = await deps.db((db) => recordUnlessRepeated(db, policy, decision, now));
       if (recorded) run.recorded++;
       continue;
     }
@@ -188,16 +189,29 @@ async function insertDecision(db: AdminDb, policy: Policy, decision: Decision, d
   return id;
 }
 
-/** Records a hold unless the last decision recorded is a hold of the same rule and mode within HOLD_REPEAT_MS. */
-async function recordHold(db: AdminDb, policy: Policy, decision: Extract<Decision, { action: "hold" }>, now: number): Promise<boolean> {
-  const [last] = await db
-    .select({ action: autoscalingDecisions.action, at: autoscalingDecisions.at, details: autoscalingDecisions.details, dryRun: autoscalingDecisions.dryRun })
+/** What makes two decisions the same for recording: action, rule, node and count. */
+function signature(action: string, details: Record<string, unknown>, nodeId: string | null): string {
+  return JSON.stringify([action, details.rule ?? null, nodeId, details.count ?? null]);
+}
+
+/**
+ * Records a decision that changes nothing (a hold, or anything in dry run) unless it repeats one
+ * already recorded within HOLD_REPEAT_MS: a hold repeating the last row, a dry-run action repeating
+ * any of the last rows. A dry-run policy that would launch every minute writes one row an hour.
+ */
+async function recordUnlessRepeated(db: AdminDb, policy: Policy, decision: Decision, now: number): Promise<boolean> {
+  const recent = await db
+    .select({ action: autoscalingDecisions.action, at: autoscalingDecisions.at, details: autoscalingDecisions.details, dryRun: autoscalingDecisions.dryRun, nodeId: autoscalingDecisions.nodeId })
     .from(autoscalingDecisions)
-    .where(and(eq(autoscalingDecisions.model, policy.model), eq(autoscalingDecisions.region, policy.region)))
+    .where(and(eq(autoscalingDecisions.model, policy.model), eq(autoscalingDecisions.region, policy.region), gt(autoscalingDecisions.at, new Date(now - HOLD_REPEAT_MS))))
     .orderBy(desc(autoscalingDecisions.at))
-    .limit(1);
+    .limit(10);
   const dryRun = policy.mode !== "on";
-  if (last && last.action === "hold" && last.details.rule === decision.rule && last.dryRun === dryRun && now - last.at.getTime() < HOLD_REPEAT_MS) return false;
+  const nodeId = "nodeId" in decision ? decision.nodeId : null;
+  const mine = signature(decision.action, { ...decision.details, rule: decision.rule, count: decision.action === "launch" ? decision.count : null }, nodeId);
+  const same = (r: (typeof recent)[number]): boolean => r.dryRun === dryRun && signature(r.action, r.details, r.nodeId) === mine;
+  const repeated = decision.action === "hold" ? recent[0] !== undefined && same(recent[0]) : recent.some(same);
+  if (repeated) return false;
   await insertDecision(db, policy, decision, dryRun, now, []);
   return true;
 }
