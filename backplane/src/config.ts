@@ -19,6 +19,12 @@ export interface EngineConfig {
   maxQueue: number;
   /** Bearer token for the engine (vLLM's or llama-server's --api-key). */
   apiKey: string | null;
+  /**
+   * The engine runs with `--scheduling-policy priority` (`priority=1`): requests get the gateway's rank
+   * as vLLM's `priority` field. Otherwise any `priority` a body carries is removed, since vLLM refuses
+   * a non-zero one under fcfs (docs/priority.md). Off when absent.
+   */
+  priorityScheduling?: boolean;
 }
 
 /** Spot / preemption watchers, each off unless switched on. Base URLs are settings so tests can use loopback fakes. */
@@ -97,7 +103,7 @@ export const SETTINGS = {
   publicUrl: { flag: "--public-url", env: "BACKPLANE_PUBLIC_URL", help: "URL the gateway uses to reach this node (default http(s)://host:port)" },
   gatewayUrl: { flag: "--gateway-url", env: "BACKPLANE_GATEWAY_URL", help: "gateway base URL for heartbeats and spot notices" },
   secret: { flag: "--secret", env: "BACKPLANE_SECRET", help: "node signing secret (required)" },
-  engines: { flag: "--engine", env: "BACKPLANE_ENGINES", help: "kind=vllm|llamacpp|openai|ollama|sim,url=http://127.0.0.1:8000[,model=m]…[,max-concurrency=64][,max-queue=256][,id=x][,api-key=k] (repeatable; env: ';'-separated)" },
+  engines: { flag: "--engine", env: "BACKPLANE_ENGINES", help: "kind=vllm|llamacpp|openai|ollama|sim,url=http://127.0.0.1:8000[,model=m]…[,max-concurrency=64][,max-queue=256][,id=x][,api-key=k][,priority=1] (priority=1: the engine runs vLLM's --scheduling-policy priority; repeatable; env: ';'-separated)" },
   host: { flag: "--host", env: "BACKPLANE_HOST", help: "listen address (default 127.0.0.1)" },
   port: { flag: "--port", env: "BACKPLANE_PORT", help: "listen port (default 8443)" },
   allowInsecureHttp: { flag: "--allow-insecure-http", env: "BACKPLANE_ALLOW_INSECURE_HTTP", help: "allow plain HTTP on a non-loopback address" },
@@ -150,10 +156,11 @@ const engineSchema = z.object({
   maxConcurrency: z.coerce.number().int().min(1),
   maxQueue: z.coerce.number().int().min(0),
   apiKey: z.string().min(1).nullable(),
+  priorityScheduling: z.boolean(),
 });
 
 /**
- * Parses an engine spec `kind=vllm,url=http://127.0.0.1:8000,model=a,model=b,max-concurrency=64,max-queue=256,id=x,api-key=k`.
+ * Parses an engine spec `kind=vllm,url=http://127.0.0.1:8000,model=a,model=b,max-concurrency=64,max-queue=256,id=x,api-key=k,priority=1`.
  */
 export function parseEngineSpec(spec: string, index: number): z.input<typeof engineSchema> {
   const fields = new Map<string, string[]>();
@@ -165,12 +172,14 @@ export function parseEngineSpec(spec: string, index: number): z.input<typeof eng
     list.push(part.slice(eq + 1).trim());
     fields.set(key, list);
   }
-  const known = new Set(["kind", "url", "model", "max-concurrency", "max-queue", "id", "api-key"]);
+  const known = new Set(["kind", "url", "model", "max-concurrency", "max-queue", "id", "api-key", "priority"]);
   for (const key of fields.keys()) {
     if (!known.has(key)) throw new ConfigError(`Invalid backplane setting --engine / BACKPLANE_ENGINES: unknown key "${key}" (known: ${[...known].join(", ")}).`);
   }
   const one = (key: string) => fields.get(key)?.at(-1);
   const kind = one("kind") ?? "vllm";
+  const priority = one("priority") ?? "0";
+  if (!/^(1|0|true|false|yes|no)$/.test(priority)) throw new ConfigError(`Invalid backplane setting --engine / BACKPLANE_ENGINES: priority must be 1 (the engine runs --scheduling-policy priority) or 0, got "${priority}" (in "${spec}").`);
   return {
     id: one("id") ?? `${kind}-${index}`,
     kind: kind as EngineKind,
@@ -179,6 +188,7 @@ export function parseEngineSpec(spec: string, index: number): z.input<typeof eng
     maxConcurrency: one("max-concurrency") ?? 64,
     maxQueue: one("max-queue") ?? 256,
     apiKey: one("api-key") ?? null,
+    priorityScheduling: priority === "1" || priority === "true" || priority === "yes",
   };
 }
 

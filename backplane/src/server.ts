@@ -14,6 +14,7 @@ import { handleInference, type ProxyDeps } from "./proxy/handler.ts";
 import { NonceStore } from "./proxy/replay.ts";
 import { AUDIO_PATHS, MAX_AUDIO_BODY_BYTES } from "./proxy/audio-form.ts";
 import { verifyGatewayRequest } from "./proxy/verify.ts";
+import { gatewayRank } from "./proxy/priority.ts";
 
 const MAX_BODY_BYTES = 10 * 1024 * 1024;
 
@@ -184,7 +185,7 @@ export class BackplaneServer {
       if (stored ? !storedResponseMethodAllowed(stored.op, req.method ?? "") : req.method !== "POST") {
         return sendError(res, "method_not_allowed", `${req.method ?? "This method"} is not allowed on ${path}.`);
       }
-      return handleInference(this.deps.proxy, req, res, body, gatewayGone.signal);
+      return handleInference(this.deps.proxy, req, res, body, gatewayGone.signal, await gatewayRank(await this.key, req));
     }
     return handleManagement(this.deps.management, req, res, body);
   }

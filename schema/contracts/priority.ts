@@ -17,6 +17,13 @@ import type { SigningKey } from "./signing.ts";
 /** Header carrying the signed rank. */
 export const PRIORITY_RANK_HEADER = "x-switchyard-priority-rank";
 
+/**
+ * The rank a priority-scheduled engine gives a request that came without one (an older gateway, a
+ * non-inference route): standard without a reservation, the middle of the scale
+ * (worker/src/priority/class.ts `priorityRank`), so it neither jumps nor trails the gateway's classes.
+ */
+export const DEFAULT_PRIORITY_RANK = 3;
+
 /** Ranks are small non-negative integers (0 runs first). */
 export const MAX_PRIORITY_RANK = 99;
 

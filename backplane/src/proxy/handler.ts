@@ -7,6 +7,7 @@ import { sendError } from "../errors.ts";
 import type { Log } from "../log.ts";
 import type { BackplaneMetrics } from "../metrics/backplane.ts";
 import { attemptEngine, type AttemptOutcome } from "./attempt.ts";
+import { engineBody } from "./priority.ts";
 import type { StreamReports } from "./reports.ts";
 import { responseIdsOf, serveStoredResponseCall, type ResponseEngines } from "./stored-responses.ts";
 import { storedResponseCall } from "../../../schema/contracts/responses.ts";
@@ -58,14 +59,15 @@ function parseRequest(body: Uint8Array): { model: string; stream: boolean; field
  * the same one after the configured backoff (1 s, 2 s, 4 s by default). When every try failed it
  * answers 503 with Retry-After, so the gateway can go to another node; nothing the gateway accepted
  * is dropped silently. `gatewayGone` fires when the gateway's connection closes, at any point: the
- * engine request (or the wait for a slot) is then abandoned at once.
+ * engine request (or the wait for a slot) is then abandoned at once. `rank` is the gateway's signed
+ * scheduling rank (priority.ts), given to engines with priority scheduling.
  */
-export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, signedBody: Uint8Array, gatewayGone: AbortSignal): Promise<void> {
+export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, signedBody: Uint8Array, gatewayGone: AbortSignal, rank: number | null = null): Promise<void> {
   const path = (req.url ?? "/").split("?")[0] ?? "/";
-  if (!deps.tracer) return serveInference(deps, req, res, signedBody, gatewayGone, path, null);
+  if (!deps.tracer) return serveInference(deps, req, res, signedBody, gatewayGone, path, null, rank);
   const trace = deps.tracer.begin(req, path);
   try {
-    await serveInference(deps, req, res, signedBody, gatewayGone, path, trace);
+    await serveInference(deps, req, res, signedBody, gatewayGone, path, trace, rank);
   } catch (err) {
     trace.root.fail(err instanceof Error ? err.message : String(err));
     throw err;
@@ -76,7 +78,7 @@ export async function handleInference(deps: ProxyDeps, req: IncomingMessage, res
 }
 
 /** handleInference's work, with the request's trace (null when tracing is off). */
-async function serveInference(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, signedBody: Uint8Array, gatewayGone: AbortSignal, path: string, trace: Trace | null): Promise<void> {
+async function serveInference(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, signedBody: Uint8Array, gatewayGone: AbortSignal, path: string, trace: Trace | null, rank: number | null): Promise<void> {
   let body = signedBody;
   const { pool, metrics, log } = deps;
   // Calls on a stored response run no generation: a draining node still answers them.
@@ -161,7 +163,8 @@ async function serveInference(deps: ProxyDeps, req: IncomingMessage, res: Server
             apiKey: slot.engine.config.apiKey,
             method: req.method ?? "POST",
             path: req.url ?? "/",
-            body,
+            // vLLM's `priority`: the gateway's rank on a priority-scheduled engine, removed on any other.
+            body: form ? body : engineBody(body, parsed.fields, path, slot.engine.config.priorityScheduling === true, rank),
             contentType: form?.contentType,
             accept: req.headers.accept,
             requestId: typeof req.headers["x-request-id"] === "string" ? req.headers["x-request-id"] : undefined,
