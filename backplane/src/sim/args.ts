@@ -1,7 +1,7 @@
 import { parseShape } from "../fedattn/kv.ts";
 import { parseLoraSpec, runtimeLoraFromEnv, type SimLora } from "./lora.ts";
 import { loadSimScript, type SimScriptEntry } from "./script.ts";
-import { DEFAULT_MAX_MODEL_LEN, type SimModel, type SimOptions, SimOptionsError, simOptions } from "./options.ts";
+import { DEFAULT_MAX_MODEL_LEN, type SchedulingPolicy, type SimModel, type SimOptions, SimOptionsError, simOptions } from "./options.ts";
 
 /** `--help` text of `backplane sim` / `node backplane/src/sim/cli.ts`. */
 export const SIM_HELP = `Simulated vLLM engine: vLLM's OpenAI-compatible server (v0.10-0.11 wire formats) without a GPU.
@@ -25,6 +25,9 @@ Flags (environment fallback in brackets):
   --embed-ms <ms>               time an embeddings request takes, per batch (default 0) [SIM_EMBED_MS]
   --output-tokens <n>           tokens generated before EOS when nothing cuts it first (default 32) [SIM_OUTPUT_TOKENS]
   --max-concurrency <n>         requests generating at once; the rest queue (default 16) [SIM_MAX_CONCURRENCY]
+  --scheduling-policy <p>       fcfs (default): waiting requests run in arrival order and a non-zero
+                                "priority" is a 400; priority: they run by (priority, arrival), lower
+                                first, as vLLM's --scheduling-policy [SIM_SCHEDULING_POLICY]
   --seed <n>                    default sampling seed (default 0) [SIM_SEED]
   --embedding-dimensions <n>    embedding vector size (default 384) [SIM_EMBEDDING_DIMENSIONS]
   --api-key <key>               require Authorization: Bearer <key> on /v1/* [SIM_API_KEY, VLLM_API_KEY]
@@ -131,6 +134,12 @@ function scriptFile(flag: string, file: string): SimScriptEntry[] {
   }
 }
 
+/** `--scheduling-policy`: vLLM's fcfs or priority. */
+function policyOption(flag: string, value: string): SchedulingPolicy {
+  if (value === "fcfs" || value === "priority") return value;
+  throw new SimOptionsError(`${flag}: expected fcfs or priority, got "${value}"`);
+}
+
 /** Parses `backplane sim` flags; flags win over env, env over defaults. Throws an Error naming the bad flag. */
 export function parseSimArgs(argv: readonly string[], env: Env = process.env): SimOptions {
   const partial: Partial<SimOptions> = {};
@@ -162,6 +171,7 @@ export function parseSimArgs(argv: readonly string[], env: Env = process.env): S
     else if (flag === "--lora") loras.push(parseLoraSpec(value) ?? badLora(value));
     else if (flag === "--script") partial.script = scriptFile(flag, value);
     else if (flag === "--fedattn-shape") partial.fedattnShape = shapeOption(flag, value);
+    else if (flag === "--scheduling-policy") partial.schedulingPolicy = policyOption(flag, value);
     else throw new SimOptionsError(`Unknown flag ${flag} (see --help)`);
   }
 
@@ -175,6 +185,7 @@ export function parseSimArgs(argv: readonly string[], env: Env = process.env): S
     if (key) partial.apiKey = key;
   }
   if (partial.fedattnShape === undefined && env.SIM_FEDATTN_SHAPE) partial.fedattnShape = shapeOption("SIM_FEDATTN_SHAPE", env.SIM_FEDATTN_SHAPE);
+  if (partial.schedulingPolicy === undefined && env.SIM_SCHEDULING_POLICY) partial.schedulingPolicy = policyOption("SIM_SCHEDULING_POLICY", env.SIM_SCHEDULING_POLICY);
   if (partial.script === undefined && env.SIM_SCRIPT) partial.script = scriptFile("SIM_SCRIPT", env.SIM_SCRIPT);
   if (models.length === 0 && env.SIM_MODELS) {
     for (const spec of env.SIM_MODELS.split(",")) if (spec.trim()) models.push(parseModelSpec(spec.trim(), "SIM_MODELS"));

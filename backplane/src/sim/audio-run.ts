@@ -80,6 +80,8 @@ function engineRequest(piece: AudioPiece, spec: AudioRunSpec): GenerationRequest
     topP: null,
     stop: [],
     requestId: null,
+    // Transcription requests have no priority field (api-surfaces.md §4.5).
+    priority: 0,
     answer: { kind: "text" },
     logprobs: null,
     includeReasoning: true,

@@ -1,5 +1,6 @@
 import type { ServerResponse } from "node:http";
 import { type EngineState, resolveModel } from "./engine.ts";
+import { priorityRefusal } from "./generate.ts";
 import { badRequest, sendJson, validationError } from "./errors.ts";
 import { randomHex } from "./generate.ts";
 import { observe } from "./metrics.ts";
@@ -90,6 +91,9 @@ export function handleEmbeddings(state: EngineState, raw: unknown, res: ServerRe
   const dimensions = body.dimensions ?? full;
   if (dimensions < 1) throw badRequest("Dimensions must be greater than 0");
   if (dimensions > full) throw badRequest(`Dimensions must be less than or equal to ${full}`);
+  // Pooling requests reach add_request too: an fcfs engine refuses a non-zero priority.
+  const refused = priorityRefusal(state.options.schedulingPolicy, body.priority ?? 0);
+  if (refused !== null) throw badRequest(refused);
   if (body.sim_fault === "engine_error") {
     res.writeHead(500, { "content-length": 0 });
     res.end();

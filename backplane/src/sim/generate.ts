@@ -9,6 +9,7 @@ import { pyFloat } from "./metrics.ts";
 import { type OutputSpec, reasoningTokens } from "./output.ts";
 import { type GenerationRequest, parseChatRequest, parseCompletionRequest } from "./requests.ts";
 import { scriptedAnswer } from "./script.ts";
+import type { SchedulingPolicy } from "./options.ts";
 
 /** vLLM's random_uuid(): uuid4 as 32 hex characters. */
 export function randomHex(): string {
@@ -62,6 +63,11 @@ function checkSampling(request: GenerationRequest): void {
   if (bestOf !== null && bestOf > 1) throw badRequest("vLLM V1 does not yet support best_of.");
 }
 
+/** vLLM's refusal of a non-zero `priority` on an fcfs engine (AsyncLLM add_request's ValueError), or null. */
+export function priorityRefusal(policy: SchedulingPolicy, priority: number): string | null {
+  return policy === "fcfs" && priority !== 0 ? `Got priority ${priority} but Priority scheduling is not enabled.` : null;
+}
+
 /**
  * POST /v1/chat/completions and /v1/completions. Checks run in vLLM's order (request validators,
  * model, images, context length, sampling parameters, logprobs); any failure is thrown as a
@@ -96,6 +102,15 @@ export function handleGeneration(
     if (!request.stream) throw badRequest(tooMany);
     res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8" });
     res.end(sseErrorEvent(tooMany, "BadRequestError", 400));
+    return;
+  }
+  // vLLM's add_request: a non-zero priority needs --scheduling-policy priority. Like the logprobs
+  // refusal above it comes when the engine takes the request: a 400, or in band inside a stream.
+  const refused = priorityRefusal(state.options.schedulingPolicy, request.priority);
+  if (refused !== null) {
+    if (!request.stream) throw badRequest(refused);
+    res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8" });
+    res.end(sseErrorEvent(refused, "BadRequestError", 400));
     return;
   }
   // serving_engine.py _base_request_id: the X-Request-Id header, else the body's request_id, else random.

@@ -99,12 +99,13 @@ export function runGeneration(state: EngineState, spec: GenerationSpec): void {
 
   const job = {
     metrics: m,
+    priority: request.priority,
     start,
     get waiting() {
       return phase === "waiting";
     },
     abort: () => end("abort"),
-  } satisfies LiveJob & { metrics: ModelMetrics; start(): void };
+  } satisfies LiveJob & { metrics: ModelMetrics; priority: number; start(): void };
 
   function start(): void {
     phase = "running";

@@ -16,6 +16,9 @@ export interface SimModel {
   reasoning?: boolean;
 }
 
+/** vLLM's --scheduling-policy values. */
+export type SchedulingPolicy = "fcfs" | "priority";
+
 /** Settings of the simulated vLLM engine; see docs/simulator.md. */
 export interface SimOptions {
   host: string;
@@ -32,8 +35,13 @@ export interface SimOptions {
   embedMs: number;
   /** Tokens generated before the model "emits EOS" (EOS included), when no limit cuts it first. */
   outputTokens: number;
-  /** Requests generating at once; the rest wait FIFO like vLLM's scheduler queue. */
+  /** Requests generating at once; the rest wait in vLLM's scheduler queue (see schedulingPolicy). */
   maxConcurrency: number;
+  /**
+   * vLLM's --scheduling-policy: `fcfs` (the default) serves waiting requests in arrival order and
+   * refuses a non-zero `priority` with a 400; `priority` serves them by (priority, arrival).
+   */
+  schedulingPolicy: SchedulingPolicy;
   seed: number;
   embeddingDimensions: number;
   /** Like vLLM's --api-key: /v1/* then needs `Authorization: Bearer <key>`. */
@@ -64,6 +72,7 @@ const DEFAULTS: SimOptions = {
   embedMs: 0,
   outputTokens: 32,
   maxConcurrency: 16,
+  schedulingPolicy: "fcfs",
   seed: 0,
   embeddingDimensions: 384,
   loras: [],
@@ -93,6 +102,7 @@ const schema = z.object({
   embedMs: z.number().min(0).max(3_600_000),
   outputTokens: z.number().int().min(1).max(10_000_000),
   maxConcurrency: z.number().int().min(1).max(1_000_000),
+  schedulingPolicy: z.enum(["fcfs", "priority"]),
   seed: z.number().int(),
   embeddingDimensions: z.number().int().min(1).max(65_536),
   apiKey: z.string().min(1).optional(),

@@ -33,6 +33,8 @@ export interface GenerationRequest {
   topP: number | null;
   stop: string[];
   requestId: string | null;
+  /** vLLM's `priority` (default 0; lower runs earlier under --scheduling-policy priority). */
+  priority: number;
   /** The shape of the answer: text, guided JSON, or tool calls (chat; completions are text). */
   answer: AnswerSpec;
   /** Top-k logprobs asked for (chat top_logprobs with logprobs:true, completions logprobs); null: none. */
@@ -110,6 +112,7 @@ export function parseChatRequest(raw: unknown): GenerationRequest {
     topP: body.top_p ?? null,
     stop: stopList(body.stop),
     requestId: body.request_id ?? null,
+    priority: body.priority ?? 0,
     answer: decideAnswer(body, toolChoice),
     // serving_chat.py: logprobs only when `request.logprobs and request.top_logprobs is not None` (default 0).
     logprobs: body.logprobs === true && object?.top_logprobs !== null ? (body.top_logprobs ?? 0) : null,
@@ -163,6 +166,7 @@ export function parseCompletionRequest(raw: unknown): GenerationRequest {
     topP: body.top_p ?? null,
     stop: stopList(body.stop),
     requestId: body.request_id ?? null,
+    priority: body.priority ?? 0,
     answer: { kind: "text" },
     logprobs: body.logprobs ?? null,
     includeReasoning: true,

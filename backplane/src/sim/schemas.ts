@@ -39,6 +39,8 @@ const sampling = {
   min_tokens: int.nullish(),
   max_tokens: int.nullish(),
   request_id: z.string().nullish(),
+  // vLLM's scheduling priority (lower runs earlier; --scheduling-policy priority).
+  priority: int.nullish(),
   ...faults,
 };
 
@@ -88,6 +90,7 @@ export const embeddingSchema = z.object({
   dimensions: int.nullish(),
   truncate_prompt_tokens: int.min(-1).nullish(),
   normalize: z.boolean().nullish(),
+  priority: int.nullish(),
   ...faults,
 });
 

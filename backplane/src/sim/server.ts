@@ -72,7 +72,7 @@ export class SimServer implements SimEngine {
     const options = simOptions(partial);
     const state: EngineState = {
       options,
-      scheduler: createScheduler(options.maxConcurrency),
+      scheduler: createScheduler(options.maxConcurrency, options.schedulingPolicy),
       metrics: new Map(options.models.map((model) => [model.name, createModelMetrics(model, options.maxConcurrency)])),
       live: new Set(),
       loras: initialLoras(options),
