@@ -58,7 +58,9 @@ const checkRow = (h: HealthCheckJson) => [
   ms(h.detail.recentTtftMs),
 ];
 const regionRow = (r: RegionJson) => [r.id, r.name, r.latitude, r.longitude, r.price_multiplier, r.active ? "yes" : "no", `${r.nodes_healthy}/${r.nodes_total}`];
-const reservationRow = (r: ReservationJson) => [r.id, r.tenant_id, r.model, r.tokens_per_second, r.node_ids, r.created_at];
+/** A listed reservation also carries its tenant's live throughput (routing/reservations-admin.ts). */
+type LiveReservationJson = ReservationJson & { delivered_tokens_per_second?: number | null; state?: string };
+const reservationRow = (r: LiveReservationJson) => [r.id, r.tenant_id, r.model, r.tokens_per_second, r.delivered_tokens_per_second ?? "-", r.state ?? "-", r.node_ids, r.created_at];
 
 function nodePath(ctx: CommandContext, suffix = ""): string {
   return `/nodes/${enc(arg(ctx, 0, "the node id"))}${suffix}`;
@@ -136,7 +138,7 @@ export const fleetCommands: Record<string, Command> = {
     const model = flag(ctx, "model");
     if (tenant) params.set("tenant_id", tenant);
     if (model) params.set("model", model);
-    return list(ctx, params.size > 0 ? `/reservations?${params.toString()}` : "/reservations", ["ID", "TENANT", "MODEL", "TOKENS/S", "NODES", "CREATED"], reservationRow);
+    return list(ctx, params.size > 0 ? `/reservations?${params.toString()}` : "/reservations", ["ID", "TENANT", "MODEL", "TOKENS/S", "DELIVERED/S", "STATE", "NODES", "CREATED"], reservationRow);
   },
   "reservation delete": async (ctx) => {
     const id = arg(ctx, 0, "the reservation id");
