@@ -28,7 +28,7 @@ async function waitForWaiting(sim: SimEngine, n: number): Promise<void> {
  * given, each seen waiting before the next is sent), and returns the labels in the order they finished.
  */
 async function finishOrder(sim: SimEngine, queued: { label: string; priority?: number }[]): Promise<string[]> {
-  const blocker = simPost(sim, "/v1/chat/completions", { messages: MESSAGES, max_tokens: 30, ignore_eos: true });
+  const blocker = simPost(sim, "/v1/chat/completions", { messages: MESSAGES, max_tokens: 200, ignore_eos: true });
   await new Promise((resolve) => setTimeout(resolve, 20));
   const order: string[] = [];
   const pending: Promise<void>[] = [];
