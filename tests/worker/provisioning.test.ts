@@ -95,6 +95,8 @@ describe("POST /admin/nodes/launch", () => {
       expect(task.run).toContain('vllm serve "$SWITCHYARD_MODEL"');
       expect(task.run).toContain("--host 127.0.0.1");
       expect(task.run).toContain("--scheduling-policy priority");
+      // The backplane passes the gateway's rank to vLLM as `priority` only for engines marked so.
+      expect(task.run).toMatch(/BACKPLANE_ENGINES="kind=vllm,[^"]*,priority=1"/);
       expect(task.run).toContain("exec npm run backplane -- start");
       // Audited without the secret; lists never carry the task.
       const [audit] = await query((db) => db.select().from(auditLogs).where(and(eq(auditLogs.targetId, l.node_id), eq(auditLogs.action, "node.launch"))));

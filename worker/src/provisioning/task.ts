@@ -81,7 +81,7 @@ for _ in $(seq 1 60); do
 done
 if [ -z "$BACKPLANE_PUBLIC_URL" ]; then echo "cloudflared gave no tunnel URL:"; tail -n 50 "$HOME/cloudflared.log"; exit 1; fi
 export BACKPLANE_PUBLIC_URL
-export BACKPLANE_ENGINES="kind=vllm,id=vllm-0,url=http://127.0.0.1:$VLLM_PORT,model=$SWITCHYARD_MODEL"
+export BACKPLANE_ENGINES="kind=vllm,id=vllm-0,url=http://127.0.0.1:$VLLM_PORT,model=$SWITCHYARD_MODEL,priority=1"
 exec npm run backplane -- start
 `;
 
