@@ -183,5 +183,43 @@ describe("a reservation's throughput, enforced", () => {
     const shown = view.body.data.find((r) => r.id === small);
     expect(shown?.delivered_tokens_per_second ?? 0).toBeGreaterThanOrEqual(RATE * 0.8);
     expect(["under", "over"]).toContain(shown?.state);
+    expect((await admin("DELETE", `/reservations/${small}`)).status).toBe(200);
   }, 120_000);
+
+  it("counts a long stream's tokens while it runs, not only at its end", async () => {
+    // Whatever the previous test served has left the window.
+    await pause((WINDOW_SECONDS + 1) * 1000);
+    const id = await reserve(1_000);
+    await pause(1_500);
+    // 150 tokens at 20 ms each: about three seconds of stream, well inside the five-second window.
+    const stream = await reserving.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "Write at length." }], max_tokens: 150, stream: true, stream_options: { include_usage: true } });
+    let chunks = 0;
+    let usage = 0;
+    let midway: ReservationView | null = null;
+    for await (const chunk of stream) {
+      if (chunk.choices[0]?.delta.content) chunks++;
+      if (chunk.usage) usage = chunk.usage.prompt_tokens + chunk.usage.completion_tokens;
+      if (chunks === 90 && midway === null) midway = (await admin<ReservationView>("GET", `/reservations/${id}`)).body;
+    }
+    expect(chunks).toBeGreaterThan(120);
+    // About two seconds in, the tokens it had delivered were already counted (once per one-second bucket).
+    expect(midway?.delivered_tokens_per_second ?? 0).toBeGreaterThan(0);
+    expect(midway?.state).toBe("under");
+    // At its end, the rest: the window then holds the whole stream (prompt and completion) exactly once,
+    // over a span of four to five seconds (four full buckets and part of the current one).
+    const after = await eventuallyRate(id, (r) => r * WINDOW_SECONDS >= usage * 0.98);
+    expect(after * WINDOW_SECONDS).toBeGreaterThanOrEqual(usage * 0.98);
+    expect(after * (WINDOW_SECONDS - 1)).toBeLessThanOrEqual(usage * 1.02);
+    expect((await admin("DELETE", `/reservations/${id}`)).status).toBe(200);
+  }, 60_000);
 });
+
+/** Polls the reservation's live rate until `ok` holds (the end batch is written in waitUntil). */
+async function eventuallyRate(id: string, ok: (rate: number) => boolean): Promise<number> {
+  const deadline = Date.now() + 3_000;
+  for (;;) {
+    const rate = (await admin<ReservationView>("GET", `/reservations/${id}`)).body.delivered_tokens_per_second ?? 0;
+    if (ok(rate) || Date.now() > deadline) return rate;
+    await pause(100);
+  }
+}
