@@ -32,10 +32,15 @@ export interface FakeSky {
   close(): Promise<void>;
 }
 
+/** True while the process runs (a zombie, killed but not yet reaped by its new parent, counts as gone). */
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
   } catch {
     return false;
   }
