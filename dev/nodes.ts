@@ -151,7 +151,8 @@ export class LocalNode implements StackNode {
         BACKPLANE_PORT: String(this.backplanePort),
         BACKPLANE_PUBLIC_URL: this.backplaneUrl,
         BACKPLANE_GATEWAY_URL: this.ctx.gatewayUrl,
-        BACKPLANE_ENGINES: `kind=sim,id=sim-0,url=${this.simUrl}`,
+        // A sim run with --scheduling-policy priority gets the gateway's ranks (docs/priority.md).
+        BACKPLANE_ENGINES: `kind=sim,id=sim-0,url=${this.simUrl}${simPrioritized(this.spec.simArgs) ? ",priority=1" : ""}`,
         BACKPLANE_LOG_LEVEL: "warn",
         ...this.spec.backplaneEnv,
       },
@@ -256,4 +257,9 @@ export class LocalNode implements StackNode {
       await this.simChild?.stop();
     })());
   }
+}
+
+/** True when the sim's flags ask for vLLM's priority scheduling (its backplane engine then gets priority=1). */
+function simPrioritized(args: readonly string[]): boolean {
+  return args.some((arg, i) => arg === "--scheduling-policy=priority" || (arg === "--scheduling-policy" && args[i + 1] === "priority"));
 }
