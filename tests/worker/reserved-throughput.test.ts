@@ -1,4 +1,7 @@
+import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { depsFrom } from "../../worker/src/platform/deps.ts";
+import { clearIsolateCaches, loadRoutingView } from "../../worker/src/platform/hot-state.ts";
 import type { LiveNode } from "../../worker/src/nodes/live.ts";
 import { planRoute, type RouteInput } from "../../worker/src/routing/pick.ts";
 import {
@@ -161,5 +164,24 @@ describe("measuring delivered throughput", () => {
     // The end takes the count once (its batch adds only the rest) and nothing more is written.
     expect(takeStreamed(requestId)).toBe(30);
     expect(takeStreamed(requestId)).toBe(0);
+  });
+});
+
+describe("when Redis does not answer", () => {
+  it("keeps routing on the last view with the rates unknown, then reads them again", async () => {
+    clearIsolateCaches();
+    const pending: Promise<unknown>[] = [];
+    const deps = (bindings: typeof env) => depsFrom(bindings, (p) => void pending.push(p), () => {});
+    const now = Date.now();
+    const fresh = await loadRoutingView(deps(env), now);
+    expect(fresh.reservationRates).not.toBeNull();
+    // Past the isolate's cache, with Redis unreachable: the same snapshot and nodes, rates unknown.
+    const down = await loadRoutingView(deps({ ...env, UPSTASH_REDIS_REST_URL: "http://127.0.0.1:9" }), now + 2_000);
+    expect(down.reservationRates).toBeNull();
+    expect(down.snapshot).toBe(fresh.snapshot);
+    expect(down.live).toEqual(fresh.live);
+    await Promise.allSettled(pending);
+    clearIsolateCaches();
+    expect((await loadRoutingView(deps(env))).reservationRates).not.toBeNull();
   });
 });
