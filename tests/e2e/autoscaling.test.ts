@@ -5,7 +5,8 @@
  * serves; quiet drains it and `sky down` takes it away; a spot interruption notice on the stack's
  * node (from the fake AWS metadata server, sent by its backplane) launches a replacement.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { promisify } from "node:util";
 import { join, resolve } from "node:path";
 import { and, eq } from "drizzle-orm";
 import OpenAI from "openai";
@@ -19,6 +20,8 @@ import { installFakeSky, type FakeSky } from "../support/fake-sky-path.ts";
 import { startTestStack, type TestStack } from "../support/e2e-stack.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
+const NODE = join(ROOT, "node_modules", ".bin", "node");
+const exec = promisify(execFile);
 const MODEL = "sim-llama-8b";
 const REGION = "local";
 
@@ -80,7 +83,7 @@ beforeAll(async () => {
   stack = started.stack;
   client = new OpenAI({ baseURL: `${stack.gatewayUrl}/v1`, apiKey: stack.apiKey, maxRetries: 0 });
   db = openDb(started.databaseUrl);
-  provisioner = spawn(join(ROOT, "node_modules", ".bin", "node"), ["worker/cli/admin.ts", "provisioner", "run", "--interval-ms", "1000", "--url", stack.gatewayUrl, "--token", stack.adminToken], {
+  provisioner = spawn(NODE, ["worker/cli/admin.ts", "provisioner", "run", "--interval-ms", "1000", "--url", stack.gatewayUrl, "--token", stack.adminToken], {
     cwd: ROOT,
     env: { ...process.env, ...sky.env() },
     stdio: ["ignore", "pipe", "pipe"],
@@ -190,6 +193,18 @@ describe("autoscaling on the local stack with the fake sky", () => {
     expect(status.status).toBe(200);
     expect(status.body.now.figures).toMatchObject({ serving: 1, on_the_way: 0, min_nodes: 1 });
     expect(status.body.last_decisions.map((d) => d.action)).toContain("drain");
+
+    // The same through the CLI, and a change it refuses with the API's message.
+    const cli = (...args: string[]) => exec(NODE, ["worker/cli/admin.ts", ...args, "--url", stack.gatewayUrl, "--token", stack.adminToken], { cwd: ROOT });
+    const list = await cli("autoscaling", "list");
+    expect(list.stdout).toMatch(/MODEL\s+REGION\s+MODE/);
+    expect(list.stdout).toMatch(/sim-llama-8b local: hold: 1 serving, 0 on the way \(min 1, max 2\)/);
+    const refused = await cli("autoscaling", "set", MODEL, REGION, "--min", "5").then(
+      () => null,
+      (err: { stderr?: string; code?: number }) => err,
+    );
+    expect(refused?.code).not.toBe(0);
+    expect(refused?.stderr).toContain("min_nodes (5) must not exceed max_nodes (2)");
   }, 180_000);
 
   it("launches a replacement when the stack's node gets a spot interruption notice", async () => {

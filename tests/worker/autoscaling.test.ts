@@ -19,12 +19,23 @@ import { eventually, query } from "./helpers.ts";
 const DEAD_URL = "http://127.0.0.1:9";
 const S = 1000;
 
-/** The job's dependencies, as the scheduled handler builds them; its log lines are kept. */
+/**
+ * The job's dependencies, as the scheduled handler builds them (its log lines kept), and `run`, one
+ * run of the job at `now`: tried again while the scheduled job of another test file holds the run lock.
+ */
 function jobDeps() {
   const pending: Promise<unknown>[] = [];
   const lines: { event: string; fields: Record<string, unknown> }[] = [];
   const deps = depsFrom(env, (p) => pending.push(p), (event, fields) => lines.push({ event, fields }));
-  return { deps, lines };
+  const run = async (now?: number) => {
+    for (let attempt = 0; ; attempt++) {
+      const before = lines.length;
+      const runs = await runAutoscaling(deps, now);
+      if (!lines.slice(before).some((l) => l.event === "autoscaling_skipped") || attempt > 50) return runs;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+  return { deps, lines, run };
 }
 
 /** A fresh catalogue model and region. */
@@ -67,16 +78,16 @@ describe("the autoscaling job", () => {
     await setPolicy(model, region, { max_nodes: 4, target_queue_per_node: 2, scale_up_after_seconds: 60 });
     await heartbeat(freshId("as-a"), model, region, { waiting: 10, inFlight: 8, running: 8 });
     await heartbeat(freshId("as-b"), model, region, { waiting: 10, inFlight: 8, running: 8 });
-    const { deps } = jobDeps();
+    const { run } = jobDeps();
     const t0 = Date.now();
 
-    await runAutoscaling(deps, t0);
-    await runAutoscaling(deps, t0 + 30 * S);
+    await run(t0);
+    await run(t0 + 30 * S);
     let rows = await decisionsOf(model, region);
     expect(rows.map((r) => [r.action, r.details.rule, r.dryRun])).toEqual([["hold", "queue_sustaining", true]]);
     expect(rows[0]?.reason).toContain("Waiting per node 10 is above the target 2 for 0 s of the 60 s");
 
-    await runAutoscaling(deps, t0 + 61 * S);
+    await run(t0 + 61 * S);
     rows = await decisionsOf(model, region);
     expect(rows.map((r) => [r.action, r.dryRun])).toEqual([["hold", true], ["launch", true]]);
     expect(rows[1]).toMatchObject({ launchId: null, details: { rule: "queue", count: 2, serving: 2, waiting_total: 20, waiting_per_node: 10 } });
@@ -89,11 +100,11 @@ describe("the autoscaling job", () => {
     await setPolicy(model, region, { max_nodes: 4, target_queue_per_node: 2, scale_up_after_seconds: 60, mode: "on" });
     await heartbeat(freshId("as-a"), model, region, { waiting: 10, inFlight: 8, running: 8 });
     await heartbeat(freshId("as-b"), model, region, { waiting: 10, inFlight: 8, running: 8 });
-    const { deps } = jobDeps();
+    const { run } = jobDeps();
     const t0 = Date.now();
 
-    await runAutoscaling(deps, t0);
-    await runAutoscaling(deps, t0 + 61 * S);
+    await run(t0);
+    await run(t0 + 61 * S);
     const launches = await launchesOf(model, region);
     expect(launches).toHaveLength(2);
     for (const l of launches) {
@@ -109,7 +120,7 @@ describe("the autoscaling job", () => {
     expect(acted).toMatchObject({ actor: "autoscaler", targetType: "autoscaling_policy", details: { decision_id: rows[1]?.id, launch_ids: launches.map((l) => l.id) } });
 
     // Still 20 waiting, but two launches are on their way: 4 nodes, the maximum.
-    await runAutoscaling(deps, t0 + 200 * S);
+    await run(t0 + 200 * S);
     expect(await launchesOf(model, region)).toHaveLength(2);
     const last = (await decisionsOf(model, region)).at(-1);
     expect(last).toMatchObject({ action: "hold", details: { rule: "at_max", serving: 2, on_the_way: 2 } });
@@ -126,13 +137,13 @@ describe("the autoscaling job", () => {
     const manual = freshId("as-manual");
     await heartbeat(launch.nodeId, model, region, {});
     await heartbeat(manual, model, region, {});
-    const { deps } = jobDeps();
+    const { run } = jobDeps();
     const t0 = Date.now();
 
-    await runAutoscaling(deps, t0);
-    await runAutoscaling(deps, t0 + 299 * S);
+    await run(t0);
+    await run(t0 + 299 * S);
     expect((await decisionsOf(model, region)).map((r) => [r.action, r.details.rule])).toEqual([["hold", "steady"]]);
-    await runAutoscaling(deps, t0 + 300 * S);
+    await run(t0 + 300 * S);
     const rows = await decisionsOf(model, region);
     expect(rows.map((r) => [r.action, r.nodeId])).toEqual([["hold", null], ["drain", launch.nodeId]]);
     expect(rows[1]?.reason).toContain(`Node ${launch.nodeId} has been idle for 300 s (≥ 300 s)`);
@@ -144,7 +155,7 @@ describe("the autoscaling job", () => {
     expect((await auditOf(`${model}/${region}`)).map((a) => a.action)).toContain("autoscaling.drain");
 
     // The manual node idles on: it is never the autoscaler's to take down.
-    await runAutoscaling(deps, t0 + 3600 * S);
+    await run(t0 + 3600 * S);
     expect((await decisionsOf(model, region)).filter((r) => r.action === "drain")).toHaveLength(1);
   });
 
@@ -157,13 +168,13 @@ describe("the autoscaling job", () => {
     const res = await signedNodeRequest(SPOT_PATH, spotNode, { nodeId: spotNode, provider: "aws", action: "terminate", deadline, noticedAt: new Date().toISOString(), detail: {} });
     expect(res.status).toBe(202);
     await res.arrayBuffer();
-    const { deps } = jobDeps();
+    const { run } = jobDeps();
     await eventually(async () => {
-      await runAutoscaling(deps);
+      await run();
       const launches = await launchesOf(model, region);
       return launches.length > 0 ? launches : undefined;
     });
-    await runAutoscaling(deps, Date.now() + 60 * S);
+    await run(Date.now() + 60 * S);
     const launches = await launchesOf(model, region);
     expect(launches).toHaveLength(1);
     expect(launches[0]).toMatchObject({ replacesNodeId: spotNode, spot: true, requestedBy: "autoscaler" });
@@ -179,8 +190,8 @@ describe("the autoscaling job", () => {
     await setPolicy(fine.model, fine.region, { min_nodes: 1, max_nodes: 2, target_queue_per_node: 2, mode: "on" });
     // The model leaves the catalogue after its policy was set: provisioning refuses its launch.
     expectStatus(await admin("PUT", `/models/${broken.model}`, { active: false }), 200);
-    const { deps, lines } = jobDeps();
-    await runAutoscaling(deps);
+    const { run, lines } = jobDeps();
+    await run();
     const [refused] = await decisionsOf(broken.model, broken.region);
     expect(refused).toMatchObject({ action: "launch", launchId: null, dryRun: false });
     expect(refused?.reason).toContain("Not done: Model");
@@ -188,6 +199,25 @@ describe("the autoscaling job", () => {
     expect(lines.some((l) => l.event === "autoscaling_action_failed" && l.fields.model === broken.model)).toBe(true);
     expect(await launchesOf(broken.model, broken.region)).toEqual([]);
     expect(await launchesOf(fine.model, fine.region)).toHaveLength(1);
+  });
+});
+
+describe("the autoscaling job without Redis", () => {
+  it("holds every policy (recorded once) and launches nothing when the live node state cannot be read", async () => {
+    const { model, region } = await fresh();
+    await setPolicy(model, region, { min_nodes: 2, max_nodes: 4, target_queue_per_node: 2, mode: "on" });
+    const lines: { event: string; fields: Record<string, unknown> }[] = [];
+    // Nothing listens on port 9: every Redis call fails (after the client's deadline).
+    const deps = depsFrom({ ...env, UPSTASH_REDIS_REST_URL: "http://127.0.0.1:9" }, () => undefined, (event, fields) => lines.push({ event, fields }));
+    const runs = await runAutoscaling(deps);
+    await runAutoscaling(deps);
+    const mine = runs.find((r) => r.model === model);
+    expect(mine?.decisions.map((d) => [d.action, d.rule])).toEqual([["hold", "no_live_state"]]);
+    const rows = await decisionsOf(model, region);
+    expect(rows.map((r) => [r.action, r.details.rule, r.dryRun])).toEqual([["hold", "no_live_state", false]]);
+    expect(rows[0]?.reason).toContain("The nodes' live state (Redis) could not be read");
+    expect(await launchesOf(model, region)).toEqual([]);
+    expect(lines.some((l) => l.event === "autoscaling_live_state_unavailable")).toBe(true);
   });
 });
 
@@ -200,8 +230,8 @@ describe("/admin/autoscaling", () => {
     const updated = expectStatus(await admin<PolicyJson>("PUT", `/autoscaling/${model}/${region}`, { idle_seconds: 600 }), 200);
     expect(updated).toMatchObject({ idle_seconds: 600, max_nodes: 3, provider: "gcp" });
 
-    const { deps } = jobDeps();
-    await runAutoscaling(deps);
+    const { run } = jobDeps();
+    await run();
     const list = expectStatus(await admin<List<PolicyStatusJson>>("GET", "/autoscaling"), 200);
     const shown = list.data.find((p) => p.model === model && p.region === region);
     expect(shown?.last_decisions.map((d) => [d.action, d.dry_run, d.details.rule])).toEqual([["launch", true, "below_min"]]);

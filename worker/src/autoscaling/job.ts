@@ -9,6 +9,8 @@
  * older than DECISION_RETENTION_DAYS are deleted as the policy runs. A decision that acted is
  * audited (actor `autoscaler`) in the transaction of its action and its decision row.
  *
+ * One run at a time: a Redis lock (`autoscaling:run`, 55 s) makes a concurrent run skip.
+ *
  * Degraded modes: Postgres down, the job reads nothing and does nothing (logged). Redis down, the
  * live state is unknown: every policy holds (`no_live_state`, recorded once). The memory alone
  * unreadable: the clocks start over. One policy failing (an action refused, a query timing out) is
@@ -53,8 +55,41 @@ function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** Runs the autoscaler once over every policy. Never throws: failures are logged and returned. */
+/** The Redis key that makes one run at a time (the cron of every isolate and region, `runScheduled` by hand). */
+export function runLockKey(prefix: string): string {
+  return `${prefix}autoscaling:run`;
+}
+/** A run holding the lock longer than this is taken for dead (the cron runs every 60 s). */
+const RUN_LOCK_SECONDS = 55;
+const RELEASE_LOCK = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`;
+
+/**
+ * Runs the autoscaler once over every policy, unless another run holds the lock: two runs at once
+ * (the every-minute cron in two regions, or one started by hand) would both see the same sustained
+ * queue and both launch. Never throws: failures are logged and returned.
+ */
 export async function runAutoscaling(deps: Deps, now = Date.now()): Promise<PolicyRun[]> {
+  const { redis, settings, log } = deps;
+  const token = crypto.randomUUID();
+  let locked = false;
+  try {
+    locked = (await redis.set(runLockKey(settings.redisPrefix), token, { nx: true, ex: RUN_LOCK_SECONDS })) !== null;
+    if (!locked) {
+      log("autoscaling_skipped", { reason: "another run holds the lock" });
+      return [];
+    }
+  } catch (err) {
+    // Redis down: the run goes on and holds every policy (no live state), which is safe without a lock.
+    log("autoscaling_lock_unavailable", { error: message(err) });
+  }
+  try {
+    return await runPolicies(deps, now);
+  } finally {
+    if (locked) await redis.eval(RELEASE_LOCK, [runLockKey(settings.redisPrefix)], [token]).catch((err: unknown) => log("autoscaling_unlock_failed", { error: message(err) }));
+  }
+}
+
+async function runPolicies(deps: Deps, now: number): Promise<PolicyRun[]> {
   const { redis, settings, log } = deps;
   let fleet;
   try {
