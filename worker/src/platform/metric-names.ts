@@ -60,3 +60,6 @@ export const FLEET_GAUGES = {
 
 /** Gauges of the outboxes, read when scraped (metrics-admin.ts). */
 export const OUTBOX_GAUGES = ["switchyard_outbox_backlog", "switchyard_outbox_dead_letters"] as const;
+
+/** Gauges of the edge queues, read when scraped (queue/gauges.ts). */
+export const QUEUE_GAUGES = ["switchyard_edge_queue_depth"] as const;

@@ -4,6 +4,7 @@ import { auditOutboxKey } from "../audit/outbox.ts";
 import { fedattnOutboxKey } from "../fedattn/records.ts";
 import { usageOutboxKey } from "../metering/flush.ts";
 import { renderFleetGauges } from "./fleet-gauges.ts";
+import { renderQueueGauges } from "../queue/gauges.ts";
 import { flushCounters, renderCounters, type MetricsFormat } from "./metrics.ts";
 import { backlog, deadLetterKey, replayDeadLetters, type DeadLetter } from "./outbox.ts";
 import type { AdminEnv } from "../admin/auth.ts";
@@ -52,7 +53,7 @@ export const metricsRoutes = new Hono<AdminEnv>().get("/", async (c) => {
       return null;
     },
   );
-  const [redisText, fleet] = await Promise.all([fromRedis, renderFleetGauges(c)]);
+  const [redisText, fleet, queues] = await Promise.all([fromRedis, renderFleetGauges(c), renderQueueGauges(c).catch(() => "")]);
   const up = [
     "# HELP switchyard_dependency_up 1 when this scrape could read the dependency (redis: counters, outboxes, live node state; postgres: the node registry), 0 when it did not answer in time.",
     "# TYPE switchyard_dependency_up gauge",
@@ -61,9 +62,9 @@ export const metricsRoutes = new Hono<AdminEnv>().get("/", async (c) => {
     "",
   ].join("\n");
   if (format === "openmetrics") {
-    return c.text(`${redisText ?? ""}${fleet.text}${up}# EOF\n`, 200, { "content-type": "application/openmetrics-text; version=1.0.0; charset=utf-8" });
+    return c.text(`${redisText ?? ""}${fleet.text}${queues}${up}# EOF\n`, 200, { "content-type": "application/openmetrics-text; version=1.0.0; charset=utf-8" });
   }
-  return c.text(`${redisText ?? ""}${fleet.text}${up}`, 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
+  return c.text(`${redisText ?? ""}${fleet.text}${queues}${up}`, 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
 });
 
 const QUEUES = { usage: usageOutboxKey, audit: auditOutboxKey, fedattn: fedattnOutboxKey } as const;
