@@ -14,6 +14,8 @@ export interface BenchArgs {
   exactness: boolean;
   /** The federated-attention syncs (fedattn.ts). */
   fedattn: boolean;
+  /** The mixed-priority run at 150 % of capacity (priority.ts). */
+  priority: boolean;
   /** Redis write round trips (ms) the full path is measured at, ascending, 0 (the `switchyard` target) always first. */
   redisWriteRtts: number[];
 }
@@ -41,6 +43,8 @@ Options:
   --no-exactness       skip the exactness run across three workerd processes (quick skips it; npm test runs it)
   --no-fedattn         skip the federated-attention syncs (quick runs 3 × 1 MB and 3 × 8 MB only);
                        npx node bench/fedattn.ts [--quick] runs that section alone
+  --no-priority        skip the mixed-priority run at 150 % of capacity (quick runs it for 5 s);
+                       npx node bench/priority.ts [--quick] runs that section alone
   --redis-write-rtts L Redis write round trips in ms to run the full path at, comma-separated; each
                        above 0 is its own edge (default 0,20,80; quick 0,80; 0 is always included)
   --help               show this text
@@ -79,6 +83,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs | null {
         "no-routing": { type: "boolean" },
         "no-exactness": { type: "boolean" },
         "no-fedattn": { type: "boolean" },
+        "no-priority": { type: "boolean" },
         "redis-write-rtts": { type: "string" },
         help: { type: "boolean" },
       },
@@ -98,6 +103,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs | null {
     routing: !quick && values["no-routing"] !== true,
     exactness: !quick && values["no-exactness"] !== true,
     fedattn: values["no-fedattn"] !== true,
+    priority: values["no-priority"] !== true,
     routingRequests: integer("routing-requests", values["routing-requests"], 400, 20, 100_000),
     redisWriteRtts: rttList(values["redis-write-rtts"], quick ? [0, 80] : [0, 20, 80]),
   };

@@ -2,6 +2,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { formatProfiles, type ProfilesBenchResult } from "./profiles.ts";
 import { formatCache, type CacheBenchResult } from "./cache.ts";
 import { fedattnTargets, formatFedattn, type FedattnBenchResult } from "./fedattn.ts";
+import { formatPriority, priorityTargets, type PriorityBenchResult } from "./priority.ts";
 import { cpus, release } from "node:os";
 import { join } from "node:path";
 import type { BenchArgs } from "./args.ts";
@@ -34,6 +35,8 @@ export interface BenchReport {
   cache?: CacheBenchResult | null;
   /** Federated-attention syncs through the coordinator and in process (bench/fedattn.ts); absent in reports from before it. */
   fedattn?: FedattnBenchResult | null;
+  /** The mixed-priority run at 150 % of capacity (bench/priority.ts); absent in reports from before it. */
+  priority?: PriorityBenchResult | null;
   targets: TargetCheck[];
 }
 
@@ -101,7 +104,7 @@ export function distanceRows(compare: CompareResult): DistanceRow[] {
 }
 
 /** The issue's targets, evaluated on this run's numbers (null: not measured in this run). */
-export function checkTargets(compare: CompareResult, routing: RoutingResult | null, exactness: ExactnessResult | null = null, fedattn: FedattnBenchResult | null = null): TargetCheck[] {
+export function checkTargets(compare: CompareResult, routing: RoutingResult | null, exactness: ExactnessResult | null = null, fedattn: FedattnBenchResult | null = null, priority: PriorityBenchResult | null = null): TargetCheck[] {
   const added = (mode: Mode, edge: "firstByte" | "lastByte", p: "p50" | "p99") => addedLatency(compare, "switchyard", mode, edge, p);
   const check = (goal: string, value: number | undefined, limit: number, unit = "ms"): TargetCheck => ({
     goal,
@@ -141,6 +144,7 @@ export function checkTargets(compare: CompareResult, routing: RoutingResult | nu
     met: rr === undefined || ll === undefined ? null : rr / ll >= 5,
   });
   checks.push(...fedattnTargets(fedattn));
+  checks.push(...priorityTargets(priority));
   return checks;
 }
 
@@ -273,6 +277,7 @@ export function formatReport(r: BenchReport): string {
   if (r.profiles) out.push(formatProfiles(r.profiles), "");
   if (r.cache) out.push(formatCache(r.cache), "");
   if (r.fedattn) out.push(formatFedattn(r.fedattn), "");
+  if (r.priority) out.push(formatPriority(r.priority), "");
   if (r.routing) {
     out.push("## Routing (time to first token seen by the client, ms)", "");
     out.push(`Engines: ${r.routing.nodes.map((n) => `${n.id} (${n.engine})`).join(", ")}.`, "");

@@ -13,6 +13,7 @@ import { runRouting } from "./routing.ts";
 import { runProfilesBench } from "./profiles.ts";
 import { runCacheBench } from "./cache.ts";
 import { runFedattnBench } from "./fedattn.ts";
+import { runPriorityBench } from "./priority.ts";
 import { Teardown } from "./teardown.ts";
 
 let args: BenchArgs | null;
@@ -87,6 +88,14 @@ try {
   } finally {
     await fedattnTeardown.close();
   }
+  // Mixed priority at 150 % of capacity: the edge queue and the engines' priority scheduling (its own edge).
+  const priorityTeardown = new Teardown();
+  let priority = null;
+  try {
+    if (args.priority) priority = await runPriorityBench({ ...env, quick: args.quick, teardown: priorityTeardown, log });
+  } finally {
+    await priorityTeardown.close();
+  }
   const report: BenchReport = {
     generatedAt: new Date().toISOString(),
     machine: machineInfo(),
@@ -98,7 +107,8 @@ try {
     profiles,
     cache,
     fedattn,
-    targets: checkTargets(compare, routing, exactness, fedattn),
+    priority,
+    targets: checkTargets(compare, routing, exactness, fedattn, priority),
   };
   const file = await writeReport(report, join(import.meta.dirname, "results"));
   console.log(`\n${formatReport(report)}\n\nReport: ${file} (and latest.json)`);
@@ -113,6 +123,10 @@ try {
   }
   if (fedattn && fedattn.errors.length > 0) {
     console.error(`\nBenchmark FAILED: the federated-attention coordinator failed or answered wrongly: ${fedattn.errors.join("; ")}`);
+    process.exitCode = 1;
+  }
+  if (priority && priority.errors.length > 0) {
+    console.error(`\nBenchmark FAILED: mixed-priority requests failed: ${priority.errors.join("; ")}`);
     process.exitCode = 1;
   }
   if (exactness && !exactness.passed) {
