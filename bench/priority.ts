@@ -1,5 +1,5 @@
 /**
- * The mixed-priority benchmark (docs/priority.md#the-edge-queue): simulated engines behind their
+ * The mixed-priority benchmark (docs/edge-queue.md): simulated engines behind their
  * backplanes, an idle run of interactive requests for the baseline, then an open-loop run at 150 %
  * of the fleet's capacity mixing interactive and batch requests from three tenants of unequal
  * demand. Reports interactive p90 time to first token against the idle one, batch's p90 (which

@@ -1,5 +1,5 @@
 /**
- * End to end: the edge queue (docs/priority.md#the-edge-queue) on plain workerd with one backplane in
+ * End to end: the edge queue (docs/edge-queue.md) on plain workerd with one backplane in
  * front of one simulated engine that runs one request at a time (an in-flight target of 1). With the
  * node full, a batch request waits at the gateway, an interactive one arriving later is admitted
  * first, a request that waits past EDGE_QUEUE_MAX_WAIT_MS gets 429 with Retry-After, and every

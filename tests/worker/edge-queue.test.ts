@@ -8,7 +8,7 @@ import type { WaitAsk, WaitOutcome } from "../../worker/src/queue/edge-queue.ts"
 import type { LiveNode } from "../../worker/src/nodes/live.ts";
 import type { NodeEntry } from "../../worker/src/routing/snapshot.ts";
 
-// The edge queue (worker/src/queue/, docs/priority.md#the-edge-queue): one Durable Object per model
+// The edge queue (worker/src/queue/, docs/edge-queue.md): one Durable Object per model
 // holding the requests that found every node full, admitted best rank first and round robin across
 // tenants within a rank; the gateway side turns its outcomes into admissions and refusals.
 

@@ -28,7 +28,7 @@ const ERRORS = {
   // OpenAI's type says what ran out: "requests" by default, "tokens" for tokens per minute (opts.type).
   rate_limit_exceeded: { status: 429, type: "requests" },
   insufficient_quota: { status: 429, type: "insufficient_quota" },
-  // Waited at the edge queue for as long as allowed (queue/turn.ts, docs/priority.md).
+  // Waited at the edge queue for as long as allowed (queue/turn.ts, docs/edge-queue.md).
   queue_timeout: { status: 429, type: "requests" },
   upstream_error: { status: 502, type: "api_error" },
   no_capacity: { status: 503, type: "api_error" },

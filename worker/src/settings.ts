@@ -24,7 +24,7 @@ export interface Settings {
   upstreamConnectTimeoutMs: number;
   /** A stream whose node has not answered within this many ms gets its 200 and SSE keep-alive comments (0: never). */
   streamKeepAliveMs: number;
-  /** The edge queue (queue/, docs/priority.md#the-edge-queue). */
+  /** The edge queue (queue/, docs/edge-queue.md). */
   queue: QueueSettings;
   neonWsProxy: string | null;
   /** A federated-attention session with no request for this long ends by itself (seconds). */

@@ -43,7 +43,7 @@ interface Pending {
 }
 
 /**
- * One model's edge queue (docs/priority.md#the-edge-queue): a Durable Object (`idFromName(model)`)
+ * One model's edge queue (docs/edge-queue.md): a Durable Object (`idFromName(model)`)
  * holding the requests that found every node serving the model at its in-flight target. It grants
  * admission one request per freed slot, best rank first and round robin across tenants within a
  * rank (queue/waiters.ts). It learns that a slot freed from the gateway (`release`, sent when a

@@ -98,7 +98,7 @@ function retryAfter(settings: QueueSettings): string {
 }
 
 /**
- * Waits for the request's turn when every planned node is at its in-flight target (docs/priority.md#the-edge-queue):
+ * Waits for the request's turn when every planned node is at its in-flight target (docs/edge-queue.md):
  * resolves when it may go to a node (at once on the ordinary path, with no call at all), throws the
  * refusal when its wait ran out (429 `queue_timeout`) or the model's queue is full (503
  * `no_capacity`), and rejects when the client left while waiting. If the queue object cannot be

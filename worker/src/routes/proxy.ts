@@ -241,7 +241,7 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
   let upstreamMs: number | null = null;
   // Every admitted request gets its usage row, whatever happens: set once a path below has settled one.
   let metered = false;
-  // The edge queue (queue/, docs/priority.md#the-edge-queue): with every planned node at its in-flight
+  // The edge queue (queue/, docs/edge-queue.md): with every planned node at its in-flight
   // target, the request waits here for its turn (a refusal takes the catch below, which meters it).
   const turn = awaitTurn(deps, deps.edgeQueue, { model: model.id, nodes: candidates, live: c.get("routing").live, sentSince, rank: priority.rank, cls: priority.class, tenantId: identity.tenantId, signal: upstreamAbort.signal });
   const answer = turn.then(() => {
