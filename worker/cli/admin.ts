@@ -22,7 +22,7 @@ const STRING_FLAGS = [
   "kind", "period", "amount", "target", "limit", "cursor", "id", "lat", "lon", "context", "family", "input-price", "output-price", "node", "since",
   "cached-price", "active", "start", "end", "bucket", "group-by", "multiplier", "usd", "note",
   "model", "tps", "nodes", "strategy", "region-overrides", "base-model", "adapter-source", "source", "audio-price", "engine", "audit",
-  "cache", "cache-hit-factor",
+  "cache", "cache-hit-factor", "priority",
   "chunk-tokens", "buffer-tokens", "interval", "timeout",
   "file", "council",
   "provider", "gpu", "count", "spot", "state", "reason", "interval-ms",
