@@ -155,6 +155,9 @@ describe("npm run admin -- node launch", () => {
       return n?.launch?.state === "serving" ? n : undefined;
     }, { timeoutMs: 60_000, scheduled: true });
     expect(serving).toMatchObject({ region_id: "us-east-1", url: cluster?.backplaneUrl, status: "active", healthy: true, models: [MODEL] });
+    const listed = await cli(["node", "list"], { withSky: true });
+    expect(listed.stdout).toContain("Launched with SkyPilot:");
+    expect(listed.stdout).toMatch(new RegExp(`^${nodeId} +serving +aws +A10G`, "m"));
 
     const client = new OpenAI({ baseURL: `${stack.gatewayUrl}/v1`, apiKey: stack.apiKey, maxRetries: 0 });
     const answer = await until("an answer from the launched node", async () => {

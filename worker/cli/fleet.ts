@@ -1,5 +1,6 @@
 /** `node …`, `region list` and `reservation …`: the fleet through the admin API (operator only). */
 import type { HealthCheckJson, NodeDetailJson, NodeJson, RegionJson, ReservationJson } from "../src/nodes/admin-wire.ts";
+import type { LaunchJson } from "../src/provisioning/launches.ts";
 import { ROUTING_STRATEGIES, type RoutingStrategy } from "../src/routing/snapshot.ts";
 import { fields, table } from "./format.ts";
 import { hostCommands } from "./host.ts";
@@ -71,8 +72,16 @@ function nodePath(ctx: CommandContext, suffix = ""): string {
 export const fleetCommands: Record<string, Command> = {
   ...hostCommands,
   "node list": async (ctx) => {
-    const body = await ctx.api().request<{ data: NodeJson[] }>("GET", "/nodes");
-    output(ctx, body, () => ctx.print(body.data.length === 0 ? "(none)" : table(NODE_HEADERS, body.data.map(nodeRow))));
+    const body = await ctx.api().request<{ data: NodeJson[]; launches?: LaunchJson[] }>("GET", "/nodes");
+    output(ctx, body, () => {
+      ctx.print(body.data.length === 0 ? "(none)" : table(NODE_HEADERS, body.data.map(nodeRow)));
+      // SkyPilot-launched nodes (docs/provisioning.md): the registered ones' launch states, then those not registered yet.
+      const launched = [
+        ...body.data.flatMap((n) => (n.launch ? [[n.id, n.launch.state, n.launch.provider, n.launch.gpu, n.launch.error ?? ""]] : [])),
+        ...(body.launches ?? []).map((l) => [l.node_id, l.state, l.provider, l.gpu, l.error ?? ""]),
+      ];
+      if (launched.length > 0) ctx.print(`\nLaunched with SkyPilot:\n${table(["NODE", "LAUNCH", "PROVIDER", "GPU", "ERROR"], launched)}`);
+    });
   },
   "node show": async (ctx) => {
     const body = await ctx.api().request<NodeDetailJson>("GET", nodePath(ctx));
