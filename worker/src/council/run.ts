@@ -151,6 +151,8 @@ function forwardOptions(c: Context<AppEnv>, p: Planned, id: string, signal: Abor
     relayClientErrors: true,
     // Each specialist's attempts are spans of the vote's trace (tracing/).
     trace: deps.trace ?? null,
+    // The caller's class (docs/priority.md), set before the council took the request.
+    priorityRank: c.get("priority")?.rank,
   };
 }
 

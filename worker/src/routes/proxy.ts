@@ -151,6 +151,9 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
 
   // The model by its id or an alias (routing/aliases.ts): from here on the request is the model's id's.
   const model = catalogueModel(c.get("routing").snapshot, asked.model);
+  // Its scheduling class (docs/priority.md): the key's, lowered by x-switchyard-priority; a bad value is a 400.
+  const priority = requestPriority(identity, c.req.header(PRIORITY_HEADER), c.get("routing").snapshot.reservations, model?.id ?? asked.model);
+  c.set("priority", priority);
   if (!model || !keyAllows(identity.allowedModels, model)) {
     // A council asked as a chat model (council/): its consensus answers (docs/council.md).
     if (endpoint === "chat" && !model && asked.model.startsWith(COUNCIL_MODEL_PREFIX)) return councilChat(c, asked);
@@ -161,9 +164,6 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
   // An agent streaming profile (profiles/): one choice, the profile carried to the backplane in the body.
   const profile = opts.profile ?? null;
   c.set("apiModel", model.id);
-  // Its scheduling class (docs/priority.md): the key's, lowered by x-switchyard-priority; a bad value is a 400.
-  const priority = requestPriority(identity, c.req.header(PRIORITY_HEADER), c.get("routing").snapshot.reservations, model.id);
-  c.set("priority", priority);
   const req = profile ? profiledRequest(underModelId(asked, model.id), profile) : underModelId(asked, model.id);
   if (stored) stored.body.model = model.id;
   describeRequest(deps.trace, PATHS[endpoint], model.id, identity.tenantId, req.stream);
