@@ -22,6 +22,7 @@ describe("simulator options and flags", () => {
       embedMs: 0,
       outputTokens: 32,
       maxConcurrency: 16,
+      schedulingPolicy: "fcfs",
       seed: 0,
       embeddingDimensions: 384,
       loras: [],
@@ -41,7 +42,7 @@ describe("simulator options and flags", () => {
     const options = parseSimArgs(
       [
         "--host", "0.0.0.0", "--port=8000", "--model", "llama:4096", "--model", "bge:embed", "--model", "qwen3:8b:generate:32768",
-        "--ttft-ms", "1.5", "--prefill-ms-per-token", "0.25", "--inter-token-ms", "0", "--embed-ms", "20", "--output-tokens", "7", "--max-concurrency", "2", "--seed", "-3",
+        "--ttft-ms", "1.5", "--prefill-ms-per-token", "0.25", "--inter-token-ms", "0", "--embed-ms", "20", "--output-tokens", "7", "--max-concurrency", "2", "--scheduling-policy", "priority", "--seed", "-3",
         "--embedding-dimensions", "16", "--api-key", "k", "--fedattn-shape", "8x32",
       ],
       {},
@@ -60,6 +61,7 @@ describe("simulator options and flags", () => {
       embedMs: 20,
       outputTokens: 7,
       maxConcurrency: 2,
+      schedulingPolicy: "priority",
       seed: -3,
       embeddingDimensions: 16,
       apiKey: "k",
