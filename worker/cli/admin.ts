@@ -26,6 +26,7 @@ const STRING_FLAGS = [
   "chunk-tokens", "buffer-tokens", "interval", "timeout",
   "file", "council",
   "provider", "gpu", "count", "spot", "state", "reason", "interval-ms",
+  "min", "max", "scale-up-after", "idle", "mode",
 ];
 const BOOLEAN_FLAGS = ["json", "all", "help", "alerts", "run", "apply", "dry-run", "once"];
 /** String flags that may also stand alone for `true` (`--spot` is `--spot true`). */
