@@ -28,6 +28,7 @@ export interface TenantShare {
   tenant: string;
   /** Share of the requests sent. */
   offered: number;
+  /** Requests completed while the load lasted (until the last arrival). */
   completed: number;
   /** Share of all completed requests, and the max-min fair share of them given every tenant's demand. */
   share: number;
@@ -184,7 +185,7 @@ export async function runPriorityBench(opts: PriorityBenchOptions): Promise<Prio
 
   // Loaded: open loop, a deterministic interleaving of classes and tenants.
   const total = Math.round(offeredRps * durationSec);
-  const runs: Promise<{ cls: string; tenant: string; out: Outcome }>[] = [];
+  const runs: Promise<{ cls: string; tenant: string; out: Outcome; doneAt: number }>[] = [];
   const start = performance.now();
   let seed = 0x9e3779b9;
   const random = () => {
@@ -202,8 +203,10 @@ export async function runPriorityBench(opts: PriorityBenchOptions): Promise<Prio
     const tenant = r < 0.5 ? "a" : r < 0.75 ? "b" : "c";
     const key = keys[tenant]?.[cls] ?? edge.apiKey;
     const started = performance.now();
-    runs.push(streamed(url, key, started).then((out) => ({ cls, tenant, out })));
+    runs.push(streamed(url, key, started).then((out) => ({ cls, tenant, out, doneAt: performance.now() })));
   }
+  // Arrivals end here: the requests that completed until now were chosen among competing ones.
+  const loadEnd = performance.now();
   const results = await Promise.all(runs);
   const codes = new Map<string, number>();
   for (const r of results) if (r.out.code) codes.set(`${r.cls} ${r.out.status} ${r.out.code}`, (codes.get(`${r.cls} ${r.out.status} ${r.out.code}`) ?? 0) + 1);
@@ -222,19 +225,22 @@ export async function runPriorityBench(opts: PriorityBenchOptions): Promise<Prio
       ttftP90Ms: pct(ttfts, 90),
     };
   });
-  const completedAll = results.filter((r) => r.out.status === 200).length;
+  // Shares are of the requests completed while the load lasted: afterwards the queue drains and
+  // every tenant's backlog completes, whatever the order was.
+  const inWindow = (r: (typeof results)[number]) => r.out.status === 200 && r.doneAt <= loadEnd;
+  const completedAll = results.filter(inWindow).length;
   const demands = TENANTS.map((t) => results.filter((r) => r.tenant === t.name).length);
   // Fairness is within a class (a class above is served first whoever sends it): each class's completed
   // requests are shared max-min among its tenants' demands, and a tenant's fair share sums its classes'.
   const fair = TENANTS.map(() => 0);
   for (const cls of ["interactive", "batch"]) {
     const mine = results.filter((r) => r.cls === cls);
-    const done = mine.filter((r) => r.out.status === 200).length;
+    const done = mine.filter(inWindow).length;
     const shares = maxMinShares(TENANTS.map((t) => mine.filter((r) => r.tenant === t.name).length), done);
     shares.forEach((share, i) => (fair[i] = (fair[i] ?? 0) + (share * done) / Math.max(1, completedAll)));
   }
   const tenants = TENANTS.map((t, i) => {
-    const completed = results.filter((r) => r.tenant === t.name && r.out.status === 200).length;
+    const completed = results.filter((r) => r.tenant === t.name && inWindow(r)).length;
     return { tenant: t.name, offered: (demands[i] ?? 0) / Math.max(1, results.length), completed, share: completed / Math.max(1, completedAll), fairShare: fair[i] ?? 0 };
   });
   const errors = results.filter((r) => r.out.error !== null).map((r) => `${r.cls}/${r.tenant}: ${r.out.error ?? ""}`);
@@ -293,7 +299,7 @@ export function formatPriority(r: PriorityBenchResult): string {
     "|---|---|---|---|---|---|---|",
     ...r.classes.map((c) => `| ${c.class} | ${c.sent} | ${c.completed} | ${c.refused} | ${c.errors} | ${f(c.ttftP50Ms)} | ${f(c.ttftP90Ms)} |`),
     "",
-    "| tenant | share offered | completed | share of completed | fair share (max-min within each class) |",
+    "| tenant | share offered | completed under load | share of those | fair share (max-min within each class) |",
     "|---|---|---|---|---|",
     ...r.tenants.map((t) => `| ${t.tenant} | ${(t.offered * 100).toFixed(1)} % | ${t.completed} | ${(t.share * 100).toFixed(1)} % | ${(t.fairShare * 100).toFixed(1)} % |`),
   ];
