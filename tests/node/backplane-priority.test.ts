@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { ConfigError, parseConfig } from "../../backplane/src/config.ts";
 import { startDaemon, type Daemon } from "../../backplane/src/daemon.ts";
 import { engineBody } from "../../backplane/src/proxy/priority.ts";
+import { ConcurrencyLimiter } from "../../backplane/src/engines/limiter.ts";
 import { startSimEngine, type SimEngine } from "../../backplane/src/sim/index.ts";
 import { PRIORITY_RANK_HEADER, signPriorityRank } from "../../schema/contracts/priority.ts";
 import { NODE_HEADER, NONCE_HEADER, importSigningKey, signRequest } from "../../schema/contracts/signing.ts";
@@ -132,5 +133,32 @@ describe("configuration", () => {
     expect(config("kind=vllm,url=http://127.0.0.1:8000,priority=1").engines[0]?.priorityScheduling).toBe(true);
     expect(config("kind=vllm,url=http://127.0.0.1:8000").engines[0]?.priorityScheduling).toBe(false);
     expect(() => config("kind=vllm,url=http://127.0.0.1:8000,priority=high")).toThrow(ConfigError);
+  });
+});
+
+describe("the backplane's own slot queue", () => {
+  it("lets waiters in by rank, lower first, in arrival order within a rank", async () => {
+    const limiter = new ConcurrencyLimiter(1, 10);
+    const first = await limiter.tryAcquire();
+    const order: string[] = [];
+    const queued = [
+      ["batch-a", 5],
+      ["interactive-a", 1],
+      ["batch-b", 5],
+      ["interactive-b", 1],
+      ["standard", 3],
+    ] as const;
+    const waits = queued.map(([label, rank]) => {
+      const wait = limiter.tryAcquire(undefined, rank);
+      if (!wait) throw new Error(`${label} was shed`);
+      return wait.then((outcome) => {
+        order.push(label);
+        if (outcome.ok) outcome.release();
+      });
+    });
+    expect(limiter.queued).toBe(5);
+    if (first?.ok) first.release();
+    await Promise.all(waits);
+    expect(order).toEqual(["interactive-a", "interactive-b", "standard", "batch-a", "batch-b"]);
   });
 });

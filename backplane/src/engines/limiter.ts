@@ -8,13 +8,16 @@ export type SlotOutcome =
   | { ok: false; reason: "rejected"; detail: unknown };
 
 interface Waiter {
+  /** The gateway's scheduling rank (lower first; schema/contracts/priority.ts). */
+  rank: number;
   resolve: (outcome: SlotOutcome) => void;
   cleanup: () => void;
 }
 
 /**
- * Caps the requests the backplane runs on one engine at `maxConcurrency`, with a FIFO queue of at
- * most `maxQueue` waiters. `tryAcquire` returns null at once when the queue is full, so the caller
+ * Caps the requests the backplane runs on one engine at `maxConcurrency`, with a queue of at most
+ * `maxQueue` waiters, served by rank (the gateway's priority rank, lower first) and in arrival order
+ * within a rank (all in arrival order when no rank is given). `tryAcquire` returns null at once when the queue is full, so the caller
  * can answer 503 with Retry-After without holding the request (load shedding); otherwise a promise
  * that resolves with a slot, or with `aborted` (the caller's signal fired) or `rejected`
  * (`rejectQueued`, e.g. on drain). It never rejects.
@@ -41,8 +44,8 @@ export class ConcurrencyLimiter {
     return this.#queue.length;
   }
 
-  /** A slot now, a place in the queue, or null when the queue is full (shed the request). */
-  tryAcquire(signal?: AbortSignal): Promise<SlotOutcome> | null {
+  /** A slot now, a place in the queue (by `rank`, then arrival), or null when the queue is full (shed the request). */
+  tryAcquire(signal?: AbortSignal, rank = 0): Promise<SlotOutcome> | null {
     if (signal?.aborted) return Promise.resolve({ ok: false, reason: "aborted", detail: signal.reason as unknown });
     if (this.#inFlight < this.maxConcurrency && this.#queue.length === 0) return Promise.resolve(this.#grant());
     if (this.#queue.length >= this.maxQueue) return null;
@@ -52,9 +55,12 @@ export class ConcurrencyLimiter {
         if (index !== -1) this.#queue.splice(index, 1);
         resolve({ ok: false, reason: "aborted", detail: signal?.reason });
       };
-      const waiter: Waiter = { resolve, cleanup: () => signal?.removeEventListener("abort", onAbort) };
+      const waiter: Waiter = { rank, resolve, cleanup: () => signal?.removeEventListener("abort", onAbort) };
       signal?.addEventListener("abort", onAbort, { once: true });
-      this.#queue.push(waiter);
+      // After every waiter of the same or a better rank: arrival order within a rank.
+      const at = this.#queue.findIndex((w) => w.rank > rank);
+      if (at === -1) this.#queue.push(waiter);
+      else this.#queue.splice(at, 0, waiter);
     });
   }
 

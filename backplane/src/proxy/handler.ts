@@ -8,6 +8,7 @@ import type { Log } from "../log.ts";
 import type { BackplaneMetrics } from "../metrics/backplane.ts";
 import { attemptEngine, type AttemptOutcome } from "./attempt.ts";
 import { engineBody } from "./priority.ts";
+import { DEFAULT_PRIORITY_RANK } from "../../../schema/contracts/priority.ts";
 import type { StreamReports } from "./reports.ts";
 import { responseIdsOf, serveStoredResponseCall, type ResponseEngines } from "./stored-responses.ts";
 import { storedResponseCall } from "../../../schema/contracts/responses.ts";
@@ -141,7 +142,7 @@ async function serveInference(deps: ProxyDeps, req: IncomingMessage, res: Server
         metrics.retries.inc({ kind: "other_engine" });
       }
 
-      const slot = acquireSlot(pool.candidates(model), engine, stop?.signal ?? gatewayGone);
+      const slot = acquireSlot(pool.candidates(model), engine, stop?.signal ?? gatewayGone, rank ?? DEFAULT_PRIORITY_RANK);
       if (!slot) {
         metrics.shed.inc({ reason: "queue_full" });
         return sendError(res, "overloaded", `Every engine serving '${model}' on this node is at capacity. Retry on another node.`, { "retry-after": "1" });
@@ -230,10 +231,11 @@ function acquireSlot(
   candidates: EngineRuntime[],
   preferred: EngineRuntime,
   signal: AbortSignal,
+  rank: number,
 ): { engine: EngineRuntime; outcome: NonNullable<ReturnType<EngineRuntime["limiter"]["tryAcquire"]>> } | null {
   const order = [preferred, ...candidates.filter((c) => c.id !== preferred.id)];
   for (const engine of order) {
-    const outcome = engine.limiter.tryAcquire(signal);
+    const outcome = engine.limiter.tryAcquire(signal, rank);
     if (outcome) return { engine, outcome };
   }
   return null;
