@@ -143,8 +143,11 @@ export async function awaitTurn(deps: TurnDeps, ns: QueueNamespace | undefined, 
   }
   markCongested(ask.model, outcome.kind === "full" ? 1 : outcome.depth, settings);
   if (outcome.kind === "admitted") {
-    countEvent("switchyard_edge_queue_total", { class: ask.cls, outcome: "admitted" });
-    observe("switchyard_edge_queue_wait_seconds", waitedMs / 1000, { class: ask.cls });
+    // A request that saw room and had no one to wait behind (while the model was congested) did not queue.
+    if (full || outcome.waitedMs > 0) {
+      countEvent("switchyard_edge_queue_total", { class: ask.cls, outcome: "admitted" });
+      observe("switchyard_edge_queue_wait_seconds", waitedMs / 1000, { class: ask.cls });
+    }
     // Admitted just as the client left: the slot goes to the next in line.
     if (ask.signal.aborted) slotFreed(deps, ns, ask.model);
     return;
