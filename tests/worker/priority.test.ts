@@ -106,6 +106,22 @@ describe("a request's class", () => {
     expect(await classOf(box.key, "standard")).toBe("batch");
   });
 
+  it("is echoed on an answer from the response cache too", async () => {
+    const box = await sandbox();
+    const body = JSON.stringify({ model: "sim-llama-8b", messages: [{ role: "user", content: `cached ${box.keyId}` }], max_tokens: 2, temperature: 0 });
+    const send = () => gateway("/v1/chat/completions", { method: "POST", key: box.key, headers: { "x-switchyard-priority": "batch" }, body });
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const res = await send();
+      expect(res.status).toBe(200);
+      await res.arrayBuffer();
+      expect(res.headers.get("x-switchyard-priority")).toBe("batch");
+      if (res.headers.get("x-switchyard-cache") === "hit") break;
+      if (Date.now() > deadline) throw new Error("never a cache hit");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  });
+
   it("answers an unknown header value with a 400 naming the header, before any node is asked", async () => {
     const box = await sandbox();
     const res = await chat(box.key, "urgent");

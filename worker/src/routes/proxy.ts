@@ -180,7 +180,11 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
   const cache = profile ? BYPASS : await lookupCache(c, endpoint, req, model);
   const cacheResult = cache.kind === "hit" ? "hit" : cache.headers[CACHE_HEADER] === "miss" ? "miss" : null;
   if (cacheResult) countEvent("switchyard_cache_lookups_total", { cache: endpoint === "embeddings" ? "embeddings" : "response", result: cacheResult });
-  if (cache.kind === "hit") return serveHit(c, endpoint, req, model, bytes, cache);
+  if (cache.kind === "hit") {
+    const hit = await serveHit(c, endpoint, req, model, bytes, cache);
+    hit.headers.set(PRIORITY_HEADER, priority.class);
+    return hit;
+  }
   // Server-Timing (the gateway's own time): routing, admission, the node's first byte. The Workers
   // clock moves only on I/O, so a phase that did none (admission from the isolate's leases) is 0.
   const routingStarted = Date.now();
