@@ -87,12 +87,19 @@ async function send(t0: number, key: string, extra: Record<string, unknown>, hea
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Waits until the node's heartbeats (every 500 ms) have reported it busy. Before that a request may
+ * see a heartbeat taken just before the holder reached the node and find room (docs/edge-queue.md,
+ * "Guarantees and limits"): it would go straight to the backplane's own queue.
+ */
+const nodeReportedBusy = () => pause(1_200);
+
 describe("the edge queue with the node at its in-flight target", () => {
   it("admits a later interactive request before an earlier batch one, refuses a wait past the limit with Retry-After, and meters every request", async () => {
     const t0 = Date.now();
     // The node's one slot, held for about two seconds (the simulated prefill of this request).
     const holder = send(t0, edge.apiKey, { sim_ttft_ms: 2_000 });
-    await pause(300);
+    await nodeReportedBusy();
     const batch = send(t0, edge.apiKey, {}, { "x-switchyard-priority": "batch" });
     await pause(300);
     const interactive = send(t0, interactiveKey, {});
@@ -106,7 +113,7 @@ describe("the edge queue with the node at its in-flight target", () => {
     const client = new OpenAI({ baseURL: `${edge.url}/v1`, apiKey: interactiveKey, maxRetries: 0 });
     const t1 = Date.now();
     const long = send(t1, edge.apiKey, { sim_ttft_ms: 6_000 });
-    await pause(300);
+    await nodeReportedBusy();
     const streamed = (async () => {
       const chunks = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 3, stream: true });
       let text = "";
