@@ -224,3 +224,21 @@ async function postRaw(b: Browser, path: string, fields: [string, string][]): Pr
   await res.arrayBuffer();
   return res;
 }
+
+describe("fleet page: launches", () => {
+  it("lists a SkyPilot launch on its way, with its state, until its node registers", async () => {
+    const launched = await admin<{ data: { node_id: string; state: string }[] }>("POST", "/nodes/launch", { provider: "aws", region: "us-east-1", model: "sim-llama-8b", gpu: "A10G", count: 1, spot: true });
+    expect(launched.status).toBe(201);
+    const nodeId = launched.body.data[0]?.node_id ?? "";
+    try {
+      const b = await signIn();
+      const page = await getPage(b, "/dashboard/fleet");
+      expect(page.html).toContain("Launches on their way");
+      expect(page.html).toContain(nodeId);
+      expect(page.html).toMatch(/<td>pending<\/td>/);
+      expect(page.html).toContain("aws us-east-1, A10G spot");
+    } finally {
+      await admin("POST", `/nodes/${nodeId}/terminate`);
+    }
+  });
+});

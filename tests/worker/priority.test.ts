@@ -174,7 +174,10 @@ describe("priority/class.ts", () => {
     const order = [priorityRank("interactive", true), priorityRank("interactive", false), priorityRank("standard", true), priorityRank("standard", false), priorityRank("batch", true), priorityRank("batch", false)];
     expect(order).toEqual([0, 1, 2, 3, 4, 5]);
     const reservations = [{ tenantId: "t1", model: "m", tokensPerSecond: 100, nodeIds: ["n1"] }];
-    expect(requestPriority({ tenantId: "t1", priorityClass: "batch" }, null, reservations, "m")).toEqual({ class: "batch", reserved: true, rank: 4 });
-    expect(requestPriority({ tenantId: "t1", priorityClass: "batch" }, null, reservations, "other")).toEqual({ class: "batch", reserved: false, rank: 5 });
+    // Under its reserved rate (or with the rate unknown) the tenant ranks as reserved; over it, like anyone.
+    expect(requestPriority({ tenantId: "t1", priorityClass: "batch" }, null, reservations, { "t1|m": 40 }, "m")).toEqual({ class: "batch", reserved: true, rank: 4 });
+    expect(requestPriority({ tenantId: "t1", priorityClass: "batch" }, null, reservations, null, "m")).toEqual({ class: "batch", reserved: true, rank: 4 });
+    expect(requestPriority({ tenantId: "t1", priorityClass: "batch" }, null, reservations, { "t1|m": 150 }, "m")).toEqual({ class: "batch", reserved: false, rank: 5 });
+    expect(requestPriority({ tenantId: "t1", priorityClass: "batch" }, null, reservations, { "t1|m": 40 }, "other")).toEqual({ class: "batch", reserved: false, rank: 5 });
   });
 });

@@ -1,5 +1,6 @@
 import type { KeyIdentity } from "../auth/identity.ts";
 import { ApiError } from "../errors.ts";
+import { statusOf, type ReservationRates } from "../routing/reservation-usage.ts";
 import type { ReservationEntry } from "../routing/snapshot.ts";
 
 /** Scheduling classes, highest first (docs/priority.md). */
@@ -61,19 +62,19 @@ export function priorityRank(cls: PriorityClass, reserved: boolean): number {
 /** Highest rank number (the lowest priority): batch without a reservation. */
 export const LOWEST_PRIORITY_RANK = priorityRank("batch", false);
 
-/** True when the tenant has a capacity reservation on the model in the routing snapshot. */
-export function hasReservation(reservations: readonly ReservationEntry[] | undefined, tenantId: string, model: string): boolean {
-  return (reservations ?? []).some((r) => r.tenantId === tenantId && r.model === model);
-}
-
-/** A request's priority: its class (effectiveClass), whether its tenant reserves the model, and the rank. */
+/**
+ * A request's priority: its class (effectiveClass), whether its tenant is within its reservation on
+ * the model (under its reserved throughput, or its rate unknown: routing/reservation-usage.ts; a
+ * tenant over its rate spills like anyone else's traffic and ranks like it), and the rank.
+ */
 export function requestPriority(
   identity: Pick<KeyIdentity, "priorityClass" | "tenantId">,
   headerValue: string | null | undefined,
   reservations: readonly ReservationEntry[] | undefined,
+  rates: ReservationRates,
   model: string,
 ): RequestPriority {
   const cls = effectiveClass(identity, headerValue);
-  const reserved = hasReservation(reservations, identity.tenantId, model);
+  const reserved = statusOf([...(reservations ?? [])], rates, identity.tenantId, model).state === "under";
   return { class: cls, reserved, rank: priorityRank(cls, reserved) };
 }

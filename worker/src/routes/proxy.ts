@@ -152,7 +152,7 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
   // The model by its id or an alias (routing/aliases.ts): from here on the request is the model's id's.
   const model = catalogueModel(c.get("routing").snapshot, asked.model);
   // Its scheduling class (docs/priority.md): the key's, lowered by x-switchyard-priority; a bad value is a 400.
-  const priority = requestPriority(identity, c.req.header(PRIORITY_HEADER), c.get("routing").snapshot.reservations, model?.id ?? asked.model);
+  const priority = requestPriority(identity, c.req.header(PRIORITY_HEADER), c.get("routing").snapshot.reservations, c.get("routing").reservationRates ?? null, model?.id ?? asked.model);
   c.set("priority", priority);
   if (!model || !keyAllows(identity.allowedModels, model)) {
     // A council asked as a chat model (council/): its consensus answers (docs/council.md).

@@ -158,6 +158,7 @@ export const RegionSection: FC<{ session: DashboardSession; region: RegionJson |
                 </th>
                 <td>
                   <StatusBadge status={n.status} />
+                  {n.launch && <div class="muted">{`SkyPilot: ${n.launch.state} (${n.launch.gpu}${n.launch.spot ? ", spot" : ""})`}</div>}
                 </td>
                 <td>
                   <HealthCell node={n} />

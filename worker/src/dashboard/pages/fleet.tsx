@@ -16,6 +16,8 @@ import { Page, num } from "../ui.tsx";
 import { FLEET, RegionSection, healthOf } from "./fleet-parts.tsx";
 import { NodeDetail } from "./fleet-node.tsx";
 import { ReservationsSection } from "./fleet-reservations.tsx";
+import { LaunchesSection } from "./fleet-launches.tsx";
+import type { LaunchJson } from "../../provisioning/launches.ts";
 
 const RESERVATIONS_SHOWN = 200;
 
@@ -40,7 +42,8 @@ async function fleetPage(c: DashboardContext): Promise<Response> {
   const session = sessionOf(c);
   const [regions, nodes, reservations, tenants, models] = await Promise.all([
     adminList<RegionJson>(c, session, "/admin/regions").then((l) => ({ data: l.items })),
-    adminList<NodeJson>(c, session, "/admin/nodes").then((l) => ({ data: l.items })),
+    // Not paged: every node, and the launches whose node has not registered yet.
+    adminGet<ListBody<NodeJson> & { launches?: LaunchJson[] }>(c, session, "/admin/nodes"),
     adminGet<ListBody<ReservationJson>>(c, session, `/admin/reservations?limit=${RESERVATIONS_SHOWN}`),
     // Only suggestions for the reservation form: the page works without them.
     adminCall<ListBody<TenantJson>>(c, session, "GET", "/admin/tenants?limit=200"),
@@ -89,6 +92,7 @@ async function fleetPage(c: DashboardContext): Promise<Response> {
           <RegionSection session={session} region={g.region} regionId={g.regionId} nodes={g.nodes} now={now} />
         ))}
       </section>
+      <LaunchesSection launches={nodes.launches ?? []} />
       <ReservationsSection
         session={session}
         reservations={reservations.data}
