@@ -181,7 +181,7 @@ describe("npm run serve", () => {
     expect(cronDone).toMatchObject({ level: "info", duration_ms: expect.any(Number) as unknown });
 
     // Durable Objects live on disk under the data folder, one folder per class.
-    expect((await readdir(join(dataDir, "durable-objects"))).sort()).toEqual(["switchyard-FedattnIndex", "switchyard-FedattnSession"]);
+    expect((await readdir(join(dataDir, "durable-objects"))).sort()).toEqual(["switchyard-EdgeQueue", "switchyard-FedattnIndex", "switchyard-FedattnSession"]);
 
     const workerdPid = Number((await served.waitFor((e) => e.event === "gateway.listening", 1_000)).workerd_pid);
     const stopAsked = Date.now();

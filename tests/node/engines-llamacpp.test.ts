@@ -216,7 +216,7 @@ const SERVED: LlamaMetrics = {
 describe("llamacpp engine kind", () => {
   it("is accepted as an --engine spec and has load metrics", () => {
     const config = parseConfig({ nodeId: "n1", region: "eu-1", secret: "s".repeat(32), engines: "kind=llamacpp,url=http://127.0.0.1:8080,model=qwen2.5-0.5b" });
-    expect(config.engines).toEqual([{ id: "llamacpp-0", kind: "llamacpp", url: "http://127.0.0.1:8080", models: ["qwen2.5-0.5b"], maxConcurrency: 64, maxQueue: 256, apiKey: null }]);
+    expect(config.engines).toEqual([{ id: "llamacpp-0", kind: "llamacpp", url: "http://127.0.0.1:8080", models: ["qwen2.5-0.5b"], maxConcurrency: 64, maxQueue: 256, apiKey: null, priorityScheduling: false }]);
     expect(hasLoadMetrics(engine("http://127.0.0.1:8080"))).toBe(true);
   });
 });
