@@ -97,7 +97,8 @@ export const reservationRoutes = new Hono<AdminEnv>()
       return row;
     });
     await dropRoutingSnapshot(c);
-    return c.json(reservationJson(row), 201);
+    // The same shape as GET: with the tenant's live throughput against it.
+    return c.json((await withUsage(c, [row]))[row.id] ?? reservationJson(row), 201);
   })
   .get("/", async (c) => {
     requireOperator(c.get("actor"), WHAT);
