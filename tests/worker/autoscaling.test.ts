@@ -4,8 +4,8 @@
  * the operator's /admin/autoscaling routes.
  */
 import { env } from "cloudflare:test";
-import { and, asc, eq } from "drizzle-orm";
-import { describe, expect, it } from "vitest";
+import { and, asc, eq, inArray } from "drizzle-orm";
+import { afterEach, describe, expect, it } from "vitest";
 import { SPOT_PATH } from "../../schema/contracts/heartbeat.ts";
 import { auditLogs, autoscalingDecisions, nodeLaunches, nodes } from "../../schema/tables/index.ts";
 import { runAutoscaling } from "../../worker/src/autoscaling/job.ts";
@@ -38,12 +38,29 @@ function jobDeps() {
   return { deps, lines, run };
 }
 
-/** A fresh catalogue model and region. */
+const created: { models: string[]; policies: string[] } = { models: [], policies: [] };
+
+/** A fresh catalogue model and region (deactivated, with its policy and nodes removed, after the test). */
 async function fresh(): Promise<{ model: string; region: string }> {
   const model = freshId("as-model");
   expectStatus(await admin("PUT", `/models/${model}`, { context_length: 4096 }), 201);
-  return { model, region: freshId("as-region") };
+  const region = freshId("as-region");
+  created.models.push(model);
+  created.policies.push(`${model}/${region}`);
+  return { model, region };
 }
+
+// Later test files share this database and the cron job: no policy, node or model of these tests
+// may outlive them (a policy "on" would keep launching; a model would show in every key's list).
+afterEach(async () => {
+  for (const p of created.policies.splice(0)) await admin("DELETE", `/autoscaling/${p}`);
+  const models = created.models.splice(0);
+  if (models.length === 0) return;
+  const rows = await query((db) => db.select({ id: nodes.id, models: nodes.models }).from(nodes));
+  for (const n of rows) if (n.models.some((m) => models.includes(m))) await admin("DELETE", `/nodes/${n.id}`);
+  await query((db) => db.update(nodeLaunches).set({ state: "terminated" }).where(inArray(nodeLaunches.model, models)));
+  for (const m of models) await admin("DELETE", `/models/${m}`);
+});
 
 /** Creates a policy through the API. */
 async function setPolicy(model: string, region: string, body: Record<string, unknown>): Promise<PolicyJson> {

@@ -1,6 +1,6 @@
 import { env } from "cloudflare:test";
 import { and, eq, inArray } from "drizzle-orm";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { deriveNodeSecret } from "../../schema/contracts/signing.ts";
 import { auditLogs, nodeLaunches, nodes } from "../../schema/tables/index.ts";
@@ -28,6 +28,15 @@ interface Task {
 
 const MODEL = "sim-llama-8b";
 const BODY = { provider: "aws", region: "us-east-1", model: MODEL, gpu: "A10G", count: 1, spot: false };
+
+// Launched nodes that heartbeat here serve the shared test model at a dead URL: remove them and end
+// their launches after each test, so later test files never route to them.
+afterEach(async () => {
+  const launched = await query((db) => db.select({ nodeId: nodeLaunches.nodeId }).from(nodeLaunches));
+  const registered = new Set((await query((db) => db.select({ id: nodes.id }).from(nodes))).map((n) => n.id));
+  for (const { nodeId } of launched) if (registered.has(nodeId)) await admin("DELETE", `/nodes/${nodeId}`);
+  await query((db) => db.update(nodeLaunches).set({ state: "terminated" }).where(inArray(nodeLaunches.nodeId, launched.map((l) => l.nodeId).concat([""]))));
+});
 
 async function launch(body: Record<string, unknown> = {}): Promise<Launched[]> {
   return expectStatus(await admin<LaunchAnswer>("POST", "/nodes/launch", { ...BODY, ...body }), 201).data;
