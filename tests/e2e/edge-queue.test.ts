@@ -95,7 +95,12 @@ const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const nodeReportedBusy = () => pause(1_200);
 
 describe("the edge queue with the node at its in-flight target", () => {
-  it("admits a later interactive request before an earlier batch one, refuses a wait past the limit with Retry-After, and meters every request", async () => {
+  // Ordering here rests on heartbeats reporting the busy node within about a second: on a loaded
+  // machine (CI runs other end-to-end stacks alongside) one can come late, so the test may run up to
+  // three times, after the engine's slot is free again; a real break fails every attempt.
+  it("admits a later interactive request before an earlier batch one, refuses a wait past the limit with Retry-After, and meters every request", { retry: 2, timeout: 60_000 }, async () => {
+    // Anything a failed attempt left on the engine (its longest request holds the slot about 2 s) ends first.
+    await pause(3_000);
     const t0 = Date.now();
     // The node's one slot, held for about two seconds (the simulated prefill of this request).
     const holder = send(t0, edge.apiKey, { sim_ttft_ms: 2_000 });
@@ -146,5 +151,5 @@ describe("the edge queue with the node at its in-flight target", () => {
       .toBe(5);
     const [row] = await db.db.select().from(usageRecords).where(eq(usageRecords.id, refused.requestId ?? ""));
     expect(row).toMatchObject({ httpStatus: 429, errorCode: "queue_timeout", promptTokens: 0, completionTokens: 0 });
-  }, 60_000);
+  });
 });

@@ -134,8 +134,19 @@ async function reserve(tokensPerSecond: number): Promise<string> {
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const onNode = (served: Served[], node: string) => served.filter((s) => s.node === node).length;
 
+/** Deletes the tenant's reservations (an earlier, failed attempt of a retried test may have left some). */
+async function clearReservations(): Promise<void> {
+  const list = await admin<{ data: { id: string }[] }>("GET", `/reservations?tenant_id=${edge.tenantId}`);
+  for (const r of list.body.data ?? []) await admin("DELETE", `/reservations/${r.id}`);
+}
+
+// Both tests measure rates over seconds on two simulated engines, so they live in the chaos suite
+// (`npm run chaos`, one file at a time): beside other end-to-end stacks in `npm test` a window comes out
+// short. The routing rules and the measurement are tested without timings in
+// tests/worker/reserved-throughput.test.ts. Each may still run up to three times; a real break fails every attempt.
 describe("a reservation's throughput, enforced", () => {
-  it("keeps a tenant under its rate on its node and everyone else off it, then spills its extra requests once it is over", async () => {
+  it("keeps a tenant under its rate on its node and everyone else off it, then spills its extra requests once it is over", { retry: 2, timeout: 120_000 }, async () => {
+    await clearReservations();
     // Phase 1: a rate A cannot reach, so A is under it throughout.
     const big = await reserve(1_000_000);
     // A is served once, so it is using its reservation before B starts (and routing has read its rate).
@@ -184,9 +195,10 @@ describe("a reservation's throughput, enforced", () => {
     expect(shown?.delivered_tokens_per_second ?? 0).toBeGreaterThanOrEqual(RATE * 0.8);
     expect(["under", "over"]).toContain(shown?.state);
     expect((await admin("DELETE", `/reservations/${small}`)).status).toBe(200);
-  }, 120_000);
+  });
 
-  it("counts a long stream's tokens while it runs, not only at its end", async () => {
+  it("counts a long stream's tokens while it runs, not only at its end", { retry: 2, timeout: 60_000 }, async () => {
+    await clearReservations();
     // Whatever the previous test served has left the window.
     await pause((WINDOW_SECONDS + 1) * 1000);
     const id = await reserve(1_000);
@@ -211,7 +223,7 @@ describe("a reservation's throughput, enforced", () => {
     expect(after * WINDOW_SECONDS).toBeGreaterThanOrEqual(usage * 0.98);
     expect(after * (WINDOW_SECONDS - 1)).toBeLessThanOrEqual(usage * 1.02);
     expect((await admin("DELETE", `/reservations/${id}`)).status).toBe(200);
-  }, 60_000);
+  });
 });
 
 /** Polls the reservation's live rate until `ok` holds (the end batch is written in waitUntil). */
