@@ -7,7 +7,6 @@
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { promisify } from "node:util";
-import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { and, eq } from "drizzle-orm";
 import OpenAI from "openai";
@@ -19,6 +18,7 @@ import type { PolicyJson, PolicyStatusJson } from "../../worker/src/autoscaling/
 import { startFakeAws, type FakeAws } from "../support/fake-metadata.ts";
 import { installFakeSky, type FakeSky } from "../support/fake-sky-path.ts";
 import { startTestStack, type TestStack } from "../support/e2e-stack.ts";
+import { processAlive } from "../support/process-alive.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const NODE = join(ROOT, "node_modules", ".bin", "node");
@@ -64,19 +64,6 @@ function decisions() {
   return db.db.select().from(autoscalingDecisions).where(and(eq(autoscalingDecisions.model, MODEL), eq(autoscalingDecisions.region, REGION))).orderBy(autoscalingDecisions.at);
 }
 
-/** True while the process runs (a zombie, dead but not yet reaped by whoever adopted it, is gone). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return true;
-  }
-}
 
 beforeAll(async () => {
   aws = await startFakeAws();
@@ -196,7 +183,7 @@ describe("autoscaling on the local stack with the fake sky", () => {
     expect(sky.clusters().map((c) => c.nodeId)).not.toContain(launch.nodeId);
     const pids = cluster?.pids ?? [];
     expect(pids.length).toBeGreaterThan(0);
-    await expect.poll(() => pids.filter(alive), { timeout: 15_000 }).toEqual([]);
+    await expect.poll(() => pids.filter(processAlive), { timeout: 15_000 }).toEqual([]);
 
     // The stack's own node (not launched by the autoscaler) stays, at the minimum of 1.
     const status = await adminApi<PolicyStatusJson>("GET", `/autoscaling/${MODEL}/${REGION}`);

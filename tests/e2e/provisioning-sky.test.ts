@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { findSky, skyCli } from "../../worker/cli/sky.ts";
+import { processAlive } from "../support/process-alive.ts";
 
 const dirs: string[] = [];
 
@@ -25,19 +26,6 @@ function fakeSky(body: string): { dir: string; path: string } {
   return { dir, path };
 }
 
-/** True while the process runs (a zombie, killed but not yet reaped by its new parent, counts as gone). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
-}
 
 describe("the sky runner", () => {
   it("finds an executable sky on PATH, and nothing where there is none", () => {
@@ -77,6 +65,6 @@ describe("the sky runner", () => {
     expect(result.output).toContain("did not finish within");
     const child = Number(readFileSync(join(dir, "child"), "utf8"));
     await new Promise((r) => setTimeout(r, 200));
-    expect(alive(child)).toBe(false);
+    expect(processAlive(child)).toBe(false);
   });
 });

@@ -8,7 +8,7 @@
  * are gone.
  */
 import { execFile } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { promisify } from "node:util";
 import OpenAI from "openai";
@@ -19,6 +19,7 @@ import type { NodeJson } from "../../worker/src/nodes/admin-wire.ts";
 import type { LaunchJson } from "../../worker/src/provisioning/launches.ts";
 import { startTestStack, type TestStack } from "../support/e2e-stack.ts";
 import { installFakeSky, type FakeSky } from "../support/fake-sky-path.ts";
+import { processAlive } from "../support/process-alive.ts";
 
 const run = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, "../..");
@@ -87,19 +88,6 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, opts: { 
   }
 }
 
-/** True while the process runs (a zombie, killed but not yet reaped by its new parent, counts as gone). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
-}
 
 describe("npm run admin -- node launch", () => {
   it("with --dry-run prints the task YAML and launches nothing", async () => {
@@ -180,7 +168,7 @@ describe("npm run admin -- node launch", () => {
     expect(down.stdout).toContain(`${nodeId}: taken down → terminated`);
     expect(sky.calls().at(-1)?.args).toEqual(["down", "-y", nodeId]);
     expect(sky.clusters()).toEqual([]);
-    for (const pid of cluster?.pids ?? []) expect(alive(pid)).toBe(false);
+    for (const pid of cluster?.pids ?? []) expect(processAlive(pid)).toBe(false);
     expect((await nodeListed(nodeId))?.launch?.state).toBe("terminated");
     expect((await admin("POST", "/nodes/local-1/undrain")).status).toBe(200);
   }, 240_000);

@@ -7,6 +7,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from "node:os";
 import { delimiter, join, resolve } from "node:path";
 import type { FakeCluster } from "./fake-sky.ts";
+import { processAlive } from "./process-alive.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 
@@ -32,19 +33,6 @@ export interface FakeSky {
   close(): Promise<void>;
 }
 
-/** True while the process runs (a zombie, killed but not yet reaped by its new parent, counts as gone). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
-}
 
 /** Installs the fake; `opts.heartbeatMs` shortens the backplanes' heartbeat interval. */
 export function installFakeSky(opts: { heartbeatMs?: number } = {}): FakeSky {
@@ -82,7 +70,7 @@ export function installFakeSky(opts: { heartbeatMs?: number } = {}): FakeSky {
         }
       }
       const deadline = Date.now() + 5_000;
-      while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      while (pids.some(processAlive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       rmSync(dir, { recursive: true, force: true });
     },
   };

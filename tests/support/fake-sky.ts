@@ -18,6 +18,7 @@ import { appendFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileS
 import { join, resolve } from "node:path";
 import { parse } from "yaml";
 import { freePort, waitForHttp } from "../../dev/ports.ts";
+import { processAlive } from "./process-alive.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const NODE = join(ROOT, "node_modules", ".bin", "node");
@@ -87,19 +88,6 @@ function kill(pids: number[], signal: NodeJS.Signals): void {
   }
 }
 
-/** True while the process runs (a zombie, killed but not yet reaped by its new parent, counts as gone). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
-}
 
 async function launch(args: string[]): Promise<void> {
   const c = args.indexOf("-c");
@@ -145,7 +133,7 @@ async function launch(args: string[]): Promise<void> {
   try {
     pids.push(startDetached(["backplane/src/main.ts", "sim", "--host", "127.0.0.1", "--port", String(simPort), "--model", `${model}:generate:8192`], {}, join(logs, "sim.log")));
     save();
-    await waitForHttp(`${simUrl}/health`, 20_000, () => pids.every(alive));
+    await waitForHttp(`${simUrl}/health`, 20_000, () => pids.every(processAlive));
     // The task's envs and secrets as the run would export them; the sim stands in for vLLM, loopback for the tunnel.
     const env: Record<string, string> = {
       ...envs,
@@ -159,7 +147,7 @@ async function launch(args: string[]): Promise<void> {
     };
     pids.push(startDetached(["backplane/src/main.ts", "start"], env, join(logs, "backplane.log")));
     save();
-    await waitForHttp(`${backplaneUrl}/health`, 20_000, () => pids.every(alive));
+    await waitForHttp(`${backplaneUrl}/health`, 20_000, () => pids.every(processAlive));
   } catch (err) {
     kill(pids, "SIGKILL");
     rmSync(clusterFile(cluster), { force: true });
@@ -182,7 +170,7 @@ async function down(args: string[]): Promise<void> {
     const state = JSON.parse(readFileSync(file, "utf8")) as FakeCluster;
     kill(state.pids, "SIGTERM");
     const deadline = Date.now() + 10_000;
-    while (state.pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    while (state.pids.some(processAlive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     kill(state.pids, "SIGKILL");
     rmSync(file, { force: true });
     console.log(`Terminating cluster ${name}...done.`);
