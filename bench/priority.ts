@@ -43,6 +43,9 @@ export interface PriorityBenchResult {
   serviceMs: number;
   /** Offered rate of the loaded run (requests per second) and its multiple of capacity. */
   offeredRps: number;
+  /** Requests completed per second while the load lasted (what the fleet served), and the capacity measured idle. */
+  servedRps: number;
+  capacityRps: number;
   load: number;
   durationSec: number;
   /** Which layers ordered the requests. */
@@ -55,8 +58,13 @@ export interface PriorityBenchResult {
 
 const MODEL = "sim-llama-8b";
 const SLOTS_PER_NODE = 4;
-/** In flight per node before the edge queue holds requests back: the engine's slots and two waiting in its priority queue. */
-const INFLIGHT_TARGET = SLOTS_PER_NODE + 2;
+/** In flight per node before the edge queue holds requests back: the engine's slots (none wait inside the engine, where a slot freed would go to whoever waits there first). */
+const INFLIGHT_TARGET = SLOTS_PER_NODE;
+/**
+ * Share of a node's target kept free for better classes (QUEUE_CLASS_HEADROOM_PERCENT): batch runs at
+ * most 2 of the 4 slots, so an interactive request nearly always finds one free (engines do not preempt).
+ */
+const HEADROOM_PERCENT = 25;
 const SIM = ["--ttft-ms", "40", "--inter-token-ms", "8", "--max-concurrency", String(SLOTS_PER_NODE), "--scheduling-policy", "priority"];
 const ENGINE = `40 ms TTFT, 8 ms/token, ${SLOTS_PER_NODE} at once, priority scheduling`;
 const BODY = (stream: boolean) => JSON.stringify({ model: MODEL, stream, max_tokens: 16, ignore_eos: true, messages: [{ role: "user", content: "Tell me about rail yards." }] });
@@ -131,7 +139,7 @@ export async function runPriorityBench(opts: PriorityBenchOptions): Promise<Prio
   const nodeCount = opts.quick ? 1 : 2;
   const durationSec = opts.quick ? 5 : 30;
   log(`Priority benchmark: an edge and ${nodeCount} simulated engine(s), ${SLOTS_PER_NODE} requests at once each…`);
-  const edge = await startEdge({ pgAdminUrl: opts.pgAdminUrl, redisUrl: opts.redisUrl, host, vars: { EDGE_QUEUE_MAX_WAIT_MS: "20000", EDGE_QUEUE_MAX_WAITING: "1000", EDGE_QUEUE_RECHECK_MS: "1000", QUEUE_INFLIGHT_TARGET: String(INFLIGHT_TARGET) } });
+  const edge = await startEdge({ pgAdminUrl: opts.pgAdminUrl, redisUrl: opts.redisUrl, host, vars: { EDGE_QUEUE_MAX_WAIT_MS: "20000", EDGE_QUEUE_MAX_WAITING: "1000", EDGE_QUEUE_RECHECK_MS: "1000", QUEUE_INFLIGHT_TARGET: String(INFLIGHT_TARGET), QUEUE_CLASS_HEADROOM_PERCENT: String(HEADROOM_PERCENT) } });
   teardown.add("priority edge", () => edge.close());
   const db = openDb(edge.databaseUrl);
   teardown.add("priority database client", () => db.close());
@@ -252,9 +260,11 @@ export async function runPriorityBench(opts: PriorityBenchOptions): Promise<Prio
     slots,
     serviceMs,
     offeredRps,
+    servedRps: completedAll / ((loadEnd - start) / 1000),
+    capacityRps,
     load: 1.5,
     durationSec,
-    layers: `the edge queue holds requests beyond ${INFLIGHT_TARGET} in flight per node (class order, tenants in turn within a class); each engine runs ${SLOTS_PER_NODE} at once and serves the up to ${INFLIGHT_TARGET - SLOTS_PER_NODE} waiting on it by priority (vLLM --scheduling-policy priority, the gateway's rank as the request's priority)`,
+    layers: `the edge queue holds requests beyond ${INFLIGHT_TARGET} in flight per node, ${HEADROOM_PERCENT} % of it kept for better classes (batch counts a node full at ${Math.max(1, Math.floor(INFLIGHT_TARGET * (1 - (2 * HEADROOM_PERCENT) / 100)))}), and admits in class order, tenants in turn within a class; each engine runs ${SLOTS_PER_NODE} at once with vLLM's --scheduling-policy priority (the gateway's rank as the request's priority)`,
     idle: { requests: idleTtfts.length, ttftP50Ms: pct(idleTtfts, 50), ttftP90Ms: pct(idleTtfts, 90) },
     classes,
     tenants,
@@ -294,6 +304,8 @@ export function formatPriority(r: PriorityBenchResult): string {
     `${r.nodes} node(s) of ${r.engine} (${r.slots} slots; service ${r.serviceMs.toFixed(0)} ms), ${r.offeredRps.toFixed(1)} streamed requests per second for ${r.durationSec} s (${r.load * 100} % of capacity), a quarter interactive, three tenants sending 50/25/25 %. Ordering: ${r.layers}.`,
     "",
     `Idle interactive TTFT: p50 ${f(r.idle.ttftP50Ms)} ms, p90 ${f(r.idle.ttftP90Ms)} ms (${r.idle.requests} requests one at a time).`,
+    "",
+    `Served under load: ${r.servedRps.toFixed(1)} requests per second, ${((r.servedRps / Math.max(1e-9, r.capacityRps)) * 100).toFixed(0)} % of the ${r.capacityRps.toFixed(1)} the slots serve back to back (the headroom kept for better classes and each slot's hand-off through the edge queue are the difference).`,
     "",
     "| class | sent | completed | refused (429/503) | other errors | TTFT p50 ms | TTFT p90 ms |",
     "|---|---|---|---|---|---|---|",

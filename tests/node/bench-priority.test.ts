@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { maxMinShares, priorityTargets, type PriorityBenchResult } from "../../bench/priority.ts";
+import { formatPriority, maxMinShares, priorityTargets, type PriorityBenchResult } from "../../bench/priority.ts";
 
 // The mixed-priority benchmark's arithmetic (bench/priority.ts): fair shares and the targets' verdicts.
 
@@ -20,6 +20,8 @@ describe("mixed-priority benchmark", () => {
       slots: 4,
       serviceMs: 170,
       offeredRps: 35,
+      servedRps: 18.8,
+      capacityRps: 23.5,
       load: 1.5,
       durationSec: 5,
       layers: "edge queue",
@@ -41,5 +43,7 @@ describe("mixed-priority benchmark", () => {
     const fine = priorityTargets({ ...result, classes: [{ ...result.classes[0], ttftP90Ms: 110 } as PriorityBenchResult["classes"][number]], tenants: result.tenants.map((t) => ({ ...t, fairShare: t.share })) });
     expect(fine.map((t) => t.met)).toEqual([true, true]);
     expect(priorityTargets(null)).toEqual([]);
+    // The report says what the fleet served under load against its capacity (the cost of the headroom).
+    expect(formatPriority(result)).toContain("Served under load: 18.8 requests per second, 80 % of the 23.5");
   });
 });

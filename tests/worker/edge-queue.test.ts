@@ -3,7 +3,8 @@ import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { ApiError } from "../../worker/src/errors.ts";
 import { settingsFrom } from "../../worker/src/settings.ts";
-import { awaitTurn, endsSlot, everyNodeFull, type TurnAsk, type TurnDeps } from "../../worker/src/queue/turn.ts";
+import { awaitTurn, classThreshold, endsSlot, everyNodeFull, roomForRank, type TurnAsk, type TurnDeps } from "../../worker/src/queue/turn.ts";
+import { loadSince, trackSend } from "../../worker/src/routing/sent.ts";
 import type { WaitAsk, WaitOutcome } from "../../worker/src/queue/edge-queue.ts";
 import type { LiveNode } from "../../worker/src/nodes/live.ts";
 import type { NodeEntry } from "../../worker/src/routing/snapshot.ts";
@@ -61,7 +62,7 @@ function turnDeps(vars: Record<string, string> = {}): { deps: TurnDeps; logs: st
 }
 
 function turnAsk(model: string, rank: number, tenantId: string, signal: AbortSignal = new AbortController().signal): TurnAsk {
-  return { model, nodes: [node("n1")], live: { n1: live(1, 1) }, sentSince: () => 0, rank, cls: rank <= 1 ? "interactive" : "batch", tenantId, signal };
+  return { model, nodes: [node("n1")], live: { n1: live(1, 1) }, loadSince: () => 0, rank, cls: rank <= 1 ? "interactive" : "batch", tenantId, signal };
 }
 
 describe("edge queue object", () => {
@@ -110,6 +111,29 @@ describe("edge queue object", () => {
     expect((await late).kind).toBe("admitted");
   });
 
+  it("gives a slot freed for better classes only to them, keeping it for a better class's arrival while batch waits on", async () => {
+    const model = modelName("headroom");
+    const { admitted, outcomes } = await line(model, [ask("batch-1", 5, "t1")]);
+    const q = queueOf(model);
+    // The releasing gateway saw room for interactive only (roomForRank 1): batch keeps waiting.
+    expect(await q.release(1, 1)).toBe(1);
+    expect(await q.depth()).toMatchObject({ waiting: 1, credits: 1 });
+    // Batch arriving after it cannot take that slot; interactive can, at once.
+    const batchLate = Promise.resolve(q.wait(ask("batch-2", 5, "t2")));
+    await expect.poll(async () => (await q.depth()).waiting, { timeout: 2_000, interval: 5 }).toBe(2);
+    const interactive = await q.wait(ask("interactive-1", 1, "t3"));
+    expect(interactive).toMatchObject({ kind: "admitted", waitedMs: 0 });
+    expect(admitted).toEqual([]);
+    expect((await q.depth()).credits).toBe(0);
+    // A slot with room for standard goes to no batch waiter either; one with room for every class does.
+    await q.release(1, 3);
+    expect((await q.depth()).waiting).toBe(2);
+    await q.release(2, 5);
+    expect((await outcomes[0])?.kind).toBe("admitted");
+    expect((await batchLate).kind).toBe("admitted");
+    expect(admitted).toEqual(["batch-1"]);
+  });
+
   it("answers a waiter that leaves at once and forgets it", async () => {
     const model = modelName("leave");
     const { outcomes } = await line(model, [ask("gone", 5, "t1"), ask("stays", 5, "t1")]);
@@ -131,6 +155,45 @@ describe("edge queue at the gateway", () => {
     expect(everyNodeFull([node("n1")], { n1: live(0, 1) }, () => 1, 0)).toBe(true);
     expect(everyNodeFull([node("n1")], { n1: live(3, 8) }, () => 0, 3)).toBe(true);
     expect((await queueOf(model).depth()).waiting).toBe(0);
+  });
+
+  it("keeps headroom for better classes: a node is full for batch and standard before it is for interactive", () => {
+    // QUEUE_CLASS_HEADROOM_PERCENT 25 on a target of 4: standard full at 3, batch at 2.
+    expect([0, 1, 2].map((cls) => classThreshold(4, cls, 25))).toEqual([4, 3, 2]);
+    expect([0, 1, 2].map((cls) => classThreshold(100, cls, 10))).toEqual([100, 90, 80]);
+    expect(classThreshold(1, 2, 45)).toBe(1);
+    expect(classThreshold(4, 2, 0)).toBe(4);
+    const nodes = [node("n1")];
+    const at = (inFlight: number) => ({ n1: live(inFlight, 4) });
+    // Ranks: 1 interactive, 3 standard, 5 batch (priorityRank without a reservation).
+    expect([1, 3, 5].map((rank) => everyNodeFull(nodes, at(2), () => 0, 0, rank, 25))).toEqual([false, false, true]);
+    expect([1, 3, 5].map((rank) => everyNodeFull(nodes, at(3), () => 0, 0, rank, 25))).toEqual([false, true, true]);
+    expect([1, 3, 5].map((rank) => everyNodeFull(nodes, at(2), () => 0, 0, rank, 0))).toEqual([false, false, false]);
+    // What a freed slot may go to: the worst class with room on some node, none when all are full.
+    const settings = (headroomPercent: number) => ({ maxWaitMs: 1000, maxWaiting: 10, inflightTarget: 0, recheckMs: 1000, headroomPercent });
+    expect([1, 2, 3, 4].map((n) => roomForRank(nodes, at(n), () => 0, settings(25)))).toEqual([5, 3, 1, -1]);
+    expect(roomForRank([node("n1"), node("n2")], { n1: live(4, 4), n2: live(1, 4) }, () => 0, settings(25))).toBe(5);
+    expect(roomForRank(nodes, at(4), () => 0, settings(0))).toBe(5);
+  });
+
+  it("counts a node's load as its heartbeat's, plus this isolate's sends since, less the requests the heartbeat counted that ended since", () => {
+    const id = `n-load-${Date.now().toString(36)}`;
+    const before = trackSend(id, Date.now() - 1_000);
+    const heartbeatAt = Date.now() - 500;
+    expect(loadSince(id, heartbeatAt)).toBe(0);
+    const after = trackSend(id, Date.now());
+    expect(loadSince(id, heartbeatAt)).toBe(1);
+    before();
+    before();
+    expect(loadSince(id, heartbeatAt)).toBe(0);
+    after();
+    expect(loadSince(id, heartbeatAt)).toBe(-1);
+    // A later heartbeat no longer counts either request.
+    expect(loadSince(id, Date.now() + 1)).toBe(0);
+    // The heartbeat said 3 in flight and one of them has ended: 2, so standard (full at 3) has room.
+    const hb = { [id]: { ...live(3, 4), at: heartbeatAt } };
+    expect(everyNodeFull([node(id)], hb, () => 0, 0, 3, 25)).toBe(true);
+    expect(everyNodeFull([node(id)], hb, loadSince, 0, 3, 25)).toBe(false);
   });
 
   it("refuses with 429 queue_timeout and Retry-After when the wait runs out", async () => {
@@ -187,6 +250,27 @@ describe("edge queue at the gateway", () => {
     expect(untracked).toBe(1);
     await next;
     await Promise.all(background);
+    expect((await queueOf(model).depth()).waiting).toBe(0);
+  });
+
+  it("with class headroom, a batch request waits while only interactive has room, and the end that frees room for batch admits it", async () => {
+    const { deps, background } = turnDeps({ EDGE_QUEUE_MAX_WAIT_MS: "5000", QUEUE_CLASS_HEADROOM_PERCENT: "25" });
+    const model = modelName("headroom-gw");
+    // Target 4 (the node's capacity): 2 in flight is full for batch, not for interactive.
+    const at = { n1: live(2, 4) };
+    await awaitTurn(deps, env.EDGE_QUEUE, { ...turnAsk(model, 1, "t1"), live: at });
+    expect((await queueOf(model).depth()).waiting).toBe(0);
+    let admitted = false;
+    const batch = awaitTurn(deps, env.EDGE_QUEUE, { ...turnAsk(model, 5, "t2"), live: at }).then(() => (admitted = true));
+    await expect.poll(async () => (await queueOf(model).depth()).byClass, { timeout: 2_000, interval: 5 }).toEqual({ batch: 1 });
+    // An end that leaves room for interactive only (3 of 4 in flight) does not admit it.
+    endsSlot(deps, env.EDGE_QUEUE, model, () => undefined, () => roomForRank([node("n1")], { n1: live(3, 4) }, () => 0, deps.settings.queue))();
+    await Promise.all(background);
+    expect(admitted).toBe(false);
+    expect((await queueOf(model).depth()).byClass).toEqual({ batch: 1 });
+    // One that leaves 1 of 4 does.
+    endsSlot(deps, env.EDGE_QUEUE, model, () => undefined, () => roomForRank([node("n1")], { n1: live(1, 4) }, () => 0, deps.settings.queue))();
+    await batch;
     expect((await queueOf(model).depth()).waiting).toBe(0);
   });
 

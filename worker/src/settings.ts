@@ -201,6 +201,7 @@ export function settingsFrom(env: Env): Settings {
       maxWaiting: Math.max(1, positiveInt(env, "EDGE_QUEUE_MAX_WAITING", 1_000)),
       inflightTarget: positiveInt(env, "QUEUE_INFLIGHT_TARGET", 0),
       recheckMs: Math.max(50, positiveInt(env, "EDGE_QUEUE_RECHECK_MS", 1_000)),
+      headroomPercent: Math.min(45, positiveInt(env, "QUEUE_CLASS_HEADROOM_PERCENT", 0)),
     },
     neonWsProxy: env.NEON_WS_PROXY ? env.NEON_WS_PROXY : null,
     fedattnIdleTimeoutSeconds: Math.max(1, positiveInt(env, "FEDATTN_IDLE_TIMEOUT_SECONDS", 300)),

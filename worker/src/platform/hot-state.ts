@@ -284,6 +284,11 @@ export function isolateSnapshot(): RoutingSnapshot | null {
   return isolateRouting?.value.snapshot ?? null;
 }
 
+/** The isolate's latest live node state, if it has one (a request that waited reads the fleet as of now, not as of its arrival). */
+export function isolateLive(): Record<string, LiveNode> | null {
+  return isolateRouting?.value.live ?? null;
+}
+
 /** Writes a node's new live state through to this isolate's cached routing view. */
 export function rememberLiveNode(nodeId: string, live: LiveNode): void {
   if (isolateRouting) isolateRouting.value = { ...isolateRouting.value, live: { ...isolateRouting.value.live, [nodeId]: live } };

@@ -56,25 +56,24 @@ interface Pending {
 export class EdgeQueue extends DurableObject<Env> {
   private readonly line = new WaitingLine();
   private readonly pending = new Map<string, Pending>();
-  /** Expiry times of slots freed while nobody waited. */
-  private credits: number[] = [];
+  /** Slots freed while nobody who could take them waited: until when each is kept, and the worst rank it may go to. */
+  private credits: { until: number; maxRank: number }[] = [];
   private lastGrantAt = Date.now();
   private probe: ReturnType<typeof setInterval> | null = null;
 
   /** Waits for a slot: answers when admitted, when the wait runs out, when the line is full, or when the caller leaves. */
   async wait(ask: WaitAsk): Promise<WaitOutcome> {
     const now = Date.now();
-    this.credits = this.credits.filter((t) => t > now);
+    this.credits = this.credits.filter((c) => c.until > now);
     if (!this.line.hasAtOrAbove(ask.rank)) {
       if (!ask.full) return { kind: "admitted", waitedMs: 0, depth: this.line.size };
-      if (this.credits.length > 0) {
-        this.credits.shift();
+      if (this.takeCredit(ask.rank)) {
         this.lastGrantAt = now;
         return { kind: "admitted", waitedMs: 0, depth: this.line.size };
       }
     } else if (!ask.full) {
-      // The caller saw a free slot, but requests that rank as high wait: the slot is theirs.
-      this.grant(1);
+      // The caller saw a slot free for its rank, but requests that rank as high wait: the slot is theirs.
+      this.grant(1, ask.rank);
     }
     if (this.line.size >= ask.maxWaiting) {
       // A full line makes room for a better-ranked request by refusing its worst-ranked waiter.
@@ -96,13 +95,30 @@ export class EdgeQueue extends DurableObject<Env> {
     });
   }
 
-  /** Slots freed (requests of the model ended): the next `n` waiters are admitted; slots nobody takes are kept briefly. Returns the depth left. */
-  release(n = 1): number {
-    const left = n - this.grant(n);
+  /**
+   * Slots freed (requests of the model ended): the next `n` waiters ranked at most `maxRank` (the worst
+   * rank the fleet has room for, queue/turn.ts `roomForRank`; any when absent) are admitted; slots
+   * nobody takes are kept briefly for the ranks they allow. Returns the depth left.
+   */
+  release(n = 1, maxRank?: number): number {
+    const limit = maxRank ?? Number.POSITIVE_INFINITY;
+    const left = n - this.grant(n, limit);
     const now = Date.now();
-    this.credits = this.credits.filter((t) => t > now);
-    for (let i = 0; i < left && this.credits.length < MAX_CREDITS; i++) this.credits.push(now + CREDIT_TTL_MS);
+    this.credits = this.credits.filter((c) => c.until > now);
+    for (let i = 0; i < left && this.credits.length < MAX_CREDITS; i++) this.credits.push({ until: now + CREDIT_TTL_MS, maxRank: limit });
     return this.line.size;
+  }
+
+  /** Takes the kept slot that allows `rank` and the fewest others (the most restrictive); false when none does. */
+  private takeCredit(rank: number): boolean {
+    let pick = -1;
+    for (let i = 0; i < this.credits.length; i++) {
+      const c = this.credits[i];
+      if (c && c.maxRank >= rank && (pick < 0 || c.maxRank < (this.credits[pick]?.maxRank ?? Number.POSITIVE_INFINITY))) pick = i;
+    }
+    if (pick < 0) return false;
+    this.credits.splice(pick, 1);
+    return true;
   }
 
   /** The caller left (its client disconnected): its waiter goes at once. True when it was still waiting. */
@@ -124,13 +140,15 @@ export class EdgeQueue extends DurableObject<Env> {
   /** How many requests wait, by class. */
   depth(): QueueDepth {
     const now = Date.now();
-    return { waiting: this.line.size, byClass: this.line.depthByClass(), credits: this.credits.filter((t) => t > now).length };
+    return { waiting: this.line.size, byClass: this.line.depthByClass(), credits: this.credits.filter((c) => c.until > now).length };
   }
 
-  /** Admits up to `n` waiters in order; returns how many were admitted. */
-  private grant(n: number): number {
+  /** Admits up to `n` waiters in order, while the next one ranks at most `maxRank`; returns how many were admitted. */
+  private grant(n: number, maxRank = Number.POSITIVE_INFINITY): number {
     let granted = 0;
     while (granted < n) {
+      const best = this.line.bestRank();
+      if (best === null || best > maxRank) break;
       const w = this.line.shift();
       if (!w) break;
       const p = this.pending.get(w.ticket);

@@ -3,6 +3,7 @@ import type { LiveNode } from "../nodes/live.ts";
 import type { NodeEntry } from "../routing/snapshot.ts";
 import { ApiError } from "../errors.ts";
 import { countEvent, observe } from "../platform/metrics.ts";
+import { LOWEST_PRIORITY_RANK, PRIORITY_CLASSES } from "../priority/class.ts";
 import type { WaitOutcome } from "./edge-queue.ts";
 
 /** The edge queue's settings (settings.ts; docs/configuration.md). */
@@ -15,6 +16,11 @@ export interface QueueSettings {
   inflightTarget: number;
   /** With requests waiting and no slot freed for this long, the queue lets one through to probe the fleet. */
   recheckMs: number;
+  /**
+   * Per cent of a node's in-flight target kept free for better classes (trunk reservation): standard
+   * counts a node full at the target less this share, batch at the target less twice it; 0 turns it off.
+   */
+  headroomPercent: number;
 }
 
 /** What the queue needs to know about one request. */
@@ -23,7 +29,8 @@ export interface TurnAsk {
   /** The planned nodes, in routing order. */
   nodes: readonly NodeEntry[];
   live: Record<string, LiveNode>;
-  sentSince: (nodeId: string, liveAt: number) => number;
+  /** This isolate's change to a node's load since its heartbeat of `liveAt` (routing/sent.ts `loadSince`). */
+  loadSince: (nodeId: string, liveAt: number) => number;
   rank: number;
   cls: string;
   tenantId: string;
@@ -62,20 +69,65 @@ function isCongested(model: string): boolean {
   return false;
 }
 
+/** The class a rank belongs to, as its index in PRIORITY_CLASSES (0 interactive, 1 standard, 2 batch). */
+function classIndexOf(rank: number): number {
+  return Math.min(PRIORITY_CLASSES.length - 1, Math.max(0, Math.floor(rank / 2)));
+}
+
 /**
- * True when every planned node is at its in-flight target: its last heartbeat's in-flight count plus
- * the requests this isolate sent it since, against the target (QUEUE_INFLIGHT_TARGET, or the node's
- * capacity). A node whose load or capacity is unknown is never full.
+ * The in-flight count at which a node is full for a class: the target for interactive, and for each
+ * class below it `headroomPercent` of the target less (standard one share, batch two), at least 1. The
+ * slots between are kept for better classes: engines do not preempt a running request, so an
+ * interactive request finding every slot taken by batch would wait for one to finish.
  */
-export function everyNodeFull(nodes: readonly NodeEntry[], live: Record<string, LiveNode>, sentSince: (nodeId: string, liveAt: number) => number, inflightTarget: number): boolean {
+export function classThreshold(target: number, classIndex: number, headroomPercent: number): number {
+  if (classIndex <= 0 || headroomPercent <= 0) return target;
+  return Math.max(1, Math.floor(target * (1 - (classIndex * headroomPercent) / 100)));
+}
+
+/** A node's in-flight count as this isolate knows it (its last heartbeat's, corrected by its own sends and ends since), and its target; null when either is unknown. */
+function nodeLoad(n: NodeEntry, live: Record<string, LiveNode>, loadSince: TurnAsk["loadSince"], inflightTarget: number): { inFlight: number; target: number } | null {
+  const l = live[n.id];
+  if (!l) return null;
+  const target = inflightTarget > 0 ? inflightTarget : l.capacity;
+  if (target <= 0) return null;
+  return { inFlight: Math.max(0, l.inFlight + loadSince(n.id, l.at)), target };
+}
+
+/**
+ * True when every planned node is full for the request's rank: its in-flight count (its last
+ * heartbeat's, corrected by this isolate's sends and ends since) at or above its in-flight target
+ * (QUEUE_INFLIGHT_TARGET, or the node's capacity), less the headroom kept for better classes
+ * (`classThreshold`). A node whose load or capacity is unknown is never full.
+ */
+export function everyNodeFull(nodes: readonly NodeEntry[], live: Record<string, LiveNode>, loadSince: TurnAsk["loadSince"], inflightTarget: number, rank = 0, headroomPercent = 0): boolean {
   if (nodes.length === 0) return false;
+  const cls = classIndexOf(rank);
   return nodes.every((n) => {
-    const l = live[n.id];
-    if (!l) return false;
-    const target = inflightTarget > 0 ? inflightTarget : l.capacity;
-    if (target <= 0) return false;
-    return l.inFlight + sentSince(n.id, l.at) >= target;
+    const load = nodeLoad(n, live, loadSince, inflightTarget);
+    return load !== null && load.inFlight >= classThreshold(load.target, cls, headroomPercent);
   });
+}
+
+/**
+ * The worst rank some planned node has room for now (LOWEST_PRIORITY_RANK when headroom is off or a
+ * node's load is unknown, -1 when every node is full even for interactive): what a slot freed now
+ * may be given to.
+ */
+export function roomForRank(nodes: readonly NodeEntry[], live: Record<string, LiveNode>, loadSince: TurnAsk["loadSince"], settings: QueueSettings): number {
+  if (settings.headroomPercent <= 0) return LOWEST_PRIORITY_RANK;
+  let best = -1;
+  for (const n of nodes) {
+    const load = nodeLoad(n, live, loadSince, settings.inflightTarget);
+    if (load === null) return LOWEST_PRIORITY_RANK;
+    for (let cls = PRIORITY_CLASSES.length - 1; cls >= 0; cls--) {
+      if (load.inFlight < classThreshold(load.target, cls, settings.headroomPercent)) {
+        best = Math.max(best, cls * 2 + 1);
+        break;
+      }
+    }
+  }
+  return best;
 }
 
 /** A queue call that did not answer in time. */
@@ -108,7 +160,7 @@ function retryAfter(settings: QueueSettings): string {
 export async function awaitTurn(deps: TurnDeps, ns: QueueNamespace | undefined, ask: TurnAsk): Promise<void> {
   const settings = deps.settings.queue;
   if (settings.maxWaitMs === 0 || !ns) return;
-  const full = everyNodeFull(ask.nodes, ask.live, ask.sentSince, settings.inflightTarget);
+  const full = everyNodeFull(ask.nodes, ask.live, ask.loadSince, settings.inflightTarget, ask.rank, settings.headroomPercent);
   if (!full && !isCongested(ask.model)) return;
   // Requests of the model now tell its queue when they end (slotFreed).
   markCongested(ask.model, 1, settings);
@@ -149,7 +201,7 @@ export async function awaitTurn(deps: TurnDeps, ns: QueueNamespace | undefined, 
       observe("switchyard_edge_queue_wait_seconds", waitedMs / 1000, { class: ask.cls });
     }
     // Admitted just as the client left: the slot goes to the next in line.
-    if (ask.signal.aborted) slotFreed(deps, ns, ask.model);
+    if (ask.signal.aborted) slotFreed(deps, ns, ask.model, () => ask.rank);
     return;
   }
   countEvent("switchyard_edge_queue_total", { class: ask.cls, outcome: outcome.kind });
@@ -171,13 +223,16 @@ export async function awaitTurn(deps: TurnDeps, ns: QueueNamespace | undefined, 
 
 /**
  * A request of `model` ended on a node (success, failure or cancel): when the model has waiting
- * requests, its queue admits the next one (in waitUntil, with a deadline; a lost call is covered
- * by the queue's probe).
+ * requests, its queue admits the next one that `roomFor` (the worst rank the fleet has room for now,
+ * `roomForRank`; any when absent) allows, in waitUntil with a deadline; a lost call is covered by the
+ * queue's probe.
  */
-export function slotFreed(deps: Pick<TurnDeps, "waitUntil" | "settings">, ns: QueueNamespace | undefined, model: string): void {
+export function slotFreed(deps: Pick<TurnDeps, "waitUntil" | "settings">, ns: QueueNamespace | undefined, model: string, roomFor?: () => number): void {
   if (!ns || deps.settings.queue.maxWaitMs === 0 || !isCongested(model)) return;
+  const maxRank = roomFor ? roomFor() : LOWEST_PRIORITY_RANK;
+  if (maxRank < 0) return;
   deps.waitUntil(
-    withDeadline(stubOf(ns, model).release(1), SMALL_CALL_MS)
+    withDeadline(stubOf(ns, model).release(1, maxRank), SMALL_CALL_MS)
       .then((depth) => markCongested(model, depth, deps.settings.queue))
       .catch(() => undefined),
   );
@@ -185,14 +240,15 @@ export function slotFreed(deps: Pick<TurnDeps, "waitUntil" | "settings">, ns: Qu
 
 /**
  * Wraps a node's in-flight release (routing/sent.ts `trackSend`) so that the request's end also
- * frees its slot in the model's queue (`slotFreed`); the result may be called more than once.
+ * frees its slot in the model's queue (`slotFreed`, for the ranks `roomFor` says have room once
+ * this request's slot is free); the result may be called more than once.
  */
-export function endsSlot(deps: Pick<TurnDeps, "waitUntil" | "settings">, ns: QueueNamespace | undefined, model: string, release: () => void): () => void {
+export function endsSlot(deps: Pick<TurnDeps, "waitUntil" | "settings">, ns: QueueNamespace | undefined, model: string, release: () => void, roomFor?: () => number): () => void {
   let ended = false;
   return () => {
     if (ended) return;
     ended = true;
     release();
-    slotFreed(deps, ns, model);
+    slotFreed(deps, ns, model, roomFor);
   };
 }

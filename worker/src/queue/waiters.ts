@@ -40,6 +40,12 @@ export class WaitingLine {
     return depth;
   }
 
+  /** The best (lowest) rank waiting, or null when nobody waits. */
+  bestRank(): number | null {
+    if (this.ranks.size === 0) return null;
+    return Math.min(...this.ranks.keys());
+  }
+
   /** True when some request waits with a rank at or above (number at or below) `rank`. */
   hasAtOrAbove(rank: number): boolean {
     for (const r of this.ranks.keys()) if (r <= rank) return true;

@@ -31,10 +31,10 @@ import { claimTrial, recordFailure, recordSuccess } from "../routing/breaker.ts"
 import { callerLocation, REGION_HEADER } from "../routing/geo.ts";
 import { planRoute, type RouteInput, type RoutePlan } from "../routing/pick.ts";
 import { routeToLoadedAdapter } from "../routing/adapters.ts";
-import { sentSince, trackSend } from "../routing/sent.ts";
+import { loadSince, sentSince, trackSend } from "../routing/sent.ts";
 import { hasReservation, streamProgress, usageWindow } from "../routing/reservation-usage.ts";
-import { awaitTurn, endsSlot } from "../queue/turn.ts";
-import { rememberCircuit } from "../platform/hot-state.ts";
+import { awaitTurn, endsSlot, roomForRank } from "../queue/turn.ts";
+import { isolateLive, rememberCircuit } from "../platform/hot-state.ts";
 import type { NodeEntry } from "../routing/snapshot.ts";
 import { catalogueModel, keyAllows, underModelId } from "../routing/aliases.ts";
 import { captureBytes, conversationRecord, StreamCapture, type CapturedBody } from "../conversations/capture.ts";
@@ -247,7 +247,8 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
   let metered = false;
   // The edge queue (queue/, docs/edge-queue.md): with every planned node at its in-flight
   // target, the request waits here for its turn (a refusal takes the catch below, which meters it).
-  const turn = awaitTurn(deps, deps.edgeQueue, { model: model.id, nodes: candidates, live: c.get("routing").live, sentSince, rank: priority.rank, cls: priority.class, tenantId: identity.tenantId, signal: upstreamAbort.signal });
+  const live = c.get("routing").live;
+  const turn = awaitTurn(deps, deps.edgeQueue, { model: model.id, nodes: candidates, live, loadSince, rank: priority.rank, cls: priority.class, tenantId: identity.tenantId, signal: upstreamAbort.signal });
   const answer = turn.then(() => {
     forwardStarted = Date.now();
     return forwardToBackplane(
@@ -263,7 +264,8 @@ export async function serveProxy(c: Context<AppEnv>, endpoint: Endpoint, bytes: 
       deadlineMs: deps.settings.routing.deadlineMs,
       onNodeResult: (node, ok) => reportNodeResult(c, node, ok),
       // A request's end on its node also frees its slot in a congested model's edge queue.
-      track: (node) => endsSlot(deps, deps.edgeQueue, model.id, trackSend(node.id)),
+      // With class headroom on, the freed slot goes only to the classes the fleet has room for (docs/edge-queue.md).
+      track: (node) => endsSlot(deps, deps.edgeQueue, model.id, trackSend(node.id), () => roomForRank(candidates, isolateLive() ?? live, loadSince, deps.settings.queue)),
       trace: deps.trace,
       priorityRank: priority.rank,
       // Anthropic and Responses streams are tapped here (the backplane's report tap speaks the OpenAI dialect).

@@ -8,6 +8,16 @@
 const inFlight = new Map<string, Map<number, number>>();
 let nextId = 0;
 
+/**
+ * Requests that ended recently, per node, oldest first: a request sent before a heartbeat and ended
+ * after it is still in that heartbeat's count, though its slot is free (`endedSince`). Kept for
+ * END_MEMORY_MS (a routing view the isolate has not refreshed while requests waited can be that old),
+ * at most END_MEMORY_COUNT per node.
+ */
+const recentEnds = new Map<string, { sentAt: number; endedAt: number }[]>();
+const END_MEMORY_MS = 30_000;
+const END_MEMORY_COUNT = 4_096;
+
 /** Counts a request sent to `nodeId` now; call the returned function once it has finished (idempotent). */
 export function trackSend(nodeId: string, now = Date.now()): () => void {
   const id = nextId++;
@@ -18,8 +28,39 @@ export function trackSend(nodeId: string, now = Date.now()): () => void {
   }
   requests.set(id, now);
   return () => {
-    requests.delete(id);
+    if (!requests.delete(id)) return;
+    const endedAt = Date.now();
+    let ends = recentEnds.get(nodeId);
+    if (!ends) {
+      ends = [];
+      recentEnds.set(nodeId, ends);
+    }
+    ends.push({ sentAt: now, endedAt });
+    let old = 0;
+    while (old < ends.length && ((ends[old]?.endedAt ?? endedAt) < endedAt - END_MEMORY_MS || ends.length - old > END_MEMORY_COUNT)) old++;
+    if (old > 0) ends.splice(0, old);
   };
+}
+
+/** Requests to `nodeId` sent before the heartbeat of `liveAt` that have ended since: counted by it, but their slots are free. */
+export function endedSince(nodeId: string, liveAt: number): number {
+  const ends = recentEnds.get(nodeId);
+  if (!ends) return 0;
+  let n = 0;
+  for (let i = ends.length - 1; i >= 0; i--) {
+    const e = ends[i];
+    if (!e || e.endedAt <= liveAt) break;
+    if (e.sentAt <= liveAt) n++;
+  }
+  return n;
+}
+
+/**
+ * The change in `nodeId`'s load since its heartbeat of `liveAt` that this isolate knows of: its
+ * requests sent since and still running, less its requests the heartbeat counted that have ended.
+ */
+export function loadSince(nodeId: string, liveAt: number): number {
+  return sentSince(nodeId, liveAt) - endedSince(nodeId, liveAt);
 }
 
 /** Requests to `nodeId` sent after the heartbeat of `liveAt` and still in flight. */
