@@ -5,59 +5,24 @@
  * request runs, a second batch request waits at the gateway and an interactive one arriving after it
  * takes the free slot at once; the waiting batch request runs once the first ends.
  */
-import { Redis } from "ioredis";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startEdge, waitForNodes, type Edge } from "../../bench/lib/edge.ts";
-import { ROOT } from "../../bench/lib/workerd.ts";
-import { openDb, type NodeDb } from "../../dev/db.ts";
-import { LocalNode } from "../../dev/nodes.ts";
-import { PG_ADMIN_URL, REDIS_URL, uniqueSuffix } from "../support/fixtures.ts";
+import type { Edge } from "../../bench/lib/edge.ts";
+import { startEdgeWithNode, type EdgeWithNode } from "../support/edge-node.ts";
 
-const suffix = uniqueSuffix();
-const redisPrefix = `sy:e2e-headroom:${suffix}:`;
 const MODEL = "sim-llama-8b";
+let stack: EdgeWithNode;
 let edge: Edge;
-let node: LocalNode;
-let db: NodeDb;
-let redis: Redis;
 let interactiveKey: string;
 
 beforeAll(async () => {
-  edge = await startEdge({
-    pgAdminUrl: PG_ADMIN_URL,
-    redisUrl: REDIS_URL,
-    redisPrefix,
-    databaseName: `sy_e2e_headroom_${suffix}`,
-    // The probe (a waiter let through when no slot frees for this long) is pushed out of the test's way.
-    vars: { EDGE_QUEUE_MAX_WAIT_MS: "8000", EDGE_QUEUE_RECHECK_MS: "30000", QUEUE_INFLIGHT_TARGET: "2", QUEUE_CLASS_HEADROOM_PERCENT: "25" },
-  });
-  db = openDb(edge.databaseUrl);
-  redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  redis.on("error", () => {});
-  const backplaneEnv: Record<string, string> = { BACKPLANE_HEARTBEAT_INTERVAL_MS: "500" };
-  node = new LocalNode(
-    { id: "headroom-1", region: edge.regionId, simArgs: ["--max-concurrency", "2", "--inter-token-ms", "20"], backplaneEnv, simName: "sim", backplaneName: "backplane" },
-    { root: ROOT, host: "127.0.0.1", gatewayUrl: edge.url, masterSecret: edge.nodeSigningSecret, echo: false, db, redis, redisPrefix },
-  );
-  await node.startSim();
-  backplaneEnv.BACKPLANE_ENGINES = `kind=sim,id=sim-0,url=${node.simUrl},max-concurrency=2`;
-  await node.startBackplane();
-  await waitForNodes(edge, [node.id]);
-  const res = await fetch(`${edge.url}/admin/keys`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${edge.adminToken}`, "content-type": "application/json" },
-    body: JSON.stringify({ environment_id: edge.environmentId, name: "interactive", priority_class: "interactive" }),
-  });
-  expect(res.status).toBe(201);
-  interactiveKey = ((await res.json()) as { key: string }).key;
+  // The probe (a waiter let through when no slot frees for this long) is pushed out of the test's way.
+  stack = await startEdgeWithNode("headroom", { slots: 2, vars: { EDGE_QUEUE_MAX_WAIT_MS: "8000", EDGE_QUEUE_RECHECK_MS: "30000", QUEUE_INFLIGHT_TARGET: "2", QUEUE_CLASS_HEADROOM_PERCENT: "25" } });
+  ({ edge, interactiveKey } = stack);
 }, 120_000);
 
 afterAll(async () => {
-  await node?.close();
-  await db?.close();
-  redis?.disconnect();
-  await edge?.close();
+  await stack?.close();
 });
 
 const messages = [{ role: "user" as const, content: "Say something." }];
