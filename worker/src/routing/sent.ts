@@ -3,7 +3,8 @@
  * load about once a second; the requests sent after a node's last heartbeat and still running are
  * load the node has not reported yet. Without them, every request between two heartbeats would see
  * the same "least loaded" node and pile onto it. Requests sent before the heartbeat are already in
- * its numbers, and finished ones count nowhere.
+ * its numbers; those of them that have ended since are remembered too (`endedSince`), for the edge
+ * queue's count of a node's free slots (`loadSince`).
  */
 const inFlight = new Map<string, Map<number, number>>();
 let nextId = 0;
@@ -17,6 +18,7 @@ let nextId = 0;
 const recentEnds = new Map<string, { sentAt: number; endedAt: number }[]>();
 const END_MEMORY_MS = 30_000;
 const END_MEMORY_COUNT = 4_096;
+const PRUNE_EVERY = 256;
 
 /** Counts a request sent to `nodeId` now; call the returned function once it has finished (idempotent). */
 export function trackSend(nodeId: string, now = Date.now()): () => void {
@@ -36,9 +38,12 @@ export function trackSend(nodeId: string, now = Date.now()): () => void {
       recentEnds.set(nodeId, ends);
     }
     ends.push({ sentAt: now, endedAt });
-    let old = 0;
-    while (old < ends.length && ((ends[old]?.endedAt ?? endedAt) < endedAt - END_MEMORY_MS || ends.length - old > END_MEMORY_COUNT)) old++;
-    if (old > 0) ends.splice(0, old);
+    // Pruned in batches (every PRUNE_EVERY ends, or past the count), so a request's end costs O(1) on average.
+    if (ends.length % PRUNE_EVERY === 0 || ends.length > END_MEMORY_COUNT + PRUNE_EVERY) {
+      let old = 0;
+      while (old < ends.length && ((ends[old]?.endedAt ?? endedAt) < endedAt - END_MEMORY_MS || ends.length - old > END_MEMORY_COUNT)) old++;
+      if (old > 0) ends.splice(0, old);
+    }
   };
 }
 
