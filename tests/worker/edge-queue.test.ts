@@ -188,8 +188,17 @@ describe("edge queue at the gateway", () => {
     expect(loadSince(id, heartbeatAt)).toBe(0);
     after();
     expect(loadSince(id, heartbeatAt)).toBe(-1);
-    // A later heartbeat no longer counts either request.
+    // A later heartbeat no longer counts either request; asking about the earlier one again still does.
     expect(loadSince(id, Date.now() + 1)).toBe(0);
+    expect(loadSince(id, heartbeatAt)).toBe(-1);
+    // Many ends between asks about one heartbeat (each end is looked at once): the count stays exact.
+    const many = `n-many-${Date.now().toString(36)}`;
+    const sentBefore = Array.from({ length: 1_000 }, () => trackSend(many, heartbeatAt - 10));
+    for (let i = 0; i < sentBefore.length; i++) {
+      sentBefore[i]?.();
+      if (i % 97 === 0) expect(loadSince(many, heartbeatAt)).toBe(-(i + 1));
+    }
+    expect(loadSince(many, heartbeatAt)).toBe(-1_000);
     // The heartbeat said 3 in flight and one of them has ended: 2, so standard (full at 3) has room.
     const hb = { [id]: { ...live(3, 4), at: heartbeatAt } };
     expect(everyNodeFull([node(id)], hb, () => 0, 0, 3, 25)).toBe(true);

@@ -15,7 +15,19 @@ let nextId = 0;
  * END_MEMORY_MS (a routing view the isolate has not refreshed while requests waited can be that old),
  * at most END_MEMORY_COUNT per node.
  */
-const recentEnds = new Map<string, { sentAt: number; endedAt: number }[]>();
+const recentEnds = new Map<string, NodeEnds>();
+
+interface NodeEnds {
+  /** Ends in the order they happened. */
+  list: { sentAt: number; endedAt: number }[];
+  /** How many ends were pruned from the front of `list` (absolute index of its first entry). */
+  pruned: number;
+  /**
+   * The last count asked (for the heartbeat of `liveAt`), up to absolute index `upto`: requests ask
+   * about the same heartbeat until the next one, so each end is looked at once, not once per request.
+   */
+  memo: { liveAt: number; upto: number; count: number } | null;
+}
 const END_MEMORY_MS = 30_000;
 const END_MEMORY_COUNT = 4_096;
 const PRUNE_EVERY = 256;
@@ -34,15 +46,19 @@ export function trackSend(nodeId: string, now = Date.now()): () => void {
     const endedAt = Date.now();
     let ends = recentEnds.get(nodeId);
     if (!ends) {
-      ends = [];
+      ends = { list: [], pruned: 0, memo: null };
       recentEnds.set(nodeId, ends);
     }
-    ends.push({ sentAt: now, endedAt });
+    const list = ends.list;
+    list.push({ sentAt: now, endedAt });
     // Pruned in batches (every PRUNE_EVERY ends, or past the count), so a request's end costs O(1) on average.
-    if (ends.length % PRUNE_EVERY === 0 || ends.length > END_MEMORY_COUNT + PRUNE_EVERY) {
+    if (list.length % PRUNE_EVERY === 0 || list.length > END_MEMORY_COUNT + PRUNE_EVERY) {
       let old = 0;
-      while (old < ends.length && ((ends[old]?.endedAt ?? endedAt) < endedAt - END_MEMORY_MS || ends.length - old > END_MEMORY_COUNT)) old++;
-      if (old > 0) ends.splice(0, old);
+      while (old < list.length && ((list[old]?.endedAt ?? endedAt) < endedAt - END_MEMORY_MS || list.length - old > END_MEMORY_COUNT)) old++;
+      if (old > 0) {
+        list.splice(0, old);
+        ends.pruned += old;
+      }
     }
   };
 }
@@ -51,13 +67,25 @@ export function trackSend(nodeId: string, now = Date.now()): () => void {
 export function endedSince(nodeId: string, liveAt: number): number {
   const ends = recentEnds.get(nodeId);
   if (!ends) return 0;
-  let n = 0;
-  for (let i = ends.length - 1; i >= 0; i--) {
-    const e = ends[i];
-    if (!e || e.endedAt <= liveAt) break;
-    if (e.sentAt <= liveAt) n++;
+  const { list, pruned, memo } = ends;
+  const upto = pruned + list.length;
+  if (memo && memo.liveAt === liveAt && memo.upto >= pruned) {
+    for (let i = memo.upto - pruned; i < list.length; i++) {
+      const e = list[i];
+      if (e && e.sentAt <= liveAt && e.endedAt > liveAt) memo.count++;
+    }
+    memo.upto = upto;
+    return memo.count;
   }
-  return n;
+  // Ends are in time order: only the ones after the heartbeat are looked at.
+  let count = 0;
+  for (let i = list.length - 1; i >= 0; i--) {
+    const e = list[i];
+    if (!e || e.endedAt <= liveAt) break;
+    if (e.sentAt <= liveAt) count++;
+  }
+  ends.memo = { liveAt, upto, count };
+  return count;
 }
 
 /**
