@@ -148,8 +148,12 @@ describe("what the backplane gets", () => {
     });
     expect(await classOf(box.key)).toBe("interactive");
     expect(await classOf(box.key, "batch")).toBe("batch");
+    expect(await classOf(box.key, "standard")).toBe("standard");
     vi.restoreAllMocks();
-    expect(sent).toHaveLength(2);
+    expect(sent).toHaveLength(3);
+    // Standard without a reservation is the rank the backplane gives a request without the header: none is sent.
+    expect(sent[2]?.has(PRIORITY_RANK_HEADER)).toBe(false);
+    sent.pop();
 
     const key = await importSigningKey(await deriveNodeSecret(env.NODE_SIGNING_SECRET, inject("liveNodeId"), 1));
     const ranks = await Promise.all(sent.map((h) => verifyPriorityRank(key, h.get(NONCE_HEADER) ?? "", h.get(PRIORITY_RANK_HEADER))));

@@ -1,5 +1,5 @@
 import { NODE_HEADER, NONCE_HEADER, REQUEST_ID_HEADER, signRequest } from "../../../schema/contracts/signing.ts";
-import { PRIORITY_RANK_HEADER, signPriorityRank } from "../../../schema/contracts/priority.ts";
+import { DEFAULT_PRIORITY_RANK, PRIORITY_RANK_HEADER, signPriorityRank } from "../../../schema/contracts/priority.ts";
 import { STREAM_REPORT_HEADER, type StreamReportMode } from "../../../schema/contracts/stream-report.ts";
 import { nodeSigningKey } from "../nodes/keys.ts";
 import { ApiError } from "../errors.ts";
@@ -107,7 +107,8 @@ export async function forwardToBackplane(req: ForwardRequest, candidates: NodeEn
     const method = req.method ?? "POST";
     const body = req.bodyFor ? await req.bodyFor(node) : req.body;
     const signed = await signRequest(key, method, req.path, body);
-    const rank = req.priorityRank === undefined ? null : await signPriorityRank(key, signed[NONCE_HEADER], req.priorityRank);
+    // The default rank (standard, no reservation) is what the backplane gives a request without the header: no MAC needed.
+    const rank = req.priorityRank === undefined || req.priorityRank === DEFAULT_PRIORITY_RANK ? null : await signPriorityRank(key, signed[NONCE_HEADER], req.priorityRank);
     const controller = new AbortController();
     const onClientAbort = () => controller.abort();
     req.clientSignal?.addEventListener("abort", onClientAbort);
