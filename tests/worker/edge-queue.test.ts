@@ -163,6 +163,9 @@ describe("edge queue at the gateway", () => {
     expect([0, 1, 2].map((cls) => classThreshold(100, cls, 10))).toEqual([100, 90, 80]);
     expect(classThreshold(1, 2, 45)).toBe(1);
     expect(classThreshold(4, 2, 0)).toBe(4);
+    expect(settingsFrom({ ...env, QUEUE_CLASS_HEADROOM_PERCENT: "25" }).queue.headroomPercent).toBe(25);
+    expect(settingsFrom({ ...env, QUEUE_CLASS_HEADROOM_PERCENT: "" }).queue.headroomPercent).toBe(0);
+    expect(() => settingsFrom({ ...env, QUEUE_CLASS_HEADROOM_PERCENT: "50" })).toThrow(/QUEUE_CLASS_HEADROOM_PERCENT must be between 0 and 45/);
     const nodes = [node("n1")];
     const at = (inFlight: number) => ({ n1: live(inFlight, 4) });
     // Ranks: 1 interactive, 3 standard, 5 batch (priorityRank without a reservation).

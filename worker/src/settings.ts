@@ -126,6 +126,13 @@ function positiveInt(env: Env, name: VarName, fallback: number): number {
   return value;
 }
 
+/** QUEUE_CLASS_HEADROOM_PERCENT: 0 to 45 (batch, two shares below the target, keeps at least a tenth of it). */
+function headroomPercent(env: Env): number {
+  const value = positiveInt(env, "QUEUE_CLASS_HEADROOM_PERCENT", 0);
+  if (value > 45) throw new Error(`Setting QUEUE_CLASS_HEADROOM_PERCENT must be between 0 and 45 (batch counts a node full at the target less twice this share), got "${value}". Fix it in wrangler.toml [vars].`);
+  return value;
+}
+
 function nonNegativeNumber(env: Env, name: VarName, fallback: number): number {
   const raw = env[name];
   if (raw === undefined || raw === "") return fallback;
@@ -201,7 +208,7 @@ export function settingsFrom(env: Env): Settings {
       maxWaiting: Math.max(1, positiveInt(env, "EDGE_QUEUE_MAX_WAITING", 1_000)),
       inflightTarget: positiveInt(env, "QUEUE_INFLIGHT_TARGET", 0),
       recheckMs: Math.max(50, positiveInt(env, "EDGE_QUEUE_RECHECK_MS", 1_000)),
-      headroomPercent: Math.min(45, positiveInt(env, "QUEUE_CLASS_HEADROOM_PERCENT", 0)),
+      headroomPercent: headroomPercent(env),
     },
     neonWsProxy: env.NEON_WS_PROXY ? env.NEON_WS_PROXY : null,
     fedattnIdleTimeoutSeconds: Math.max(1, positiveInt(env, "FEDATTN_IDLE_TIMEOUT_SECONDS", 300)),
