@@ -13,6 +13,7 @@ import { FEDATTN_CASES, FEDATTN_QUICK_CASES, runFedattnCompute, type ComputeRow 
 import { runFedattnSync, type SyncRow } from "./fedattn-sync.ts";
 import type { TargetCheck } from "./report.ts";
 import { Teardown } from "./teardown.ts";
+import type { SectionOptions } from "./lib/section.ts";
 
 /** The section's results. */
 export interface FedattnBenchResult {
@@ -24,14 +25,8 @@ export interface FedattnBenchResult {
   errors: string[];
 }
 
-export interface FedattnBenchOptions {
-  pgAdminUrl: string;
-  redisUrl: string;
-  host: string;
-  quick: boolean;
-  teardown: Teardown;
-  log: (line: string) => void;
-}
+/** The section's options: the run's databases, host, mode, teardown and log. */
+export type FedattnBenchOptions = SectionOptions;
 
 /** Runs both halves: the gateway's first (its processes stop before the in-process timing), then in process. */
 export async function runFedattnBench(opts: FedattnBenchOptions): Promise<FedattnBenchResult> {

@@ -12,16 +12,11 @@ import { LocalNode } from "../dev/nodes.ts";
 import { startEdge, waitForNodes, type Edge } from "./lib/edge.ts";
 import { percentile } from "./stats.ts";
 import { Teardown } from "./teardown.ts";
+import type { SectionOptions } from "./lib/section.ts";
 import type { TargetCheck } from "./report.ts";
 
-export interface PriorityBenchOptions {
-  pgAdminUrl: string;
-  redisUrl: string;
-  host: string;
-  quick: boolean;
-  teardown: Teardown;
-  log: (line: string) => void;
-}
+/** The section's options: the run's databases, host, mode, teardown and log. */
+export type PriorityBenchOptions = SectionOptions;
 
 /** One tenant's outcome in the loaded run. */
 export interface TenantShare {

@@ -6,6 +6,7 @@ import { deriveNodeSecret } from "../../schema/contracts/signing.ts";
 import { auditLogs, nodeLaunches, nodes } from "../../schema/tables/index.ts";
 import type { NodeDetailJson, NodeJson } from "../../worker/src/nodes/admin-wire.ts";
 import type { LaunchJson } from "../../worker/src/provisioning/launches.ts";
+import type { SkyTask } from "../../worker/src/provisioning/task.ts";
 import { admin, expectStatus, sandbox, type ErrorBody, type List } from "./admin-helpers.ts";
 import { beat, sendHeartbeat } from "./fleet-helpers.ts";
 import { flushNow, query } from "./helpers.ts";
@@ -15,15 +16,6 @@ interface LaunchAnswer {
   object: "list";
   data: Launched[];
   message: string;
-}
-interface Task {
-  name: string;
-  workdir: string;
-  resources: { cloud: string; region: string; accelerators: string; use_spot: boolean };
-  envs: Record<string, string>;
-  secrets: Record<string, string>;
-  setup: string;
-  run: string;
 }
 
 const MODEL = "sim-llama-8b";
@@ -91,7 +83,7 @@ describe("POST /admin/nodes/launch", () => {
       expect(l).toMatchObject({ object: "node_launch", state: "pending", provider: "aws", region: "us-east-1", model: MODEL, gpu: "A10G", spot: true, reason: "manual", requested_by: "admin-token", error: null });
       expect(l.node_id).toMatch(/^sky-us-east-1-[0-9a-f]{8}$/);
       expect(l.cluster).toBe(l.node_id);
-      const task = parse(l.task_yaml) as Task;
+      const task = parse(l.task_yaml) as SkyTask;
       const secret = await deriveNodeSecret(env.NODE_SIGNING_SECRET, l.node_id, 1);
       expect(task.name).toBe(l.cluster);
       expect(task.workdir).toBe(".");
@@ -155,7 +147,7 @@ describe("POST /admin/nodes/launch", () => {
     const body = expectStatus(res, 200);
     expect(body.dry_run).toBe(true);
     expect(body.data).toHaveLength(2);
-    const task = parse(body.data[0]?.task_yaml ?? "") as Task;
+    const task = parse(body.data[0]?.task_yaml ?? "") as SkyTask;
     expect(task.resources.accelerators).toBe("A10G:1");
     expect(task.secrets.BACKPLANE_SECRET).toContain("derived from NODE_SIGNING_SECRET");
     const after = await query((db) => db.select({ id: nodeLaunches.id }).from(nodeLaunches));

@@ -15,47 +15,19 @@ import {
   usageWindow,
   type ReservationRates,
 } from "../../worker/src/routing/reservation-usage.ts";
-import type { NodeEntry, ReservationEntry, RoutingSnapshot } from "../../worker/src/routing/snapshot.ts";
+import type { ReservationEntry, RoutingSnapshot } from "../../worker/src/routing/snapshot.ts";
 import { redis } from "./helpers.ts";
+import { MODEL, routeInput, routeNode as node } from "./route-fixtures.ts";
 
 // Reserved throughput (routing/reservation-usage.ts, docs/routing.md "Reserved capacity"): the
 // measured rate per reserving tenant and model, and how routing uses it.
-
-const NOW = 1_800_000_000_000;
-const MODEL = "m";
-
-function node(id: string): NodeEntry {
-  return { id, regionId: "us-east", url: `http://${id}.test`, models: [MODEL], status: "active", secretVersion: 1, heartbeats: true };
-}
-
-function live(extra: Partial<LiveNode> = {}): LiveNode {
-  return { status: "ready", at: NOW - 500, intervalMs: 1000, models: [MODEL], inFlight: 0, capacity: 16, waiting: 0, kvCacheUsage: 0.1, running: 0, ...extra };
-}
 
 // `res-1` is reserved by ten_r at 100 tokens/s; `ord-1` is ordinary capacity.
 const RESERVATIONS: ReservationEntry[] = [{ tenantId: "ten_r", model: MODEL, tokensPerSecond: 100, nodeIds: ["res-1"] }];
 const NODES = [node("res-1"), node("ord-1")];
 
 function input(tenantId: string, rates: ReservationRates | undefined, liveOver: Record<string, Partial<LiveNode>> = {}, nodes = NODES): RouteInput {
-  const snapshot: RoutingSnapshot = { builtAt: NOW, models: {}, nodes, globalLimits: null, regions: {}, reservations: RESERVATIONS };
-  return {
-    snapshot,
-    live: Object.fromEntries(nodes.map((n) => [n.id, live(liveOver[n.id])])),
-    circuits: {},
-    model: MODEL,
-    tenantId,
-    pinnedRegion: null,
-    requestedRegion: null,
-    location: null,
-    strategy: "least-load",
-    prefixHash: null,
-    weights: { waiting: 1, running: 0.1, kvCache: 2 },
-    affinitySlack: 0.25,
-    sentSince: () => 0,
-    now: NOW,
-    random: () => 0.5,
-    ...(rates === undefined ? {} : { reservationRates: rates }),
-  };
+  return routeInput({ nodes, liveOver, reservations: RESERVATIONS, tenantId, random: () => 0.5, ...(rates === undefined ? {} : { reservationRates: rates }) });
 }
 
 const ids = (input: RouteInput) => planRoute(input).nodes.map((n) => n.id);

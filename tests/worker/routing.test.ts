@@ -6,9 +6,8 @@ import { planRoute, type RouteInput } from "../../worker/src/routing/pick.ts";
 import type { NodeEntry, RoutingSnapshot } from "../../worker/src/routing/snapshot.ts";
 import { fnv1a } from "../../worker/src/routing/strategies.ts";
 import { validateRequest } from "../../worker/src/proxy/validate.ts";
+import { MODEL, NOW, routeInput, routeNode as node } from "./route-fixtures.ts";
 
-const NOW = 1_800_000_000_000;
-const MODEL = "m";
 // Ashburn, Frankfurt, Singapore.
 const REGIONS = {
   "us-east": { latitude: 39.04, longitude: -77.49, multiplier: 1 },
@@ -18,38 +17,11 @@ const REGIONS = {
 const PARIS = { latitude: 48.86, longitude: 2.35, source: "header" as const };
 const TOKYO = { latitude: 35.68, longitude: 139.69, source: "header" as const };
 
-function node(id: string, regionId: string, extra: Partial<NodeEntry> = {}): NodeEntry {
-  return { id, regionId, url: `http://${id}.test`, models: [MODEL], status: "active", secretVersion: 1, heartbeats: true, ...extra };
-}
-
-function live(extra: Partial<LiveNode> = {}): LiveNode {
-  return { status: "ready", at: NOW - 500, intervalMs: 1000, models: [MODEL], inFlight: 0, capacity: 16, waiting: 0, kvCacheUsage: 0.1, running: 0, ...extra };
-}
-
 const NODES = [node("us-1", "us-east"), node("us-2", "us-east"), node("eu-1", "eu-west"), node("eu-2", "eu-west"), node("ap-1", "ap-southeast"), node("ap-2", "ap-southeast")];
 
 function input(all: Partial<RouteInput> & { nodes?: NodeEntry[]; liveOver?: Record<string, Partial<LiveNode>> } = {}): RouteInput {
-  const { nodes = NODES, liveOver, snapshot: partial, ...over } = all;
-  const snapshot: RoutingSnapshot = { builtAt: NOW, models: {}, nodes, globalLimits: null, regions: REGIONS, reservations: partial?.reservations ?? [] };
-  const liveMap = Object.fromEntries(nodes.map((n) => [n.id, live(liveOver?.[n.id])]));
-  return {
-    snapshot,
-    live: liveMap,
-    circuits: {},
-    model: MODEL,
-    tenantId: "ten_a",
-    pinnedRegion: null,
-    requestedRegion: null,
-    location: null,
-    strategy: "least-load",
-    prefixHash: null,
-    weights: { waiting: 1, running: 0.1, kvCache: 2 },
-    affinitySlack: 0.25,
-    sentSince: () => 0,
-    now: NOW,
-    random: Math.random,
-    ...over,
-  };
+  const { nodes = NODES, snapshot: partial, ...over } = all;
+  return routeInput({ nodes, regions: REGIONS, reservations: partial?.reservations ?? [], ...over });
 }
 
 const regionsOf = (ids: string[]) => [...new Set(ids.map((id) => id.split("-")[0]))];
